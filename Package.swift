@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Strict settings applied to every Swift target (the swift-log habit: one loop, no exceptions).
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "metering",
+    products: [
+        .library(name: "Wire", targets: ["Wire"]),
+        .library(name: "Billing", targets: ["Billing"]),
+        .executable(name: "meter-ingest", targets: ["Ingest"]),
+        .executable(name: "meterctl", targets: ["MeterCtl"]),
+        .executable(name: "meter-bench", targets: ["Benchmarks"]),
+    ],
+    targets: [
+        // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // epoll, eventfd and SO_PEERCRED, which Glibc's Swift module does not export.
+        .target(name: "CWireShims"),
+        .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
+        .target(name: "Billing", dependencies: ["Wire"]),
+        .target(name: "EventStore", dependencies: ["Wire"]),
+        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
+        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "BillingTests", dependencies: ["Billing"]),
+        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
+        .testTarget(name: "IngestTests", dependencies: ["Wire", "Ingest", "MeterCtl"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
+
+for target in package.targets where target.type != .system && target.name != "CWireShims" {
+    target.swiftSettings = (target.swiftSettings ?? []) + strictSettings
+}

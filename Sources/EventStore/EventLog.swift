@@ -1,0 +1,110 @@
+import Foundation
+public import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The partitioned, append-only event log under one directory:
+///
+/// ```
+/// <directory>/LOCK          flock'd by the one process that owns the log
+/// <directory>/log.json      {"format":1,"partitions":N}, fixed when the log is created
+/// <directory>/p000/00000000000000000000.log, ...   segments of partition 0
+/// ```
+public final class EventLog: @unchecked Sendable {
+    public let directory: String
+    public let partitions: [PartitionLog]
+    private let lockFD: Int32
+
+    /// Default size at which a partition starts a new segment.
+    public static let defaultSegmentBytes = 64 << 20
+
+    /// Opens the log in `directory`, creating it with `partitionCount` partitions when new.
+    ///
+    /// - Parameters:
+    ///   - partitionCountIsExplicit: the operator asked for `partitionCount`; a different count in
+    ///     an existing log is then an error instead of a notice.
+    ///   - visit: sees every record's partition, sequence, time and meta in order during recovery.
+    public init(
+        directory: String, partitionCount: Int, partitionCountIsExplicit: Bool = false,
+        segmentBytes: Int = EventLog.defaultSegmentBytes,
+        visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in }
+    ) throws(EventLogError) {
+        self.directory = directory
+        do {
+            try FileIO.makeDirectory(directory)
+        } catch {
+            throw EventLogError("cannot create the log directory: \(error)")
+        }
+        let lockPath = directory + "/LOCK"
+        let lockFD: Int32
+        do {
+            lockFD = try FileIO.open(lockPath, O_RDWR | O_CREAT, 0o640)
+        } catch {
+            throw EventLogError("cannot open the lock file: \(error)")
+        }
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            let owner = (try? FileIO.pread(lockFD, count: 32, at: 0, path: lockPath)).map {
+                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            } ?? "?"
+            close(lockFD)
+            throw EventLogError("the log at \(directory) is owned by another process (pid \(owner)); only one meter-ingest may own a log")
+        }
+        ftruncate(lockFD, 0)
+        _ = try? FileIO.pwriteAll(lockFD, Array("\(getpid())\n".utf8), at: 0, path: lockPath)
+        self.lockFD = lockFD
+
+        let metaPath = directory + "/log.json"
+        var count = partitionCount
+        if let data = FileManager.default.contents(atPath: metaPath) {
+            guard let json = try? JSONParser.parse(Array(data)), let stored = json["partitions"]?.intValue, stored > 0 else {
+                close(lockFD)
+                throw EventLogError("\(metaPath) is damaged: it must hold {\"format\":1,\"partitions\":N}")
+            }
+            if stored != partitionCount {
+                if partitionCountIsExplicit {
+                    close(lockFD)
+                    throw EventLogError(
+                        "METERING_PARTITIONS=\(partitionCount) but the log at \(directory) was created with \(stored) partitions; the count is fixed once the log exists")
+                }
+                Log.notice("the log has \(stored) partitions (fixed when it was created)")
+            }
+            count = stored
+        } else {
+            guard partitionCount > 0 else {
+                close(lockFD)
+                throw EventLogError("a log needs at least one partition")
+            }
+            do {
+                try FileIO.writeAtomically(Array("{\"format\":1,\"partitions\":\(partitionCount)}\n".utf8), to: metaPath)
+            } catch {
+                close(lockFD)
+                throw EventLogError("cannot write \(metaPath): \(error)")
+            }
+        }
+        var partitions: [PartitionLog] = []
+        do {
+            for partition in 0..<count {
+                let path = directory + "/" + Self.partitionDirectoryName(partition)
+                partitions.append(try PartitionLog(partition: partition, directory: path, segmentBytes: segmentBytes, visit: visit))
+            }
+        } catch {
+            close(lockFD)
+            throw error
+        }
+        self.partitions = partitions
+    }
+
+    deinit {
+        flock(lockFD, LOCK_UN)
+        close(lockFD)
+    }
+
+    static func partitionDirectoryName(_ partition: Int) -> String {
+        let digits = String(partition)
+        return "p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
+    }
+
+    /// Total bytes of all segments.
+    public var storageBytes: Int { partitions.reduce(0) { $0 + $1.storage.bytes } }
+}

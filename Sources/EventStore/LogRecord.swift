@@ -1,0 +1,144 @@
+public import Wire
+
+/// One record of the event log, as stored and as read back.
+public struct LogRecord: Sendable, Hashable {
+    public var partition: Int
+    /// Gap-free within the partition, from 0.
+    public var sequence: UInt64
+    /// The authoritative business time, assigned by ingest; never decreases within a partition.
+    public var enqueuedTime: Timestamp
+    public var meta: RecordMeta
+    /// The message as appended: compact UTF-8 JSON of its envelope.
+    public var payload: [UInt8]
+
+    public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, meta: RecordMeta, payload: [UInt8]) {
+        self.partition = partition
+        self.sequence = sequence
+        self.enqueuedTime = enqueuedTime
+        self.meta = meta
+        self.payload = payload
+    }
+
+    /// The record as the wire protocol shows it: `{"partition","sequence","enqueuedTime","event"}`,
+    /// the stored payload spliced in without re-parsing.
+    public func appendJSON(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"partition":"#.utf8)
+        out.append(contentsOf: String(partition).utf8)
+        out.append(contentsOf: #","sequence":"#.utf8)
+        out.append(contentsOf: String(sequence).utf8)
+        out.append(contentsOf: #","enqueuedTime":""#.utf8)
+        out.append(contentsOf: enqueuedTime.iso8601.utf8)
+        out.append(contentsOf: #"","event":"#.utf8)
+        out.append(contentsOf: payload)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// What recovery needs of a record without parsing its JSON: the idempotency key, and for
+/// purchases the names that fix the subscription's partition.
+public struct RecordMeta: Sendable, Hashable {
+    public var idempotencyKey: String?
+    /// Set on purchases only.
+    public var purchasedResource: ResourceName?
+
+    public init(idempotencyKey: String? = nil, purchasedResource: ResourceName? = nil) {
+        self.idempotencyKey = idempotencyKey
+        self.purchasedResource = purchasedResource
+    }
+}
+
+/// The binary record format. Pure: tested with byte arrays.
+///
+/// ```
+/// 0   u32  masked CRC-32C of bytes 4..<end
+/// 4   u32  body length B (bytes after offset 8)
+/// 8   u64  sequence
+/// 16  i64  enqueued time, µs since the epoch
+/// 24  u16  idempotency key length K
+/// 26  u16  purchased resourceId length I
+/// 28  u16  purchased resourceUri length U
+/// 30  u16  flags (bit 0: purchase)
+/// 32  K + I + U bytes of UTF-8, then the JSON payload
+/// ```
+/// All integers little-endian. The CRC covers the length too, so a damaged length is detected.
+public enum RecordCodec {
+    public static let prefixLength = 8
+    public static let fixedHeaderLength = 32
+    /// The largest body accepted when reading, so a damaged length never causes a huge allocation.
+    public static let maximumBodyLength = FrameEncoder.defaultMaximumFrameLength + (1 << 16)
+
+    /// Appends the encoded record to `out`.
+    public static func encode(sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: [UInt8], to out: inout [UInt8]) {
+        let key = Array((meta.idempotencyKey ?? "").utf8.prefix(Int(UInt16.max)))
+        let resourceId = Array((meta.purchasedResource?.resourceId ?? "").utf8.prefix(Int(UInt16.max)))
+        let resourceUri = Array((meta.purchasedResource?.resourceUri ?? "").utf8.prefix(Int(UInt16.max)))
+        let start = out.count
+        let body = 24 + key.count + resourceId.count + resourceUri.count + payload.count
+        appendInteger(UInt32(0), to: &out)
+        appendInteger(UInt32(body), to: &out)
+        appendInteger(sequence, to: &out)
+        appendInteger(UInt64(bitPattern: time.microseconds), to: &out)
+        appendInteger(UInt16(key.count), to: &out)
+        appendInteger(UInt16(resourceId.count), to: &out)
+        appendInteger(UInt16(resourceUri.count), to: &out)
+        appendInteger(UInt16(meta.purchasedResource == nil ? 0 : 1), to: &out)
+        out.append(contentsOf: key)
+        out.append(contentsOf: resourceId)
+        out.append(contentsOf: resourceUri)
+        out.append(contentsOf: payload)
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
+        let masked = CRC32C.mask(crc).littleEndian
+        withUnsafeBytes(of: masked) { bytes in
+            for index in 0..<4 { out[start + index] = bytes[index] }
+        }
+    }
+
+    static func appendInteger<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    /// The outcome of decoding at an offset.
+    public enum Decoded {
+        /// A valid record of `length` bytes.
+        case record(LogRecord, length: Int)
+        /// Fewer bytes than the record needs (a possibly torn tail).
+        case incomplete
+        /// The bytes are not a valid record: the reason says why.
+        case invalid(String)
+    }
+
+    /// Decodes the record starting at `offset` of `bytes` (which may hold more records after it).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, partition: Int) -> Decoded {
+        let available = bytes.count - offset
+        guard available >= prefixLength else { return .incomplete }
+        let storedCRC = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
+        let body = Int(bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian)
+        if storedCRC == 0 && body == 0 { return .invalid("zero bytes where a record should start") }
+        guard body >= 24, body <= maximumBodyLength else { return .invalid("record length \(body) is impossible") }
+        guard available >= prefixLength + body else { return .incomplete }
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + prefixLength + body)]))
+        guard CRC32C.mask(crc) == storedCRC else { return .invalid("checksum mismatch") }
+        let sequence = bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self).littleEndian
+        let micros = Int64(bitPattern: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self).littleEndian)
+        let keyLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt16.self).littleEndian)
+        let idLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian)
+        let uriLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian)
+        let flags = bytes.loadUnaligned(fromByteOffset: offset + 30, as: UInt16.self).littleEndian
+        let metaEnd = offset + fixedHeaderLength + keyLength + idLength + uriLength
+        guard metaEnd <= offset + prefixLength + body else { return .invalid("record header lengths exceed the record") }
+        func text(_ from: Int, _ count: Int) -> String? {
+            count == 0 ? nil : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[from..<from + count]), as: UTF8.self)
+        }
+        var meta = RecordMeta(idempotencyKey: text(offset + fixedHeaderLength, keyLength))
+        if flags & 1 != 0 {
+            meta.purchasedResource = ResourceName(
+                resourceId: text(offset + fixedHeaderLength + keyLength, idLength),
+                resourceUri: text(offset + fixedHeaderLength + keyLength + idLength, uriLength))
+        }
+        let payload = Array(UnsafeRawBufferPointer(rebasing: bytes[metaEnd..<(offset + prefixLength + body)]))
+        let record = LogRecord(
+            partition: partition, sequence: sequence, enqueuedTime: Timestamp(microseconds: micros), meta: meta,
+            payload: payload)
+        return .record(record, length: prefixLength + body)
+    }
+}

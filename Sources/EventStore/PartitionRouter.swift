@@ -1,0 +1,46 @@
+public import Wire
+
+/// Decides the partition of a message so that all of a subscription's messages land in one
+/// partition, whether the sender names it by `resourceId` or `resourceUri`.
+///
+/// A subscription's partition key is fixed by its purchase: its `resourceId` when the purchase
+/// names one (SaaS), else its `resourceUri` (managed application). Both names map to that key,
+/// so later messages naming either, or both, follow it. A name never purchased is its own key
+/// (`resourceId` first). The partition is a stable hash (FNV-1a) of the key, the same in every
+/// process and every run.
+public struct PartitionRouter: Sendable {
+    public let partitionCount: Int
+    private var keys: [String: String] = [:]
+
+    public init(partitionCount: Int) { self.partitionCount = partitionCount }
+
+    /// Learns the names of a purchase (at append and when recovering the log).
+    public mutating func learnPurchase(_ resource: ResourceName) {
+        let key = resource.resourceId ?? resource.resourceUri!
+        if let id = resource.resourceId { keys[Self.idName(id)] = key }
+        if let uri = resource.resourceUri { keys[Self.uriName(uri)] = key }
+    }
+
+    /// The partition for a message about `resource`.
+    public func partition(for resource: ResourceName) -> Int {
+        if let id = resource.resourceId, let key = keys[Self.idName(id)] { return Self.partition(of: key, count: partitionCount) }
+        if let uri = resource.resourceUri, let key = keys[Self.uriName(uri)] { return Self.partition(of: key, count: partitionCount) }
+        return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
+    }
+
+    /// The number of names known from purchases.
+    public var knownNames: Int { keys.count }
+
+    private static func idName(_ id: String) -> String { "i:" + id }
+    private static func uriName(_ uri: String) -> String { "u:" + uri }
+
+    /// FNV-1a 64 of the key's UTF-8, modulo the partition count.
+    public static func partition(of key: String, count: Int) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int(hash % UInt64(count))
+    }
+}

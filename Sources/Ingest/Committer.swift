@@ -1,0 +1,237 @@
+import EventStore
+import Foundation
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An event that passed validation, ready for the log.
+struct PreparedEvent: Sendable {
+    var type: MessageType
+    var idempotencyKey: String?
+    /// The resource that decides the partition, or nil for partition-addressed messages.
+    var resource: ResourceName?
+    var addressedPartition: Int?
+    var isPurchase: Bool
+    /// The compact JSON of the message, as stored.
+    var payload: [UInt8]
+}
+
+/// The result of one event of an `append`.
+enum AppendResult: Sendable {
+    case accepted(IdempotencyIndex.Position)
+    case duplicate(IdempotencyIndex.Position)
+    case rejected(WireError)
+
+    var json: JSONValue {
+        func position(_ status: String, _ position: IdempotencyIndex.Position) -> JSONValue {
+            .object(
+                JSONObject([
+                    "status": .string(status), "partition": .number(String(position.partition)),
+                    "sequence": .number(String(position.sequence)), "enqueuedTime": .string(position.enqueuedTime.iso8601),
+                ]))
+        }
+        switch self {
+        case .accepted(let where_): return position("accepted", where_)
+        case .duplicate(let where_): return position("duplicate", where_)
+        case .rejected(let error): return .object(JSONObject(["status": "rejected", "error": error.json]))
+        }
+    }
+}
+
+/// The single writer of the log, with group commit: it takes every job waiting, writes their
+/// records, makes them durable with one fsync per touched partition, and only then answers them.
+/// While it syncs, new jobs queue up and form the next group (LevelDB's `BuildBatchGroup`).
+final class Committer: @unchecked Sendable {
+    enum Work {
+        case events([PreparedEvent], completion: @Sendable ([AppendResult]) -> Void)
+        case ticks(reason: String, completion: @Sendable ([IdempotencyIndex.Position]) -> Void)
+    }
+
+    let log: EventLog
+    let clock: Clock
+    private let condition = NSCondition()
+    private var queue: [Work] = []
+    private var running = true
+    private var finished = false
+    private var router: PartitionRouter
+    private var idempotency: IdempotencyIndex
+    private var thread: Thread?
+    private(set) var groupsCommitted = 0
+
+    init(log: EventLog, clock: Clock, router: PartitionRouter, idempotency: IdempotencyIndex) {
+        self.log = log
+        self.clock = clock
+        self.router = router
+        self.idempotency = idempotency
+    }
+
+    /// Idempotency keys remembered (for status).
+    var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
+
+    func start() {
+        let thread = Thread { [self] in loop() }
+        thread.name = "ingest-committer"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Queues work; its completion runs on the committer thread once the records are durable.
+    func submit(_ work: Work) {
+        condition.lock()
+        if running {
+            queue.append(work)
+            condition.signal()
+            condition.unlock()
+        } else {
+            condition.unlock()
+            switch work {
+            case .events(let events, let completion):
+                completion(events.map { _ in .rejected(WireError(.unavailable, "meter-ingest is shutting down; retry")) })
+            case .ticks(_, let completion):
+                completion([])
+            }
+        }
+    }
+
+    /// Finishes the queued work and stops the thread.
+    func stop() {
+        condition.lock()
+        running = false
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && running { condition.wait() }
+            let group = queue
+            queue.removeAll()
+            let stop = !running && group.isEmpty
+            condition.unlock()
+            if stop { break }
+            commit(group)
+        }
+        condition.withLock {
+            finished = true
+            condition.broadcast()
+        }
+    }
+
+    private struct Pending {
+        var time: Timestamp?
+        var records: [(time: Timestamp, meta: RecordMeta, payload: [UInt8])] = []
+    }
+
+    private func commit(_ group: [Work]) {
+        let partitions = log.partitions
+        var pending = [Pending](repeating: Pending(), count: partitions.count)
+        let now = clock.now
+        func time(for partition: Int) -> Timestamp {
+            if let time = pending[partition].time { return time }
+            let time = max(now, partitions[partition].lastTime ?? now)
+            pending[partition].time = time
+            return time
+        }
+        func place(_ partition: Int, meta: RecordMeta, payload: [UInt8]) -> IdempotencyIndex.Position {
+            let enqueued = time(for: partition)
+            let sequence = partitions[partition].nextSequence + UInt64(pending[partition].records.count)
+            pending[partition].records.append((enqueued, meta, payload))
+            return IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: enqueued)
+        }
+
+        var answers: [() -> Void] = []
+        condition.lock()
+        for work in group {
+            switch work {
+            case .events(let events, let completion):
+                var results: [AppendResult] = []
+                results.reserveCapacity(events.count)
+                for event in events {
+                    if let key = event.idempotencyKey, let original = idempotency.lookup(key) {
+                        results.append(.duplicate(original))
+                        continue
+                    }
+                    let partition: Int
+                    if let addressed = event.addressedPartition {
+                        guard addressed < partitions.count else {
+                            results.append(
+                                .rejected(WireError(.invalidEvent, "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))")))
+                            continue
+                        }
+                        partition = addressed
+                    } else {
+                        if event.isPurchase, let resource = event.resource { router.learnPurchase(resource) }
+                        partition = router.partition(for: event.resource ?? ResourceName())
+                    }
+                    let meta = RecordMeta(idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil)
+                    let position = place(partition, meta: meta, payload: event.payload)
+                    if let key = event.idempotencyKey { idempotency.remember(key, at: position) }
+                    results.append(.accepted(position))
+                }
+                answers.append { completion(results) }
+            case .ticks(let reason, let completion):
+                var positions: [IdempotencyIndex.Position] = []
+                for partition in partitions.indices {
+                    let enqueued = time(for: partition)
+                    let payload = JSONWriter.bytes(Self.tick(partition: partition, time: enqueued, reason: reason))
+                    positions.append(place(partition, meta: RecordMeta(), payload: payload))
+                }
+                answers.append { completion(positions) }
+            }
+        }
+        condition.unlock()
+
+        do {
+            var touched: [PartitionLog] = []
+            for (index, partition) in pending.enumerated() where !pending[index].records.isEmpty {
+                _ = try partitions[index].append(partition.records)
+                touched.append(partitions[index])
+            }
+            if touched.count == 1 {
+                try touched[0].sync()
+            } else if touched.count > 1 {
+                let failures = NSLock()
+                nonisolated(unsafe) var failure: (any Error)?
+                let syncing = touched
+                DispatchQueue.concurrentPerform(iterations: syncing.count) { index in
+                    do { try syncing[index].sync() } catch { failures.withLock { failure = error } }
+                }
+                if let failure { throw failure }
+            }
+            for partition in touched { partition.publish() }
+        } catch {
+            // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
+            // acknowledged. Stop; on restart, recovery truncates any torn tail and clients retry
+            // (their idempotency keys make the retry safe).
+            Log.error("the log could not be made durable: \(error); nothing of this group was acknowledged; stopping so recovery can run")
+            for work in group {
+                switch work {
+                case .events(let events, let completion):
+                    completion(events.map { _ in .rejected(WireError(.unavailable, "the log could not be made durable; retry")) })
+                case .ticks(_, let completion):
+                    completion([])
+                }
+            }
+            exit(75)
+        }
+        condition.withLock {
+            groupsCommitted += 1
+            if let newest = pending.compactMap(\.time).max() { idempotency.expire(now: newest) }
+        }
+        for answer in answers { answer() }
+    }
+
+    /// A tick record: the reference's `Ping` message.
+    static func tick(partition: Int, time: Timestamp, reason: String) -> JSONValue {
+        [
+            "type": "Ping",
+            "value": [
+                "partitionId": .string(String(partition)), "localTime": .string(time.iso8601), "reason": .string(reason),
+                "sender": "meter-ingest",
+            ],
+        ]
+    }
+}

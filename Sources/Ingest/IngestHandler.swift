@@ -1,0 +1,278 @@
+import EventStore
+import Foundation
+import Wire
+
+/// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).
+///
+/// The client socket takes usage, purchases and deletions; the admin socket also takes the
+/// internal messages (submission outcomes, removals, pings) and, with the manual clock,
+/// `advance-clock`. Validation and JSON work happen here, on the worker threads, so the
+/// committer thread only orders, writes and syncs.
+final class IngestHandler: RequestHandler {
+    static let clientListener = "client"
+    static let adminListener = "admin"
+    static let maximumReadRecords = 10_000
+
+    let log: EventLog
+    let committer: Committer
+    let clock: Clock
+    let startedAt = Date()
+    let server: @Sendable () -> Int
+
+    init(log: EventLog, committer: Committer, clock: Clock, connectionCount: @escaping @Sendable () -> Int) {
+        self.log = log
+        self.committer = committer
+        self.clock = clock
+        self.server = connectionCount
+    }
+
+    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+        let isAdmin = connection.listener == Self.adminListener
+        switch request.op {
+        case "append":
+            append(request, on: connection, isAdmin: isAdmin, done: done)
+        case "read", "follow":
+            readOrFollow(request, on: connection, done: done)
+        case "status":
+            respond(request, on: connection, done: done) { self.status() }
+        case "advance-clock":
+            guard isAdmin else {
+                reject(request, on: connection, done: done, WireError(.forbidden, "advance-clock is an admin operation: use the admin socket"))
+                return
+            }
+            advanceClock(request, on: connection, done: done)
+        default:
+            let ops = isAdmin ? "append, read, follow, status, advance-clock" : "append, read, follow, status"
+            reject(request, on: connection, done: done, WireError(.unknownOp, "unknown op \"\(request.op)\"; this socket serves \(ops)"))
+        }
+    }
+
+    // MARK: helpers
+
+    private func respond(
+        _ request: Request, on connection: Connection, done: @Sendable () -> Void, _ body: () throws -> JSONObject
+    ) {
+        do {
+            connection.send(Response.ok(id: request.id, try body()))
+        } catch let error as WireError {
+            Log.notice("rejected \(request.op) on \(connection.listener) from \(connection.peer): \(error)")
+            connection.send(Response.error(id: request.id, error))
+        } catch {
+            connection.send(Response.error(id: request.id, WireError(.internalError, "\(error)")))
+        }
+        done()
+    }
+
+    private func reject(_ request: Request, on connection: Connection, done: @Sendable () -> Void, _ error: WireError) {
+        Log.notice("rejected \(request.op) on \(connection.listener) from \(connection.peer): \(error)")
+        connection.send(Response.error(id: request.id, error))
+        done()
+    }
+
+    // MARK: append
+
+    /// Validates one event: decoded, allowed on this socket, and stored as compact JSON.
+    static func prepare(_ json: JSONValue, isAdmin: Bool) -> Result<PreparedEvent, WireError> {
+        let message: Message
+        switch Message.decode(json) {
+        case .success(let decoded): message = decoded
+        case .failure(let error): return .failure(WireError(.invalidEvent, error.description))
+        }
+        if !isAdmin && !message.type.isClientMessage {
+            return .failure(
+                WireError(.forbidden, "\(message.type.rawValue) is an internal message: append it on the admin socket"))
+        }
+        return .success(
+            PreparedEvent(
+                type: message.type, idempotencyKey: message.id, resource: message.resource,
+                addressedPartition: message.addressedPartition, isPurchase: message.type == .subscriptionPurchased,
+                payload: JSONWriter.bytes(json)))
+    }
+
+    private func append(_ request: Request, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
+        guard let events = request["events"]?.arrayValue else {
+            reject(request, on: connection, done: done, WireError(.badRequest, "append needs \"events\": an array of messages"))
+            return
+        }
+        var results = [AppendResult?](repeating: nil, count: events.count)
+        var valid: [PreparedEvent] = []
+        var validIndexes: [Int] = []
+        valid.reserveCapacity(events.count)
+        for (index, event) in events.enumerated() {
+            switch Self.prepare(event, isAdmin: isAdmin) {
+            case .success(let prepared):
+                valid.append(prepared)
+                validIndexes.append(index)
+            case .failure(let error):
+                Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
+                results[index] = .rejected(error)
+            }
+        }
+        let requestID = request.id
+        let finish: @Sendable ([AppendResult?]) -> Void = { results in
+            let list = results.map { ($0 ?? .rejected(WireError(.internalError, "no result"))).json }
+            connection.send(Response.ok(id: requestID, JSONObject(["results": .array(list)])))
+            done()
+        }
+        if valid.isEmpty {
+            finish(results)
+            return
+        }
+        let partial = results
+        let indexes = validIndexes
+        committer.submit(
+            .events(valid) { committed in
+                var merged = partial
+                for (position, index) in indexes.enumerated() { merged[index] = committed[position] }
+                finish(merged)
+            })
+    }
+
+    // MARK: read / follow
+
+    private func readArguments(_ request: Request) throws(WireError) -> (PartitionLog, UInt64, Int) {
+        guard let partitionValue = request["partition"] else {
+            throw WireError(.badRequest, "\(request.op) needs \"partition\" (0 to \(log.partitions.count - 1))")
+        }
+        guard let partition = partitionValue.intValue else { throw WireError(.badRequest, "\"partition\" must be a whole number") }
+        guard log.partitions.indices.contains(partition) else {
+            throw WireError(.notFound, "partition \(partition) does not exist; the log has \(log.partitions.count) (0 to \(log.partitions.count - 1))")
+        }
+        var from: UInt64 = 0
+        if let fromValue = request["from"] {
+            guard let number = fromValue.intValue, number >= 0 else { throw WireError(.badRequest, "\"from\" must be a sequence number ≥ 0") }
+            from = UInt64(number)
+        }
+        var maximum = 1000
+        if let maxValue = request["max"] {
+            guard let number = maxValue.intValue, number >= 1, number <= Self.maximumReadRecords else {
+                throw WireError(.badRequest, "\"max\" must be from 1 to \(Self.maximumReadRecords)")
+            }
+            maximum = number
+        }
+        return (log.partitions[partition], from, maximum)
+    }
+
+    /// A response frame with records, spliced without re-parsing the stored JSON.
+    private static func recordsFrame(id: JSONValue?, _ records: [LogRecord], extra: String = "") -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        if let id {
+            out.append(contentsOf: #""id":"#.utf8)
+            JSONWriter.write(id, to: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: #""ok":true,"records":["#.utf8)
+        for (index, record) in records.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            record.appendJSON(to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        out.append(contentsOf: extra.utf8)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// `read` answers one frame; `follow` answers one, then streams a frame whenever new records
+    /// are durable, on a thread of its own, until the peer disconnects.
+    private func readOrFollow(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+        let arguments: (PartitionLog, UInt64, Int)
+        do {
+            arguments = try readArguments(request)
+        } catch {
+            reject(request, on: connection, done: done, error)
+            return
+        }
+        let (partition, from, maximum) = arguments
+        if request.op == "read" {
+            do {
+                let records = try partition.read(from: from, maxRecords: maximum)
+                let next = records.last.map { $0.sequence + 1 } ?? max(from, 0)
+                connection.send(Self.recordsFrame(id: request.id, records, extra: ",\"next\":\(next)"))
+            } catch {
+                Log.error("read of partition \(partition.partition) failed: \(error)")
+                connection.send(Response.error(id: request.id, WireError(.internalError, error.description)))
+            }
+            done()
+            return
+        }
+        connection.markStreaming()
+        let id = request.id
+        let thread = Thread {
+            var next = from
+            var first = true
+            while !connection.isClosed {
+                let records: [LogRecord]
+                do {
+                    records = try partition.read(from: next, maxRecords: maximum)
+                } catch {
+                    Log.error("follow of partition \(partition.partition) failed: \(error)")
+                    connection.send(Response.error(id: id, WireError(.internalError, "\(error)")))
+                    connection.close()
+                    return
+                }
+                if !records.isEmpty || first {
+                    if let last = records.last { next = last.sequence + 1 }
+                    connection.send(Self.recordsFrame(id: id, records, extra: ",\"next\":\(next)"))
+                    first = false
+                    guard connection.waitForOutputSpace() else { return }
+                }
+                if records.isEmpty { _ = partition.waitForRecords(from: next, timeout: 1) }
+            }
+        }
+        thread.name = "ingest-follow"
+        thread.stackSize = 512 << 10
+        thread.start()
+    }
+
+    // MARK: status / clock
+
+    private func status() -> JSONObject {
+        var partitions: [JSONValue] = []
+        for partition in log.partitions {
+            let next = partition.durableNextSequence
+            let storage = partition.storage
+            partitions.append([
+                "partition": .number(String(partition.partition)),
+                "nextSequence": .number(String(next)),
+                "lastSequence": next == 0 ? .null : .number(String(next - 1)),
+                "lastEnqueuedTime": partition.durableLastTime.map { .string($0.iso8601) } ?? .null,
+                "segments": .number(String(storage.segments)),
+                "bytes": .number(String(storage.bytes)),
+            ])
+        }
+        return JSONObject([
+            "partitions": .array(partitions),
+            "storeBytes": .number(String(log.storageBytes)),
+            "clock": .string(clock.mode == .manual ? "manual" : "system"),
+            "time": .string(clock.now.iso8601),
+            "idempotencyKeys": .number(String(committer.idempotencyKeyCount)),
+            "connections": .number(String(server())),
+            "uptimeSeconds": .number(String(Int(Date().timeIntervalSince(startedAt)))),
+        ])
+    }
+
+    private func advanceClock(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+        guard clock.mode == .manual else {
+            reject(request, on: connection, done: done, WireError(.forbidden, "the clock is the system clock; start meter-ingest with METERING_CLOCK=manual to move it by hand"))
+            return
+        }
+        guard let text = request["to"]?.stringValue, let target = Timestamp(iso8601: text) else {
+            reject(request, on: connection, done: done, WireError(.badRequest, "advance-clock needs \"to\": an ISO 8601 UTC time such as \"2022-01-01T00:00:00Z\""))
+            return
+        }
+        switch clock.advance(to: target) {
+        case .failure(let error):
+            reject(request, on: connection, done: done, error)
+        case .success(let time):
+            let id = request.id
+            committer.submit(
+                .ticks(reason: "clock") { positions in
+                    let ticks: [JSONValue] = positions.map {
+                        ["partition": .number(String($0.partition)), "sequence": .number(String($0.sequence))]
+                    }
+                    connection.send(Response.ok(id: id, JSONObject(["time": .string(time.iso8601), "ticks": .array(ticks)])))
+                    done()
+                })
+        }
+    }
+}

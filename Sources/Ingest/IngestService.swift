@@ -1,0 +1,165 @@
+import Dispatch
+import EventStore
+import Foundation
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts ingest and serves until SIGTERM. Not isolated to the main actor: its closures run on
+/// Dispatch queues and the committer thread.
+nonisolated func runIngest() -> Never {
+    Log.setComponent("meter-ingest")
+
+
+    var settings: Settings
+    do {
+        settings = try Settings()
+    } catch {
+        fail("\(error)", code: 64)
+    }
+    if settings.wantsHelp {
+        print(IngestConfiguration.usage)
+        exit(0)
+    }
+    let configuration: IngestConfiguration
+    do {
+        configuration = try IngestConfiguration(settings: &settings)
+    } catch {
+        fail("\(error)", code: 64)
+    }
+
+    UnixSocket.raiseOpenFileLimit()
+
+    // Recovery: open the log, rebuilding routing and idempotency from record headers.
+    let recoveryStart = Date()
+    var router = PartitionRouter(partitionCount: configuration.partitions)
+    var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
+    var newestTime: Timestamp?
+    var recordCount = 0
+    let log: EventLog
+    do {
+        log = try EventLog(
+            directory: configuration.dataDirectory + "/log", partitionCount: configuration.partitions,
+            partitionCountIsExplicit: configuration.partitionsExplicit, segmentBytes: configuration.segmentBytes
+        ) { partition, sequence, time, meta in
+            recordCount += 1
+            if let resource = meta.purchasedResource { router.learnPurchase(resource) }
+            if let key = meta.idempotencyKey {
+                idempotency.remember(key, at: IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: time))
+            }
+            if newestTime.map({ time > $0 }) ?? true { newestTime = time }
+        }
+    } catch {
+        fail("cannot open the event log: \(error)")
+    }
+    if router.partitionCount != log.partitions.count {
+        // The log's own partition count wins (it is fixed when the log is created): route by it,
+        // learning the purchases again from the headers.
+        router = PartitionRouter(partitionCount: log.partitions.count)
+        for partition in log.partitions {
+            var next: UInt64 = 0
+            while let batch = try? partition.read(from: next, maxRecords: 10_000), let last = batch.last {
+                for record in batch { if let resource = record.meta.purchasedResource { router.learnPurchase(resource) } }
+                next = last.sequence + 1
+            }
+        }
+    }
+    if let newestTime { idempotency.expire(now: newestTime) }
+    Log.info(
+        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; \(idempotency.count) idempotency keys, \(router.knownNames) purchased names")
+
+    let clock = Clock(
+        mode: configuration.clock == .manual ? .manual : .system, start: newestTime ?? Timestamp.epoch)
+    let committer = Committer(log: log, clock: clock, router: router, idempotency: idempotency)
+    committer.start()
+
+    // Sockets: from systemd when socket-activated, else bound at the configured paths.
+    var listeners: [Listener] = []
+    let inherited = Systemd.inheritedSockets()
+    if !inherited.isEmpty {
+        for socket in inherited {
+            switch socket.name {
+            case "client", "ingest", "ingest.socket": listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.clientListener))
+            case "admin", "ingest-admin", "ingest-admin.socket": listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.adminListener))
+            default: fail("systemd passed a socket named \"\(socket.name)\"; name them FileDescriptorName=client and FileDescriptorName=admin")
+            }
+        }
+        Log.info("serving \(listeners.count) sockets passed by systemd (\(listeners.map(\.name).joined(separator: ", ")))")
+    } else {
+        do {
+            for path in [configuration.clientSocket, configuration.adminSocket] {
+                let parent = (path as NSString).deletingLastPathComponent
+                try FileManager.default.createDirectory(
+                    atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+            }
+            listeners.append(Listener(descriptor: try UnixSocket.listen(path: configuration.clientSocket, mode: 0o660), name: IngestHandler.clientListener))
+            listeners.append(Listener(descriptor: try UnixSocket.listen(path: configuration.adminSocket, mode: 0o600), name: IngestHandler.adminListener))
+        } catch {
+            fail("cannot listen: \(error)")
+        }
+        Log.info("listening on \(configuration.clientSocket) (client, mode 0660) and \(configuration.adminSocket) (admin, mode 0600)")
+    }
+
+    var serverConfiguration = UnixServer.Configuration()
+    serverConfiguration.maximumFrameLength = configuration.maximumFrameBytes
+    serverConfiguration.maximumConnections = configuration.maximumConnections
+    nonisolated(unsafe) var serverReference: UnixServer?
+    let connectionCount: @Sendable () -> Int = { serverReference?.connectionCount ?? 0 }
+    let handler = IngestHandler(log: log, committer: committer, clock: clock, connectionCount: connectionCount)
+    let server: UnixServer
+    do {
+        server = try UnixServer(listeners: listeners, configuration: serverConfiguration, handler: handler)
+    } catch {
+        fail("cannot start the server: \(error)")
+    }
+    serverReference = server
+
+    // A tick on every partition at start-up, then shortly after every full hour (system clock).
+    let startTick = DispatchSemaphore(value: 0)
+    committer.submit(.ticks(reason: "starting") { _ in startTick.signal() })
+    startTick.wait()
+    server.start()
+
+    let ticker = DispatchQueue(label: "ingest-ticker")
+    @Sendable func scheduleHourlyTick() {
+        let now = Date().timeIntervalSince1970
+        let next = (floor(now / 3600) + 1) * 3600 + 1
+        ticker.asyncAfter(wallDeadline: .now() + (next - now)) {
+            committer.submit(.ticks(reason: "newhour") { _ in })
+            scheduleHourlyTick()
+        }
+    }
+    if clock.mode == .system { scheduleHourlyTick() }
+
+    let readyStatus = "serving \(log.partitions.count) partitions, clock \(configuration.clock.rawValue)"
+    Systemd.notifyReady(status: readyStatus)
+    Log.info("ready: \(readyStatus), log at \(log.directory)")
+
+    // SIGTERM / SIGINT: stop accepting, finish what is queued, release the log.
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let signalQueue = DispatchQueue(label: "ingest-signals")
+    let stopSources = [SIGTERM, SIGINT].map { signalNumber in
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
+        source.setEventHandler {
+            Log.info("received signal \(signalNumber); shutting down")
+            Systemd.notifyStopping(status: "shutting down")
+            server.stop()
+            committer.stop()
+            for partition in log.partitions { partition.wakeFollowers() }
+            Log.info("stopped cleanly")
+            exit(0)
+        }
+        source.resume()
+        return source
+    }
+    withExtendedLifetime(stopSources) { dispatchMain() }
+}
+
+/// Logs a start-up failure (also to systemd) and exits with `code` (78: configuration, 64: usage).
+nonisolated func fail(_ message: String, code: Int32 = 78) -> Never {
+    Log.error(message)
+    Systemd.notifyStatus("failed: \(message)")
+    exit(code)
+}

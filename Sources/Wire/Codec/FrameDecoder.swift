@@ -1,0 +1,130 @@
+/// Splits a byte stream into frames: a 4-byte unsigned big-endian length N, then N bytes of payload.
+///
+/// A two-state machine in the manner of SwiftNIO's `LengthFieldBasedFrameDecoder`, with two
+/// differences: a length of 0 or above `maximumFrameLength` is rejected as soon as the header is
+/// read (nothing is allocated for a hostile length), and bytes left over at end of stream are an
+/// error rather than silently dropped. It does no I/O, so it is tested with byte arrays.
+public struct FrameDecoder: Sendable {
+    /// Why the stream cannot be decoded any further.
+    public enum Failure: Error, Hashable, Sendable {
+        /// The header announced a length of zero.
+        case emptyFrame
+        /// The header announced more bytes than the configured maximum.
+        case frameTooLarge(length: UInt32, maximum: Int)
+        /// The stream ended inside a frame (`have` of `need` bytes of header or payload).
+        case truncated(have: Int, need: Int)
+    }
+
+    private enum State {
+        case waitingForHeader
+        case waitingForFrame(length: Int)
+        case failed(Failure)
+    }
+
+    /// The largest payload accepted, in bytes.
+    public let maximumFrameLength: Int
+    private var state: State = .waitingForHeader
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+
+    public init(maximumFrameLength: Int = FrameEncoder.defaultMaximumFrameLength) {
+        precondition(maximumFrameLength > 0 && maximumFrameLength <= Int(UInt32.max))
+        self.maximumFrameLength = maximumFrameLength
+    }
+
+    /// Bytes received but not yet returned as frames.
+    public var bufferedByteCount: Int { buffer.count - readIndex }
+
+    /// Adds received bytes and returns every frame they complete, in order.
+    ///
+    /// After a failure the decoder stays failed: the connection must be closed.
+    public mutating func decode(_ bytes: some Collection<UInt8>) throws(Failure) -> [[UInt8]] {
+        if case .failed(let failure) = state { throw failure }
+        buffer.append(contentsOf: bytes)
+        var frames: [[UInt8]] = []
+        while true {
+            switch state {
+            case .failed(let failure):
+                throw failure
+            case .waitingForHeader:
+                guard buffer.count - readIndex >= 4 else { compact(); return frames }
+                let length =
+                    UInt32(buffer[readIndex]) << 24 | UInt32(buffer[readIndex + 1]) << 16
+                    | UInt32(buffer[readIndex + 2]) << 8 | UInt32(buffer[readIndex + 3])
+                if length == 0 {
+                    state = .failed(.emptyFrame)
+                } else if UInt64(length) > UInt64(maximumFrameLength) {
+                    state = .failed(.frameTooLarge(length: length, maximum: maximumFrameLength))
+                } else {
+                    readIndex += 4
+                    state = .waitingForFrame(length: Int(length))
+                }
+            case .waitingForFrame(let length):
+                guard buffer.count - readIndex >= length else { compact(); return frames }
+                frames.append(Array(buffer[readIndex..<readIndex + length]))
+                readIndex += length
+                state = .waitingForHeader
+            }
+        }
+    }
+
+    /// Declares the end of the stream: leftover bytes are a truncated frame.
+    public func finish() throws(Failure) {
+        switch state {
+        case .failed(let failure):
+            throw failure
+        case .waitingForHeader:
+            let have = buffer.count - readIndex
+            if have > 0 { throw .truncated(have: have, need: 4) }
+        case .waitingForFrame(let length):
+            throw .truncated(have: buffer.count - readIndex, need: length)
+        }
+    }
+
+    private mutating func compact() {
+        if readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 16)
+            readIndex = 0
+        } else if readIndex > 1 << 16 && readIndex > buffer.count / 2 {
+            buffer.removeFirst(readIndex)
+            readIndex = 0
+        }
+    }
+}
+
+extension FrameDecoder.Failure: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .emptyFrame:
+            return "frame length 0 (a frame carries one JSON object, at least 2 bytes)"
+        case .frameTooLarge(let length, let maximum):
+            return "frame length \(length) exceeds the maximum of \(maximum) bytes"
+        case .truncated(let have, let need):
+            return "stream ended inside a frame (\(have) of \(need) bytes)"
+        }
+    }
+}
+
+/// Writes frames: the 4-byte big-endian length, then the payload.
+public enum FrameEncoder {
+    /// 16 MiB, the default maximum payload of a frame.
+    public static let defaultMaximumFrameLength = 16 << 20
+
+    /// The frame carrying `payload` (which must not be empty nor longer than `UInt32.max`).
+    public static func frame(_ payload: some Collection<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + 4)
+        append(payload, to: &out)
+        return out
+    }
+
+    /// Appends the frame carrying `payload` to `out`.
+    public static func append(_ payload: some Collection<UInt8>, to out: inout [UInt8]) {
+        let length = UInt32(payload.count)
+        out.append(UInt8(length >> 24))
+        out.append(UInt8(length >> 16 & 0xFF))
+        out.append(UInt8(length >> 8 & 0xFF))
+        out.append(UInt8(length & 0xFF))
+        out.append(contentsOf: payload)
+    }
+}

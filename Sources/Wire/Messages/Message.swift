@@ -1,0 +1,196 @@
+/// The name of a marketplace resource (a SaaS subscription or a managed application): its
+/// `resourceId`, its `resourceUri`, or both. At least one is present.
+public struct ResourceName: Hashable, Sendable, CustomStringConvertible {
+    public var resourceId: String?
+    public var resourceUri: String?
+
+    public init(resourceId: String? = nil, resourceUri: String? = nil) {
+        self.resourceId = resourceId
+        self.resourceUri = resourceUri
+    }
+
+    public var description: String {
+        switch (resourceId, resourceUri) {
+        case (let id?, let uri?): return "\(id) (\(uri))"
+        case (let id?, nil): return id
+        case (nil, let uri?): return uri
+        case (nil, nil): return "(unnamed)"
+        }
+    }
+}
+
+/// How often a subscription renews (its included quantities refill).
+public enum RenewalInterval: String, Sendable, Hashable, CaseIterable {
+    case monthly = "Monthly"
+    case annually = "Annually"
+    case twoYears = "2-years"
+    case threeYears = "3-years"
+
+    /// The interval in whole months.
+    public var months: Int {
+        switch self {
+        case .monthly: return 1
+        case .annually: return 12
+        case .twoYears: return 24
+        case .threeYears: return 36
+        }
+    }
+}
+
+/// An included quantity per billing period: a finite amount or unlimited.
+public enum IncludedQuantity: Hashable, Sendable {
+    case finite(Quantity)
+    case infinite
+}
+
+/// How a simple dimension combines the usage of one billing period (DESIGN.md §4.4).
+public enum Aggregation: String, Sendable, Hashable, CaseIterable {
+    case sum, max, last
+}
+
+/// One tier of a waterfall dimension: the marketplace dimension and its threshold.
+public struct WaterfallTier: Hashable, Sendable {
+    public var dimension: String
+    public var threshold: Quantity
+}
+
+/// How the application's internal meter maps to marketplace dimensions.
+public enum BillingDimension: Hashable, Sendable {
+    case simple(dimension: String, included: IncludedQuantity, aggregation: Aggregation)
+    case waterfall(tiers: [WaterfallTier])
+}
+
+/// A plan: its id and, per internal meter name, the billing dimension (in document order).
+public struct Plan: Hashable, Sendable {
+    public var planId: String
+    public var billingDimensions: [(meterName: String, dimension: BillingDimension)]
+
+    public static func == (lhs: Plan, rhs: Plan) -> Bool {
+        lhs.planId == rhs.planId && lhs.billingDimensions.elementsEqual(rhs.billingDimensions, by: { $0 == $1 })
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(planId)
+        for (meter, dimension) in billingDimensions {
+            hasher.combine(meter)
+            hasher.combine(dimension)
+        }
+    }
+}
+
+public struct SubscriptionPurchased: Hashable, Sendable {
+    public var resource: ResourceName
+    public var subscriptionStart: Timestamp
+    public var renewalInterval: RenewalInterval
+    public var plan: Plan
+}
+
+public struct UsageReported: Hashable, Sendable {
+    public var resource: ResourceName
+    /// The sender's clock: recorded, never used for billing.
+    public var timestamp: Timestamp
+    public var meterName: String
+    public var quantity: Quantity
+    public var properties: [String: String]
+}
+
+/// The outcome of one usage item at the marketplace, as the submitter records it.
+public struct UsageSubmittedToAPI: Hashable, Sendable {
+    public var resource: ResourceName
+    public var status: String
+    public var planId: String?
+    public var dimension: String?
+    public var effectiveStartTime: Timestamp?
+    public var quantity: Quantity?
+    /// The whole `value` object as sent, for the aggregator (accepted message, error details).
+    public var value: JSONObject
+}
+
+/// Removal of unprocessable records of one partition (the reference's three forms).
+public struct RemoveUnprocessedMessages: Hashable, Sendable {
+    public enum Selection: Hashable, Sendable {
+        case beforeIncluding(Int64)
+        case exactly(Int64)
+        case all
+    }
+    public var partition: Int
+    public var selection: Selection
+}
+
+/// A clock tick: moves a partition's time forward without traffic.
+public struct Ping: Hashable, Sendable {
+    public var partition: Int
+    public var localTime: Timestamp?
+    public var reason: String
+}
+
+/// The type of a message, as its envelope's `type`.
+public enum MessageType: String, Sendable, Hashable, CaseIterable {
+    case subscriptionPurchased = "SubscriptionPurchased"
+    case usageReported = "UsageReported"
+    case subscriptionDeleted = "SubscriptionDeleted"
+    case usageSubmittedToAPI = "UsageSubmittedToAPI"
+    case removeUnprocessedMessages = "RemoveUnprocessedMessages"
+    case ping = "Ping"
+
+    /// Client messages may be appended on the client socket; the others only on the admin socket.
+    public var isClientMessage: Bool {
+        switch self {
+        case .subscriptionPurchased, .usageReported, .subscriptionDeleted: return true
+        case .usageSubmittedToAPI, .removeUnprocessedMessages, .ping: return false
+        }
+    }
+}
+
+/// A message of the event log: the envelope `{"type": T, "value": {...}, "id"?: key}`.
+public struct Message: Hashable, Sendable {
+    public enum Body: Hashable, Sendable {
+        case subscriptionPurchased(SubscriptionPurchased)
+        case usageReported(UsageReported)
+        case subscriptionDeleted(ResourceName)
+        case usageSubmittedToAPI(UsageSubmittedToAPI)
+        case removeUnprocessedMessages(RemoveUnprocessedMessages)
+        case ping(Ping)
+    }
+
+    /// The idempotency key (an extension of the reference format), if the sender gave one.
+    public var id: String?
+    public var body: Body
+
+    public init(id: String? = nil, body: Body) {
+        self.id = id
+        self.body = body
+    }
+
+    public var type: MessageType {
+        switch body {
+        case .subscriptionPurchased: return .subscriptionPurchased
+        case .usageReported: return .usageReported
+        case .subscriptionDeleted: return .subscriptionDeleted
+        case .usageSubmittedToAPI: return .usageSubmittedToAPI
+        case .removeUnprocessedMessages: return .removeUnprocessedMessages
+        case .ping: return .ping
+        }
+    }
+
+    /// The resource the message is about, which decides its partition; nil for partition-addressed
+    /// messages (`Ping`, `RemoveUnprocessedMessages`).
+    public var resource: ResourceName? {
+        switch body {
+        case .subscriptionPurchased(let purchase): return purchase.resource
+        case .usageReported(let usage): return usage.resource
+        case .subscriptionDeleted(let resource): return resource
+        case .usageSubmittedToAPI(let outcome): return outcome.resource
+        case .removeUnprocessedMessages, .ping: return nil
+        }
+    }
+
+    /// The partition named by a partition-addressed message.
+    public var addressedPartition: Int? {
+        switch body {
+        case .removeUnprocessedMessages(let removal): return removal.partition
+        case .ping(let ping): return ping.partition
+        default: return nil
+        }
+    }
+}
