@@ -31,7 +31,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
-        .testTarget(name: "IngestTests", dependencies: ["Wire", "Ingest", "MeterCtl"]),
+        .testTarget(name: "IngestTests", dependencies: ["Wire"]),
     ],
     swiftLanguageModes: [.v6]
 )

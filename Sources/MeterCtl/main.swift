@@ -1,1 +1,5 @@
-print("x")
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(MeterCtl.run(Array(CommandLine.arguments.dropFirst())))

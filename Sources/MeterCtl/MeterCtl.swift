@@ -1,0 +1,146 @@
+import Foundation
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `meterctl`: the command line for people (DESIGN.md §6).
+enum MeterCtl {
+    static let usage = """
+        meterctl: talk to the metering stack.
+
+        Usage:
+          meterctl send purchase --resource-id ID [--resource-uri URI] --plan-file FILE | --plan-id P --dimension METER=DIM[:INCLUDED]...
+                                 [--start TIME] [--renewal Monthly|Annually|2-years|3-years] [--id KEY]
+          meterctl send usage    --resource-id ID | --resource-uri URI --meter NAME --quantity Q
+                                 [--timestamp TIME] [--property KEY=VALUE]... [--id KEY]
+          meterctl send delete   --resource-id ID | --resource-uri URI [--id KEY]
+          meterctl send --file FILE [--admin]      messages from a JSON file (one message or an array)
+          meterctl tail [--from-start] [--partition P] [--json]
+                                                   follow the log, one line per record
+          meterctl status [--json]                 partitions, sequence numbers, sizes
+          meterctl advance-clock TIME              move the manual clock (admin socket)
+
+        Common settings (flag, environment variable, default):
+          --home          METERING_HOME                 ./.metering
+          --socket        METERING_INGEST_SOCKET        $METERING_HOME/run/ingest.sock
+          --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
+        """
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        guard let command = arguments.first, command != "--help", command != "help", command != "-h" else {
+            print(usage)
+            return arguments.isEmpty ? 64 : 0
+        }
+        do {
+            switch command {
+            case "send": try Send.run(Array(arguments.dropFirst()))
+            case "tail": try Tail.run(Array(arguments.dropFirst()))
+            case "status": try StatusCommand.run(Array(arguments.dropFirst()))
+            case "advance-clock": try AdvanceClock.run(Array(arguments.dropFirst()))
+            default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
+            }
+            return 0
+        } catch let failure as Failure {
+            FileHandle.standardError.write(Data("meterctl: \(failure)\n".utf8))
+            return 1
+        } catch let failure as SettingsError {
+            FileHandle.standardError.write(Data("meterctl: \(failure)\n".utf8))
+            return 64
+        } catch {
+            FileHandle.standardError.write(Data("meterctl: \(error)\n".utf8))
+            return 1
+        }
+    }
+
+    /// Splits `--flag value` arguments, keeping repeated flags and bare words.
+    struct Arguments {
+        var values: [String: [String]] = [:]
+        var switches: Set<String> = []
+        var words: [String] = []
+        private var used: Set<String> = []
+
+        init(_ arguments: [String], switches known: Set<String>) throws {
+            var index = 0
+            while index < arguments.count {
+                let argument = arguments[index]
+                if argument.hasPrefix("--") {
+                    var name = String(argument.dropFirst(2))
+                    if let equals = name.firstIndex(of: "=") {
+                        values[String(name[..<equals]), default: []].append(String(name[name.index(after: equals)...]))
+                        name = String(name[..<equals])
+                    } else if known.contains(name) {
+                        switches.insert(name)
+                    } else {
+                        guard index + 1 < arguments.count else { throw Failure("--\(name) needs a value") }
+                        values[name, default: []].append(arguments[index + 1])
+                        index += 1
+                    }
+                } else {
+                    words.append(argument)
+                }
+                index += 1
+            }
+        }
+
+        mutating func value(_ name: String) -> String? {
+            used.insert(name)
+            return values[name]?.last
+        }
+
+        mutating func all(_ name: String) -> [String] {
+            used.insert(name)
+            return values[name] ?? []
+        }
+
+        mutating func flag(_ name: String) -> Bool {
+            used.insert(name)
+            return switches.contains(name)
+        }
+
+        /// The connection settings, resolved like the servers resolve them.
+        mutating func sockets() throws -> (client: String, admin: String) {
+            var forwarded: [String] = []
+            for name in ["home", "socket", "admin-socket"] {
+                if let value = value(name) { forwarded += ["--\(name)", value] }
+            }
+            var settings = try Settings(arguments: forwarded)
+            let home = settings.home()
+            let client = Settings.absolute(settings.string("socket", "METERING_INGEST_SOCKET", default: home + "/run/ingest.sock"))
+            let admin = Settings.absolute(
+                settings.string("admin-socket", "METERING_INGEST_ADMIN_SOCKET", default: home + "/run/ingest-admin.sock"))
+            return (client, admin)
+        }
+
+        func rejectUnused() throws {
+            let unknown = Set(values.keys).union(switches).subtracting(used).sorted()
+            if let first = unknown.first { throw Failure("unknown option --\(first); run meterctl --help") }
+        }
+    }
+
+    /// Connects, turning a missing socket into advice.
+    static func connect(_ path: String) throws -> UnixClient {
+        do {
+            return try UnixClient(path: path)
+        } catch {
+            throw Failure("cannot reach meter-ingest at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
+        }
+    }
+
+    static func call(_ client: UnixClient, _ request: Request) throws -> JSONObject {
+        do {
+            return try client.call(request)
+        } catch {
+            throw Failure("\(request.op) failed: \(error)")
+        }
+    }
+
+    static func printJSON(_ value: JSONValue) {
+        print(JSONWriter.string(value))
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Wire
+
+/// `meterctl status`: ingest's partitions as a table.
+enum StatusCommand {
+    static func run(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
+        let sockets = try arguments.sockets()
+        let json = arguments.flag("json")
+        try arguments.rejectUnused()
+        let status = try MeterCtl.call(try MeterCtl.connect(sockets.client), Request(op: "status"))
+        if json {
+            MeterCtl.printJSON(.object(status))
+            return
+        }
+        print("ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["connections"]?.intValue ?? 0) connections")
+        var rows = [["partition", "records", "last sequence", "last enqueued time", "segments", "bytes"]]
+        for partition in status["partitions"]?.arrayValue ?? [] {
+            func text(_ key: String) -> String {
+                switch partition[key] {
+                case .number(let value)?: return value
+                case .string(let value)?: return value
+                default: return "-"
+                }
+            }
+            rows.append([text("partition"), text("nextSequence"), text("lastSequence"), text("lastEnqueuedTime"), text("segments"), text("bytes")])
+        }
+        Table.print(rows)
+    }
+}
+
+/// `meterctl advance-clock TIME`: moves ingest's manual clock.
+enum AdvanceClock {
+    static func run(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: [])
+        let sockets = try arguments.sockets()
+        try arguments.rejectUnused()
+        guard let time = arguments.words.first else { throw MeterCtl.Failure("advance-clock needs a time, e.g. 2022-01-01T00:00:00Z") }
+        let response = try MeterCtl.call(
+            try MeterCtl.connect(sockets.admin), Request(op: "advance-clock", fields: JSONObject(["to": .string(time)])))
+        print("clock at \(response["time"]?.stringValue ?? time)")
+    }
+}
+
+/// Prints rows as an aligned text table (the first row is the header).
+enum Table {
+    static func print(_ rows: [[String]]) {
+        guard let header = rows.first else { return }
+        var widths = header.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+        }
+        for (number, row) in rows.enumerated() {
+            let cells = row.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }
+            Swift.print(cells.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            if number == 0 { Swift.print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+    }
+}

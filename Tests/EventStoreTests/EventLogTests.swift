@@ -1,0 +1,203 @@
+import EventStore
+import Foundation
+import Testing
+import Wire
+
+/// A fresh directory per test, removed afterwards.
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "eventstore-tests-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+func payload(_ index: Int) -> [UInt8] {
+    Array(#"{"type":"UsageReported","value":{"resourceId":"r\#(index % 7)","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":\#(index)}}"#.utf8)
+}
+
+/// Appends `count` records to partition `partition`, synced and published, `batch` at a time.
+func fill(_ log: EventLog, partition: Int = 0, count: Int, batch: Int = 100, key: (Int) -> String? = { _ in nil }) throws {
+    var written = 0
+    while written < count {
+        let size = min(batch, count - written)
+        let records = (written..<written + size).map { index in
+            (time: Timestamp(seconds: Int64(1_000 + index)), meta: RecordMeta(idempotencyKey: key(index)), payload: payload(index))
+        }
+        _ = try log.partitions[partition].append(records)
+        try log.partitions[partition].sync()
+        log.partitions[partition].publish()
+        written += size
+    }
+}
+
+@Suite("Event log")
+struct EventLogTests {
+    @Test("CRC-32C matches the standard check value and masking round-trips")
+    func crc() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.unmask(CRC32C.mask(0x1234_5678)) == 0x1234_5678)
+    }
+
+    @Test("records round-trip through the binary codec with their meta")
+    func codecRoundTrip() throws {
+        var bytes: [UInt8] = []
+        let meta = RecordMeta(idempotencyKey: "k", purchasedResource: ResourceName(resourceId: "id", resourceUri: "/uri"))
+        RecordCodec.encode(sequence: 7, time: Timestamp(seconds: 99), meta: meta, payload: payload(1), to: &bytes)
+        let decoded = bytes.withUnsafeBytes { RecordCodec.decode($0, at: 0, partition: 2) }
+        guard case .record(let record, let length) = decoded else {
+            Issue.record("not decoded: \(decoded)")
+            return
+        }
+        #expect(length == bytes.count)
+        #expect(record == LogRecord(partition: 2, sequence: 7, enqueuedTime: Timestamp(seconds: 99), meta: meta, payload: payload(1)))
+        for index in [0, 5, 12, 40, bytes.count - 1] {
+            var damaged = bytes
+            damaged[index] ^= 0x40
+            let result = damaged.withUnsafeBytes { RecordCodec.decode($0, at: 0, partition: 2) }
+            if case .record = result { Issue.record("a flipped bit at \(index) went unnoticed") }
+        }
+    }
+
+    @Test("appended records read back in order from any sequence, across segments and after reopening")
+    func appendReadReopen() throws {
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 2, segmentBytes: 64 << 10)
+            try fill(log, count: 3_000)
+            #expect(log.partitions[0].storage.segments > 1)
+            let all = try log.partitions[0].read(from: 0, maxRecords: 10_000, maxBytes: 1 << 30)
+            #expect(all.map(\.sequence) == Array(0..<3_000))
+            #expect(all[1234].payload == payload(1234))
+            let middle = try log.partitions[0].read(from: 1_777, maxRecords: 5)
+            #expect(middle.map(\.sequence) == [1_777, 1_778, 1_779, 1_780, 1_781])
+            #expect(try log.partitions[0].read(from: 3_000, maxRecords: 5).isEmpty)
+            #expect(try log.partitions[1].read(from: 0, maxRecords: 5).isEmpty)
+        }
+        var visited = 0
+        let reopened = try EventLog(directory: directory.path, partitionCount: 2) { _, _, _, _ in visited += 1 }
+        #expect(visited == 3_000)
+        #expect(reopened.partitions[0].durableNextSequence == 3_000)
+        #expect(reopened.partitions[0].lastTime == Timestamp(seconds: 3_999))
+        try fill(reopened, count: 10)
+        #expect(try reopened.partitions[0].read(from: 2_999, maxRecords: 3).map(\.sequence) == [2_999, 3_000, 3_001])
+    }
+
+    @Test("only one process may own a log")
+    func lockIsExclusive() throws {
+        let directory = TemporaryDirectory()
+        let first = try EventLog(directory: directory.path, partitionCount: 1)
+        #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
+        _ = first
+    }
+
+    @Test("an explicit partition count that contradicts the log is refused, a default one is not")
+    func partitionCountIsFixed() throws {
+        let directory = TemporaryDirectory()
+        _ = try EventLog(directory: directory.path, partitionCount: 3)
+        let error = #expect(throws: EventLogError.self) {
+            try EventLog(directory: directory.path, partitionCount: 5, partitionCountIsExplicit: true)
+        }
+        #expect(error?.message.contains("created with 3 partitions") == true)
+        #expect(try EventLog(directory: directory.path, partitionCount: 4).partitions.count == 3)
+    }
+
+    static func segmentPath(_ directory: String) throws -> String {
+        let partition = directory + "/p000"
+        let names = try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".log") }.sorted()
+        return partition + "/" + names.last!
+    }
+
+    @Test("a torn tail is truncated on recovery and its bytes are kept aside", arguments: [1, 9, 40, 77])
+    func tornTail(cut: Int) throws {
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 1)
+            try fill(log, count: 50)
+        }
+        let path = try Self.segmentPath(directory.path)
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        let size = try handle.seekToEnd()
+        // Simulate a crash mid-write: the last record loses `cut` bytes, plus a zero-filled remnant.
+        try handle.truncate(atOffset: size - UInt64(cut))
+        try handle.seekToEnd()
+        handle.write(Data(repeating: 0, count: 13))
+        try handle.close()
+        let log = try EventLog(directory: directory.path, partitionCount: 1)
+        #expect(log.partitions[0].durableNextSequence == 49)
+        let aside = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/p000").filter { $0.contains(".torn-") }
+        #expect(aside.count == 1)
+        try fill(log, count: 1)
+        #expect(try log.partitions[0].read(from: 48, maxRecords: 5).map(\.sequence) == [48, 49])
+    }
+
+    @Test("corruption before the tail refuses to start with a message naming the file and offset")
+    func corruptionInTheMiddle() throws {
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 1)
+            try fill(log, count: 50)
+        }
+        let path = try Self.segmentPath(directory.path)
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let error = #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
+        #expect(error?.message.contains(path) == true)
+        #expect(error?.message.contains("not a torn write") == true)
+    }
+
+    @Test("a missing segment in the middle is refused")
+    func missingSegment() throws {
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 1, segmentBytes: 64 << 10)
+            try fill(log, count: 2_000)
+        }
+        let partition = directory.path + "/p000"
+        let names = try FileManager.default.contentsOfDirectory(atPath: partition).sorted()
+        #expect(names.count >= 3)
+        try FileManager.default.removeItem(atPath: partition + "/" + names[1])
+        #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
+    }
+}
+
+@Suite("Partition routing and idempotency")
+struct RoutingTests {
+    @Test("a subscription's messages land in one partition whichever name they use, once a purchase named both")
+    func routesByEitherName() {
+        var router = PartitionRouter(partitionCount: 16)
+        let both = ResourceName(resourceId: "8151a707", resourceUri: "/subscriptions/x/resources/app")
+        router.learnPurchase(both)
+        let expected = router.partition(for: both)
+        #expect(router.partition(for: ResourceName(resourceId: "8151a707")) == expected)
+        #expect(router.partition(for: ResourceName(resourceUri: "/subscriptions/x/resources/app")) == expected)
+        let managedApp = ResourceName(resourceUri: "/subscriptions/y/resources/managed")
+        router.learnPurchase(managedApp)
+        let managedPartition = router.partition(for: managedApp)
+        #expect(router.partition(for: ResourceName(resourceId: "later-id", resourceUri: managedApp.resourceUri)) == managedPartition)
+    }
+
+    @Test("the partition hash is stable across runs and spreads keys")
+    func stableHash() {
+        #expect(PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4) == PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4))
+        let used = Set((0..<1000).map { PartitionRouter.partition(of: "sub-\($0)", count: 8) })
+        #expect(used.count == 8)
+    }
+
+    @Test("idempotency keys are remembered for the retention window of log time, then forgotten")
+    func idempotencyWindow() {
+        var index = IdempotencyIndex(retentionDays: 7)
+        let day = Timestamp.microsecondsPerDay
+        index.remember("a", at: .init(partition: 0, sequence: 1, enqueuedTime: Timestamp(microseconds: 0)))
+        index.remember("b", at: .init(partition: 1, sequence: 1, enqueuedTime: Timestamp(microseconds: 3 * day)))
+        index.remember("a", at: .init(partition: 2, sequence: 9, enqueuedTime: Timestamp(microseconds: 3 * day)))
+        #expect(index.lookup("a")?.partition == 0)
+        index.expire(now: Timestamp(microseconds: 7 * day))
+        #expect(index.lookup("a") != nil)
+        index.expire(now: Timestamp(microseconds: 7 * day + 1))
+        #expect(index.lookup("a") == nil)
+        #expect(index.lookup("b") != nil)
+    }
+}

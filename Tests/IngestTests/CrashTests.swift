@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("meter-ingest crash safety", .serialized)
+struct CrashTests {
+    /// What a writer thread saw acknowledged: its idempotency key → (partition, sequence).
+    final class Acks: @unchecked Sendable {
+        let lock = NSLock()
+        var positions: [String: (Int, Int)] = [:]
+        var order: [[String]] = []
+        func record(writer: Int, key: String, partition: Int, sequence: Int) {
+            lock.withLock {
+                positions[key] = (partition, sequence)
+                order[writer].append(key)
+            }
+        }
+    }
+
+    @Test("SIGKILL during concurrent appends loses no acknowledged event and leaves no gap or duplicate")
+    func killDuringConcurrentAppends() throws {
+        let home = StackHome()
+        var ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "4"])
+        let writers = 8
+        let acks = Acks()
+        acks.order = Array(repeating: [], count: writers)
+        let stop = NSLock()
+        nonisolated(unsafe) var stopping = false
+        let group = DispatchGroup()
+        let socket = home.clientSocket
+        for writer in 0..<writers {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let client = try? UnixClient(path: socket) else { return }
+                var counter = 0
+                while !stop.withLock({ stopping }) {
+                    // Mostly one event per request, sometimes a batch.
+                    let size = counter % 10 == 0 ? 20 : 1
+                    let events = (0..<size).map { offset in
+                        usage("sub-\(writer)-\((counter + offset) % 13)", "1", id: "w\(writer)-\(counter + offset)")
+                    }
+                    guard let response = try? client.call(appendRequest(events)) else { return }
+                    for (offset, result) in (response["results"]?.arrayValue ?? []).enumerated() {
+                        if result["status"] == "accepted", let partition = result["partition"]?.intValue,
+                            let sequence = result["sequence"]?.intValue
+                        {
+                            acks.record(writer: writer, key: "w\(writer)-\(counter + offset)", partition: partition, sequence: sequence)
+                        }
+                    }
+                    counter += size
+                }
+            }.start()
+        }
+        usleep(1_500_000)
+        ingest.kill(SIGKILL)
+        stop.withLock { stopping = true }
+        group.wait()
+        let acknowledged = acks.lock.withLock { acks.positions }
+        #expect(acknowledged.count > 100, "too few appends to test anything: \(acknowledged.count)")
+
+        ingest = try IngestProcess(home: home)
+        let records = try readAll(ingest.client(), partitions: 4)
+        var seen: [String: (Int, Int)] = [:]
+        var duplicates = 0
+        for partition in 0..<4 {
+            let sequences = records.filter { $0["partition"]?.intValue == partition }.compactMap { $0["sequence"]?.intValue }
+            #expect(sequences == Array(0..<sequences.count), "gap or disorder in partition \(partition)")
+        }
+        for record in records {
+            guard let key = record["event"]?["id"]?.stringValue else { continue }
+            if seen[key] != nil { duplicates += 1 }
+            seen[key] = (record["partition"]?.intValue ?? -1, record["sequence"]?.intValue ?? -1)
+        }
+        #expect(duplicates == 0)
+        var lost = 0
+        for (key, position) in acknowledged {
+            guard let found = seen[key] else {
+                lost += 1
+                continue
+            }
+            #expect(found == position, "\(key) moved")
+        }
+        #expect(lost == 0, "\(lost) acknowledged events lost")
+        // Each writer's acknowledged events keep their order within a partition.
+        for keys in acks.order {
+            var last: [Int: Int] = [:]
+            for key in keys {
+                guard let (partition, sequence) = acknowledged[key] else { continue }
+                #expect(sequence > last[partition, default: -1])
+                last[partition] = sequence
+            }
+        }
+    }
+}
