@@ -64,8 +64,10 @@ public struct RecordMeta: Sendable, Hashable {
 public enum RecordCodec {
     public static let prefixLength = 8
     public static let fixedHeaderLength = 32
+    /// The largest payload ingest may be configured to accept (`METERING_MAX_FRAME_BYTES`).
+    public static let maximumPayloadLength = 256 << 20
     /// The largest body accepted when reading, so a damaged length never causes a huge allocation.
-    public static let maximumBodyLength = FrameEncoder.defaultMaximumFrameLength + (1 << 16)
+    public static let maximumBodyLength = maximumPayloadLength + 3 * (1 << 16) + 32
 
     /// Appends the encoded record to `out`.
     public static func encode(sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: [UInt8], to out: inout [UInt8]) {

@@ -155,7 +155,12 @@ final class Committer: @unchecked Sendable {
                         continue
                     }
                     let partition: Int
-                    if let addressed = event.addressedPartition {
+                    if var addressed = event.addressedPartition {
+                        if event.type == .ping && addressed >= partitions.count {
+                            // A tick from a deployment with more partitions (the reference's samples
+                            // name partition 7): it only moves time, so any partition may carry it.
+                            addressed %= partitions.count
+                        }
                         guard addressed < partitions.count else {
                             results.append(
                                 .rejected(WireError(.invalidEvent, "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))")))

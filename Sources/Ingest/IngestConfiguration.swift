@@ -1,3 +1,4 @@
+import EventStore
 import Wire
 
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
@@ -47,7 +48,7 @@ struct IngestConfiguration {
         clock = try settings.choice("clock", "METERING_CLOCK", default: ClockMode.system)
         maximumFrameBytes = try settings.integer(
             "max-frame-bytes", "METERING_MAX_FRAME_BYTES", default: FrameEncoder.defaultMaximumFrameLength,
-            range: 1024...(256 << 20))
+            range: 1024...RecordCodec.maximumPayloadLength)
         segmentBytes = try settings.integer("segment-bytes", "METERING_SEGMENT_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 30))
         idempotencyDays = try settings.integer("idempotency-days", "METERING_IDEMPOTENCY_DAYS", default: 7, range: 1...3650)
         maximumConnections = try settings.integer(

@@ -65,6 +65,10 @@ struct BadInputTests {
             let client = try ingest.client()
             try client.sendRaw([0, 0, 1, 0] + Array(#"{"op":"sta"#.utf8))
         }
+        let halfClosed = try ingest.client()
+        try halfClosed.sendRaw([0, 0, 1, 0] + Array(#"{"op":"sta"#.utf8))
+        halfClosed.shutdownWrite()
+        try Self.expectErrorThenClose(halfClosed, code: "bad_frame")
         let empty = try ingest.client()
         try empty.sendRaw([0, 0, 0, 0])
         try Self.expectErrorThenClose(empty, code: "bad_frame")

@@ -26,7 +26,8 @@ struct IngestServerTests {
     @Test("every sample message is accepted over the sockets and reads back with the same meaning")
     func samplesRoundTrip() throws {
         let home = StackHome()
-        let ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "8"])
+        // The default 4 partitions: the samples' Ping for partition 7 is carried by partition 3.
+        let ingest = try IngestProcess(home: home)
         let messages = try Self.sampleMessages()
         #expect(messages.count >= 20)
         let client = try ingest.client()
@@ -40,7 +41,7 @@ struct IngestServerTests {
             #expect(result["status"] == "accepted", "\(type): \(JSONWriter.string(result))")
             placed.append((message, try #require(result["partition"]?.intValue), try #require(result["sequence"]?.intValue)))
         }
-        let records = try readAll(client, partitions: 8)
+        let records = try readAll(client, partitions: 4)
         for (message, partition, sequence) in placed {
             let record = try #require(records.first { $0["partition"]?.intValue == partition && $0["sequence"]?.intValue == sequence })
             #expect(record["event"]?.isEquivalent(to: message) == true, "\(JSONWriter.string(message))")

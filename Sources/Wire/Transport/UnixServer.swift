@@ -327,6 +327,11 @@ public final class Connection: @unchecked Sendable {
     }
 
     private func endOfInput(_ failure: WireError?) {
+        if let failure, !condition.withLock({ streaming }) {
+            // A half-closed peer can still read why its last frame was dropped.
+            enqueue([.protocolError(failure)], stopReading: true)
+            return
+        }
         condition.lock()
         readEOF = true
         let handlers: [@Sendable () -> Void]
@@ -338,7 +343,6 @@ public final class Connection: @unchecked Sendable {
         }
         condition.unlock()
         for handler in handlers { handler() }
-        _ = failure
     }
 
     private func enqueue(_ items: [Item], stopReading: Bool = false) {
