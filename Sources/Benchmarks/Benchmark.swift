@@ -1,0 +1,288 @@
+import Foundation
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `meter-bench`: measures what DESIGN.md §7 asks of ingest and prints a table, with how it was
+/// measured. Not a test: figures depend on the machine.
+enum Benchmark {
+    static let usage = """
+        meter-bench: durable-ingest benchmark.
+
+          meter-bench [--seconds N] [--home DIR] [--only NAME]
+
+        Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
+        directory under /tmp), measures each case for N seconds (default 5), and prints a table.
+        Cases: decode, batch-1000, batch-1000-pipelined, single-1, single-16.
+        """
+
+    static func main(_ arguments: [String]) -> Int32 {
+        var seconds = 5.0
+        var home: String?
+        var only: String?
+        var index = 0
+        while index < arguments.count {
+            switch arguments[index] {
+            case "--seconds":
+                guard index + 1 < arguments.count, let value = Double(arguments[index + 1]), value > 0 else {
+                    FileHandle.standardError.write(Data("meter-bench: --seconds takes a positive number\n".utf8))
+                    return 64
+                }
+                seconds = value
+                index += 2
+            case "--home":
+                guard index + 1 < arguments.count else { return 64 }
+                home = arguments[index + 1]
+                index += 2
+            case "--only":
+                guard index + 1 < arguments.count else { return 64 }
+                only = arguments[index + 1]
+                index += 2
+            case "--help":
+                print(usage)
+                return 0
+            default:
+                FileHandle.standardError.write(Data("meter-bench: unknown argument \(arguments[index])\n\(usage)\n".utf8))
+                return 64
+            }
+        }
+        UnixSocket.ignoreSIGPIPE()
+        var rows: [Row] = []
+        func wanted(_ name: String) -> Bool { only == nil || only == name }
+        if wanted("decode") { rows.append(decodeBenchmark(seconds: seconds)) }
+        let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16"].filter(wanted)
+        if !ingestCases.isEmpty {
+            let directory = home ?? "/tmp/meter-bench-\(getpid())"
+            do {
+                let server = try IngestServer(home: directory)
+                defer { server.stop(removing: home == nil) }
+                for name in ingestCases {
+                    progress("running \(name) for \(seconds) s")
+                    switch name {
+                    case "batch-1000": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, seconds: seconds))
+                    case "batch-1000-pipelined": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, seconds: seconds))
+                    case "single-1": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, seconds: seconds))
+                    default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, seconds: seconds))
+                    }
+                }
+            } catch {
+                FileHandle.standardError.write(Data("meter-bench: \(error)\n".utf8))
+                return 1
+            }
+        }
+        report(rows, seconds: seconds, arguments: arguments)
+        return 0
+    }
+
+    struct Row {
+        var name: String
+        var description: String
+        var events: Int
+        var elapsed: Double
+        var latencies: [Double]  // seconds per request
+        var perSecond: Double { Double(events) / elapsed }
+    }
+
+    static func progress(_ text: String) {
+        FileHandle.standardError.write(Data("meter-bench: \(text)\n".utf8))
+    }
+
+    // MARK: decode
+
+    static func sampleEvent(_ index: Int, client: Int = 0) -> [UInt8] {
+        Array(
+            #"{"type":"UsageReported","id":"c\#(client)-e\#(index)","value":{"resourceId":"fdc778a6-1281-40e4-cade-\#(String(100_000_000_000 + index % 10_000))","timestamp":"2022-09-19T13:26:22Z","meterName":"cpu","quantity":1.5,"properties":{"campaign":"spring"}}}"#
+                .utf8)
+    }
+
+    /// The work ingest does per event before the log: parse, validate, re-encode.
+    static func decodeBenchmark(seconds: Double) -> Row {
+        progress("running decode for \(seconds) s")
+        let request = Array(#"{"op":"append","events":["#.utf8) + (0..<1000).map { sampleEvent($0) }.joined(separator: Array(",".utf8)) + Array("]}".utf8)
+        var events = 0
+        var checksum = 0
+        let start = Date()
+        var latencies: [Double] = []
+        while Date().timeIntervalSince(start) < seconds {
+            let begin = Date()
+            guard case .success(let parsed) = Request.decode(request) else { fatalError("sample request does not decode") }
+            for event in parsed["events"]?.arrayValue ?? [] {
+                if case .success = Message.decode(event) { checksum &+= JSONWriter.bytes(event).count }
+                events += 1
+            }
+            latencies.append(Date().timeIntervalSince(begin))
+        }
+        precondition(checksum > 0)
+        return Row(
+            name: "decode", description: "parse + validate + re-encode, 1 thread, no I/O (1,000-event requests)", events: events,
+            elapsed: Date().timeIntervalSince(start), latencies: latencies)
+    }
+
+    // MARK: durable ingest
+
+    final class IngestServer {
+        let home: String
+        let process = Process()
+
+        init(home: String) throws {
+            self.home = home
+            let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+                .appendingPathComponent("meter-ingest").path
+            guard FileManager.default.isExecutableFile(atPath: binary) else {
+                throw Failure("meter-ingest not found beside meter-bench (\(binary)); build with: swift build -c release")
+            }
+            try? FileManager.default.removeItem(atPath: home)
+            process.executableURL = URL(fileURLWithPath: binary)
+            var environment = ProcessInfo.processInfo.environment
+            environment["METERING_HOME"] = home
+            environment["METERING_CLOCK"] = "manual"
+            environment["METERING_LOG_LEVEL"] = "warning"
+            environment.removeValue(forKey: "NOTIFY_SOCKET")
+            process.environment = environment
+            try process.run()
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if let client = try? UnixClient(path: socket), (try? client.call("status")) != nil { return }
+                usleep(20_000)
+            }
+            throw Failure("meter-ingest did not start")
+        }
+
+        var socket: String { home + "/run/ingest.sock" }
+
+        func stop(removing: Bool) {
+            process.terminate()
+            process.waitUntilExit()
+            if removing { try? FileManager.default.removeItem(atPath: home) }
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    final class Results: @unchecked Sendable {
+        let lock = NSLock()
+        var events = 0
+        var latencies: [Double] = []
+        var failures: [String] = []
+    }
+
+    /// `clients` connections, each sending append requests of `batch` events with up to `depth`
+    /// outstanding, for `seconds`. Every event carries a unique idempotency key; every request is
+    /// acknowledged only after fsync.
+    static func ingestBenchmark(name: String, server: IngestServer, clients: Int, batch: Int, depth: Int, seconds: Double) throws -> Row {
+        let results = Results()
+        let group = DispatchGroup()
+        let socket = server.socket
+        let start = Date()
+        let deadline = start.addingTimeInterval(seconds)
+        let run = name
+        for client in 0..<clients {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                do {
+                    let connection = try UnixClient(path: socket)
+                    var counter = 0
+                    var sent: [Date] = []
+                    var latencies: [Double] = []
+                    var acknowledged = 0
+                    latencies.reserveCapacity(100_000)
+                    func request() -> [UInt8] {
+                        var body = Array(#"{"op":"append","events":["#.utf8)
+                        for offset in 0..<batch {
+                            if offset > 0 { body.append(UInt8(ascii: ",")) }
+                            body += sampleEvent(counter + offset, client: client).map { $0 }
+                        }
+                        body += Array("]}".utf8)
+                        counter += batch
+                        // Unique keys per run, so a rerun on the same home is not all duplicates.
+                        return FrameEncoder.frame(body)
+                    }
+                    _ = run
+                    while Date() < deadline || !sent.isEmpty {
+                        while sent.count < depth && Date() < deadline {
+                            let frame = request()
+                            sent.append(Date())
+                            try connection.sendRaw(frame)
+                        }
+                        guard !sent.isEmpty else { break }
+                        let payload = try connection.receiveFrame()
+                        let began = sent.removeFirst()
+                        latencies.append(Date().timeIntervalSince(began))
+                        guard payload.count >= 10, String(decoding: payload.prefix(12), as: UTF8.self).contains("\"ok\":true") else {
+                            throw Failure("append failed: \(String(decoding: payload.prefix(300), as: UTF8.self))")
+                        }
+                        acknowledged += batch
+                    }
+                    results.lock.withLock {
+                        results.events += acknowledged
+                        results.latencies += latencies
+                    }
+                } catch {
+                    results.lock.withLock { results.failures.append("\(error)") }
+                }
+            }.start()
+        }
+        group.wait()
+        let elapsed = Date().timeIntervalSince(start)
+        if let failure = results.failures.first { throw Failure("\(name): \(failure)") }
+        let description: String
+        switch (clients, batch, depth) {
+        case (1, 1000, 1): description = "1 client, 1,000 events per request, waits for each ack"
+        case (1, 1000, _): description = "1 client, 1,000 events per request, \(depth) requests in flight"
+        case (1, 1, _): description = "1 client, 1 event per request"
+        default: description = "\(clients) concurrent clients, 1 event per request (group commit)"
+        }
+        return Row(name: name, description: description, events: results.events, elapsed: elapsed, latencies: results.latencies)
+    }
+
+    // MARK: report
+
+    static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
+    }
+
+    static func format(_ value: Double) -> String {
+        let rounded = Int(value.rounded())
+        var digits = String(rounded)
+        var index = digits.count - 3
+        while index > 0 {
+            digits.insert(",", at: digits.index(digits.startIndex, offsetBy: index))
+            index -= 3
+        }
+        return digits
+    }
+
+    static func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1000) }
+
+    static func report(_ rows: [Row], seconds: Double, arguments: [String]) {
+        var uname = utsname()
+        Glibc.uname(&uname)
+        let kernel = withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        print("meter-bench — durable ingest (DESIGN.md §7)")
+        print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")
+        print("method: a fresh meter-ingest (4 partitions, manual clock); every append is acknowledged only after fdatasync;")
+        print("        each event carries a unique idempotency key; client and server share the machine's cores.")
+        print("")
+        var table = [["case", "events/s", "events", "requests", "p50 ack", "p99 ack", "what"]]
+        for row in rows {
+            let sorted = row.latencies.sorted()
+            table.append([
+                row.name, format(row.perSecond), format(Double(row.events)), format(Double(row.latencies.count)),
+                milliseconds(percentile(sorted, 0.5)), milliseconds(percentile(sorted, 0.99)), row.description,
+            ])
+        }
+        var widths = table[0].map(\.count)
+        for line in table { for (index, cell) in line.enumerated() { widths[index] = max(widths[index], cell.count) } }
+        for (number, line) in table.enumerated() {
+            print(line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            if number == 0 { print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+    }
+}
