@@ -1,7 +1,8 @@
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `meter-bench`: measures what DESIGN.md §7 asks of ingest and prints a table, with how it was
@@ -60,9 +61,12 @@ enum Benchmark {
                 for name in ingestCases {
                     progress("running \(name) for \(seconds) s")
                     switch name {
-                    case "batch-1000": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, seconds: seconds))
-                    case "batch-1000-pipelined": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, seconds: seconds))
-                    case "single-1": rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, seconds: seconds))
+                    case "batch-1000":
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, seconds: seconds))
+                    case "batch-1000-pipelined":
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, seconds: seconds))
+                    case "single-1":
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, seconds: seconds))
                     default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, seconds: seconds))
                     }
                 }
@@ -99,7 +103,9 @@ enum Benchmark {
     /// The work ingest does per event before the log: parse, validate, re-encode.
     static func decodeBenchmark(seconds: Double) -> Row {
         progress("running decode for \(seconds) s")
-        let request = Array(#"{"op":"append","events":["#.utf8) + (0..<1000).map { sampleEvent($0) }.joined(separator: Array(",".utf8)) + Array("]}".utf8)
+        let request =
+            Array(#"{"op":"append","events":["#.utf8) + (0..<1000).map { sampleEvent($0) }.joined(separator: Array(",".utf8))
+            + Array("]}".utf8)
         var events = 0
         var checksum = 0
         let start = Date()
@@ -266,7 +272,8 @@ enum Benchmark {
         let kernel = withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         print("meter-bench — durable ingest (DESIGN.md §7)")
         print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
-        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")
+        print(
+            "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")
         print("method: a fresh meter-ingest (4 partitions, manual clock); every append is acknowledged only after fdatasync;")
         print("        each event carries a unique idempotency key; client and server share the machine's cores.")
         print("")

@@ -1,7 +1,8 @@
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 exit(Benchmark.main(Array(CommandLine.arguments.dropFirst())))

@@ -1,7 +1,8 @@
 import Foundation
 public import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The partitioned, append-only event log under one directory:
@@ -44,9 +45,10 @@ public final class EventLog: @unchecked Sendable {
             throw EventLogError("cannot open the lock file: \(error)")
         }
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
-            let owner = (try? FileIO.pread(lockFD, count: 32, at: 0, path: lockPath)).map {
-                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            } ?? "?"
+            let owner =
+                (try? FileIO.pread(lockFD, count: 32, at: 0, path: lockPath)).map {
+                    String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                } ?? "?"
             close(lockFD)
             throw EventLogError("the log at \(directory) is owned by another process (pid \(owner)); only one meter-ingest may own a log")
         }
@@ -65,7 +67,8 @@ public final class EventLog: @unchecked Sendable {
                 if partitionCountIsExplicit {
                     close(lockFD)
                     throw EventLogError(
-                        "METERING_PARTITIONS=\(partitionCount) but the log at \(directory) was created with \(stored) partitions; the count is fixed once the log exists")
+                        "METERING_PARTITIONS=\(partitionCount) but the log at \(directory) was created with \(stored) partitions; the count is fixed once the log exists"
+                    )
                 }
                 Log.notice("the log has \(stored) partitions (fixed when it was created)")
             }

@@ -1,7 +1,8 @@
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Thin, typed wrappers over the file system calls the log uses: EINTR retried, partial writes

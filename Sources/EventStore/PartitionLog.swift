@@ -1,7 +1,8 @@
 import Foundation
 public import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why the log cannot be opened or written, in words an operator can act on.
@@ -83,7 +84,8 @@ public final class PartitionLog: @unchecked Sendable {
         let expectedBase = segments.last?.nextSequence ?? base
         guard base == expectedBase else {
             throw EventLogError(
-                "partition \(partition): segment \(path) starts at sequence \(base) but the previous segment ends before \(expectedBase); records are missing. Restore the missing segment from a backup.")
+                "partition \(partition): segment \(path) starts at sequence \(base) but the previous segment ends before \(expectedBase); records are missing. Restore the missing segment from a backup."
+            )
         }
         guard size >= Segment.headerLength,
             let header = try? FileIO.pread(fd, count: Segment.headerLength, at: 0, path: path),
@@ -133,7 +135,8 @@ public final class PartitionLog: @unchecked Sendable {
                 break
             }
             throw EventLogError(
-                "partition \(partition): segment \(path) is corrupt at byte \(offset) (record \(expected)): \(reason), and valid records follow, so this is not a torn write. Refusing to start: restore the segment from a backup, or move it aside to accept losing the records from \(expected) on.")
+                "partition \(partition): segment \(path) is corrupt at byte \(offset) (record \(expected)): \(reason), and valid records follow, so this is not a torn write. Refusing to start: restore the segment from a backup, or move it aside to accept losing the records from \(expected) on."
+            )
         }
         return segment
     }
@@ -173,7 +176,8 @@ public final class PartitionLog: @unchecked Sendable {
         }
         segment.size = offset
         Log.warning(
-            "partition \(partition): truncated a torn tail of \(tornBytes) bytes at byte \(offset) of \(segment.path) (\(reason)); the bytes are kept in \(aside)")
+            "partition \(partition): truncated a torn tail of \(tornBytes) bytes at byte \(offset) of \(segment.path) (\(reason)); the bytes are kept in \(aside)"
+        )
     }
 
     // MARK: writing (the writer thread only)

@@ -1,7 +1,8 @@
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One file of a partition: a header, then records with consecutive sequence numbers from

@@ -1,8 +1,9 @@
 import EventStore
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An event that passed validation, ready for the log.
@@ -163,7 +164,11 @@ final class Committer: @unchecked Sendable {
                         }
                         guard addressed < partitions.count else {
                             results.append(
-                                .rejected(WireError(.invalidEvent, "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))")))
+                                .rejected(
+                                    WireError(
+                                        .invalidEvent,
+                                        "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))"
+                                    )))
                             continue
                         }
                         partition = addressed

@@ -37,7 +37,8 @@ final class IngestHandler: RequestHandler {
             respond(request, on: connection, done: done) { self.status() }
         case "advance-clock":
             guard isAdmin else {
-                reject(request, on: connection, done: done, WireError(.forbidden, "advance-clock is an admin operation: use the admin socket"))
+                reject(
+                    request, on: connection, done: done, WireError(.forbidden, "advance-clock is an admin operation: use the admin socket"))
                 return
             }
             advanceClock(request, on: connection, done: done)
@@ -136,11 +137,14 @@ final class IngestHandler: RequestHandler {
         }
         guard let partition = partitionValue.intValue else { throw WireError(.badRequest, "\"partition\" must be a whole number") }
         guard log.partitions.indices.contains(partition) else {
-            throw WireError(.notFound, "partition \(partition) does not exist; the log has \(log.partitions.count) (0 to \(log.partitions.count - 1))")
+            throw WireError(
+                .notFound, "partition \(partition) does not exist; the log has \(log.partitions.count) (0 to \(log.partitions.count - 1))")
         }
         var from: UInt64 = 0
         if let fromValue = request["from"] {
-            guard let number = fromValue.intValue, number >= 0 else { throw WireError(.badRequest, "\"from\" must be a sequence number ≥ 0") }
+            guard let number = fromValue.intValue, number >= 0 else {
+                throw WireError(.badRequest, "\"from\" must be a sequence number ≥ 0")
+            }
             from = UInt64(number)
         }
         var maximum = 1000
@@ -253,11 +257,15 @@ final class IngestHandler: RequestHandler {
 
     private func advanceClock(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
         guard clock.mode == .manual else {
-            reject(request, on: connection, done: done, WireError(.forbidden, "the clock is the system clock; start meter-ingest with METERING_CLOCK=manual to move it by hand"))
+            reject(
+                request, on: connection, done: done,
+                WireError(.forbidden, "the clock is the system clock; start meter-ingest with METERING_CLOCK=manual to move it by hand"))
             return
         }
         guard let text = request["to"]?.stringValue, let target = Timestamp(iso8601: text) else {
-            reject(request, on: connection, done: done, WireError(.badRequest, "advance-clock needs \"to\": an ISO 8601 UTC time such as \"2022-01-01T00:00:00Z\""))
+            reject(
+                request, on: connection, done: done,
+                WireError(.badRequest, "advance-clock needs \"to\": an ISO 8601 UTC time such as \"2022-01-01T00:00:00Z\""))
             return
         }
         switch clock.advance(to: target) {

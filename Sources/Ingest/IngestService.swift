@@ -2,15 +2,15 @@ import Dispatch
 import EventStore
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts ingest and serves until SIGTERM. Not isolated to the main actor: its closures run on
 /// Dispatch queues and the committer thread.
 nonisolated func runIngest() -> Never {
     Log.setComponent("meter-ingest")
-
 
     var settings: Settings
     do {
@@ -67,7 +67,8 @@ nonisolated func runIngest() -> Never {
     }
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
-        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; \(idempotency.count) idempotency keys, \(router.knownNames) purchased names")
+        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"
+    )
 
     let clock = Clock(
         mode: configuration.clock == .manual ? .manual : .system, start: newestTime ?? Timestamp.epoch)
@@ -80,9 +81,12 @@ nonisolated func runIngest() -> Never {
     if !inherited.isEmpty {
         for socket in inherited {
             switch socket.name {
-            case "client", "ingest", "ingest.socket": listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.clientListener))
-            case "admin", "ingest-admin", "ingest-admin.socket": listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.adminListener))
-            default: fail("systemd passed a socket named \"\(socket.name)\"; name them FileDescriptorName=client and FileDescriptorName=admin")
+            case "client", "ingest", "ingest.socket":
+                listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.clientListener))
+            case "admin", "ingest-admin", "ingest-admin.socket":
+                listeners.append(Listener(descriptor: socket.descriptor, name: IngestHandler.adminListener))
+            default:
+                fail("systemd passed a socket named \"\(socket.name)\"; name them FileDescriptorName=client and FileDescriptorName=admin")
             }
         }
         Log.info("serving \(listeners.count) sockets passed by systemd (\(listeners.map(\.name).joined(separator: ", ")))")
@@ -93,8 +97,12 @@ nonisolated func runIngest() -> Never {
                 try FileManager.default.createDirectory(
                     atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
             }
-            listeners.append(Listener(descriptor: try UnixSocket.listen(path: configuration.clientSocket, mode: 0o660), name: IngestHandler.clientListener))
-            listeners.append(Listener(descriptor: try UnixSocket.listen(path: configuration.adminSocket, mode: 0o600), name: IngestHandler.adminListener))
+            listeners.append(
+                Listener(
+                    descriptor: try UnixSocket.listen(path: configuration.clientSocket, mode: 0o660), name: IngestHandler.clientListener))
+            listeners.append(
+                Listener(descriptor: try UnixSocket.listen(path: configuration.adminSocket, mode: 0o600), name: IngestHandler.adminListener)
+            )
         } catch {
             fail("cannot listen: \(error)")
         }

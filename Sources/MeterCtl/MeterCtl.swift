@@ -1,7 +1,8 @@
 import Foundation
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `meterctl`: the command line for people (DESIGN.md §6).

@@ -126,11 +126,15 @@ enum Send {
             var members = [JSONObject.Member("type", "simple"), JSONObject.Member("dimension", .string(rest[0]))]
             if rest.count == 2 {
                 let included = rest[1]
-                members.append(.init("included", included == "Infinite" ? .string(included) : (Quantity(exactly: included)?.json ?? .string(included))))
+                members.append(
+                    .init("included", included == "Infinite" ? .string(included) : (Quantity(exactly: included)?.json ?? .string(included)))
+                )
             }
             dimensions[meter] = .object(JSONObject(members))
         }
-        guard !dimensions.members.isEmpty else { throw MeterCtl.Failure("--plan-id needs at least one --dimension METER=DIMENSION[:INCLUDED]") }
+        guard !dimensions.members.isEmpty else {
+            throw MeterCtl.Failure("--plan-id needs at least one --dimension METER=DIMENSION[:INCLUDED]")
+        }
         return .object(JSONObject([.init("planId", .string(planId)), .init("billingDimensions", .object(dimensions))]))
     }
 }

@@ -13,7 +13,9 @@ enum StatusCommand {
             MeterCtl.printJSON(.object(status))
             return
         }
-        print("ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["connections"]?.intValue ?? 0) connections")
+        print(
+            "ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["connections"]?.intValue ?? 0) connections"
+        )
         var rows = [["partition", "records", "last sequence", "last enqueued time", "segments", "bytes"]]
         for partition in status["partitions"]?.arrayValue ?? [] {
             func text(_ key: String) -> String {
@@ -23,7 +25,9 @@ enum StatusCommand {
                 default: return "-"
                 }
             }
-            rows.append([text("partition"), text("nextSequence"), text("lastSequence"), text("lastEnqueuedTime"), text("segments"), text("bytes")])
+            rows.append([
+                text("partition"), text("nextSequence"), text("lastSequence"), text("lastEnqueuedTime"), text("segments"), text("bytes"),
+            ])
         }
         Table.print(rows)
     }

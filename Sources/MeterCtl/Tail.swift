@@ -30,7 +30,9 @@ enum Tail {
                 do {
                     let client = try UnixClient(path: path)
                     try client.send(
-                        Request(op: "follow", fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(fromStart ? 0 : next))])))
+                        Request(
+                            op: "follow",
+                            fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(fromStart ? 0 : next))])))
                     while true {
                         let frame = try client.receive()
                         let records = try Response.check(frame).get()["records"]?.arrayValue ?? []
@@ -72,12 +74,14 @@ enum Tail {
             }
         case "SubscriptionPurchased":
             let subscription = value["subscription"] ?? .null
-            detail = "\(resource(subscription)) plan \(subscription["plan"]?["planId"]?.stringValue ?? "?") \(subscription["renewalInterval"]?.stringValue ?? "") from \(subscription["subscriptionStart"]?.stringValue ?? "?")"
+            detail =
+                "\(resource(subscription)) plan \(subscription["plan"]?["planId"]?.stringValue ?? "?") \(subscription["renewalInterval"]?.stringValue ?? "") from \(subscription["subscriptionStart"]?.stringValue ?? "?")"
         case "SubscriptionDeleted":
             detail = resource(value)
         case "UsageSubmittedToAPI":
             let result = value["result"] ?? .null
-            detail = "\(resource(result)) \(result["dimension"]?.stringValue ?? "") \(result["effectiveStartTime"]?.stringValue ?? "") \(result["status"]?.stringValue ?? "?")"
+            detail =
+                "\(resource(result)) \(result["dimension"]?.stringValue ?? "") \(result["effectiveStartTime"]?.stringValue ?? "") \(result["status"]?.stringValue ?? "?")"
         case "Ping":
             detail = value["reason"]?.stringValue ?? ""
         default:

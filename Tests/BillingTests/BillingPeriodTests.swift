@@ -10,10 +10,11 @@ struct BillingPeriodTests {
     func monthEndClamping() {
         let start = Self.time("2024-01-31T15:20:00Z")
         let starts = (0..<6).map { BillingPeriod(index: $0, subscriptionStart: start, interval: .monthly).start.iso8601 }
-        #expect(starts == [
-            "2024-01-31T00:00:00Z", "2024-02-29T00:00:00Z", "2024-03-31T00:00:00Z", "2024-04-30T00:00:00Z",
-            "2024-05-31T00:00:00Z", "2024-06-30T00:00:00Z",
-        ])
+        #expect(
+            starts == [
+                "2024-01-31T00:00:00Z", "2024-02-29T00:00:00Z", "2024-03-31T00:00:00Z", "2024-04-30T00:00:00Z",
+                "2024-05-31T00:00:00Z", "2024-06-30T00:00:00Z",
+            ])
         let february2025 = BillingPeriod(index: 12, subscriptionStart: start, interval: .monthly)
         #expect(february2025.start.iso8601 == "2025-01-31T00:00:00Z")
         #expect(february2025.end.iso8601 == "2025-02-28T00:00:00Z")
@@ -23,10 +24,11 @@ struct BillingPeriodTests {
     func leapDayAnnual() {
         let start = Self.time("2024-02-29T08:00:00Z")
         let starts = (0..<5).map { BillingPeriod(index: $0, subscriptionStart: start, interval: .annually).start.iso8601 }
-        #expect(starts == [
-            "2024-02-29T00:00:00Z", "2025-02-28T00:00:00Z", "2026-02-28T00:00:00Z", "2027-02-28T00:00:00Z",
-            "2028-02-29T00:00:00Z",
-        ])
+        #expect(
+            starts == [
+                "2024-02-29T00:00:00Z", "2025-02-28T00:00:00Z", "2026-02-28T00:00:00Z", "2027-02-28T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+            ])
     }
 
     @Test("the period containing a time is found, including the last microsecond and times before the start")

@@ -14,7 +14,9 @@ final class TemporaryDirectory {
 }
 
 func payload(_ index: Int) -> [UInt8] {
-    Array(#"{"type":"UsageReported","value":{"resourceId":"r\#(index % 7)","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":\#(index)}}"#.utf8)
+    Array(
+        #"{"type":"UsageReported","value":{"resourceId":"r\#(index % 7)","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":\#(index)}}"#
+            .utf8)
 }
 
 /// Appends `count` records to partition `partition`, synced and published, `batch` at a time.
@@ -181,7 +183,9 @@ struct RoutingTests {
 
     @Test("the partition hash is stable across runs and spreads keys")
     func stableHash() {
-        #expect(PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4) == PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4))
+        #expect(
+            PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4)
+                == PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4))
         let used = Set((0..<1000).map { PartitionRouter.partition(of: "sub-\($0)", count: 8) })
         #expect(used.count == 8)
     }

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("meter-ingest under bad input", .serialized)
@@ -50,9 +51,16 @@ struct BadInputTests {
         for (payload, code) in cases {
             try client.sendRaw(FrameEncoder.frame(payload))
             let response = try client.receive()
-            #expect(response["error"]?["code"] == .string(code), "\(String(decoding: payload.prefix(40), as: UTF8.self)) → \(JSONWriter.string(response))")
+            #expect(
+                response["error"]?["code"] == .string(code),
+                "\(String(decoding: payload.prefix(40), as: UTF8.self)) → \(JSONWriter.string(response))")
         }
-        let nan = try client.call(appendRequest([try JSONParser.parse(#"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":"NaN"}}"#)]))
+        let nan = try client.call(
+            appendRequest([
+                try JSONParser.parse(
+                    #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":"NaN"}}"#
+                )
+            ]))
         #expect(nan["results"]?.arrayValue?.first?["error"]?["code"] == "invalid_event")
         try Self.stillServing(ingest)
     }

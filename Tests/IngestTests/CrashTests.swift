@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("meter-ingest crash safety", .serialized)

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("meter-ingest over its sockets", .serialized)
@@ -66,7 +67,8 @@ struct IngestServerTests {
     func badEventRejectsOnlyItself() throws {
         let home = StackHome()
         let ingest = try IngestProcess(home: home)
-        let bad = try JSONParser.parse(#"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"cpu","quantity":-5}}"#)
+        let bad = try JSONParser.parse(
+            #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"cpu","quantity":-5}}"#)
         let response = try ingest.client().call(appendRequest([usage("r", "1"), bad, usage("r", "2")]))
         let results = try #require(response["results"]?.arrayValue)
         #expect(results.map { $0["status"]?.stringValue } == ["accepted", "rejected", "accepted"])
@@ -82,7 +84,8 @@ struct IngestServerTests {
         let first = try ingest.client().call(appendRequest([usage("sub-a", "1.5", id: "key-1")]))
         let original = try #require(first["results"]?.arrayValue?.first)
         #expect(original["status"] == "accepted")
-        let again = try ingest.client().call(appendRequest([usage("sub-a", "1.5", id: "key-1"), usage("sub-a", "1", id: "key-2"), usage("sub-a", "1", id: "key-2")]))
+        let again = try ingest.client().call(
+            appendRequest([usage("sub-a", "1.5", id: "key-1"), usage("sub-a", "1", id: "key-2"), usage("sub-a", "1", id: "key-2")]))
         let results = try #require(again["results"]?.arrayValue)
         #expect(results.map { $0["status"]?.stringValue } == ["duplicate", "accepted", "duplicate"])
         #expect(results[0]["sequence"] == original["sequence"])
@@ -165,7 +168,10 @@ struct IngestServerTests {
         let ingest = try IngestProcess(home: home)
         let second = Process()
         second.executableURL = URL(fileURLWithPath: Binaries.path("meter-ingest"))
-        second.environment = ["METERING_HOME": home.path, "METERING_INGEST_SOCKET": home.path + "/b.sock", "METERING_INGEST_ADMIN_SOCKET": home.path + "/b-admin.sock"]
+        second.environment = [
+            "METERING_HOME": home.path, "METERING_INGEST_SOCKET": home.path + "/b.sock",
+            "METERING_INGEST_ADMIN_SOCKET": home.path + "/b-admin.sock",
+        ]
         let errors = Pipe()
         second.standardError = errors
         try second.run()
@@ -178,9 +184,11 @@ struct IngestServerTests {
         #expect(ingest.readErrors().contains("stopped cleanly"))
     }
 
-    @Test("a bad setting fails at start-up with a message naming it", arguments: [
-        ("METERING_PARTITIONS", "0"), ("METERING_CLOCK", "sundial"), ("METERING_MAX_FRAME_BYTES", "12"),
-    ])
+    @Test(
+        "a bad setting fails at start-up with a message naming it",
+        arguments: [
+            ("METERING_PARTITIONS", "0"), ("METERING_CLOCK", "sundial"), ("METERING_MAX_FRAME_BYTES", "12"),
+        ])
     func badSettings(variable: String, value: String) throws {
         let home = StackHome()
         let process = Process()

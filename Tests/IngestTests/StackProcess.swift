@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import Wire
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where `swift build` put the executables: beside the test bundle.
@@ -119,7 +120,8 @@ func readAll(_ client: UnixClient, partitions: Int) throws -> [JSONValue] {
         var next = 0
         while true {
             let response = try client.call(
-                Request(op: "read", fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(next)), "max": 10000])))
+                Request(
+                    op: "read", fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(next)), "max": 10000])))
             let batch = response["records"]?.arrayValue ?? []
             if batch.isEmpty { break }
             records += batch

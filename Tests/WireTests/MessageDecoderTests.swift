@@ -70,7 +70,8 @@ struct MessageDecoderTests {
         #expect(bought.plan.billingDimensions[0].dimension == .simple(dimension: "seat", included: .finite(Quantity(5)), aggregation: .max))
     }
 
-    static let usagePrefix = #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":"#
+    static let usagePrefix =
+        #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":"#
 
     @Test(
         "invalid messages are rejected with a path and an actionable reason",
@@ -78,22 +79,52 @@ struct MessageDecoderTests {
             (#"{"type":"UsageReportd","value":{}}"#, "type", "unknown message type"),
             (#"{"value":{}}"#, "type", "missing"),
             (#"[1]"#, "", "must be a JSON object"),
-            (#"{"type":"UsageReported","value":{"timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1}}"#, "value", "names no resource"),
+            (
+                #"{"type":"UsageReported","value":{"timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1}}"#, "value",
+                "names no resource"
+            ),
             (usagePrefix + #""ten"}}"#, "value.quantity", "is not a decimal number"),
             (usagePrefix + #"-1}}"#, "value.quantity", "must not be negative"),
             (usagePrefix + #""NaN"}}"#, "value.quantity", "not a finite quantity"),
             (usagePrefix + #""Infinity"}}"#, "value.quantity", "not a finite quantity"),
             (usagePrefix + #"true}}"#, "value.quantity", "must be a number"),
             (usagePrefix + #"1e400}}"#, "value.quantity", "is out of range"),
-            (#"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"01/02/2022","meterName":"m","quantity":1}}"#, "value.timestamp", "is not an ISO 8601"),
-            (#"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"","quantity":1}}"#, "value.meterName", "must not be empty"),
-            (#"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1,"properties":{"a":1}}}"#, "value.properties.a", "must be strings"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Weekly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d"}}}}}}"#, "value.subscription.renewalInterval", "unknown renewal interval"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{}}}}}"#, "value.subscription.plan.billingDimensions", "is empty"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"tiered"}}}}}}"#, "value.subscription.plan.billingDimensions.a.type", "unknown dimension type"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"waterfall","tiers":[]}}}}}}"#, "value.subscription.plan.billingDimensions.a.tiers", "non-empty array"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d","included":-3}}}}}}"#, "value.subscription.plan.billingDimensions.a.included", "must not be negative"),
-            (#"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d","aggregation":"avg"}}}}}}"#, "value.subscription.plan.billingDimensions.a.aggregation", "unknown aggregation"),
+            (
+                #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"01/02/2022","meterName":"m","quantity":1}}"#,
+                "value.timestamp", "is not an ISO 8601"
+            ),
+            (
+                #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"","quantity":1}}"#,
+                "value.meterName", "must not be empty"
+            ),
+            (
+                #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1,"properties":{"a":1}}}"#,
+                "value.properties.a", "must be strings"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Weekly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d"}}}}}}"#,
+                "value.subscription.renewalInterval", "unknown renewal interval"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{}}}}}"#,
+                "value.subscription.plan.billingDimensions", "is empty"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"tiered"}}}}}}"#,
+                "value.subscription.plan.billingDimensions.a.type", "unknown dimension type"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"waterfall","tiers":[]}}}}}}"#,
+                "value.subscription.plan.billingDimensions.a.tiers", "non-empty array"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d","included":-3}}}}}}"#,
+                "value.subscription.plan.billingDimensions.a.included", "must not be negative"
+            ),
+            (
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"a":{"type":"simple","dimension":"d","aggregation":"avg"}}}}}}"#,
+                "value.subscription.plan.billingDimensions.a.aggregation", "unknown aggregation"
+            ),
             (#"{"type":"SubscriptionDeleted","value":{"resourceId":7}}"#, "value.resourceId", "must be a string"),
             (#"{"type":"SubscriptionDeleted","id":"","value":{"resourceId":"r"}}"#, "id", "idempotency key"),
             (#"{"type":"RemoveUnprocessedMessages","value":{"partitionId":"0"}}"#, "value", "beforeIncluding"),

@@ -46,10 +46,12 @@ struct TimestampTests {
         #expect(try #require(Timestamp(iso8601: text)).iso8601 == normalized)
     }
 
-    @Test("impossible dates and malformed texts are rejected", arguments: [
-        "2023-02-29T00:00:00Z", "2022-13-01T00:00:00Z", "2022-01-32T00:00:00Z", "2022-01-01T24:00:00Z", "2022-01-01",
-        "yesterday", "2022-01-01T00:00:00ZZ", "2022-01-01T00:00:00.Z",
-    ])
+    @Test(
+        "impossible dates and malformed texts are rejected",
+        arguments: [
+            "2023-02-29T00:00:00Z", "2022-13-01T00:00:00Z", "2022-01-32T00:00:00Z", "2022-01-01T24:00:00Z", "2022-01-01",
+            "yesterday", "2022-01-01T00:00:00ZZ", "2022-01-01T00:00:00.Z",
+        ])
     func rejects(text: String) {
         #expect(Timestamp(iso8601: text) == nil)
     }

@@ -82,7 +82,8 @@ public struct Request: Sendable {
         }
         let id = object["id"]
         guard let opValue = object["op"] else {
-            return .failure(RequestError(id: id, error: WireError(.badRequest, "missing \"op\": name the operation, e.g. {\"op\":\"status\"}")))
+            return .failure(
+                RequestError(id: id, error: WireError(.badRequest, "missing \"op\": name the operation, e.g. {\"op\":\"status\"}")))
         }
         guard let op = opValue.stringValue else {
             return .failure(RequestError(id: id, error: WireError(.badRequest, "\"op\" must be a string, got \(opValue.typeName)")))

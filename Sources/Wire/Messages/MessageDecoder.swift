@@ -48,7 +48,8 @@ private enum MessageReader {
         var id: String?
         if let idValue = envelope["id"], idValue != .null {
             guard let text = idValue.stringValue, !text.isEmpty, text.utf8.count <= Message.maximumIdLength else {
-                throw Failure(path: "id", reason: "the idempotency key must be a non-empty string of at most \(Message.maximumIdLength) bytes")
+                throw Failure(
+                    path: "id", reason: "the idempotency key must be a non-empty string of at most \(Message.maximumIdLength) bytes")
             }
             id = text
         }
@@ -98,7 +99,8 @@ private enum MessageReader {
     static func timestamp(_ object: JSONObject, _ key: String, _ path: String) throws(Failure) -> Timestamp {
         let text = try string(object, key, path)
         guard let time = Timestamp(iso8601: text) else {
-            throw Failure(path: "\(path).\(key)", reason: "\"\(text)\" is not an ISO 8601 UTC date and time such as \"2022-01-28T15:36:21Z\"")
+            throw Failure(
+                path: "\(path).\(key)", reason: "\"\(text)\" is not an ISO 8601 UTC date and time such as \"2022-01-28T15:36:21Z\"")
         }
         return time
     }
@@ -175,7 +177,8 @@ private enum MessageReader {
             var aggregation = Aggregation.sum
             if let name = try optionalString(object, "aggregation", path) {
                 guard let known = Aggregation(rawValue: name) else {
-                    throw Failure(path: "\(path).aggregation", reason: "unknown aggregation \"\(name)\"; expected \"sum\", \"max\" or \"last\"")
+                    throw Failure(
+                        path: "\(path).aggregation", reason: "unknown aggregation \"\(name)\"; expected \"sum\", \"max\" or \"last\"")
                 }
                 aggregation = known
             }
@@ -210,7 +213,8 @@ private enum MessageReader {
             let map = try objectValue(propertiesValue, "value.properties")
             for member in map.members {
                 guard let text = member.value.stringValue else {
-                    throw Failure(path: "value.properties.\(member.key)", reason: "property values must be strings, got \(member.value.typeName)")
+                    throw Failure(
+                        path: "value.properties.\(member.key)", reason: "property values must be strings, got \(member.value.typeName)")
                 }
                 properties[member.key] = text
             }

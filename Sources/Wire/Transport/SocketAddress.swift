@@ -28,7 +28,9 @@ public enum UnixSocket {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count < capacity else { throw SystemError("socket path", "\(path) (longer than \(capacity - 1) bytes)", errno: ENAMETOOLONG) }
+        guard bytes.count < capacity else {
+            throw SystemError("socket path", "\(path) (longer than \(capacity - 1) bytes)", errno: ENAMETOOLONG)
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A blocking client of a length-prefixed JSON socket: what `meterctl`, tests and the Swift SDK use.

@@ -1,8 +1,9 @@
 import CWireShims
 import Dispatch
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Serves requests arriving on a connection. Called on a worker thread, one request at a time
@@ -55,9 +56,7 @@ public final class UnixServer: @unchecked Sendable {
     private static let listenerTag: UInt64 = 1 << 63
     private static let wakeTag: UInt64 = 1 << 62
 
-    public init(listeners: [Listener], configuration: Configuration = Configuration(), handler: any RequestHandler) throws(
-        SystemError
-    ) {
+    public init(listeners: [Listener], configuration: Configuration = Configuration(), handler: any RequestHandler) throws(SystemError) {
         UnixSocket.ignoreSIGPIPE()
         self.listeners = listeners
         self.configuration = configuration
