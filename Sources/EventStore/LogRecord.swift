@@ -71,22 +71,25 @@ public enum RecordCodec {
 
     /// Appends the encoded record to `out`.
     public static func encode(sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: [UInt8], to out: inout [UInt8]) {
-        let key = Array((meta.idempotencyKey ?? "").utf8.prefix(Int(UInt16.max)))
-        let resourceId = Array((meta.purchasedResource?.resourceId ?? "").utf8.prefix(Int(UInt16.max)))
-        let resourceUri = Array((meta.purchasedResource?.resourceUri ?? "").utf8.prefix(Int(UInt16.max)))
+        var key = meta.idempotencyKey ?? ""
+        var resourceId = meta.purchasedResource?.resourceId ?? ""
+        var resourceUri = meta.purchasedResource?.resourceUri ?? ""
+        let limit = Int(UInt16.max)
+        let lengths = (min(key.utf8.count, limit), min(resourceId.utf8.count, limit), min(resourceUri.utf8.count, limit))
         let start = out.count
-        let body = 24 + key.count + resourceId.count + resourceUri.count + payload.count
+        let body = 24 + lengths.0 + lengths.1 + lengths.2 + payload.count
+        out.reserveCapacity(out.count + 8 + body)
         appendInteger(UInt32(0), to: &out)
         appendInteger(UInt32(body), to: &out)
         appendInteger(sequence, to: &out)
         appendInteger(UInt64(bitPattern: time.microseconds), to: &out)
-        appendInteger(UInt16(key.count), to: &out)
-        appendInteger(UInt16(resourceId.count), to: &out)
-        appendInteger(UInt16(resourceUri.count), to: &out)
+        appendInteger(UInt16(lengths.0), to: &out)
+        appendInteger(UInt16(lengths.1), to: &out)
+        appendInteger(UInt16(lengths.2), to: &out)
         appendInteger(UInt16(meta.purchasedResource == nil ? 0 : 1), to: &out)
-        out.append(contentsOf: key)
-        out.append(contentsOf: resourceId)
-        out.append(contentsOf: resourceUri)
+        key.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
+        resourceId.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
+        resourceUri.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
         out.append(contentsOf: payload)
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
         let masked = CRC32C.mask(crc).littleEndian

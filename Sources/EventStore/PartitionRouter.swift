@@ -10,29 +10,27 @@ public import Wire
 /// process and every run.
 public struct PartitionRouter: Sendable {
     public let partitionCount: Int
-    private var keys: [String: String] = [:]
+    private var keysByResourceId: [String: String] = [:]
+    private var keysByResourceUri: [String: String] = [:]
 
     public init(partitionCount: Int) { self.partitionCount = partitionCount }
 
     /// Learns the names of a purchase (at append and when recovering the log).
     public mutating func learnPurchase(_ resource: ResourceName) {
         let key = resource.resourceId ?? resource.resourceUri!
-        if let id = resource.resourceId { keys[Self.idName(id)] = key }
-        if let uri = resource.resourceUri { keys[Self.uriName(uri)] = key }
+        if let id = resource.resourceId { keysByResourceId[id] = key }
+        if let uri = resource.resourceUri { keysByResourceUri[uri] = key }
     }
 
     /// The partition for a message about `resource`.
     public func partition(for resource: ResourceName) -> Int {
-        if let id = resource.resourceId, let key = keys[Self.idName(id)] { return Self.partition(of: key, count: partitionCount) }
-        if let uri = resource.resourceUri, let key = keys[Self.uriName(uri)] { return Self.partition(of: key, count: partitionCount) }
+        if let id = resource.resourceId, let key = keysByResourceId[id] { return Self.partition(of: key, count: partitionCount) }
+        if let uri = resource.resourceUri, let key = keysByResourceUri[uri] { return Self.partition(of: key, count: partitionCount) }
         return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
     }
 
     /// The number of names known from purchases.
-    public var knownNames: Int { keys.count }
-
-    private static func idName(_ id: String) -> String { "i:" + id }
-    private static func uriName(_ uri: String) -> String { "u:" + uri }
+    public var knownNames: Int { keysByResourceId.count + keysByResourceUri.count }
 
     /// FNV-1a 64 of the key's UTF-8, modulo the partition count.
     public static func partition(of key: String, count: Int) -> Int {

@@ -72,37 +72,27 @@ final class IngestHandler: RequestHandler {
 
     // MARK: append
 
-    /// Validates one event: decoded, allowed on this socket, and stored as compact JSON.
-    static func prepare(_ json: JSONValue, isAdmin: Bool) -> Result<PreparedEvent, WireError> {
-        let message: Message
-        switch Message.decode(json) {
-        case .success(let decoded): message = decoded
-        case .failure(let error): return .failure(WireError(.invalidEvent, error.description))
-        }
-        if !isAdmin && !message.type.isClientMessage {
-            return .failure(
-                WireError(.forbidden, "\(message.type.rawValue) is an internal message: append it on the admin socket"))
-        }
-        return .success(
-            PreparedEvent(
-                type: message.type, idempotencyKey: message.id, resource: message.resource,
-                addressedPartition: message.addressedPartition, isPurchase: message.type == .subscriptionPurchased,
-                payload: JSONWriter.bytes(json)))
-    }
-
     private func append(_ request: Request, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
-        guard let events = request["events"]?.arrayValue else {
-            reject(request, on: connection, done: done, WireError(.badRequest, "append needs \"events\": an array of messages"))
+        let batch: AppendBatch
+        switch AppendBatch.from(request) {
+        case .success(let decoded): batch = decoded
+        case .failure(let failure):
+            reject(request, on: connection, done: done, failure.error)
             return
         }
-        var results = [AppendResult?](repeating: nil, count: events.count)
-        var valid: [PreparedEvent] = []
+        var results = [AppendResult?](repeating: nil, count: batch.events.count)
+        var valid: [ValidatedEvent] = []
         var validIndexes: [Int] = []
-        valid.reserveCapacity(events.count)
-        for (index, event) in events.enumerated() {
-            switch Self.prepare(event, isAdmin: isAdmin) {
-            case .success(let prepared):
-                valid.append(prepared)
+        valid.reserveCapacity(batch.events.count)
+        for (index, event) in batch.events.enumerated() {
+            var outcome = event
+            if case .success(let validated) = event, !isAdmin, !validated.type.isClientMessage {
+                outcome = .failure(
+                    WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket"))
+            }
+            switch outcome {
+            case .success(let validated):
+                valid.append(validated)
                 validIndexes.append(index)
             case .failure(let error):
                 Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
@@ -111,8 +101,7 @@ final class IngestHandler: RequestHandler {
         }
         let requestID = request.id
         let finish: @Sendable ([AppendResult?]) -> Void = { results in
-            let list = results.map { ($0 ?? .rejected(WireError(.internalError, "no result"))).json }
-            connection.send(Response.ok(id: requestID, JSONObject(["results": .array(list)])))
+            connection.send(AppendResult.response(id: requestID, results))
             done()
         }
         if valid.isEmpty {
@@ -231,6 +220,7 @@ final class IngestHandler: RequestHandler {
     // MARK: status / clock
 
     private func status() -> JSONObject {
+        let counters = committer.commitCounters
         var partitions: [JSONValue] = []
         for partition in log.partitions {
             let next = partition.durableNextSequence
@@ -250,6 +240,10 @@ final class IngestHandler: RequestHandler {
             "clock": .string(clock.mode == .manual ? "manual" : "system"),
             "time": .string(clock.now.iso8601),
             "idempotencyKeys": .number(String(committer.idempotencyKeyCount)),
+            "commit": [
+                "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),
+                "records": .number(String(counters.records)),
+            ],
             "connections": .number(String(server())),
             "uptimeSeconds": .number(String(Int(Date().timeIntervalSince(startedAt)))),
         ])

@@ -108,9 +108,18 @@ struct BadInputTests {
     func connectionLimit() throws {
         let home = StackHome()
         let ingest = try IngestProcess(home: home, environment: ["METERING_MAX_CONNECTIONS": "5"])
+        // Start-up probes close asynchronously: wait until only the asking connection is open.
+        for _ in 0..<100 {
+            if try ingest.client().call("status")["connections"]?.intValue == 1 { break }
+            usleep(20_000)
+        }
+        usleep(50_000)
         var open: [UnixClient] = []
-        for _ in 0..<5 { open.append(try ingest.client()) }
-        _ = try open[0].call("status")
+        for _ in 0..<5 {
+            let client = try ingest.client()
+            _ = try client.call("status")
+            open.append(client)
+        }
         let refused = try ingest.client()
         try Self.expectErrorThenClose(refused, code: "unavailable")
         open.removeAll()

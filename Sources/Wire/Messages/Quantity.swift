@@ -50,33 +50,59 @@ public struct Quantity: Hashable, Comparable, Sendable {
 
     /// Parses a decimal number text exactly: optional sign, digits, optional fraction and exponent.
     public static func parse(_ text: String) -> Result<Quantity, ParseError> {
-        var utf8 = Array(text.utf8)[...]
+        var text = text
+        return text.withUTF8 { parse(utf8: $0) }
+    }
+
+    /// Parses without allocating: significant digits accumulate in an `Int128`; runs of zeros are
+    /// counted and only multiplied in when a non-zero digit follows, so trailing zeros (in any
+    /// number) never overflow and the last accumulated digit is never zero.
+    static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Result<Quantity, ParseError> {
+        var index = 0
         var negative = false
-        if let first = utf8.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
-            negative = first == UInt8(ascii: "-")
-            utf8 = utf8.dropFirst()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") || bytes[index] == UInt8(ascii: "+") {
+            negative = bytes[index] == UInt8(ascii: "-")
+            index += 1
         }
-        var digits: [UInt8] = []
+        var significand: Int128 = 0
+        var zeroRun = 0
         var fractionDigits = 0
         var sawDigit = false
         var sawPoint = false
         var exponent = 0
-        var index = utf8.startIndex
-        while index < utf8.endIndex {
-            let byte = utf8[index]
+        while index < bytes.count {
+            let byte = bytes[index]
             if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
                 sawDigit = true
-                if !(digits.isEmpty && byte == UInt8(ascii: "0")) || sawPoint { digits.append(byte - 48) }
                 if sawPoint { fractionDigits += 1 }
+                if byte == UInt8(ascii: "0") {
+                    if significand != 0 { zeroRun += 1 }
+                } else {
+                    for _ in 0...zeroRun {
+                        let (times, overflow) = significand.multipliedReportingOverflow(by: 10)
+                        if overflow { return .failure(sawPoint ? .tooPrecise : .outOfRange) }
+                        significand = times
+                    }
+                    zeroRun = 0
+                    significand += Int128(byte - UInt8(ascii: "0"))
+                }
             } else if byte == UInt8(ascii: ".") && !sawPoint {
                 sawPoint = true
-            } else if byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
-                let rest = String(decoding: utf8[(index + 1)...], as: UTF8.self)
-                guard sawDigit, let value = Int(rest.hasPrefix("+") ? String(rest.dropFirst()) : rest),
-                    abs(value) < 1000
-                else { return .failure(.notANumber) }
-                exponent = value
-                index = utf8.endIndex
+            } else if (byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")) && sawDigit {
+                index += 1
+                var exponentNegative = false
+                if index < bytes.count, bytes[index] == UInt8(ascii: "-") || bytes[index] == UInt8(ascii: "+") {
+                    exponentNegative = bytes[index] == UInt8(ascii: "-")
+                    index += 1
+                }
+                guard index < bytes.count else { return .failure(.notANumber) }
+                while index < bytes.count {
+                    let digit = bytes[index]
+                    guard digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9"), exponent < 1000 else { return .failure(.notANumber) }
+                    exponent = exponent * 10 + Int(digit - UInt8(ascii: "0"))
+                    index += 1
+                }
+                if exponentNegative { exponent = -exponent }
                 break
             } else {
                 return .failure(.notANumber)
@@ -84,23 +110,12 @@ public struct Quantity: Hashable, Comparable, Sendable {
             index += 1
         }
         guard sawDigit else { return .failure(.notANumber) }
-        // value = digits × 10^(exponent − fractionDigits); units = value × 10^scale.
-        var shift = exponent - fractionDigits + scale
-        while shift < 0 {
-            guard let last = digits.last else { break }
-            if last != 0 { return .failure(.tooPrecise) }
-            digits.removeLast()
-            shift += 1
-        }
-        if digits.isEmpty { return .success(.zero) }
-        guard shift >= 0, digits.count + shift <= 40 else { return .failure(.outOfRange) }
-        var units: Int128 = 0
-        for digit in digits {
-            let (times, overflow1) = units.multipliedReportingOverflow(by: 10)
-            let (plus, overflow2) = times.addingReportingOverflow(Int128(digit))
-            if overflow1 || overflow2 { return .failure(.outOfRange) }
-            units = plus
-        }
+        if significand == 0 { return .success(.zero) }
+        // value = significand × 10^(zeroRun + exponent − fractionDigits); units = value × 10^scale.
+        let shift = zeroRun + exponent - fractionDigits + scale
+        if shift < 0 { return .failure(.tooPrecise) }
+        guard shift <= 40 else { return .failure(.outOfRange) }
+        var units = significand
         for _ in 0..<shift {
             let (times, overflow) = units.multipliedReportingOverflow(by: 10)
             if overflow { return .failure(.outOfRange) }

@@ -84,7 +84,12 @@ func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
 extension Timestamp {
     /// Parses ISO 8601 UTC text, or nil when it is not a valid date and time.
     public init?(iso8601 text: String) {
-        let b = Array(text.utf8)
+        var text = text
+        guard let parsed = text.withUTF8({ Self.parse(iso8601: $0) }) else { return nil }
+        self = parsed
+    }
+
+    private static func parse(iso8601 b: UnsafeBufferPointer<UInt8>) -> Timestamp? {
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
             var value = 0
@@ -130,7 +135,7 @@ extension Timestamp {
             }
         }
         let base = Timestamp(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
-        microseconds = base.microseconds + micros - Int64(offsetSeconds) * 1_000_000
+        return Timestamp(microseconds: base.microseconds + micros - Int64(offsetSeconds) * 1_000_000)
     }
 
     /// ISO 8601 UTC text: `2022-01-28T15:36:21Z`, with `.ffffff` only when there is a fraction.

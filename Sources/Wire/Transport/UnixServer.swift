@@ -364,6 +364,19 @@ public final class Connection: @unchecked Sendable {
 
     // MARK: request processing
 
+    /// The handler is done with the current request: go on with the next queued one, if any.
+    /// With nothing queued the connection just becomes idle, without a trip through Dispatch.
+    private func requestFinished() {
+        condition.lock()
+        if !closed && inbox.isEmpty && !readEOF {
+            busy = false
+            condition.unlock()
+            return
+        }
+        condition.unlock()
+        scheduleNext()
+    }
+
     private func scheduleNext() {
         DispatchQueue.global().async { self.processNext() }
     }
@@ -401,9 +414,9 @@ public final class Connection: @unchecked Sendable {
             case .failure(let failure):
                 Log.notice("rejected a request on \(listener) from \(peer): \(failure.error)")
                 send(Response.error(id: failure.id, failure.error))
-                scheduleNext()
+                requestFinished()
             case .success(let request):
-                server.handler.handle(request, on: self) { [self] in scheduleNext() }
+                server.handler.handle(request, on: self) { [self] in requestFinished() }
             }
         }
     }
