@@ -11,7 +11,7 @@ enum Benchmark {
     static let usage = """
         meter-bench: durable-ingest benchmark.
 
-          meter-bench [--seconds N] [--home DIR] [--only NAME]
+          meter-bench [--seconds N] [--partitions N] [--home DIR] [--only NAME]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
@@ -22,6 +22,7 @@ enum Benchmark {
         var seconds = 5.0
         var home: String?
         var only: String?
+        var partitions = 4
         var index = 0
         while index < arguments.count {
             switch arguments[index] {
@@ -31,6 +32,10 @@ enum Benchmark {
                     return 64
                 }
                 seconds = value
+                index += 2
+            case "--partitions":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                partitions = value
                 index += 2
             case "--home":
                 guard index + 1 < arguments.count else { return 64 }
@@ -58,7 +63,7 @@ enum Benchmark {
         if !ingestCases.isEmpty {
             let directory = home ?? "/tmp/meter-bench-\(getpid())"
             do {
-                let server = try IngestServer(home: directory)
+                let server = try IngestServer(home: directory, partitions: partitions)
                 defer { server.stop(removing: home == nil) }
                 for name in ingestCases {
                     progress("running \(name) for \(seconds) s")
@@ -77,7 +82,7 @@ enum Benchmark {
                 return 1
             }
         }
-        report(rows, seconds: seconds, arguments: arguments)
+        report(rows, seconds: seconds, partitions: partitions, arguments: arguments)
         return 0
     }
 
@@ -96,9 +101,9 @@ enum Benchmark {
 
     // MARK: decode
 
-    static func sampleEvent(_ index: Int, client: Int = 0) -> [UInt8] {
+    static func sampleEvent(_ index: Int, client: Int = 0, run: String = "decode") -> [UInt8] {
         Array(
-            #"{"type":"UsageReported","id":"c\#(client)-e\#(index)","value":{"resourceId":"fdc778a6-1281-40e4-cade-\#(String(100_000_000_000 + index % 10_000))","timestamp":"2022-09-19T13:26:22Z","meterName":"cpu","quantity":1.5,"properties":{"campaign":"spring"}}}"#
+            #"{"type":"UsageReported","id":"\#(run)-c\#(client)-e\#(index)","value":{"resourceId":"fdc778a6-1281-40e4-cade-\#(String(100_000_000_000 + index % 10_000))","timestamp":"2022-09-19T13:26:22Z","meterName":"cpu","quantity":1.5,"properties":{"campaign":"spring"}}}"#
                 .utf8)
     }
 
@@ -160,7 +165,7 @@ enum Benchmark {
         let home: String
         let process = Process()
 
-        init(home: String) throws {
+        init(home: String, partitions: Int) throws {
             self.home = home
             let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
                 .appendingPathComponent("meter-ingest").path
@@ -172,6 +177,7 @@ enum Benchmark {
             var environment = ProcessInfo.processInfo.environment
             environment["METERING_HOME"] = home
             environment["METERING_CLOCK"] = "manual"
+            environment["METERING_PARTITIONS"] = String(partitions)
             environment["METERING_LOG_LEVEL"] = "warning"
             environment.removeValue(forKey: "NOTIFY_SOCKET")
             process.environment = environment
@@ -230,14 +236,12 @@ enum Benchmark {
                         var body = Array(#"{"op":"append","events":["#.utf8)
                         for offset in 0..<batch {
                             if offset > 0 { body.append(UInt8(ascii: ",")) }
-                            body += sampleEvent(counter + offset, client: client).map { $0 }
+                            body += sampleEvent(counter + offset, client: client, run: run)
                         }
                         body += Array("]}".utf8)
                         counter += batch
-                        // Unique keys per run, so a rerun on the same home is not all duplicates.
                         return FrameEncoder.frame(body)
                     }
-                    _ = run
                     while Date() < deadline || !sent.isEmpty {
                         while sent.count < depth && Date() < deadline {
                             let frame = request()
@@ -248,8 +252,11 @@ enum Benchmark {
                         let payload = try connection.receiveFrame()
                         let began = sent.removeFirst()
                         latencies.append(Date().timeIntervalSince(began))
-                        guard payload.count >= 10, String(decoding: payload.prefix(12), as: UTF8.self).contains("\"ok\":true") else {
-                            throw Failure("append failed: \(String(decoding: payload.prefix(300), as: UTF8.self))")
+                        // Every event must be newly accepted: a duplicate would measure the wrong thing.
+                        let accepted = occurrences(of: acceptedMarker, in: payload)
+                        guard accepted == batch else {
+                            throw Failure(
+                                "append answered \(accepted) of \(batch) accepted: \(String(decoding: payload.prefix(300), as: UTF8.self))")
                         }
                         acknowledged += batch
                     }
@@ -278,6 +285,23 @@ enum Benchmark {
         return Row(name: name, description: description, events: results.events, elapsed: elapsed, latencies: results.latencies)
     }
 
+    static let acceptedMarker = Array(#""status":"accepted""#.utf8)
+
+    static func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> Int {
+        var count = 0
+        var index = 0
+        let first = needle[0]
+        while index + needle.count <= haystack.count {
+            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) {
+                count += 1
+                index += needle.count
+            } else {
+                index += 1
+            }
+        }
+        return count
+    }
+
     // MARK: report
 
     static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
@@ -298,7 +322,7 @@ enum Benchmark {
 
     static func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1000) }
 
-    static func report(_ rows: [Row], seconds: Double, arguments: [String]) {
+    static func report(_ rows: [Row], seconds: Double, partitions: Int, arguments: [String]) {
         var uname = utsname()
         Glibc.uname(&uname)
         let kernel = withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -306,7 +330,7 @@ enum Benchmark {
         print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
         print(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")
-        print("method: a fresh meter-ingest (4 partitions, manual clock); every append is acknowledged only after fdatasync;")
+        print("method: a fresh meter-ingest (\(partitions) partitions, manual clock); every append is acknowledged only after fdatasync;")
         print("        each event carries a unique idempotency key; client and server share the machine's cores.")
         print("")
         var table = [["case", "events/s", "events", "requests", "p50 ack", "p99 ack", "what"]]
