@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Billing", targets: ["Billing"]),
         .executable(name: "meter-ingest", targets: ["Ingest"]),
+        .executable(name: "meter-aggregator", targets: ["Aggregator"]),
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
     ],
@@ -26,12 +27,16 @@ let package = Package(
         .target(name: "Billing", dependencies: ["Wire"]),
         .target(name: "EventStore", dependencies: ["Wire"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "EventStore"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
-        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
-        .testTarget(name: "IngestTests", dependencies: ["Wire"]),
+        // Starting real executables for integration tests: shared by the test targets below.
+        .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
+        .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -11,7 +11,7 @@ enum Benchmark {
     static let usage = """
         meter-bench: durable-ingest benchmark.
 
-          meter-bench [--seconds N] [--partitions N] [--home DIR] [--only NAME]
+          meter-bench [--seconds N] [--partitions N] [--catch-up-events N] [--home DIR] [--only NAME]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
@@ -23,6 +23,7 @@ enum Benchmark {
         var home: String?
         var only: String?
         var partitions = 4
+        var catchUpEvents = 1_000_000
         var index = 0
         while index < arguments.count {
             switch arguments[index] {
@@ -36,6 +37,10 @@ enum Benchmark {
             case "--partitions":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
                 partitions = value
+                index += 2
+            case "--catch-up-events":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                catchUpEvents = value
                 index += 2
             case "--home":
                 guard index + 1 < arguments.count else { return 64 }
@@ -59,14 +64,16 @@ enum Benchmark {
         for stage in DecodeStage.allCases where wanted(stage.rawValue) || wanted("decode") {
             rows.append(decodeBenchmark(stage, seconds: seconds))
         }
-        let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16"].filter(wanted)
+        if wanted("fold") { rows.append(foldBenchmark(decode: false, seconds: seconds)) }
+        if wanted("decode-fold") { rows.append(foldBenchmark(decode: true, seconds: seconds)) }
+        let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16", "catch-up"].filter(wanted)
         if !ingestCases.isEmpty {
             let directory = home ?? "/tmp/meter-bench-\(getpid())"
             do {
                 let server = try IngestServer(home: directory, partitions: partitions)
                 defer { server.stop(removing: home == nil) }
                 for name in ingestCases {
-                    progress("running \(name) for \(seconds) s")
+                    if name != "catch-up" { progress("running \(name) for \(seconds) s") }
                     switch name {
                     case "batch-1000":
                         rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, seconds: seconds))
@@ -74,6 +81,11 @@ enum Benchmark {
                         rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, seconds: seconds))
                     case "single-1":
                         rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, seconds: seconds))
+                    case "catch-up":
+                        // A log of its own: the ingest cases' usage names no purchased subscription.
+                        let fresh = try IngestServer(home: directory + "-catch-up", partitions: partitions)
+                        defer { fresh.stop(removing: home == nil) }
+                        rows += try catchUpBenchmark(server: fresh, events: catchUpEvents)
                     default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, seconds: seconds))
                     }
                 }
@@ -326,7 +338,7 @@ enum Benchmark {
         var uname = utsname()
         Glibc.uname(&uname)
         let kernel = withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        print("meter-bench — durable ingest (DESIGN.md §7)")
+        print("meter-bench — DESIGN.md §7")
         print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
         print(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")

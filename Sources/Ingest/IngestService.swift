@@ -10,23 +10,8 @@ import Wire
 /// Starts ingest and serves until SIGTERM. Not isolated to the main actor: its closures run on
 /// Dispatch queues and the committer thread.
 nonisolated func runIngest() -> Never {
-    Log.setComponent("meter-ingest")
-
-    var settings: Settings
-    do {
-        settings = try Settings()
-    } catch {
-        fail("\(error)", code: 64)
-    }
-    if settings.wantsHelp {
-        print(IngestConfiguration.usage)
-        exit(0)
-    }
-    let configuration: IngestConfiguration
-    do {
-        configuration = try IngestConfiguration(settings: &settings)
-    } catch {
-        fail("\(error)", code: 64)
+    let configuration = ServiceLifecycle.configure(component: "meter-ingest", usage: IngestConfiguration.usage) {
+        (settings: inout Settings) throws(SettingsError) in try IngestConfiguration(settings: &settings)
     }
 
     UnixSocket.raiseOpenFileLimit()
@@ -145,29 +130,12 @@ nonisolated func runIngest() -> Never {
     Log.info("ready: \(readyStatus), log at \(log.directory)")
 
     // SIGTERM / SIGINT: stop accepting, finish what is queued, release the log.
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGINT, SIG_IGN)
-    let signalQueue = DispatchQueue(label: "ingest-signals")
-    let stopSources = [SIGTERM, SIGINT].map { signalNumber in
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
-        source.setEventHandler {
-            Log.info("received signal \(signalNumber); shutting down")
-            Systemd.notifyStopping(status: "shutting down")
-            server.stop()
-            committer.stop()
-            for partition in log.partitions { partition.wakeFollowers() }
-            Log.info("stopped cleanly")
-            exit(0)
-        }
-        source.resume()
-        return source
+    ServiceLifecycle.runUntilTerminated(stopping: "shutting down") {
+        server.stop()
+        committer.stop()
+        for partition in log.partitions { partition.wakeFollowers() }
     }
-    withExtendedLifetime(stopSources) { dispatchMain() }
 }
 
-/// Logs a start-up failure (also to systemd) and exits with `code` (78: configuration, 64: usage).
-nonisolated func fail(_ message: String, code: Int32 = 78) -> Never {
-    Log.error(message)
-    Systemd.notifyStatus("failed: \(message)")
-    exit(code)
-}
+/// A start-up failure: logged, told to systemd, exit status `code`.
+nonisolated func fail(_ message: String, code: Int32 = 78) -> Never { ServiceLifecycle.fail(message, code: code) }

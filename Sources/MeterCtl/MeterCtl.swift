@@ -21,11 +21,16 @@ enum MeterCtl {
                                                    follow the log, one line per record
           meterctl status [--json]                 partitions, sequence numbers, sizes
           meterctl advance-clock TIME              move the manual clock (admin socket)
+          meterctl pending [--max N] [--json]      items ready to report to the marketplace (aggregator)
+          meterctl state --resource-id ID | --resource-uri URI
+                                                   one subscription's meters (aggregator)
+          meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
           --socket        METERING_INGEST_SOCKET        $METERING_HOME/run/ingest.sock
           --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
+          --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -44,6 +49,9 @@ enum MeterCtl {
             case "tail": try Tail.run(Array(arguments.dropFirst()))
             case "status": try StatusCommand.run(Array(arguments.dropFirst()))
             case "advance-clock": try AdvanceClock.run(Array(arguments.dropFirst()))
+            case "pending": try AggregatorCommands.pending(Array(arguments.dropFirst()))
+            case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
+            case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0
@@ -105,9 +113,9 @@ enum MeterCtl {
         }
 
         /// The connection settings, resolved like the servers resolve them.
-        mutating func sockets() throws -> (client: String, admin: String) {
+        mutating func sockets() throws -> (client: String, admin: String, aggregator: String) {
             var forwarded: [String] = []
-            for name in ["home", "socket", "admin-socket"] {
+            for name in ["home", "socket", "admin-socket", "aggregator-socket"] {
                 if let value = value(name) { forwarded += ["--\(name)", value] }
             }
             var settings = try Settings(arguments: forwarded)
@@ -115,7 +123,9 @@ enum MeterCtl {
             let client = Settings.absolute(settings.string("socket", "METERING_INGEST_SOCKET", default: home + "/run/ingest.sock"))
             let admin = Settings.absolute(
                 settings.string("admin-socket", "METERING_INGEST_ADMIN_SOCKET", default: home + "/run/ingest-admin.sock"))
-            return (client, admin)
+            let aggregator = Settings.absolute(
+                settings.string("aggregator-socket", "METERING_AGGREGATOR_SOCKET", default: home + "/run/aggregator.sock"))
+            return (client, admin, aggregator)
         }
 
         func rejectUnused() throws {
@@ -129,7 +139,8 @@ enum MeterCtl {
         do {
             return try UnixClient(path: path)
         } catch {
-            throw Failure("cannot reach meter-ingest at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
+            let process = path.hasSuffix("aggregator.sock") ? "meter-aggregator" : "meter-ingest"
+            throw Failure("cannot reach \(process) at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
         }
     }
 

@@ -1,0 +1,135 @@
+import Billing
+import Foundation
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The aggregator's figures (DESIGN.md §7): folding speed in process, catch-up from a real log,
+/// and restart time from a snapshot.
+extension Benchmark {
+    /// A log-shaped workload: `subscriptions` purchases, then usage spread over them with time
+    /// moving one second per event, so hours close and periods renew along the way.
+    static func workload(subscriptions: Int, events: Int) -> [(time: Timestamp, payload: [UInt8])] {
+        var out: [(Timestamp, [UInt8])] = []
+        let start = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
+        for index in 0..<subscriptions {
+            out.append(
+                (
+                    start,
+                    Array(
+                        #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"bench-\#(index)","subscriptionStart":"2024-01-31T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":100},"cpu":{"type":"simple","dimension":"cpu","included":"Infinite"},"egress":{"type":"waterfall","tiers":[{"dimension":"t1","threshold":10},{"dimension":"t2","threshold":1000}]}}}}}}"#
+                            .utf8)
+                ))
+        }
+        let meters = ["email", "cpu", "egress"]
+        for index in 0..<events {
+            let time = start.adding(microseconds: Int64(index) * 1_000_000)
+            let payload = Array(
+                #"{"type":"UsageReported","id":"u-\#(index)","value":{"resourceId":"bench-\#(index % subscriptions)","timestamp":"2024-01-31T00:00:00Z","meterName":"\#(meters[index % 3])","quantity":1.5}}"#
+                    .utf8)
+            out.append((time, payload))
+        }
+        return out
+    }
+
+    /// Folds a workload in process: `decode` adds the per-record JSON work the aggregator does.
+    static func foldBenchmark(decode: Bool, seconds: Double) -> Row {
+        let name = decode ? "decode-fold" : "fold"
+        progress("running \(name) for about \(seconds) s")
+        let work = workload(subscriptions: 1_000, events: 200_000)
+        let records: [BillingRecord] = work.enumerated().map { index, entry in
+            let message = try! Message.decode(JSONParser.parse(entry.payload)).get()
+            return BillingRecord(partition: 0, sequence: UInt64(index), enqueuedTime: entry.time, message: message)
+        }
+        var folded = 0
+        var latencies: [Double] = []
+        let start = Date()
+        while Date().timeIntervalSince(start) < seconds {
+            var state = PartitionState(partition: 0)
+            let begin = Date()
+            if decode {
+                for (index, entry) in work.enumerated() {
+                    guard case .success(let message) = Message.decode((try? JSONParser.parse(entry.payload)) ?? .null) else { continue }
+                    state.apply(BillingRecord(partition: 0, sequence: UInt64(index), enqueuedTime: entry.time, message: message))
+                }
+            } else {
+                for record in records { state.apply(record) }
+            }
+            precondition(state.lastSequence == UInt64(work.count - 1))
+            folded += work.count
+            latencies.append(Date().timeIntervalSince(begin))
+        }
+        let what =
+            decode
+            ? "JSON decode + fold, 1 thread, 1,000 subscriptions × 3 meters, \(work.count) records per pass"
+            : "fold only (records pre-decoded), 1 thread, 1,000 subscriptions × 3 meters"
+        return Row(name: name, description: what, events: folded, elapsed: Date().timeIntervalSince(start), latencies: latencies)
+    }
+
+    /// Fills a real log with `events` usage events, then times a fresh `meter-aggregator`
+    /// catching up, and its restart from the snapshot it wrote at SIGTERM.
+    static func catchUpBenchmark(server: IngestServer, events: Int) throws -> [Row] {
+        progress("catch-up: appending \(events) events to the log")
+        let work = workload(subscriptions: 1_000, events: events)
+        let client = try UnixClient(path: server.socket)
+        var index = 0
+        while index < work.count {
+            let slice = work[index..<min(work.count, index + 2_000)]
+            var body = Array(#"{"op":"append","events":["#.utf8)
+            for (offset, entry) in slice.enumerated() {
+                if offset > 0 { body.append(UInt8(ascii: ",")) }
+                body += entry.payload
+            }
+            body += Array("]}".utf8)
+            try client.sendRaw(FrameEncoder.frame(body))
+            _ = try client.receiveFrame()
+            index += slice.count
+        }
+        let status = try client.call("status")
+        let total = status["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+
+        func startAggregator() throws -> (Process, Double) {
+            let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+                .appendingPathComponent("meter-aggregator").path
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            var environment = ProcessInfo.processInfo.environment
+            environment["METERING_HOME"] = server.home
+            environment["METERING_LOG_LEVEL"] = "warning"
+            environment["METERING_AGGREGATOR_SNAPSHOT_RECORDS"] = "10000000"
+            process.environment = environment
+            let begin = Date()
+            try process.run()
+            let socket = server.home + "/run/aggregator.sock"
+            while Date().timeIntervalSince(begin) < 600 {
+                if let aggregator = try? UnixClient(path: socket), let answer = try? aggregator.call("status"),
+                    let partitions = answer["partitions"]?.arrayValue,
+                    partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
+                {
+                    return (process, Date().timeIntervalSince(begin))
+                }
+                usleep(5_000)
+            }
+            throw Failure("meter-aggregator did not catch up in 600 s")
+        }
+        progress("catch-up: folding \(total) records with a fresh meter-aggregator")
+        let (first, catchUp) = try startAggregator()
+        first.terminate()
+        first.waitUntilExit()
+        progress("catch-up: restarting from the snapshot written at SIGTERM")
+        let (second, restart) = try startAggregator()
+        second.terminate()
+        second.waitUntilExit()
+        return [
+            Row(
+                name: "catch-up", description: "fresh meter-aggregator folding \(total) records from ingest (start to caught up)",
+                events: total, elapsed: catchUp, latencies: [catchUp]),
+            Row(
+                name: "restart",
+                description: "meter-aggregator restart from its snapshot to serving, caught up (events/s: records covered)",
+                events: total, elapsed: restart, latencies: [restart]),
+        ]
+    }
+}

@@ -1,0 +1,114 @@
+import Wire
+
+extension Meter {
+    /// The meter as JSON. The snapshot form has the plan's rule and the period's consumption;
+    /// `detailed` adds what follows from them, for people and read models (included consumed,
+    /// remaining, overage, per-tier usage).
+    func json(detailed: Bool) -> JSONValue {
+        var object = JSONObject(["meterName": .string(name)])
+        switch rule {
+        case .sum(let dimension, let included):
+            object["type"] = "simple"
+            object["dimension"] = .string(dimension)
+            object["aggregation"] = .string(Aggregation.sum.rawValue)
+            object["included"] = included.json
+            object["consumed"] = consumed.json
+            if detailed {
+                switch included {
+                case .infinite:
+                    object["includedConsumed"] = consumed.json
+                    object["remaining"] = IncludedQuantity.infinite.json
+                    object["overage"] = Quantity.zero.json
+                case .finite(let included):
+                    let includedConsumed = min(consumed, included)
+                    object["includedConsumed"] = includedConsumed.json
+                    object["remaining"] = (included - includedConsumed).json
+                    object["overage"] = (consumed - includedConsumed).json
+                }
+            }
+        case .gauge(let dimension, let included, let aggregation):
+            object["type"] = "simple"
+            object["dimension"] = .string(dimension)
+            object["aggregation"] = .string(aggregation.rawValue)
+            object["included"] = included.json
+            object["value"] = gaugeValue?.json ?? .null
+            if detailed { object["overage"] = (gaugeOverage?.quantity ?? .zero).json }
+        case .waterfall(let tiers):
+            object["type"] = "waterfall"
+            object["tiers"] = .array(
+                tiers.enumerated().map { index, tier in
+                    var member = JSONObject(["dimension": .string(tier.dimension), "threshold": tier.threshold.json])
+                    if detailed {
+                        let upper = index + 1 < tiers.count ? min(consumed, tiers[index + 1].lowerBound) : consumed
+                        member["from"] = tier.lowerBound.json
+                        member["billed"] = max(.zero, upper - tier.lowerBound).json
+                    }
+                    return .object(member)
+                })
+            object["consumed"] = consumed.json
+            if detailed, let first = tiers.first {
+                object["free"] = min(consumed, first.lowerBound).json
+                // The tier the next unit of usage is billed on.
+                let current = tiers.indices.first { $0 + 1 == tiers.count || consumed < tiers[$0 + 1].lowerBound } ?? 0
+                object["dimension"] = .string(tiers[current].dimension)
+            }
+        }
+        return .object(object)
+    }
+
+    /// Reads the snapshot form back.
+    init(json: JSONValue, path: String) throws(SnapshotError) {
+        let object = try SnapshotReader.object(json, path)
+        let name = try SnapshotReader.string(object, "meterName", path)
+        let type = try SnapshotReader.string(object, "type", path)
+        switch type {
+        case "simple":
+            let dimension = try SnapshotReader.string(object, "dimension", path)
+            let included = try IncludedQuantity(json: try SnapshotReader.member(object, "included", path), path: "\(path).included")
+            let aggregationName = try SnapshotReader.string(object, "aggregation", path)
+            guard let aggregation = Aggregation(rawValue: aggregationName) else {
+                throw SnapshotError("\(path).aggregation: unknown aggregation \"\(aggregationName)\"")
+            }
+            if aggregation == .sum {
+                self.init(name: name, rule: .sum(dimension: dimension, included: included))
+                consumed = try SnapshotReader.quantity(object, "consumed", path)
+            } else {
+                self.init(name: name, rule: .gauge(dimension: dimension, included: included, aggregation: aggregation))
+                if let value = SnapshotReader.optional(object, "value") {
+                    gaugeValue = try SnapshotReader.quantity(value, "\(path).value")
+                }
+            }
+        case "waterfall":
+            var thresholds: [(dimension: String, threshold: Quantity)] = []
+            for (index, tierValue) in try SnapshotReader.array(object, "tiers", path).enumerated() {
+                let tierPath = "\(path).tiers[\(index)]"
+                let tier = try SnapshotReader.object(tierValue, tierPath)
+                thresholds.append(
+                    (try SnapshotReader.string(tier, "dimension", tierPath), try SnapshotReader.quantity(tier, "threshold", tierPath)))
+            }
+            guard !thresholds.isEmpty else { throw SnapshotError("\(path).tiers: a waterfall meter needs at least one tier") }
+            self.init(name: name, rule: .waterfall(tiers: Self.tiers(thresholds)))
+            consumed = try SnapshotReader.quantity(object, "consumed", path)
+        default:
+            throw SnapshotError("\(path).type: unknown meter type \"\(type)\"")
+        }
+    }
+}
+
+extension IncludedQuantity {
+    /// A number, or `"Infinite"` as in the reference's plans.
+    var json: JSONValue {
+        switch self {
+        case .finite(let quantity): return quantity.json
+        case .infinite: return "Infinite"
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(SnapshotError) {
+        if json.stringValue == "Infinite" {
+            self = .infinite
+        } else {
+            self = .finite(try SnapshotReader.quantity(json, path))
+        }
+    }
+}

@@ -1,0 +1,99 @@
+public import Wire
+
+extension PartitionState {
+    /// The `format` member of snapshots this version writes and reads.
+    public static let snapshotFormat = "metering-billing-partition/1"
+
+    /// One subscription's meters as JSON (for the aggregator's `state` op), found by either of its
+    /// names; nil when the partition has no such subscription. Besides the snapshot members, each
+    /// meter has its derived values (included consumed, remaining, overage, per-tier usage) and the
+    /// subscription its number of pending items.
+    public func subscriptionJSON(_ name: ResourceName) -> JSONValue? {
+        guard let key = key(for: name), let subscription = subscriptions[key],
+            case .object(var object) = subscription.json(key: key, detailed: true)
+        else { return nil }
+        object["pending"] = .number(String(pendingPerSubscription[key] ?? 0))
+        return .object(object)
+    }
+
+    /// The whole state as JSON, in a canonical order (the same state always gives the same text).
+    /// Quantities are exact decimal numbers and times ISO 8601 with microseconds, so
+    /// `PartitionState(snapshot:)` gives back a state `==` to this one.
+    public func snapshot() -> JSONValue {
+        let subscriptionList = subscriptions.sorted { $0.key < $1.key }.map { $0.value.json(key: $0.key, detailed: false) }
+        let pendingList = pendingItems.sorted { lhs, rhs in
+            (lhs.key.hour, lhs.key.subscription, lhs.key.dimension) < (rhs.key.hour, rhs.key.subscription, rhs.key.dimension)
+        }.map { slot, item -> JSONValue in
+            guard case .object(var object) = item.json else { return item.json }
+            object["subscription"] = .string(slot.subscription)
+            return .object(object)
+        }
+        return [
+            "format": .string(Self.snapshotFormat),
+            "partition": .number(String(partition)),
+            "lastSequence": lastSequence.map { .number(String($0)) } ?? .null,
+            "time": time.map { .string($0.iso8601) } ?? .null,
+            "accepted": .number(String(accepted)),
+            "expiredRebilled": .number(String(expiredRebilled)),
+            "subscriptions": .array(subscriptionList),
+            "pending": .array(pendingList),
+            "rejected": .array(rejected.map(\.json)),
+            "conflicts": .array(conflicts.map(\.json)),
+            "unprocessable": .array(unprocessable.map(\.json)),
+        ]
+    }
+
+    /// Restores a state from `snapshot()`'s JSON, checking it is consistent (every name belongs to
+    /// one subscription, every pending item to a held subscription and a distinct slot).
+    public init(snapshot: JSONValue) throws(SnapshotError) {
+        let root = try SnapshotReader.object(snapshot, "snapshot")
+        let format = try SnapshotReader.string(root, "format", "snapshot")
+        guard format == Self.snapshotFormat else {
+            throw SnapshotError("snapshot.format: \"\(format)\" is not \"\(Self.snapshotFormat)\"")
+        }
+        self.init(partition: try SnapshotReader.int(root, "partition", "snapshot"))
+        if let value = SnapshotReader.optional(root, "lastSequence") {
+            lastSequence = try SnapshotReader.sequence(value, "snapshot.lastSequence")
+        }
+        if let value = SnapshotReader.optional(root, "time") {
+            time = try SnapshotReader.timestamp(value, "snapshot.time")
+        }
+        accepted = try SnapshotReader.int(root, "accepted", "snapshot")
+        expiredRebilled = try SnapshotReader.int(root, "expiredRebilled", "snapshot")
+
+        for (index, value) in try SnapshotReader.array(root, "subscriptions", "snapshot").enumerated() {
+            let path = "snapshot.subscriptions[\(index)]"
+            let (key, subscription) = try Subscription.restore(value, path: path)
+            for name in [subscription.resource.resourceId, subscription.resource.resourceUri] {
+                guard let name else { continue }
+                guard isUnclaimed(name) else { throw SnapshotError("\(path): the name \"\(name)\" belongs to two subscriptions") }
+                if name != key { aliases[name] = key }
+            }
+            subscriptions[key] = subscription
+            if !subscription.deleted { renewals.push(subscription.period.end, key) }
+            if subscription.openHour != nil { openHours.insert(key) }
+        }
+
+        for (index, value) in try SnapshotReader.array(root, "pending", "snapshot").enumerated() {
+            let path = "snapshot.pending[\(index)]"
+            let key = try SnapshotReader.string(try SnapshotReader.object(value, path), "subscription", path)
+            guard subscriptions[key] != nil else { throw SnapshotError("\(path).subscription: no subscription \"\(key)\"") }
+            let item = try ReadyItem(json: value, path: path)
+            let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
+            guard pendingItems[slot] == nil else { throw SnapshotError("\(path): a second item for the same slot") }
+            pendingItems[slot] = item
+            pendingPerSubscription[key, default: 0] += 1
+        }
+
+        rejected = try SnapshotReader.array(root, "rejected", "snapshot").enumerated().map { index, value throws(SnapshotError) in
+            try RejectedItem(json: value, path: "snapshot.rejected[\(index)]")
+        }
+        conflicts = try SnapshotReader.array(root, "conflicts", "snapshot").enumerated().map { index, value throws(SnapshotError) in
+            try Conflict(json: value, path: "snapshot.conflicts[\(index)]")
+        }
+        unprocessable = try SnapshotReader.array(root, "unprocessable", "snapshot").enumerated().map {
+            index, value throws(SnapshotError) in
+            try UnprocessableRecord(json: value, path: "snapshot.unprocessable[\(index)]")
+        }
+    }
+}

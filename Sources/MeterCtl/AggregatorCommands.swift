@@ -1,0 +1,77 @@
+import Foundation
+import Wire
+
+/// `meterctl pending`, `state`, `aggregator-status`: what the aggregator knows.
+enum AggregatorCommands {
+    static func text(_ value: JSONValue?) -> String {
+        switch value {
+        case .number(let text)?, .string(let text)?: return text
+        case .bool(let flag)?: return flag ? "yes" : "no"
+        case .null?, nil: return "-"
+        default: return JSONWriter.string(value!)
+        }
+    }
+
+    static func pending(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
+        let sockets = try arguments.sockets()
+        let json = arguments.flag("json")
+        var fields = JSONObject()
+        if let max = arguments.value("max") {
+            guard let number = Int(max), number > 0 else { throw MeterCtl.Failure("--max takes a positive number") }
+            fields["max"] = .number(String(number))
+        }
+        try arguments.rejectUnused()
+        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "pending", fields: fields))
+        if json {
+            MeterCtl.printJSON(.object(response))
+            return
+        }
+        let items = response["items"]?.arrayValue ?? []
+        var rows = [["resource", "plan", "dimension", "hour (UTC)", "quantity", "age", "at risk"]]
+        for item in items {
+            let age = item["ageSeconds"]?.intValue.map { "\($0 / 3600)h\($0 / 60 % 60)m" } ?? "-"
+            rows.append([
+                item["resourceId"]?.stringValue ?? item["resourceUri"]?.stringValue ?? "?", text(item["planId"]), text(item["dimension"]),
+                text(item["effectiveStartTime"]), text(item["quantity"]), age, text(item["atRisk"]),
+            ])
+        }
+        Table.print(rows)
+        print("\(items.count) of \(response["total"]?.intValue ?? items.count) pending items")
+    }
+
+    static func state(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
+        let sockets = try arguments.sockets()
+        _ = arguments.flag("json")
+        var fields = JSONObject()
+        if let id = arguments.value("resource-id") { fields["resourceId"] = .string(id) }
+        if let uri = arguments.value("resource-uri") { fields["resourceUri"] = .string(uri) }
+        guard !fields.members.isEmpty else { throw MeterCtl.Failure("state needs --resource-id or --resource-uri") }
+        try arguments.rejectUnused()
+        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "state", fields: fields))
+        MeterCtl.printJSON(.object(response))
+    }
+
+    static func status(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
+        let sockets = try arguments.sockets()
+        let json = arguments.flag("json")
+        try arguments.rejectUnused()
+        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "status"))
+        if json {
+            MeterCtl.printJSON(.object(response))
+            return
+        }
+        let columns = [
+            "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
+            "unprocessable",
+        ]
+        var rows = [columns]
+        for partition in response["partitions"]?.arrayValue ?? [] { rows.append(columns.map { text(partition[$0]) }) }
+        Table.print(rows)
+        for partition in response["partitions"]?.arrayValue ?? [] {
+            if let error = partition["lastError"]?.stringValue { print("partition \(text(partition["partition"])): \(error)") }
+        }
+    }
+}

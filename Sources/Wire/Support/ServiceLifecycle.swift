@@ -1,0 +1,64 @@
+import Dispatch
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The start and the end every server process shares (swift-service-lifecycle's shape, without
+/// the dependency): settings read and checked before anything starts, clean failures, and
+/// SIGTERM/SIGINT turned into an orderly stop.
+public enum ServiceLifecycle {
+    /// Reads settings for `component`: prints `usage` and exits 0 for `--help`; exits 64 with a
+    /// message naming the setting when one is bad.
+    public static func configure<Configuration>(
+        component: String, usage: String, _ make: (inout Settings) throws(SettingsError) -> Configuration
+    ) -> Configuration {
+        Log.setComponent(component)
+        do {
+            var settings = try Settings()
+            if settings.wantsHelp {
+                print(usage)
+                exit(0)
+            }
+            return try make(&settings)
+        } catch {
+            fail("\(error)", code: 64)
+        }
+    }
+
+    /// Logs a start-up failure (also to systemd) and exits with `code` (78: configuration or
+    /// environment, 64: usage).
+    public static func fail(_ message: String, code: Int32 = 78) -> Never {
+        Log.error(message)
+        Systemd.notifyStatus("failed: \(message)")
+        exit(code)
+    }
+
+    /// Creates the directory that will hold a socket file (mode 0750).
+    public static func makeSocketDirectory(for path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+    }
+
+    /// Serves until SIGTERM or SIGINT, then runs `stop` (which must finish the work in hand),
+    /// tells systemd, and exits 0.
+    public static func runUntilTerminated(stopping status: String, _ stop: @escaping @Sendable () -> Void) -> Never {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let queue = DispatchQueue(label: "signals")
+        let sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                Log.info("received signal \(number); shutting down")
+                Systemd.notifyStopping(status: status)
+                stop()
+                Log.info("stopped cleanly")
+                exit(0)
+            }
+            source.resume()
+            return source
+        }
+        withExtendedLifetime(sources) { dispatchMain() }
+    }
+}

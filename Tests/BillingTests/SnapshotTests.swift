@@ -1,0 +1,90 @@
+import Billing
+import Testing
+import Wire
+
+@Suite("Snapshots")
+struct SnapshotTests {
+    /// A state with a bit of everything: subscriptions by both names, an open hour, pending, rejected,
+    /// conflicting and unprocessable items, a deleted subscription still held, gauges and tiers.
+    static func busy() -> Fold {
+        var fold = Fold()
+        let plan: JSONValue = [
+            "m": Messages.simple("dim", included: .number("10.5")), "g": Messages.simple("gdim", included: 1, aggregation: "last"),
+            "w": Messages.waterfall([("t1", "5"), ("t2", "5")]), "i": Messages.simple("idim", included: "Infinite"),
+        ]
+        fold.apply(
+            Messages.purchase("a", resourceUri: "/uri/a", start: "2024-01-31T00:00:00Z", dimensions: plan), at: "2024-01-31T00:00:00Z")
+        fold.apply(
+            Messages.purchase(nil, resourceUri: "/uri/b", start: "2024-02-29T00:00:00Z", dimensions: plan), at: "2024-02-01T00:00:00Z")
+        fold.apply(Messages.usage("a", "m", "12.25"), at: "2024-02-01T10:00:00Z")
+        fold.apply(Messages.usage(nil, resourceUri: "/uri/b", "w", "17"), at: "2024-02-01T10:00:00Z")
+        fold.apply(Messages.usage(nil, resourceUri: "/uri/b", "g", "3"), at: "2024-02-01T10:00:00Z")
+        fold.apply(Messages.usage(nil, resourceUri: "/uri/b", "i", "3"), at: "2024-02-01T10:00:00Z")
+        fold.ping(at: "2024-02-01T11:00:00Z")
+        let pending = fold.state.pending
+        fold.apply(Messages.outcome(pending[0], status: "InvalidDimension", errorMessage: "no such dimension"), at: "2024-02-01T11:01:00Z")
+        fold.apply(Messages.outcome(pending[1], status: "Duplicate", acceptedQuantity: Quantity(1)), at: "2024-02-01T11:02:00Z")
+        fold.apply(Messages.usage("a", "m", "0.000000000000000001"), at: "2024-02-01T11:30:00Z")
+        fold.apply(Messages.usage("nobody", "m", "1"), at: "2024-02-01T11:31:00Z")
+        fold.apply(Messages.deletion("/uri/b"), at: "2024-02-01T11:32:00Z")
+        return fold
+    }
+
+    @Test("a snapshot written as text and read back restores an equal state that folds on identically")
+    func roundTrip() throws {
+        var fold = Self.busy()
+        let text = JSONWriter.string(fold.state.snapshot())
+        var restored = try PartitionState(snapshot: try JSONParser.parse(text))
+        #expect(restored == fold.state)
+        #expect(JSONWriter.string(restored.snapshot()) == text)
+        #expect(fold.state.subscriptionCount == 2)
+        #expect(!fold.state.rejected.isEmpty && !fold.state.conflicts.isEmpty && !fold.state.unprocessable.isEmpty)
+
+        let more = [
+            (Messages.usage("/uri/a", "m", "3"), "2024-02-01T12:10:00Z"), (Messages.ping(), "2024-02-29T00:00:00Z"),
+            (Messages.ping(), "2024-03-31T00:00:00Z"),
+        ]
+        for (message, time) in more {
+            guard let record = fold.apply(message, at: at(time)) else { continue }
+            restored.apply(record)
+        }
+        #expect(restored == fold.state)
+        #expect(restored.pending == fold.state.pending)
+    }
+
+    @Test("a damaged snapshot is refused with the member at fault")
+    func damaged() throws {
+        let snapshot = Self.busy().state.snapshot()
+        guard case .object(var root) = snapshot else { throw SnapshotError("not an object") }
+        root["format"] = "something else"
+        #expect(throws: SnapshotError.self) { try PartitionState(snapshot: .object(root)) }
+
+        guard case .object(var second) = snapshot, var subscriptions = second["subscriptions"]?.arrayValue,
+            case .object(var first)? = subscriptions.first
+        else { throw SnapshotError("no subscriptions") }
+        first["renewalInterval"] = "Weekly"
+        subscriptions[0] = .object(first)
+        second["subscriptions"] = .array(subscriptions)
+        do {
+            _ = try PartitionState(snapshot: .object(second))
+            Issue.record("a weekly interval was accepted")
+        } catch {
+            #expect(error.description.contains("snapshot.subscriptions[0].renewalInterval"))
+        }
+
+        guard case .object(var third) = snapshot, let pending = third["pending"]?.arrayValue, let item = pending.first else {
+            throw SnapshotError("no pending")
+        }
+        third["pending"] = .array(pending + [item])
+        #expect(throws: SnapshotError.self) { try PartitionState(snapshot: .object(third)) }
+        #expect(throws: SnapshotError.self) { try PartitionState(snapshot: "nonsense") }
+    }
+
+    @Test("an empty partition's snapshot restores")
+    func empty() throws {
+        let state = PartitionState(partition: 3)
+        let restored = try PartitionState(snapshot: state.snapshot())
+        #expect(restored == state)
+        #expect(restored.partition == 3 && restored.lastSequence == nil && restored.time == nil)
+    }
+}

@@ -1,0 +1,167 @@
+public import Foundation
+public import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where `swift build` put the executables: beside the test bundle.
+public enum Binaries {
+    public static let directory: String = {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("meter-ingest").path) { return url.path }
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug").path
+    }()
+
+    public static func path(_ name: String) -> String { directory + "/" + name }
+}
+
+/// A stack home for one test: data and sockets under a fresh directory, removed afterwards.
+public final class StackHome {
+    public let path: String
+    public init() {
+        // Short: Unix socket paths are limited to 107 bytes.
+        path = "/tmp/mt-" + String(UUID().uuidString.prefix(8))
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    public var clientSocket: String { path + "/run/ingest.sock" }
+    public var adminSocket: String { path + "/run/ingest-admin.sock" }
+    public var aggregatorSocket: String { path + "/run/aggregator.sock" }
+}
+
+/// A real server executable of the stack, started for a test on a `StackHome`.
+public class ServerProcess {
+    public let home: StackHome
+    public let process = Process()
+    public let name: String
+    let errorPipe = Pipe()
+    private(set) var stderrText = ""
+
+    /// Starts `executable` with `METERING_HOME` set and waits until `readySocket` answers `status`.
+    public init(executable: String, home: StackHome, readySocket: String, environment: [String: String] = [:]) throws {
+        self.home = home
+        self.name = executable
+        process.executableURL = URL(fileURLWithPath: Binaries.path(executable))
+        var env = ProcessInfo.processInfo.environment
+        env["METERING_HOME"] = home.path
+        env["METERING_CLOCK"] = "manual"
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "LISTEN_FDS")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardError = errorPipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try waitUntilServing(readySocket)
+    }
+
+    /// Waits until `socket` answers `status`.
+    public func waitUntilServing(_ socket: String, timeout: Double = 20) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !process.isRunning { throw StartFailure(message: "\(name) exited: \(readErrors())") }
+            if let client = try? UnixClient(path: socket), (try? client.call("status")) != nil { return }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "\(name) did not start in \(timeout) s: \(readErrors())")
+    }
+
+    public struct StartFailure: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Its standard error so far (complete once it has exited).
+    public func readErrors() -> String {
+        if process.isRunning { return stderrText }
+        stderrText += String(decoding: errorPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return stderrText
+    }
+
+    public func kill(_ signal: Int32 = SIGKILL) {
+        Glibc.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning { kill() }
+    }
+}
+
+/// A real `meter-ingest` process started for a test (manual clock unless told otherwise).
+public final class IngestProcess: ServerProcess {
+    public init(home: StackHome, environment: [String: String] = [:]) throws {
+        try super.init(executable: "meter-ingest", home: home, readySocket: home.adminSocket, environment: environment)
+    }
+
+    public func client() throws -> UnixClient { try UnixClient(path: home.clientSocket) }
+    public func admin() throws -> UnixClient { try UnixClient(path: home.adminSocket) }
+}
+
+/// A real `meter-aggregator` process started for a test.
+public final class AggregatorProcess: ServerProcess {
+    public init(home: StackHome, environment: [String: String] = [:]) throws {
+        try super.init(executable: "meter-aggregator", home: home, readySocket: home.aggregatorSocket, environment: environment)
+    }
+
+    public func client() throws -> UnixClient { try UnixClient(path: home.aggregatorSocket) }
+
+    /// Waits until every owned partition has folded everything ingest had when asked.
+    public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
+        let target = try ingest.client().call("status")["partitions"]?.arrayValue?.map { $0["nextSequence"]?.intValue ?? 0 } ?? []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let partitions = try client().call("status")["partitions"]?.arrayValue ?? []
+            let caughtUp = partitions.allSatisfy { entry in
+                guard let partition = entry["partition"]?.intValue, partition < target.count else { return false }
+                return (entry["position"]?.intValue ?? -1) >= target[partition]
+            }
+            if caughtUp && !partitions.isEmpty { return }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "meter-aggregator did not catch up in \(timeout) s: \(readErrors())")
+    }
+}
+
+/// An append request for `events`.
+public func appendRequest(_ events: [JSONValue], id: JSONValue? = nil) -> Request {
+    Request(op: "append", id: id, fields: JSONObject(["events": .array(events)]))
+}
+
+public func usage(_ resource: String, _ quantity: String, id: String? = nil, meter: String = "cpu") -> JSONValue {
+    var members: [JSONObject.Member] = [
+        .init("type", "UsageReported"),
+        .init(
+            "value",
+            [
+                "resourceId": .string(resource), "timestamp": "2022-09-19T13:26:22Z", "meterName": .string(meter),
+                "quantity": .number(quantity),
+            ]),
+    ]
+    if let id { members.append(.init("id", .string(id))) }
+    return .object(JSONObject(members))
+}
+
+/// Every record of every partition, read through the socket.
+public func readAll(_ client: UnixClient, partitions: Int) throws -> [JSONValue] {
+    var records: [JSONValue] = []
+    for partition in 0..<partitions {
+        var next = 0
+        while true {
+            let response = try client.call(
+                Request(
+                    op: "read", fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(next)), "max": 10000])))
+            let batch = response["records"]?.arrayValue ?? []
+            if batch.isEmpty { break }
+            records += batch
+            next = (batch.last?["sequence"]?.intValue ?? 0) + 1
+        }
+    }
+    return records
+}
