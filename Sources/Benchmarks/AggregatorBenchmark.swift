@@ -122,7 +122,13 @@ extension Benchmark {
         let (second, restart) = try startAggregator()
         second.terminate()
         second.waitUntilExit()
+        progress("catch-up: SIGKILL and restart of meter-ingest on the same log")
+        let recovery = try server.crashAndRestart()
         return [
+            Row(
+                name: "ingest-restart",
+                description: "meter-ingest SIGKILLed and restarted on this log: start to serving (events/s: records recovered)",
+                events: total, elapsed: recovery, latencies: [recovery]),
             Row(
                 name: "catch-up", description: "fresh meter-aggregator folding \(total) records from ingest (start to caught up)",
                 events: total, elapsed: catchUp, latencies: [catchUp]),

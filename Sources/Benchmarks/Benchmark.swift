@@ -175,16 +175,32 @@ enum Benchmark {
 
     final class IngestServer {
         let home: String
-        let process = Process()
+        let partitions: Int
+        var process = Process()
+
+        /// SIGKILLs ingest and starts it again on the same log; returns the seconds until it answers.
+        func crashAndRestart() throws -> Double {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let begin = Date()
+            process = Process()
+            try launch(removing: false)
+            return Date().timeIntervalSince(begin)
+        }
 
         init(home: String, partitions: Int) throws {
             self.home = home
+            self.partitions = partitions
+            try launch(removing: true)
+        }
+
+        private func launch(removing: Bool) throws {
             let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
                 .appendingPathComponent("meter-ingest").path
             guard FileManager.default.isExecutableFile(atPath: binary) else {
                 throw Failure("meter-ingest not found beside meter-bench (\(binary)); build with: swift build -c release")
             }
-            try? FileManager.default.removeItem(atPath: home)
+            if removing { try? FileManager.default.removeItem(atPath: home) }
             process.executableURL = URL(fileURLWithPath: binary)
             var environment = ProcessInfo.processInfo.environment
             environment["METERING_HOME"] = home
@@ -197,7 +213,7 @@ enum Benchmark {
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
                 if let client = try? UnixClient(path: socket), (try? client.call("status")) != nil { return }
-                usleep(20_000)
+                usleep(2_000)
             }
             throw Failure("meter-ingest did not start")
         }

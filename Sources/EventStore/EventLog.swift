@@ -85,15 +85,30 @@ public final class EventLog: @unchecked Sendable {
                 throw EventLogError("cannot write \(metaPath): \(error)")
             }
         }
-        var partitions: [PartitionLog] = []
-        do {
-            for partition in 0..<count {
-                let path = directory + "/" + Self.partitionDirectoryName(partition)
-                partitions.append(try PartitionLog(partition: partition, directory: path, segmentBytes: segmentBytes, visit: visit))
+        // Partitions recover in parallel (each scans and checks its own segments); what they found
+        // is then visited in partition order, so callers see the same order as a serial recovery.
+        let results = RecoveryResults(count: count)
+        let segmentBytes = segmentBytes
+        DispatchQueue.concurrentPerform(iterations: count) { partition in
+            let path = directory + "/" + Self.partitionDirectoryName(partition)
+            var found: [(UInt64, Timestamp, RecordMeta)] = []
+            let outcome = Result { () throws(EventLogError) -> PartitionLog in
+                try PartitionLog(partition: partition, directory: path, segmentBytes: segmentBytes) { _, sequence, time, meta in
+                    found.append((sequence, time, meta))
+                }
             }
-        } catch {
-            close(lockFD)
-            throw error
+            results.store(partition, outcome, found)
+        }
+        var partitions: [PartitionLog] = []
+        for partition in 0..<count {
+            let (outcome, found) = results.take(partition)
+            switch outcome {
+            case .success(let log): partitions.append(log)
+            case .failure(let error):
+                close(lockFD)
+                throw error
+            }
+            for (sequence, time, meta) in found { visit(partition, sequence, time, meta) }
         }
         self.partitions = partitions
     }
@@ -101,6 +116,32 @@ public final class EventLog: @unchecked Sendable {
     deinit {
         flock(lockFD, LOCK_UN)
         close(lockFD)
+    }
+
+    /// What each partition's recovery produced, filled from several threads.
+    private final class RecoveryResults: @unchecked Sendable {
+        private let lock = NSLock()
+        private var outcomes: [Result<PartitionLog, EventLogError>?]
+        private var found: [[(UInt64, Timestamp, RecordMeta)]]
+
+        init(count: Int) {
+            outcomes = Array(repeating: nil, count: count)
+            found = Array(repeating: [], count: count)
+        }
+
+        func store(_ partition: Int, _ outcome: Result<PartitionLog, EventLogError>, _ records: [(UInt64, Timestamp, RecordMeta)]) {
+            lock.withLock {
+                outcomes[partition] = outcome
+                found[partition] = records
+            }
+        }
+
+        func take(_ partition: Int) -> (Result<PartitionLog, EventLogError>, [(UInt64, Timestamp, RecordMeta)]) {
+            lock.withLock {
+                defer { found[partition] = [] }
+                return (outcomes[partition]!, found[partition])
+            }
+        }
     }
 
     static func partitionDirectoryName(_ partition: Int) -> String {

@@ -113,7 +113,7 @@ public enum RecordCodec {
     }
 
     /// Decodes the record starting at `offset` of `bytes` (which may hold more records after it).
-    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, partition: Int) -> Decoded {
+    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, partition: Int, includePayload: Bool = true) -> Decoded {
         let available = bytes.count - offset
         guard available >= prefixLength else { return .incomplete }
         let storedCRC = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
@@ -140,7 +140,8 @@ public enum RecordCodec {
                 resourceId: text(offset + fixedHeaderLength + keyLength, idLength),
                 resourceUri: text(offset + fixedHeaderLength + keyLength + idLength, uriLength))
         }
-        let payload = Array(UnsafeRawBufferPointer(rebasing: bytes[metaEnd..<(offset + prefixLength + body)]))
+        // Recovery needs only the header and meta: skipping the payload copy halves its cost.
+        let payload = includePayload ? Array(UnsafeRawBufferPointer(rebasing: bytes[metaEnd..<(offset + prefixLength + body)])) : []
         let record = LogRecord(
             partition: partition, sequence: sequence, enqueuedTime: Timestamp(microseconds: micros), meta: meta,
             payload: payload)

@@ -110,7 +110,7 @@ public final class PartitionLog: @unchecked Sendable {
         var previousTime = segments.last?.lastTime ?? Timestamp(microseconds: Int64.min)
         while offset < size {
             var problem: String?
-            switch RecordCodec.decode(bytes, at: offset, partition: partition) {
+            switch RecordCodec.decode(bytes, at: offset, partition: partition, includePayload: false) {
             case .record(let record, let length):
                 if record.sequence != expected {
                     problem = "sequence \(record.sequence) where \(expected) was expected"
