@@ -25,10 +25,14 @@ public final class EventLog: @unchecked Sendable {
     /// - Parameters:
     ///   - partitionCountIsExplicit: the operator asked for `partitionCount`; a different count in
     ///     an existing log is then an error instead of a notice.
-    ///   - visit: sees every record's partition, sequence, time and meta in order during recovery.
+    ///   - willVisit: told, before the first `visit`, how many records recovery found and the
+    ///     newest enqueued time among them (so indexes can be sized and skip what has expired).
+    ///   - visit: sees every record's partition, sequence, time and meta, in order within each
+    ///     partition, partitions one after another.
     public init(
         directory: String, partitionCount: Int, partitionCountIsExplicit: Bool = false,
         segmentBytes: Int = EventLog.defaultSegmentBytes,
+        willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void = { _, _ in },
         visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in }
     ) throws(EventLogError) {
         self.directory = directory
@@ -99,6 +103,7 @@ public final class EventLog: @unchecked Sendable {
             }
             results.store(partition, outcome, found)
         }
+        willVisit(results.recordCount, results.newestTime)
         var partitions: [PartitionLog] = []
         for partition in 0..<count {
             let (outcome, found) = results.take(partition)
@@ -134,6 +139,12 @@ public final class EventLog: @unchecked Sendable {
                 outcomes[partition] = outcome
                 found[partition] = records
             }
+        }
+
+        var recordCount: Int { lock.withLock { found.reduce(0) { $0 + $1.count } } }
+
+        var newestTime: Timestamp? {
+            lock.withLock { found.compactMap { $0.last?.1 }.max() }
         }
 
         func take(_ partition: Int) -> (Result<PartitionLog, EventLogError>, [(UInt64, Timestamp, RecordMeta)]) {

@@ -5,6 +5,13 @@ public import Wire
 ///
 /// Keys are global to the log. Expiry follows the log's newest enqueued time, never the wall
 /// clock, so a log replayed or moved keeps the same answers.
+///
+/// Keys are held as a 128-bit digest (two independent 64-bit mixes of the key's UTF-8), not as
+/// strings: a fixed 16 bytes per key whatever its length, and hashing a digest is far cheaper than
+/// hashing a string, which is what rebuilding the index at start-up spends its time on. Two
+/// different keys share a digest with a probability of about n²/2¹²⁹ (10⁻²⁴ for ten million
+/// keys). The mix is not cryptographic: a sender able to choose keys could make two of its own
+/// keys collide, which only lets it suppress its own events.
 public struct IdempotencyIndex: Sendable {
     public struct Position: Hashable, Sendable {
         public var partition: Int
@@ -18,9 +25,18 @@ public struct IdempotencyIndex: Sendable {
         }
     }
 
+    /// A key's 128-bit digest; its hash is its low word (already well mixed).
+    struct Digest: Hashable, Sendable {
+        var high: UInt64
+        var low: UInt64
+
+        func hash(into hasher: inout Hasher) { hasher.combine(low) }
+    }
+
     public let retentionMicroseconds: Int64
-    private var positions: [String: Position] = [:]
-    private var byAge: [(key: String, time: Timestamp)] = []
+    private var positions: [Digest: Position] = [:]
+    /// Digests by the time they were recorded, oldest first, for expiry.
+    private var byAge: [(digest: Digest, time: Timestamp)] = []
     private var ageStart = 0
 
     public init(retentionDays: Int = 7) {
@@ -30,22 +46,35 @@ public struct IdempotencyIndex: Sendable {
     public var count: Int { positions.count }
 
     /// Where `key` was first recorded, if it is remembered.
-    public func lookup(_ key: String) -> Position? { positions[key] }
+    public func lookup(_ key: String) -> Position? { positions[Self.digest(key)] }
 
     /// Records `key` at `position` unless it is known already.
     public mutating func remember(_ key: String, at position: Position) {
-        guard positions[key] == nil else { return }
-        positions[key] = position
-        byAge.append((key, position.enqueuedTime))
+        let digest = Self.digest(key)
+        guard positions[digest] == nil else { return }
+        positions[digest] = position
+        byAge.append((digest, position.enqueuedTime))
     }
 
-    /// Forgets keys recorded before `now - retention`. Records arrive in nearly time order across
-    /// partitions, so the age queue is scanned from its oldest end.
+    /// Makes room for `count` more keys (a rebuild knows how many records it will visit).
+    public mutating func reserveCapacity(_ count: Int) {
+        positions.reserveCapacity(positions.count + count)
+        byAge.reserveCapacity(byAge.count - ageStart + count)
+    }
+
+    /// Whether a key recorded at `time` is still inside the window when the log is at `now`.
+    public func isRetained(_ time: Timestamp, now: Timestamp) -> Bool {
+        time.microseconds >= now.microseconds - retentionMicroseconds
+    }
+
+    /// Forgets keys recorded before `now - retention`. Appends arrive in time order within a
+    /// partition and nearly in order across partitions (a rebuild sorts once, `sortByAge`), so
+    /// the age queue is scanned from its oldest end; a key kept a little longer is harmless.
     public mutating func expire(now: Timestamp) {
         let horizon = now.microseconds - retentionMicroseconds
         while ageStart < byAge.count && byAge[ageStart].time.microseconds < horizon {
             let entry = byAge[ageStart]
-            if positions[entry.key]?.enqueuedTime == entry.time { positions[entry.key] = nil }
+            if positions[entry.digest]?.enqueuedTime == entry.time { positions[entry.digest] = nil }
             ageStart += 1
         }
         if ageStart > 4096 && ageStart > byAge.count / 2 {
@@ -53,4 +82,41 @@ public struct IdempotencyIndex: Sendable {
             ageStart = 0
         }
     }
+
+    /// Orders the age queue by time after a rebuild that visited partitions one after another.
+    public mutating func sortByAge() {
+        byAge.removeFirst(ageStart)
+        ageStart = 0
+        byAge.sort { $0.time < $1.time }
+    }
+
+    /// Two independent 64-bit mixes over the key's UTF-8 in 8-byte words, each finished with
+    /// SplitMix64's finalizer. Stable across runs and processes.
+    static func digest(_ key: String) -> Digest {
+        var key = key
+        return key.withUTF8 { bytes in
+            var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+            var low: UInt64 = 0xC2B2_AE3D_27D4_EB4F &+ UInt64(bytes.count)
+            var index = 0
+            while index < bytes.count {
+                var word: UInt64 = 0
+                for shift in 0..<min(8, bytes.count - index) { word |= UInt64(bytes[index + shift]) << (8 * UInt64(shift)) }
+                high = ((high ^ word) &* 0xFF51_AFD7_ED55_8CCD).rotated(by: 31)
+                low = ((low &+ word) &* 0xC4CE_B9FE_1A85_EC53).rotated(by: 27) ^ high.rotated(by: 17)
+                index += 8
+            }
+            return Digest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
+        }
+    }
+
+    private static func finalize(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension UInt64 {
+    fileprivate func rotated(by count: UInt64) -> UInt64 { (self << count) | (self >> (64 - count)) }
 }

@@ -26,14 +26,18 @@ nonisolated func runIngest() -> Never {
     do {
         log = try EventLog(
             directory: configuration.dataDirectory + "/log", partitionCount: configuration.partitions,
-            partitionCountIsExplicit: configuration.partitionsExplicit, segmentBytes: configuration.segmentBytes
+            partitionCountIsExplicit: configuration.partitionsExplicit, segmentBytes: configuration.segmentBytes,
+            willVisit: { records, newest in
+                recordCount = records
+                newestTime = newest
+                idempotency.reserveCapacity(records)
+            }
         ) { partition, sequence, time, meta in
-            recordCount += 1
             if let resource = meta.purchasedResource { router.learnPurchase(resource) }
-            if let key = meta.idempotencyKey {
+            // Keys already outside the window are never remembered: the log's newest time is known.
+            if let key = meta.idempotencyKey, idempotency.isRetained(time, now: newestTime ?? time) {
                 idempotency.remember(key, at: IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: time))
             }
-            if newestTime.map({ time > $0 }) ?? true { newestTime = time }
         }
     } catch {
         fail("cannot open the event log: \(error)")
@@ -50,6 +54,7 @@ nonisolated func runIngest() -> Never {
             }
         }
     }
+    idempotency.sortByAge()
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
         "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"

@@ -78,8 +78,12 @@ struct EventLogTests {
             #expect(try log.partitions[1].read(from: 0, maxRecords: 5).isEmpty)
         }
         var visited = 0
-        let reopened = try EventLog(directory: directory.path, partitionCount: 2) { _, _, _, _ in visited += 1 }
+        var announced: (Int, Timestamp?) = (0, nil)
+        let reopened = try EventLog(directory: directory.path, partitionCount: 2, willVisit: { announced = ($0, $1) }) { _, _, _, _ in
+            visited += 1
+        }
         #expect(visited == 3_000)
+        #expect(announced.0 == 3_000 && announced.1 == Timestamp(seconds: 3_999))
         #expect(reopened.partitions[0].durableNextSequence == 3_000)
         #expect(reopened.partitions[0].lastTime == Timestamp(seconds: 3_999))
         try fill(reopened, count: 10)
@@ -188,6 +192,34 @@ struct RoutingTests {
                 == PartitionRouter.partition(of: "fdc778a6-1281-40e4-cade-4a5fc11f5440", count: 4))
         let used = Set((0..<1000).map { PartitionRouter.partition(of: "sub-\($0)", count: 8) })
         #expect(used.count == 8)
+    }
+
+    @Test("a rebuilt index sorted by age expires keys recorded partition after partition")
+    func rebuiltIndexExpires() {
+        var index = IdempotencyIndex(retentionDays: 1)
+        let day = Timestamp.microsecondsPerDay
+        // Partition 0's records all come first, partition 1's after: not in time order.
+        index.remember("p0-new", at: .init(partition: 0, sequence: 1, enqueuedTime: Timestamp(microseconds: 5 * day)))
+        index.remember("p1-old", at: .init(partition: 1, sequence: 1, enqueuedTime: Timestamp(microseconds: 1 * day)))
+        index.sortByAge()
+        index.expire(now: Timestamp(microseconds: 5 * day))
+        #expect(index.lookup("p1-old") == nil)
+        #expect(index.lookup("p0-new") != nil)
+        #expect(index.count == 1)
+    }
+
+    @Test("distinct keys, also long and near-identical ones, never share a digest in a million tries")
+    func digestsDiffer() {
+        var index = IdempotencyIndex(retentionDays: 7)
+        let long = String(repeating: "x", count: 150)
+        var collisions = 0
+        for number in 0..<1_000_000 {
+            let key = number % 2 == 0 ? "k-\(number)" : long + String(number)
+            if index.lookup(key) != nil { collisions += 1 }
+            index.remember(key, at: .init(partition: 0, sequence: UInt64(number), enqueuedTime: Timestamp(microseconds: 0)))
+        }
+        #expect(collisions == 0)
+        #expect(index.count == 1_000_000)
     }
 
     @Test("idempotency keys are remembered for the retention window of log time, then forgotten")
