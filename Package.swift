@@ -15,8 +15,10 @@ let package = Package(
         .library(name: "Billing", targets: ["Billing"]),
         .executable(name: "meter-ingest", targets: ["Ingest"]),
         .executable(name: "meter-aggregator", targets: ["Aggregator"]),
+        .executable(name: "meter-submitter", targets: ["Submitter"]),
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
+        .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -28,8 +30,10 @@ let package = Package(
         .target(name: "EventStore", dependencies: ["Wire"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "EventStore"]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
+        .executableTarget(name: "Emulator", dependencies: ["Wire"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
@@ -37,6 +41,8 @@ let package = Package(
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

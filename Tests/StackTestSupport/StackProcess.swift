@@ -43,11 +43,14 @@ public class ServerProcess {
     let errorPipe = Pipe()
     private(set) var stderrText = ""
 
-    /// Starts `executable` with `METERING_HOME` set and waits until `readySocket` answers `status`.
-    public init(executable: String, home: StackHome, readySocket: String, environment: [String: String] = [:]) throws {
+    /// Starts `executable` with `METERING_HOME` set and waits until `readySocket` (if any) answers `status`.
+    public init(
+        executable: String, home: StackHome, readySocket: String?, environment: [String: String] = [:], arguments: [String] = []
+    ) throws {
         self.home = home
         self.name = executable
         process.executableURL = URL(fileURLWithPath: Binaries.path(executable))
+        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["METERING_HOME"] = home.path
         env["METERING_CLOCK"] = "manual"
@@ -58,7 +61,7 @@ public class ServerProcess {
         process.standardError = errorPipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        try waitUntilServing(readySocket)
+        if let readySocket { try waitUntilServing(readySocket) }
     }
 
     /// Waits until `socket` answers `status`.
@@ -126,6 +129,48 @@ public final class AggregatorProcess: ServerProcess {
             usleep(20_000)
         }
         throw StartFailure(message: "meter-aggregator did not catch up in \(timeout) s: \(readErrors())")
+    }
+}
+
+/// A real `meter-marketplace-emulator` on an ephemeral loopback port, following ingest's clock.
+public final class EmulatorProcess: ServerProcess {
+    /// `http://127.0.0.1:PORT`
+    public private(set) var baseURL = ""
+
+    public init(home: StackHome, arguments: [String] = [], environment: [String: String] = [:]) throws {
+        let addressFile = home.path + "/run/emulator.addr"
+        try? FileManager.default.removeItem(atPath: addressFile)
+        var env = ["METERING_EMULATOR_PORT": "0", "METERING_EMULATOR_CLOCK": "ingest"]
+        for (key, value) in environment { env[key] = value }
+        try super.init(executable: "meter-marketplace-emulator", home: home, readySocket: nil, environment: env, arguments: arguments)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: addressFile, encoding: .utf8),
+                text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("http")
+            {
+                baseURL = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                return
+            }
+            if !process.isRunning { throw StartFailure(message: "meter-marketplace-emulator exited: \(readErrors())") }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "meter-marketplace-emulator wrote no address in 20 s")
+    }
+
+    /// The environment a submitter needs to use this emulator (dummy service principal).
+    public var submitterEnvironment: [String: String] {
+        [
+            "METERING_MARKETPLACE_URL": baseURL, "METERING_TOKEN_URL": baseURL + "/test-tenant/oauth2/token",
+            "AZURE_METERING_MARKETPLACE_TENANT_ID": "test-tenant", "AZURE_METERING_MARKETPLACE_CLIENT_ID": "test-client",
+            "AZURE_METERING_MARKETPLACE_CLIENT_SECRET": "test-secret",
+        ]
+    }
+}
+
+/// A real `meter-submitter` (it has no socket: started, then watched through its effects).
+public final class SubmitterProcess: ServerProcess {
+    public init(home: StackHome, environment: [String: String]) throws {
+        try super.init(executable: "meter-submitter", home: home, readySocket: nil, environment: environment)
     }
 }
 

@@ -1,0 +1,80 @@
+import Foundation
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts the emulator and serves until SIGTERM. Not isolated to the main actor: its closures
+/// run on the server's threads and Dispatch queues.
+nonisolated func runEmulator() -> Never {
+    let configuration = readConfiguration()
+    UnixSocket.raiseOpenFileLimit()
+    let marketplace = Marketplace(unknownResources: configuration.unknownResources, unknownDimensions: configuration.unknownDimensions)
+    let clock = EmulatorClock(mode: configuration.clock, ingestSocket: configuration.ingestSocket)
+    let handler = EmulatorHandler(
+        marketplace: marketplace, clock: clock, tokens: TokenIssuer(requiredSecret: configuration.clientSecret),
+        requiresAuthorization: configuration.requiresAuthorization)
+    var limits = HTTPServer.Limits()
+    limits.maximumConnections = configuration.maximumConnections
+    let server: HTTPServer
+    do {
+        server = try HTTPServer(host: configuration.host, port: configuration.port, limits: limits, handler: handler)
+    } catch {
+        ServiceLifecycle.fail("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+    }
+    // A wildcard address is reachable on loopback, and clients cannot connect to 0.0.0.0.
+    let advertisedHost = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+    let address = "http://\(advertisedHost):\(server.port)"
+    do {
+        try writeAddress(address, to: configuration.addressFile)
+    } catch {
+        ServiceLifecycle.fail("cannot write \(configuration.addressFile): \(error)")
+    }
+    server.start()
+    // Unbuffered: whoever reads standard output sees the line now, not at exit.
+    let line = Array("listening on \(address)\n".utf8)
+    _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
+    var details = ["clock \(configuration.clock.rawValue)"]
+    if configuration.clock == .ingest { details.append("following \(configuration.ingestSocket)") }
+    details.append(configuration.requiresAuthorization ? "bearer tokens required" : "no authorization (--no-auth)")
+    details.append(configuration.clientSecret == nil ? "any client secret" : "one client secret accepted")
+    details.append("\(configuration.unknownResources.count) unknown resources, \(configuration.unknownDimensions.count) unknown dimensions")
+    Log.info("listening on \(address) (\(details.joined(separator: ", "))); address in \(configuration.addressFile)")
+    Systemd.notifyReady(status: "listening on \(address)")
+    ServiceLifecycle.runUntilTerminated(stopping: "answering the requests in hand") {
+        server.stop(waitingUpTo: 5)
+        // Scripts must not find a dead emulator's address (unless another one wrote its own since).
+        if (try? String(contentsOfFile: configuration.addressFile, encoding: .utf8)) == address + "\n" {
+            unlink(configuration.addressFile)
+        }
+    }
+}
+
+/// `ServiceLifecycle.configure`, with on/off flags such as `--no-auth` accepted without a value.
+private func readConfiguration() -> EmulatorConfiguration {
+    Log.setComponent("meter-marketplace-emulator")
+    do {
+        let arguments = EmulatorConfiguration.normalizedArguments(Array(CommandLine.arguments.dropFirst()))
+        var settings = try Settings(arguments: arguments)
+        if settings.wantsHelp {
+            print(EmulatorConfiguration.usage)
+            exit(0)
+        }
+        return try EmulatorConfiguration(settings: &settings)
+    } catch {
+        ServiceLifecycle.fail("\(error)", code: 64)
+    }
+}
+
+/// Writes `address` and a newline to `path` atomically (a reader never sees half of it).
+private func writeAddress(_ address: String, to path: String) throws {
+    try ServiceLifecycle.makeSocketDirectory(for: path)
+    let temporary = path + ".\(getpid()).tmp"
+    try Data((address + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+    guard rename(temporary, path) == 0 else {
+        let error = SystemError("rename", "\(temporary) to \(path)")
+        unlink(temporary)
+        throw error
+    }
+}
