@@ -18,7 +18,8 @@ final class AggregatorHandler: RequestHandler {
             case "pending": response = Response.ok(id: request.id, try pending(request))
             case "state": response = Response.ok(id: request.id, try state(request))
             case "status": response = Response.ok(id: request.id, status())
-            default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; aggregator.sock serves pending, state, status")
+            case "ledger": response = Response.ok(id: request.id, ledger())
+            default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; aggregator.sock serves pending, state, status, ledger")
             }
         } catch let error as WireError {
             Log.notice("rejected \(request.op) from \(connection.peer): \(error)")
@@ -91,6 +92,26 @@ final class AggregatorHandler: RequestHandler {
             }
         }
         throw WireError(.notFound, "no subscription \(name) in partitions \(workers.map(\.partition)) of this aggregator")
+    }
+
+    /// `{"op":"ledger"}` → what did not simply settle: rejected items with their reasons, conflicts
+    /// with both quantities, and unprocessable records, per partition.
+    private func ledger() -> JSONObject {
+        var rejected: [JSONValue] = []
+        var conflicts: [JSONValue] = []
+        var unprocessable: [JSONValue] = []
+        for worker in workers {
+            worker.read { state in
+                rejected += state.rejected.map(\.json)
+                conflicts += state.conflicts.map(\.json)
+                unprocessable += state.unprocessable.map { record in
+                    var object = record.json.objectValue ?? JSONObject()
+                    object["partition"] = .number(String(worker.partition))
+                    return .object(object)
+                }
+            }
+        }
+        return JSONObject(["rejected": .array(rejected), "conflicts": .array(conflicts), "unprocessable": .array(unprocessable)])
     }
 
     private func status() -> JSONObject {

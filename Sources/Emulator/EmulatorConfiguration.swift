@@ -25,6 +25,8 @@ struct EmulatorConfiguration {
     var requiresAuthorization: Bool
     /// The only client secret the token endpoint accepts; any secret when nil. Never logged.
     var clientSecret: String?
+    /// Seconds an issued token stays valid (Entra ID: 3599); short in tests of token refresh.
+    var tokenLifetime: Int
     var unknownResources: Set<String>
     var unknownDimensions: Set<String>
     var maximumConnections: Int
@@ -46,6 +48,7 @@ struct EmulatorConfiguration {
           --ingest-socket       METERING_INGEST_SOCKET               $METERING_HOME/run/ingest.sock (for --clock ingest)
           --no-auth             METERING_EMULATOR_NO_AUTH            off (1: no bearer token needed)
           --client-secret       METERING_EMULATOR_CLIENT_SECRET      any (set: the only secret the token endpoint accepts)
+          --token-lifetime      METERING_EMULATOR_TOKEN_LIFETIME     3599 (seconds a token is valid)
           --unknown-resources   METERING_EMULATOR_UNKNOWN_RESOURCES  none (comma-separated: answered ResourceNotFound)
           --unknown-dimensions  METERING_EMULATOR_UNKNOWN_DIMENSIONS none (comma-separated: answered InvalidDimension)
           --max-connections     METERING_EMULATOR_MAX_CONNECTIONS    256
@@ -77,6 +80,7 @@ struct EmulatorConfiguration {
         ingestSocket = Settings.absolute(settings.string("ingest-socket", "METERING_INGEST_SOCKET", default: home + "/run/ingest.sock"))
         requiresAuthorization = !(try Self.flag(&settings, "no-auth", "METERING_EMULATOR_NO_AUTH"))
         clientSecret = settings.optionalString("client-secret", "METERING_EMULATOR_CLIENT_SECRET")
+        tokenLifetime = try settings.integer("token-lifetime", "METERING_EMULATOR_TOKEN_LIFETIME", default: 3599, range: 1...86_400)
         unknownResources = Set(
             Self.list(settings.string("unknown-resources", "METERING_EMULATOR_UNKNOWN_RESOURCES", default: "")).map { $0.lowercased() })
         unknownDimensions = Self.list(settings.string("unknown-dimensions", "METERING_EMULATOR_UNKNOWN_DIMENSIONS", default: ""))

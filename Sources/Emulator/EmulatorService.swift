@@ -13,7 +13,8 @@ nonisolated func runEmulator() -> Never {
     let marketplace = Marketplace(unknownResources: configuration.unknownResources, unknownDimensions: configuration.unknownDimensions)
     let clock = EmulatorClock(mode: configuration.clock, ingestSocket: configuration.ingestSocket)
     let handler = EmulatorHandler(
-        marketplace: marketplace, clock: clock, tokens: TokenIssuer(requiredSecret: configuration.clientSecret),
+        marketplace: marketplace, clock: clock,
+        tokens: TokenIssuer(requiredSecret: configuration.clientSecret, lifetime: configuration.tokenLifetime),
         requiresAuthorization: configuration.requiresAuthorization)
     var limits = HTTPServer.Limits()
     limits.maximumConnections = configuration.maximumConnections

@@ -8,8 +8,8 @@ import Wire
 final class TokenIssuer: Sendable {
     /// The marketplace metering API's application id.
     static let resource = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7"
-    /// Seconds a token is valid, as Entra ID says.
-    static let lifetime = 3599
+    /// Seconds a token is valid (Entra ID says 3599).
+    let lifetime: Int
     /// More live tokens than this and the oldest are forgotten (a client asking in a loop must
     /// not grow the emulator without bound).
     static let maximumLiveTokens = 10_000
@@ -20,8 +20,9 @@ final class TokenIssuer: Sendable {
     /// of the business clock).
     private let tokens = Mutex([String: Date]())
 
-    init(requiredSecret: String?) {
+    init(requiredSecret: String?, lifetime: Int = 3599) {
         self.requiredSecret = requiredSecret
+        self.lifetime = lifetime
     }
 
     /// `POST /{tenant}/oauth2/token` (v1: `resource`) and `/{tenant}/oauth2/v2.0/token` (v2:
@@ -56,7 +57,7 @@ final class TokenIssuer: Sendable {
         return .json(
             200,
             [
-                "token_type": "Bearer", "expires_in": .number(String(Self.lifetime)), "ext_expires_in": .number(String(Self.lifetime)),
+                "token_type": "Bearer", "expires_in": .number(String(lifetime)), "ext_expires_in": .number(String(lifetime)),
                 "access_token": .string(mint()),
             ])
     }
@@ -70,12 +71,12 @@ final class TokenIssuer: Sendable {
         guard let resource = request.query["resource"], Self.namesMarketplace(resource) else {
             return Self.error(400, "invalid_resource", "resource must be \(Self.resource)")
         }
-        let expiresOn = Int(Date().timeIntervalSince1970) + Self.lifetime
+        let expiresOn = Int(Date().timeIntervalSince1970) + lifetime
         // IMDS spells its numbers as strings.
         return .json(
             200,
             [
-                "token_type": "Bearer", "expires_in": .string(String(Self.lifetime)), "expires_on": .string(String(expiresOn)),
+                "token_type": "Bearer", "expires_in": .string(String(lifetime)), "expires_on": .string(String(expiresOn)),
                 "resource": .string(resource), "access_token": .string(mint()),
             ])
     }
@@ -112,7 +113,7 @@ final class TokenIssuer: Sendable {
                     for (old, _) in tokens.sorted(by: { $0.value < $1.value }).prefix(tokens.count / 2) { tokens[old] = nil }
                 }
             }
-            tokens[token] = now.addingTimeInterval(Double(Self.lifetime))
+            tokens[token] = now.addingTimeInterval(Double(lifetime))
         }
         return token
     }

@@ -69,12 +69,13 @@ final class HTTPClient: Sendable {
     }
 }
 
-/// Bearer tokens for the metering API, cached until five minutes before they expire.
+/// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
+/// at once when the API refuses one (401/403).
 final class TokenProvider: @unchecked Sendable {
     private let credentials: SubmitterConfiguration.Credentials
     private let http: HTTPClient
     private let lock = NSLock()
-    private var cached: (token: String, expires: Date)?
+    private var cached: (token: String, refreshAt: Date)?
 
     init(credentials: SubmitterConfiguration.Credentials, http: HTTPClient) {
         self.credentials = credentials
@@ -89,9 +90,10 @@ final class TokenProvider: @unchecked Sendable {
     func invalidate() { lock.withLock { cached = nil } }
 
     func token() throws -> String {
-        if let cached = lock.withLock({ cached }), cached.expires > Date().addingTimeInterval(300) { return cached.token }
+        if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
-        lock.withLock { cached = (token, Date().addingTimeInterval(lifetime)) }
+        // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
+        lock.withLock { cached = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
         return token
     }
 

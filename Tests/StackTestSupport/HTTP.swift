@@ -12,7 +12,9 @@ public enum TestHTTP {
     }
 
     /// Sends `method` to `url` with an optional JSON body; returns the status and the parsed body.
-    public static func call(_ method: String, _ url: String, body: JSONValue? = nil) throws -> (status: Int, json: JSONValue?) {
+    public static func call(
+        _ method: String, _ url: String, body: JSONValue? = nil, form: String? = nil, headers: [String: String] = [:]
+    ) throws -> (status: Int, json: JSONValue?) {
         guard let target = URL(string: url) else { throw Failure(description: "bad URL \(url)") }
         var request = URLRequest(url: target)
         request.httpMethod = method
@@ -21,6 +23,11 @@ public enum TestHTTP {
             request.httpBody = Data(JSONWriter.bytes(body))
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
+        if let form {
+            request.httpBody = Data(form.utf8)
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         final class Box: @unchecked Sendable {
             var value: Result<(Int, Data), Failure> = .failure(Failure(description: "no answer"))
         }

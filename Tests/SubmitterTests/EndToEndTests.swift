@@ -11,72 +11,6 @@ import Wire
 /// marketplace emulator (following ingest's clock) → outcomes back into the log.
 @Suite("The stack end to end: exactly the overage, exactly once", .serialized)
 struct EndToEndTests {
-    final class Stack {
-        let home = StackHome()
-        let ingest: IngestProcess
-        let aggregator: AggregatorProcess
-        let emulator: EmulatorProcess
-        var submitter: SubmitterProcess?
-
-        init() throws {
-            ingest = try IngestProcess(home: home)
-            aggregator = try AggregatorProcess(home: home)
-            emulator = try EmulatorProcess(home: home)
-        }
-
-        var submitterEnvironment: [String: String] {
-            var environment = emulator.submitterEnvironment
-            environment["METERING_SUBMIT_INTERVAL_MS"] = "50"
-            environment["METERING_SUBMIT_MAX_BACKOFF"] = "1"
-            return environment
-        }
-
-        func startSubmitter() throws { submitter = try SubmitterProcess(home: home, environment: submitterEnvironment) }
-
-        func advance(to time: String) throws {
-            _ = try ingest.admin().call(Request(op: "advance-clock", fields: JSONObject(["to": .string(time)])))
-        }
-
-        func send(_ events: [JSONValue]) throws {
-            let response = try ingest.client().call(appendRequest(events))
-            for result in response["results"]?.arrayValue ?? [] {
-                #expect(result["status"] == "accepted", "\(JSONWriter.string(result))")
-            }
-        }
-
-        /// The emulator's ledger as sorted lines `resource dimension hour quantity`.
-        func ledger() throws -> [String] {
-            let (status, json) = try TestHTTP.call("GET", emulator.baseURL + "/emulator/ledger")
-            #expect(status == 200)
-            let entries = json?.arrayValue ?? json?["items"]?.arrayValue ?? json?["ledger"]?.arrayValue ?? []
-            return entries.map { entry in
-                let quantity: String
-                switch entry["quantity"] {
-                case .number(let text)?, .string(let text)?: quantity = Quantity(exactly: text)?.description ?? text
-                default: quantity = "?"
-                }
-                let resource = entry["resourceId"]?.stringValue ?? entry["resourceUri"]?.stringValue ?? "?"
-                let hour = Timestamp(iso8601: entry["effectiveStartTime"]?.stringValue ?? "")?.iso8601 ?? "?"
-                return "\(resource) \(entry["dimension"]?.stringValue ?? "?") \(hour) \(quantity)"
-            }.sorted()
-        }
-
-        /// Waits until the aggregator has nothing pending and the ledger has `count` entries.
-        func waitUntilSettled(count: Int, timeout: Double = 90) throws -> [String] {
-            let deadline = Date().addingTimeInterval(timeout)
-            var last: [String] = []
-            while Date() < deadline {
-                last = try ledger()
-                let pending = try aggregator.client().call("status")["partitions"]?.arrayValue?.compactMap { $0["pending"]?.intValue }
-                    .reduce(0, +)
-                if last.count >= count && pending == 0 { return last }
-                usleep(100_000)
-            }
-            Issue.record("not settled in \(timeout) s: ledger \(last.count)/\(count); submitter: \(submitter?.readErrors() ?? "")")
-            return last
-        }
-    }
-
     static func purchase(_ name: String, uri: Bool = false, start: String, plan: String) throws -> JSONValue {
         let resource =
             uri
@@ -176,6 +110,9 @@ struct EndToEndTests {
         #expect(ledger == Self.expected)
         let partitions = try stack.aggregator.client().call("status")["partitions"]?.arrayValue ?? []
         #expect(partitions.compactMap { $0["conflicts"]?.intValue }.reduce(0, +) == 0, "a Duplicate with a different quantity")
+        // The faults really happened: failed calls and connections dropped after recording.
+        let (_, stats) = try TestHTTP.call("GET", stack.emulator.baseURL + "/emulator/stats")
+        #expect((stats?["faults"]?["failed"]?.intValue ?? 0) > 0, "\(stats.map(JSONWriter.string) ?? "")")
         #expect(partitions.compactMap { $0["rejected"]?.intValue }.reduce(0, +) == 0)
     }
 }
