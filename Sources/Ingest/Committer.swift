@@ -14,14 +14,7 @@ enum AppendResult: Sendable {
 
     /// The `append` response, written directly as bytes (a batch has thousands of results).
     static func response(id: JSONValue?, _ results: [AppendResult?]) -> [UInt8] {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        out.reserveCapacity(64 + results.count * 100)
-        if let id {
-            out.append(contentsOf: #""id":"#.utf8)
-            JSONWriter.write(id, to: &out)
-            out.append(UInt8(ascii: ","))
-        }
-        out.append(contentsOf: #""ok":true,"results":["#.utf8)
+        var out = Response.beginOK(id: id, arrayMember: "results", capacity: 64 + results.count * 100)
         for (index, result) in results.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             switch result {

@@ -148,13 +148,7 @@ final class IngestHandler: RequestHandler {
 
     /// A response frame with records, spliced without re-parsing the stored JSON.
     private static func recordsFrame(id: JSONValue?, _ records: [LogRecord], extra: String = "") -> [UInt8] {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        if let id {
-            out.append(contentsOf: #""id":"#.utf8)
-            JSONWriter.write(id, to: &out)
-            out.append(UInt8(ascii: ","))
-        }
-        out.append(contentsOf: #""ok":true,"records":["#.utf8)
+        var out = Response.beginOK(id: id, arrayMember: "records", capacity: 64 + records.reduce(0) { $0 + $1.payload.count + 96 })
         for (index, record) in records.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             record.appendJSON(to: &out)

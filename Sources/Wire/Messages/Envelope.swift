@@ -129,6 +129,22 @@ public enum Response {
         return JSONWriter.bytes(.object(object))
     }
 
+    /// Starts a success response written by hand for speed: `{"id":…,"ok":true,"<member>":[`.
+    /// The caller appends the array's elements, then `]` and `}`.
+    public static func beginOK(id: JSONValue?, arrayMember member: String, capacity: Int = 256) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(capacity)
+        if let id {
+            out.append(contentsOf: #""id":"#.utf8)
+            JSONWriter.write(id, to: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: #""ok":true,"#.utf8)
+        JSONWriter.writeString(member, to: &out)
+        out.append(contentsOf: ":[".utf8)
+        return out
+    }
+
     /// An error response.
     public static func error(id: JSONValue?, _ error: WireError) -> [UInt8] {
         var object = JSONObject()
