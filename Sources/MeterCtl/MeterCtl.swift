@@ -11,6 +11,8 @@ enum MeterCtl {
         meterctl: talk to the metering stack.
 
         Usage:
+          meterctl up [--home DIR]               start the whole stack (ingest, aggregator, marketplace
+                                                   emulator, submitter), supervised; Ctrl-C stops it
           meterctl send purchase --resource-id ID [--resource-uri URI] --plan-file FILE | --plan-id P --dimension METER=DIM[:INCLUDED]...
                                  [--start TIME] [--renewal Monthly|Annually|2-years|3-years] [--id KEY]
           meterctl send usage    --resource-id ID | --resource-uri URI --meter NAME --quantity Q
@@ -46,6 +48,7 @@ enum MeterCtl {
         do {
             switch command {
             case "send": try Send.run(Array(arguments.dropFirst()))
+            case "up": try Up.run(Array(arguments.dropFirst()))
             case "tail": try Tail.run(Array(arguments.dropFirst()))
             case "status": try StatusCommand.run(Array(arguments.dropFirst()))
             case "advance-clock": try AdvanceClock.run(Array(arguments.dropFirst()))
