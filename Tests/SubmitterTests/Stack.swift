@@ -4,10 +4,10 @@ import Testing
 import Wire
 
 /// The whole stack of real processes on one `StackHome`, the emulator following ingest's clock.
-final class Stack {
+final class Stack: @unchecked Sendable {
     let home = StackHome()
-    let ingest: IngestProcess
-    let aggregator: AggregatorProcess
+    private(set) var ingest: IngestProcess
+    private(set) var aggregator: AggregatorProcess
     let emulator: EmulatorProcess
     var submitter: SubmitterProcess?
 
@@ -23,6 +23,12 @@ final class Stack {
         environment["METERING_SUBMIT_MAX_BACKOFF"] = "1"
         return environment
     }
+
+    /// Starts ingest again on the same home (after a kill).
+    func restartIngest() throws { ingest = try IngestProcess(home: home) }
+
+    /// Starts the aggregator again on the same home (after a kill).
+    func restartAggregator() throws { aggregator = try AggregatorProcess(home: home) }
 
     func startSubmitter() throws { submitter = try SubmitterProcess(home: home, environment: submitterEnvironment) }
 
