@@ -75,3 +75,30 @@ enum AggregatorCommands {
         }
     }
 }
+
+/// `meterctl submitter-status`: the counters the submitter leaves after each pass.
+enum SubmitterStatus {
+    static func run(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
+        var forwarded: [String] = []
+        if let home = arguments.value("home") { forwarded += ["--home", home] }
+        let json = arguments.flag("json")
+        try arguments.rejectUnused()
+        var settings = try Settings(arguments: forwarded)
+        let path = settings.home() + "/run/submitter.status.json"
+        guard let data = FileManager.default.contents(atPath: path), let status = try? JSONParser.parse(Array(data)) else {
+            throw MeterCtl.Failure("no submitter status at \(path): is meter-submitter running with this METERING_HOME?")
+        }
+        if json {
+            MeterCtl.printJSON(status)
+            return
+        }
+        print(
+            "last pass \(AggregatorCommands.text(status["lastPass"])): \(AggregatorCommands.text(status["passes"])) passes, \(AggregatorCommands.text(status["batches"])) batches, \(AggregatorCommands.text(status["itemsSent"])) items sent, \(AggregatorCommands.text(status["retries"])) retries, \(AggregatorCommands.text(status["atRisk"])) at risk"
+        )
+        for member in status["outcomes"]?.objectValue?.members ?? [] {
+            print("  \(member.key): \(AggregatorCommands.text(member.value))")
+        }
+        if let error = status["lastError"]?.stringValue { print("last error: \(error)") }
+    }
+}

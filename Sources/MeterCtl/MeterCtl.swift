@@ -27,6 +27,7 @@ enum MeterCtl {
           meterctl state --resource-id ID | --resource-uri URI
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
+          meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -55,6 +56,7 @@ enum MeterCtl {
             case "pending": try AggregatorCommands.pending(Array(arguments.dropFirst()))
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
+            case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

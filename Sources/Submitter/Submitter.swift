@@ -1,6 +1,10 @@
 import Foundation
 import Wire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One pass after another: read what the aggregators have ready, send it in batches of 25, and
 /// append every outcome to the log through ingest's admin socket, so the aggregators learn it.
 ///
@@ -23,6 +27,30 @@ final class Submitter: @unchecked Sendable {
         var outcomes: [String: Int] = [:]
         var retries = 0
         var atRisk = 0
+        var lastError: String?
+        var lastPass: Date?
+
+        var json: JSONValue {
+            [
+                "passes": .number(String(passes)), "batches": .number(String(batches)), "itemsSent": .number(String(itemsSent)),
+                "outcomes": .object(JSONObject(outcomes.sorted { $0.key < $1.key }.map { .init($0.key, .number(String($0.value))) })),
+                "retries": .number(String(retries)), "atRisk": .number(String(atRisk)),
+                "lastError": lastError.map { .string($0) } ?? .null,
+                "lastPass": lastPass.map { .string(Timestamp(microseconds: Int64($0.timeIntervalSince1970 * 1_000_000)).iso8601) } ?? .null,
+            ]
+        }
+    }
+
+    /// Where each pass leaves its counters for operators (`meterctl submitter-status`): the
+    /// submitter has no socket of its own.
+    var statusPath: String { configuration.home + "/run/submitter.status.json" }
+
+    private func writeStatus() {
+        let json = lock.withLock { counters.json }
+        let temporary = statusPath + ".tmp"
+        if FileManager.default.createFile(atPath: temporary, contents: Data(JSONWriter.bytes(json))) {
+            _ = rename(temporary, statusPath)
+        }
     }
 
     init(configuration: SubmitterConfiguration) {
@@ -55,14 +83,21 @@ final class Submitter: @unchecked Sendable {
 
     private func failed(_ message: String, retryAfter: Double? = nil) {
         backoff = max(retryAfter ?? 0, backoff == 0 ? 1 : min(backoff * 2, configuration.maximumBackoff))
-        lock.withLock { counters.retries += 1 }
+        lock.withLock {
+            counters.retries += 1
+            counters.lastError = message
+        }
         Log.warning("\(message); retrying in about \(Int(backoff.rounded())) s")
         Systemd.notifyStatus("retrying: \(message)")
     }
 
     /// One pass; returns how many items were sent.
     func pass() -> Int {
-        lock.withLock { counters.passes += 1 }
+        lock.withLock {
+            counters.passes += 1
+            counters.lastPass = Date()
+        }
+        defer { writeStatus() }
         var items: [JSONValue] = []
         for socket in configuration.aggregatorSockets {
             do {
@@ -94,6 +129,7 @@ final class Submitter: @unchecked Sendable {
             index += batch.count
         }
         backoff = 0
+        lock.withLock { counters.lastError = nil }
         Systemd.notifyStatus("sent \(sent) items in the last pass")
         return sent
     }

@@ -89,6 +89,11 @@ struct EndToEndTests {
         #expect(status.compactMap { $0["accepted"]?.intValue }.reduce(0, +) == Self.expected.count)
         #expect(status.compactMap { $0["conflicts"]?.intValue }.reduce(0, +) == 0)
         #expect(status.compactMap { $0["rejected"]?.intValue }.reduce(0, +) == 0)
+        // The submitter leaves its counters for operators after each pass.
+        let data = try #require(FileManager.default.contents(atPath: stack.home.path + "/run/submitter.status.json"))
+        let counters = try JSONParser.parse(Array(data))
+        #expect((counters["outcomes"]?["Accepted"]?.intValue ?? 0) >= Self.expected.count)
+        #expect((counters["passes"]?.intValue ?? 0) > 0)
     }
 
     @Test("with 30% failed calls, dropped connections and the submitter killed at random, the ledger is identical")
