@@ -11,6 +11,8 @@ enum MeterCtl {
         meterctl: talk to the metering stack.
 
         Usage:
+          meterctl demo [--home DIR] [--days N]  a realistic run on the manual clock: 24 subscriptions,
+                                                   5 weeks of usage, a summary of meters and marketplace
           meterctl up [--home DIR]               start the whole stack (ingest, aggregator, marketplace
                                                    emulator, submitter), supervised; Ctrl-C stops it
           meterctl send purchase --resource-id ID [--resource-uri URI] --plan-file FILE | --plan-id P --dimension METER=DIM[:INCLUDED]...
@@ -50,6 +52,7 @@ enum MeterCtl {
             switch command {
             case "send": try Send.run(Array(arguments.dropFirst()))
             case "up": try Up.run(Array(arguments.dropFirst()))
+            case "demo": try Demo.run(Array(arguments.dropFirst()))
             case "tail": try Tail.run(Array(arguments.dropFirst()))
             case "status": try StatusCommand.run(Array(arguments.dropFirst()))
             case "advance-clock": try AdvanceClock.run(Array(arguments.dropFirst()))

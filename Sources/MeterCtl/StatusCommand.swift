@@ -56,7 +56,9 @@ enum Table {
         }
         for (number, row) in rows.enumerated() {
             let cells = row.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }
-            Swift.print(cells.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            var line = cells.joined(separator: "  ")
+            while line.last == " " { line.removeLast() }
+            Swift.print(line)
             if number == 0 { Swift.print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
         }
     }

@@ -96,7 +96,16 @@ enum Up {
         if let home = arguments.value("home") { forwarded += ["--home", home] }
         try arguments.rejectUnused()
         var settings = try Settings(arguments: forwarded)
-        let home = settings.home()
+        let (children, marketplace) = try startStack(home: settings.home(), environment: [:])
+        say("marketplace emulator at \(marketplace); try: METERING_HOME=\(settings.home()) \(binary("meterctl")) status")
+        say("Ctrl-C stops everything")
+        waitForSignal()
+        stop(children)
+    }
+
+    /// Starts the four processes in order, each once the previous one answers, under supervision;
+    /// `environment` adds to (or overrides) this process's environment for all of them.
+    static func startStack(home: String, environment extra: [String: String]) throws -> (children: [Child], marketplace: String) {
         for directory in ["run", "log", "data"] {
             try FileManager.default.createDirectory(
                 atPath: home + "/" + directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
@@ -106,6 +115,7 @@ enum Up {
             throw MeterCtl.Failure("\(binary(name)) is missing; build the stack first (swift build)")
         }
         var base = ProcessInfo.processInfo.environment
+        for (key, value) in extra { base[key] = value }
         base["METERING_HOME"] = home
         for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] { base.removeValue(forKey: key) }
         let addressFile = home + "/run/emulator.addr"
@@ -149,9 +159,11 @@ enum Up {
         for child in children {
             say("  \(child.name.padding(toLength: 28, withPad: " ", startingAt: 0)) pid \(child.pid.map(String.init) ?? "-")")
         }
-        say("marketplace emulator at \(marketplace); try: METERING_HOME=\(home) \(binary("meterctl")) status")
-        say("Ctrl-C stops everything")
+        return (children, marketplace)
+    }
 
+    /// Blocks until SIGINT or SIGTERM.
+    static func waitForSignal() {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let stopped = DispatchSemaphore(value: 0)
@@ -163,6 +175,10 @@ enum Up {
             return source
         }
         withExtendedLifetime(sources) { stopped.wait() }
+    }
+
+    /// Stops the children, the submitter first and ingest last.
+    static func stop(_ children: [Child]) {
         say("stopping (submitter, emulator, aggregator, ingest)")
         for child in children.reversed() { child.stop() }
         say("stopped")

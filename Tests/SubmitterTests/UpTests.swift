@@ -53,4 +53,25 @@ struct UpTests {
         #expect(up.terminationStatus == 0)
         #expect(Self.waitUntil(5) { pids.allSatisfy { !Self.alive($0) } })
     }
+
+    @Test("meterctl demo runs the realistic scenario and its books balance: everything reported, nothing pending or refused")
+    func demo() throws {
+        let home = StackHome()
+        let demo = Process()
+        demo.executableURL = URL(fileURLWithPath: Binaries.path("meterctl"))
+        demo.arguments = ["demo", "--home", home.path, "--days", "8"]
+        let output = Pipe()
+        demo.standardOutput = output
+        demo.standardError = FileHandle.nullDevice
+        try demo.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        demo.waitUntilExit()
+        #expect(demo.terminationStatus == 0)
+        #expect(text.contains("pending 0, conflicts 0, rejected 0"), "\(text.suffix(600))")
+        #expect(text.contains("== What the (emulated) marketplace accepted"))
+        let summary = try #require(text.split(separator: "\n").first { $0.contains("usage items accepted by the marketplace") })
+        // "N usage events sent; M usage items accepted by the marketplace, M settled in the aggregator's books; ..."
+        let numbers = summary.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
+        #expect(numbers.count >= 3 && numbers[1] == numbers[2] && numbers[1] > 0, "\(summary)")
+    }
 }

@@ -1,0 +1,214 @@
+import Foundation
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// `meterctl demo`: a realistic run of the whole stack on the manual clock. Two dozen SaaS
+/// subscriptions on three plans (one with a waterfall dimension, one annual with a seat gauge),
+/// bought on different January days (one on the 31st), send usage with properties hour by hour
+/// over five simulated weeks across their renewals (the waterfall's first 100 GB a month are free,
+/// `egress_tier_1` bills 100–500, `egress_tier_2` 500–1,500, `egress_tier_3` beyond); then a summary of each subscription's meters
+/// and of what the (emulated) marketplace accepted per dimension and day, with totals.
+enum Demo {
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let plans: [(name: String, interval: String, json: String)] = [
+        (
+            "starter", "Monthly",
+            #"{"planId":"starter","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":1000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}}}"#
+        ),
+        (
+            "pro", "Monthly",
+            #"{"planId":"pro","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"egress":{"type":"waterfall","tiers":[{"dimension":"egress_tier_1","threshold":100},{"dimension":"egress_tier_2","threshold":400},{"dimension":"egress_tier_3","threshold":1000}]}}}"#
+        ),
+        (
+            "enterprise", "Annually",
+            #"{"planId":"enterprise","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":20000},"seats":{"type":"simple","dimension":"seats","included":25,"aggregation":"max"}}}"#
+        ),
+    ]
+
+    static func run(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: [])
+        var forwarded: [String] = []
+        if let home = arguments.value("home") { forwarded += ["--home", home] }
+        let days =
+            try arguments.value("days").map { text -> Int in
+                guard let value = Int(text), (1...120).contains(value) else { throw MeterCtl.Failure("--days takes 1 to 120") }
+                return value
+            } ?? 35
+        try arguments.rejectUnused()
+        var settings = try Settings(arguments: forwarded)
+        let home = settings.home()
+        if FileManager.default.fileExists(atPath: home + "/data/log") {
+            throw MeterCtl.Failure("\(home) already holds a stack's data; the demo needs a fresh METERING_HOME (remove it, or pass --home)")
+        }
+        let (children, marketplace) = try Up.startStack(
+            home: home, environment: ["METERING_CLOCK": "manual", "METERING_SUBMIT_INTERVAL_MS": "100", "METERING_LOG_LEVEL": "warning"])
+        defer { Up.stop(children) }
+        // Lets scripts/demo start over on the next run without touching a stack that is not a demo's.
+        _ = FileManager.default.createFile(atPath: home + "/demo.marker", contents: Data("made by meterctl demo\n".utf8))
+        let client = try MeterCtl.connect(home + "/run/ingest.sock")
+        let admin = try MeterCtl.connect(home + "/run/ingest-admin.sock")
+        let aggregator = home + "/run/aggregator.sock"
+
+        // The subscriptions: bought on different January days, the last one on the 31st.
+        var random = Generator(state: 2024)
+        var subscriptions: [(id: String, plan: Int)] = []
+        var purchases: [JSONValue] = []
+        for index in 0..<24 {
+            let plan = index % 3
+            let day = index == 23 ? 31 : 1 + index
+            let id = "demo-\(Demo.plans[plan].name)-\(index + 1)"
+            subscriptions.append((id, plan))
+            let text =
+                #"{"type":"SubscriptionPurchased","id":"purchase-\#(id)","value":{"subscription":{"resourceId":"\#(id)","subscriptionStart":"2024-01-\#(day < 10 ? "0" : "")\#(day)T09:00:00Z","renewalInterval":"\#(Demo.plans[plan].interval)","plan":\#(Demo.plans[plan].json)}}}"#
+            purchases.append(try JSONParser.parse(text))
+        }
+        var clock = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
+        _ = try MeterCtl.call(admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+        _ = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": .array(purchases)])))
+        Up.say("24 subscriptions bought; simulating \(days) days of usage, hour by hour")
+
+        let hours = days * 24
+        let campaigns = ["spring-sale", "newsletter", "onboarding"]
+        var sent = 0
+        for hour in 0..<hours {
+            var events: [JSONValue] = []
+            let hourOfDay = hour % 24
+            let busy = hourOfDay >= 8 && hourOfDay < 20
+            for (number, subscription) in subscriptions.enumerated() where Int.random(in: 0..<100, using: &random) < (busy ? 60 : 15) {
+                let time = clock.adding(microseconds: Int64.random(in: 0..<3_600_000_000, using: &random)).iso8601
+                let campaign = campaigns[Int.random(in: 0..<campaigns.count, using: &random)]
+                let emails = Int.random(in: 1...[10, 50, 60][subscription.plan], using: &random)
+                func usage(_ meter: String, _ quantity: String, _ key: String) -> String {
+                    #"{"type":"UsageReported","id":"u-\#(hour)-\#(number)-\#(key)","value":{"resourceId":"\#(subscription.id)","timestamp":"\#(time)","meterName":"\#(meter)","quantity":\#(quantity),"properties":{"campaign":"\#(campaign)"}}}"#
+                }
+                var texts = [usage("email", String(emails), "e")]
+                switch subscription.plan {
+                case 0: texts.append(usage("cpu", "0.25", "c"))
+                case 1:
+                    texts.append(usage("egress", "\(Int.random(in: 0...3, using: &random)).\(Int.random(in: 0...9, using: &random))", "g"))
+                default: texts.append(usage("seats", String(Int.random(in: 10...40, using: &random)), "s"))
+                }
+                for text in texts { events.append(try JSONParser.parse(text)) }
+            }
+            if !events.isEmpty {
+                let response = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": .array(events)])))
+                sent += (response["results"]?.arrayValue ?? []).filter { $0["status"] == "accepted" }.count
+            }
+            clock = clock.adding(microseconds: Timestamp.microsecondsPerHour)
+            _ = try MeterCtl.call(admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+            // Every six simulated hours, let the submitter catch up: the marketplace refuses
+            // usage older than 24 hours, and the demo's clock runs far faster than a real one.
+            if hour % 6 == 5 { waitUntilReported(aggregator) }
+            progress(hour + 1, of: hours, clock: clock, events: sent)
+        }
+        _ = try MeterCtl.call(
+            admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.adding(microseconds: 1_000_000).iso8601)])))
+        waitUntilReported(aggregator)
+        print("")
+        try summary(subscriptions.map(\.id), aggregator: aggregator, marketplace: marketplace, sent: sent)
+        Up.say("the data stays in \(home); explore it with: METERING_CLOCK=manual \(Up.binary("meterctl")) up --home \(home)")
+    }
+
+    /// Waits (at most 20 s) until the aggregators have nothing left to report.
+    static func waitUntilReported(_ aggregator: String) {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let status = try? UnixClient(path: aggregator).call("status"),
+                (status["partitions"]?.arrayValue ?? []).allSatisfy({ $0["pending"]?.intValue == 0 && $0["lag"]?.intValue == 0 })
+            {
+                return
+            }
+            usleep(50_000)
+        }
+    }
+
+    static func progress(_ done: Int, of total: Int, clock: Timestamp, events: Int) {
+        let width = 40
+        let filled = done * width / total
+        let line =
+            "[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done * 100 / total)%  \(clock.iso8601)  \(events) events"
+        if isatty(1) != 0 {
+            print("\r" + line, terminator: "")
+            fflush(nil)
+        } else if done % max(1, total / 10) == 0 || done == total {
+            print(line)
+        }
+    }
+
+    static func quantity(_ value: JSONValue?) -> Quantity {
+        switch value {
+        case .number(let text)?, .string(let text)?: return Quantity(exactly: text) ?? .zero
+        default: return .zero
+        }
+    }
+
+    static func summary(_ ids: [String], aggregator: String, marketplace: String, sent: Int) throws {
+        print("== Each subscription now (the aggregator's view, current billing period)")
+        var rows = [["subscription", "plan", "period", "meter", "consumed", "included", "remaining", "overage"]]
+        let client = try MeterCtl.connect(aggregator)
+        for id in ids {
+            guard let state = try? client.call(Request(op: "state", fields: JSONObject(["resourceId": .string(id)]))),
+                let subscription = state["subscription"]
+            else { continue }
+            let period =
+                "\(String(subscription["period"]?["start"]?.stringValue?.prefix(10) ?? "?"))..\(String(subscription["period"]?["end"]?.stringValue?.prefix(10) ?? "?"))"
+            for (index, meter) in (subscription["meters"]?.arrayValue ?? []).enumerated() {
+                rows.append([
+                    index == 0 ? id : "", index == 0 ? AggregatorCommands.text(subscription["planId"]) : "", index == 0 ? period : "",
+                    AggregatorCommands.text(meter["meterName"]), AggregatorCommands.text(meter["consumed"]),
+                    AggregatorCommands.text(meter["included"]), AggregatorCommands.text(meter["remaining"]),
+                    AggregatorCommands.text(meter["overage"]),
+                ])
+            }
+        }
+        Table.print(rows)
+
+        print("")
+        print("== What the (emulated) marketplace accepted, per day and dimension (\(marketplace))")
+        guard let url = URL(string: marketplace + "/emulator/ledger"), let data = try? Data(contentsOf: url),
+            let ledger = try? JSONParser.parse(Array(data)).arrayValue
+        else { throw MeterCtl.Failure("cannot read the emulator's ledger at \(marketplace)") }
+        var byDay: [String: [String: Quantity]] = [:]
+        var dimensions: Set<String> = []
+        var totals: [String: Quantity] = [:]
+        for entry in ledger {
+            let day = String(entry["effectiveStartTime"]?.stringValue?.prefix(10) ?? "?")
+            let dimension = entry["dimension"]?.stringValue ?? "?"
+            let amount = quantity(entry["quantity"])
+            dimensions.insert(dimension)
+            byDay[day, default: [:]][dimension, default: .zero] += amount
+            totals[dimension, default: .zero] += amount
+        }
+        let columns = dimensions.sorted()
+        var table = [["day"] + columns]
+        for day in byDay.keys.sorted() {
+            table.append([day] + columns.map { byDay[day]?[$0].map { $0.description } ?? "" })
+        }
+        table.append(["total"] + columns.map { totals[$0]?.description ?? "0" })
+        Table.print(table)
+        let status = try client.call("status")
+        let partitions = status["partitions"]?.arrayValue ?? []
+        func sum(_ key: String) -> Int { partitions.compactMap { $0[key]?.intValue }.reduce(0, +) }
+        print("")
+        print(
+            "\(sent) usage events sent; \(ledger.count) usage items accepted by the marketplace, \(sum("accepted")) settled in the aggregator's books; pending \(sum("pending")), conflicts \(sum("conflicts")), rejected \(sum("rejected"))."
+        )
+    }
+}
