@@ -94,17 +94,17 @@ struct FaultInjector: Sendable {
     }
 
     private(set) var configuration: Configuration
-    private var state: UInt64
+    private var random: SplitMix64
     private var drops = 0
 
     init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
-        self.state = configuration.seed
+        self.random = SplitMix64(seed: configuration.seed)
     }
 
     /// The fault for the next call.
     mutating func draw() -> Fault {
-        let draw = Double(next() >> 11) * 0x1p-53
+        let draw = Double(random.next() >> 11) * 0x1p-53
         if draw < configuration.failRate { return .fail(status: configuration.status) }
         guard draw < configuration.failRate + configuration.dropRate else { return .none }
         switch configuration.dropMode {
@@ -114,14 +114,5 @@ struct FaultInjector: Sendable {
             drops += 1
             return drops % 2 == 1 ? .dropBeforeProcessing : .dropAfterRecording
         }
-    }
-
-    /// SplitMix64: tiny, fast, and the same sequence on every platform for a given seed.
-    private mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -16,17 +16,6 @@ import Wire
 /// `egress_tier_1` bills 100–500, `egress_tier_2` 500–1,500, `egress_tier_3` beyond); then a summary of each subscription's meters
 /// and of what the (emulated) marketplace accepted per dimension and day, with totals.
 enum Demo {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let plans: [(name: String, interval: String, json: String)] = [
         (
             "starter", "Monthly",
@@ -67,7 +56,7 @@ enum Demo {
         let aggregator = home + "/run/aggregator.sock"
 
         // The subscriptions: bought on different January days, the last one on the 31st.
-        var random = Generator(state: 2024)
+        var random = SplitMix64(seed: 2024)
         var subscriptions: [(id: String, plan: Int)] = []
         var purchases: [JSONValue] = []
         for index in 0..<24 {

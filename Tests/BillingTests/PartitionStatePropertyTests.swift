@@ -2,21 +2,6 @@ import Billing
 import Testing
 import Wire
 
-/// SplitMix64: a tiny seeded generator, so every random log can be reproduced from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Folding random logs")
 struct PartitionStatePropertyTests {
     @Test(
@@ -57,7 +42,7 @@ struct RandomLog {
     }
 
     let seed: UInt64
-    var random: SeededGenerator
+    var random: SplitMix64
     var fold = Fold()
     var now: Timestamp
     var subscriptions: [String: Subscription] = [:]
@@ -71,7 +56,7 @@ struct RandomLog {
 
     init(seed: UInt64) {
         self.seed = seed
-        random = SeededGenerator(seed: seed)
+        random = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
         now = at("2024-01-01T00:00:00Z").adding(microseconds: Int64.random(in: 0..<400, using: &random) * Timestamp.microsecondsPerDay)
     }
 

@@ -77,7 +77,7 @@ struct HTTPRobustnessTests {
         // Random bytes and mutations of a valid request, from several connections at once.
         let valid = Array((api + "Content-Length: 27\r\n\r\n{\"request\":[{\"quantity\":1}]}").utf8)
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
-            var generator = SeededGenerator(seed: UInt64(worker + 1))
+            var generator = SplitMix64(seed: UInt64(worker + 1))
             for round in 0..<40 {
                 var bytes: [UInt8]
                 if round % 2 == 0 {
@@ -179,18 +179,5 @@ struct HTTPRobustnessTests {
         #expect(ledgerStatus == 200)
         #expect(ledger?.arrayValue?.count == 25)
         #expect(ledger?.arrayValue?.first?["quantity"] == .number("1.000000000000000001"))
-    }
-}
-
-/// SplitMix64, so the random input is the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -5,20 +5,9 @@ import Wire
 /// (The coverage-guided fuzzer in fuzz/ explores further; this runs in every test run.)
 @Suite("Decoder robustness")
 struct RobustnessTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test("random bytes never crash the frame decoder or the request decoder")
     func randomBytes() {
-        var random = SplitMix(state: 42)
+        var random = SplitMix64(seed: 42)
         for _ in 0..<2_000 {
             let count = Int.random(in: 0..<200, using: &random)
             let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
@@ -32,7 +21,7 @@ struct RobustnessTests {
 
     @Test("mutated sample messages are accepted or rejected with a reason, never crash")
     func mutatedSamples() throws {
-        var random = SplitMix(state: 7)
+        var random = SplitMix64(seed: 7)
         var corpus: [[UInt8]] = []
         for path in Samples.files("InternalMessages") {
             for message in try Samples.messages(path) { corpus.append(JSONWriter.bytes(message)) }
