@@ -8,6 +8,7 @@ import Wire
 /// Starts the emulator and serves until SIGTERM. Not isolated to the main actor: its closures
 /// run on the server's threads and Dispatch queues.
 nonisolated func runEmulator() -> Never {
+    ServiceLifecycle.installTerminationHandling()
     let configuration = readConfiguration()
     UnixSocket.raiseOpenFileLimit()
     let marketplace = Marketplace(unknownResources: configuration.unknownResources, unknownDimensions: configuration.unknownDimensions)

@@ -15,6 +15,7 @@ public enum ServiceLifecycle {
         component: String, usage: String, _ make: (inout Settings) throws(SettingsError) -> Configuration
     ) -> Configuration {
         Log.setComponent(component)
+        installTerminationHandling()
         do {
             var settings = try Settings()
             if settings.wantsHelp {
@@ -41,24 +42,38 @@ public enum ServiceLifecycle {
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
     }
 
-    /// Serves until SIGTERM or SIGINT, then runs `stop` (which must finish the work in hand),
-    /// tells systemd, and exits 0.
-    public static func runUntilTerminated(stopping status: String, _ stop: @escaping @Sendable () -> Void) -> Never {
+    private static let terminated = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var receivedSignal: Int32 = 0
+
+    /// Starts catching SIGTERM and SIGINT. Called first thing (by `configure`), before the process
+    /// shows any sign of readiness: a signal sent as soon as it looks ready must never fall into
+    /// the gap between ignoring the default action and the handler taking over.
+    public static func installTerminationHandling() {
+        guard signalSources.isEmpty else { return }
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let queue = DispatchQueue(label: "signals")
-        let sources = [SIGTERM, SIGINT].map { number in
+        signalSources = [SIGTERM, SIGINT].map { number in
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                Log.info("received signal \(number); shutting down")
-                Systemd.notifyStopping(status: status)
-                stop()
-                Log.info("stopped cleanly")
-                exit(0)
+                receivedSignal = number
+                terminated.signal()
             }
             source.resume()
             return source
         }
-        withExtendedLifetime(sources) { dispatchMain() }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then runs `stop` (which must finish the work in hand),
+    /// tells systemd, and exits 0.
+    public static func runUntilTerminated(stopping status: String, _ stop: @escaping @Sendable () -> Void) -> Never {
+        installTerminationHandling()
+        terminated.wait()
+        Log.info("received signal \(receivedSignal); shutting down")
+        Systemd.notifyStopping(status: status)
+        stop()
+        Log.info("stopped cleanly")
+        exit(0)
     }
 }
