@@ -27,13 +27,16 @@ let package = Package(
         .target(name: "CWireShims"),
         .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
         .target(name: "Billing", dependencies: ["Wire"]),
+        // A small HTTP/1.1 server (thread per connection, bounded heads and bodies), for the
+        // marketplace emulator and the read-only endpoints.
+        .target(name: "HTTP", dependencies: ["Wire"]),
         .target(name: "EventStore", dependencies: ["Wire"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "EventStore"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
-        .executableTarget(name: "Emulator", dependencies: ["Wire"]),
+        .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),

@@ -1,3 +1,4 @@
+import HTTP
 import Wire
 
 /// Failures injected into the metering calls (`batchUsageEvent`, `usageEvent`), deterministic

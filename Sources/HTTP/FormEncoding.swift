@@ -1,8 +1,8 @@
 /// `application/x-www-form-urlencoded` text: URL queries and the token endpoint's form bodies.
-enum FormEncoding {
+public enum FormEncoding {
     /// The parameters of `name=value&...`, percent-decoded with `+` as a space; the first of
     /// repeated names wins. Nil when an escape is malformed or decodes to invalid UTF-8.
-    static func parameters(_ text: String) -> [String: String]? {
+    public static func parameters(_ text: String) -> [String: String]? {
         var result: [String: String] = [:]
         for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -16,7 +16,7 @@ enum FormEncoding {
 
     /// `text` with `%XX` escapes decoded (and `+` as a space in form data), or nil when an
     /// escape is malformed or the bytes are not UTF-8.
-    static func percentDecoded(_ text: String, plusIsSpace: Bool) -> String? {
+    public static func percentDecoded(_ text: String, plusIsSpace: Bool) -> String? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         var iterator = text.utf8.makeIterator()

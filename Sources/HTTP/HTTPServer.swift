@@ -1,13 +1,13 @@
 import Foundation
 import Synchronization
-import Wire
+public import Wire
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// Serves the requests of an `HTTPServer`, on the connections' threads.
-protocol HTTPHandler: Sendable {
+public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest) -> HTTPReply
     /// A request the server answered itself with `status` because it could not be served
     /// (malformed, too large, the server full).
@@ -18,22 +18,25 @@ protocol HTTPHandler: Sendable {
 /// that connection's requests in order (keep-alive and pipelining), with bounded head and body
 /// sizes, a bounded number of connections, and an idle timeout.
 ///
-/// A thread per connection is plenty for an emulator: the submitter keeps one batch in flight.
-final class HTTPServer: Sendable {
-    struct Limits: Sendable {
+/// A thread per connection is plenty for its users: the emulator (the submitter keeps one batch in
+/// flight) and read-only endpoints behind a bounded connection count.
+public final class HTTPServer: Sendable {
+    public struct Limits: Sendable {
         /// Request line and header fields together.
-        var maximumHeadBytes = 16 << 10
-        var maximumBodyBytes = 1 << 20
-        var maximumConnections = 256
+        public var maximumHeadBytes = 16 << 10
+        public var maximumBodyBytes = 1 << 20
+        public var maximumConnections = 256
         /// A connection with no complete request for this long is closed.
-        var idleTimeoutSeconds = 60
+        public var idleTimeoutSeconds = 60
+
+        public init() {}
     }
 
-    let limits: Limits
-    let handler: any HTTPHandler
+    public let limits: Limits
+    public let handler: any HTTPHandler
     /// The address actually bound (the port is the kernel's choice when 0 was asked for).
-    let host: String
-    let port: Int
+    public let host: String
+    public let port: Int
     private let listener: Int32
     private let state = Mutex(State())
 
@@ -45,14 +48,14 @@ final class HTTPServer: Sendable {
     }
 
     /// Binds and listens on `host:port` (IPv4).
-    init(host: String, port: Int, limits: Limits, handler: any HTTPHandler) throws(SystemError) {
+    public init(host: String, port: Int, limits: Limits, handler: any HTTPHandler) throws(SystemError) {
         UnixSocket.ignoreSIGPIPE()
         self.limits = limits
         self.handler = handler
         self.host = host
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", "\(host):\(port)") }
-        // A restarted emulator must get its port back at once, not after TIME_WAIT.
+        // A restarted server must get its port back at once, not after TIME_WAIT.
         var on: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -85,14 +88,14 @@ final class HTTPServer: Sendable {
     }
 
     /// Starts accepting connections on a thread of its own.
-    func start() {
+    public func start() {
         let thread = Thread { [self] in acceptLoop() }
         thread.name = "http-accept"
         thread.start()
     }
 
     /// Stops accepting and waits up to `seconds` for the requests in hand to be answered.
-    func stop(waitingUpTo seconds: Double) {
+    public func stop(waitingUpTo seconds: Double) {
         state.withLock { $0.stopping = true }
         // shutdown wakes the blocked accept (close alone would not, and could reuse the number).
         shutdown(listener, Int32(SHUT_RDWR))

@@ -1,27 +1,27 @@
 import Foundation
 
-/// One HTTP/1.x request as the emulator serves it: a head and a `Content-Length` body.
-struct HTTPRequest: Sendable {
-    var method: String
+/// One HTTP/1.x request as the server reads it: a head and a `Content-Length` body.
+public struct HTTPRequest: Sendable {
+    public var method: String
     /// The percent-decoded path, without the query (`/api/batchUsageEvent`).
-    var path: String
+    public var path: String
     /// The query's parameters, percent-decoded; the first of repeated names wins.
-    var query: [String: String]
+    public var query: [String: String]
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    var minorVersion: Int
+    public var minorVersion: Int
     /// Header fields in arrival order, names lowercased.
-    var headers: [(name: String, value: String)]
-    var body: [UInt8] = []
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8] = []
 
     /// The first value of header `name` (case-insensitive).
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         let lowered = name.lowercased()
         return headers.first { $0.name == lowered }?.value
     }
 
     /// Whether the connection stays open after the response: HTTP/1.1 unless `Connection: close`,
     /// HTTP/1.0 only with `Connection: keep-alive`.
-    var keepsAlive: Bool {
+    public var keepsAlive: Bool {
         let tokens = (header("connection") ?? "").lowercased().split(separator: ",").map { $0.trimmingSpaces }
         if tokens.contains("close") { return false }
         return minorVersion >= 1 || tokens.contains("keep-alive")
@@ -30,29 +30,29 @@ struct HTTPRequest: Sendable {
 
 /// Why a request cannot be served: the status and a message for the client. The connection is
 /// closed after answering, since the rest of its bytes can no longer be framed.
-struct HTTPError: Error, Sendable {
-    var status: Int
-    var message: String
+public struct HTTPError: Error, Sendable {
+    public var status: Int
+    public var message: String
 
-    init(_ status: Int, _ message: String) {
+    public init(_ status: Int, _ message: String) {
         self.status = status
         self.message = message
     }
 }
 
 /// A parsed request head: the request without its body, and how long the body is.
-struct HTTPRequestHead: Sendable {
-    var request: HTTPRequest
-    var contentLength: Int
+public struct HTTPRequestHead: Sendable {
+    public var request: HTTPRequest
+    public var contentLength: Int
     /// The client waits for `100 Continue` before sending the body (curl does for large bodies).
-    var expectsContinue: Bool
+    public var expectsContinue: Bool
 
     /// The most header fields a request may carry.
     static let maximumHeaderCount = 100
 
     /// Parses the head in `bytes` (request line and header lines, ending with the empty line),
     /// with CRLF or bare LF line ends (RFC 9112 §2.2 lets a server accept both).
-    static func parse(_ bytes: ArraySlice<UInt8>, maximumBodyBytes: Int) throws(HTTPError) -> HTTPRequestHead {
+    public static func parse(_ bytes: ArraySlice<UInt8>, maximumBodyBytes: Int) throws(HTTPError) -> HTTPRequestHead {
         var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line in
             line.last == UInt8(ascii: "\r") ? line.dropLast() : line
         }
@@ -153,7 +153,7 @@ struct HTTPRequestHead: Sendable {
     }
 
     /// A `tchar` of RFC 9110 §5.6.2.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true

@@ -1,22 +1,31 @@
-import Wire
+import Foundation
+public import Wire
 
-/// An HTTP response with a complete body (the emulator never streams).
-struct HTTPResponse: Sendable {
-    var status: Int
-    var headers: [(name: String, value: String)] = []
-    var body: [UInt8] = []
+/// An HTTP response with a complete body (never streamed).
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)] = []
+    public var body: [UInt8] = []
     /// Close the connection after this response (its request could not be framed, or the
     /// server is full).
-    var closesConnection = false
+    public var closesConnection = false
+
+    /// A response with `status`, `headers` and `body`.
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], closesConnection: Bool = false) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.closesConnection = closesConnection
+    }
 
     /// A JSON response, written by Wire's `JSONWriter` so numbers keep their exact text.
-    static func json(_ status: Int, _ value: JSONValue) -> HTTPResponse {
+    public static func json(_ status: Int, _ value: JSONValue) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", "application/json; charset=utf-8")], body: JSONWriter.bytes(value))
     }
 
     /// The metering API's error shape for a whole request: `{"code":..,"message":..}`, with the
     /// offending part as `target` when there is one.
-    static func error(_ status: Int, code: String, message: String, target: String? = nil) -> HTTPResponse {
+    public static func error(_ status: Int, code: String, message: String, target: String? = nil) -> HTTPResponse {
         var members: [JSONObject.Member] = [.init("code", .string(code))]
         if let target { members.append(.init("target", .string(target))) }
         members.append(.init("message", .string(message)))
@@ -24,23 +33,26 @@ struct HTTPResponse: Sendable {
     }
 
     /// Adds a header field.
-    mutating func add(_ name: String, _ value: String) { headers.append((name, value)) }
+    public mutating func add(_ name: String, _ value: String) { headers.append((name, value)) }
 
     /// The response's bytes, with `Content-Length` and `Connection` set. A response to `HEAD`
     /// keeps its length but has no body.
-    func serialized(keepAlive: Bool, omittingBody: Bool = false) -> [UInt8] {
+    public func serialized(keepAlive: Bool, omittingBody: Bool = false) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\n"
         head += "Connection: \(keepAlive ? "keep-alive" : "close")\r\n"
-        head += "Server: meter-marketplace-emulator\r\n\r\n"
+        head += "Server: \(Self.serverName)\r\n\r\n"
         var bytes = Array(head.utf8)
         if !omittingBody { bytes += body }
         return bytes
     }
 
+    /// The `Server` field: the executable's name (`meter-marketplace-emulator`, `meter-query`, ...).
+    static let serverName = ProcessInfo.processInfo.processName
+
     /// The reason phrase of `status` (clients ignore it; people reading traces do not).
-    static func reason(_ status: Int) -> String {
+    public static func reason(_ status: Int) -> String {
         switch status {
         case 100: return "Continue"
         case 200: return "OK"
@@ -67,7 +79,7 @@ struct HTTPResponse: Sendable {
 
 /// What the server does with a request: answer it, or close the connection abruptly without
 /// a reply (an injected fault: the client cannot know whether the call was recorded).
-enum HTTPReply: Sendable {
+public enum HTTPReply: Sendable {
     case respond(HTTPResponse)
     case drop
 }
