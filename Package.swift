@@ -32,7 +32,9 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["Wire"]),
         .target(name: "EventStore", dependencies: ["Wire"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
-        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "EventStore"]),
+        // What every process that folds the log shares: following ingest, snapshots.
+        .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
+        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),

@@ -1,5 +1,6 @@
 import Billing
 import Foundation
+import Projection
 import Wire
 
 /// Answers `aggregator.sock`: `pending`, `state`, `status` (DESIGN.md §3.5).
@@ -138,16 +139,17 @@ final class AggregatorHandler: RequestHandler {
             var members: [JSONObject.Member] = [
                 .init("partition", .number(String(worker.partition))),
                 .init("position", .number(String(progress.nextSequence))),
-                .init("ingestNext", progress.ingestNext.map { .number(String($0)) } ?? .null),
+                .init("ingestNext", progress.follower.ingestNext.map { .number(String($0)) } ?? .null),
                 .init(
-                    "lag", progress.ingestNext.map { .number(String($0 > progress.nextSequence ? $0 - progress.nextSequence : 0)) } ?? .null
-                ),
-                .init("connected", .bool(progress.connected)),
+                    "lag",
+                    progress.follower.ingestNext.map { .number(String($0 > progress.nextSequence ? $0 - progress.nextSequence : 0)) }
+                        ?? .null),
+                .init("connected", .bool(progress.follower.connected)),
                 .init("snapshotSequence", progress.snapshotSequence.map { .number(String($0)) } ?? .null),
-                .init("recordsApplied", .number(String(progress.recordsApplied))),
+                .init("recordsApplied", .number(String(progress.follower.recordsFolded))),
             ]
             members += summary.members
-            if let error = progress.lastError { members.append(.init("lastError", .string(error))) }
+            if let error = progress.follower.lastError { members.append(.init("lastError", .string(error))) }
             partitions.append(.object(JSONObject(members)))
         }
         return JSONObject(["partitions": .array(partitions)])

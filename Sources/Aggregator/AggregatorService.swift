@@ -1,6 +1,7 @@
 import Billing
 import Dispatch
 import Foundation
+import Projection
 import Wire
 
 #if canImport(Glibc)
@@ -62,7 +63,7 @@ nonisolated func runAggregator() -> Never {
     Log.info("ready: \(ready)")
     Thread {
         for worker in workers { _ = worker.waitUntilCaughtUp(timeout: 86_400) }
-        let applied = workers.reduce(0) { $0 + $1.progress.recordsApplied }
+        let applied = workers.reduce(0) { $0 + $1.progress.follower.recordsFolded }
         let seconds = Date().timeIntervalSince(started)
         Log.info("caught up with ingest: \(applied) records folded in \(String(format: "%.2f", seconds)) s")
         Systemd.notifyStatus("caught up; \(ready)")

@@ -1,41 +1,41 @@
 import Billing
 import Foundation
+import Projection
 import Wire
 
-/// Follows one partition of the log from ingest and folds it into that partition's state.
-///
-/// Restores from the newest valid snapshot, then asks ingest to `follow` from the next
-/// sequence; a lost connection is retried with backoff from where the state stands, so a
-/// restart of either process never skips or repeats a record.
-final class PartitionWorker: @unchecked Sendable {
+/// One partition's billing state in the aggregator: restored from the newest valid snapshot, fed
+/// by a `PartitionFollower`, snapshotted every N records or T of log time and at shutdown.
+final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     let partition: Int
     private let configuration: AggregatorConfiguration
     private let store: SnapshotStore
     private let lock = NSLock()
     private var state: PartitionState
-    private var stopped = false
-    private var connection: UnixClient?
     private var appliedSinceSnapshot = 0
     private var lastSnapshotTime: Timestamp?
     private var lastSnapshotSequence: UInt64?
-    private var connected = false
-    private var lastError: String?
-    private var ingestNext: UInt64?
-    private var recordsApplied = 0
-    private let caughtUp = DispatchSemaphore(value: 0)
-    private var signalledCaughtUp = false
+    private var follower: PartitionFollower!
 
     init(partition: Int, configuration: AggregatorConfiguration) {
         self.partition = partition
         self.configuration = configuration
         self.store = SnapshotStore(root: configuration.snapshotDirectory, partition: partition, kept: configuration.snapshotsKept)
-        if let restored = store.loadNewest() {
+        let restored = store.loadNewest { json, sequence throws -> PartitionState in
+            let state = try PartitionState(snapshot: json)
+            guard state.partition == partition, state.lastSequence == sequence else {
+                throw SnapshotStore.Failure("contents do not match the header")
+            }
+            return state
+        }
+        if let restored {
             state = restored
             lastSnapshotSequence = restored.lastSequence
             lastSnapshotTime = restored.time
         } else {
             state = PartitionState(partition: partition)
         }
+        follower = PartitionFollower(
+            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes, owner: self)
     }
 
     /// Reads the state under the lock.
@@ -43,141 +43,35 @@ final class PartitionWorker: @unchecked Sendable {
 
     struct Progress {
         var nextSequence: UInt64
-        var ingestNext: UInt64?
-        var connected: Bool
-        var lastError: String?
+        var follower: PartitionFollower.Progress
         var snapshotSequence: UInt64?
-        var recordsApplied: Int
     }
 
     var progress: Progress {
-        lock.withLock {
-            Progress(
-                nextSequence: state.lastSequence.map { $0 + 1 } ?? 0, ingestNext: ingestNext, connected: connected, lastError: lastError,
-                snapshotSequence: lastSnapshotSequence, recordsApplied: recordsApplied)
+        let following = follower.progress
+        return lock.withLock {
+            Progress(nextSequence: state.lastSequence.map { $0 + 1 } ?? 0, follower: following, snapshotSequence: lastSnapshotSequence)
         }
     }
 
-    func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "aggregator-p\(partition)"
-        thread.start()
-    }
+    func start() { follower.start(threadName: "aggregator-p\(partition)") }
 
     /// Waits until the first catch-up finished (or `timeout` seconds).
-    func waitUntilCaughtUp(timeout: Double) -> Bool { caughtUp.wait(timeout: .now() + timeout) == .success }
+    func waitUntilCaughtUp(timeout: Double) -> Bool { follower.waitUntilCaughtUp(timeout: timeout) }
 
     /// Stops following and writes a final snapshot.
     func stop() {
-        let open = lock.withLock { () -> UnixClient? in
-            stopped = true
-            return connection
-        }
-        open?.shutdownWrite()
+        follower.stop()
         lock.withLock { saveSnapshot() }
     }
 
-    private func run() {
-        var backoff = 0.1
-        while !lock.withLock({ stopped }) {
-            do {
-                try follow()
-                backoff = 0.1
-            } catch {
-                let message = "\(error)"
-                let changed = lock.withLock { () -> Bool in
-                    defer {
-                        lastError = message
-                        connected = false
-                        connection = nil
-                    }
-                    return lastError != message
-                }
-                if lock.withLock({ stopped }) { break }
-                if changed { Log.warning("partition \(partition): \(message); retrying") }
-                Thread.sleep(forTimeInterval: backoff)
-                backoff = min(backoff * 2, 5)
-            }
-        }
-    }
+    func nextSequence() -> UInt64 { lock.withLock { state.lastSequence.map { $0 + 1 } ?? 0 } }
 
-    private func follow() throws {
-        let client = try UnixClient(path: configuration.ingestSocket, maximumFrameLength: configuration.maximumFrameBytes)
-        let from = lock.withLock { () -> UInt64 in
-            connection = client
-            return state.lastSequence.map { $0 + 1 } ?? 0
-        }
-        let status = try client.call("status")
-        let partitions = status["partitions"]?.arrayValue ?? []
-        guard partition < partitions.count else {
-            throw WireError(.notFound, "ingest's log has \(partitions.count) partitions; this aggregator owns partition \(partition)")
-        }
-        var head = UInt64(partitions[partition]["nextSequence"]?.intValue ?? 0)
+    func fold(_ records: [BillingRecord]) {
         lock.withLock {
-            ingestNext = head
-            connected = true
-            lastError = nil
-        }
-        if from == 0 && head == 0 { markCaughtUp() }
-        try client.send(
-            Request(
-                op: "follow",
-                fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(from)), "max": 5000])))
-        Log.info("partition \(partition): following ingest from sequence \(from) (ingest is at \(head))")
-        while true {
-            let frame = try client.receive()
-            let response: JSONObject
-            switch Response.check(frame) {
-            case .success(let object): response = object
-            case .failure(let error): throw error
-            }
-            let records = response["records"]?.arrayValue ?? []
-            var decoded: [BillingRecord] = []
-            decoded.reserveCapacity(records.count)
-            for record in records {
-                decoded.append(try Self.billingRecord(record, partition: partition))
-            }
-            lock.withLock {
-                for record in decoded {
-                    let expected = state.lastSequence.map { $0 + 1 } ?? 0
-                    if record.sequence < expected { continue }  // already folded (a resend after reconnecting)
-                    guard record.sequence == expected else {
-                        lastError = "gap: record \(record.sequence) where \(expected) was expected"
-                        break
-                    }
-                    state.apply(record)
-                    recordsApplied += 1
-                    appliedSinceSnapshot += 1
-                }
-                if let last = decoded.last { head = max(head, last.sequence + 1) }
-                ingestNext = max(ingestNext ?? 0, head)
-                if snapshotDue() { saveSnapshot() }
-            }
-            if let error = lock.withLock({ lastError }), error.hasPrefix("gap") { throw WireError(.internalError, error) }
-            if lock.withLock({ (state.lastSequence.map { $0 + 1 } ?? 0) >= head }) { markCaughtUp() }
-        }
-    }
-
-    private func markCaughtUp() {
-        let first = lock.withLock { () -> Bool in
-            defer { signalledCaughtUp = true }
-            return !signalledCaughtUp
-        }
-        if first { caughtUp.signal() }
-    }
-
-    /// A record of the wire protocol as the billing fold takes it.
-    static func billingRecord(_ record: JSONValue, partition: Int) throws -> BillingRecord {
-        guard let sequence = record["sequence"]?.intValue, sequence >= 0,
-            let timeText = record["enqueuedTime"]?.stringValue, let time = Timestamp(iso8601: timeText), let event = record["event"]
-        else { throw WireError(.badJSON, "malformed record from ingest: \(JSONWriter.string(record).prefix(200))") }
-        switch Message.decode(event) {
-        case .success(let message):
-            return BillingRecord(partition: partition, sequence: UInt64(sequence), enqueuedTime: time, message: message)
-        case .failure(let error):
-            // Ingest validated it when it was appended; a record that no longer decodes means the
-            // two disagree on the format: stop rather than fold wrong numbers.
-            throw WireError(.internalError, "record \(partition)/\(sequence) does not decode: \(error)")
+            for record in records { state.apply(record) }
+            appliedSinceSnapshot += records.count
+            if snapshotDue() { saveSnapshot() }
         }
     }
 
@@ -194,9 +88,9 @@ final class PartitionWorker: @unchecked Sendable {
     }
 
     private func saveSnapshot() {
-        guard appliedSinceSnapshot > 0 || (lastSnapshotSequence == nil && state.lastSequence != nil) else { return }
+        guard let sequence = state.lastSequence, appliedSinceSnapshot > 0 || lastSnapshotSequence == nil else { return }
         do {
-            try store.save(state)
+            try store.save(sequence: sequence, body: state.snapshot())
             appliedSinceSnapshot = 0
             lastSnapshotTime = state.time
             lastSnapshotSequence = state.lastSequence

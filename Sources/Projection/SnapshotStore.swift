@@ -1,32 +1,35 @@
-import Billing
 import EventStore
 import Foundation
-import Wire
+public import Wire
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// Snapshots of one partition's state: `<sequence, 20 digits>.snapshot` files, each a header line
-/// `{"format":1,"partition":p,"sequence":n,"bytes":b,"crc32c":c}` and the state's JSON.
+/// Snapshots of one partition's folded state: `<sequence, 20 digits>.snapshot` files, each a header
+/// line `{"format":1,"partition":p,"sequence":n,"bytes":b,"crc32c":c}` and the state's JSON.
 ///
 /// Written atomically (temporary file, fsync, rename, directory fsync). Loading takes the newest
 /// snapshot whose checksum, partition and contents verify; a damaged one is moved aside and the
 /// next older one (or a full replay) is used, so a bad snapshot costs time, never wrong numbers.
-struct SnapshotStore {
-    let directory: String
-    let partition: Int
-    let kept: Int
+/// The aggregator and the query service keep theirs in separate directories.
+public struct SnapshotStore: Sendable {
+    public let directory: String
+    public let partition: Int
+    public let kept: Int
 
-    init(root: String, partition: Int, kept: Int) {
+    /// The store of `partition` under `root` (`<root>/p<partition, 3 digits>`), keeping `kept` files.
+    public init(root: String, partition: Int, kept: Int) {
         let digits = String(partition)
         self.directory = root + "/p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
         self.partition = partition
         self.kept = kept
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    /// Why a snapshot could not be written or used.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
     }
 
     static func fileName(_ sequence: UInt64) -> String {
@@ -39,21 +42,20 @@ struct SnapshotStore {
             .sorted()
     }
 
-    /// Writes `state` (which has applied records up to `state.lastSequence`) and prunes old snapshots.
-    func save(_ state: PartitionState) throws {
-        guard let sequence = state.lastSequence else { return }
+    /// Writes `body`, the state after applying records up to `sequence`, and prunes old snapshots.
+    public func save(sequence: UInt64, body: JSONValue) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let body = JSONWriter.bytes(state.snapshot())
+        let body = JSONWriter.bytes(body)
         let crc = body.withUnsafeBytes { CRC32C.checksum($0) }
         let header = #"{"format":1,"partition":\#(partition),"sequence":\#(sequence),"bytes":\#(body.count),"crc32c":\#(crc)}"#
         let path = directory + "/" + Self.fileName(sequence)
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(Array(header.utf8) + [0x0A] + body)) else {
-            throw Failure(description: "cannot write \(temporary)")
+            throw Failure("cannot write \(temporary)")
         }
         try Self.fsync(temporary, directory: false)
         guard rename(temporary, path) == 0 else {
-            throw Failure(description: "cannot rename \(temporary): \(String(cString: strerror(errno)))")
+            throw Failure("cannot rename \(temporary): \(String(cString: strerror(errno)))")
         }
         try Self.fsync(directory, directory: true)
         let all = names()
@@ -62,18 +64,19 @@ struct SnapshotStore {
 
     private static func fsync(_ path: String, directory: Bool) throws {
         let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-        guard fd >= 0 else { throw Failure(description: "cannot open \(path) to sync it") }
+        guard fd >= 0 else { throw Failure("cannot open \(path) to sync it") }
         defer { close(fd) }
-        guard Glibc.fsync(fd) == 0 else { throw Failure(description: "fsync \(path): \(String(cString: strerror(errno)))") }
+        guard Glibc.fsync(fd) == 0 else { throw Failure("fsync \(path): \(String(cString: strerror(errno)))") }
     }
 
-    /// The newest valid snapshot, or nil (replay from the start). Damaged files are moved aside.
-    func loadNewest() -> PartitionState? {
+    /// The newest snapshot that verifies and that `decode` accepts (given its body and the sequence
+    /// in its header), or nil (replay from the start). Damaged files are moved aside.
+    public func loadNewest<State>(_ decode: (JSONValue, UInt64) throws -> State) -> State? {
         for name in names().reversed() {
             let path = directory + "/" + name
-            switch load(path) {
+            switch load(path, decode) {
             case .success(let state):
-                Log.info("partition \(partition): restored from snapshot \(path) (sequence \(state.lastSequence.map(String.init) ?? "-"))")
+                Log.info("partition \(partition): restored from snapshot \(path)")
                 return state
             case .failure(let failure):
                 let aside = path + ".damaged"
@@ -84,28 +87,23 @@ struct SnapshotStore {
         return nil
     }
 
-    private func load(_ path: String) -> Result<PartitionState, Failure> {
-        guard let data = FileManager.default.contents(atPath: path) else { return .failure(Failure(description: "cannot read")) }
+    private func load<State>(_ path: String, _ decode: (JSONValue, UInt64) throws -> State) -> Result<State, Failure> {
+        guard let data = FileManager.default.contents(atPath: path) else { return .failure(Failure("cannot read")) }
         let bytes = Array(data)
-        guard let newline = bytes.firstIndex(of: 0x0A) else { return .failure(Failure(description: "no header line")) }
+        guard let newline = bytes.firstIndex(of: 0x0A) else { return .failure(Failure("no header line")) }
         guard let header = try? JSONParser.parse(bytes[..<newline]), header["format"]?.intValue == 1,
-            let sequence = header["sequence"]?.intValue, let length = header["bytes"]?.intValue,
+            let sequence = header["sequence"]?.intValue, sequence >= 0, let length = header["bytes"]?.intValue,
             let crc = header["crc32c"]?.intValue, header["partition"]?.intValue == partition
-        else { return .failure(Failure(description: "bad header")) }
+        else { return .failure(Failure("bad header")) }
         let body = Array(bytes[(newline + 1)...])
-        guard body.count == length else { return .failure(Failure(description: "\(body.count) bytes where \(length) were written")) }
+        guard body.count == length else { return .failure(Failure("\(body.count) bytes where \(length) were written")) }
         guard UInt32(truncatingIfNeeded: crc) == body.withUnsafeBytes({ CRC32C.checksum($0) }) else {
-            return .failure(Failure(description: "checksum mismatch"))
+            return .failure(Failure("checksum mismatch"))
         }
-        let state: PartitionState
         do {
-            state = try PartitionState(snapshot: try JSONParser.parse(body, maximumDepth: 512))
+            return .success(try decode(try JSONParser.parse(body, maximumDepth: 512), UInt64(sequence)))
         } catch {
-            return .failure(Failure(description: "\(error)"))
+            return .failure(Failure("\(error)"))
         }
-        guard state.partition == partition, state.lastSequence == UInt64(sequence) else {
-            return .failure(Failure(description: "contents do not match the header"))
-        }
-        return .success(state)
     }
 }

@@ -1,0 +1,174 @@
+public import Billing
+import Foundation
+public import Wire
+
+/// The owner of one partition's folded state, fed by a `PartitionFollower`.
+public protocol PartitionFolding: AnyObject, Sendable {
+    /// The sequence number of the next record the state needs (0 for an empty state).
+    func nextSequence() -> UInt64
+    /// Folds `records`: consecutive, starting at `nextSequence()`, in log order.
+    func fold(_ records: [BillingRecord])
+}
+
+/// Follows one partition of the log from ingest (`follow` on its client socket) and hands the
+/// decoded records to a `PartitionFolding` owner.
+///
+/// Asks from the owner's next sequence every time it connects, so a restart of either process never
+/// skips or repeats a record; a lost connection is retried with backoff. Records already folded (a
+/// resend after reconnecting) are dropped, and a gap stops the connection rather than folding wrong
+/// numbers. Shared by the aggregator and the query service, so both see the log the same way.
+public final class PartitionFollower: @unchecked Sendable {
+    public let partition: Int
+    private let ingestSocket: String
+    private let maximumFrameBytes: Int
+    private weak var owner: (any PartitionFolding)?
+    private let lock = NSLock()
+    private var stopped = false
+    private var connection: UnixClient?
+    private var connected = false
+    private var lastError: String?
+    private var ingestNext: UInt64?
+    private var recordsFolded = 0
+    private let caughtUp = DispatchSemaphore(value: 0)
+    private var signalledCaughtUp = false
+
+    /// A follower of `partition` on `ingestSocket` for `owner` (held weakly).
+    public init(partition: Int, ingestSocket: String, maximumFrameBytes: Int, owner: any PartitionFolding) {
+        self.partition = partition
+        self.ingestSocket = ingestSocket
+        self.maximumFrameBytes = maximumFrameBytes
+        self.owner = owner
+    }
+
+    /// Where following stands, for status pages.
+    public struct Progress: Sendable {
+        /// Ingest's next sequence for the partition, as last seen.
+        public var ingestNext: UInt64?
+        public var connected: Bool
+        public var lastError: String?
+        /// Records folded since this process started.
+        public var recordsFolded: Int
+    }
+
+    public var progress: Progress {
+        lock.withLock { Progress(ingestNext: ingestNext, connected: connected, lastError: lastError, recordsFolded: recordsFolded) }
+    }
+
+    /// Starts following on a thread of its own.
+    public func start(threadName: String) {
+        let thread = Thread { [self] in run() }
+        thread.name = threadName
+        thread.start()
+    }
+
+    /// Waits until the first catch-up finished (or `timeout` seconds).
+    public func waitUntilCaughtUp(timeout: Double) -> Bool { caughtUp.wait(timeout: .now() + timeout) == .success }
+
+    /// Stops following (the record batch in hand is still folded).
+    public func stop() {
+        let open = lock.withLock { () -> UnixClient? in
+            stopped = true
+            return connection
+        }
+        open?.shutdownWrite()
+    }
+
+    private func run() {
+        var backoff = 0.1
+        while !lock.withLock({ stopped }) {
+            do {
+                try follow()
+                backoff = 0.1
+            } catch {
+                let message = "\(error)"
+                let changed = lock.withLock { () -> Bool in
+                    defer {
+                        lastError = message
+                        connected = false
+                        connection = nil
+                    }
+                    return lastError != message
+                }
+                if lock.withLock({ stopped }) { break }
+                if changed { Log.warning("partition \(partition): \(message); retrying") }
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+            }
+        }
+    }
+
+    private func follow() throws {
+        guard let owner else { return }
+        let client = try UnixClient(path: ingestSocket, maximumFrameLength: maximumFrameBytes)
+        lock.withLock { connection = client }
+        let from = owner.nextSequence()
+        let status = try client.call("status")
+        let partitions = status["partitions"]?.arrayValue ?? []
+        guard partition < partitions.count else {
+            throw WireError(.notFound, "ingest's log has \(partitions.count) partitions; this process follows partition \(partition)")
+        }
+        var head = UInt64(partitions[partition]["nextSequence"]?.intValue ?? 0)
+        lock.withLock {
+            ingestNext = head
+            connected = true
+            lastError = nil
+        }
+        if from >= head { markCaughtUp() }
+        try client.send(
+            Request(
+                op: "follow",
+                fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(from)), "max": 5000])))
+        Log.info("partition \(partition): following ingest from sequence \(from) (ingest is at \(head))")
+        while true {
+            let frame = try client.receive()
+            let response: JSONObject
+            switch Response.check(frame) {
+            case .success(let object): response = object
+            case .failure(let error): throw error
+            }
+            let records = response["records"]?.arrayValue ?? []
+            var expected = owner.nextSequence()
+            var batch: [BillingRecord] = []
+            batch.reserveCapacity(records.count)
+            for record in records {
+                let decoded = try Self.billingRecord(record, partition: partition)
+                if decoded.sequence < expected { continue }  // already folded (a resend after reconnecting)
+                guard decoded.sequence == expected else {
+                    throw WireError(.internalError, "gap: record \(decoded.sequence) where \(expected) was expected")
+                }
+                batch.append(decoded)
+                expected += 1
+            }
+            if !batch.isEmpty { owner.fold(batch) }
+            head = max(head, expected)
+            lock.withLock {
+                recordsFolded += batch.count
+                ingestNext = max(ingestNext ?? 0, head)
+            }
+            if expected >= head { markCaughtUp() }
+        }
+    }
+
+    private func markCaughtUp() {
+        let first = lock.withLock { () -> Bool in
+            defer { signalledCaughtUp = true }
+            return !signalledCaughtUp
+        }
+        if first { caughtUp.signal() }
+    }
+
+    /// A record of the wire protocol as the billing fold takes it.
+    public static func billingRecord(_ record: JSONValue, partition: Int) throws -> BillingRecord {
+        guard let sequence = record["sequence"]?.intValue, sequence >= 0,
+            let timeText = record["enqueuedTime"]?.stringValue, let time = Timestamp(iso8601: timeText), let event = record["event"]
+        else { throw WireError(.badJSON, "malformed record from ingest: \(JSONWriter.string(record).prefix(200))") }
+        switch Message.decode(event) {
+        case .success(let message):
+            return BillingRecord(partition: partition, sequence: UInt64(sequence), enqueuedTime: time, message: message)
+        case .failure(let error):
+            // Ingest validated it when it was appended; a record that no longer decodes means the
+            // two disagree on the format: stop rather than fold wrong numbers.
+            throw WireError(.internalError, "record \(partition)/\(sequence) does not decode: \(error)")
+        }
+    }
+}
