@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "meter-ingest", targets: ["Ingest"]),
         .executable(name: "meter-aggregator", targets: ["Aggregator"]),
         .executable(name: "meter-submitter", targets: ["Submitter"]),
+        .executable(name: "meter-query", targets: ["Query"]),
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
@@ -34,7 +35,10 @@ let package = Package(
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
         .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
+        // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
+        .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
+        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),

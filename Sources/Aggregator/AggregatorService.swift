@@ -21,7 +21,9 @@ nonisolated func runAggregator() -> Never {
     if let partitions = configuration.partitions {
         owned = partitions
     } else {
-        owned = Array(0..<waitForPartitionCount(configuration))
+        owned = Array(
+            0..<PartitionFollower.waitForPartitionCount(
+                ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes))
     }
 
     let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
@@ -72,24 +74,6 @@ nonisolated func runAggregator() -> Never {
     ServiceLifecycle.runUntilTerminated(stopping: "writing snapshots") {
         server.stop()
         for worker in workers { worker.stop() }
-    }
-}
-
-/// Asks ingest how many partitions its log has, waiting for ingest to come up.
-nonisolated func waitForPartitionCount(_ configuration: AggregatorConfiguration) -> Int {
-    var announced = false
-    while true {
-        if let client = try? UnixClient(path: configuration.ingestSocket, maximumFrameLength: configuration.maximumFrameBytes),
-            let status = try? client.call("status"), let count = status["partitions"]?.arrayValue?.count, count > 0
-        {
-            return count
-        }
-        if !announced {
-            Log.notice("waiting for meter-ingest at \(configuration.ingestSocket) to learn the partition count")
-            Systemd.notifyStatus("waiting for meter-ingest at \(configuration.ingestSocket)")
-            announced = true
-        }
-        Thread.sleep(forTimeInterval: 0.2)
     }
 }
 

@@ -1,4 +1,4 @@
-import Wire
+public import Wire
 
 extension Meter {
     /// The meter as JSON. The snapshot form has the plan's rule and the period's consumption;
@@ -97,7 +97,7 @@ extension Meter {
 
 extension IncludedQuantity {
     /// A number, or `"Infinite"` as in the reference's plans.
-    var json: JSONValue {
+    public var json: JSONValue {
         switch self {
         case .finite(let quantity): return quantity.json
         case .infinite: return "Infinite"

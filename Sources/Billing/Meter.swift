@@ -60,31 +60,50 @@ struct Meter: Equatable, Sendable {
 
     /// Records `quantity` of usage and adds its overage to `hour`. Returns false, changing nothing,
     /// when a total would leave `Quantity`'s range.
-    mutating func record(_ quantity: Quantity, into hour: inout OpenHour) -> Bool {
+    /// When `parts` is not nil, the event's split per dimension is appended to it.
+    mutating func record(_ quantity: Quantity, into hour: inout OpenHour, parts: inout [UsagePart]?) -> Bool {
         switch rule {
         case .sum(let dimension, let included):
             guard let total = consumed.adding(quantity) else { return false }
+            var billed = Quantity.zero
             if case .finite(let included) = included {
                 // Overage is the part of [consumed, total) above the included quantity.
                 let overage = total - max(included, consumed)
                 if overage > .zero {
                     guard hour.add(dimension, overage) else { return false }
+                    billed = overage
                 }
             }
             consumed = total
+            parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: billed))
             return true
-        case .gauge(_, _, let aggregation):
+        case .gauge(let dimension, _, let aggregation):
             gaugeValue = aggregation == .max ? max(gaugeValue ?? quantity, quantity) : quantity
+            parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: .zero))
             return true
         case .waterfall(let tiers):
             guard let total = consumed.adding(quantity) else { return false }
             var updated = hour
+            var split: [UsagePart] = []
             for (index, tier) in tiers.enumerated() {
                 let from = max(consumed, tier.lowerBound)
                 let to = index + 1 < tiers.count ? min(total, tiers[index + 1].lowerBound) : total
                 if to > from {
                     guard updated.add(tier.dimension, to - from) else { return false }
+                    if parts != nil { split.append(UsagePart(dimension: tier.dimension, quantity: to - from, billed: to - from)) }
                 }
+            }
+            if parts != nil, let first = tiers.first {
+                // The free band [0, c_0) counts on the first tier's dimension, unbilled.
+                let free = max(.zero, min(total, first.lowerBound) - consumed)
+                if free > .zero {
+                    if let index = split.firstIndex(where: { $0.dimension == first.dimension }) {
+                        split[index].quantity = split[index].quantity.saturatingAdding(free)
+                    } else {
+                        split.insert(UsagePart(dimension: first.dimension, quantity: free, billed: .zero), at: 0)
+                    }
+                }
+                parts?.append(contentsOf: split)
             }
             hour = updated
             consumed = total

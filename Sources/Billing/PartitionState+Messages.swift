@@ -1,4 +1,4 @@
-import Wire
+public import Wire
 
 extension PartitionState {
     // MARK: - Purchases and deletions
@@ -10,6 +10,7 @@ extension PartitionState {
             subscriptions[key] = subscription
             if let uri = purchase.resource.resourceUri, uri != key { aliases[uri] = key }
             renewals.push(subscription.period.end, key)
+            effects?.append(.purchased(subscription: key))
             return
         }
         // A name the subscription did not have yet joins it, unless another subscription has it.
@@ -29,6 +30,7 @@ extension PartitionState {
         subscription.restart(with: purchase, now: now)
         subscriptions[key] = subscription
         renewals.push(subscription.period.end, key)
+        effects?.append(.purchased(subscription: key))
     }
 
     mutating func deleted(_ resource: ResourceName, record: BillingRecord, now: Timestamp) {
@@ -41,6 +43,7 @@ extension PartitionState {
         endTerms(of: &subscription, key: key, now: now)
         subscription.deleted = true
         subscriptions[key] = subscription
+        effects?.append(.deleted(subscription: key))
         removeIfFinished(key)
     }
 
@@ -63,9 +66,15 @@ extension PartitionState {
             refuse(record, "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")
             return
         }
-        switch inPlace(index, { $0.report(usage.quantity, meterName: usage.meterName, now: now) }) {
+        var parts: [UsagePart]? = effects == nil ? nil : []
+        switch inPlace(index, { $0.report(usage.quantity, meterName: usage.meterName, now: now, parts: &parts) }) {
         case .recorded(let openedHour):
             if openedHour { openHours.insert(subscriptions.keys[index]) }
+            if let parts {
+                let subscription = subscriptions.values[index]
+                let hour = subscription.openHour?.start ?? subscription.openHourStart(now: now)
+                effects?.append(.usage(subscription: subscriptions.keys[index], meterName: usage.meterName, hour: hour, parts: parts))
+            }
         case .deleted:
             refuse(record, "subscription \(usage.resource) was deleted")
         case .unknownMeter:
@@ -105,15 +114,20 @@ extension PartitionState {
         // No pending item: already settled (a resend after a crash) or never ours. Nothing to do,
         // which is what makes outcomes idempotent.
         guard let item = settle(Slot(subscription: key, dimension: dimension, hour: hour)) else { return }
+        var settledAs = status
+        var conflicting: Quantity?
         switch status {
         case "Accepted":
             accepted += 1
         case "Duplicate":
             if let acceptedQuantity = Self.acceptedQuantity(outcome.value), acceptedQuantity != item.quantity {
                 conflicts.append(Conflict(item: item, acceptedQuantity: acceptedQuantity, at: now))
+                settledAs = "Conflict"
+                conflicting = acceptedQuantity
             } else {
                 // Same quantity (or none given): an earlier try got through.
                 accepted += 1
+                settledAs = "Accepted"
             }
         case "Expired":
             if var subscription = subscriptions[key] {
@@ -125,6 +139,10 @@ extension PartitionState {
         default:
             rejected.append(RejectedItem(item: item, status: status, reason: Self.reason(outcome.value, status: status), at: now))
         }
+        effects?.append(
+            .settled(
+                subscription: key, dimension: dimension, hour: hour, quantity: item.quantity, status: settledAs,
+                acceptedQuantity: conflicting))
         removeIfFinished(key)
     }
 
@@ -138,7 +156,7 @@ extension PartitionState {
     }
 
     /// The marketplace's explanation: `result.error.message` and each detail's `target: message`.
-    static func reason(_ value: JSONObject, status: String) -> String {
+    public static func reason(_ value: JSONObject, status: String) -> String {
         guard let error = value["result"]?["error"] else { return status }
         var parts: [String] = []
         if let message = error["message"]?.stringValue { parts.append(message) }

@@ -52,6 +52,10 @@ public struct PartitionState: Sendable, Equatable {
     /// Pending items per subscription key (no entry for none), so removal needs no scan.
     var pendingPerSubscription: [String: Int] = [:]
 
+    /// When not nil, every fold appends what it did (`BillingEffect`) here, for read models; the
+    /// reader empties it. Not part of the state: left out of `==` and of snapshots.
+    public var effects: [BillingEffect]?
+
     // Derived indexes: rebuilt on restore, left out of `==` because their layout depends on history.
     /// The next renewal deadline of every live subscription (stale entries are skipped).
     var renewals = DeadlineQueue()
@@ -153,6 +157,7 @@ public struct PartitionState: Sendable, Equatable {
             let renewal = inPlace(index, { $0.renew(due: deadline, now: now) })
         else { return }
         renewals.push(renewal.nextDeadline, key)
+        effects?.append(.renewed(subscription: key))
         guard !renewal.gauges.isEmpty else { return }
         // Gauge meters report the ended period's value for its last hour. That hour closed in this
         // same step (the clock just passed the period's end), so merging into its items is safe;
@@ -204,10 +209,12 @@ public struct PartitionState: Sendable, Equatable {
                 return
             }
             pendingItems.values[existing].quantity = sum
+            effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         } else {
             pendingItems[slot] = ReadyItem(
                 resource: resource, planId: planId, dimension: dimension, effectiveStartTime: hour, quantity: quantity, readySince: now)
             pendingPerSubscription[key, default: 0] += 1
+            effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         }
     }
 
@@ -240,6 +247,7 @@ public struct PartitionState: Sendable, Equatable {
             inPlace(index, { $0.deleted && $0.openHour == nil })
         else { return }
         let subscription = subscriptions.remove(at: index).value
+        effects?.append(.removed(subscription: key))
         if let id = subscription.resource.resourceId, id != key { aliases[id] = nil }
         if let uri = subscription.resource.resourceUri, uri != key { aliases[uri] = nil }
     }

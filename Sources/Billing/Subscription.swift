@@ -91,10 +91,10 @@ struct Subscription: Equatable, Sendable {
     }
 
     /// Records usage of meter `index` at log time `now`.
-    mutating func record(_ quantity: Quantity, meter index: Int, now: Timestamp) -> Addition {
+    mutating func record(_ quantity: Quantity, meter index: Int, now: Timestamp, parts: inout [UsagePart]?) -> Addition {
         let opened = openHour == nil
         var hour = takeOpenHour(now: now)
-        let recorded = meters[index].record(quantity, into: &hour)
+        let recorded = meters[index].record(quantity, into: &hour, parts: &parts)
         // Usage that is all included (or a gauge report) leaves no overage and opens no hour.
         openHour = hour.overage.isEmpty ? nil : hour
         guard recorded else { return .overflow }
@@ -148,10 +148,10 @@ struct Subscription: Equatable, Sendable {
 
     /// Records usage of meter `meterName` at log time `now`, checking everything in one place so
     /// the partition reaches the subscription only once per event.
-    mutating func report(_ quantity: Quantity, meterName: String, now: Timestamp) -> Usage {
+    mutating func report(_ quantity: Quantity, meterName: String, now: Timestamp, parts: inout [UsagePart]?) -> Usage {
         guard !deleted else { return .deleted }
         guard let index = meterIndex(named: meterName) else { return .unknownMeter }
-        switch record(quantity, meter: index, now: now) {
+        switch record(quantity, meter: index, now: now, parts: &parts) {
         case .added(let opened): return .recorded(openedHour: opened)
         case .overflow: return .overflow
         }

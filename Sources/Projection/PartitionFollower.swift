@@ -171,4 +171,22 @@ public final class PartitionFollower: @unchecked Sendable {
             throw WireError(.internalError, "record \(partition)/\(sequence) does not decode: \(error)")
         }
     }
+
+    /// Asks ingest how many partitions its log has, waiting for ingest to come up.
+    public static func waitForPartitionCount(ingestSocket: String, maximumFrameBytes: Int) -> Int {
+        var announced = false
+        while true {
+            if let client = try? UnixClient(path: ingestSocket, maximumFrameLength: maximumFrameBytes),
+                let status = try? client.call("status"), let count = status["partitions"]?.arrayValue?.count, count > 0
+            {
+                return count
+            }
+            if !announced {
+                Log.notice("waiting for meter-ingest at \(ingestSocket) to learn the partition count")
+                Systemd.notifyStatus("waiting for meter-ingest at \(ingestSocket)")
+                announced = true
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+    }
 }

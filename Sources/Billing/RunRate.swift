@@ -1,0 +1,145 @@
+public import Wire
+
+/// What a customer's run-rate page shows for one subscription (DESIGN.md §3.4), computed from the
+/// partition state alone, so the aggregator and the query service give the same numbers.
+public struct RunRate: Sendable, Equatable {
+    /// The subscription's key in its partition.
+    public var key: String
+    public var resource: ResourceName
+    public var planId: String
+    public var period: BillingPeriod
+    /// The partition clock the numbers are valid at.
+    public var asOf: Timestamp
+    public var deleted: Bool
+    public var meters: [MeterRunRate]
+}
+
+/// One meter of a `RunRate`.
+public struct MeterRunRate: Sendable, Equatable {
+    /// How the meter bills: a summed dimension, a gauge (`max`, `last`), or waterfall tiers.
+    public enum Kind: String, Sendable {
+        case sum, max, last, waterfall
+    }
+
+    /// One waterfall tier: its band of the period's running total and how much of it is used.
+    public struct Tier: Sendable, Equatable {
+        public var dimension: String
+        public var threshold: Quantity
+        /// Where the tier's billed band starts in the running total (the free band ends at the first).
+        public var from: Quantity
+        /// Usage of the period inside this tier's band.
+        public var consumed: Quantity
+    }
+
+    public var meterName: String
+    public var kind: Kind
+    /// The marketplace dimension being consumed now (for a waterfall meter, the current tier's, or
+    /// the first tier's while the free band lasts).
+    public var dimension: String
+    /// Every marketplace dimension this meter may bill.
+    public var dimensions: [String]
+    /// The included quantity (a waterfall meter's free band).
+    public var included: IncludedQuantity
+    /// Usage in the current period (a gauge: its value so far, 0 before the first report).
+    public var consumed: Quantity
+    /// What is left of the included quantity (never negative; infinite when included is).
+    public var remaining: IncludedQuantity
+    /// Overage of the current period so far (a gauge: what it would report if the period ended now).
+    public var overage: Quantity
+    /// Overage in the still-open hour, not yet ready to report.
+    public var openHourOverage: Quantity
+    /// The period's total usage if it goes on at the rate seen so far (a gauge: its value).
+    public var projected: Quantity
+    /// Waterfall meters: each tier's usage.
+    public var tiers: [Tier]
+}
+
+extension PartitionState {
+    /// The run-rate of the subscription named by `name`, or nil when this partition has none.
+    public func runRate(_ name: ResourceName) -> RunRate? {
+        guard let index = index(for: name) else { return nil }
+        let key = subscriptions.keys[index]
+        let subscription = subscriptions.values[index]
+        let asOf = time ?? subscription.period.start
+        let meters = subscription.meters.map { meter in
+            meter.runRate(openHour: subscription.openHour, period: subscription.period, asOf: asOf)
+        }
+        return RunRate(
+            key: key, resource: subscription.resource, planId: subscription.planId, period: subscription.period, asOf: asOf,
+            deleted: subscription.deleted, meters: meters)
+    }
+
+    /// The keys of the subscriptions held, in order.
+    public var subscriptionKeys: [String] { subscriptions.keys.sorted() }
+}
+
+extension Meter {
+    func runRate(openHour: OpenHour?, period: BillingPeriod, asOf: Timestamp) -> MeterRunRate {
+        let openHourOverage = { (dimensions: [String]) -> Quantity in
+            (openHour?.overage ?? []).filter { dimensions.contains($0.dimension) }.reduce(.zero) { $0.saturatingAdding($1.quantity) }
+        }
+        switch rule {
+        case .sum(let dimension, let included):
+            let (remaining, overage) = Self.split(consumed, included)
+            return MeterRunRate(
+                meterName: name, kind: .sum, dimension: dimension, dimensions: [dimension], included: included, consumed: consumed,
+                remaining: remaining, overage: overage, openHourOverage: openHourOverage([dimension]),
+                projected: Self.project(consumed, period: period, asOf: asOf), tiers: [])
+        case .gauge(let dimension, let included, let aggregation):
+            let value = gaugeValue ?? .zero
+            let (remaining, overage) = Self.split(value, included)
+            return MeterRunRate(
+                meterName: name, kind: aggregation == .max ? .max : .last, dimension: dimension, dimensions: [dimension],
+                included: included,
+                consumed: value, remaining: remaining, overage: overage, openHourOverage: openHourOverage([dimension]), projected: value,
+                tiers: [])
+        case .waterfall(let tiers):
+            let free = tiers.first?.lowerBound ?? .zero
+            let (remaining, overage) = Self.split(consumed, .finite(free))
+            var usage: [MeterRunRate.Tier] = []
+            var current = tiers.first?.dimension ?? ""
+            for (index, tier) in tiers.enumerated() {
+                let upper = index + 1 < tiers.count ? min(consumed, tiers[index + 1].lowerBound) : consumed
+                let used = max(.zero, upper - tier.lowerBound)
+                if consumed > tier.lowerBound { current = tier.dimension }
+                usage.append(MeterRunRate.Tier(dimension: tier.dimension, threshold: tier.threshold, from: tier.lowerBound, consumed: used))
+            }
+            let dimensions = tiers.map(\.dimension)
+            return MeterRunRate(
+                meterName: name, kind: .waterfall, dimension: current, dimensions: dimensions, included: .finite(free), consumed: consumed,
+                remaining: remaining, overage: overage, openHourOverage: openHourOverage(dimensions),
+                projected: Self.project(consumed, period: period, asOf: asOf), tiers: usage)
+        }
+    }
+
+    /// What is left of `included` after `used`, and the overage beyond it.
+    static func split(_ used: Quantity, _ included: IncludedQuantity) -> (remaining: IncludedQuantity, overage: Quantity) {
+        guard case .finite(let included) = included else { return (.infinite, .zero) }
+        return (.finite(max(.zero, included - used)), max(.zero, used - included))
+    }
+
+    /// `consumed` scaled from the elapsed part of the period to all of it, to the micro-unit. Less
+    /// than an hour in, the rate is taken over a whole hour, so a first burst is not multiplied
+    /// into an absurd figure.
+    static func project(_ consumed: Quantity, period: BillingPeriod, asOf: Timestamp) -> Quantity {
+        let length = Int128((period.end.microseconds - period.start.microseconds) / 1_000_000)
+        let elapsed = max(Int128(3600), Int128((asOf.microseconds - period.start.microseconds) / 1_000_000))
+        guard elapsed < length else { return consumed }
+        let micro = Quantity.unitsPerOne / 1_000_000
+        let (product, overflow) = consumed.units.multipliedReportingOverflow(by: length)
+        let units = overflow ? consumed.units / elapsed * length : product / elapsed
+        return Quantity(units: units / micro * micro)
+    }
+}
+
+extension PartitionState {
+    /// The names, plan and current period of the subscription with key `key`, without copying it.
+    public func terms(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod)? {
+        guard let index = subscriptions.index(forKey: key) else { return nil }
+        let values = subscriptions.values
+        return (values[index].resource, values[index].planId, values[index].period)
+    }
+
+    /// The key of the subscription named by `name`, if this partition has it.
+    public func key(named name: ResourceName) -> String? { key(for: name) }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import Wire
+
+/// How `meter-query` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
+struct QueryConfiguration {
+    var home: String
+    var ingestSocket: String
+    var socket: String
+    var dataDirectory: String
+    var snapshotEveryRecords: Int
+    var snapshotEverySeconds: Int
+    var snapshotsKept: Int
+    var maximumFrameBytes: Int
+    var maximumWatchers: Int
+
+    static let usage = """
+        meter-query: read models of the metering log (run-rate, usage records, audit, ledger).
+
+        Settings (flag, environment variable, default):
+          --home               METERING_HOME                     ./.metering
+          --ingest-socket      METERING_INGEST_SOCKET            $METERING_HOME/run/ingest.sock
+          --socket             METERING_QUERY_SOCKET             $METERING_HOME/run/query.sock
+          --data               METERING_QUERY_DATA               $METERING_HOME/data/query
+          --snapshot-records   METERING_QUERY_SNAPSHOT_RECORDS   100000 (records between snapshots)
+          --snapshot-seconds   METERING_QUERY_SNAPSHOT_SECONDS   3600 (log time between snapshots)
+          --snapshots-kept     METERING_QUERY_SNAPSHOTS_KEPT     3
+          --max-watchers       METERING_QUERY_MAX_WATCHERS       1024 (open `watch` streams)
+          --max-frame-bytes    METERING_MAX_FRAME_BYTES          16777216
+
+        Under systemd the socket comes from the .socket unit (FileDescriptorName=query). Each replica
+        folds every partition of the log into its own data directory.
+        """
+
+    init(settings: inout Settings) throws(SettingsError) {
+        home = settings.home()
+        ingestSocket = Settings.absolute(settings.string("ingest-socket", "METERING_INGEST_SOCKET", default: home + "/run/ingest.sock"))
+        socket = Settings.absolute(settings.string("socket", "METERING_QUERY_SOCKET", default: home + "/run/query.sock"))
+        dataDirectory = Settings.absolute(settings.string("data", "METERING_QUERY_DATA", default: home + "/data/query"))
+        snapshotEveryRecords = try settings.integer(
+            "snapshot-records", "METERING_QUERY_SNAPSHOT_RECORDS", default: 100_000, range: 1...100_000_000)
+        snapshotEverySeconds = try settings.integer(
+            "snapshot-seconds", "METERING_QUERY_SNAPSHOT_SECONDS", default: 3600, range: 1...31_536_000)
+        snapshotsKept = try settings.integer("snapshots-kept", "METERING_QUERY_SNAPSHOTS_KEPT", default: 3, range: 1...100)
+        maximumWatchers = try settings.integer("max-watchers", "METERING_QUERY_MAX_WATCHERS", default: 1024, range: 0...100_000)
+        maximumFrameBytes = try settings.integer(
+            "max-frame-bytes", "METERING_MAX_FRAME_BYTES", default: FrameEncoder.defaultMaximumFrameLength, range: 1024...(256 << 20))
+        try settings.rejectUnknownFlags()
+    }
+}

@@ -1,0 +1,329 @@
+import Billing
+import Foundation
+import Projection
+import QueryModel
+import Wire
+
+/// Answers `query.sock` (DESIGN.md §3.4): `runrate`, `usage`, `subscriptions`, `events`,
+/// `submissions`, `breakdown`, `watch`, `status`.
+final class QueryHandler: RequestHandler {
+    let workers: [ViewWorker]
+    let usage: Journal
+    let submissions: Journal
+    let watchers: WatcherRegistry
+    let configuration: QueryConfiguration
+
+    static let operations = "runrate, usage, subscriptions, events, submissions, breakdown, watch, status"
+    /// `events` reads at most this many log records per request; the answer's `next` continues.
+    static let eventsScanLimit = 20_000
+
+    init(workers: [ViewWorker], usage: Journal, submissions: Journal, watchers: WatcherRegistry, configuration: QueryConfiguration) {
+        self.workers = workers
+        self.usage = usage
+        self.submissions = submissions
+        self.watchers = watchers
+        self.configuration = configuration
+    }
+
+    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+        let response: [UInt8]
+        do {
+            switch request.op {
+            case "runrate": response = Response.ok(id: request.id, try runRate(try Self.name(request)))
+            case "usage": response = Response.ok(id: request.id, try usagePage(request))
+            case "subscriptions": response = Response.ok(id: request.id, try subscriptionPage(request))
+            case "events": response = Response.ok(id: request.id, try events(request))
+            case "submissions": response = Response.ok(id: request.id, try submissionPage(request))
+            case "breakdown": response = Response.ok(id: request.id, try breakdown(request))
+            case "status": response = Response.ok(id: request.id, status())
+            case "watch":
+                try watch(request, on: connection)
+                return
+            default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; query.sock serves \(Self.operations)")
+            }
+        } catch let error as WireError {
+            Log.notice("rejected \(request.op) from \(connection.peer): \(error)")
+            response = Response.error(id: request.id, error)
+        } catch {
+            response = Response.error(id: request.id, WireError(.internalError, "\(error)"))
+        }
+        connection.send(response)
+        done()
+    }
+
+    // MARK: - Arguments
+
+    static func name(_ request: Request) throws(WireError) -> ResourceName {
+        let id = request["resourceId"]
+        let uri = request["resourceUri"]
+        if let id, id.stringValue?.isEmpty != false { throw WireError(.badRequest, "\"resourceId\" must be a non-empty string") }
+        if let uri, uri.stringValue?.isEmpty != false { throw WireError(.badRequest, "\"resourceUri\" must be a non-empty string") }
+        let name = ResourceName(resourceId: id?.stringValue, resourceUri: uri?.stringValue)
+        guard name.resourceId != nil || name.resourceUri != nil else {
+            throw WireError(.badRequest, "\(request.op) needs \"resourceId\" or \"resourceUri\"")
+        }
+        return name
+    }
+
+    static func count(_ request: Request, _ key: String, default value: Int, maximum: Int) throws(WireError) -> Int {
+        guard let given = request[key] else { return value }
+        guard let number = given.intValue, number >= 1, number <= maximum else {
+            throw WireError(.badRequest, "\"\(key)\" must be a whole number from 1 to \(maximum)")
+        }
+        return number
+    }
+
+    static func position(_ request: Request, _ key: String) throws(WireError) -> Int {
+        guard let given = request[key] else { return 0 }
+        guard let number = given.intValue, number >= 0 else { throw WireError(.badRequest, "\"\(key)\" must be a whole number ≥ 0") }
+        return number
+    }
+
+    static func time(_ request: Request, _ key: String) throws(WireError) -> Timestamp? {
+        guard let given = request[key] else { return nil }
+        guard let text = given.stringValue, let time = Timestamp(iso8601: text) else {
+            throw WireError(.badRequest, "\"\(key)\" must be an ISO 8601 UTC time such as 2024-03-01T00:00:00Z")
+        }
+        return time
+    }
+
+    /// The worker whose partition holds the subscription named by `name`.
+    func worker(for name: ResourceName) throws(WireError) -> (ViewWorker, String) {
+        for worker in workers {
+            if let key = worker.read({ $0.state.key(named: name) }) { return (worker, key) }
+        }
+        throw WireError(.notFound, "no subscription \(name): it was never bought, or was deleted and settled")
+    }
+
+    // MARK: - Operations
+
+    func runRate(_ name: ResourceName) throws(WireError) -> JSONObject {
+        for worker in workers {
+            if let json = worker.read({ $0.runRateJSON(name) }) { return Self.droppingOK(json) }
+        }
+        throw WireError(.notFound, "no subscription \(name): it was never bought, or was deleted and settled")
+    }
+
+    /// `Response.ok` adds `"ok":true` itself.
+    static func droppingOK(_ object: JSONObject) -> JSONObject { JSONObject(object.members.filter { $0.key != "ok" }) }
+
+    /// `{"startId":n,"batchSize":k}` → closed-hour usage records with ids n, n+1, ... (gap-free).
+    private func usagePage(_ request: Request) throws -> JSONObject {
+        let start = try Self.position(request, "startId")
+        let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
+        let lines = try usage.read(from: start, maximum: size)
+        let records = lines.map { line -> JSONValue in
+            var object = line
+            let partition = line["partition"]?.intValue ?? -1
+            var status: String?
+            if let key = line["subscription"]?.stringValue, let dimension = line["dimension"]?.stringValue,
+                let hour = line["hour"]?.stringValue.flatMap(Timestamp.init(iso8601:)),
+                let worker = workers.first(where: { $0.partition == partition })
+            {
+                status = worker.read { $0.marketplaceStatus(subscription: key, dimension: dimension, hour: hour) }
+            }
+            let billed = line["billed"].flatMap { value -> Quantity? in
+                if case .number(let text) = value { return Quantity(exactly: text) }
+                return nil
+            }
+            object["status"] = .string(status ?? ((billed ?? .zero) > .zero ? "settled" : "included"))
+            return .object(JSONObject(object.members.filter { $0.key != "ordinal" }))
+        }
+        let next = start + lines.count
+        return JSONObject([
+            .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(usage.count))),
+        ])
+    }
+
+    /// `{"startId","batchSize","status"?}` → the marketplace ledger, oldest first.
+    private func submissionPage(_ request: Request) throws -> JSONObject {
+        let start = try Self.position(request, "startId")
+        let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
+        var filter: String?
+        if let given = request["status"] {
+            guard let text = given.stringValue, !text.isEmpty else {
+                throw WireError(.badRequest, "\"status\" must be a status such as Accepted")
+            }
+            filter = text
+        }
+        // A filter reads at most 10 pages' worth per request; `nextId` continues where it stopped.
+        let scanned = try submissions.read(from: start, maximum: filter == nil ? size : size * 10)
+        var records: [JSONValue] = []
+        var next = start
+        for line in scanned {
+            next += 1
+            if let filter, line["status"]?.stringValue != filter && line["settled"]?.stringValue != filter { continue }
+            records.append(.object(JSONObject(line.members.filter { $0.key != "ordinal" })))
+            if records.count == size { break }
+        }
+        return JSONObject([
+            .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(submissions.count))),
+        ])
+    }
+
+    /// `{"after"?: key, "max"?: n}` → subscriptions by key.
+    private func subscriptionPage(_ request: Request) throws(WireError) -> JSONObject {
+        let size = try Self.count(request, "max", default: 100, maximum: 10_000)
+        var after: String?
+        if let given = request["after"] {
+            guard let text = given.stringValue else { throw WireError(.badRequest, "\"after\" must be the key a page ended with") }
+            after = text
+        }
+        var entries: [(key: String, json: JSONObject)] = []
+        for worker in workers { entries += worker.read { $0.subscriptionEntries() } }
+        entries.sort { $0.key < $1.key }
+        let page = entries.filter { after == nil || $0.key > after! }.prefix(size)
+        var members: [JSONObject.Member] = [
+            .init("subscriptions", .array(page.map { .object($0.json) })), .init("total", .number(String(entries.count))),
+        ]
+        members.append(.init("next", page.count == size ? page.last.map { .string($0.key) } ?? .null : .null))
+        return JSONObject(members)
+    }
+
+    /// `{"resourceId"|"resourceUri", "meterName", "property"}` → the period's usage per property value.
+    private func breakdown(_ request: Request) throws(WireError) -> JSONObject {
+        let name = try Self.name(request)
+        guard let meterName = request["meterName"]?.stringValue, !meterName.isEmpty else {
+            throw WireError(.badRequest, "breakdown needs \"meterName\"")
+        }
+        guard let property = request["property"]?.stringValue, !property.isEmpty else {
+            throw WireError(.badRequest, "breakdown needs \"property\", the property key to group by (e.g. \"campaign\")")
+        }
+        let (worker, _) = try worker(for: name)
+        guard let json = worker.read({ $0.breakdownJSON(name, meterName: meterName, property: property) }) else {
+            throw WireError(.notFound, "no subscription \(name)")
+        }
+        return Self.droppingOK(json)
+    }
+
+    /// `{"resourceId"|"resourceUri", "from"?, "to"?, "after"?: sequence, "max"?}` → the subscription's
+    /// recorded events with their enqueued times, read from ingest's log: the audit trail.
+    private func events(_ request: Request) throws -> JSONObject {
+        let name = try Self.name(request)
+        let from = try Self.time(request, "from")
+        let to = try Self.time(request, "to")
+        let maximum = try Self.count(request, "max", default: 100, maximum: 1000)
+        let (worker, key) = try worker(for: name)
+        guard let names = worker.read({ $0.state.terms(ofKey: key)?.resource }) else {
+            throw WireError(.notFound, "no subscription \(name)")
+        }
+        let client: UnixClient
+        do {
+            client = try UnixClient(path: configuration.ingestSocket, maximumFrameLength: configuration.maximumFrameBytes)
+        } catch {
+            throw WireError(.unavailable, "cannot reach meter-ingest at \(configuration.ingestSocket): \(error)")
+        }
+        let partition = worker.partition
+        let head = try Self.head(client, partition: partition)
+        var sequence: Int
+        if let after = request["after"] {
+            guard let number = after.intValue, number >= 0 else { throw WireError(.badRequest, "\"after\" must be a sequence number") }
+            sequence = number + 1
+        } else if let from {
+            sequence = try Self.firstSequence(client, partition: partition, head: head, atOrAfter: from)
+        } else {
+            sequence = 0
+        }
+        var found: [JSONValue] = []
+        var scanned = 0
+        var finished = false
+        scan: while sequence < head && scanned < Self.eventsScanLimit && found.count < maximum {
+            let records = try Self.read(client, partition: partition, from: sequence, max: min(1000, Self.eventsScanLimit - scanned))
+            if records.isEmpty { break }
+            for record in records {
+                scanned += 1
+                sequence = (record["sequence"]?.intValue ?? sequence) + 1
+                if let to, let time = record["enqueuedTime"]?.stringValue.flatMap(Timestamp.init(iso8601:)), time >= to {
+                    finished = true
+                    break scan
+                }
+                guard let event = record["event"], case .success(let message) = Message.decode(event), let resource = message.resource
+                else { continue }
+                let matches =
+                    (resource.resourceId != nil && (resource.resourceId == names.resourceId || resource.resourceId == names.resourceUri))
+                    || (resource.resourceUri != nil
+                        && (resource.resourceUri == names.resourceUri || resource.resourceUri == names.resourceId))
+                guard matches else { continue }
+                found.append(record)
+                if found.count == maximum { break scan }
+            }
+        }
+        if sequence >= head { finished = true }
+        var members: [JSONObject.Member] = names.members
+        members += [
+            .init("partition", .number(String(partition))), .init("records", .array(found)), .init("scanned", .number(String(scanned))),
+            .init("next", finished ? .null : .number(String(sequence - 1))),
+        ]
+        return JSONObject(members)
+    }
+
+    static func head(_ client: UnixClient, partition: Int) throws -> Int {
+        let status = try client.call("status")
+        let partitions = status["partitions"]?.arrayValue ?? []
+        guard let entry = partitions.first(where: { $0["partition"]?.intValue == partition }) ?? partitions.dropFirst(partition).first,
+            let next = entry["nextSequence"]?.intValue
+        else { throw WireError(.internalError, "ingest's status has no partition \(partition)") }
+        return next
+    }
+
+    static func read(_ client: UnixClient, partition: Int, from: Int, max: Int) throws -> [JSONValue] {
+        let response = try client.call(
+            Request(
+                op: "read",
+                fields: JSONObject([
+                    "partition": .number(String(partition)), "from": .number(String(from)), "max": .number(String(max)),
+                ])))
+        return response["records"]?.arrayValue ?? []
+    }
+
+    /// The first sequence whose enqueued time is at or after `time`: a binary search over the log
+    /// (enqueued times never go backwards within a partition), a record read per step.
+    static func firstSequence(_ client: UnixClient, partition: Int, head: Int, atOrAfter time: Timestamp) throws -> Int {
+        var low = 0
+        var high = head
+        while low < high {
+            let middle = low + (high - low) / 2
+            guard let record = try read(client, partition: partition, from: middle, max: 1).first,
+                let recorded = record["enqueuedTime"]?.stringValue.flatMap(Timestamp.init(iso8601:))
+            else { return middle }
+            if recorded < time { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    private func watch(_ request: Request, on connection: Connection) throws(WireError) {
+        let name = try Self.name(request)
+        let (worker, key) = try worker(for: name)
+        let id = request.id
+        let accepted = watchers.watch(partition: worker.partition, key: key, connection: connection) { [self] in
+            switch Result(catching: { () throws(WireError) in try runRate(name) }) {
+            case .success(let json): return Response.ok(id: id, json)
+            case .failure(let error): return Response.error(id: id, error)
+            }
+        }
+        guard accepted else { throw WireError(.unavailable, "too many open watch streams (\(watchers.maximum)); try again later") }
+    }
+
+    private func status() -> JSONObject {
+        var partitions: [JSONValue] = []
+        for worker in workers {
+            let progress = worker.followerProgress
+            let (next, time, subscriptions) = worker.read { ($0.nextSequence, $0.state.time, $0.state.subscriptionCount) }
+            var members: [JSONObject.Member] = [
+                .init("partition", .number(String(worker.partition))), .init("position", .number(String(next))),
+                .init("ingestNext", progress.ingestNext.map { .number(String($0)) } ?? .null),
+                .init("lag", progress.ingestNext.map { .number(String($0 > next ? $0 - next : 0)) } ?? .null),
+                .init("connected", .bool(progress.connected)), .init("time", time.map { .string($0.iso8601) } ?? .null),
+                .init("subscriptions", .number(String(subscriptions))),
+                .init("snapshotSequence", worker.snapshotSequence.map { .number(String($0)) } ?? .null),
+                .init("recordsFolded", .number(String(progress.recordsFolded))),
+            ]
+            if let error = progress.lastError ?? worker.lastJournalError { members.append(.init("lastError", .string(error))) }
+            partitions.append(.object(JSONObject(members)))
+        }
+        return JSONObject([
+            .init("partitions", .array(partitions)), .init("usageRecords", .number(String(usage.count))),
+            .init("submissionRecords", .number(String(submissions.count))), .init("watchers", .number(String(watchers.openCount))),
+        ])
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Projection
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts the query service and serves until SIGTERM. Not isolated to the main actor: its closures
+/// run on Dispatch queues and worker threads.
+nonisolated func runQuery() -> Never {
+    let configuration = ServiceLifecycle.configure(component: "meter-query", usage: QueryConfiguration.usage) {
+        (settings: inout Settings) throws(SettingsError) in try QueryConfiguration(settings: &settings)
+    }
+    UnixSocket.raiseOpenFileLimit()
+
+    let usage: Journal
+    let submissions: Journal
+    do {
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        usage = try Journal(path: configuration.dataDirectory + "/usage.journal")
+        submissions = try Journal(path: configuration.dataDirectory + "/submissions.journal")
+    } catch {
+        ServiceLifecycle.fail("cannot open the read models in \(configuration.dataDirectory) (METERING_QUERY_DATA): \(error)")
+    }
+    let partitionCount = PartitionFollower.waitForPartitionCount(
+        ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes)
+    let watchers = WatcherRegistry(maximum: configuration.maximumWatchers)
+    let workers = (0..<partitionCount).map {
+        ViewWorker(partition: $0, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers)
+    }
+    let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
+
+    let listener: Listener
+    let inherited = Systemd.inheritedSockets()
+    if let socket = inherited.first {
+        if inherited.count > 1 || !["query", "query.socket", "unknown"].contains(socket.name) {
+            ServiceLifecycle.fail(
+                "systemd passed \(inherited.count) sockets (\(inherited.map(\.name))); meter-query takes one, FileDescriptorName=query")
+        }
+        listener = Listener(descriptor: socket.descriptor, name: "query")
+        Log.info("serving the socket passed by systemd")
+    } else {
+        do {
+            try ServiceLifecycle.makeSocketDirectory(for: configuration.socket)
+            listener = Listener(descriptor: try UnixSocket.listen(path: configuration.socket, mode: 0o660), name: "query")
+        } catch {
+            ServiceLifecycle.fail("cannot listen on \(configuration.socket) (METERING_QUERY_SOCKET): \(error)")
+        }
+        Log.info("listening on \(configuration.socket) (mode 0660)")
+    }
+    var serverConfiguration = UnixServer.Configuration()
+    serverConfiguration.maximumFrameLength = configuration.maximumFrameBytes
+    let server: UnixServer
+    do {
+        server = try UnixServer(listeners: [listener], configuration: serverConfiguration, handler: handler)
+    } catch {
+        ServiceLifecycle.fail("cannot start the server: \(error)")
+    }
+
+    let started = Date()
+    for worker in workers { worker.start() }
+    server.start()
+    let ready = "read models of \(partitionCount) partitions from \(configuration.ingestSocket)"
+    Systemd.notifyReady(status: ready)
+    Log.info("ready: \(ready) (usage records: \(usage.count), submission records: \(submissions.count))")
+    Thread {
+        for worker in workers { _ = worker.waitUntilCaughtUp(timeout: 86_400) }
+        let folded = workers.reduce(0) { $0 + $1.followerProgress.recordsFolded }
+        Log.info("caught up with ingest: \(folded) records folded in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        Systemd.notifyStatus("caught up; \(ready)")
+    }.start()
+
+    ServiceLifecycle.runUntilTerminated(stopping: "writing snapshots") {
+        server.stop()
+        for worker in workers { worker.stop() }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Wire
+
+/// The open `watch` streams: each waits for its subscription to change and then sends the new
+/// run-rate. Changes that come while a frame is still being sent are folded into the next frame, so
+/// a slow reader gets the latest numbers, never a growing backlog.
+final class WatcherRegistry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var watchers: [Int: [String: [Watcher]]] = [:]
+    private var count = 0
+    let maximum: Int
+
+    init(maximum: Int) { self.maximum = maximum }
+
+    final class Watcher: @unchecked Sendable {
+        let condition = NSCondition()
+        var dirty = true
+        var closed = false
+    }
+
+    var openCount: Int { lock.withLock { count } }
+
+    /// Streams `render()` on `connection` now and whenever subscription `key` of `partition`
+    /// changes, until the peer hangs up. False when the registry is full.
+    func watch(partition: Int, key: String, connection: Connection, render: @escaping @Sendable () -> [UInt8]) -> Bool {
+        let watcher = Watcher()
+        let added = lock.withLock { () -> Bool in
+            guard count < maximum else { return false }
+            watchers[partition, default: [:]][key, default: []].append(watcher)
+            count += 1
+            return true
+        }
+        guard added else { return false }
+        connection.markStreaming()
+        connection.onClose { [self] in
+            watcher.condition.withLock {
+                watcher.closed = true
+                watcher.condition.signal()
+            }
+            lock.withLock {
+                watchers[partition]?[key]?.removeAll { $0 === watcher }
+                if watchers[partition]?[key]?.isEmpty == true { watchers[partition]?[key] = nil }
+                count -= 1
+            }
+        }
+        let thread = Thread {
+            while true {
+                let closed = watcher.condition.withLock { () -> Bool in
+                    while !watcher.dirty && !watcher.closed { watcher.condition.wait() }
+                    watcher.dirty = false
+                    return watcher.closed
+                }
+                if closed || connection.isClosed { return }
+                connection.send(render())
+                guard connection.waitForOutputSpace() else { return }
+            }
+        }
+        thread.name = "query-watch"
+        thread.stackSize = 256 << 10
+        thread.start()
+        return true
+    }
+
+    /// Wakes the watchers of `keys` in `partition`.
+    func changed(partition: Int, keys: Set<String>) {
+        let woken = lock.withLock { () -> [Watcher] in
+            guard let byKey = watchers[partition] else { return [] }
+            return keys.flatMap { byKey[$0] ?? [] }
+        }
+        for watcher in woken {
+            watcher.condition.withLock {
+                watcher.dirty = true
+                watcher.condition.signal()
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+public import Billing
+import Wire
+
+/// The query service's read model of one partition: the billing state (the same fold as the
+/// aggregator's, so the same numbers) plus what only the read side keeps: the marketplace status of
+/// every recent slot, the usage of the still-open hours per meter and dimension, and each meter's
+/// usage of the period per property value.
+///
+/// Pure: `apply` returns the usage records of the hours that closed and the marketplace outcomes
+/// the record carried, numbered per partition (`ordinal`), so that the caller can journal them and,
+/// after a restart from an older snapshot, skip the ones already journaled.
+public struct PartitionView: Sendable {
+    public internal(set) var state: PartitionState
+    /// Marketplace slots per subscription key.
+    var ledger: [String: [Slot: SlotStatus]] = [:]
+    /// Usage of hours not closed yet.
+    var openUsage: [UsageKey: UsageTotal] = [:]
+    /// Per subscription key and meter: the period's usage per property key and value.
+    var breakdowns: [String: [String: Breakdown]] = [:]
+    /// Usage records produced so far; the next one gets this ordinal.
+    public internal(set) var usageOrdinal: UInt64 = 0
+    /// Submission records produced so far; the next one gets this ordinal.
+    public internal(set) var submissionOrdinal: UInt64 = 0
+
+    /// Slots settled longer ago than this (log time) are forgotten; the submissions journal keeps them.
+    public static let slotRetentionMicroseconds: Int64 = 62 * Timestamp.microsecondsPerDay
+    /// Per meter, at most this many property keys and values per key are told apart; the rest
+    /// count as `(other)`, so a sender cannot grow the model without bound.
+    public static let maximumBreakdownKeys = 16
+    public static let maximumBreakdownValues = 100
+    public static let otherValue = "(other)"
+
+    struct Slot: Hashable, Sendable {
+        var dimension: String
+        var hour: Timestamp
+    }
+
+    /// Where an item of a slot stands at the marketplace.
+    public enum MarketplaceStatus: String, Sendable {
+        case pending, accepted, rejected, conflict, expired
+    }
+
+    struct SlotStatus: Equatable, Sendable {
+        var quantity: Quantity
+        var status: MarketplaceStatus
+        var acceptedQuantity: Quantity?
+        var settledAt: Timestamp?
+    }
+
+    struct UsageKey: Hashable, Sendable {
+        var subscription: String
+        var meterName: String
+        var dimension: String
+        var hour: Timestamp
+    }
+
+    struct UsageTotal: Equatable, Sendable {
+        var resource: ResourceName
+        var planId: String
+        var quantity: Quantity
+        var billed: Quantity
+    }
+
+    struct Breakdown: Equatable, Sendable {
+        var periodStart: Timestamp
+        var values: [String: [String: Quantity]] = [:]
+    }
+
+    /// What one record produced.
+    public struct Output: Sendable {
+        public var usage: [UsageRecord] = []
+        public var submissions: [SubmissionRecord] = []
+        /// Keys of the subscriptions whose run-rate may have changed.
+        public var touched: Set<String> = []
+        public init() {}
+    }
+
+    /// An empty view of `partition`.
+    public init(partition: Int) {
+        state = PartitionState(partition: partition)
+        state.effects = []
+    }
+
+    public var partition: Int { state.partition }
+
+    /// The sequence number of the next record the view needs.
+    public var nextSequence: UInt64 { state.lastSequence.map { $0 + 1 } ?? 0 }
+
+    /// Folds `record`, adding what it produced to `output`.
+    public mutating func apply(_ record: BillingRecord, into output: inout Output) {
+        let before = state.time
+        state.apply(record)
+        guard let now = state.time else { return }
+        if let before, now.hourStart > before.hourStart, !openUsage.isEmpty {
+            closeHours(before: now, into: &output)
+        }
+        let effects = state.effects ?? []
+        state.effects?.removeAll(keepingCapacity: true)
+        var settled: BillingEffect?
+        for effect in effects {
+            output.touched.insert(effect.subscription)
+            switch effect {
+            case .usage(let key, let meterName, let hour, let parts):
+                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record)
+            case .ready(let key, let dimension, let hour, let quantity):
+                let slot = Slot(dimension: dimension, hour: hour)
+                var status = ledger[key]?[slot] ?? SlotStatus(quantity: .zero, status: .pending)
+                status.quantity = status.quantity.saturatingAdding(quantity)
+                status.status = .pending
+                ledger[key, default: [:]][slot] = status
+            case .settled(let key, let dimension, let hour, _, let status, let acceptedQuantity):
+                settled = effect
+                let slot = Slot(dimension: dimension, hour: hour)
+                guard var entry = ledger[key]?[slot] else { break }
+                entry.status = Self.marketplaceStatus(status)
+                entry.acceptedQuantity = acceptedQuantity
+                entry.settledAt = now
+                ledger[key]?[slot] = entry
+            case .renewed(let key), .purchased(let key):
+                breakdowns[key] = nil
+                prune(key, now: now)
+            case .deleted:
+                break
+            case .removed(let key):
+                ledger[key] = nil
+                breakdowns[key] = nil
+            }
+        }
+        if case .usageSubmittedToAPI(let outcome) = record.message.body {
+            var quantity: Quantity?
+            var status: String?
+            var acceptedQuantity: Quantity?
+            if case .settled(_, _, _, let itemQuantity, let settledAs, let accepted)? = settled {
+                quantity = itemQuantity
+                status = settledAs
+                acceptedQuantity = accepted
+            }
+            let reason = outcome.status == "Accepted" ? nil : PartitionState.reason(outcome.value, status: outcome.status)
+            output.submissions.append(
+                SubmissionRecord(
+                    partition: partition, ordinal: submissionOrdinal, sequence: record.sequence, recordedAt: record.enqueuedTime,
+                    outcome: outcome, settled: status, quantity: quantity, acceptedQuantity: acceptedQuantity,
+                    reason: reason == outcome.status ? nil : reason))
+            submissionOrdinal += 1
+        }
+    }
+
+    static func marketplaceStatus(_ settled: String) -> MarketplaceStatus {
+        switch settled {
+        case "Accepted": return .accepted
+        case "Conflict": return .conflict
+        case "Expired": return .expired
+        default: return .rejected
+        }
+    }
+
+    private mutating func recordUsage(key: String, meterName: String, hour: Timestamp, parts: [UsagePart], record: BillingRecord) {
+        guard let terms = state.terms(ofKey: key) else { return }
+        for part in parts {
+            let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: part.dimension, hour: hour)
+            if let index = openUsage.index(forKey: usageKey) {
+                openUsage.values[index].quantity = openUsage.values[index].quantity.saturatingAdding(part.quantity)
+                openUsage.values[index].billed = openUsage.values[index].billed.saturatingAdding(part.billed)
+            } else {
+                openUsage[usageKey] = UsageTotal(
+                    resource: terms.resource, planId: terms.planId, quantity: part.quantity, billed: part.billed)
+            }
+        }
+        guard case .usageReported(let usage) = record.message.body, !usage.properties.isEmpty else { return }
+        var breakdown = breakdowns[key]?[meterName] ?? Breakdown(periodStart: terms.period.start)
+        if breakdown.periodStart != terms.period.start { breakdown = Breakdown(periodStart: terms.period.start) }
+        for (property, value) in usage.properties {
+            if breakdown.values[property] == nil && breakdown.values.count >= Self.maximumBreakdownKeys { continue }
+            var values = breakdown.values[property] ?? [:]
+            let bucket = values[value] != nil || values.count < Self.maximumBreakdownValues ? value : Self.otherValue
+            values[bucket] = (values[bucket] ?? .zero).saturatingAdding(usage.quantity)
+            breakdown.values[property] = values
+        }
+        breakdowns[key, default: [:]][meterName] = breakdown
+    }
+
+    /// Turns the usage of every hour that ended before `now` into records, in a fixed order.
+    private mutating func closeHours(before now: Timestamp, into output: inout Output) {
+        let closed = openUsage.filter { $0.key.hour.adding(microseconds: Timestamp.microsecondsPerHour) <= now }
+        guard !closed.isEmpty else { return }
+        for (key, total) in closed.sorted(by: { Self.order($0.key, $1.key) }) {
+            openUsage[key] = nil
+            output.usage.append(
+                UsageRecord(
+                    partition: partition, ordinal: usageOrdinal, subscription: key.subscription, resource: total.resource,
+                    planId: total.planId, meterName: key.meterName, dimension: key.dimension, hour: key.hour, quantity: total.quantity,
+                    billed: total.billed))
+            usageOrdinal += 1
+        }
+    }
+
+    static func order(_ lhs: UsageKey, _ rhs: UsageKey) -> Bool {
+        (lhs.hour, lhs.subscription, lhs.meterName, lhs.dimension) < (rhs.hour, rhs.subscription, rhs.meterName, rhs.dimension)
+    }
+
+    /// Forgets the subscription's slots settled longer ago than the retention.
+    private mutating func prune(_ key: String, now: Timestamp) {
+        guard let slots = ledger[key] else { return }
+        let horizon = now.adding(microseconds: -Self.slotRetentionMicroseconds)
+        let kept = slots.filter { _, status in status.settledAt.map { $0 >= horizon } ?? true }
+        ledger[key] = kept.isEmpty ? nil : kept
+    }
+}

@@ -1,0 +1,148 @@
+public import Wire
+
+/// One closed hour of one meter of one subscription on one marketplace dimension: all its usage and
+/// the overage among it (DESIGN.md §3.4 `usage`), for billing adapters paging through history.
+public struct UsageRecord: Sendable, Equatable {
+    public var partition: Int
+    /// The record's place among the usage records its partition produced (for replay after a restart).
+    public var ordinal: UInt64
+    /// The subscription's key in its partition.
+    public var subscription: String
+    public var resource: ResourceName
+    public var planId: String
+    public var meterName: String
+    public var dimension: String
+    public var hour: Timestamp
+    /// All usage of the hour on this dimension.
+    public var quantity: Quantity
+    /// The overage among it, reported to the marketplace in the slot `(resource, dimension, hour)`.
+    public var billed: Quantity
+
+    public init(
+        partition: Int, ordinal: UInt64, subscription: String, resource: ResourceName, planId: String, meterName: String,
+        dimension: String, hour: Timestamp, quantity: Quantity, billed: Quantity
+    ) {
+        self.partition = partition
+        self.ordinal = ordinal
+        self.subscription = subscription
+        self.resource = resource
+        self.planId = planId
+        self.meterName = meterName
+        self.dimension = dimension
+        self.hour = hour
+        self.quantity = quantity
+        self.billed = billed
+    }
+
+    /// The record as stored in the usage journal.
+    public var json: JSONObject {
+        var members: [JSONObject.Member] = [.init("partition", .number(String(partition))), .init("ordinal", .number(String(ordinal)))]
+        members.append(.init("subscription", .string(subscription)))
+        members += resource.members
+        members += [
+            .init("planId", .string(planId)), .init("meterName", .string(meterName)), .init("dimension", .string(dimension)),
+            .init("hour", .string(hour.iso8601)), .init("quantity", quantity.json), .init("billed", billed.json),
+        ]
+        return JSONObject(members)
+    }
+
+    /// Reads what `json` wrote.
+    public init(json: JSONValue) throws(ModelError) {
+        let object = try ModelReader.object(json, "usage record")
+        self.init(
+            partition: try ModelReader.int(object, "partition"), ordinal: UInt64(try ModelReader.int(object, "ordinal")),
+            subscription: try ModelReader.string(object, "subscription"), resource: try ModelReader.resource(object),
+            planId: try ModelReader.string(object, "planId"), meterName: try ModelReader.string(object, "meterName"),
+            dimension: try ModelReader.string(object, "dimension"), hour: try ModelReader.timestamp(object, "hour"),
+            quantity: try ModelReader.quantity(object, "quantity"), billed: try ModelReader.quantity(object, "billed"))
+    }
+}
+
+/// One marketplace outcome the submitter appended to the log: the marketplace ledger (`submissions`).
+public struct SubmissionRecord: Sendable, Equatable {
+    public var partition: Int
+    public var ordinal: UInt64
+    /// The outcome record's place in the log, and when ingest recorded it.
+    public var sequence: UInt64
+    public var recordedAt: Timestamp
+    public var resource: ResourceName
+    public var planId: String?
+    public var dimension: String?
+    public var hour: Timestamp?
+    public var quantity: Quantity?
+    /// The marketplace's status (`Accepted`, `Duplicate`, `Expired`, `ResourceNotFound`, ...).
+    public var status: String
+    /// What the outcome did to the pending item: `Accepted`, `Conflict`, `Expired`, a rejecting
+    /// status, or nil when it matched no pending item (a resend, or a status that is retried).
+    public var settled: String?
+    /// For a conflict: the quantity the marketplace holds for the slot.
+    public var acceptedQuantity: Quantity?
+    /// The marketplace's explanation, when it gave one.
+    public var reason: String?
+
+    /// The record as stored in the submissions journal.
+    public var json: JSONObject {
+        var members: [JSONObject.Member] = [
+            .init("partition", .number(String(partition))), .init("ordinal", .number(String(ordinal))),
+            .init("sequence", .number(String(sequence))), .init("recordedAt", .string(recordedAt.iso8601)),
+        ]
+        members += resource.members
+        if let planId { members.append(.init("planId", .string(planId))) }
+        if let dimension { members.append(.init("dimension", .string(dimension))) }
+        if let hour { members.append(.init("effectiveStartTime", .string(hour.iso8601))) }
+        if let quantity { members.append(.init("quantity", quantity.json)) }
+        members.append(.init("status", .string(status)))
+        members.append(.init("settled", settled.map { .string($0) } ?? .null))
+        if let acceptedQuantity { members.append(.init("acceptedQuantity", acceptedQuantity.json)) }
+        if let reason { members.append(.init("reason", .string(reason))) }
+        return JSONObject(members)
+    }
+
+    /// Reads what `json` wrote.
+    public init(json: JSONValue) throws(ModelError) {
+        let object = try ModelReader.object(json, "submission record")
+        partition = try ModelReader.int(object, "partition")
+        ordinal = UInt64(try ModelReader.int(object, "ordinal"))
+        sequence = UInt64(try ModelReader.int(object, "sequence"))
+        recordedAt = try ModelReader.timestamp(object, "recordedAt")
+        resource = try ModelReader.resource(object)
+        planId = object["planId"]?.stringValue
+        dimension = object["dimension"]?.stringValue
+        hour = object["effectiveStartTime"]?.stringValue.flatMap(Timestamp.init(iso8601:))
+        quantity = try object["quantity"].map { _ throws(ModelError) in try ModelReader.quantity(object, "quantity") }
+        status = try ModelReader.string(object, "status")
+        settled = object["settled"]?.stringValue
+        acceptedQuantity = try object["acceptedQuantity"].map { _ throws(ModelError) in try ModelReader.quantity(object, "acceptedQuantity")
+        }
+        reason = object["reason"]?.stringValue
+    }
+
+    init(
+        partition: Int, ordinal: UInt64, sequence: UInt64, recordedAt: Timestamp, outcome: UsageSubmittedToAPI, settled: String?,
+        quantity: Quantity?, acceptedQuantity: Quantity?, reason: String?
+    ) {
+        self.partition = partition
+        self.ordinal = ordinal
+        self.sequence = sequence
+        self.recordedAt = recordedAt
+        self.resource = outcome.resource
+        self.planId = outcome.planId
+        self.dimension = outcome.dimension
+        self.hour = outcome.effectiveStartTime?.hourStart
+        self.quantity = quantity ?? outcome.quantity
+        self.status = outcome.status
+        self.settled = settled
+        self.acceptedQuantity = acceptedQuantity
+        self.reason = reason
+    }
+}
+
+extension ResourceName {
+    /// `resourceId` and/or `resourceUri` as JSON members.
+    public var members: [JSONObject.Member] {
+        var members: [JSONObject.Member] = []
+        if let resourceId { members.append(.init("resourceId", .string(resourceId))) }
+        if let resourceUri { members.append(.init("resourceUri", .string(resourceUri))) }
+        return members
+    }
+}
