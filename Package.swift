@@ -44,7 +44,10 @@ let package = Package(
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "BillingTests", dependencies: ["Billing"]),
+        // Messages written in code, shared by the billing and read-model tests.
+        .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
+        .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport"]),
+        .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
         // Starting real executables for integration tests: shared by the test targets below.
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),

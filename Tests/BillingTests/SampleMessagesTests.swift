@@ -1,4 +1,5 @@
 import Billing
+import BillingTestSupport
 import Foundation
 import Testing
 import Wire

@@ -1,4 +1,5 @@
 import Billing
+import BillingTestSupport
 import Testing
 import Wire
 

@@ -1,0 +1,102 @@
+public import Billing
+public import Wire
+
+// Messages and values written in code for the billing and read-model tests: the client's and the
+// submitter's JSON formats (DESIGN.md §3.3), so tests decode them exactly as ingest does.
+
+public func at(_ text: String) -> Timestamp {
+    guard let time = Timestamp(iso8601: text) else { preconditionFailure("bad time in a test: \(text)") }
+    return time
+}
+
+public func quantity(_ text: String) -> Quantity {
+    guard let value = Quantity(exactly: text) else { preconditionFailure("bad quantity in a test: \(text)") }
+    return value
+}
+
+/// `2024-01-31T10` for an hour: short enough to read in expectations.
+public func hourText(_ time: Timestamp) -> String { String(time.iso8601.prefix(13)) }
+
+/// Messages in the client and internal JSON formats (DESIGN.md §3.3).
+public enum Messages {
+    public static func purchase(
+        _ resourceId: String?, resourceUri: String? = nil, start: String, interval: String = "Monthly", planId: String = "plan",
+        dimensions: JSONValue
+    ) -> JSONValue {
+        var subscription = JSONObject()
+        if let resourceId { subscription["resourceId"] = .string(resourceId) }
+        if let resourceUri { subscription["resourceUri"] = .string(resourceUri) }
+        subscription["subscriptionStart"] = .string(start)
+        subscription["renewalInterval"] = .string(interval)
+        subscription["plan"] = ["planId": .string(planId), "billingDimensions": dimensions]
+        return ["type": "SubscriptionPurchased", "value": ["subscription": .object(subscription)]]
+    }
+
+    public static func simple(_ dimension: String, included: JSONValue? = nil, aggregation: String? = nil) -> JSONValue {
+        var object = JSONObject(["type": "simple", "dimension": .string(dimension)])
+        if let included { object["included"] = included }
+        if let aggregation { object["aggregation"] = .string(aggregation) }
+        return .object(object)
+    }
+
+    public static func waterfall(_ tiers: [(String, String)]) -> JSONValue {
+        ["type": "waterfall", "tiers": .array(tiers.map { ["dimension": .string($0.0), "threshold": .number($0.1)] })]
+    }
+
+    public static func usage(_ resourceId: String?, resourceUri: String? = nil, _ meterName: String, _ quantity: String) -> JSONValue {
+        var value = JSONObject()
+        if let resourceId { value["resourceId"] = .string(resourceId) }
+        if let resourceUri { value["resourceUri"] = .string(resourceUri) }
+        value["timestamp"] = "2020-01-01T00:00:00Z"
+        value["meterName"] = .string(meterName)
+        value["quantity"] = .number(quantity)
+        return ["type": "UsageReported", "value": .object(value)]
+    }
+
+    public static func deletion(_ resourceId: String) -> JSONValue {
+        ["type": "SubscriptionDeleted", "value": ["resourceId": .string(resourceId)]]
+    }
+
+    public static func ping(partition: Int = 0) -> JSONValue {
+        ["type": "Ping", "value": ["partitionId": .string(String(partition)), "reason": "test"]]
+    }
+
+    /// The submitter's record of the marketplace's answer for `item`.
+    public static func outcome(
+        _ item: ReadyItem, status: String, acceptedQuantity: Quantity? = nil, errorMessage: String? = nil, resource: ResourceName? = nil
+    ) -> JSONValue {
+        var result = JSONObject()
+        let name = resource ?? item.resource
+        if let id = name.resourceId { result["resourceId"] = .string(id) }
+        if let uri = name.resourceUri { result["resourceUri"] = .string(uri) }
+        result["planId"] = .string(item.planId)
+        result["dimension"] = .string(item.dimension)
+        // The marketplace answers without the `Z`, as in the reference's captures.
+        result["effectiveStartTime"] = .string(String(item.effectiveStartTime.iso8601.dropLast()))
+        result["quantity"] = .number(item.quantity.description)
+        result["status"] = .string(status)
+        if let acceptedQuantity {
+            result["error"] = [
+                "code": "Conflict", "message": "This usage event already exist.",
+                "additionalInfo": ["acceptedMessage": ["quantity": .number(acceptedQuantity.description), "status": "Duplicate"]],
+            ]
+        } else if let errorMessage {
+            result["error"] = [
+                "code": "BadArgument", "message": "One or more errors have occurred.",
+                "details": [["code": "BadArgument", "target": "resourceId", "message": .string(errorMessage)]],
+            ]
+        }
+        return ["type": "UsageSubmittedToAPI", "value": ["result": .object(result)]]
+    }
+
+    public static func removal(partition: Int = 0, _ selection: JSONObject.Member) -> JSONValue {
+        .object(JSONObject([JSONObject.Member("partitionId", .string(String(partition))), selection]).wrapped("RemoveUnprocessedMessages"))
+    }
+}
+
+extension JSONObject {
+    /// `{"type": type, "value": self}`.
+    public func wrapped(_ type: String) -> JSONObject {
+        JSONObject(["type": .string(type), "value": .object(self)])
+    }
+}

@@ -1,0 +1,87 @@
+import Billing
+import BillingTestSupport
+import QueryModel
+import Testing
+import Wire
+
+@Suite("Closed-hour usage records")
+struct UsageRecordTests {
+    @Test("each closed hour gives one record per meter and dimension with all usage and the overage among it")
+    func recordsPerHour() {
+        var fold = RunRateTests.bought()
+        fold.apply(Messages.usage("sub-1", "email", "600"), at: "2024-02-10T10:05:00Z")
+        fold.apply(Messages.usage("sub-1", "email", "500"), at: "2024-02-10T10:50:00Z")
+        fold.apply(Messages.usage("sub-1", "sms", "2"), at: "2024-02-10T10:59:59Z")
+        #expect(fold.usage.isEmpty)
+        fold.apply(Messages.usage("sub-1", "email", "1"), at: "2024-02-10T11:00:00Z")
+        #expect(fold.usageSummary == ["email/email-dim@2024-02-10T10 1100 100", "sms/sms-dim@2024-02-10T10 2 2"])
+        fold.ping(at: "2024-02-10T13:00:00Z")
+        #expect(fold.usageSummary.last == "email/email-dim@2024-02-10T11 1 1")
+        #expect(fold.usage.map(\.ordinal) == [0, 1, 2])
+    }
+
+    @Test("a waterfall meter's usage splits over its tiers, the free band unbilled on the first tier's dimension")
+    func waterfallSplit() {
+        var fold = RunRateTests.bought()
+        fold.apply(Messages.usage("sub-1", "calls", "150"), at: "2024-02-10T10:00:00Z")
+        fold.apply(Messages.usage("sub-1", "calls", "900"), at: "2024-02-10T10:10:00Z")
+        fold.ping(at: "2024-02-10T11:00:00Z")
+        #expect(fold.usageSummary == ["calls/calls-a@2024-02-10T10 1000 900", "calls/calls-b@2024-02-10T10 50 50"])
+    }
+
+    @Test("included and infinite usage is recorded with nothing billed")
+    func includedUsage() {
+        var fold = RunRateTests.bought()
+        fold.apply(Messages.usage("sub-1", "email", "10"), at: "2024-02-10T10:00:00Z")
+        fold.apply(Messages.usage("sub-1", "storage", "1e9"), at: "2024-02-10T10:00:00Z")
+        fold.ping(at: "2024-02-10T11:00:00Z")
+        #expect(fold.usageSummary == ["email/email-dim@2024-02-10T10 10 0", "storage/storage-dim@2024-02-10T10 1000000000 0"])
+    }
+
+    @Test("a view restored from a snapshot at any record produces the same records with the same ordinals, and the aggregator's state")
+    func snapshotAnywhere() throws {
+        var full = RunRateTests.bought()
+        var times: [String] = []
+        for hour in 10..<16 {
+            for minute in stride(from: 0, to: 60, by: 20) { times.append("2024-02-10T\(hour):\(minute < 10 ? "0" : "")\(minute):00Z") }
+        }
+        for (index, time) in times.enumerated() {
+            full.apply(Messages.usage("sub-1", index % 2 == 0 ? "email" : "calls", "\(97 + index).25"), at: time)
+        }
+        full.ping(at: "2024-02-11T00:00:00Z")
+        // Recording effects changes nothing in the fold: the aggregator's state is the same.
+        var plain = PartitionState(partition: 0)
+        for record in full.records { plain.apply(record) }
+        #expect(plain == full.view.state)
+        for cut in stride(from: 1, to: full.records.count, by: 3) {
+            var partial = PartitionView(partition: 0)
+            var output = PartitionView.Output()
+            for record in full.records[..<cut] { partial.apply(record, into: &output) }
+            var restored = try PartitionView(snapshot: partial.snapshot())
+            #expect(JSONWriter.string(restored.snapshot()) == JSONWriter.string(partial.snapshot()))
+            for record in full.records[cut...] { restored.apply(record, into: &output) }
+            #expect(output.usage == full.usage, "cut at \(cut)")
+            #expect(JSONWriter.string(restored.snapshot()) == JSONWriter.string(full.view.snapshot()))
+        }
+    }
+
+    @Test("usage per property value adds up to the meter's usage, with too many values folded into (other)")
+    func breakdown() throws {
+        var fold = RunRateTests.bought()
+        for index in 0..<(PartitionView.maximumBreakdownValues + 5) {
+            var usage = Messages.usage("sub-1", "email", "1.5")
+            if case .object(var envelope) = usage, case .object(var value)? = envelope["value"] {
+                value["properties"] = ["campaign": .string("c\(index)")]
+                envelope["value"] = .object(value)
+                usage = .object(envelope)
+            }
+            fold.apply(usage, at: "2024-02-10T10:00:00Z")
+        }
+        let json = try #require(fold.view.breakdownJSON(ResourceName(resourceId: "sub-1"), meterName: "email", property: "campaign"))
+        #expect(number(json["total"]) == quantity("157.5"))
+        let groups = try #require(json["groups"]?.arrayValue)
+        #expect(groups.count == PartitionView.maximumBreakdownValues + 1)
+        #expect(groups.first?["value"] == .string(PartitionView.otherValue))
+        #expect(number(groups.first?["quantity"]) == quantity("7.5"))
+    }
+}
