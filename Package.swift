@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "QueryTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
     ],

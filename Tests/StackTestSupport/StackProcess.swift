@@ -33,6 +33,7 @@ public final class StackHome {
     public var clientSocket: String { path + "/run/ingest.sock" }
     public var adminSocket: String { path + "/run/ingest-admin.sock" }
     public var aggregatorSocket: String { path + "/run/aggregator.sock" }
+    public var querySocket: String { path + "/run/query.sock" }
 }
 
 /// A real server executable of the stack, started for a test on a `StackHome`.
@@ -129,6 +130,31 @@ public final class AggregatorProcess: ServerProcess {
             usleep(20_000)
         }
         throw StartFailure(message: "meter-aggregator did not catch up in \(timeout) s: \(readErrors())")
+    }
+}
+
+/// A real `meter-query` process started for a test.
+public final class QueryProcess: ServerProcess {
+    public init(home: StackHome, environment: [String: String] = [:]) throws {
+        try super.init(executable: "meter-query", home: home, readySocket: home.querySocket, environment: environment)
+    }
+
+    public func client() throws -> UnixClient { try UnixClient(path: home.querySocket) }
+
+    /// Waits until every partition has folded everything ingest had when asked.
+    public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
+        let target = try ingest.client().call("status")["partitions"]?.arrayValue?.map { $0["nextSequence"]?.intValue ?? 0 } ?? []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let partitions = try client().call("status")["partitions"]?.arrayValue ?? []
+            let caughtUp = partitions.allSatisfy { entry in
+                guard let partition = entry["partition"]?.intValue, partition < target.count else { return false }
+                return (entry["position"]?.intValue ?? -1) >= target[partition]
+            }
+            if caughtUp && partitions.count == target.count { return }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "meter-query did not catch up in \(timeout) s: \(readErrors())")
     }
 }
 
