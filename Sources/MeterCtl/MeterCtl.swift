@@ -30,12 +30,25 @@ enum MeterCtl {
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
           meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl runrate --resource-id ID | --resource-uri URI [--json]
+                                                   included, consumed, remaining, overage, projection (query)
+          meterctl usage [--start-id N] [--batch-size K] [--json]
+                                                   closed-hour usage records, gap-free ids (query)
+          meterctl events --resource-id ID | --resource-uri URI [--from TIME] [--to TIME] [--after SEQ] [--max N] [--json]
+                                                   the subscription's recorded events: the audit trail (query)
+          meterctl submissions [--start-id N] [--batch-size K] [--status S] [--json]
+                                                   the marketplace ledger: every outcome (query)
+          meterctl breakdown --resource-id ID --meter NAME --property KEY [--json]
+                                                   the period's usage per property value (query)
+          meterctl subscriptions [--after KEY] [--max N] [--json]
+                                                   the subscriptions held, by key (query)
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
           --socket        METERING_INGEST_SOCKET        $METERING_HOME/run/ingest.sock
           --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
           --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
+          --query-socket  METERING_QUERY_SOCKET         $METERING_HOME/run/query.sock
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -60,6 +73,12 @@ enum MeterCtl {
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
+            case "runrate": try QueryCommands.runRate(Array(arguments.dropFirst()))
+            case "usage": try QueryCommands.usage(Array(arguments.dropFirst()))
+            case "events": try QueryCommands.events(Array(arguments.dropFirst()))
+            case "submissions": try QueryCommands.submissions(Array(arguments.dropFirst()))
+            case "breakdown": try QueryCommands.breakdown(Array(arguments.dropFirst()))
+            case "subscriptions": try QueryCommands.subscriptions(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0
@@ -121,9 +140,9 @@ enum MeterCtl {
         }
 
         /// The connection settings, resolved like the servers resolve them.
-        mutating func sockets() throws -> (client: String, admin: String, aggregator: String) {
+        mutating func sockets() throws -> (client: String, admin: String, aggregator: String, query: String) {
             var forwarded: [String] = []
-            for name in ["home", "socket", "admin-socket", "aggregator-socket"] {
+            for name in ["home", "socket", "admin-socket", "aggregator-socket", "query-socket"] {
                 if let value = value(name) { forwarded += ["--\(name)", value] }
             }
             var settings = try Settings(arguments: forwarded)
@@ -133,7 +152,8 @@ enum MeterCtl {
                 settings.string("admin-socket", "METERING_INGEST_ADMIN_SOCKET", default: home + "/run/ingest-admin.sock"))
             let aggregator = Settings.absolute(
                 settings.string("aggregator-socket", "METERING_AGGREGATOR_SOCKET", default: home + "/run/aggregator.sock"))
-            return (client, admin, aggregator)
+            let query = Settings.absolute(settings.string("query-socket", "METERING_QUERY_SOCKET", default: home + "/run/query.sock"))
+            return (client, admin, aggregator, query)
         }
 
         func rejectUnused() throws {
@@ -147,7 +167,8 @@ enum MeterCtl {
         do {
             return try UnixClient(path: path)
         } catch {
-            let process = path.hasSuffix("aggregator.sock") ? "meter-aggregator" : "meter-ingest"
+            let process =
+                path.hasSuffix("aggregator.sock") ? "meter-aggregator" : path.hasSuffix("query.sock") ? "meter-query" : "meter-ingest"
             throw Failure("cannot reach \(process) at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
         }
     }

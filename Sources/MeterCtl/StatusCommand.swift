@@ -48,18 +48,25 @@ enum AdvanceClock {
 
 /// Prints rows as an aligned text table (the first row is the header).
 enum Table {
-    static func print(_ rows: [[String]]) {
-        guard let header = rows.first else { return }
+    static func print(_ rows: [[String]]) { Swift.print(text(rows), terminator: "") }
+
+    /// Rows as aligned columns, a rule under the header, a newline after each line.
+    static func text(_ rows: [[String]]) -> String {
+        guard let header = rows.first else { return "" }
         var widths = header.map(\.count)
         for row in rows {
-            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+            for (index, cell) in row.enumerated() {
+                if index < widths.count { widths[index] = max(widths[index], cell.count) } else { widths.append(cell.count) }
+            }
         }
+        var out = ""
         for (number, row) in rows.enumerated() {
             let cells = row.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }
             var line = cells.joined(separator: "  ")
             while line.last == " " { line.removeLast() }
-            Swift.print(line)
-            if number == 0 { Swift.print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+            out += line + "\n"
+            if number == 0 { out += widths.prefix(header.count).map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
         }
+        return out
     }
 }
