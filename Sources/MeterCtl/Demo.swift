@@ -111,7 +111,9 @@ enum Demo {
             admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.adding(microseconds: 1_000_000).iso8601)])))
         waitUntilReported(aggregator)
         print("")
-        try summary(subscriptions.map(\.id), aggregator: aggregator, marketplace: marketplace, sent: sent)
+        let query = home + "/run/query.sock"
+        waitUntilCaughtUp(query)
+        try summary(subscriptions.map(\.id), aggregator: aggregator, query: query, marketplace: marketplace, sent: sent)
         Up.say("the data stays in \(home); explore it with: METERING_CLOCK=manual \(Up.binary("meterctl")) up --home \(home)")
     }
 
@@ -121,6 +123,19 @@ enum Demo {
         while Date() < deadline {
             if let status = try? UnixClient(path: aggregator).call("status"),
                 (status["partitions"]?.arrayValue ?? []).allSatisfy({ $0["pending"]?.intValue == 0 && $0["lag"]?.intValue == 0 })
+            {
+                return
+            }
+            usleep(50_000)
+        }
+    }
+
+    /// Waits (at most 20 s) until the query service has folded everything ingest has.
+    static func waitUntilCaughtUp(_ query: String) {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let status = try? UnixClient(path: query).call("status"),
+                (status["partitions"]?.arrayValue ?? []).allSatisfy({ $0["lag"]?.intValue == 0 })
             {
                 return
             }
@@ -148,22 +163,24 @@ enum Demo {
         }
     }
 
-    static func summary(_ ids: [String], aggregator: String, marketplace: String, sent: Int) throws {
-        print("== Each subscription now (the aggregator's view, current billing period)")
-        var rows = [["subscription", "plan", "period", "meter", "consumed", "included", "remaining", "overage"]]
+    static func summary(_ ids: [String], aggregator: String, query: String, marketplace: String, sent: Int) throws {
+        print("== Each subscription's run-rate now (the query service's view, current billing period)")
+        var rows = [
+            ["subscription", "plan", "period", "meter", "consumed", "included", "remaining", "overage", "projected", "accepted"]
+        ]
         let client = try MeterCtl.connect(aggregator)
+        let reader = try MeterCtl.connect(query)
         for id in ids {
-            guard let state = try? client.call(Request(op: "state", fields: JSONObject(["resourceId": .string(id)]))),
-                let subscription = state["subscription"]
-            else { continue }
+            guard let runRate = try? reader.call(Request(op: "runrate", fields: JSONObject(["resourceId": .string(id)]))) else { continue }
             let period =
-                "\(String(subscription["period"]?["start"]?.stringValue?.prefix(10) ?? "?"))..\(String(subscription["period"]?["end"]?.stringValue?.prefix(10) ?? "?"))"
-            for (index, meter) in (subscription["meters"]?.arrayValue ?? []).enumerated() {
+                "\(String(runRate["period"]?["start"]?.stringValue?.prefix(10) ?? "?"))..\(String(runRate["period"]?["end"]?.stringValue?.prefix(10) ?? "?"))"
+            for (index, meter) in (runRate["meters"]?.arrayValue ?? []).enumerated() {
                 rows.append([
-                    index == 0 ? id : "", index == 0 ? AggregatorCommands.text(subscription["planId"]) : "", index == 0 ? period : "",
+                    index == 0 ? id : "", index == 0 ? AggregatorCommands.text(runRate["planId"]) : "", index == 0 ? period : "",
                     AggregatorCommands.text(meter["meterName"]), AggregatorCommands.text(meter["consumed"]),
                     AggregatorCommands.text(meter["included"]), AggregatorCommands.text(meter["remaining"]),
-                    AggregatorCommands.text(meter["overage"]),
+                    AggregatorCommands.text(meter["overage"]), AggregatorCommands.text(meter["projected"]),
+                    AggregatorCommands.text(meter["marketplace"]?["accepted"]),
                 ])
             }
         }
@@ -199,5 +216,23 @@ enum Demo {
         print(
             "\(sent) usage events sent; \(ledger.count) usage items accepted by the marketplace, \(sum("accepted")) settled in the aggregator's books; pending \(sum("pending")), conflicts \(sum("conflicts")), rejected \(sum("rejected"))."
         )
+        // The query service's marketplace ledger must hold exactly what the marketplace accepted.
+        var recorded: [String: Quantity] = [:]
+        var next = 0
+        while true {
+            let page = try reader.call(
+                Request(
+                    op: "submissions", fields: JSONObject(["startId": .number(String(next)), "batchSize": 10000, "status": "Accepted"])))
+            for record in page["records"]?.arrayValue ?? [] where record["settled"] == "Accepted" {
+                recorded[record["dimension"]?.stringValue ?? "?", default: .zero] += quantity(record["quantity"])
+            }
+            let after = page["nextId"]?.intValue ?? next
+            if after == next || after >= (page["total"]?.intValue ?? 0) { break }
+            next = after
+        }
+        let agrees = recorded.filter { $0.value > .zero } == totals.filter { $0.value > .zero }
+        print(
+            "The query service's ledger \(agrees ? "agrees with" : "DIFFERS FROM") the marketplace's accepted totals for every dimension"
+                + (agrees ? "." : ": \(recorded) vs \(totals)"))
     }
 }

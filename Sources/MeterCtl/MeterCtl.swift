@@ -13,7 +13,7 @@ enum MeterCtl {
         Usage:
           meterctl demo [--home DIR] [--days N]  a realistic run on the manual clock: 24 subscriptions,
                                                    5 weeks of usage, a summary of meters and marketplace
-          meterctl up [--home DIR]               start the whole stack (ingest, aggregator, marketplace
+          meterctl up [--home DIR]               start the whole stack (ingest, aggregator, query, marketplace
                                                    emulator, submitter), supervised; Ctrl-C stops it
           meterctl send purchase --resource-id ID [--resource-uri URI] --plan-file FILE | --plan-id P --dimension METER=DIM[:INCLUDED]...
                                  [--start TIME] [--renewal Monthly|Annually|2-years|3-years] [--id KEY]

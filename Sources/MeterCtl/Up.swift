@@ -103,14 +103,14 @@ enum Up {
         stop(children)
     }
 
-    /// Starts the four processes in order, each once the previous one answers, under supervision;
+    /// Starts the five processes in order, each once the previous one answers, under supervision;
     /// `environment` adds to (or overrides) this process's environment for all of them.
     static func startStack(home: String, environment extra: [String: String]) throws -> (children: [Child], marketplace: String) {
         for directory in ["run", "log", "data"] {
             try FileManager.default.createDirectory(
                 atPath: home + "/" + directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         }
-        for name in ["meter-ingest", "meter-aggregator", "meter-marketplace-emulator", "meter-submitter"]
+        for name in ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
         where !FileManager.default.isExecutableFile(atPath: binary(name)) {
             throw MeterCtl.Failure("\(binary(name)) is missing; build the stack first (swift build)")
         }
@@ -125,6 +125,7 @@ enum Up {
         var aggregatorEnvironment = base
         aggregatorEnvironment["METERING_INGEST_SOCKET"] = base["METERING_INGEST_SOCKET"] ?? home + "/run/ingest.sock"
         let aggregator = Child(name: "meter-aggregator", environment: aggregatorEnvironment, home: home)
+        let query = Child(name: "meter-query", environment: aggregatorEnvironment, home: home)
         var emulatorEnvironment = base
         emulatorEnvironment["METERING_EMULATOR_PORT"] = base["METERING_EMULATOR_PORT"] ?? "0"
         emulatorEnvironment["METERING_EMULATOR_CLOCK"] = base["METERING_EMULATOR_CLOCK"] ?? "ingest"
@@ -135,6 +136,8 @@ enum Up {
         try waitFor("meter-ingest") { (try? UnixClient(path: home + "/run/ingest-admin.sock").call("status")) != nil }
         try aggregator.start()
         try waitFor("meter-aggregator") { (try? UnixClient(path: home + "/run/aggregator.sock").call("status")) != nil }
+        try query.start()
+        try waitFor("meter-query") { (try? UnixClient(path: home + "/run/query.sock").call("status")) != nil }
         try emulator.start()
         var marketplace = ""
         try waitFor("meter-marketplace-emulator") {
@@ -153,7 +156,7 @@ enum Up {
         }
         let submitter = Child(name: "meter-submitter", environment: submitterEnvironment, home: home)
         try submitter.start()
-        let children = [ingest, aggregator, emulator, submitter]
+        let children = [ingest, aggregator, query, emulator, submitter]
         for child in children { Thread { child.supervise() }.start() }
         say("running:")
         for child in children {
@@ -179,7 +182,7 @@ enum Up {
 
     /// Stops the children, the submitter first and ingest last.
     static func stop(_ children: [Child]) {
-        say("stopping (submitter, emulator, aggregator, ingest)")
+        say("stopping (submitter, emulator, query, aggregator, ingest)")
         for child in children.reversed() { child.stop() }
         say("stopped")
     }

@@ -39,7 +39,7 @@ struct UpTests {
         up.standardError = FileHandle.nullDevice
         try up.run()
         defer { if up.isRunning { up.interrupt() } }
-        let names = ["meter-ingest", "meter-aggregator", "meter-marketplace-emulator", "meter-submitter"]
+        let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
         #expect(Self.waitUntil { names.allSatisfy { Self.pid(home, $0) != nil } })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let first = try #require(Self.pid(home, "meter-aggregator"))
@@ -47,7 +47,7 @@ struct UpTests {
         #expect(Self.waitUntil { (Self.pid(home, "meter-aggregator") ?? first) != first })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let pids = names.compactMap { Self.pid(home, $0) }
-        #expect(pids.count == 4)
+        #expect(pids.count == 5)
         up.interrupt()
         up.waitUntilExit()
         #expect(up.terminationStatus == 0)
@@ -69,6 +69,8 @@ struct UpTests {
         #expect(demo.terminationStatus == 0)
         #expect(text.contains("pending 0, conflicts 0, rejected 0"), "\(text.suffix(600))")
         #expect(text.contains("== What the (emulated) marketplace accepted"))
+        #expect(text.contains("The query service's ledger agrees with the marketplace's accepted totals for every dimension."))
+        #expect(text.contains("== Each subscription's run-rate now"))
         let summary = try #require(text.split(separator: "\n").first { $0.contains("usage items accepted by the marketplace") })
         // "N usage events sent; M usage items accepted by the marketplace, M settled in the aggregator's books; ..."
         let numbers = summary.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
