@@ -32,12 +32,13 @@ struct ChaosTests {
         }
     }
 
-    @Test("with ingest, aggregator and submitter killed at random, the ledger is exactly the overage of the log")
+    @Test("with ingest, aggregator, query and submitter killed at random, the ledger is exactly the overage of the log, and query agrees")
     func killEverythingUnderLoad() throws {
         let stack = try Stack()
         _ = try TestHTTP.call(
             "POST", stack.emulator.baseURL + "/emulator/faults", body: ["failRate": .number("0.1"), "status": 503, "seed": 3])
         try stack.startSubmitter()
+        try stack.startQuery()
         let subscriptions = ["chaos-a", "chaos-b", "chaos-c"]
         try stack.advance(to: "2024-03-01T00:00:00Z")
         let plan = #"{"planId":"chaos","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":50}}}"#
@@ -52,18 +53,20 @@ struct ChaosTests {
             while !chaosStop.withLock({ stopChaos }) {
                 usleep(UInt32.random(in: 300_000...700_000, using: &random))
                 if chaosStop.withLock({ stopChaos }) { break }
-                let victim = ["ingest", "aggregator", "submitter"].randomElement(using: &random)!
+                let victim = ["ingest", "aggregator", "query", "submitter"].randomElement(using: &random)!
                 let stack = processes.stack
                 processes.lock.withLock {
                     switch victim {
                     case "ingest": stack.ingest.kill(SIGKILL)
                     case "aggregator": stack.aggregator.kill(SIGKILL)
+                    case "query": stack.query?.kill(SIGKILL)
                     default: stack.submitter?.kill(SIGKILL)
                     }
                     do {
                         switch victim {
                         case "ingest": try stack.restartIngest()
                         case "aggregator": try stack.restartAggregator()
+                        case "query": try stack.startQuery()
                         default: try stack.startSubmitter()
                         }
                     } catch {
@@ -139,5 +142,26 @@ struct ChaosTests {
         #expect(ledger == expectedLedger)
         #expect(try stack.aggregatorTotal("conflicts") == 0)
         #expect(try stack.aggregatorTotal("rejected") == 0)
+
+        // The query service, killed too, caught up and agrees: its closed-hour records bill exactly
+        // the expected overage, each hour once, and its run-rate equals the aggregator's state.
+        let query = try #require(stack.query)
+        try query.waitUntilCaughtUp(with: stack.ingest, timeout: 60)
+        let usage = try query.client().call(Request(op: "usage", fields: JSONObject(["startId": 0, "batchSize": 10000])))
+        let ids = (usage["records"]?.arrayValue ?? []).compactMap { $0["id"]?.intValue }
+        #expect(ids == Array(0..<ids.count))
+        let billed = (usage["records"]?.arrayValue ?? []).compactMap { record -> String? in
+            guard case .number(let text)? = record["billed"], let quantity = Quantity(exactly: text), quantity > .zero else { return nil }
+            return
+                "\(record["resourceId"]?.stringValue ?? "?") \(record["dimension"]?.stringValue ?? "?") \(record["hour"]?.stringValue ?? "?") \(quantity)"
+        }
+        #expect(billed.sorted() == expectedLedger)
+        for subscription in subscriptions {
+            let state = try stack.aggregator.client().call(Request(op: "state", fields: JSONObject(["resourceId": .string(subscription)])))
+            let runRate = try query.client().call(Request(op: "runrate", fields: JSONObject(["resourceId": .string(subscription)])))
+            let meter = runRate["meters"]?.arrayValue?.first
+            #expect(meter?["consumed"] == state["subscription"]?["meters"]?.arrayValue?.first?["consumed"])
+            #expect(meter?["overage"] == state["subscription"]?["meters"]?.arrayValue?.first?["overage"])
+        }
     }
 }

@@ -10,6 +10,7 @@ final class Stack: @unchecked Sendable {
     private(set) var aggregator: AggregatorProcess
     let emulator: EmulatorProcess
     var submitter: SubmitterProcess?
+    var query: QueryProcess?
 
     init(emulatorArguments: [String] = []) throws {
         ingest = try IngestProcess(home: home)
@@ -29,6 +30,9 @@ final class Stack: @unchecked Sendable {
 
     /// Starts the aggregator again on the same home (after a kill).
     func restartAggregator() throws { aggregator = try AggregatorProcess(home: home) }
+
+    /// Starts (or, after a kill, restarts) the query service on the same home.
+    func startQuery() throws { query = try QueryProcess(home: home) }
 
     func startSubmitter() throws { submitter = try SubmitterProcess(home: home, environment: submitterEnvironment) }
 
