@@ -11,11 +11,13 @@ enum Benchmark {
     static let usage = """
         meter-bench: durable-ingest benchmark.
 
-          meter-bench [--seconds N] [--partitions N] [--catch-up-events N] [--home DIR] [--only NAME]
+          meter-bench [--seconds N] [--partitions N] [--catch-up-events N] [--query-subscriptions N] [--home DIR] [--only NAME]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
-        Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), batch-1000, batch-1000-pipelined, single-1, single-16.
+        Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
+        batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
+        (meter-query with --query-subscriptions subscriptions × 5 meters and --catch-up-events usage events).
         """
 
     static func main(_ arguments: [String]) -> Int32 {
@@ -24,6 +26,7 @@ enum Benchmark {
         var only: String?
         var partitions = 4
         var catchUpEvents = 1_000_000
+        var querySubscriptions = 100_000
         var index = 0
         while index < arguments.count {
             switch arguments[index] {
@@ -41,6 +44,10 @@ enum Benchmark {
             case "--catch-up-events":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
                 catchUpEvents = value
+                index += 2
+            case "--query-subscriptions":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                querySubscriptions = value
                 index += 2
             case "--home":
                 guard index + 1 < arguments.count else { return 64 }
@@ -66,7 +73,7 @@ enum Benchmark {
         }
         if wanted("fold") { rows.append(foldBenchmark(decode: false, seconds: seconds)) }
         if wanted("decode-fold") { rows.append(foldBenchmark(decode: true, seconds: seconds)) }
-        let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16", "catch-up"].filter(wanted)
+        let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16", "catch-up", "query"].filter(wanted)
         if !ingestCases.isEmpty {
             let directory = home ?? "/tmp/meter-bench-\(getpid())"
             do {
@@ -86,6 +93,11 @@ enum Benchmark {
                         let fresh = try IngestServer(home: directory + "-catch-up", partitions: partitions)
                         defer { fresh.stop(removing: home == nil) }
                         rows += try catchUpBenchmark(server: fresh, events: catchUpEvents)
+                    case "query":
+                        let fresh = try IngestServer(home: directory + "-query", partitions: partitions)
+                        defer { fresh.stop(removing: home == nil) }
+                        rows += try queryBenchmark(
+                            server: fresh, subscriptions: querySubscriptions, events: catchUpEvents, seconds: seconds)
                     default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, seconds: seconds))
                     }
                 }

@@ -1,0 +1,182 @@
+import Foundation
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The query service's figures (DESIGN.md §7): catch-up from a real log, resident memory per
+/// subscription-meter, `runrate` latency and throughput with every subscription loaded, restart.
+extension Benchmark {
+    static let queryPlan =
+        #"{"planId":"bench-5","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":1000},"sms":{"type":"simple","dimension":"texts","included":0},"cpu":{"type":"simple","dimension":"cpu","included":"Infinite"},"seats":{"type":"simple","dimension":"seats","included":10,"aggregation":"max"},"egress":{"type":"waterfall","tiers":[{"dimension":"egress-1","threshold":100},{"dimension":"egress-2","threshold":1000}]}}}"#
+
+    /// A process's resident set, in bytes (`VmRSS` of /proc/PID/status).
+    static func residentBytes(_ pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
+        return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+    }
+
+    /// Starts `meter-query` on `home` and waits until it has folded `total` records.
+    static func startQuery(home: String, total: Int) throws -> (Process, Double) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("meter-query").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        var environment = ProcessInfo.processInfo.environment
+        environment["METERING_HOME"] = home
+        environment["METERING_LOG_LEVEL"] = "warning"
+        environment["METERING_QUERY_SNAPSHOT_RECORDS"] = "100000000"
+        environment.removeValue(forKey: "NOTIFY_SOCKET")
+        process.environment = environment
+        let begin = Date()
+        try process.run()
+        let socket = home + "/run/query.sock"
+        while Date().timeIntervalSince(begin) < 900 {
+            if let query = try? UnixClient(path: socket), let answer = try? query.call("status"),
+                let partitions = answer["partitions"]?.arrayValue, !partitions.isEmpty,
+                partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
+            {
+                return (process, Date().timeIntervalSince(begin))
+            }
+            if !process.isRunning { throw Failure("meter-query exited with status \(process.terminationStatus)") }
+            usleep(5_000)
+        }
+        throw Failure("meter-query did not catch up in 900 s")
+    }
+
+    /// Fills a log with `subscriptions` purchases of a five-meter plan and `events` usage events
+    /// (the clock moving a minute every 10,000 events, so hours close), then measures meter-query.
+    static func queryBenchmark(server: IngestServer, subscriptions: Int, events: Int, seconds: Double) throws -> [Row] {
+        let client = try UnixClient(path: server.socket)
+        let admin = try UnixClient(path: server.home + "/run/ingest-admin.sock")
+        var clock = Timestamp(iso8601: "2024-03-01T00:00:00Z")!
+        _ = try admin.call(Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+        func append(_ payloads: [[UInt8]]) throws {
+            var body = Array(#"{"op":"append","events":["#.utf8)
+            for (offset, payload) in payloads.enumerated() {
+                if offset > 0 { body.append(UInt8(ascii: ",")) }
+                body += payload
+            }
+            body += Array("]}".utf8)
+            try client.sendRaw(FrameEncoder.frame(body))
+            _ = try client.receiveFrame()
+        }
+        progress("query: appending \(subscriptions) purchases (5 meters each) and \(events) usage events")
+        var batch: [[UInt8]] = []
+        for index in 0..<subscriptions {
+            batch.append(
+                Array(
+                    #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"q-\#(index)","subscriptionStart":"2024-02-\#(10 + index % 18)T00:00:00Z","renewalInterval":"Monthly","plan":\#(queryPlan)}}}"#
+                        .utf8))
+            if batch.count == 1000 {
+                try append(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        let meters = ["email", "sms", "cpu", "seats", "egress"]
+        for index in 0..<events {
+            batch.append(
+                Array(
+                    #"{"type":"UsageReported","value":{"resourceId":"q-\#((index * 7919) % subscriptions)","timestamp":"2024-03-01T00:00:00Z","meterName":"\#(meters[index % 5])","quantity":\#(1 + index % 13).25,"properties":{"campaign":"c\#(index % 4)"}}}"#
+                        .utf8))
+            if batch.count == 1000 {
+                try append(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+            if index % 10_000 == 9_999 {
+                clock = clock.adding(microseconds: 60_000_000)
+                _ = try admin.call(Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+            }
+        }
+        if !batch.isEmpty { try append(batch) }
+        clock = clock.adding(microseconds: Timestamp.microsecondsPerHour)
+        _ = try admin.call(Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+        let total = try client.call("status")["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+
+        // The process's own footprint with nothing folded, to subtract.
+        let emptyHome = server.home + "-query-empty"
+        let empty = try IngestServer(home: emptyHome, partitions: server.partitions)
+        let (baselineProcess, _) = try startQuery(home: emptyHome, total: 0)
+        let baseline = residentBytes(baselineProcess.processIdentifier) ?? 0
+        baselineProcess.terminate()
+        baselineProcess.waitUntilExit()
+        empty.stop(removing: true)
+
+        progress("query: folding \(total) records with a fresh meter-query")
+        let (query, catchUp) = try startQuery(home: server.home, total: total)
+        let resident = residentBytes(query.processIdentifier) ?? 0
+        let perMeter = Double(resident - baseline) / Double(subscriptions * 5)
+
+        var rows: [Row] = [
+            Row(
+                name: "query-catch-up",
+                description:
+                    "fresh meter-query folding \(total) records (\(subscriptions) subscriptions × 5 meters) from ingest, start to caught up",
+                events: total, elapsed: catchUp, latencies: [catchUp]),
+            Row(
+                name: "query-memory",
+                description:
+                    "meter-query resident memory: \(format(Double(resident) / 1_048_576)) MiB with \(subscriptions) × 5 meters loaded, \(format(Double(baseline) / 1_048_576)) MiB empty → \(format(perMeter)) B per subscription-meter (events/s column: bytes)",
+                events: Int(perMeter), elapsed: 1, latencies: []),
+        ]
+        for clients in [1, 4] {
+            progress("query: runrate from \(clients) client(s) for \(seconds) s")
+            rows.append(
+                try runRateLoad(socket: server.home + "/run/query.sock", subscriptions: subscriptions, clients: clients, seconds: seconds))
+        }
+        query.terminate()
+        query.waitUntilExit()
+        progress("query: restart from the snapshots written at SIGTERM")
+        let (again, restart) = try startQuery(home: server.home, total: total)
+        again.terminate()
+        again.waitUntilExit()
+        rows.append(
+            Row(
+                name: "query-restart",
+                description: "meter-query restart from its snapshots to serving, caught up (events/s: records covered)",
+                events: total, elapsed: restart, latencies: [restart]))
+        return rows
+    }
+
+    /// `runrate` for random subscriptions from `clients` connections, one request in flight each.
+    static func runRateLoad(socket: String, subscriptions: Int, clients: Int, seconds: Double) throws -> Row {
+        let lock = NSLock()
+        nonisolated(unsafe) var latencies: [Double] = []
+        nonisolated(unsafe) var failure: String?
+        let group = DispatchGroup()
+        let start = Date()
+        for number in 0..<clients {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                var random = SplitMix64(seed: UInt64(number + 1))
+                var mine: [Double] = []
+                do {
+                    let client = try UnixClient(path: socket)
+                    while Date().timeIntervalSince(start) < seconds {
+                        let name = "q-\(random.next() % UInt64(subscriptions))"
+                        let request = Request(op: "runrate", fields: JSONObject(["resourceId": .string(name)]))
+                        let begin = Date()
+                        let response = try client.call(request)
+                        mine.append(Date().timeIntervalSince(begin))
+                        guard response["meters"]?.arrayValue?.count == 5 else { throw Failure("runrate of \(name) has not 5 meters") }
+                    }
+                } catch {
+                    lock.withLock { failure = "\(error)" }
+                }
+                lock.withLock { latencies += mine }
+            }.start()
+        }
+        group.wait()
+        if let failure { throw Failure("runrate load failed: \(failure)") }
+        let elapsed = Date().timeIntervalSince(start)
+        return Row(
+            name: "runrate-\(clients)",
+            description:
+                "runrate of a random subscription (5 meters) from \(clients) client(s), one request in flight each (events/s: requests/s)",
+            events: latencies.count, elapsed: elapsed, latencies: latencies)
+    }
+}
