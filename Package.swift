@@ -56,6 +56,7 @@ let package = Package(
         .testTarget(name: "QueryTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

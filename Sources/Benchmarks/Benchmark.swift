@@ -11,10 +11,14 @@ enum Benchmark {
     static let usage = """
         meter-bench: durable-ingest benchmark.
 
-          meter-bench [--seconds N] [--partitions N] [--catch-up-events N] [--query-subscriptions N] [--home DIR] [--only NAME]
+          meter-bench [--seconds N] [--events N] [--partitions N] [--catch-up-events N] [--query-subscriptions N]
+                      [--home DIR] [--only NAME] [--json FILE]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
+        --events N: the ingest cases append N events in all (split over their clients) instead of
+        running for --seconds, so another system can be given exactly the same work.
+        --json FILE: also writes the figures to FILE as JSON, for scripts (scripts/bench-compare).
         Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
         batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
         (meter-query with --query-subscriptions subscriptions × 5 meters and --catch-up-events usage events).
@@ -27,6 +31,8 @@ enum Benchmark {
         var partitions = 4
         var catchUpEvents = 1_000_000
         var querySubscriptions = 100_000
+        var events: Int?
+        var json: String?
         var index = 0
         while index < arguments.count {
             switch arguments[index] {
@@ -48,6 +54,17 @@ enum Benchmark {
             case "--query-subscriptions":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
                 querySubscriptions = value
+                index += 2
+            case "--events":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else {
+                    FileHandle.standardError.write(Data("meter-bench: --events takes a positive integer\n".utf8))
+                    return 64
+                }
+                events = value
+                index += 2
+            case "--json":
+                guard index + 1 < arguments.count else { return 64 }
+                json = arguments[index + 1]
                 index += 2
             case "--home":
                 guard index + 1 < arguments.count else { return 64 }
@@ -80,14 +97,15 @@ enum Benchmark {
                 let server = try IngestServer(home: directory, partitions: partitions)
                 defer { server.stop(removing: home == nil) }
                 for name in ingestCases {
-                    if name != "catch-up" { progress("running \(name) for \(seconds) s") }
+                    if name != "catch-up" { progress("running \(name) for \(events.map { "\($0) events" } ?? "\(seconds) s")") }
+                    let limit = events.map(Limit.events) ?? .seconds(seconds)
                     switch name {
                     case "batch-1000":
-                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, seconds: seconds))
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 1, limit: limit))
                     case "batch-1000-pipelined":
-                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, seconds: seconds))
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1000, depth: 4, limit: limit))
                     case "single-1":
-                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, seconds: seconds))
+                        rows.append(try ingestBenchmark(name: name, server: server, clients: 1, batch: 1, depth: 1, limit: limit))
                     case "catch-up":
                         // A log of its own: the ingest cases' usage names no purchased subscription.
                         let fresh = try IngestServer(home: directory + "-catch-up", partitions: partitions)
@@ -98,7 +116,7 @@ enum Benchmark {
                         defer { fresh.stop(removing: home == nil) }
                         rows += try queryBenchmark(
                             server: fresh, subscriptions: querySubscriptions, events: catchUpEvents, seconds: seconds)
-                    default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, seconds: seconds))
+                    default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, limit: limit))
                     }
                 }
             } catch {
@@ -106,7 +124,14 @@ enum Benchmark {
                 return 1
             }
         }
-        report(rows, seconds: seconds, partitions: partitions, arguments: arguments)
+        report(rows, seconds: seconds, events: events, partitions: partitions, arguments: arguments)
+        if let json {
+            let document = jsonReport(rows, seconds: seconds, events: events, partitions: partitions, arguments: arguments)
+            guard FileManager.default.createFile(atPath: json, contents: Data(JSONWriter.bytes(document) + [10])) else {
+                FileHandle.standardError.write(Data("meter-bench: cannot write --json \(json)\n".utf8))
+                return 1
+            }
+        }
         return 0
     }
 
@@ -252,54 +277,72 @@ enum Benchmark {
         var failures: [String] = []
     }
 
+    /// When an ingest case stops: after a time, or after a fixed number of events in all.
+    enum Limit {
+        case seconds(Double)
+        case events(Int)
+    }
+
     /// `clients` connections, each sending append requests of `batch` events with up to `depth`
-    /// outstanding, for `seconds`. Every event carries a unique idempotency key; every request is
+    /// outstanding, until `limit`. Every event carries a unique idempotency key; every request is
     /// acknowledged only after fsync.
-    static func ingestBenchmark(name: String, server: IngestServer, clients: Int, batch: Int, depth: Int, seconds: Double) throws -> Row {
+    static func ingestBenchmark(name: String, server: IngestServer, clients: Int, batch: Int, depth: Int, limit: Limit) throws -> Row {
         let results = Results()
         let group = DispatchGroup()
         let socket = server.socket
         let start = Date()
-        let deadline = start.addingTimeInterval(seconds)
         let run = name
         for client in 0..<clients {
+            // With an event limit each client gets its share, the first ones one more when it does not divide.
+            let quota: Int?
+            let deadline: Date
+            switch limit {
+            case .seconds(let seconds):
+                quota = nil
+                deadline = start.addingTimeInterval(seconds)
+            case .events(let events):
+                quota = events / clients + (client < events % clients ? 1 : 0)
+                deadline = .distantFuture
+            }
             group.enter()
             Thread {
                 defer { group.leave() }
                 do {
                     let connection = try UnixClient(path: socket)
                     var counter = 0
-                    var sent: [Date] = []
+                    var sent: [(time: Date, events: Int)] = []
                     var latencies: [Double] = []
                     var acknowledged = 0
                     latencies.reserveCapacity(100_000)
-                    func request() -> [UInt8] {
+                    func more() -> Bool { quota.map { counter < $0 } ?? (Date() < deadline) }
+                    func request() -> (frame: [UInt8], events: Int) {
+                        let size = quota.map { min(batch, $0 - counter) } ?? batch
                         var body = Array(#"{"op":"append","events":["#.utf8)
-                        for offset in 0..<batch {
+                        for offset in 0..<size {
                             if offset > 0 { body.append(UInt8(ascii: ",")) }
                             body += sampleEvent(counter + offset, client: client, run: run)
                         }
                         body += Array("]}".utf8)
-                        counter += batch
-                        return FrameEncoder.frame(body)
+                        counter += size
+                        return (FrameEncoder.frame(body), size)
                     }
-                    while Date() < deadline || !sent.isEmpty {
-                        while sent.count < depth && Date() < deadline {
-                            let frame = request()
-                            sent.append(Date())
+                    while more() || !sent.isEmpty {
+                        while sent.count < depth && more() {
+                            let (frame, size) = request()
+                            sent.append((Date(), size))
                             try connection.sendRaw(frame)
                         }
                         guard !sent.isEmpty else { break }
                         let payload = try connection.receiveFrame()
-                        let began = sent.removeFirst()
+                        let (began, size) = sent.removeFirst()
                         latencies.append(Date().timeIntervalSince(began))
                         // Every event must be newly accepted: a duplicate would measure the wrong thing.
                         let accepted = occurrences(of: acceptedMarker, in: payload)
-                        guard accepted == batch else {
+                        guard accepted == size else {
                             throw Failure(
-                                "append answered \(accepted) of \(batch) accepted: \(String(decoding: payload.prefix(300), as: UTF8.self))")
+                                "append answered \(accepted) of \(size) accepted: \(String(decoding: payload.prefix(300), as: UTF8.self))")
                         }
-                        acknowledged += batch
+                        acknowledged += size
                     }
                     results.lock.withLock {
                         results.events += acknowledged
@@ -363,14 +406,19 @@ enum Benchmark {
 
     static func milliseconds(_ seconds: Double) -> String { String(format: "%.3f ms", seconds * 1000) }
 
-    static func report(_ rows: [Row], seconds: Double, partitions: Int, arguments: [String]) {
+    static var kernel: String {
         var uname = utsname()
         Glibc.uname(&uname)
-        let kernel = withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    static func report(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, arguments: [String]) {
         print("meter-bench — DESIGN.md §7")
         print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
-        print(
-            "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(format(seconds)) s per case")
+        let extent =
+            events.map { "\(format(Double($0))) events per ingest case, \(format(seconds)) s per other case" }
+            ?? "\(format(seconds)) s per case"
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(extent)")
         print("method: a fresh meter-ingest (\(partitions) partitions, manual clock); every append is acknowledged only after fdatasync;")
         print("        each event carries a unique idempotency key; client and server share the machine's cores.")
         print("")
@@ -388,5 +436,25 @@ enum Benchmark {
             print(line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
             if number == 0 { print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
         }
+    }
+
+    /// The figures as one JSON object (times in seconds), so scripts need not parse the table.
+    static func jsonReport(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, arguments: [String]) -> JSONValue {
+        func number(_ value: Double) -> JSONValue { .number(String(format: "%.9f", value)) }
+        let cases: [JSONValue] = rows.map { row in
+            let sorted = row.latencies.sorted()
+            return [
+                "name": .string(row.name), "what": .string(row.description), "events": .number(String(row.events)),
+                "requests": .number(String(row.latencies.count)), "elapsed": number(row.elapsed),
+                "eventsPerSecond": number(row.perSecond), "p50": number(percentile(sorted, 0.5)),
+                "p99": number(percentile(sorted, 0.99)), "requestSeconds": number(row.latencies.reduce(0, +)),
+            ]
+        }
+        return [
+            "command": .string((["meter-bench"] + arguments).joined(separator: " ")),
+            "cores": .number(String(ProcessInfo.processInfo.activeProcessorCount)), "kernel": .string(kernel),
+            "partitions": .number(String(partitions)), "seconds": number(seconds),
+            "events": events.map { .number(String($0)) } ?? .null, "cases": .array(cases),
+        ]
     }
 }
