@@ -37,6 +37,8 @@ let package = Package(
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
+        // The customer-facing run-rate page and /api/runrate, for meter-query.
+        .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
@@ -46,6 +48,7 @@ let package = Package(
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

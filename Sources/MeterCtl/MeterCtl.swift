@@ -30,12 +30,16 @@ enum MeterCtl {
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
           meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl token --resource-id ID | --resource-uri URI [--ttl SECONDS] [--url BASE]
+                                                   a run-rate page token (default 3600 s, at most 31 days);
+                                                   with --url, also the page's link BASE/#token=...
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
           --socket        METERING_INGEST_SOCKET        $METERING_HOME/run/ingest.sock
           --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
           --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
+          --token-secret-file METERING_QUERY_TOKEN_SECRET_FILE $METERING_HOME/secrets/query-token.key
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -60,6 +64,7 @@ enum MeterCtl {
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
+            case "token": try TokenCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0
