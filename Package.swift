@@ -38,11 +38,13 @@ let package = Package(
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
-        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel"]),
+        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
+        // The customer-facing run-rate page and /api/runrate, for meter-query.
+        .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

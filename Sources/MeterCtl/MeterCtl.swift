@@ -42,6 +42,9 @@ enum MeterCtl {
                                                    the period's usage per property value (query)
           meterctl subscriptions [--after KEY] [--max N] [--json]
                                                    the subscriptions held, by key (query)
+          meterctl token --resource-id ID | --resource-uri URI [--ttl SECONDS] [--url BASE]
+                                                   a run-rate page token (default 3600 s, at most 31 days);
+                                                   with --url, also the page's link BASE/#token=...
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -49,6 +52,7 @@ enum MeterCtl {
           --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
           --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
           --query-socket  METERING_QUERY_SOCKET         $METERING_HOME/run/query.sock
+          --token-secret-file METERING_QUERY_TOKEN_SECRET_FILE $METERING_HOME/secrets/query-token.key
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -79,6 +83,7 @@ enum MeterCtl {
             case "submissions": try QueryCommands.submissions(Array(arguments.dropFirst()))
             case "breakdown": try QueryCommands.breakdown(Array(arguments.dropFirst()))
             case "subscriptions": try QueryCommands.subscriptions(Array(arguments.dropFirst()))
+            case "token": try TokenCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

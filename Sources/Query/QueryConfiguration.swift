@@ -12,6 +12,10 @@ struct QueryConfiguration {
     var snapshotsKept: Int
     var maximumFrameBytes: Int
     var maximumWatchers: Int
+    /// The read-only HTTP endpoint's address (the customer run-rate page), or nil when it is off.
+    var http: (host: String, port: Int)?
+    /// Where the run-rate page's token secret lives (read only when `http` is on).
+    var tokenSecretFile: String
 
     static let usage = """
         meter-query: read models of the metering log (run-rate, usage records, audit, ledger).
@@ -26,6 +30,8 @@ struct QueryConfiguration {
           --snapshots-kept     METERING_QUERY_SNAPSHOTS_KEPT     3
           --max-watchers       METERING_QUERY_MAX_WATCHERS       1024 (open `watch` streams)
           --max-frame-bytes    METERING_MAX_FRAME_BYTES          16777216
+          --http               METERING_QUERY_HTTP               off, or HOST:PORT (e.g. 127.0.0.1:8090): the run-rate page
+          --token-secret-file  METERING_QUERY_TOKEN_SECRET_FILE  $METERING_HOME/secrets/query-token.key
 
         Under systemd the socket comes from the .socket unit (FileDescriptorName=query). Each replica
         folds every partition of the log into its own data directory.
@@ -44,6 +50,16 @@ struct QueryConfiguration {
         maximumWatchers = try settings.integer("max-watchers", "METERING_QUERY_MAX_WATCHERS", default: 1024, range: 0...100_000)
         maximumFrameBytes = try settings.integer(
             "max-frame-bytes", "METERING_MAX_FRAME_BYTES", default: FrameEncoder.defaultMaximumFrameLength, range: 1024...(256 << 20))
+        let http = settings.string("http", "METERING_QUERY_HTTP", default: "off")
+        if http != "off" {
+            guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]), (0...65535).contains(port),
+                !http[..<colon].isEmpty
+            else {
+                throw SettingsError("invalid METERING_QUERY_HTTP=\"\(http)\": expected \"off\" or HOST:PORT such as 127.0.0.1:8090")
+            }
+            self.http = (String(http[..<colon]), port)
+        }
+        tokenSecretFile = AccessTokenSecret.path(&settings, home: home)
         try settings.rejectUnknownFlags()
     }
 }

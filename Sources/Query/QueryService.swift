@@ -1,5 +1,7 @@
 import Foundation
+import HTTP
 import Projection
+import QueryWeb
 import Wire
 
 #if canImport(Glibc)
@@ -59,9 +61,29 @@ nonisolated func runQuery() -> Never {
         ServiceLifecycle.fail("cannot start the server: \(error)")
     }
 
+    // The customer run-rate page: read-only, off unless configured, every request with a signed,
+    // expiring token for one subscription.
+    var web: HTTPServer?
+    if let http = configuration.http {
+        do {
+            let secret = try AccessTokenSecret.loadOrCreate(path: configuration.tokenSecretFile)
+            let pages = RunRateHTTPHandler(verifier: AccessTokenVerifier(secret: secret)) { name in
+                Result { () throws(WireError) in JSONObject([.init("ok", true)] + (try handler.runRate(name)).members) }
+            }
+            web = try HTTPServer(host: http.host, port: http.port, limits: HTTPServer.Limits(), handler: pages)
+        } catch {
+            ServiceLifecycle.fail("cannot serve the run-rate page on \(http.host):\(http.port) (METERING_QUERY_HTTP): \(error)")
+        }
+        if let web {
+            Log.info("run-rate page on http://\(web.host):\(web.port)/ (tokens from meterctl token)")
+        }
+    }
+
+    let pageServer = web
     let started = Date()
     for worker in workers { worker.start() }
     server.start()
+    pageServer?.start()
     let ready = "read models of \(partitionCount) partitions from \(configuration.ingestSocket)"
     Systemd.notifyReady(status: ready)
     Log.info("ready: \(ready) (usage records: \(usage.count), submission records: \(submissions.count))")
@@ -73,6 +95,7 @@ nonisolated func runQuery() -> Never {
     }.start()
 
     ServiceLifecycle.runUntilTerminated(stopping: "writing snapshots") {
+        pageServer?.stop(waitingUpTo: 2)
         server.stop()
         for worker in workers { worker.stop() }
     }

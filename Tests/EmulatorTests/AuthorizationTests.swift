@@ -1,4 +1,5 @@
 import Foundation
+import StackTestSupport
 import Testing
 import Wire
 

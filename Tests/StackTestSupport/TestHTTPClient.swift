@@ -1,5 +1,5 @@
 import Foundation
-import Wire
+public import Wire
 
 #if canImport(Glibc)
     import Glibc
@@ -8,13 +8,13 @@ import Wire
 /// A tiny blocking HTTP/1.1 client over a Glibc socket: full control of the bytes sent (for
 /// malformed requests and keep-alive) and a clear difference between a reply and a connection
 /// cut without one.
-final class TestHTTPClient {
-    enum Failure: Error, CustomStringConvertible {
+public final class TestHTTPClient {
+    public enum Failure: Error, CustomStringConvertible {
         case system(String)
         /// The connection ended before a complete response.
         case closed(received: Int)
 
-        var description: String {
+        public var description: String {
             switch self {
             case .system(let text): return text
             case .closed(let received): return "the connection closed after \(received) bytes of a response"
@@ -22,20 +22,20 @@ final class TestHTTPClient {
         }
     }
 
-    struct Response {
-        var status: Int
+    public struct Response {
+        public var status: Int
         /// Names lowercased.
-        var headers: [String: String]
-        var body: [UInt8]
+        public var headers: [String: String]
+        public var body: [UInt8]
 
-        var json: JSONValue? { try? JSONParser.parse(body) }
-        var text: String { String(decoding: body, as: UTF8.self) }
+        public var json: JSONValue? { try? JSONParser.parse(body) }
+        public var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    let fd: Int32
+    public let fd: Int32
     private var buffer: [UInt8] = []
 
-    init(port: Int) throws {
+    public init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure.system("socket: \(errno)") }
         var address = sockaddr_in()
@@ -57,7 +57,7 @@ final class TestHTTPClient {
 
     /// Sends raw bytes; false when the server has already closed the connection.
     @discardableResult
-    func send(_ bytes: [UInt8]) -> Bool {
+    public func send(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
@@ -68,10 +68,10 @@ final class TestHTTPClient {
     }
 
     @discardableResult
-    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+    public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
     /// Sends a request and reads its response.
-    func request(_ method: String, _ target: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> Response {
+    public func request(_ method: String, _ target: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> Response {
         var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if let body {
@@ -79,28 +79,29 @@ final class TestHTTPClient {
             head += "Content-Length: \(body.count)\r\n"
         }
         send(Array((head + "\r\n").utf8) + (body ?? []))
-        return try receive()
+        return try receive(toHEAD: method == "HEAD")
     }
 
-    /// Reads the next response, skipping interim `100 Continue` ones unless told otherwise.
-    func receive(skippingContinue: Bool = true) throws -> Response {
+    /// Reads the next response, skipping interim `100 Continue` ones unless told otherwise. The
+    /// answer to a `HEAD` request has a `Content-Length` but no body.
+    public func receive(skippingContinue: Bool = true, toHEAD: Bool = false) throws -> Response {
         while true {
-            let response = try receiveOne()
+            let response = try receiveOne(bodiless: toHEAD)
             if response.status != 100 || !skippingContinue { return response }
         }
     }
 
     /// Ends the sending side: the server sees the end of the stream after what was sent.
-    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+    public func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
 
     /// Everything the server sends until it closes the connection.
-    func readToEnd() -> [UInt8] {
+    public func readToEnd() -> [UInt8] {
         while readMore() {}
         defer { buffer.removeAll() }
         return buffer
     }
 
-    private func receiveOne() throws -> Response {
+    private func receiveOne(bodiless: Bool) throws -> Response {
         while true {
             if let end = find([13, 10, 13, 10]) {
                 let head = String(decoding: buffer[..<end], as: UTF8.self)
@@ -113,7 +114,7 @@ final class TestHTTPClient {
                     headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
                 }
                 // Interim responses have no body, whatever they say.
-                let length = status == 100 ? 0 : Int(headers["content-length"] ?? "0") ?? 0
+                let length = status == 100 || bodiless ? 0 : Int(headers["content-length"] ?? "0") ?? 0
                 while buffer.count < end + 4 + length {
                     guard readMore() else { throw Failure.closed(received: buffer.count) }
                 }
@@ -126,7 +127,7 @@ final class TestHTTPClient {
     }
 
     /// Whether the server closed the connection (orderly or by reset) with nothing more to read.
-    func isClosedByServer() -> Bool {
+    public func isClosedByServer() -> Bool {
         buffer.isEmpty && !readMore()
     }
 
