@@ -75,6 +75,9 @@ nonisolated func runQuery() -> Never {
             ServiceLifecycle.fail("cannot serve the run-rate page on \(http.host):\(http.port) (METERING_QUERY_HTTP): \(error)")
         }
         if let web {
+            // Tests and `meterctl up` learn the port (0 asks the kernel for one) from this file.
+            try? Data("http://\(web.host):\(web.port)\n".utf8).write(
+                to: URL(fileURLWithPath: configuration.home + "/run/query-http.addr"), options: .atomic)
             Log.info("run-rate page on http://\(web.host):\(web.port)/ (tokens from meterctl token)")
         }
     }

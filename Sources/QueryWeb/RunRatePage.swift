@@ -244,7 +244,10 @@ enum RunRatePage {
             if (!isNaN(start) && !isNaN(end)) {
               // The period's end is the exclusive midnight at which it renews: show its last day.
               setValue("period", period.end, "Period " + utcDate(start) + " – " + utcDate(end - 1));
-              const days = Math.max(0, (end - Date.now()) / 86400000);
+              // Counted from the log time the figures are valid at (the only business clock), so a
+              // page of a stack on a manual clock, or one catching up, tells the truth.
+              const validAt = Date.parse(runrate.asOf);
+              const days = Math.max(0, (end - (isNaN(validAt) ? Date.now() : validAt)) / 86400000);
               setValue("days-left", days.toFixed(1), days.toFixed(1) + " days left, then included quantities refill");
             }
             const asOf = Date.parse(runrate.asOf);

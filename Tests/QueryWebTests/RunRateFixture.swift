@@ -79,10 +79,10 @@ enum RunRateFixture {
     /// `asOf` of every object: 2024-07-10T11:59:58Z.
     static let asOf = "2024-07-10T11:59:58Z"
 
-    /// A run-rate object whose 30-day period ends `daysLeft` days after the real wall clock
-    /// (the browser computes the days left from its own clock).
+    /// A run-rate object whose 30-day period ends `daysLeft` days after `asOf` (the page counts
+    /// the days left from the log time the figures are valid at, not from the browser's clock).
     static func object(_ name: ResourceName, consumed: Int, daysLeft: Double = 10.5) -> JSONObject {
-        let end = Timestamp(microseconds: Int64((Date().timeIntervalSince1970 + daysLeft * 86_400) * 1_000_000))
+        let end = Timestamp(iso8601: asOf)!.adding(microseconds: Int64(daysLeft * 86_400_000_000))
         let start = end.adding(microseconds: -30 * Timestamp.microsecondsPerDay)
         var object = JSONObject(["ok": true])
         if let id = name.resourceId { object["resourceId"] = .string(id) }
