@@ -46,6 +46,7 @@ let package = Package(
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "MeterCtlTests", dependencies: ["Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

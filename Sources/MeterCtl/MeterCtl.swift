@@ -29,7 +29,12 @@ enum MeterCtl {
           meterctl state --resource-id ID | --resource-uri URI
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
-          meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl submitter-status [--json] [--max-age SECONDS]
+                                                   the submitter's passes, outcomes, retries, at risk;
+                                                   with --max-age, fails when its last pass is older
+          meterctl ping [--socket PATH | --url URL] [--timeout SECONDS]
+                                                   exits 0 when the process on PATH (default: ingest's
+                                                   client socket) or at URL answers, 1 when not (health checks)
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -60,6 +65,7 @@ enum MeterCtl {
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
+            case "ping": try Ping.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0
