@@ -13,21 +13,9 @@ import Wire
 struct PingTests {
     /// Runs `meterctl` to its end: exit status, standard output, standard error.
     static func meterctl(_ arguments: [String], home: StackHome) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.path("meterctl"))
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("METERING_") }
         environment["METERING_HOME"] = home.path
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+        return try runToEnd("meterctl", arguments, environment: environment)
     }
 
     @Test("ping exits 0 when ingest answers on either socket, and 1 naming the path once ingest is gone")
