@@ -60,6 +60,7 @@ let package = Package(
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
+        .testTarget(name: "MeterCtlTests", dependencies: ["Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

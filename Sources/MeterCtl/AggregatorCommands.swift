@@ -83,6 +83,7 @@ enum SubmitterStatus {
         var forwarded: [String] = []
         if let home = arguments.value("home") { forwarded += ["--home", home] }
         let json = arguments.flag("json")
+        let maximumAge = try Ping.seconds(arguments.value("max-age"), flag: "--max-age")
         try arguments.rejectUnused()
         var settings = try Settings(arguments: forwarded)
         let path = settings.home() + "/run/submitter.status.json"
@@ -91,14 +92,25 @@ enum SubmitterStatus {
         }
         if json {
             MeterCtl.printJSON(status)
-            return
+        } else {
+            print(
+                "last pass \(AggregatorCommands.text(status["lastPass"])): \(AggregatorCommands.text(status["passes"])) passes, \(AggregatorCommands.text(status["batches"])) batches, \(AggregatorCommands.text(status["itemsSent"])) items sent, \(AggregatorCommands.text(status["retries"])) retries, \(AggregatorCommands.text(status["atRisk"])) at risk"
+            )
+            for member in status["outcomes"]?.objectValue?.members ?? [] {
+                print("  \(member.key): \(AggregatorCommands.text(member.value))")
+            }
+            if let error = status["lastError"]?.stringValue { print("last error: \(error)") }
         }
-        print(
-            "last pass \(AggregatorCommands.text(status["lastPass"])): \(AggregatorCommands.text(status["passes"])) passes, \(AggregatorCommands.text(status["batches"])) batches, \(AggregatorCommands.text(status["itemsSent"])) items sent, \(AggregatorCommands.text(status["retries"])) retries, \(AggregatorCommands.text(status["atRisk"])) at risk"
-        )
-        for member in status["outcomes"]?.objectValue?.members ?? [] {
-            print("  \(member.key): \(AggregatorCommands.text(member.value))")
+        // The health check of a process with no socket: it is alive while its passes keep coming
+        // (a pass starts at least every interval plus the longest backoff).
+        if let maximumAge {
+            let last = status["lastPass"]?.stringValue.flatMap { Timestamp(iso8601: $0) }
+            let now = Date().timeIntervalSince1970
+            guard let last, now - Double(last.microseconds) / 1_000_000 <= maximumAge else {
+                throw MeterCtl.Failure(
+                    "the submitter's last pass (\(last?.iso8601 ?? "none")) is more than \(maximumAge) s ago: is meter-submitter stopped or stuck?"
+                )
+            }
         }
-        if let error = status["lastError"]?.stringValue { print("last error: \(error)") }
     }
 }

@@ -29,7 +29,12 @@ enum MeterCtl {
           meterctl state --resource-id ID | --resource-uri URI
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
-          meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl submitter-status [--json] [--max-age SECONDS]
+                                                   the submitter's passes, outcomes, retries, at risk;
+                                                   with --max-age, fails when its last pass is older
+          meterctl ping [--socket PATH | --url URL] [--timeout SECONDS]
+                                                   exits 0 when the process on PATH (default: ingest's
+                                                   client socket) or at URL answers, 1 when not (health checks)
           meterctl runrate --resource-id ID | --resource-uri URI [--json]
                                                    included, consumed, remaining, overage, projection (query)
           meterctl usage [--start-id N] [--batch-size K] [--json]
@@ -84,6 +89,7 @@ enum MeterCtl {
             case "breakdown": try QueryCommands.breakdown(Array(arguments.dropFirst()))
             case "subscriptions": try QueryCommands.subscriptions(Array(arguments.dropFirst()))
             case "token": try TokenCommand.run(Array(arguments.dropFirst()))
+            case "ping": try Ping.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

@@ -72,24 +72,11 @@ final class Emulator {
     /// Runs the emulator to its end (for `--help` and bad settings): exit status and output.
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, errors: String) {
         let home = StackHome()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.path("meter-marketplace-emulator"))
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("METERING_") }
         env["METERING_HOME"] = home.path
         env["METERING_EMULATOR_PORT"] = "0"
         for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        // Read before waiting: a full pipe would block the process forever.
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+        return try runToEnd("meter-marketplace-emulator", arguments, environment: env)
     }
 
     /// Sends `signal` and waits for the exit; returns the exit status.

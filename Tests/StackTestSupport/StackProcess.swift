@@ -236,3 +236,24 @@ public func readAll(_ client: UnixClient, partitions: Int) throws -> [JSONValue]
     }
     return records
 }
+
+/// Runs the stack's `executable` to its end with exactly `environment`: its exit status, standard
+/// output and standard error (for `--help`, bad settings and one-shot commands such as `meterctl`).
+public func runToEnd(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> (
+    status: Int32, output: String, errors: String
+) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Binaries.path(executable))
+    process.arguments = arguments
+    process.environment = environment
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    // Read before waiting: a full pipe would block the process forever.
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// `meterctl ping`: exits 0 when a process answers, non-zero otherwise; the health check of
+/// every container (compose.yaml) and a quick probe for operators.
+enum Ping {
+    static func run(_ raw: [String]) throws {
+        var arguments = try MeterCtl.Arguments(raw, switches: [])
+        let url = arguments.value("url")
+        let timeout = try seconds(arguments.value("timeout"), flag: "--timeout") ?? 5
+        // Without --url, the socket resolves like every other command's (--socket, then METERING_INGEST_SOCKET).
+        let socket = url == nil ? try arguments.sockets().client : nil
+        try arguments.rejectUnused()
+        // A backstop for what a receive timeout cannot bound (a connect that blocks on a full
+        // backlog, a resolver that hangs): the default action of SIGALRM ends the process.
+        alarm(UInt32(timeout.rounded(.up)) + 1)
+        let started = Date()
+        let answer = try url.map { try http($0, timeout: timeout) } ?? unix(socket!, timeout: timeout)
+        let milliseconds = Date().timeIntervalSince(started) * 1000
+        print("\(url ?? socket!) answers: \(answer) in \(String(format: "%.1f", milliseconds)) ms")
+    }
+
+    /// Parses a positive number of seconds (fractions allowed).
+    static func seconds(_ text: String?, flag: String) throws -> Double? {
+        guard let text else { return nil }
+        guard let value = Double(text), value > 0, value.isFinite else {
+            throw MeterCtl.Failure("\(flag) takes a positive number of seconds")
+        }
+        return value
+    }
+
+    /// Sends `status` and waits for one well-formed response frame. An error frame counts as an
+    /// answer: the process is reading, parsing and replying, which is what a health check asks.
+    static func unix(_ path: String, timeout: Double) throws -> String {
+        let client: UnixClient
+        do {
+            client = try UnixClient(path: path)
+        } catch {
+            throw MeterCtl.Failure("\(path) does not answer: \(error)")
+        }
+        client.setReceiveTimeout(seconds: timeout)
+        let reply: JSONValue
+        do {
+            try client.send(Request(op: "status", id: "ping"))
+            reply = try client.receive()
+        } catch let failure {
+            if case .system(let error) = failure, error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+                throw MeterCtl.Failure("\(path) does not answer: no reply in \(timeout) s")
+            }
+            throw MeterCtl.Failure("\(path) does not answer: \(failure)")
+        }
+        guard case .object(let object) = reply else { throw MeterCtl.Failure("\(path) does not answer: the reply is not a JSON object") }
+        switch Response.check(.object(object)) {
+        case .success: return "status ok"
+        case .failure(let error): return "status refused (\(error.code))"
+        }
+    }
+
+    /// A GET that must end in a 2xx status.
+    static func http(_ text: String, timeout: Double) throws -> String {
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+            throw MeterCtl.Failure("--url takes an http:// or https:// URL, got \"\(text)\"")
+        }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = "GET"
+        let box = ReplyBox()
+        let task = URLSession.shared.dataTask(with: request) { _, response, error in
+            if let error {
+                box.set(.failure(MeterCtl.Failure("\(text) does not answer: \(error.localizedDescription)")))
+            } else if let http = response as? HTTPURLResponse {
+                box.set(.success(http.statusCode))
+            } else {
+                box.set(.failure(MeterCtl.Failure("\(text) does not answer: no HTTP response")))
+            }
+        }
+        task.resume()
+        let status = try box.wait().get()
+        guard (200..<300).contains(status) else { throw MeterCtl.Failure("\(text) answers HTTP \(status), not 2xx") }
+        return "HTTP \(status)"
+    }
+
+    /// Hands the completion handler's result to the waiting command.
+    private final class ReplyBox: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private let lock = NSLock()
+        private var result: Result<Int, MeterCtl.Failure>?
+
+        func set(_ value: Result<Int, MeterCtl.Failure>) {
+            lock.withLock { result = value }
+            done.signal()
+        }
+
+        func wait() -> Result<Int, MeterCtl.Failure> {
+            done.wait()
+            return lock.withLock { result! }
+        }
+    }
+}
