@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include "CWireShims.h"
@@ -15,4 +16,8 @@ int cwire_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
 
 int cwire_accept_nonblocking(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int cwire_release_free_memory(void) {
+    return malloc_trim(0);
 }

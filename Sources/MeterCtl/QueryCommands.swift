@@ -167,6 +167,7 @@ enum QueryCommands {
         var rows = [[text(response["property"]), "quantity"]]
         for group in response["groups"]?.arrayValue ?? [] { rows.append([text(group["value"]), text(group["quantity"])]) }
         rows.append(["total", text(response["total"])])
+        if response["unattributed"] != .null { rows.append(["(no such property, or beyond the limit)", text(response["unattributed"])]) }
         print(Table.text(rows), terminator: "")
     }
 

@@ -94,6 +94,9 @@ nonisolated func runQuery() -> Never {
         for worker in workers { _ = worker.waitUntilCaughtUp(timeout: 86_400) }
         let folded = workers.reduce(0) { $0 + $1.followerProgress.recordsFolded }
         Log.info("caught up with ingest: \(folded) records folded in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        // Catching up parses large batches on four threads; hand the freed arenas back to the
+        // system so the resident size is the read models', not the peak of the parsing.
+        ServiceLifecycle.releaseFreeMemory()
         Systemd.notifyStatus("caught up; \(ready)")
     }.start()
 

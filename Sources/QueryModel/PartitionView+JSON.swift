@@ -82,26 +82,32 @@ extension PartitionView {
     }
 
     /// The period's usage of meter `meterName` of the subscription named by `name`, per value of
-    /// the property `property`; nil when there is no such subscription.
+    /// the property `property`; nil when there is no such subscription. `unattributed` is the
+    /// meter's usage that no group holds (usage without the property, or beyond the group limit).
     public func breakdownJSON(_ name: ResourceName, meterName: String, property: String) -> JSONObject? {
-        guard let key = state.key(named: name), let terms = state.terms(ofKey: key) else { return nil }
-        let breakdown = breakdowns[key]?[meterName]
-        let current = breakdown?.periodStart == terms.period.start ? breakdown : nil
-        let values = current?.values[property] ?? [:]
+        guard let runRate = state.runRate(name) else { return nil }
+        let breakdown = breakdowns[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil }
+        let values = (breakdown?.totals ?? [:]).filter { $0.key.meterName == meterName && $0.key.property == property }
         var total = Quantity.zero
-        let groups = values.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { value, quantity -> JSONValue in
+        let groups = values.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.value < $1.key.value }.map {
+            group, quantity -> JSONValue in
             total = total.saturatingAdding(quantity)
-            return .object(JSONObject([.init("value", .string(value)), .init("quantity", quantity.json)]))
+            return .object(JSONObject([.init("value", .string(group.value)), .init("quantity", quantity.json)]))
+        }
+        var unattributed: JSONValue = .null
+        if let meter = runRate.meters.first(where: { $0.meterName == meterName }), meter.kind == .sum || meter.kind == .waterfall {
+            unattributed = max(.zero, meter.consumed - total).json
         }
         var members: [JSONObject.Member] = [.init("ok", true)]
-        members += terms.resource.members
+        members += runRate.resource.members
         members += [
             .init("meterName", .string(meterName)), .init("property", .string(property)),
             .init(
                 "period",
-                .object(JSONObject([.init("start", .string(terms.period.start.iso8601)), .init("end", .string(terms.period.end.iso8601))]))),
-            .init("groups", .array(groups)), .init("total", total.json),
-            .init("asOf", state.time.map { .string($0.iso8601) } ?? .null),
+                .object(
+                    JSONObject([.init("start", .string(runRate.period.start.iso8601)), .init("end", .string(runRate.period.end.iso8601))]))),
+            .init("groups", .array(groups)), .init("total", total.json), .init("unattributed", unattributed),
+            .init("truncated", .bool(breakdown?.truncated ?? false)), .init("asOf", .string(runRate.asOf.iso8601)),
         ]
         return JSONObject(members)
     }
@@ -150,21 +156,21 @@ extension PartitionView {
             ]
             return .object(JSONObject(members))
         }
-        var groups: [JSONValue] = []
-        for (key, meters) in breakdowns.sorted(by: { $0.key < $1.key }) {
-            for (meterName, breakdown) in meters.sorted(by: { $0.key < $1.key }) {
-                for (property, values) in breakdown.values.sorted(by: { $0.key < $1.key }) {
-                    for (value, quantity) in values.sorted(by: { $0.key < $1.key }) {
-                        groups.append(
-                            .object(
-                                JSONObject([
-                                    .init("subscription", .string(key)), .init("meterName", .string(meterName)),
-                                    .init("periodStart", .string(breakdown.periodStart.iso8601)), .init("property", .string(property)),
-                                    .init("value", .string(value)), .init("quantity", quantity.json),
-                                ])))
-                    }
-                }
+        let groups = breakdowns.sorted(by: { $0.key < $1.key }).map { key, breakdown -> JSONValue in
+            let totals = breakdown.totals.sorted {
+                ($0.key.meterName, $0.key.property, $0.key.value) < ($1.key.meterName, $1.key.property, $1.key.value)
+            }.map { group, quantity -> JSONValue in
+                .object(
+                    JSONObject([
+                        .init("meterName", .string(group.meterName)), .init("property", .string(group.property)),
+                        .init("value", .string(group.value)), .init("quantity", quantity.json),
+                    ]))
             }
+            return .object(
+                JSONObject([
+                    .init("subscription", .string(key)), .init("periodStart", .string(breakdown.periodStart.iso8601)),
+                    .init("truncated", .bool(breakdown.truncated)), .init("groups", .array(totals)),
+                ]))
         }
         return .object(
             JSONObject([
@@ -209,15 +215,17 @@ extension PartitionView {
                 quantity: try ModelReader.quantity(usage, "quantity"), billed: try ModelReader.quantity(usage, "billed"))
         }
         for entry in object["breakdowns"]?.arrayValue ?? [] {
-            let group = try ModelReader.object(entry, "breakdown")
-            let key = try ModelReader.string(group, "subscription")
-            let meterName = try ModelReader.string(group, "meterName")
-            let periodStart = try ModelReader.timestamp(group, "periodStart")
-            let property = try ModelReader.string(group, "property")
-            let value = try ModelReader.string(group, "value")
-            var breakdown = breakdowns[key]?[meterName] ?? Breakdown(periodStart: periodStart)
-            breakdown.values[property, default: [:]][value] = try ModelReader.quantity(group, "quantity")
-            breakdowns[key, default: [:]][meterName] = breakdown
+            let table = try ModelReader.object(entry, "breakdown")
+            var breakdown = Breakdown(periodStart: try ModelReader.timestamp(table, "periodStart"))
+            breakdown.truncated = table["truncated"] == .bool(true)
+            for item in table["groups"]?.arrayValue ?? [] {
+                let group = try ModelReader.object(item, "breakdown group")
+                let key = BreakdownGroup(
+                    meterName: try ModelReader.string(group, "meterName"), property: try ModelReader.string(group, "property"),
+                    value: try ModelReader.string(group, "value"))
+                breakdown.totals[key] = try ModelReader.quantity(group, "quantity")
+            }
+            breakdowns[try ModelReader.string(table, "subscription")] = breakdown
         }
     }
 }

@@ -15,8 +15,8 @@ public struct PartitionView: Sendable {
     var ledger: [String: [Slot: SlotStatus]] = [:]
     /// Usage of hours not closed yet.
     var openUsage: [UsageKey: UsageTotal] = [:]
-    /// Per subscription key and meter: the period's usage per property key and value.
-    var breakdowns: [String: [String: Breakdown]] = [:]
+    /// Per subscription key: the period's usage per meter, property key and value.
+    var breakdowns: [String: Breakdown] = [:]
     /// Usage records produced so far; the next one gets this ordinal.
     public internal(set) var usageOrdinal: UInt64 = 0
     /// Submission records produced so far; the next one gets this ordinal.
@@ -24,11 +24,10 @@ public struct PartitionView: Sendable {
 
     /// Slots settled longer ago than this (log time) are forgotten; the submissions journal keeps them.
     public static let slotRetentionMicroseconds: Int64 = 62 * Timestamp.microsecondsPerDay
-    /// Per meter, at most this many property keys and values per key are told apart; the rest
-    /// count as `(other)`, so a sender cannot grow the model without bound.
-    public static let maximumBreakdownKeys = 16
-    public static let maximumBreakdownValues = 100
-    public static let otherValue = "(other)"
+    /// Per subscription, at most this many (meter, property, value) groups are told apart, so a
+    /// sender cannot grow the model without bound; usage of groups beyond them is shown as
+    /// unattributed (and the breakdown as truncated), never lost from the meter's totals.
+    public static let maximumBreakdownGroups = 256
 
     struct Slot: Hashable, Sendable {
         var dimension: String
@@ -61,9 +60,18 @@ public struct PartitionView: Sendable {
         var billed: Quantity
     }
 
+    struct BreakdownGroup: Hashable, Sendable {
+        var meterName: String
+        var property: String
+        var value: String
+    }
+
+    /// One flat table per subscription: nested dictionaries per meter and property would cost
+    /// more than the figures they hold.
     struct Breakdown: Equatable, Sendable {
         var periodStart: Timestamp
-        var values: [String: [String: Quantity]] = [:]
+        var totals: [BreakdownGroup: Quantity] = [:]
+        var truncated = false
     }
 
     /// What one record produced.
@@ -167,16 +175,19 @@ public struct PartitionView: Sendable {
             }
         }
         guard case .usageReported(let usage) = record.message.body, !usage.properties.isEmpty else { return }
-        var breakdown = breakdowns[key]?[meterName] ?? Breakdown(periodStart: terms.period.start)
+        var breakdown = breakdowns.removeValue(forKey: key) ?? Breakdown(periodStart: terms.period.start)
         if breakdown.periodStart != terms.period.start { breakdown = Breakdown(periodStart: terms.period.start) }
         for (property, value) in usage.properties {
-            if breakdown.values[property] == nil && breakdown.values.count >= Self.maximumBreakdownKeys { continue }
-            var values = breakdown.values[property] ?? [:]
-            let bucket = values[value] != nil || values.count < Self.maximumBreakdownValues ? value : Self.otherValue
-            values[bucket] = (values[bucket] ?? .zero).saturatingAdding(usage.quantity)
-            breakdown.values[property] = values
+            let group = BreakdownGroup(meterName: meterName, property: property, value: value)
+            if let index = breakdown.totals.index(forKey: group) {
+                breakdown.totals.values[index] = breakdown.totals.values[index].saturatingAdding(usage.quantity)
+            } else if breakdown.totals.count < Self.maximumBreakdownGroups {
+                breakdown.totals[group] = usage.quantity
+            } else {
+                breakdown.truncated = true
+            }
         }
-        breakdowns[key, default: [:]][meterName] = breakdown
+        breakdowns[key] = breakdown
     }
 
     /// Turns the usage of every hour that ended before `now` into records, in a fixed order.

@@ -65,23 +65,44 @@ struct UsageRecordTests {
         }
     }
 
-    @Test("usage per property value adds up to the meter's usage, with too many values folded into (other)")
+    @Test("usage per property value adds up to the meter's usage; beyond the group limit it shows as unattributed, never lost")
     func breakdown() throws {
         var fold = RunRateTests.bought()
-        for index in 0..<(PartitionView.maximumBreakdownValues + 5) {
-            var usage = Messages.usage("sub-1", "email", "1.5")
-            if case .object(var envelope) = usage, case .object(var value)? = envelope["value"] {
-                value["properties"] = ["campaign": .string("c\(index)")]
+        func usage(_ quantity: String, _ properties: JSONValue?) -> JSONValue {
+            var usage = Messages.usage("sub-1", "email", quantity)
+            if let properties, case .object(var envelope) = usage, case .object(var value)? = envelope["value"] {
+                value["properties"] = properties
                 envelope["value"] = .object(value)
                 usage = .object(envelope)
             }
-            fold.apply(usage, at: "2024-02-10T10:00:00Z")
+            return usage
         }
-        let json = try #require(fold.view.breakdownJSON(ResourceName(resourceId: "sub-1"), meterName: "email", property: "campaign"))
-        #expect(number(json["total"]) == quantity("157.5"))
-        let groups = try #require(json["groups"]?.arrayValue)
-        #expect(groups.count == PartitionView.maximumBreakdownValues + 1)
-        #expect(groups.first?["value"] == .string(PartitionView.otherValue))
-        #expect(number(groups.first?["quantity"]) == quantity("7.5"))
+        fold.apply(usage("2", ["campaign": "spring", "user": "u1"]), at: "2024-02-10T10:00:00Z")
+        fold.apply(usage("3.5", ["campaign": "spring"]), at: "2024-02-10T10:00:00Z")
+        fold.apply(usage("4", ["campaign": "summer"]), at: "2024-02-10T10:00:00Z")
+        fold.apply(usage("10", nil), at: "2024-02-10T10:00:00Z")
+        let name = ResourceName(resourceId: "sub-1")
+        let json = try #require(fold.view.breakdownJSON(name, meterName: "email", property: "campaign"))
+        #expect(
+            json["groups"]?.arrayValue?.map { "\($0["value"]?.stringValue ?? "") \(number($0["quantity"]) ?? .zero)" } == [
+                "spring 5.5", "summer 4",
+            ])
+        #expect(number(json["total"]) == quantity("9.5"))
+        #expect(number(json["unattributed"]) == Quantity(10))
+        #expect(json["truncated"] == false)
+        for index in 0..<PartitionView.maximumBreakdownGroups {
+            fold.apply(usage("1", ["user": .string("user-\(index)")]), at: "2024-02-10T10:00:00Z")
+        }
+        let users = try #require(fold.view.breakdownJSON(name, meterName: "email", property: "user"))
+        #expect(users["truncated"] == true)
+        let groups = try #require(users["groups"]?.arrayValue)
+        #expect(groups.count == PartitionView.maximumBreakdownGroups - 2)
+        // Every unit of usage is either in a group or unattributed.
+        #expect(
+            (number(users["total"]) ?? .zero) + (number(users["unattributed"]) ?? .zero)
+                == number(fold.meter("sub-1", "email")?["consumed"]))
+        // A snapshot keeps the groups.
+        let restored = try PartitionView(snapshot: fold.view.snapshot())
+        #expect(restored.breakdownJSON(name, meterName: "email", property: "user") == users)
     }
 }

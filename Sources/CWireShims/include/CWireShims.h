@@ -10,6 +10,9 @@ int cwire_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc's Swift module hides accept4).
 int cwire_accept_nonblocking(int fd);
 
+/// Returns freed heap memory to the system (malloc_trim(3)); 1 when some was released.
+int cwire_release_free_memory(void);
+
 /// The epoll user data of an event as a 64-bit integer (the C union is awkward from Swift).
 static inline unsigned long long cwire_epoll_event_data(const struct epoll_event *event) {
     return event->data.u64;

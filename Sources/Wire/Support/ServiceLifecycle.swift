@@ -1,3 +1,4 @@
+import CWireShims
 import Dispatch
 import Foundation
 
@@ -64,6 +65,10 @@ public enum ServiceLifecycle {
             return source
         }
     }
+
+    /// Hands heap memory that is free but still held (glibc keeps an arena per thread) back to
+    /// the system, for a process whose start-up peak was far above its steady state.
+    public static func releaseFreeMemory() { _ = cwire_release_free_memory() }
 
     /// Serves until SIGTERM or SIGINT, then runs `stop` (which must finish the work in hand),
     /// tells systemd, and exits 0.
