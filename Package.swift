@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
+        .executable(name: "meter-frontdoor", targets: ["FrontDoor"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -34,9 +35,13 @@ let package = Package(
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "EventStore"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
-        .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
+        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "FrontDoorKit"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
+        // Managed applications calling home: credentials, request signatures, rate limits (shared
+        // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
+        .target(name: "FrontDoorKit", dependencies: ["Wire"]),
+        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
@@ -46,6 +51,7 @@ let package = Package(
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,12 +30,17 @@ enum MeterCtl {
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
           meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl credentials create --resource-uri URI | --resource-id ID [...] [--allow TYPES] [--expires TIME|90d]
+                                                   a managed app's credential for meter-frontdoor (the key is shown once)
+          meterctl credentials list [--json]       credentials, their resources, status and expiry
+          meterctl credentials revoke ID           refused by meter-frontdoor from its next request
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
           --socket        METERING_INGEST_SOCKET        $METERING_HOME/run/ingest.sock
           --admin-socket  METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
           --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
+          --credentials   METERING_FRONTDOOR_CREDENTIALS $METERING_HOME/data/frontdoor/credentials.json
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -60,6 +65,7 @@ enum MeterCtl {
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
+            case "credentials": try CredentialsCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0
