@@ -47,7 +47,7 @@ struct FrontDoorLifecycleTests {
         let frontDoor = try FrontDoorProcess(home: home, environment: ["METERING_FRONTDOOR_LISTEN": "unix:" + socket])
         #expect(frontDoor.address == "unix:" + socket)
         let health = try Command.run(
-            Command.find("curl") ?? "/usr/bin/curl", ["--silent", "--unix-socket", socket, "http://localhost/v1/health"])
+            try SystemTools.path("curl"), ["--silent", "--unix-socket", socket, "http://localhost/v1/health"])
         #expect(health.output == #"{"status":"ok"}"#)
         var info = stat()
         #expect(stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o660)

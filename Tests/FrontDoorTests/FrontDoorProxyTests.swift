@@ -85,8 +85,13 @@ struct FrontDoorProxyTests {
         #expect(Set(events.compactMap { $0["value"]?["resourceUri"]?.stringValue }) == [Self.appA, Self.appB])
         let eventForB = try #require(events.first { $0["value"]?["resourceUri"] == .string(Self.appB) })
         #expect(eventForB["value"]?["properties"]?[Submission.credentialProperty] == .string(keyB.id))
+        // A name with a newline is refused, and cannot forge a line in the operator's log.
+        let forged = try stack.post(keyA, [usage(uri: "/apps/x\n2026-01-01T00:00:00Z meter-frontdoor info: all is well", quantity: "1")])
+        #expect(forged.results.first?["error"]?["code"] == "forbidden")
         let log = stack.frontDoor.log()
         #expect(log.contains("refused event: forbidden: credential \(keyA.id) is not bound to resourceUri"))
+        #expect(!log.contains("\n2026-01-01T00:00:00Z meter-frontdoor info: all is well"))
+        #expect(log.contains("/apps/x?2026-01-01T00:00:00Z"))
     }
 
     @Test("revoked, expired and unknown credentials are refused, and the running front door sees a revocation at once")

@@ -59,28 +59,33 @@ enum Repository {
         .path
 }
 
-/// Debian's nginx, installed with apt-get when missing (once per test run). A machine where it
-/// cannot be installed fails the tests that need it, saying why.
-enum NginxInstallation {
-    private static let result = Mutex<Result<String, Command.Failure>?>(nil)
+/// The tools the proxy tests run: Debian's nginx, curl and openssl, installed with apt-get when
+/// missing (once per test run). A machine where they cannot be installed fails the tests that
+/// need them, saying why.
+enum SystemTools {
+    private static let result = Mutex<Result<Void, Command.Failure>?>(nil)
+    static let packages = ["nginx", "curl", "openssl"]
 
-    static func path() throws -> String {
+    /// The path of `name` (one of `packages`), installing the missing ones first.
+    static func path(_ name: String) throws -> String {
         try result.withLock { cached in
-            if let cached { return try cached.get() }
-            let outcome = install()
-            cached = outcome
-            return try outcome.get()
+            if cached == nil { cached = install() }
+            try cached!.get()
         }
+        guard let found = Command.find(name) else { throw Command.Failure(description: "\(name) is not on the system paths") }
+        return found
     }
 
-    private static func install() -> Result<String, Command.Failure> {
-        if let found = Command.find("nginx") { return .success(found) }
+    private static func install() -> Result<Void, Command.Failure> {
+        let missing = packages.filter { Command.find($0) == nil }
+        if missing.isEmpty { return .success(()) }
         let sudo = Command.find("sudo")
         guard let aptGet = Command.find("apt-get"), getuid() == 0 || sudo != nil else {
             return .failure(
                 Command.Failure(
                     description:
-                        "nginx is not installed and cannot be installed here (needs apt-get, and root or sudo): apt-get install nginx"))
+                        "\(missing.joined(separator: ", ")) not installed and cannot be installed here (needs apt-get, and root or sudo): apt-get install \(missing.joined(separator: " "))"
+                ))
         }
         var environment = ProcessInfo.processInfo.environment
         environment["DEBIAN_FRONTEND"] = "noninteractive"
@@ -93,13 +98,13 @@ enum NginxInstallation {
                 : try? Command.run(sudo!, ["-n", "-E", aptGet] + arguments, environment: environment)
             return outcome.map { $0.output + $0.errors } ?? "apt-get could not be run\n"
         }
-        let install = ["install", "-y", "-qq", "--no-install-recommends", "nginx"]
+        let install = ["install", "-y", "-qq", "--no-install-recommends"] + missing
         var log = apt(install)
-        if let found = Command.find("nginx") { return .success(found) }
+        if packages.allSatisfy({ Command.find($0) != nil }) { return .success(()) }
         // Package lists may be missing or stale on a fresh machine.
         log += apt(["update", "-qq"]) + apt(install)
-        if let found = Command.find("nginx") { return .success(found) }
-        return .failure(Command.Failure(description: "nginx is not installed and `apt-get install nginx` failed:\n\(log)"))
+        if packages.allSatisfy({ Command.find($0) != nil }) { return .success(()) }
+        return .failure(Command.Failure(description: "`apt-get install \(missing.joined(separator: " "))` failed:\n\(log)"))
     }
 }
 
@@ -112,7 +117,7 @@ struct TestCertificate {
     init(directory: String) throws {
         certificate = directory + "/frontdoor-cert.pem"
         key = directory + "/frontdoor-key.pem"
-        guard let openssl = Command.find("openssl") else { throw Command.Failure(description: "openssl is not installed") }
+        let openssl = try SystemTools.path("openssl")
         let outcome = try Command.run(
             openssl,
             [
@@ -131,7 +136,7 @@ final class NginxProxy {
     let process = Process()
 
     init(directory: String, upstreamPort: Int, certificate: TestCertificate) throws {
-        let nginx = try NginxInstallation.path()
+        let nginx = try SystemTools.path("nginx")
         self.directory = directory + "/nginx"
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         port = try LoopbackPort.free()
@@ -271,7 +276,7 @@ final class ProxyStack {
         for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
         if method != "GET" { arguments += ["--data-binary", "@" + directory + "/body"] }
         arguments.append(proxy.baseURL + path)
-        let outcome = try Command.run(Command.find("curl") ?? "/usr/bin/curl", arguments)
+        let outcome = try Command.run(try SystemTools.path("curl"), arguments)
         guard outcome.status == 0, let status = Int(outcome.output) else {
             throw Command.Failure(description: "curl failed (\(outcome.status)): \(outcome.errors)")
         }
