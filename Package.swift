@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
+        .executable(name: "meter-frontdoor", targets: ["FrontDoor"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -40,11 +41,15 @@ let package = Package(
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
         .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
-        .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
+        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "FrontDoorKit"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, for meter-query.
         .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),
+        // Managed applications calling home: credentials, request signatures, rate limits (shared
+        // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
+        .target(name: "FrontDoorKit", dependencies: ["Wire"]),
+        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
@@ -61,6 +66,7 @@ let package = Package(
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
         .testTarget(name: "MeterCtlTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,7 +30,7 @@ nonisolated func runEmulator() -> Never {
     let advertisedHost = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
     let address = "http://\(advertisedHost):\(server.port)"
     do {
-        try writeAddress(address, to: configuration.addressFile)
+        try ServiceLifecycle.writeAddressFile(address, to: configuration.addressFile)
     } catch {
         ServiceLifecycle.fail("cannot write \(configuration.addressFile): \(error)")
     }
@@ -47,10 +47,7 @@ nonisolated func runEmulator() -> Never {
     Systemd.notifyReady(status: "listening on \(address)")
     ServiceLifecycle.runUntilTerminated(stopping: "answering the requests in hand") {
         server.stop(waitingUpTo: 5)
-        // Scripts must not find a dead emulator's address (unless another one wrote its own since).
-        if (try? String(contentsOfFile: configuration.addressFile, encoding: .utf8)) == address + "\n" {
-            unlink(configuration.addressFile)
-        }
+        ServiceLifecycle.removeAddressFile(address, at: configuration.addressFile)
     }
 }
 
@@ -67,17 +64,5 @@ private func readConfiguration() -> EmulatorConfiguration {
         return try EmulatorConfiguration(settings: &settings)
     } catch {
         ServiceLifecycle.fail("\(error)", code: 64)
-    }
-}
-
-/// Writes `address` and a newline to `path` atomically (a reader never sees half of it).
-private func writeAddress(_ address: String, to path: String) throws {
-    try ServiceLifecycle.makeSocketDirectory(for: path)
-    let temporary = path + ".\(getpid()).tmp"
-    try Data((address + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
-    guard rename(temporary, path) == 0 else {
-        let error = SystemError("rename", "\(temporary) to \(path)")
-        unlink(temporary)
-        throw error
     }
 }

@@ -87,6 +87,18 @@ public final class HTTPServer: Sendable {
         self.listener = fd
     }
 
+    /// Binds and listens on a Unix socket at `socketPath` with file mode `mode`, for a reverse
+    /// proxy on the same host (a stale socket file is replaced, a live one is an error).
+    /// `host` is then `unix:` and the path, and `port` is 0.
+    public init(socketPath: String, mode: UInt32 = 0o660, limits: Limits, handler: any HTTPHandler) throws(SystemError) {
+        UnixSocket.ignoreSIGPIPE()
+        self.limits = limits
+        self.handler = handler
+        self.host = "unix:" + socketPath
+        self.port = 0
+        self.listener = try UnixSocket.listen(path: socketPath, mode: mode_t(mode), backlog: 128)
+    }
+
     /// Starts accepting connections on a thread of its own.
     public func start() {
         let thread = Thread { [self] in acceptLoop() }

@@ -50,6 +50,10 @@ enum MeterCtl {
           meterctl token --resource-id ID | --resource-uri URI [--ttl SECONDS] [--url BASE]
                                                    a run-rate page token (default 3600 s, at most 31 days);
                                                    with --url, also the page's link BASE/#token=...
+          meterctl credentials create --resource-uri URI | --resource-id ID [...] [--allow TYPES] [--expires TIME|90d]
+                                                   a managed app's credential for meter-frontdoor (the key is shown once)
+          meterctl credentials list [--json]       credentials, their resources, status and expiry
+          meterctl credentials revoke ID           refused by meter-frontdoor from its next request
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -58,6 +62,7 @@ enum MeterCtl {
           --aggregator-socket METERING_AGGREGATOR_SOCKET $METERING_HOME/run/aggregator.sock
           --query-socket  METERING_QUERY_SOCKET         $METERING_HOME/run/query.sock
           --token-secret-file METERING_QUERY_TOKEN_SECRET_FILE $METERING_HOME/secrets/query-token.key
+          --credentials   METERING_FRONTDOOR_CREDENTIALS $METERING_HOME/data/frontdoor/credentials.json
         """
 
     struct Failure: Error, CustomStringConvertible {
@@ -90,6 +95,7 @@ enum MeterCtl {
             case "subscriptions": try QueryCommands.subscriptions(Array(arguments.dropFirst()))
             case "token": try TokenCommand.run(Array(arguments.dropFirst()))
             case "ping": try Ping.run(Array(arguments.dropFirst()))
+            case "credentials": try CredentialsCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

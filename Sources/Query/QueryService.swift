@@ -76,8 +76,7 @@ nonisolated func runQuery() -> Never {
         }
         if let web {
             // Tests and `meterctl up` learn the port (0 asks the kernel for one) from this file.
-            try? Data("http://\(web.host):\(web.port)\n".utf8).write(
-                to: URL(fileURLWithPath: configuration.home + "/run/query-http.addr"), options: .atomic)
+            try? ServiceLifecycle.writeAddressFile("http://\(web.host):\(web.port)", to: configuration.home + "/run/query-http.addr")
             Log.info("run-rate page on http://\(web.host):\(web.port)/ (tokens from meterctl token)")
         }
     }

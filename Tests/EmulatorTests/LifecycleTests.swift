@@ -26,7 +26,7 @@ struct LifecycleTests {
 
     @Test("the port comes from --port or METERING_EMULATOR_PORT, the flag first")
     func port() throws {
-        let free = try Self.freePort()
+        let free = try LoopbackPort.free()
         let flag = try Emulator(arguments: ["--clock", "manual", "--port", String(free)])
         #expect(flag.baseURL == "http://127.0.0.1:\(free)")
         flag.stop()
@@ -95,22 +95,5 @@ struct LifecycleTests {
         let away = try emulator.batch([usageItem("f", hour: "2024-02-01T10:00:00Z")], token: nil)
         #expect(away.status == 503)
         #expect(try emulator.ledger().count == 3)
-    }
-
-    /// A port nobody listens on right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                _ = bind(fd, pointer, length)
-                return getsockname(fd, pointer, &length)
-            }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

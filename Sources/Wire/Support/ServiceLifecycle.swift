@@ -43,6 +43,25 @@ public enum ServiceLifecycle {
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
     }
 
+    /// Writes a server's address and a newline to `path` atomically (a reader never sees half of
+    /// it), so tests and scripts find a server that listens on an ephemeral port.
+    public static func writeAddressFile(_ address: String, to path: String) throws {
+        try makeSocketDirectory(for: path)
+        let temporary = path + ".\(getpid()).tmp"
+        try Data((address + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else {
+            let error = SystemError("rename", "\(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+    }
+
+    /// Removes the address file at stop, so scripts do not find a dead server's address, unless
+    /// another process has written its own since.
+    public static func removeAddressFile(_ address: String, at path: String) {
+        if (try? String(contentsOfFile: path, encoding: .utf8)) == address + "\n" { unlink(path) }
+    }
+
     private static let terminated = DispatchSemaphore(value: 0)
     nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
     nonisolated(unsafe) private static var receivedSignal: Int32 = 0

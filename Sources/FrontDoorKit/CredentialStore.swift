@@ -1,0 +1,215 @@
+import Foundation
+import Synchronization
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Why the credential file could not be read or written.
+public struct CredentialStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The credentials of every deployment, in one JSON file (`$METERING_HOME/data/frontdoor/
+/// credentials.json`): written by `meterctl credentials`, read by `meter-frontdoor`.
+///
+/// Every change is a read-modify-write under an exclusive `flock` on a lock file beside it, and
+/// lands atomically (a temporary file, fsync, rename, directory fsync): a reader sees the old
+/// file or the new one, and two concurrent `meterctl` runs never lose each other's change. The
+/// file and its directory are private to the owner (0600, 0700): it holds verification keys.
+public struct CredentialStore: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// The file under a stack's home.
+    public static func defaultPath(home: String) -> String { home + "/data/frontdoor/credentials.json" }
+
+    /// The credentials in the file; none when there is no file yet.
+    public func load() throws(CredentialStoreError) -> [Credential] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if access(path, F_OK) != 0 && errno == ENOENT { return [] }
+            throw CredentialStoreError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        return try Self.parse(Array(data), path: path)
+    }
+
+    /// The credentials in a file's bytes.
+    public static func parse(_ bytes: [UInt8], path: String) throws(CredentialStoreError) -> [Credential] {
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw CredentialStoreError("\(path) is not valid JSON: \(error)")
+        }
+        guard json["format"]?.intValue == 1, let array = json["credentials"]?.arrayValue else {
+            throw CredentialStoreError("\(path) is not a credential file (expected {\"format\":1,\"credentials\":[...]})")
+        }
+        var credentials: [Credential] = []
+        var seen: Set<String> = []
+        for element in array {
+            let credential: Credential
+            do {
+                credential = try Credential(json: element)
+            } catch {
+                throw CredentialStoreError("\(path): \(error)")
+            }
+            guard seen.insert(credential.id).inserted else {
+                throw CredentialStoreError("\(path): credential \(credential.id) appears twice")
+            }
+            credentials.append(credential)
+        }
+        return credentials
+    }
+
+    /// The file's bytes for `credentials`: one credential a line, so a diff of two versions reads.
+    public static func serialize(_ credentials: [Credential]) -> [UInt8] {
+        var out = Array(#"{"format":1,"credentials":["#.utf8)
+        for (index, credential) in credentials.enumerated() {
+            out += Array((index == 0 ? "\n" : ",\n").utf8)
+            JSONWriter.write(credential.json, to: &out)
+        }
+        out += Array("\n]}\n".utf8)
+        return out
+    }
+
+    /// Runs `change` on the current credentials and writes the result, all under the lock.
+    @discardableResult
+    public func update<T>(_ change: (inout [Credential]) throws -> T) throws -> T {
+        let directory = (path as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CredentialStoreError("cannot create \(directory): \(error.localizedDescription)")
+        }
+        let lockPath = path + ".lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw CredentialStoreError("cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw CredentialStoreError("cannot lock \(lockPath): \(String(cString: strerror(errno)))") }
+        }
+        var credentials = try load()
+        let result = try change(&credentials)
+        try write(Self.serialize(credentials), directory: directory)
+        return result
+    }
+
+    private func write(_ bytes: [UInt8], directory: String) throws(CredentialStoreError) {
+        func failure(_ what: String, _ subject: String) -> CredentialStoreError {
+            CredentialStoreError("cannot \(what) \(subject): \(String(cString: strerror(errno)))")
+        }
+        let temporary = path + ".tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("create", temporary) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else {
+                let error = failure("write", temporary)
+                close(fd)
+                unlink(temporary)
+                throw error
+            }
+            offset += written
+        }
+        guard fsync(fd) == 0 else {
+            let error = failure("fsync", temporary)
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = failure("rename", "\(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw failure("open", directory) }
+        defer { close(directoryFD) }
+        guard fsync(directoryFD) == 0 else { throw failure("fsync", directory) }
+    }
+}
+
+/// The running front door's view of the credential file, reloaded whenever the file changes:
+/// each lookup compares the file's identity (device, inode, size, modification time) with the
+/// one loaded, which costs one `stat`. An atomic rename always makes a new inode, so no change is
+/// missed; `meterctl credentials revoke` takes effect on the next request.
+///
+/// A file that exists but cannot be read or parsed fails every lookup (closed, never open): the
+/// last good copy might still hold a credential that was just revoked.
+public final class CredentialDirectory: Sendable {
+    public let store: CredentialStore
+    private let state = Mutex(Loaded())
+
+    private struct Identity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var seconds: Int
+        var nanoseconds: Int
+    }
+
+    private struct Loaded {
+        var identity: Identity?
+        var byId: [String: Credential] = [:]
+        var failure: CredentialStoreError?
+        var loadedOnce = false
+    }
+
+    /// Reads the file now, so a broken file fails at start-up rather than at the first request.
+    public init(store: CredentialStore) throws(CredentialStoreError) {
+        self.store = store
+        if let failure = state.withLock({ refresh(&$0) }) { throw failure }
+    }
+
+    /// The credential named `id`, or nil when the file has none by that name.
+    public func credential(_ id: String) throws(CredentialStoreError) -> Credential? {
+        let result: Result<Credential?, CredentialStoreError> = state.withLock { loaded in
+            if let failure = refresh(&loaded) { return .failure(failure) }
+            return .success(loaded.byId[id])
+        }
+        return try result.get()
+    }
+
+    /// How many credentials the file holds (for the start-up log line).
+    public var count: Int { state.withLock { $0.byId.count } }
+
+    /// Reloads when the file changed; the error when the current file cannot be used.
+    private func refresh(_ loaded: inout Loaded) -> CredentialStoreError? {
+        var info = stat()
+        let identity: Identity?
+        if stat(store.path, &info) == 0 {
+            identity = Identity(
+                device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
+                nanoseconds: info.st_mtim.tv_nsec)
+        } else if errno == ENOENT {
+            identity = nil
+        } else {
+            loaded.failure = CredentialStoreError("cannot stat \(store.path): \(String(cString: strerror(errno)))")
+            return loaded.failure
+        }
+        if loaded.loadedOnce && identity == loaded.identity { return loaded.failure }
+        loaded.loadedOnce = true
+        loaded.identity = identity
+        do {
+            let credentials = identity == nil ? [] : try store.load()
+            loaded.byId = Dictionary(credentials.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            loaded.failure = nil
+            Log.info(
+                "credentials loaded from \(store.path): \(credentials.count) (\(credentials.filter { $0.revoked == nil }.count) not revoked)"
+            )
+        } catch {
+            loaded.byId = [:]
+            loaded.failure = error
+            Log.error("credentials unusable, refusing every request until \(store.path) is fixed: \(error)")
+        }
+        return loaded.failure
+    }
+}
