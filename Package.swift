@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "meterctl", targets: ["MeterCtl"]),
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
+        .executable(name: "meter-connector", targets: ["Connector"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -37,6 +38,8 @@ let package = Package(
         .executableTarget(name: "MeterCtl", dependencies: ["Wire"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
+        // Telemetry connectors: log files and commands turned into hourly usage events.
+        .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "BillingTests", dependencies: ["Billing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

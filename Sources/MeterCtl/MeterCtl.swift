@@ -30,6 +30,9 @@ enum MeterCtl {
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
           meterctl submitter-status [--json]       the submitter's passes, outcomes, retries, at risk
+          meterctl connector status [--json] [--status-file FILE]
+                                                   meter-connector's sources: watermark, lag, records
+                                                   read/skipped/malformed (with examples), late, errors
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -60,6 +63,7 @@ enum MeterCtl {
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
+            case "connector": try ConnectorCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

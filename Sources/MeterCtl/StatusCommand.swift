@@ -49,17 +49,24 @@ enum AdvanceClock {
 /// Prints rows as an aligned text table (the first row is the header).
 enum Table {
     static func print(_ rows: [[String]]) {
-        guard let header = rows.first else { return }
+        for line in render(rows) { Swift.print(line) }
+    }
+
+    /// The rows as aligned lines, the header underlined.
+    static func render(_ rows: [[String]]) -> [String] {
+        guard let header = rows.first else { return [] }
         var widths = header.map(\.count)
         for row in rows {
             for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
         }
+        var lines: [String] = []
         for (number, row) in rows.enumerated() {
             let cells = row.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }
             var line = cells.joined(separator: "  ")
             while line.last == " " { line.removeLast() }
-            Swift.print(line)
-            if number == 0 { Swift.print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+            lines.append(line)
+            if number == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
         }
+        return lines
     }
 }
