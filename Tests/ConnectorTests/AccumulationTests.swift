@@ -193,4 +193,31 @@ struct AccumulationTests {
         #expect(state.counters.meters["calls"]?.quantity == Quantity(3))
         #expect(state.counters.problems == ["ingest refused e3: invalid_event: value.meterName: must be a string"])
     }
+
+    @Test("Random bytes, JSON-like and CSV-like, never crash the fold, and every line is read as exactly one of its outcomes")
+    func randomInput() throws {
+        let csv = try ConnectorConfig.parse(
+            #"{"sources":[{"name":"jobs","file":"/j.csv","format":"csv","meters":[{"name":"cpu","subscription":{"field":"sub"},"timestamp":"time","quantity":{"sum":"cpu"}}]}]}"#
+        ).sources[0]
+        var generator = SplitMix64(seed: 99)
+        let alphabet =
+            Array(#"{}[]":,.0123456789-eE+ \"tn"subtimebytes2024-05-01T10:00:00Z\#u{00}\#u{FF}"#.utf8) + [0xC3, 0xA9, 0xFF, 0x0D]
+        for config in [Self.source, csv] {
+            var state = SourceState(source: config.name, kind: .file)
+            var header: CSVHeader?
+            var expectedRead = 0
+            for _ in 0..<3000 {
+                let length = Int(generator.next() % 60)
+                let line = (0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }
+                let blank = line.allSatisfy { $0 == 0x20 || $0 == 0x09 }
+                let isHeader = !blank && config.format == .csv && header == nil
+                state.fold(line: ArraySlice(line), config: config, header: &header, at: "random")
+                // A header line is a record only when it is unusable (then it is a malformed one).
+                if !blank && (!isHeader || header == .unusable) { expectedRead += 1 }
+            }
+            let counters = state.counters
+            #expect(counters.read == expectedRead)
+            #expect(counters.read == counters.counted + counters.skipped + counters.malformed)
+        }
+    }
 }
