@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "meter-bench", targets: ["Benchmarks"]),
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
         .executable(name: "meter-frontdoor", targets: ["FrontDoor"]),
+        .executable(name: "meter-connector", targets: ["Connector"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -50,6 +51,8 @@ let package = Package(
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire"]),
         .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
+        // Telemetry connectors: log files and commands turned into hourly usage events.
+        .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
         .testTarget(name: "MeterCtlTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport"]),
+        .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -41,23 +41,13 @@ public final class EventLog: @unchecked Sendable {
         } catch {
             throw EventLogError("cannot create the log directory: \(error)")
         }
-        let lockPath = directory + "/LOCK"
         let lockFD: Int32
         do {
-            lockFD = try FileIO.open(lockPath, O_RDWR | O_CREAT, 0o640)
+            lockFD = try FileIO.lockExclusively(directory + "/LOCK")
         } catch {
-            throw EventLogError("cannot open the lock file: \(error)")
-        }
-        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
-            let owner =
-                (try? FileIO.pread(lockFD, count: 32, at: 0, path: lockPath)).map {
-                    String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                } ?? "?"
-            close(lockFD)
+            guard let owner = error.owner else { throw EventLogError(error.description) }
             throw EventLogError("the log at \(directory) is owned by another process (pid \(owner)); only one meter-ingest may own a log")
         }
-        ftruncate(lockFD, 0)
-        _ = try? FileIO.pwriteAll(lockFD, Array("\(getpid())\n".utf8), at: 0, path: lockPath)
         self.lockFD = lockFD
 
         let metaPath = directory + "/log.json"

@@ -1,14 +1,15 @@
 import Foundation
-import Wire
+public import Wire
 
 #if canImport(Glibc)
-    import Glibc
+    public import Glibc
 #endif
 
-/// Thin, typed wrappers over the file system calls the log uses: EINTR retried, partial writes
-/// finished, errors naming the file.
-enum FileIO {
-    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o640) throws(SystemError) -> Int32 {
+/// Thin, typed wrappers over the file system calls the log (and the connector's watermarks) use:
+/// EINTR retried, partial writes finished, errors naming the file.
+public enum FileIO {
+    /// Opens `path` with `O_CLOEXEC` added. The corresponding C function is `open`.
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o640) throws(SystemError) -> Int32 {
         while true {
             let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
             if fd >= 0 { return fd }
@@ -16,7 +17,8 @@ enum FileIO {
         }
     }
 
-    static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
+    /// Writes all of `bytes` at `offset`. The corresponding C function is `pwrite`.
+    public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
         var done = 0
         while done < bytes.count {
             let written = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
@@ -28,8 +30,8 @@ enum FileIO {
         }
     }
 
-    /// Reads up to `count` bytes at `offset` (fewer at end of file).
-    static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws(SystemError) -> [UInt8] {
+    /// Reads up to `count` bytes at `offset` (fewer at end of file). The corresponding C function is `pread`.
+    public static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws(SystemError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -45,13 +47,15 @@ enum FileIO {
         return buffer
     }
 
-    static func fdatasync(_ fd: Int32, path: String) throws(SystemError) {
+    /// The corresponding C function is `fdatasync`.
+    public static func fdatasync(_ fd: Int32, path: String) throws(SystemError) {
         while Glibc.fdatasync(fd) != 0 {
             if errno != EINTR { throw SystemError("fdatasync", path) }
         }
     }
 
-    static func fsyncDirectory(_ path: String) throws(SystemError) {
+    /// Makes a directory's entries (a rename, a new file) durable.
+    public static func fsyncDirectory(_ path: String) throws(SystemError) {
         let fd = try open(path, O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
         while Glibc.fsync(fd) != 0 {
@@ -59,13 +63,15 @@ enum FileIO {
         }
     }
 
-    static func size(_ fd: Int32, path: String) throws(SystemError) -> Int {
+    /// The size of the open file. The corresponding C function is `fstat`.
+    public static func size(_ fd: Int32, path: String) throws(SystemError) -> Int {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SystemError("fstat", path) }
         return Int(info.st_size)
     }
 
-    static func makeDirectory(_ path: String, mode: mode_t = 0o750) throws(SystemError) {
+    /// Creates `path` and its missing parents.
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o750) throws(SystemError) {
         var info = stat()
         if stat(path, &info) == 0 { return }
         let parent = (path as NSString).deletingLastPathComponent
@@ -74,7 +80,7 @@ enum FileIO {
     }
 
     /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws(SystemError) {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(SystemError) {
         let temporary = path + ".tmp"
         let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         do throws(SystemError) {
@@ -87,5 +93,37 @@ enum FileIO {
         close(fd)
         guard rename(temporary, path) == 0 else { throw SystemError("rename", "\(temporary) to \(path)") }
         try fsyncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Takes the `flock` on the lock file at `path` for this process and writes its pid there, or
+    /// fails naming the pid that holds it: one owner per directory, released when the process dies.
+    public static func lockExclusively(_ path: String) throws(LockFailure) -> Int32 {
+        let fd: Int32
+        do {
+            fd = try open(path, O_RDWR | O_CREAT, 0o640)
+        } catch {
+            throw LockFailure(path: path, owner: nil, cause: error)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let owner = (try? pread(fd, count: 32, at: 0, path: path)).map {
+                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            close(fd)
+            throw LockFailure(path: path, owner: owner ?? "?", cause: nil)
+        }
+        ftruncate(fd, 0)
+        _ = try? pwriteAll(fd, Array("\(getpid())\n".utf8), at: 0, path: path)
+        return fd
+    }
+
+    /// Why a lock file could not be taken: held by `owner` (a pid), or `cause`.
+    public struct LockFailure: Error, CustomStringConvertible {
+        public var path: String
+        public var owner: String?
+        public var cause: SystemError?
+        public var description: String {
+            if let owner { return "\(path) is held by another process (pid \(owner))" }
+            return "cannot open the lock file: \(cause.map(String.init(describing:)) ?? "?")"
+        }
     }
 }

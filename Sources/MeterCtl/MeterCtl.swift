@@ -54,6 +54,9 @@ enum MeterCtl {
                                                    a managed app's credential for meter-frontdoor (the key is shown once)
           meterctl credentials list [--json]       credentials, their resources, status and expiry
           meterctl credentials revoke ID           refused by meter-frontdoor from its next request
+          meterctl connector status [--json] [--status-file FILE]
+                                                   meter-connector's sources: watermark, lag, records
+                                                   read/skipped/malformed (with examples), late, errors
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -96,6 +99,7 @@ enum MeterCtl {
             case "token": try TokenCommand.run(Array(arguments.dropFirst()))
             case "ping": try Ping.run(Array(arguments.dropFirst()))
             case "credentials": try CredentialsCommand.run(Array(arguments.dropFirst()))
+            case "connector": try ConnectorCommand.run(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

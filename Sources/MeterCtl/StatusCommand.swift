@@ -50,6 +50,9 @@ enum AdvanceClock {
 enum Table {
     static func print(_ rows: [[String]]) { Swift.print(text(rows), terminator: "") }
 
+    /// The rows as aligned lines, the header underlined.
+    static func render(_ rows: [[String]]) -> [String] { text(rows).split(separator: "\n").map(String.init) }
+
     /// Rows as aligned columns, a rule under the header, a newline after each line.
     static func text(_ rows: [[String]]) -> String {
         guard let header = rows.first else { return "" }

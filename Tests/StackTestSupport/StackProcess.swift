@@ -257,3 +257,56 @@ public func runToEnd(_ executable: String, _ arguments: [String], environment: [
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
+
+/// A real `meter-connector` started for a test: it has no socket, so it is watched through its
+/// status file (`$METERING_HOME/run/connector.status.json`).
+public final class ConnectorProcess: ServerProcess {
+    public var statusPath: String { home.path + "/run/connector.status.json" }
+
+    /// Starts it with the configuration at `config` and waits until its status file shows this
+    /// process running; with `waitUntilRunning: false` it returns at once (for start-up failures).
+    public init(home: StackHome, config: String, environment: [String: String] = [:], waitUntilRunning: Bool = true) throws {
+        var env = ["METERING_CONNECTOR_CONFIG": config]
+        for (key, value) in environment { env[key] = value }
+        try super.init(executable: "meter-connector", home: home, readySocket: nil, environment: env)
+        guard waitUntilRunning else { return }
+        let pid = process.processIdentifier
+        _ = try waitForStatus(timeout: 20) { $0["pid"]?.intValue == Int(pid) && $0["state"] == "running" }
+    }
+
+    /// The status file as it is now.
+    public func status() -> JSONValue? {
+        guard let data = FileManager.default.contents(atPath: statusPath) else { return nil }
+        return try? JSONParser.parse(Array(data))
+    }
+
+    /// The status of source `name`.
+    public func source(_ name: String) -> JSONValue? {
+        status()?["sources"]?.arrayValue?.first { $0["name"]?.stringValue == name }
+    }
+
+    /// Waits until `condition` holds for the status file (written by this process).
+    @discardableResult
+    public func waitForStatus(timeout: Double = 20, _ condition: (JSONValue) -> Bool) throws -> JSONValue {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: JSONValue?
+        while Date() < deadline {
+            if !process.isRunning { throw StartFailure(message: "meter-connector exited: \(readErrors())") }
+            if let status = status(), status["pid"]?.intValue == Int(process.processIdentifier) {
+                last = status
+                if condition(status) { return status }
+            }
+            usleep(20_000)
+        }
+        throw StartFailure(
+            message:
+                "meter-connector's status did not reach the expected state in \(timeout) s; last: \(last.map(JSONWriter.string) ?? "none")")
+    }
+
+    /// Stops it with SIGTERM and waits; its exit status.
+    @discardableResult
+    public func terminate() -> Int32 {
+        kill(SIGTERM)
+        return process.terminationStatus
+    }
+}
