@@ -1,6 +1,10 @@
-// libFuzzer entry point for the pure wire codecs: the frame decoder, the JSON parser and writer,
-// the request envelope and the message decoder. Built by scripts/fuzz together with the sources of
-// Sources/Wire/Codec and Sources/Wire/Messages (no I/O there), with -sanitize=fuzzer,address.
+// libFuzzer entry point for the decoders of untrusted input: the frame decoder, the JSON parser and
+// writer, the request envelope, the message decoder, access-token verification (the run-rate page)
+// and HTTP request heads (the emulator, the page, the front door). Built by scripts/fuzz from their
+// sources (no I/O on these paths), with -sanitize=fuzzer,address.
+
+/// The secret tokens are checked against: a forged token must never verify.
+let fuzzSecret = try! AccessTokenSecret(bytes: Array(repeating: 7, count: 32))
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
@@ -37,5 +41,15 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             precondition(Timestamp(iso8601: time.iso8601) == time, "timestamp round trip")
         }
     }
+    // Access tokens: arbitrary text is refused or verifies to a subject, and only a token signed
+    // with the secret verifies (the fuzzer cannot forge HMAC-SHA-256).
+    if let text = String(validating: bytes, as: UTF8.self) {
+        if let token = try? AccessToken.verify(text, secret: fuzzSecret, now: 0) {
+            precondition(token.signed(with: fuzzSecret) == text, "a token verified that was not signed with the secret")
+        }
+    }
+
+    // HTTP request heads, with a small body limit: parse or refuse, never trap.
+    _ = try? HTTPRequestHead.parse(bytes[...], maximumBodyBytes: 1024)
     return 0
 }
