@@ -98,6 +98,10 @@ enum Up {
         var settings = try Settings(arguments: forwarded)
         let (children, marketplace) = try startStack(home: settings.home(), environment: [:])
         say("marketplace emulator at \(marketplace); try: METERING_HOME=\(settings.home()) \(binary("meterctl")) status")
+        if let page = try? String(contentsOfFile: settings.home() + "/run/query-http.addr", encoding: .utf8) {
+            let address = page.trimmingCharacters(in: .whitespacesAndNewlines)
+            say("run-rate page at \(address); a link for one subscription: \(binary("meterctl")) token --resource-id ID --url \(address)")
+        }
         say("Ctrl-C stops everything")
         waitForSignal()
         stop(children)
@@ -125,7 +129,11 @@ enum Up {
         var aggregatorEnvironment = base
         aggregatorEnvironment["METERING_INGEST_SOCKET"] = base["METERING_INGEST_SOCKET"] ?? home + "/run/ingest.sock"
         let aggregator = Child(name: "meter-aggregator", environment: aggregatorEnvironment, home: home)
-        let query = Child(name: "meter-query", environment: aggregatorEnvironment, home: home)
+        var queryEnvironment = aggregatorEnvironment
+        // The customer run-rate page, on a loopback port of the kernel's choosing.
+        queryEnvironment["METERING_QUERY_HTTP"] = base["METERING_QUERY_HTTP"] ?? "127.0.0.1:0"
+        unlink(home + "/run/query-http.addr")
+        let query = Child(name: "meter-query", environment: queryEnvironment, home: home)
         var emulatorEnvironment = base
         emulatorEnvironment["METERING_EMULATOR_PORT"] = base["METERING_EMULATOR_PORT"] ?? "0"
         emulatorEnvironment["METERING_EMULATOR_CLOCK"] = base["METERING_EMULATOR_CLOCK"] ?? "ingest"
