@@ -29,33 +29,9 @@ nonisolated func runAggregator() -> Never {
     let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
     let handler = AggregatorHandler(workers: workers)
 
-    var listener: Listener
-    let inherited = Systemd.inheritedSockets()
-    if let socket = inherited.first {
-        if inherited.count > 1 || !["aggregator", "aggregator.socket", "unknown"].contains(socket.name) {
-            fail(
-                "systemd passed \(inherited.count) sockets (\(inherited.map(\.name))); meter-aggregator takes one, FileDescriptorName=aggregator"
-            )
-        }
-        listener = Listener(descriptor: socket.descriptor, name: "aggregator")
-        Log.info("serving the socket passed by systemd")
-    } else {
-        do {
-            try ServiceLifecycle.makeSocketDirectory(for: configuration.socket)
-            listener = Listener(descriptor: try UnixSocket.listen(path: configuration.socket, mode: 0o660), name: "aggregator")
-        } catch {
-            fail("cannot listen on \(configuration.socket): \(error)")
-        }
-        Log.info("listening on \(configuration.socket) (mode 0660)")
-    }
-    var serverConfiguration = UnixServer.Configuration()
-    serverConfiguration.maximumFrameLength = configuration.maximumFrameBytes
-    let server: UnixServer
-    do {
-        server = try UnixServer(listeners: [listener], configuration: serverConfiguration, handler: handler)
-    } catch {
-        fail("cannot start the server: \(error)")
-    }
+    let server = ServiceLifecycle.serveOneSocket(
+        component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
+        maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
 
     let started = Date()
     for worker in workers { worker.start() }
@@ -76,6 +52,3 @@ nonisolated func runAggregator() -> Never {
         for worker in workers { worker.stop() }
     }
 }
-
-/// A start-up failure: logged, told to systemd, exit status `code`.
-nonisolated func fail(_ message: String, code: Int32 = 78) -> Never { ServiceLifecycle.fail(message, code: code) }

@@ -12,7 +12,7 @@ enum Benchmark {
         meter-bench: durable-ingest benchmark.
 
           meter-bench [--seconds N] [--events N] [--partitions N] [--catch-up-events N] [--query-subscriptions N]
-                      [--home DIR] [--only NAME] [--json FILE]
+                      [--query-events N] [--home DIR] [--only NAME] [--json FILE]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
@@ -21,7 +21,8 @@ enum Benchmark {
         --json FILE: also writes the figures to FILE as JSON, for scripts (scripts/bench-compare).
         Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
         batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
-        (meter-query with --query-subscriptions subscriptions × 5 meters and --catch-up-events usage events).
+        (meter-query with --query-subscriptions subscriptions × 5 meters, default 100,000, and --query-events usage
+        events, default 1,000,000, the clock moving a minute every 10,000 events and no submitter settling items).
         """
 
     static func main(_ arguments: [String]) -> Int32 {
@@ -31,6 +32,7 @@ enum Benchmark {
         var partitions = 4
         var catchUpEvents = 1_000_000
         var querySubscriptions = 100_000
+        var queryEvents = 1_000_000
         var events: Int?
         var json: String?
         var index = 0
@@ -50,6 +52,10 @@ enum Benchmark {
             case "--catch-up-events":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
                 catchUpEvents = value
+                index += 2
+            case "--query-events":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                queryEvents = value
                 index += 2
             case "--query-subscriptions":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
@@ -115,7 +121,7 @@ enum Benchmark {
                         let fresh = try IngestServer(home: directory + "-query", partitions: partitions)
                         defer { fresh.stop(removing: home == nil) }
                         rows += try queryBenchmark(
-                            server: fresh, subscriptions: querySubscriptions, events: catchUpEvents, seconds: seconds)
+                            server: fresh, subscriptions: querySubscriptions, events: queryEvents, seconds: seconds)
                     default: rows.append(try ingestBenchmark(name: name, server: server, clients: 16, batch: 1, depth: 1, limit: limit))
                     }
                 }

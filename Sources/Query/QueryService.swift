@@ -34,32 +34,9 @@ nonisolated func runQuery() -> Never {
     }
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
 
-    let listener: Listener
-    let inherited = Systemd.inheritedSockets()
-    if let socket = inherited.first {
-        if inherited.count > 1 || !["query", "query.socket", "unknown"].contains(socket.name) {
-            ServiceLifecycle.fail(
-                "systemd passed \(inherited.count) sockets (\(inherited.map(\.name))); meter-query takes one, FileDescriptorName=query")
-        }
-        listener = Listener(descriptor: socket.descriptor, name: "query")
-        Log.info("serving the socket passed by systemd")
-    } else {
-        do {
-            try ServiceLifecycle.makeSocketDirectory(for: configuration.socket)
-            listener = Listener(descriptor: try UnixSocket.listen(path: configuration.socket, mode: 0o660), name: "query")
-        } catch {
-            ServiceLifecycle.fail("cannot listen on \(configuration.socket) (METERING_QUERY_SOCKET): \(error)")
-        }
-        Log.info("listening on \(configuration.socket) (mode 0660)")
-    }
-    var serverConfiguration = UnixServer.Configuration()
-    serverConfiguration.maximumFrameLength = configuration.maximumFrameBytes
-    let server: UnixServer
-    do {
-        server = try UnixServer(listeners: [listener], configuration: serverConfiguration, handler: handler)
-    } catch {
-        ServiceLifecycle.fail("cannot start the server: \(error)")
-    }
+    let server = ServiceLifecycle.serveOneSocket(
+        component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
+        maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
 
     // The customer run-rate page: read-only, off unless configured, every request with a signed,
     // expiring token for one subscription.

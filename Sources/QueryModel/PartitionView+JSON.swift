@@ -22,12 +22,12 @@ extension PartitionView {
                     ]))),
             .init("deleted", .bool(runRate.deleted)),
         ]
-        let slots = ledger[runRate.key] ?? [:]
-        members.append(.init("meters", .array(runRate.meters.map { .object(meterJSON($0, slots: slots, period: runRate.period)) })))
+        let totals = market[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
+        members.append(.init("meters", .array(runRate.meters.map { .object(meterJSON($0, totals: totals)) })))
         return JSONObject(members)
     }
 
-    private func meterJSON(_ meter: MeterRunRate, slots: [Slot: SlotStatus], period: BillingPeriod) -> JSONObject {
+    private func meterJSON(_ meter: MeterRunRate, totals: [DimensionTotals]) -> JSONObject {
         var members: [JSONObject.Member] = [
             .init("meterName", .string(meter.meterName)), .init("kind", .string(meter.kind.rawValue)),
             .init("dimension", .string(meter.dimension)), .init("included", meter.included.json), .init("consumed", meter.consumed.json),
@@ -47,31 +47,23 @@ extension PartitionView {
                                 ]))
                         })))
         }
-        members.append(.init("marketplace", .object(Self.marketplace(slots, dimensions: meter.dimensions, period: period))))
+        members.append(.init("marketplace", .object(Self.marketplace(totals, dimensions: meter.dimensions))))
         return JSONObject(members)
     }
 
     /// This period's items of `dimensions` by marketplace status: quantities, and the number of conflicts.
-    static func marketplace(_ slots: [Slot: SlotStatus], dimensions: [String], period: BillingPeriod) -> JSONObject {
-        var pending = Quantity.zero
-        var accepted = Quantity.zero
-        var rejected = Quantity.zero
-        var expired = Quantity.zero
-        var conflicts = 0
-        for (slot, status) in slots where period.contains(slot.hour) && dimensions.contains(slot.dimension) {
-            switch status.status {
-            case .pending: pending = pending.saturatingAdding(status.quantity)
-            case .accepted: accepted = accepted.saturatingAdding(status.quantity)
-            case .rejected: rejected = rejected.saturatingAdding(status.quantity)
-            case .expired: expired = expired.saturatingAdding(status.quantity)
-            case .conflict:
-                conflicts += 1
-                accepted = accepted.saturatingAdding(status.acceptedQuantity ?? .zero)
-            }
+    static func marketplace(_ totals: [DimensionTotals], dimensions: [String]) -> JSONObject {
+        var sum = DimensionTotals(dimension: "")
+        for entry in totals where dimensions.contains(entry.dimension) {
+            sum.pending = sum.pending.saturatingAdding(entry.pending)
+            sum.accepted = sum.accepted.saturatingAdding(entry.accepted)
+            sum.rejected = sum.rejected.saturatingAdding(entry.rejected)
+            sum.expired = sum.expired.saturatingAdding(entry.expired)
+            sum.conflicts += entry.conflicts
         }
         return JSONObject([
-            .init("pending", pending.json), .init("accepted", accepted.json), .init("rejected", rejected.json),
-            .init("expiredRebilled", expired.json), .init("conflicts", .number(String(conflicts))),
+            .init("pending", sum.pending.json), .init("accepted", sum.accepted.json), .init("rejected", sum.rejected.json),
+            .init("expiredRebilled", sum.expired.json), .init("conflicts", .number(String(sum.conflicts))),
         ])
     }
 
@@ -172,9 +164,26 @@ extension PartitionView {
                     .init("truncated", .bool(breakdown.truncated)), .init("groups", .array(totals)),
                 ]))
         }
+        let markets = market.sorted(by: { $0.key < $1.key }).map { key, totals -> JSONValue in
+            .object(
+                JSONObject([
+                    .init("subscription", .string(key)), .init("periodStart", .string(totals.periodStart.iso8601)),
+                    .init(
+                        "dimensions",
+                        .array(
+                            totals.dimensions.map { entry in
+                                .object(
+                                    JSONObject([
+                                        .init("dimension", .string(entry.dimension)), .init("pending", entry.pending.json),
+                                        .init("accepted", entry.accepted.json), .init("rejected", entry.rejected.json),
+                                        .init("expired", entry.expired.json), .init("conflicts", .number(String(entry.conflicts))),
+                                    ]))
+                            })),
+                ]))
+        }
         return .object(
             JSONObject([
-                .init("format", .string(Self.snapshotFormat)), .init("state", state.snapshot()),
+                .init("format", .string(Self.snapshotFormat)), .init("state", state.snapshot()), .init("market", .array(markets)),
                 .init("usageOrdinal", .number(String(usageOrdinal))), .init("submissionOrdinal", .number(String(submissionOrdinal))),
                 .init("slots", .array(slots)), .init("openUsage", .array(usage)), .init("breakdowns", .array(groups)),
             ]))
@@ -205,6 +214,24 @@ extension PartitionView {
                 Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))] = SlotStatus(
                     quantity: try ModelReader.quantity(slot, "quantity"), status: status, acceptedQuantity: accepted, settledAt: settledAt)
         }
+        for entry in object["market"]?.arrayValue ?? [] {
+            let table = try ModelReader.object(entry, "market totals")
+            var totals = MarketTotals(periodStart: try ModelReader.timestamp(table, "periodStart"))
+            for item in table["dimensions"]?.arrayValue ?? [] {
+                let row = try ModelReader.object(item, "dimension totals")
+                var dimension = DimensionTotals(dimension: try ModelReader.string(row, "dimension"))
+                dimension.pending = try ModelReader.quantity(row, "pending")
+                dimension.accepted = try ModelReader.quantity(row, "accepted")
+                dimension.rejected = try ModelReader.quantity(row, "rejected")
+                dimension.expired = try ModelReader.quantity(row, "expired")
+                dimension.conflicts = try ModelReader.int(row, "conflicts")
+                totals.dimensions.append(dimension)
+            }
+            market[try ModelReader.string(table, "subscription")] = totals
+        }
+        // The order slots settled in follows from their times.
+        settledOrder = ledger.flatMap { key, slots in slots.compactMap { slot, status in status.settledAt.map { ($0, key, slot) } } }
+            .sorted { ($0.at, $0.key, $0.slot.hour, $0.slot.dimension) < ($1.at, $1.key, $1.slot.hour, $1.slot.dimension) }
         for entry in object["openUsage"]?.arrayValue ?? [] {
             let usage = try ModelReader.object(entry, "open usage")
             let key = UsageKey(

@@ -11,8 +11,14 @@ import Wire
 /// after a restart from an older snapshot, skip the ones already journaled.
 public struct PartitionView: Sendable {
     public internal(set) var state: PartitionState
-    /// Marketplace slots per subscription key.
+    /// Marketplace slots per subscription key: pending ones, and settled ones for a while.
     var ledger: [String: [Slot: SlotStatus]] = [:]
+    /// Settled slots in the order they settled (log time never goes back), for forgetting them.
+    var settledOrder: [(at: Timestamp, key: String, slot: Slot)] = []
+    var settledHead = 0
+    /// Per subscription key: the current period's items by marketplace status and dimension,
+    /// kept as running totals so a run-rate never scans the period's slots.
+    var market: [String: MarketTotals] = [:]
     /// Usage of hours not closed yet.
     var openUsage: [UsageKey: UsageTotal] = [:]
     /// Per subscription key: the period's usage per meter, property key and value.
@@ -22,8 +28,9 @@ public struct PartitionView: Sendable {
     /// Submission records produced so far; the next one gets this ordinal.
     public internal(set) var submissionOrdinal: UInt64 = 0
 
-    /// Slots settled longer ago than this (log time) are forgotten; the submissions journal keeps them.
-    public static let slotRetentionMicroseconds: Int64 = 62 * Timestamp.microsecondsPerDay
+    /// Slots settled longer ago than this (log time) are forgotten; the submissions journal keeps
+    /// their outcomes. Memory then follows the traffic of two days, not the whole history.
+    public static let slotRetentionMicroseconds: Int64 = 2 * Timestamp.microsecondsPerDay
     /// Per subscription, at most this many (meter, property, value) groups are told apart, so a
     /// sender cannot grow the model without bound; usage of groups beyond them is shown as
     /// unattributed (and the breakdown as truncated), never lost from the meter's totals.
@@ -44,6 +51,32 @@ public struct PartitionView: Sendable {
         var status: MarketplaceStatus
         var acceptedQuantity: Quantity?
         var settledAt: Timestamp?
+    }
+
+    /// One dimension's items of the current period, by where they stand at the marketplace.
+    struct DimensionTotals: Equatable, Sendable {
+        var dimension: String
+        var pending = Quantity.zero
+        var accepted = Quantity.zero
+        var rejected = Quantity.zero
+        var expired = Quantity.zero
+        var conflicts = 0
+    }
+
+    struct MarketTotals: Equatable, Sendable {
+        var periodStart: Timestamp
+        var dimensions: [DimensionTotals] = []
+
+        /// Changes the totals of `dimension` (added when new).
+        mutating func update(_ dimension: String, _ change: (inout DimensionTotals) -> Void) {
+            if let index = dimensions.firstIndex(where: { $0.dimension == dimension }) {
+                change(&dimensions[index])
+            } else {
+                var totals = DimensionTotals(dimension: dimension)
+                change(&totals)
+                dimensions.append(totals)
+            }
+        }
     }
 
     struct UsageKey: Hashable, Sendable {
@@ -99,8 +132,9 @@ public struct PartitionView: Sendable {
         let before = state.time
         state.apply(record)
         guard let now = state.time else { return }
-        if let before, now.hourStart > before.hourStart, !openUsage.isEmpty {
-            closeHours(before: now, into: &output)
+        if let before, now.hourStart > before.hourStart {
+            if !openUsage.isEmpty { closeHours(before: now, into: &output) }
+            forgetSettled(before: now.adding(microseconds: -Self.slotRetentionMicroseconds))
         }
         let effects = state.effects ?? []
         state.effects?.removeAll(keepingCapacity: true)
@@ -116,22 +150,37 @@ public struct PartitionView: Sendable {
                 status.quantity = status.quantity.saturatingAdding(quantity)
                 status.status = .pending
                 ledger[key, default: [:]][slot] = status
-            case .settled(let key, let dimension, let hour, _, let status, let acceptedQuantity):
+                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.saturatingAdding(quantity) }
+            case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
                 let slot = Slot(dimension: dimension, hour: hour)
+                let outcome = Self.marketplaceStatus(status)
+                count(key, dimension: dimension, hour: hour) { totals in
+                    totals.pending = max(.zero, totals.pending - quantity)
+                    switch outcome {
+                    case .accepted: totals.accepted = totals.accepted.saturatingAdding(quantity)
+                    case .conflict:
+                        totals.conflicts += 1
+                        totals.accepted = totals.accepted.saturatingAdding(acceptedQuantity ?? .zero)
+                    case .rejected: totals.rejected = totals.rejected.saturatingAdding(quantity)
+                    case .expired: totals.expired = totals.expired.saturatingAdding(quantity)
+                    case .pending: break
+                    }
+                }
                 guard var entry = ledger[key]?[slot] else { break }
-                entry.status = Self.marketplaceStatus(status)
+                entry.status = outcome
                 entry.acceptedQuantity = acceptedQuantity
                 entry.settledAt = now
                 ledger[key]?[slot] = entry
+                settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
                 breakdowns[key] = nil
-                prune(key, now: now)
             case .deleted:
                 break
             case .removed(let key):
                 ledger[key] = nil
                 breakdowns[key] = nil
+                market[key] = nil
             }
         }
         if case .usageSubmittedToAPI(let outcome) = record.message.body {
@@ -209,11 +258,27 @@ public struct PartitionView: Sendable {
         (lhs.hour, lhs.subscription, lhs.meterName, lhs.dimension) < (rhs.hour, rhs.subscription, rhs.meterName, rhs.dimension)
     }
 
-    /// Forgets the subscription's slots settled longer ago than the retention.
-    private mutating func prune(_ key: String, now: Timestamp) {
-        guard let slots = ledger[key] else { return }
-        let horizon = now.adding(microseconds: -Self.slotRetentionMicroseconds)
-        let kept = slots.filter { _, status in status.settledAt.map { $0 >= horizon } ?? true }
-        ledger[key] = kept.isEmpty ? nil : kept
+    /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in it.
+    private mutating func count(_ key: String, dimension: String, hour: Timestamp, _ change: (inout DimensionTotals) -> Void) {
+        guard let period = state.terms(ofKey: key)?.period, period.contains(hour) else { return }
+        var totals = market.removeValue(forKey: key) ?? MarketTotals(periodStart: period.start)
+        if totals.periodStart != period.start { totals = MarketTotals(periodStart: period.start) }
+        totals.update(dimension, change)
+        market[key] = totals
+    }
+
+    /// Forgets the slots settled before `horizon`.
+    mutating func forgetSettled(before horizon: Timestamp) {
+        while settledHead < settledOrder.count, settledOrder[settledHead].at < horizon {
+            let (_, key, slot) = settledOrder[settledHead]
+            settledHead += 1
+            guard let entry = ledger[key]?[slot], let at = entry.settledAt, at < horizon else { continue }
+            ledger[key]?[slot] = nil
+            if ledger[key]?.isEmpty == true { ledger[key] = nil }
+        }
+        if settledHead > 1024 && settledHead * 2 > settledOrder.count {
+            settledOrder.removeFirst(settledHead)
+            settledHead = 0
+        }
     }
 }

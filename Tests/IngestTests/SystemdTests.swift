@@ -49,6 +49,31 @@ final class NotifySocket {
     }
 }
 
+/// Starts `executable` under `systemd-socket-activate` with `arguments` (its `-l`/`--fdname`/`-E`
+/// options), and makes the first connection to `socket`, which starts it.
+func socketActivated(_ executable: String, _ arguments: [String], connectingTo socket: String) throws -> (Process, UnixClient) {
+    let activator = "/usr/bin/systemd-socket-activate"
+    try #require(FileManager.default.isExecutableFile(atPath: activator), "install Debian's systemd package (scripts/bootstrap does)")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: activator)
+    process.arguments = arguments + [Binaries.path(executable)]
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var connection: UnixClient?
+    for _ in 0..<200 {
+        connection = try? UnixClient(path: socket)
+        if connection != nil { break }
+        usleep(20_000)
+    }
+    guard let first = connection else {
+        process.terminate()
+        process.waitUntilExit()
+        throw SystemError("connect", socket)
+    }
+    first.setReceiveTimeout(seconds: 20)
+    return (process, first)
+}
+
 @Suite("meter-ingest under systemd", .serialized)
 struct SystemdTests {
     @Test("it reports READY=1 with a status line, and STOPPING=1 on SIGTERM, to NOTIFY_SOCKET")
@@ -64,32 +89,18 @@ struct SystemdTests {
 
     @Test("socket-activated by systemd-socket-activate, the first connection starts it on the named sockets")
     func socketActivation() throws {
-        let activator = "/usr/bin/systemd-socket-activate"
-        try #require(FileManager.default.isExecutableFile(atPath: activator), "install Debian's systemd package (scripts/bootstrap does)")
         let home = StackHome()
         try FileManager.default.createDirectory(atPath: home.path + "/run", withIntermediateDirectories: true)
         let client = home.path + "/run/activated.sock"
         let admin = home.path + "/run/activated-admin.sock"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: activator)
-        process.arguments = [
-            "-l", client, "-l", admin, "--fdname=client:admin", "-E", "METERING_HOME=\(home.path)", "-E", "METERING_CLOCK=manual",
-            Binaries.path("meter-ingest"),
-        ]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let (process, first) = try socketActivated(
+            "meter-ingest",
+            ["-l", client, "-l", admin, "--fdname=client:admin", "-E", "METERING_HOME=\(home.path)", "-E", "METERING_CLOCK=manual"],
+            connectingTo: client)
         defer {
             process.terminate()
             process.waitUntilExit()
         }
-        var connection: UnixClient?
-        for _ in 0..<200 {
-            connection = try? UnixClient(path: client)
-            if connection != nil { break }
-            usleep(20_000)
-        }
-        let first = try #require(connection)
-        first.setReceiveTimeout(seconds: 20)
         let status = try first.call("status")
         #expect(status["clock"] == "manual")
         let appended = try first.call(appendRequest([usage("activated", "1")]))
@@ -98,5 +109,31 @@ struct SystemdTests {
         #expect(moved["time"] == "2023-01-01T00:00:00Z")
         // The configured default paths were not bound: the inherited sockets were used.
         #expect(!FileManager.default.fileExists(atPath: home.clientSocket))
+    }
+}
+
+@Suite("meter-aggregator and meter-query under systemd", .serialized)
+struct FolderSystemdTests {
+    @Test(
+        "socket-activated by systemd-socket-activate, the first connection starts it on the named socket, and it folds ingest's log",
+        arguments: [("meter-aggregator", "aggregator"), ("meter-query", "query")])
+    func socketActivation(executable: String, name: String) throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home)
+        _ = try ingest.client().call(appendRequest([usage("activated", "1")]))
+        let socket = home.path + "/run/activated-\(name).sock"
+        let notify = try NotifySocket(path: home.path + "/notify.sock")
+        let (process, first) = try socketActivated(
+            executable, ["-l", socket, "--fdname=\(name)", "-E", "METERING_HOME=\(home.path)", "-E", "NOTIFY_SOCKET=\(notify.path)"],
+            connectingTo: socket)
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let status = try first.call("status")
+        #expect(status["partitions"]?.arrayValue?.count == 4)
+        #expect(notify.waitFor("READY=1").contains { $0.contains("READY=1") })
+        // The configured default path was not bound: the inherited socket was used.
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/run/\(name).sock"))
     }
 }

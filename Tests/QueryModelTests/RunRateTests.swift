@@ -133,4 +133,26 @@ struct RunRateTests {
         #expect(fold.submissions.map(\.settled) == ["Accepted", nil])
         #expect(number(fold.meter("sub-1", "sms")?["marketplace"]?["accepted"]) == Quantity(4))
     }
+
+    @Test("settled slots are forgotten two days later, pending ones never, and the period's totals stay")
+    func slotRetention() throws {
+        var fold = Self.bought()
+        fold.apply(Messages.usage("sub-1", "sms", "4"), at: "2024-02-10T10:00:00Z")
+        fold.apply(Messages.usage("sub-1", "sms", "6"), at: "2024-02-10T11:00:00Z")
+        fold.ping(at: "2024-02-10T12:00:00Z")
+        let first = try #require(fold.view.state.pending.first { $0.effectiveStartTime == at("2024-02-10T10:00:00Z") })
+        fold.apply(Messages.outcome(first, status: "Accepted"), at: "2024-02-10T12:01:00Z")
+        let hour10 = at("2024-02-10T10:00:00Z")
+        let hour11 = at("2024-02-10T11:00:00Z")
+        fold.ping(at: "2024-02-12T12:00:00Z")
+        #expect(fold.view.marketplaceStatus(subscription: "sub-1", dimension: "sms-dim", hour: hour10) == "accepted")
+        fold.ping(at: "2024-02-12T13:00:00Z")
+        #expect(fold.view.marketplaceStatus(subscription: "sub-1", dimension: "sms-dim", hour: hour10) == nil)
+        #expect(fold.view.marketplaceStatus(subscription: "sub-1", dimension: "sms-dim", hour: hour11) == "pending")
+        let sms = try #require(fold.meter("sub-1", "sms")?["marketplace"])
+        #expect(number(sms["accepted"]) == Quantity(4))
+        #expect(number(sms["pending"]) == Quantity(6))
+        let restored = try PartitionView(snapshot: fold.view.snapshot())
+        #expect(restored.runRateJSON(ResourceName(resourceId: "sub-1")) == fold.runRate("sub-1"))
+    }
 }

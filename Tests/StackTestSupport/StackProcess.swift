@@ -88,6 +88,23 @@ public class ServerProcess {
         return stderrText
     }
 
+    /// Waits until the folding process on `socket` (aggregator, query) has folded everything
+    /// ingest had when asked, in the partitions it reports (all of ingest's with `everyPartition`).
+    public func waitUntilFolded(socket: String, with ingest: IngestProcess, everyPartition: Bool, timeout: Double) throws {
+        let target = try ingest.client().call("status")["partitions"]?.arrayValue?.map { $0["nextSequence"]?.intValue ?? 0 } ?? []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let partitions = try UnixClient(path: socket).call("status")["partitions"]?.arrayValue ?? []
+            let caughtUp = partitions.allSatisfy { entry in
+                guard let partition = entry["partition"]?.intValue, partition < target.count else { return false }
+                return (entry["position"]?.intValue ?? -1) >= target[partition]
+            }
+            if caughtUp && !partitions.isEmpty && (!everyPartition || partitions.count == target.count) { return }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "\(name) did not catch up in \(timeout) s: \(readErrors())")
+    }
+
     public func kill(_ signal: Int32 = SIGKILL) {
         Glibc.kill(process.processIdentifier, signal)
         process.waitUntilExit()
@@ -118,18 +135,7 @@ public final class AggregatorProcess: ServerProcess {
 
     /// Waits until every owned partition has folded everything ingest had when asked.
     public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
-        let target = try ingest.client().call("status")["partitions"]?.arrayValue?.map { $0["nextSequence"]?.intValue ?? 0 } ?? []
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let partitions = try client().call("status")["partitions"]?.arrayValue ?? []
-            let caughtUp = partitions.allSatisfy { entry in
-                guard let partition = entry["partition"]?.intValue, partition < target.count else { return false }
-                return (entry["position"]?.intValue ?? -1) >= target[partition]
-            }
-            if caughtUp && !partitions.isEmpty { return }
-            usleep(20_000)
-        }
-        throw StartFailure(message: "meter-aggregator did not catch up in \(timeout) s: \(readErrors())")
+        try waitUntilFolded(socket: home.aggregatorSocket, with: ingest, everyPartition: false, timeout: timeout)
     }
 }
 
@@ -143,18 +149,7 @@ public final class QueryProcess: ServerProcess {
 
     /// Waits until every partition has folded everything ingest had when asked.
     public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
-        let target = try ingest.client().call("status")["partitions"]?.arrayValue?.map { $0["nextSequence"]?.intValue ?? 0 } ?? []
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let partitions = try client().call("status")["partitions"]?.arrayValue ?? []
-            let caughtUp = partitions.allSatisfy { entry in
-                guard let partition = entry["partition"]?.intValue, partition < target.count else { return false }
-                return (entry["position"]?.intValue ?? -1) >= target[partition]
-            }
-            if caughtUp && partitions.count == target.count { return }
-            usleep(20_000)
-        }
-        throw StartFailure(message: "meter-query did not catch up in \(timeout) s: \(readErrors())")
+        try waitUntilFolded(socket: home.querySocket, with: ingest, everyPartition: true, timeout: timeout)
     }
 }
 

@@ -85,6 +85,40 @@ public enum ServiceLifecycle {
         }
     }
 
+    /// The server of a process with one socket (the aggregator, the query service): on the socket
+    /// systemd passed (`FileDescriptorName=name`), or else on `path` (mode 0660), whose setting
+    /// `setting` a failure names. Fails start-up cleanly.
+    public static func serveOneSocket(
+        component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, handler: any RequestHandler
+    ) -> UnixServer {
+        let listener: Listener
+        let inherited = Systemd.inheritedSockets()
+        if let socket = inherited.first {
+            if inherited.count > 1 || ![name, name + ".socket", "unknown"].contains(socket.name) {
+                fail(
+                    "systemd passed \(inherited.count) sockets (\(inherited.map(\.name))); \(component) takes one, FileDescriptorName=\(name)"
+                )
+            }
+            listener = Listener(descriptor: socket.descriptor, name: name)
+            Log.info("serving the socket passed by systemd")
+        } else {
+            do {
+                try makeSocketDirectory(for: path)
+                listener = Listener(descriptor: try UnixSocket.listen(path: path, mode: 0o660), name: name)
+            } catch {
+                fail("cannot listen on \(path) (\(setting)): \(error)")
+            }
+            Log.info("listening on \(path) (mode 0660)")
+        }
+        var configuration = UnixServer.Configuration()
+        configuration.maximumFrameLength = maximumFrameBytes
+        do {
+            return try UnixServer(listeners: [listener], configuration: configuration, handler: handler)
+        } catch {
+            fail("cannot start the server: \(error)")
+        }
+    }
+
     /// Hands heap memory that is free but still held (glibc keeps an arena per thread) back to
     /// the system, for a process whose start-up peak was far above its steady state.
     public static func releaseFreeMemory() { _ = cwire_release_free_memory() }
