@@ -169,14 +169,21 @@ final class QueryHandler: RequestHandler {
             guard let text = given.stringValue else { throw WireError(.badRequest, "\"after\" must be the key a page ended with") }
             after = text
         }
-        var entries: [(key: String, json: JSONObject)] = []
-        for worker in workers { entries += worker.read { $0.subscriptionEntries() } }
-        entries.sort { $0.key < $1.key }
-        let page = entries.filter { after == nil || $0.key > after! }.prefix(size)
+        // Keys only, then lines for the page alone: a page costs the sort, not a line per subscription.
+        var keys: [(key: String, worker: ViewWorker)] = []
+        var total = 0
+        for worker in workers {
+            let (held, count) = worker.read { ($0.subscriptionKeys(after: after), $0.state.subscriptionCount) }
+            keys += held.map { ($0, worker) }
+            total += count
+        }
+        keys.sort { $0.key < $1.key }
+        let page = keys.prefix(size)
+        let lines = page.compactMap { entry in entry.worker.read { $0.subscriptionEntry(entry.key) } }
         var members: [JSONObject.Member] = [
-            .init("subscriptions", .array(page.map { .object($0.json) })), .init("total", .number(String(entries.count))),
+            .init("subscriptions", .array(lines.map { .object($0) })), .init("total", .number(String(total))),
         ]
-        members.append(.init("next", page.count == size ? page.last.map { .string($0.key) } ?? .null : .null))
+        members.append(.init("next", keys.count > size ? page.last.map { .string($0.key) } ?? .null : .null))
         return JSONObject(members)
     }
 

@@ -104,19 +104,23 @@ extension PartitionView {
         return JSONObject(members)
     }
 
-    /// One line per subscription held: key, names, plan, period, deleted.
-    public func subscriptionEntries() -> [(key: String, json: JSONObject)] {
-        state.subscriptionKeys.compactMap { key in
-            guard let runRate = state.runRate(ResourceName(resourceId: key)) else { return nil }
-            var members: [JSONObject.Member] = [.init("key", .string(key))]
-            members += runRate.resource.members
-            members += [
-                .init("planId", .string(runRate.planId)), .init("partition", .number(String(partition))),
-                .init("periodStart", .string(runRate.period.start.iso8601)), .init("periodEnd", .string(runRate.period.end.iso8601)),
-                .init("deleted", .bool(runRate.deleted)),
-            ]
-            return (key, JSONObject(members))
-        }
+    /// The keys of the subscriptions held after `after` (all when nil), in order.
+    public func subscriptionKeys(after: String?) -> [String] {
+        guard let after else { return state.subscriptionKeys }
+        return state.subscriptionKeys.filter { $0 > after }
+    }
+
+    /// One subscription's line in a `subscriptions` page: key, names, plan, period, deleted.
+    public func subscriptionEntry(_ key: String) -> JSONObject? {
+        guard let runRate = state.runRate(ResourceName(resourceId: key)) else { return nil }
+        var members: [JSONObject.Member] = [.init("key", .string(key))]
+        members += runRate.resource.members
+        members += [
+            .init("planId", .string(runRate.planId)), .init("partition", .number(String(partition))),
+            .init("periodStart", .string(runRate.period.start.iso8601)), .init("periodEnd", .string(runRate.period.end.iso8601)),
+            .init("deleted", .bool(runRate.deleted)),
+        ]
+        return JSONObject(members)
     }
 
     // MARK: - Snapshots

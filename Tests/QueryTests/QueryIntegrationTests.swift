@@ -260,6 +260,32 @@ struct QueryIntegrationTests {
         #expect(exact(second["meters"]?.arrayValue?.first { $0["meterName"] == "email" }?["consumed"]) == quantity("12.5"))
     }
 
+    @Test("subscriptions page through every subscription once, in key order, across partitions")
+    func subscriptionPages() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home)
+        let query = try QueryProcess(home: home)
+        let work = Workload(ingest: ingest)
+        try work.advance(to: "2024-03-01T00:00:00Z")
+        let names = (0..<25).map { "list-\(String(format: "%02d", $0))" }
+        try work.send(names.map { try work.purchase($0, start: "2024-03-01T00:00:00Z") })
+        try query.waitUntilCaughtUp(with: ingest)
+        var seen: [String] = []
+        var after: JSONValue?
+        var pages = 0
+        repeat {
+            var fields = JSONObject(["max": 10])
+            if let after { fields["after"] = after }
+            let page = try query.client().call(Request(op: "subscriptions", fields: fields))
+            #expect(page["total"] == 25)
+            seen += (page["subscriptions"]?.arrayValue ?? []).compactMap { $0["key"]?.stringValue }
+            after = page["next"] == .null ? nil : page["next"]
+            pages += 1
+        } while after != nil && pages < 10
+        #expect(pages == 3)
+        #expect(seen == names)
+    }
+
     @Test("bad requests get clear errors and the connection keeps serving")
     func badRequests() throws {
         let home = StackHome()
