@@ -165,6 +165,10 @@ public final class HTTPServer: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, socklen_t(MemoryLayout<timeval>.size))
         var sending = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sending, socklen_t(MemoryLayout<timeval>.size))
+        // A reply larger than a segment must not wait for the client's delayed ACK (Nagle).
+        // Unix-socket connections refuse the option, which changes nothing for them.
+        var noDelay: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Runs `body` counted as a request in hand (see `stop`).
