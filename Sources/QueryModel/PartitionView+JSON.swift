@@ -135,9 +135,8 @@ extension PartitionView {
                 var members: [JSONObject.Member] = [
                     .init("subscription", .string(key)), .init("dimension", .string(slot.dimension)),
                     .init("hour", .string(slot.hour.iso8601)),
-                    .init("quantity", status.quantity.json), .init("status", .string(status.status.rawValue)),
+                    .init("status", .string(status.status.rawValue)),
                 ]
-                if let accepted = status.acceptedQuantity { members.append(.init("acceptedQuantity", accepted.json)) }
                 if let settledAt = status.settledAt { members.append(.init("settledAt", .string(settledAt.iso8601))) }
                 slots.append(.object(JSONObject(members)))
             }
@@ -212,11 +211,9 @@ extension PartitionView {
             guard let status = MarketplaceStatus(rawValue: try ModelReader.string(slot, "status")) else {
                 throw ModelError("bad slot status")
             }
-            let accepted = try slot["acceptedQuantity"].map { _ throws(ModelError) in try ModelReader.quantity(slot, "acceptedQuantity") }
             let settledAt = try slot["settledAt"].map { _ throws(ModelError) in try ModelReader.timestamp(slot, "settledAt") }
-            ledger[try ModelReader.string(slot, "subscription"), default: [:]][
-                Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))] = SlotStatus(
-                    quantity: try ModelReader.quantity(slot, "quantity"), status: status, acceptedQuantity: accepted, settledAt: settledAt)
+            let key = Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))
+            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(status: status, settledAt: settledAt)
         }
         for entry in object["market"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "market totals")

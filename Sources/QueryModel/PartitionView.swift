@@ -46,10 +46,9 @@ public struct PartitionView: Sendable {
         case pending, accepted, rejected, conflict, expired
     }
 
+    /// Where a slot stands at the marketplace, and since when (for forgetting it once settled).
     struct SlotStatus: Equatable, Sendable {
-        var quantity: Quantity
         var status: MarketplaceStatus
-        var acceptedQuantity: Quantity?
         var settledAt: Timestamp?
     }
 
@@ -146,10 +145,7 @@ public struct PartitionView: Sendable {
                 recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record)
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(dimension: dimension, hour: hour)
-                var status = ledger[key]?[slot] ?? SlotStatus(quantity: .zero, status: .pending)
-                status.quantity = status.quantity.saturatingAdding(quantity)
-                status.status = .pending
-                ledger[key, default: [:]][slot] = status
+                ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
                 count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.saturatingAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
@@ -169,7 +165,6 @@ public struct PartitionView: Sendable {
                 }
                 guard var entry = ledger[key]?[slot] else { break }
                 entry.status = outcome
-                entry.acceptedQuantity = acceptedQuantity
                 entry.settledAt = now
                 ledger[key]?[slot] = entry
                 settledOrder.append((now, key, slot))
