@@ -13,23 +13,15 @@ final class AggregatorHandler: RequestHandler {
     init(workers: [PartitionWorker]) { self.workers = workers }
 
     func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
-        let response: [UInt8]
-        do {
+        connection.respond(to: request, done: done) {
             switch request.op {
-            case "pending": response = Response.ok(id: request.id, try pending(request))
-            case "state": response = Response.ok(id: request.id, try state(request))
-            case "status": response = Response.ok(id: request.id, status())
-            case "ledger": response = Response.ok(id: request.id, ledger())
+            case "pending": return try pending(request)
+            case "state": return try state(request)
+            case "status": return status()
+            case "ledger": return ledger()
             default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; aggregator.sock serves pending, state, status, ledger")
             }
-        } catch let error as WireError {
-            Log.notice("rejected \(request.op) from \(connection.peer): \(error)")
-            response = Response.error(id: request.id, error)
-        } catch {
-            response = Response.error(id: request.id, WireError(.internalError, "\(error)"))
         }
-        connection.send(response)
-        done()
     }
 
     static func itemJSON(_ item: ReadyItem, partition: Int, now: Timestamp?) -> JSONValue {

@@ -34,41 +34,21 @@ final class IngestHandler: RequestHandler {
         case "read", "follow":
             readOrFollow(request, on: connection, done: done)
         case "status":
-            respond(request, on: connection, done: done) { self.status() }
+            connection.respond(to: request, done: done) { self.status() }
         case "advance-clock":
             guard isAdmin else {
-                reject(
-                    request, on: connection, done: done, WireError(.forbidden, "advance-clock is an admin operation: use the admin socket"))
+                connection.reject(
+                    request, WireError(.forbidden, "advance-clock is an admin operation: use the admin socket"), done: done)
                 return
             }
             advanceClock(request, on: connection, done: done)
         default:
             let ops = isAdmin ? "append, read, follow, status, advance-clock" : "append, read, follow, status"
-            reject(request, on: connection, done: done, WireError(.unknownOp, "unknown op \"\(request.op)\"; this socket serves \(ops)"))
+            connection.reject(request, WireError(.unknownOp, "unknown op \"\(request.op)\"; this socket serves \(ops)"), done: done)
         }
     }
 
     // MARK: helpers
-
-    private func respond(
-        _ request: Request, on connection: Connection, done: @Sendable () -> Void, _ body: () throws -> JSONObject
-    ) {
-        do {
-            connection.send(Response.ok(id: request.id, try body()))
-        } catch let error as WireError {
-            Log.notice("rejected \(request.op) on \(connection.listener) from \(connection.peer): \(error)")
-            connection.send(Response.error(id: request.id, error))
-        } catch {
-            connection.send(Response.error(id: request.id, WireError(.internalError, "\(error)")))
-        }
-        done()
-    }
-
-    private func reject(_ request: Request, on connection: Connection, done: @Sendable () -> Void, _ error: WireError) {
-        Log.notice("rejected \(request.op) on \(connection.listener) from \(connection.peer): \(error)")
-        connection.send(Response.error(id: request.id, error))
-        done()
-    }
 
     // MARK: append
 
@@ -77,7 +57,7 @@ final class IngestHandler: RequestHandler {
         switch AppendBatch.from(request) {
         case .success(let decoded): batch = decoded
         case .failure(let failure):
-            reject(request, on: connection, done: done, failure.error)
+            connection.reject(request, failure.error, done: done)
             return
         }
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
@@ -166,7 +146,7 @@ final class IngestHandler: RequestHandler {
         do {
             arguments = try readArguments(request)
         } catch {
-            reject(request, on: connection, done: done, error)
+            connection.reject(request, error, done: done)
             return
         }
         let (partition, from, maximum) = arguments
@@ -245,20 +225,21 @@ final class IngestHandler: RequestHandler {
 
     private func advanceClock(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
         guard clock.mode == .manual else {
-            reject(
-                request, on: connection, done: done,
-                WireError(.forbidden, "the clock is the system clock; start meter-ingest with METERING_CLOCK=manual to move it by hand"))
+            connection.reject(
+                request,
+                WireError(.forbidden, "the clock is the system clock; start meter-ingest with METERING_CLOCK=manual to move it by hand"),
+                done: done)
             return
         }
         guard let text = request["to"]?.stringValue, let target = Timestamp(iso8601: text) else {
-            reject(
-                request, on: connection, done: done,
-                WireError(.badRequest, "advance-clock needs \"to\": an ISO 8601 UTC time such as \"2022-01-01T00:00:00Z\""))
+            connection.reject(
+                request,
+                WireError(.badRequest, "advance-clock needs \"to\": an ISO 8601 UTC time such as \"2022-01-01T00:00:00Z\""), done: done)
             return
         }
         switch clock.advance(to: target) {
         case .failure(let error):
-            reject(request, on: connection, done: done, error)
+            connection.reject(request, error, done: done)
         case .success(let time):
             let id = request.id
             committer.submit(

@@ -26,29 +26,27 @@ final class QueryHandler: RequestHandler {
     }
 
     func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
-        let response: [UInt8]
-        do {
-            switch request.op {
-            case "runrate": response = Response.ok(id: request.id, try runRate(try Self.name(request)))
-            case "usage": response = Response.ok(id: request.id, try usagePage(request))
-            case "subscriptions": response = Response.ok(id: request.id, try subscriptionPage(request))
-            case "events": response = Response.ok(id: request.id, try events(request))
-            case "submissions": response = Response.ok(id: request.id, try submissionPage(request))
-            case "breakdown": response = Response.ok(id: request.id, try breakdown(request))
-            case "status": response = Response.ok(id: request.id, status())
-            case "watch":
+        if request.op == "watch" {
+            // A stream: frames follow until the peer hangs up, so the request is never done.
+            do {
                 try watch(request, on: connection)
-                return
+            } catch {
+                connection.reject(request, error, done: done)
+            }
+            return
+        }
+        connection.respond(to: request, done: done) {
+            switch request.op {
+            case "runrate": return try runRate(try Self.name(request))
+            case "usage": return try usagePage(request)
+            case "subscriptions": return try subscriptionPage(request)
+            case "events": return try events(request)
+            case "submissions": return try submissionPage(request)
+            case "breakdown": return try breakdown(request)
+            case "status": return status()
             default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; query.sock serves \(Self.operations)")
             }
-        } catch let error as WireError {
-            Log.notice("rejected \(request.op) from \(connection.peer): \(error)")
-            response = Response.error(id: request.id, error)
-        } catch {
-            response = Response.error(id: request.id, WireError(.internalError, "\(error)"))
         }
-        connection.send(response)
-        done()
     }
 
     // MARK: - Arguments
