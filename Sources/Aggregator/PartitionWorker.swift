@@ -11,9 +11,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     private let store: SnapshotStore
     private let lock = NSLock()
     private var state: PartitionState
-    private var appliedSinceSnapshot = 0
-    private var lastSnapshotTime: Timestamp?
-    private var lastSnapshotSequence: UInt64?
+    private var schedule: SnapshotSchedule
     private var follower: PartitionFollower!
 
     init(partition: Int, configuration: AggregatorConfiguration) {
@@ -27,13 +25,10 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
             }
             return state
         }
-        if let restored {
-            state = restored
-            lastSnapshotSequence = restored.lastSequence
-            lastSnapshotTime = restored.time
-        } else {
-            state = PartitionState(partition: partition)
-        }
+        state = restored ?? PartitionState(partition: partition)
+        schedule = SnapshotSchedule(
+            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+            restoredAt: restored?.lastSequence, time: restored?.time)
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes, owner: self)
     }
@@ -50,7 +45,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     var progress: Progress {
         let following = follower.progress
         return lock.withLock {
-            Progress(nextSequence: state.lastSequence.map { $0 + 1 } ?? 0, follower: following, snapshotSequence: lastSnapshotSequence)
+            Progress(nextSequence: state.lastSequence.map { $0 + 1 } ?? 0, follower: following, snapshotSequence: schedule.lastSequence)
         }
     }
 
@@ -70,30 +65,17 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     func fold(_ records: [BillingRecord]) {
         lock.withLock {
             for record in records { state.apply(record) }
-            appliedSinceSnapshot += records.count
-            if snapshotDue() { saveSnapshot() }
+            if schedule.folded(records.count, time: state.time) { saveSnapshot() }
         }
     }
 
     // MARK: snapshots (lock held)
 
-    private func snapshotDue() -> Bool {
-        if appliedSinceSnapshot >= configuration.snapshotEveryRecords { return true }
-        guard appliedSinceSnapshot > 0, let time = state.time else { return false }
-        guard let last = lastSnapshotTime else {
-            lastSnapshotTime = time
-            return false
-        }
-        return time.microseconds - last.microseconds >= Int64(configuration.snapshotEverySeconds) * 1_000_000
-    }
-
     private func saveSnapshot() {
-        guard let sequence = state.lastSequence, appliedSinceSnapshot > 0 || lastSnapshotSequence == nil else { return }
+        guard let sequence = state.lastSequence, schedule.isWorthWriting else { return }
         do {
             try store.save(sequence: sequence, body: state.snapshot())
-            appliedSinceSnapshot = 0
-            lastSnapshotTime = state.time
-            lastSnapshotSequence = state.lastSequence
+            schedule.saved(sequence: sequence, time: state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
         }

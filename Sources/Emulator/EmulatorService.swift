@@ -29,15 +29,8 @@ nonisolated func runEmulator() -> Never {
     // A wildcard address is reachable on loopback, and clients cannot connect to 0.0.0.0.
     let advertisedHost = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
     let address = "http://\(advertisedHost):\(server.port)"
-    do {
-        try ServiceLifecycle.writeAddressFile(address, to: configuration.addressFile)
-    } catch {
-        ServiceLifecycle.fail("cannot write \(configuration.addressFile): \(error)")
-    }
+    ServiceLifecycle.publishAddress(address, to: configuration.addressFile)
     server.start()
-    // Unbuffered: whoever reads standard output sees the line now, not at exit.
-    let line = Array("listening on \(address)\n".utf8)
-    _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
     var details = ["clock \(configuration.clock.rawValue)"]
     if configuration.clock == .ingest { details.append("following \(configuration.ingestSocket)") }
     details.append(configuration.requiresAuthorization ? "bearer tokens required" : "no authorization (--no-auth)")

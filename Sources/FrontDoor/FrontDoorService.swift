@@ -42,15 +42,8 @@ nonisolated func runFrontDoor() -> Never {
     } catch {
         ServiceLifecycle.fail("cannot listen on METERING_FRONTDOOR_LISTEN=\(configuration.listen): \(error)")
     }
-    do {
-        try ServiceLifecycle.writeAddressFile(address, to: configuration.addressFile)
-    } catch {
-        ServiceLifecycle.fail("cannot write \(configuration.addressFile): \(error)")
-    }
+    ServiceLifecycle.publishAddress(address, to: configuration.addressFile)
     server.start()
-    // Unbuffered: whoever reads standard output sees the line now, not at exit.
-    let line = Array("listening on \(address)\n".utf8)
-    _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
     Log.info(
         "listening on \(address); appending to \(configuration.ingestSocket); \(credentials.count) credentials in \(configuration.credentials); skew \(configuration.maximumSkewSeconds) s, \(configuration.rate) requests/s per credential (burst \(configuration.burst)), \(configuration.maximumEvents) messages and \(configuration.maximumBodyBytes) bytes per request"
     )

@@ -111,18 +111,16 @@ final class Journal: @unchecked Sendable {
     /// The ordinal of the next record of `partition` that is not in the journal yet.
     func nextOrdinal(partition: Int) -> UInt64 { lock.withLock { nextOrdinals[partition] ?? 0 } }
 
-    /// Adds `record` (whose JSON starts with `partition` and `ordinal`) unless the journal has it
-    /// already; it becomes readable at the next `sync()`.
-    func append(partition: Int, ordinal: UInt64, _ record: JSONObject) {
+    /// Adds the record of `partition` numbered `ordinal`, with `fields`, unless the journal has
+    /// it already; it becomes readable at the next `sync()`.
+    func append(partition: Int, ordinal: UInt64, _ fields: JSONObject) {
         lock.withLock {
             guard ordinal >= nextOrdinals[partition] ?? 0 else { return }
-            var members = record.members.filter { $0.key != "partition" && $0.key != "ordinal" && $0.key != "id" }
-            members.insert(
-                contentsOf: [
-                    .init("id", .number(String(durableCount + pendingCount))), .init("partition", .number(String(partition))),
-                    .init("ordinal", .number(String(ordinal))),
-                ], at: 0)
-            pending += JSONWriter.bytes(.object(JSONObject(members)))
+            let header: [JSONObject.Member] = [
+                .init("id", .number(String(durableCount + pendingCount))), .init("partition", .number(String(partition))),
+                .init("ordinal", .number(String(ordinal))),
+            ]
+            pending += JSONWriter.bytes(.object(JSONObject(header + fields.members)))
             pending.append(0x0A)
             pendingCount += 1
             nextOrdinals[partition] = ordinal + 1

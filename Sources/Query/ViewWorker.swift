@@ -17,9 +17,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     private let watchers: WatcherRegistry
     private let lock = NSLock()
     private var view: PartitionView
-    private var appliedSinceSnapshot = 0
-    private var lastSnapshotTime: Timestamp?
-    private var lastSnapshotSequence: UInt64?
+    private var schedule: SnapshotSchedule
     private var journalError: String?
     private var follower: PartitionFollower!
 
@@ -41,13 +39,10 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
             else { throw SnapshotStore.Failure("it counts journal lines that are not in the journals") }
             return view
         }
-        if let restored {
-            view = restored
-            lastSnapshotSequence = restored.state.lastSequence
-            lastSnapshotTime = restored.state.time
-        } else {
-            view = PartitionView(partition: partition)
-        }
+        view = restored ?? PartitionView(partition: partition)
+        schedule = SnapshotSchedule(
+            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+            restoredAt: restored?.state.lastSequence, time: restored?.state.time)
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes, owner: self)
     }
@@ -56,7 +51,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     func read<T>(_ body: (PartitionView) -> T) -> T { lock.withLock { body(view) } }
 
     var followerProgress: PartitionFollower.Progress { follower.progress }
-    var snapshotSequence: UInt64? { lock.withLock { lastSnapshotSequence } }
+    var snapshotSequence: UInt64? { lock.withLock { schedule.lastSequence } }
     var lastJournalError: String? { lock.withLock { journalError } }
 
     func start() { follower.start(threadName: "query-p\(partition)") }
@@ -72,11 +67,12 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     func nextSequence() -> UInt64 { lock.withLock { view.nextSequence } }
 
     func fold(_ records: [BillingRecord]) {
+        let watched = watchers.openCount > 0
         let touched = lock.withLock { () -> Set<String> in
-            var output = PartitionView.Output()
+            var output = PartitionView.Output(collectingTouched: watched)
             for record in records { view.apply(record, into: &output) }
-            for record in output.usage { usage.append(partition: partition, ordinal: record.ordinal, record.json) }
-            for record in output.submissions { submissions.append(partition: partition, ordinal: record.ordinal, record.json) }
+            for record in output.usage { usage.append(partition: partition, ordinal: record.ordinal, record.fields) }
+            for record in output.submissions { submissions.append(partition: partition, ordinal: record.ordinal, record.fields) }
             do {
                 if !output.usage.isEmpty { try usage.sync() }
                 if !output.submissions.isEmpty { try submissions.sync() }
@@ -87,8 +83,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
-            appliedSinceSnapshot += records.count
-            if journalError == nil && snapshotDue() { saveSnapshot() }
+            if schedule.folded(records.count, time: view.state.time) && journalError == nil { saveSnapshot() }
             return output.touched
         }
         if !touched.isEmpty { watchers.changed(partition: partition, keys: touched) }
@@ -96,25 +91,13 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
 
     // MARK: snapshots (lock held)
 
-    private func snapshotDue() -> Bool {
-        if appliedSinceSnapshot >= configuration.snapshotEveryRecords { return true }
-        guard appliedSinceSnapshot > 0, let time = view.state.time else { return false }
-        guard let last = lastSnapshotTime else {
-            lastSnapshotTime = time
-            return false
-        }
-        return time.microseconds - last.microseconds >= Int64(configuration.snapshotEverySeconds) * 1_000_000
-    }
-
     private func saveSnapshot() {
-        guard let sequence = view.state.lastSequence, appliedSinceSnapshot > 0 || lastSnapshotSequence == nil else { return }
+        guard let sequence = view.state.lastSequence, schedule.isWorthWriting else { return }
         do {
             try usage.sync()
             try submissions.sync()
             try store.save(sequence: sequence, body: view.snapshot())
-            appliedSinceSnapshot = 0
-            lastSnapshotTime = view.state.time
-            lastSnapshotSequence = sequence
+            schedule.saved(sequence: sequence, time: view.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
         }

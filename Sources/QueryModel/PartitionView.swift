@@ -110,9 +110,11 @@ public struct PartitionView: Sendable {
     public struct Output: Sendable {
         public var usage: [UsageRecord] = []
         public var submissions: [SubmissionRecord] = []
-        /// Keys of the subscriptions whose run-rate may have changed.
+        /// Keys of the subscriptions whose run-rate may have changed, when collected.
         public var touched: Set<String> = []
-        public init() {}
+        /// Whether to collect `touched`: it costs a hash per effect, wasted with nobody watching.
+        public let collectsTouched: Bool
+        public init(collectingTouched: Bool = true) { collectsTouched = collectingTouched }
     }
 
     /// An empty view of `partition`.
@@ -139,7 +141,7 @@ public struct PartitionView: Sendable {
         state.effects?.removeAll(keepingCapacity: true)
         var settled: BillingEffect?
         for effect in effects {
-            output.touched.insert(effect.subscription)
+            if output.collectsTouched { output.touched.insert(effect.subscription) }
             switch effect {
             case .usage(let key, let meterName, let hour, let parts):
                 recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record)

@@ -34,27 +34,16 @@ public struct UsageRecord: Sendable, Equatable {
         self.billed = billed
     }
 
-    /// The record as stored in the usage journal.
-    public var json: JSONObject {
-        var members: [JSONObject.Member] = [.init("partition", .number(String(partition))), .init("ordinal", .number(String(ordinal)))]
-        members.append(.init("subscription", .string(subscription)))
+    /// The record's fields as the usage journal stores them (the journal puts its id, the
+    /// partition and the ordinal first).
+    public var fields: JSONObject {
+        var members: [JSONObject.Member] = [.init("subscription", .string(subscription))]
         members += resource.members
         members += [
             .init("planId", .string(planId)), .init("meterName", .string(meterName)), .init("dimension", .string(dimension)),
             .init("hour", .string(hour.iso8601)), .init("quantity", quantity.json), .init("billed", billed.json),
         ]
         return JSONObject(members)
-    }
-
-    /// Reads what `json` wrote.
-    public init(json: JSONValue) throws(ModelError) {
-        let object = try ModelReader.object(json, "usage record")
-        self.init(
-            partition: try ModelReader.int(object, "partition"), ordinal: UInt64(try ModelReader.int(object, "ordinal")),
-            subscription: try ModelReader.string(object, "subscription"), resource: try ModelReader.resource(object),
-            planId: try ModelReader.string(object, "planId"), meterName: try ModelReader.string(object, "meterName"),
-            dimension: try ModelReader.string(object, "dimension"), hour: try ModelReader.timestamp(object, "hour"),
-            quantity: try ModelReader.quantity(object, "quantity"), billed: try ModelReader.quantity(object, "billed"))
     }
 }
 
@@ -80,10 +69,10 @@ public struct SubmissionRecord: Sendable, Equatable {
     /// The marketplace's explanation, when it gave one.
     public var reason: String?
 
-    /// The record as stored in the submissions journal.
-    public var json: JSONObject {
+    /// The record's fields as the submissions journal stores them (the journal puts its id, the
+    /// partition and the ordinal first).
+    public var fields: JSONObject {
         var members: [JSONObject.Member] = [
-            .init("partition", .number(String(partition))), .init("ordinal", .number(String(ordinal))),
             .init("sequence", .number(String(sequence))), .init("recordedAt", .string(recordedAt.iso8601)),
         ]
         members += resource.members
@@ -96,25 +85,6 @@ public struct SubmissionRecord: Sendable, Equatable {
         if let acceptedQuantity { members.append(.init("acceptedQuantity", acceptedQuantity.json)) }
         if let reason { members.append(.init("reason", .string(reason))) }
         return JSONObject(members)
-    }
-
-    /// Reads what `json` wrote.
-    public init(json: JSONValue) throws(ModelError) {
-        let object = try ModelReader.object(json, "submission record")
-        partition = try ModelReader.int(object, "partition")
-        ordinal = UInt64(try ModelReader.int(object, "ordinal"))
-        sequence = UInt64(try ModelReader.int(object, "sequence"))
-        recordedAt = try ModelReader.timestamp(object, "recordedAt")
-        resource = try ModelReader.resource(object)
-        planId = object["planId"]?.stringValue
-        dimension = object["dimension"]?.stringValue
-        hour = object["effectiveStartTime"]?.stringValue.flatMap(Timestamp.init(iso8601:))
-        quantity = try object["quantity"].map { _ throws(ModelError) in try ModelReader.quantity(object, "quantity") }
-        status = try ModelReader.string(object, "status")
-        settled = object["settled"]?.stringValue
-        acceptedQuantity = try object["acceptedQuantity"].map { _ throws(ModelError) in try ModelReader.quantity(object, "acceptedQuantity")
-        }
-        reason = object["reason"]?.stringValue
     }
 
     init(

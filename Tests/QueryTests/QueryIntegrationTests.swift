@@ -11,6 +11,15 @@ import Wire
 struct Workload: @unchecked Sendable {
     let ingest: IngestProcess
 
+    /// Ingest and query on a fresh home, ingest's manual clock at 2024-03-01T00:00:00Z.
+    static func started(queryEnvironment: [String: String] = [:]) throws -> (Workload, QueryProcess) {
+        let home = StackHome()
+        let work = Workload(ingest: try IngestProcess(home: home))
+        let query = try QueryProcess(home: home, environment: queryEnvironment)
+        try work.advance(to: "2024-03-01T00:00:00Z")
+        return (work, query)
+    }
+
     static let plan =
         #"{"planId":"plan-q","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":100},"sms":{"type":"simple","dimension":"texts","included":0},"calls":{"type":"waterfall","tiers":[{"dimension":"calls-a","threshold":50},{"dimension":"calls-b","threshold":500},{"dimension":"calls-c","threshold":1000}]}}}"#
 
@@ -121,11 +130,7 @@ struct QueryIntegrationTests {
 
     @Test("usage paging returns every closed hour exactly once across pages while new usage keeps arriving")
     func usagePagingWhileUsageArrives() throws {
-        let home = StackHome()
-        let ingest = try IngestProcess(home: home)
-        let query = try QueryProcess(home: home)
-        let work = Workload(ingest: ingest)
-        try work.advance(to: "2024-03-01T00:00:00Z")
+        let (work, query) = try Workload.started()
         try work.send((0..<5).map { try work.purchase("page-\($0)", start: "2024-03-01T00:00:00Z") })
         let hours = 48
         let writer = Thread {
@@ -167,11 +172,8 @@ struct QueryIntegrationTests {
 
     @Test("events returns exactly what was appended, properties and ids included, within the time range and across pages")
     func eventsAreTheAuditTrail() throws {
-        let home = StackHome()
-        let ingest = try IngestProcess(home: home)
-        let query = try QueryProcess(home: home)
-        let work = Workload(ingest: ingest)
-        try work.advance(to: "2024-03-01T00:00:00Z")
+        let (work, query) = try Workload.started()
+        let ingest = work.ingest
         try work.send([
             try work.purchase("audit-a", start: "2024-03-01T00:00:00Z"), try work.purchase("audit-b", start: "2024-03-01T00:00:00Z"),
         ])
@@ -207,11 +209,9 @@ struct QueryIntegrationTests {
 
     @Test("a SIGKILLed query service restarts with the same usage ids and catches up without duplicates")
     func crashKeepsIds() throws {
-        let home = StackHome()
-        let ingest = try IngestProcess(home: home)
-        var query = try QueryProcess(home: home, environment: ["METERING_QUERY_SNAPSHOT_RECORDS": "7"])
-        let work = Workload(ingest: ingest)
-        try work.advance(to: "2024-03-01T00:00:00Z")
+        let (work, first) = try Workload.started(queryEnvironment: ["METERING_QUERY_SNAPSHOT_RECORDS": "7"])
+        var query = first
+        let ingest = work.ingest
         try work.send((0..<3).map { try work.purchase("crash-\($0)", start: "2024-03-01T00:00:00Z") })
         for hour in 1...10 {
             try work.send((0..<3).map { work.usage("crash-\($0)", "email", "40") })
@@ -224,7 +224,7 @@ struct QueryIntegrationTests {
             try work.send((0..<3).map { work.usage("crash-\($0)", "email", "40") })
             try work.advance(to: "2024-03-01T\(hour):00:00Z")
         }
-        query = try QueryProcess(home: home)
+        query = try QueryProcess(home: ingest.home)
         try query.waitUntilCaughtUp(with: ingest)
         let after =
             try query.client().call(Request(op: "usage", fields: JSONObject(["startId": 0, "batchSize": 1000])))["records"]?.arrayValue
@@ -241,11 +241,8 @@ struct QueryIntegrationTests {
 
     @Test("a watch stream sends the run-rate at once and again after the subscription's usage changes it")
     func watchStreams() throws {
-        let home = StackHome()
-        let ingest = try IngestProcess(home: home)
-        let query = try QueryProcess(home: home)
-        let work = Workload(ingest: ingest)
-        try work.advance(to: "2024-03-01T00:00:00Z")
+        let (work, query) = try Workload.started()
+        let ingest = work.ingest
         try work.send([
             try work.purchase("watched", start: "2024-03-01T00:00:00Z"), try work.purchase("other", start: "2024-03-01T00:00:00Z"),
         ])
@@ -262,11 +259,8 @@ struct QueryIntegrationTests {
 
     @Test("subscriptions page through every subscription once, in key order, across partitions")
     func subscriptionPages() throws {
-        let home = StackHome()
-        let ingest = try IngestProcess(home: home)
-        let query = try QueryProcess(home: home)
-        let work = Workload(ingest: ingest)
-        try work.advance(to: "2024-03-01T00:00:00Z")
+        let (work, query) = try Workload.started()
+        let ingest = work.ingest
         let names = (0..<25).map { "list-\(String(format: "%02d", $0))" }
         try work.send(names.map { try work.purchase($0, start: "2024-03-01T00:00:00Z") })
         try query.waitUntilCaughtUp(with: ingest)

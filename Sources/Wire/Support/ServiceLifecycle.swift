@@ -56,6 +56,19 @@ public enum ServiceLifecycle {
         }
     }
 
+    /// Announces an HTTP server's `address`: written to `path` (start-up fails naming the file
+    /// when it cannot be) and printed on standard output at once, unbuffered, for whoever started
+    /// the process.
+    public static func publishAddress(_ address: String, to path: String) {
+        do {
+            try writeAddressFile(address, to: path)
+        } catch {
+            fail("cannot write \(path): \(error)")
+        }
+        let line = Array("listening on \(address)\n".utf8)
+        _ = line.withUnsafeBytes { write(1, $0.baseAddress!, $0.count) }
+    }
+
     /// Removes the address file at stop, so scripts do not find a dead server's address, unless
     /// another process has written its own since.
     public static func removeAddressFile(_ address: String, at path: String) {
