@@ -98,7 +98,11 @@ public final class PartitionFollower: @unchecked Sendable {
     }
 
     private func follow() throws {
-        guard let owner else { return }
+        guard let owner else {
+            // Nothing left to fold into: stop rather than reconnect forever.
+            lock.withLock { stopped = true }
+            return
+        }
         let client = try UnixClient(path: ingestSocket, maximumFrameLength: maximumFrameBytes)
         lock.withLock { connection = client }
         let from = owner.nextSequence()

@@ -97,13 +97,10 @@ final class QueryHandler: RequestHandler {
 
     func runRate(_ name: ResourceName) throws(WireError) -> JSONObject {
         for worker in workers {
-            if let json = worker.read({ $0.runRateJSON(name) }) { return Self.droppingOK(json) }
+            if let json = worker.read({ $0.runRateJSON(name) }) { return json }
         }
         throw WireError(.notFound, "no subscription \(name): it was never bought, or was deleted and settled")
     }
-
-    /// `Response.ok` adds `"ok":true` itself.
-    static func droppingOK(_ object: JSONObject) -> JSONObject { JSONObject(object.members.filter { $0.key != "ok" }) }
 
     /// `{"startId":n,"batchSize":k}` → closed-hour usage records with ids n, n+1, ... (gap-free).
     private func usagePage(_ request: Request) throws -> JSONObject {
@@ -116,7 +113,7 @@ final class QueryHandler: RequestHandler {
             var status: String?
             if let key = line["subscription"]?.stringValue, let dimension = line["dimension"]?.stringValue,
                 let hour = line["hour"]?.stringValue.flatMap(Timestamp.init(iso8601:)),
-                let worker = workers.first(where: { $0.partition == partition })
+                workers.indices.contains(partition), case let worker = workers[partition]
             {
                 status = worker.read { $0.marketplaceStatus(subscription: key, dimension: dimension, hour: hour) }
             }
@@ -198,7 +195,7 @@ final class QueryHandler: RequestHandler {
         guard let json = worker.read({ $0.breakdownJSON(name, meterName: meterName, property: property) }) else {
             throw WireError(.notFound, "no subscription \(name)")
         }
-        return Self.droppingOK(json)
+        return json
     }
 
     /// `{"resourceId"|"resourceUri", "from"?, "to"?, "after"?: sequence, "max"?}` → the subscription's

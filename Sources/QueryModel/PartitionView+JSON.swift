@@ -8,8 +8,7 @@ extension PartitionView {
     /// this partition has no such subscription.
     public func runRateJSON(_ name: ResourceName) -> JSONObject? {
         guard let runRate = state.runRate(name) else { return nil }
-        var members: [JSONObject.Member] = [.init("ok", true)]
-        members += runRate.resource.members
+        var members = runRate.resource.members
         members += [
             .init("planId", .string(runRate.planId)), .init("partition", .number(String(partition))),
             .init("asOf", .string(runRate.asOf.iso8601)),
@@ -90,8 +89,7 @@ extension PartitionView {
         if let meter = runRate.meters.first(where: { $0.meterName == meterName }), meter.kind == .sum || meter.kind == .waterfall {
             unattributed = max(.zero, meter.consumed - total).json
         }
-        var members: [JSONObject.Member] = [.init("ok", true)]
-        members += runRate.resource.members
+        var members = runRate.resource.members
         members += [
             .init("meterName", .string(meterName)), .init("property", .string(property)),
             .init(
