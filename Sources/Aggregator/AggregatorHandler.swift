@@ -144,6 +144,9 @@ final class AggregatorHandler: RequestHandler {
             if let error = progress.follower.lastError { members.append(.init("lastError", .string(error))) }
             partitions.append(.object(JSONObject(members)))
         }
-        return JSONObject(["partitions": .array(partitions)])
+        var result = JSONObject(["partitions": .array(partitions)])
+        // Folding stopped because the state and ingest's log disagree; the process exits shortly.
+        if let refused = FoldingRefusal.current { result.members.append(.init("refused", .string(refused))) }
+        return result
     }
 }

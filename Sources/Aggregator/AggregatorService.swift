@@ -26,6 +26,14 @@ nonisolated func runAggregator() -> Never {
                 ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes))
     }
 
+    do {
+        for partition in owned {
+            try StateLock.take(
+                SnapshotStore(root: configuration.snapshotDirectory, partition: partition, kept: 1).directory, by: "meter-aggregator")
+        }
+    } catch {
+        ServiceLifecycle.fail("\(error)")
+    }
     let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
     let handler = AggregatorHandler(workers: workers)
 

@@ -14,23 +14,29 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     private var schedule: SnapshotSchedule
     private var follower: PartitionFollower!
 
+    /// The log the state was folded from: the restored snapshot's, else the first one followed.
+    private let binding: LogBinding
+
     init(partition: Int, configuration: AggregatorConfiguration) {
         self.partition = partition
         self.configuration = configuration
         self.store = SnapshotStore(root: configuration.snapshotDirectory, partition: partition, kept: configuration.snapshotsKept)
-        let restored = store.loadNewest { json, sequence throws -> PartitionState in
+        let loaded = store.loadNewest(log: nil) { json, sequence throws -> PartitionState in
             let state = try PartitionState(snapshot: json)
             guard state.partition == partition, state.lastSequence == sequence else {
                 throw SnapshotStore.Failure("contents do not match the header")
             }
             return state
         }
+        let restored = loaded?.state
+        binding = LogBinding(identity: loaded?.log)
         state = restored ?? PartitionState(partition: partition)
         schedule = SnapshotSchedule(
             everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
             restoredAt: restored?.lastSequence, time: restored?.time)
         follower = PartitionFollower(
-            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes, owner: self)
+            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
+            binding: binding, owner: self)
     }
 
     /// Reads the state under the lock.
@@ -74,7 +80,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     private func saveSnapshot() {
         guard let sequence = state.lastSequence, schedule.isWorthWriting else { return }
         do {
-            try store.save(sequence: sequence, body: state.snapshot())
+            try store.save(sequence: sequence, body: state.snapshot(), log: binding.identity)
             schedule.saved(sequence: sequence, time: state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")

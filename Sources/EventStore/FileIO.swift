@@ -70,13 +70,18 @@ public enum FileIO {
         return Int(info.st_size)
     }
 
-    /// Creates `path` and its missing parents.
+    /// Creates `path` and its missing parents; each new directory's entry is made durable (its
+    /// parent fsync'd), so a crash never loses a directory that files were already written into.
     public static func makeDirectory(_ path: String, mode: mode_t = 0o750) throws(SystemError) {
         var info = stat()
         if stat(path, &info) == 0 { return }
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != path { try makeDirectory(parent, mode: mode) }
-        if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
+        if mkdir(path, mode) != 0 {
+            if errno == EEXIST { return }
+            throw SystemError("mkdir", path)
+        }
+        try fsyncDirectory(parent.isEmpty ? "." : parent)
     }
 
     /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.

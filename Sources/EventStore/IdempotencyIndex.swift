@@ -17,11 +17,14 @@ public struct IdempotencyIndex: Sendable {
         public var partition: Int
         public var sequence: UInt64
         public var enqueuedTime: Timestamp
+        /// The digest of the first message's canonical form (nil for records without a key).
+        public var payloadDigest: PayloadDigest?
 
-        public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp) {
+        public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, payloadDigest: PayloadDigest? = nil) {
             self.partition = partition
             self.sequence = sequence
             self.enqueuedTime = enqueuedTime
+            self.payloadDigest = payloadDigest
         }
     }
 
@@ -90,33 +93,9 @@ public struct IdempotencyIndex: Sendable {
         byAge.sort { $0.time < $1.time }
     }
 
-    /// Two independent 64-bit mixes over the key's UTF-8 in 8-byte words, each finished with
-    /// SplitMix64's finalizer. Stable across runs and processes.
+    /// The key's 128-bit digest: the payload digest's hash over its UTF-8.
     static func digest(_ key: String) -> Digest {
-        var key = key
-        return key.withUTF8 { bytes in
-            var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
-            var low: UInt64 = 0xC2B2_AE3D_27D4_EB4F &+ UInt64(bytes.count)
-            var index = 0
-            while index < bytes.count {
-                var word: UInt64 = 0
-                for shift in 0..<min(8, bytes.count - index) { word |= UInt64(bytes[index + shift]) << (8 * UInt64(shift)) }
-                high = ((high ^ word) &* 0xFF51_AFD7_ED55_8CCD).rotated(by: 31)
-                low = ((low &+ word) &* 0xC4CE_B9FE_1A85_EC53).rotated(by: 27) ^ high.rotated(by: 17)
-                index += 8
-            }
-            return Digest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
-        }
+        let digest = PayloadDigest.hash(key)
+        return Digest(high: digest.high, low: digest.low)
     }
-
-    private static func finalize(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-extension UInt64 {
-    fileprivate func rotated(by count: UInt64) -> UInt64 { (self << count) | (self >> (64 - count)) }
 }

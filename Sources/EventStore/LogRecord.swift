@@ -40,10 +40,15 @@ public struct RecordMeta: Sendable, Hashable {
     public var idempotencyKey: String?
     /// Set on purchases only.
     public var purchasedResource: ResourceName?
+    /// The digest of the message's canonical form, kept with every keyed record so a resend of the
+    /// key can be told apart from a different message reusing it. Nil in records written before
+    /// log format 2 (recovery computes it from the payload then).
+    public var payloadDigest: PayloadDigest?
 
-    public init(idempotencyKey: String? = nil, purchasedResource: ResourceName? = nil) {
+    public init(idempotencyKey: String? = nil, purchasedResource: ResourceName? = nil, payloadDigest: PayloadDigest? = nil) {
         self.idempotencyKey = idempotencyKey
         self.purchasedResource = purchasedResource
+        self.payloadDigest = payloadDigest
     }
 }
 
@@ -57,13 +62,17 @@ public struct RecordMeta: Sendable, Hashable {
 /// 24  u16  idempotency key length K
 /// 26  u16  purchased resourceId length I
 /// 28  u16  purchased resourceUri length U
-/// 30  u16  flags (bit 0: purchase)
-/// 32  K + I + U bytes of UTF-8, then the JSON payload
+/// 30  u16  flags (bit 0: purchase; bit 1: a payload digest follows)
+/// 32  16 bytes of payload digest (high, low words) when flag bit 1 is set
+///     K + I + U bytes of UTF-8, then the JSON payload
 /// ```
 /// All integers little-endian. The CRC covers the length too, so a damaged length is detected.
 public enum RecordCodec {
     public static let prefixLength = 8
     public static let fixedHeaderLength = 32
+    static let digestLength = 16
+    static let purchaseFlag: UInt16 = 1
+    static let digestFlag: UInt16 = 2
     /// The largest payload ingest may be configured to accept (`METERING_MAX_FRAME_BYTES`).
     public static let maximumPayloadLength = 256 << 20
     /// The largest body accepted when reading, so a damaged length never causes a huge allocation.
@@ -77,7 +86,8 @@ public enum RecordCodec {
         let limit = Int(UInt16.max)
         let lengths = (min(key.utf8.count, limit), min(resourceId.utf8.count, limit), min(resourceUri.utf8.count, limit))
         let start = out.count
-        let body = 24 + lengths.0 + lengths.1 + lengths.2 + payload.count
+        let digestBytes = meta.payloadDigest == nil ? 0 : digestLength
+        let body = 24 + digestBytes + lengths.0 + lengths.1 + lengths.2 + payload.count
         out.reserveCapacity(out.count + 8 + body)
         appendInteger(UInt32(0), to: &out)
         appendInteger(UInt32(body), to: &out)
@@ -86,7 +96,11 @@ public enum RecordCodec {
         appendInteger(UInt16(lengths.0), to: &out)
         appendInteger(UInt16(lengths.1), to: &out)
         appendInteger(UInt16(lengths.2), to: &out)
-        appendInteger(UInt16(meta.purchasedResource == nil ? 0 : 1), to: &out)
+        appendInteger((meta.purchasedResource == nil ? 0 : purchaseFlag) | (meta.payloadDigest == nil ? 0 : digestFlag), to: &out)
+        if let digest = meta.payloadDigest {
+            appendInteger(digest.high, to: &out)
+            appendInteger(digest.low, to: &out)
+        }
         key.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
         resourceId.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
         resourceUri.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
@@ -129,16 +143,22 @@ public enum RecordCodec {
         let idLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian)
         let uriLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian)
         let flags = bytes.loadUnaligned(fromByteOffset: offset + 30, as: UInt16.self).littleEndian
-        let metaEnd = offset + fixedHeaderLength + keyLength + idLength + uriLength
+        let digestBytes = flags & digestFlag != 0 ? digestLength : 0
+        let keyStart = offset + fixedHeaderLength + digestBytes
+        let metaEnd = keyStart + keyLength + idLength + uriLength
         guard metaEnd <= offset + prefixLength + body else { return .invalid("record header lengths exceed the record") }
         func text(_ from: Int, _ count: Int) -> String? {
             count == 0 ? nil : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[from..<from + count]), as: UTF8.self)
         }
-        var meta = RecordMeta(idempotencyKey: text(offset + fixedHeaderLength, keyLength))
-        if flags & 1 != 0 {
+        var meta = RecordMeta(idempotencyKey: text(keyStart, keyLength))
+        if digestBytes > 0 {
+            meta.payloadDigest = PayloadDigest(
+                high: bytes.loadUnaligned(fromByteOffset: offset + fixedHeaderLength, as: UInt64.self).littleEndian,
+                low: bytes.loadUnaligned(fromByteOffset: offset + fixedHeaderLength + 8, as: UInt64.self).littleEndian)
+        }
+        if flags & purchaseFlag != 0 {
             meta.purchasedResource = ResourceName(
-                resourceId: text(offset + fixedHeaderLength + keyLength, idLength),
-                resourceUri: text(offset + fixedHeaderLength + keyLength + idLength, uriLength))
+                resourceId: text(keyStart + keyLength, idLength), resourceUri: text(keyStart + keyLength + idLength, uriLength))
         }
         // Recovery needs only the header and meta: skipping the payload copy halves its cost.
         let payload = includePayload ? Array(UnsafeRawBufferPointer(rebasing: bytes[metaEnd..<(offset + prefixLength + body)])) : []

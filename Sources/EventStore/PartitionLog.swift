@@ -32,25 +32,45 @@ public final class PartitionLog: @unchecked Sendable {
     public private(set) var lastTime: Timestamp?
     private var unsynced: [Segment] = []
 
-    /// Opens (recovering) or creates the partition in `directory`; `visit` sees every record's
-    /// position, time and meta in order, so indexes can be rebuilt without parsing JSON.
+    /// Records recovery cut off because an operator accepted losing them (`acceptingLoss`).
+    public private(set) var cutOff: String?
+    /// Told after a new segment was started (ingest then writes the high-water marks).
+    var onRoll: (@Sendable () -> Void)?
+
+    /// Opens (recovering) the partition in `directory`, which must exist; `visit` sees every
+    /// record's position, time and meta in order, so indexes can be rebuilt without parsing JSON.
+    ///
+    /// - Parameters:
+    ///   - acknowledged: the partition's high-water mark: records below it were acknowledged, so
+    ///     damage there is never mistaken for a torn tail.
+    ///   - acceptingLoss: cut the partition at the first damaged record instead of refusing (an
+    ///     operator accepted the loss); `cutOff` then says what was cut.
     init(
-        partition: Int, directory: String, segmentBytes: Int,
+        partition: Int, directory: String, segmentBytes: Int, acknowledged: UInt64 = 0, acceptingLoss: Bool = false,
         visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
     ) throws(EventLogError) {
         self.partition = partition
         self.directory = directory
         self.segmentBytes = segmentBytes
+        let names: [String]
         do {
-            try FileIO.makeDirectory(directory)
+            names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") && $0.count == 24 }
+                .sorted()
         } catch {
-            throw EventLogError("cannot create the partition directory: \(error)")
+            throw EventLogError("partition \(partition): cannot list \(directory): \(error.localizedDescription)")
         }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
-            .filter { $0.hasSuffix(".log") && $0.count == 24 }.sorted()
         for (position, name) in names.enumerated() {
             let isLast = position == names.count - 1
-            if let segment = try recover(name: name, isLast: isLast, visit: visit) { segments.append(segment) }
+            if let segment = try recover(
+                name: name, isLast: isLast, acknowledged: acknowledged, acceptingLoss: acceptingLoss, visit: visit)
+            {
+                segments.append(segment)
+            }
+            if cutOff != nil && !isLast {
+                throw EventLogError(
+                    "partition \(partition): damage in \(directory)/\(name) cuts the partition there, but later segments follow (\(names[(position + 1)...].joined(separator: ", "))); move them aside first"
+                )
+            }
         }
         if segments.isEmpty {
             do {
@@ -68,7 +88,7 @@ public final class PartitionLog: @unchecked Sendable {
     // MARK: recovery
 
     private func recover(
-        name: String, isLast: Bool, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
+        name: String, isLast: Bool, acknowledged: UInt64, acceptingLoss: Bool, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
     ) throws(EventLogError) -> Segment? {
         let path = directory + "/" + name
         guard let base = UInt64(name.dropLast(4)) else { return nil }
@@ -117,7 +137,12 @@ public final class PartitionLog: @unchecked Sendable {
                 } else if record.enqueuedTime < previousTime {
                     problem = "enqueued time goes backwards"
                 } else {
-                    visit(partition, record.sequence, record.enqueuedTime, record.meta)
+                    var meta = record.meta
+                    if meta.idempotencyKey != nil && meta.payloadDigest == nil {
+                        // A record written before log format 2: its digest comes from its payload.
+                        meta.payloadDigest = Self.digestOfPayload(bytes, at: offset, partition: partition)
+                    }
+                    visit(partition, record.sequence, record.enqueuedTime, meta)
                     segment.noteRecord(sequence: record.sequence, offset: offset, time: record.enqueuedTime)
                     previousTime = record.enqueuedTime
                     expected += 1
@@ -130,12 +155,24 @@ public final class PartitionLog: @unchecked Sendable {
                 problem = reason
             }
             let reason = problem ?? "invalid record"
+            if acceptingLoss {
+                try truncateTornTail(segment: segment, bytes: bytes, at: offset, reason: reason)
+                if acknowledged > expected || Self.containsValidRecord(bytes, after: offset, expecting: expected, partition: partition) {
+                    cutOff = "partition \(partition): records from \(expected) on (damaged at byte \(offset) of \(path): \(reason))"
+                }
+                break
+            }
+            if expected < acknowledged {
+                throw EventLogError(
+                    "partition \(partition): record \(expected) in segment \(path) is damaged at byte \(offset) (\(reason)), but records up to \(acknowledged - 1) were acknowledged (high-water mark), so this is not a torn write: records \(expected) to \(acknowledged - 1) would be lost. Refusing to start: restore the segment from a backup, or accept the loss with `meterctl log accept-loss` (the log then gets a new identity and the aggregator and query must be rebuilt)."
+                )
+            }
             if isLast, !Self.containsValidRecord(bytes, after: offset, expecting: expected, partition: partition) {
                 try truncateTornTail(segment: segment, bytes: bytes, at: offset, reason: reason)
                 break
             }
             throw EventLogError(
-                "partition \(partition): segment \(path) is corrupt at byte \(offset) (record \(expected)): \(reason), and valid records follow, so this is not a torn write. Refusing to start: restore the segment from a backup, or move it aside to accept losing the records from \(expected) on."
+                "partition \(partition): segment \(path) is corrupt at byte \(offset) (record \(expected)): \(reason), and valid records follow, so this is not a torn write. Refusing to start: restore the segment from a backup, or accept losing the records from \(expected) on with `meterctl log accept-loss` (the log then gets a new identity and the aggregator and query must be rebuilt)."
             )
         }
         return segment
@@ -156,6 +193,15 @@ public final class PartitionLog: @unchecked Sendable {
             candidate += 1
         }
         return false
+    }
+
+    /// The payload digest of the record at `offset`, computed from its JSON (records written
+    /// before log format 2 carry none).
+    private static func digestOfPayload(_ bytes: UnsafeRawBufferPointer, at offset: Int, partition: Int) -> PayloadDigest? {
+        guard case .record(let record, _) = RecordCodec.decode(bytes, at: offset, partition: partition),
+            let json = try? JSONParser.parse(record.payload)
+        else { return nil }
+        return PayloadDigest.ofMessage(json)
     }
 
     private func truncateTornTail(segment: Segment, bytes: UnsafeRawBufferPointer, at offset: Int, reason: String)
@@ -186,14 +232,8 @@ public final class PartitionLog: @unchecked Sendable {
     /// `sync`, not visible to readers until `publish`.
     public func append(_ records: [(time: Timestamp, meta: RecordMeta, payload: [UInt8])]) throws(SystemError) -> [UInt64] {
         guard !records.isEmpty else { return [] }
-        var segment = condition.withLock { segments.last! }
-        if segment.size >= segmentBytes && segment.nextSequence > segment.baseSequence {
-            try FileIO.fdatasync(segment.fd, path: segment.path)
-            unsynced.removeAll { $0 === segment }
-            segment = try Segment.create(directory: directory, partition: partition, baseSequence: nextSequence)
-            let created = segment
-            condition.withLock { segments.append(created) }
-        }
+        if needsRoll { try roll() }
+        let segment = condition.withLock { segments.last! }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(records.reduce(0) { $0 + $1.payload.count + 64 })
         var sequences: [UInt64] = []
@@ -215,6 +255,23 @@ public final class PartitionLog: @unchecked Sendable {
         lastTime = records.last!.time
         if !unsynced.contains(where: { $0 === segment }) { unsynced.append(segment) }
         return sequences
+    }
+
+    /// Whether the current segment is full, so the next append starts a new one (writer thread).
+    public var needsRoll: Bool {
+        let segment = condition.withLock { segments.last! }
+        return segment.size >= segmentBytes && segment.nextSequence > segment.baseSequence
+    }
+
+    /// Starts a new segment after making the current one durable. Nothing is written to the log
+    /// when it fails (for example out of file descriptors), so the caller may refuse and go on.
+    public func roll() throws(SystemError) {
+        let current = condition.withLock { segments.last! }
+        try FileIO.fdatasync(current.fd, path: current.path)
+        unsynced.removeAll { $0 === current }
+        let created = try Segment.create(directory: directory, partition: partition, baseSequence: nextSequence)
+        condition.withLock { segments.append(created) }
+        onRoll?()
     }
 
     /// Makes everything appended so far durable.

@@ -50,6 +50,8 @@ final class Segment {
             try FileIO.fsyncDirectory(directory)
         } catch {
             close(fd)
+            // Never leave a half-made segment behind: the next roll must be able to create it.
+            unlink(path)
             throw error
         }
         return Segment(path: path, baseSequence: baseSequence, fd: fd, size: headerLength)

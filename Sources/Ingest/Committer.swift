@@ -10,6 +10,8 @@ import Wire
 enum AppendResult: Sendable {
     case accepted(IdempotencyIndex.Position)
     case duplicate(IdempotencyIndex.Position)
+    /// The key was first used with a different message, at this position; nothing was appended.
+    case conflict(IdempotencyIndex.Position, key: String)
     case rejected(WireError)
 
     /// The `append` response, written directly as bytes (a batch has thousands of results).
@@ -20,12 +22,22 @@ enum AppendResult: Sendable {
             switch result {
             case .accepted(let position)?: position.appendJSON(status: "accepted", to: &out)
             case .duplicate(let position)?: position.appendJSON(status: "duplicate", to: &out)
+            case .conflict(let position, let key)?:
+                position.appendJSON(status: "conflict", error: Self.conflictError(key: key, position), to: &out)
             case .rejected(let error)?: JSONWriter.write(["status": "rejected", "error": error.json], to: &out)
             case nil: JSONWriter.write(["status": "rejected", "error": WireError(.internalError, "no result").json], to: &out)
             }
         }
         out.append(contentsOf: "]}".utf8)
         return out
+    }
+
+    /// Why a reused key was refused: where its first message is, and what to do.
+    static func conflictError(key: String, _ original: IdempotencyIndex.Position) -> WireError {
+        WireError(
+            .conflict,
+            "id \"\(key.prefix(200))\" was first used for a different message (partition \(original.partition), sequence \(original.sequence), enqueued \(original.enqueuedTime.iso8601)); nothing was appended. A retry must resend the same message; a new message needs a new id"
+        )
     }
 }
 
@@ -137,6 +149,20 @@ final class Committer: @unchecked Sendable {
             return IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: enqueued)
         }
 
+        // Start new segments before placing anything: a roll that fails (out of descriptors, say)
+        // then refuses this group with nothing written, and ingest goes on.
+        for partition in partitions where partition.needsRoll {
+            do {
+                try partition.roll()
+            } catch {
+                Log.error(
+                    "partition \(partition.partition): cannot start a new segment: \(error); refusing this group of appends (nothing was written) and retrying with the next"
+                )
+                refuse(group, WireError(.unavailable, "the log cannot start a new segment (\(error)); nothing was appended; retry"))
+                return
+            }
+        }
+
         var answers: [() -> Void] = []
         condition.lock()
         for work in group {
@@ -146,7 +172,11 @@ final class Committer: @unchecked Sendable {
                 results.reserveCapacity(events.count)
                 for event in events {
                     if let key = event.idempotencyKey, let original = idempotency.lookup(key) {
-                        results.append(.duplicate(original))
+                        if original.payloadDigest == nil || original.payloadDigest == event.payloadDigest {
+                            results.append(.duplicate(original))
+                        } else {
+                            results.append(.conflict(original, key: key))
+                        }
                         continue
                     }
                     let partition: Int
@@ -170,8 +200,11 @@ final class Committer: @unchecked Sendable {
                         if event.isPurchase, let resource = event.resource { router.learnPurchase(resource) }
                         partition = router.partition(for: event.resource ?? ResourceName())
                     }
-                    let meta = RecordMeta(idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil)
-                    let position = place(partition, meta: meta, payload: event.payload)
+                    let meta = RecordMeta(
+                        idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
+                        payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest)
+                    var position = place(partition, meta: meta, payload: event.payload)
+                    position.payloadDigest = meta.payloadDigest
                     if let key = event.idempotencyKey { idempotency.remember(key, at: position) }
                     results.append(.accepted(position))
                 }
@@ -215,14 +248,7 @@ final class Committer: @unchecked Sendable {
             // acknowledged. Stop; on restart, recovery truncates any torn tail and clients retry
             // (their idempotency keys make the retry safe).
             Log.error("the log could not be made durable: \(error); nothing of this group was acknowledged; stopping so recovery can run")
-            for work in group {
-                switch work {
-                case .events(let events, let completion):
-                    completion(events.map { _ in .rejected(WireError(.unavailable, "the log could not be made durable; retry")) })
-                case .ticks(_, let completion):
-                    completion([])
-                }
-            }
+            refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
             exit(75)
         }
         condition.withLock {
@@ -232,6 +258,16 @@ final class Committer: @unchecked Sendable {
             if let newest = pending.compactMap(\.time).max() { idempotency.expire(now: newest) }
         }
         for answer in answers { answer() }
+    }
+
+    /// Answers every job of `group` with `error` (ticks with no position).
+    private func refuse(_ group: [Work], _ error: WireError) {
+        for work in group {
+            switch work {
+            case .events(let events, let completion): completion(events.map { _ in .rejected(error) })
+            case .ticks(_, let completion): completion([])
+            }
+        }
     }
 
     /// A tick record: the reference's `Ping` message.
@@ -247,8 +283,8 @@ final class Committer: @unchecked Sendable {
 }
 
 extension IdempotencyIndex.Position {
-    /// `{"status":…,"partition":p,"sequence":n,"enqueuedTime":"…"}`
-    func appendJSON(status: String, to out: inout [UInt8]) {
+    /// `{"status":…,"partition":p,"sequence":n,"enqueuedTime":"…"}`, with `"error"` when given.
+    func appendJSON(status: String, error: WireError? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"status":""#.utf8)
         out.append(contentsOf: status.utf8)
         out.append(contentsOf: #"","partition":"#.utf8)
@@ -257,6 +293,11 @@ extension IdempotencyIndex.Position {
         out.append(contentsOf: String(sequence).utf8)
         out.append(contentsOf: #","enqueuedTime":""#.utf8)
         out.append(contentsOf: enqueuedTime.iso8601.utf8)
-        out.append(contentsOf: #""}"#.utf8)
+        out.append(UInt8(ascii: "\""))
+        if let error {
+            out.append(contentsOf: #","error":"#.utf8)
+            JSONWriter.write(error.json, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 }

@@ -7,6 +7,10 @@ struct IngestConfiguration {
         case system, manual
     }
 
+    enum ClockChange: String, CaseIterable {
+        case refuse, allow
+    }
+
     var home: String
     var dataDirectory: String
     var clientSocket: String
@@ -14,6 +18,8 @@ struct IngestConfiguration {
     var partitions: Int
     var partitionsExplicit: Bool
     var clock: ClockMode
+    /// Whether a log written on the other clock may be switched to `clock` (for good).
+    var allowClockChange: Bool
     var maximumFrameBytes: Int
     var segmentBytes: Int
     var idempotencyDays: Int
@@ -28,13 +34,15 @@ struct IngestConfiguration {
           --admin-socket       METERING_INGEST_ADMIN_SOCKET  $METERING_HOME/run/ingest-admin.sock
           --partitions         METERING_PARTITIONS           4 (for a new log; fixed afterwards)
           --clock              METERING_CLOCK                system | manual
+          --clock-change       METERING_CLOCK_CHANGE         refuse | allow (switch a log written on the other clock)
           --max-frame-bytes    METERING_MAX_FRAME_BYTES      16777216
           --segment-bytes      METERING_SEGMENT_BYTES        67108864
           --idempotency-days   METERING_IDEMPOTENCY_DAYS     7
           --max-connections    METERING_MAX_CONNECTIONS      16384
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
-        The log lives in $METERING_HOME/data/log.
+        The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
+        starting it on the other clock is refused unless METERING_CLOCK_CHANGE=allow.
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -46,6 +54,7 @@ struct IngestConfiguration {
         partitionsExplicit = settings.isGiven("partitions", "METERING_PARTITIONS")
         partitions = try settings.integer("partitions", "METERING_PARTITIONS", default: 4, range: 1...1024)
         clock = try settings.choice("clock", "METERING_CLOCK", default: ClockMode.system)
+        allowClockChange = try settings.choice("clock-change", "METERING_CLOCK_CHANGE", default: ClockChange.refuse) == .allow
         maximumFrameBytes = try settings.integer(
             "max-frame-bytes", "METERING_MAX_FRAME_BYTES", default: FrameEncoder.defaultMaximumFrameLength,
             range: 1024...RecordCodec.maximumPayloadLength)

@@ -126,16 +126,19 @@ final class IngestHandler: RequestHandler {
         return (log.partitions[partition], from, maximum)
     }
 
-    /// A response frame with records, spliced without re-parsing the stored JSON.
-    private static func recordsFrame(id: JSONValue?, _ records: [LogRecord], extra: String = "") -> [UInt8] {
+    /// A response frame with records, spliced without re-parsing the stored JSON. It names the
+    /// log's identity, so a follower notices when the log it folded was replaced.
+    private func recordsFrame(id: JSONValue?, _ records: [LogRecord], next: UInt64) -> [UInt8] {
         var out = Response.beginOK(id: id, arrayMember: "records", capacity: 64 + records.reduce(0) { $0 + $1.payload.count + 96 })
         for (index, record) in records.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             record.appendJSON(to: &out)
         }
-        out.append(UInt8(ascii: "]"))
-        out.append(contentsOf: extra.utf8)
-        out.append(UInt8(ascii: "}"))
+        out.append(contentsOf: #"],"next":"#.utf8)
+        out.append(contentsOf: String(next).utf8)
+        out.append(contentsOf: #","log":""#.utf8)
+        out.append(contentsOf: log.manifest.identity.utf8)
+        out.append(contentsOf: #""}"#.utf8)
         return out
     }
 
@@ -154,7 +157,7 @@ final class IngestHandler: RequestHandler {
             do {
                 let records = try partition.read(from: from, maxRecords: maximum)
                 let next = records.last.map { $0.sequence + 1 } ?? max(from, 0)
-                connection.send(Self.recordsFrame(id: request.id, records, extra: ",\"next\":\(next)"))
+                connection.send(self.recordsFrame(id: request.id, records, next: next))
             } catch {
                 Log.error("read of partition \(partition.partition) failed: \(error)")
                 connection.send(Response.error(id: request.id, WireError(.internalError, error.description)))
@@ -179,7 +182,7 @@ final class IngestHandler: RequestHandler {
                 }
                 if !records.isEmpty || first {
                     if let last = records.last { next = last.sequence + 1 }
-                    connection.send(Self.recordsFrame(id: id, records, extra: ",\"next\":\(next)"))
+                    connection.send(self.recordsFrame(id: id, records, next: next))
                     first = false
                     guard connection.waitForOutputSpace() else { return }
                 }
@@ -209,6 +212,10 @@ final class IngestHandler: RequestHandler {
             ])
         }
         return JSONObject([
+            "log": [
+                "identity": .string(log.manifest.identity), "clock": .string(log.manifest.clock),
+                "created": .string(log.manifest.created), "lossesAccepted": .number(String(log.manifest.losses.count)),
+            ],
             "partitions": .array(partitions),
             "storeBytes": .number(String(log.storageBytes)),
             "clock": .string(clock.mode == .manual ? "manual" : "system"),

@@ -18,46 +18,46 @@ nonisolated func runIngest() -> Never {
 
     // Recovery: open the log, rebuilding routing and idempotency from record headers.
     let recoveryStart = Date()
-    var router = PartitionRouter(partitionCount: configuration.partitions)
+    var purchases: [ResourceName] = []
     var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
     var newestTime: Timestamp?
     var recordCount = 0
     let log: EventLog
+    var options = EventLog.Options(partitionCount: configuration.partitions)
+    options.partitionCountIsExplicit = configuration.partitionsExplicit
+    options.segmentBytes = configuration.segmentBytes
+    options.clock = configuration.clock.rawValue
+    options.allowClockChange = configuration.allowClockChange
     do {
         log = try EventLog(
-            directory: configuration.dataDirectory + "/log", partitionCount: configuration.partitions,
-            partitionCountIsExplicit: configuration.partitionsExplicit, segmentBytes: configuration.segmentBytes,
+            directory: configuration.dataDirectory + "/log", options: options,
             willVisit: { records, newest in
                 recordCount = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
             }
         ) { partition, sequence, time, meta in
-            if let resource = meta.purchasedResource { router.learnPurchase(resource) }
+            if let resource = meta.purchasedResource { purchases.append(resource) }
             // Keys already outside the window are never remembered: the log's newest time is known.
             if let key = meta.idempotencyKey, idempotency.isRetained(time, now: newestTime ?? time) {
-                idempotency.remember(key, at: IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: time))
+                idempotency.remember(
+                    key,
+                    at: IdempotencyIndex.Position(
+                        partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
             }
         }
     } catch {
         fail("cannot open the event log: \(error)")
     }
-    if router.partitionCount != log.partitions.count {
-        // The log's own partition count wins (it is fixed when the log is created): route by it,
-        // learning the purchases again from the headers.
-        router = PartitionRouter(partitionCount: log.partitions.count)
-        for partition in log.partitions {
-            var next: UInt64 = 0
-            while let batch = try? partition.read(from: next, maxRecords: 10_000), let last = batch.last {
-                for record in batch { if let resource = record.meta.purchasedResource { router.learnPurchase(resource) } }
-                next = last.sequence + 1
-            }
-        }
-    }
+    for notice in log.notices { Log.notice(notice) }
+    // Routes follow the log's own partition count, which is fixed when the log is created.
+    var router = PartitionRouter(partitionCount: log.partitions.count)
+    for resource in purchases { router.learnPurchase(resource) }
+    purchases = []
     idempotency.sortByAge()
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
-        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"
+        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.manifest.identity), clock \(log.manifest.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"
     )
 
     let clock = Clock(
@@ -115,9 +115,33 @@ nonisolated func runIngest() -> Never {
 
     // A tick on every partition at start-up, then shortly after every full hour (system clock).
     let startTick = DispatchSemaphore(value: 0)
-    committer.submit(.ticks(reason: "starting") { _ in startTick.signal() })
+    nonisolated(unsafe) var ticked = 0
+    committer.submit(
+        .ticks(reason: "starting") { positions in
+            ticked = positions.count
+            startTick.signal()
+        })
     startTick.wait()
+    // A start whose first write failed is not a start: never report it ready.
+    guard ticked == log.partitions.count else { fail("cannot write the start-up tick to the log; see the error above", code: 75) }
     server.start()
+
+    // The high-water marks follow what was acknowledged at least once a second (never per append),
+    // so damage that loses a record acknowledged more than a second before is always detected.
+    let marks = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "ingest-high-water"))
+    marks.schedule(deadline: .now() + 1, repeating: 1, leeway: .milliseconds(100))
+    nonisolated(unsafe) var marksFailing = false
+    marks.setEventHandler {
+        do {
+            try log.writeHighWaterMarks()
+            if marksFailing { Log.notice("high-water marks written again") }
+            marksFailing = false
+        } catch {
+            if !marksFailing { Log.error("\(error); will retry every second") }
+            marksFailing = true
+        }
+    }
+    marks.resume()
 
     let ticker = DispatchQueue(label: "ingest-ticker")
     @Sendable func scheduleHourlyTick() {
@@ -138,6 +162,7 @@ nonisolated func runIngest() -> Never {
     ServiceLifecycle.runUntilTerminated(stopping: "shutting down") {
         server.stop()
         committer.stop()
+        do { try log.writeHighWaterMarks() } catch { Log.error("\(error) at shutdown") }
         for partition in log.partitions { partition.wakeFollowers() }
     }
 }

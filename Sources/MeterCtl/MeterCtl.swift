@@ -57,6 +57,12 @@ enum MeterCtl {
           meterctl connector status [--json] [--status-file FILE]
                                                    meter-connector's sources: watermark, lag, records
                                                    read/skipped/malformed (with examples), late, errors
+          meterctl log check                       whether ingest will start on the log (run with ingest stopped)
+          meterctl log accept-loss [--yes]         cut what a damaged log lost, record the loss, give the log a
+                                                   new identity (with ingest stopped; see docs/OPERATIONS.md)
+          meterctl rebuild aggregator [--partitions 0,1] | query [--query-data DIR]
+                                                   move a stopped process's state aside; it folds the log from
+                                                   the start at its next start
 
         Common settings (flag, environment variable, default):
           --home          METERING_HOME                 ./.metering
@@ -100,6 +106,8 @@ enum MeterCtl {
             case "ping": try Ping.run(Array(arguments.dropFirst()))
             case "credentials": try CredentialsCommand.run(Array(arguments.dropFirst()))
             case "connector": try ConnectorCommand.run(Array(arguments.dropFirst()))
+            case "log": try RecoveryCommands.log(Array(arguments.dropFirst()))
+            case "rebuild": try RecoveryCommands.rebuild(Array(arguments.dropFirst()))
             default: throw Failure("unknown command \"\(command)\"; run meterctl --help")
             }
             return 0

@@ -32,11 +32,15 @@ public final class PartitionFollower: @unchecked Sendable {
     private let caughtUp = DispatchSemaphore(value: 0)
     private var signalledCaughtUp = false
 
-    /// A follower of `partition` on `ingestSocket` for `owner` (held weakly).
-    public init(partition: Int, ingestSocket: String, maximumFrameBytes: Int, owner: any PartitionFolding) {
+    private let binding: LogBinding
+
+    /// A follower of `partition` on `ingestSocket` for `owner` (held weakly), whose state belongs
+    /// to the log `binding` names.
+    public init(partition: Int, ingestSocket: String, maximumFrameBytes: Int, binding: LogBinding, owner: any PartitionFolding) {
         self.partition = partition
         self.ingestSocket = ingestSocket
         self.maximumFrameBytes = maximumFrameBytes
+        self.binding = binding
         self.owner = owner
     }
 
@@ -112,6 +116,21 @@ public final class PartitionFollower: @unchecked Sendable {
             throw WireError(.notFound, "ingest's log has \(partitions.count) partitions; this process follows partition \(partition)")
         }
         var head = UInt64(partitions[partition]["nextSequence"]?.intValue ?? 0)
+        guard let identity = status["log"]?["identity"]?.stringValue else {
+            throw WireError(.badJSON, "ingest's status names no log identity; it is older than this process: upgrade meter-ingest first")
+        }
+        do {
+            try binding.check(identity)
+        } catch {
+            refuse(error.description)
+            return
+        }
+        if from > head {
+            refuse(
+                "partition \(partition): this state has folded records up to \(from - 1), but ingest's log \(identity) ends \(head == 0 ? "empty" : "at record \(head - 1)"): the log lost records it had served, and new records would reuse their numbers. Folding stopped; rebuild this read model from the log with `meterctl rebuild` (docs/OPERATIONS.md)"
+            )
+            return
+        }
         lock.withLock {
             ingestNext = head
             connected = true
@@ -129,6 +148,10 @@ public final class PartitionFollower: @unchecked Sendable {
             switch Response.check(frame) {
             case .success(let object): response = object
             case .failure(let error): throw error
+            }
+            if let frameLog = response["log"]?.stringValue, frameLog != identity {
+                refuse("partition \(partition): ingest switched from log \(identity) to log \(frameLog) while it was being followed")
+                return
             }
             let records = response["records"]?.arrayValue ?? []
             var expected = owner.nextSequence()
@@ -151,6 +174,16 @@ public final class PartitionFollower: @unchecked Sendable {
             }
             if expected >= head { markCaughtUp() }
         }
+    }
+
+    /// Stops following for good: the state and the log disagree (`FoldingRefusal`).
+    private func refuse(_ message: String) {
+        lock.withLock {
+            stopped = true
+            connected = false
+            lastError = message
+        }
+        FoldingRefusal.refuse(message)
     }
 
     private func markCaughtUp() {

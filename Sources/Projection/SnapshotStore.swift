@@ -43,41 +43,32 @@ public struct SnapshotStore: Sendable {
     }
 
     /// Writes `body`, the state after applying records up to `sequence`, and prunes old snapshots.
-    public func save(sequence: UInt64, body: JSONValue) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    /// The header names the identity of the log the state was folded from.
+    public func save(sequence: UInt64, body: JSONValue, log: String?) throws {
+        try FileIO.makeDirectory(directory)
         let body = JSONWriter.bytes(body)
         let crc = body.withUnsafeBytes { CRC32C.checksum($0) }
-        let header = #"{"format":1,"partition":\#(partition),"sequence":\#(sequence),"bytes":\#(body.count),"crc32c":\#(crc)}"#
-        let path = directory + "/" + Self.fileName(sequence)
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(Array(header.utf8) + [0x0A] + body)) else {
-            throw Failure("cannot write \(temporary)")
-        }
-        try Self.fsync(temporary, directory: false)
-        guard rename(temporary, path) == 0 else {
-            throw Failure("cannot rename \(temporary): \(String(cString: strerror(errno)))")
-        }
-        try Self.fsync(directory, directory: true)
+        let logMember = log.map { #","log":"\#($0)""# } ?? ""
+        let header =
+            #"{"format":1,"partition":\#(partition),"sequence":\#(sequence),"bytes":\#(body.count),"crc32c":\#(crc)\#(logMember)}"#
+        try FileIO.writeAtomically(Array(header.utf8) + [0x0A] + body, to: directory + "/" + Self.fileName(sequence))
         let all = names()
         for old in all.dropLast(kept) { unlink(directory + "/" + old) }
     }
 
-    private static func fsync(_ path: String, directory: Bool) throws {
-        let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-        guard fd >= 0 else { throw Failure("cannot open \(path) to sync it") }
-        defer { close(fd) }
-        guard Glibc.fsync(fd) == 0 else { throw Failure("fsync \(path): \(String(cString: strerror(errno)))") }
-    }
-
     /// The newest snapshot that verifies and that `decode` accepts (given its body and the sequence
     /// in its header), or nil (replay from the start). Damaged files are moved aside.
-    public func loadNewest<State>(_ decode: (JSONValue, UInt64) throws -> State) -> State? {
+    ///
+    /// A snapshot of another log than `log` (when both are known) is unusable like a damaged one.
+    /// It comes with the identity of the log it was folded from (nil in snapshots written before
+    /// logs had identities).
+    public func loadNewest<State>(log: String?, _ decode: (JSONValue, UInt64) throws -> State) -> (state: State, log: String?)? {
         for name in names().reversed() {
             let path = directory + "/" + name
-            switch load(path, decode) {
-            case .success(let state):
+            switch load(path, log: log, decode) {
+            case .success(let restored):
                 Log.info("partition \(partition): restored from snapshot \(path)")
-                return state
+                return restored
             case .failure(let failure):
                 let aside = path + ".damaged"
                 rename(path, aside)
@@ -87,7 +78,9 @@ public struct SnapshotStore: Sendable {
         return nil
     }
 
-    private func load<State>(_ path: String, _ decode: (JSONValue, UInt64) throws -> State) -> Result<State, Failure> {
+    private func load<State>(_ path: String, log: String?, _ decode: (JSONValue, UInt64) throws -> State) -> Result<
+        (state: State, log: String?), Failure
+    > {
         guard let data = FileManager.default.contents(atPath: path) else { return .failure(Failure("cannot read")) }
         let bytes = Array(data)
         guard let newline = bytes.firstIndex(of: 0x0A) else { return .failure(Failure("no header line")) }
@@ -95,13 +88,16 @@ public struct SnapshotStore: Sendable {
             let sequence = header["sequence"]?.intValue, sequence >= 0, let length = header["bytes"]?.intValue,
             let crc = header["crc32c"]?.intValue, header["partition"]?.intValue == partition
         else { return .failure(Failure("bad header")) }
+        if let log, let written = header["log"]?.stringValue, written != log {
+            return .failure(Failure("it was folded from log \(written), not from log \(log)"))
+        }
         let body = Array(bytes[(newline + 1)...])
         guard body.count == length else { return .failure(Failure("\(body.count) bytes where \(length) were written")) }
         guard UInt32(truncatingIfNeeded: crc) == body.withUnsafeBytes({ CRC32C.checksum($0) }) else {
             return .failure(Failure("checksum mismatch"))
         }
         do {
-            return .success(try decode(try JSONParser.parse(body, maximumDepth: 512), UInt64(sequence)))
+            return .success((try decode(try JSONParser.parse(body, maximumDepth: 512), UInt64(sequence)), header["log"]?.stringValue))
         } catch {
             return .failure(Failure("\(error)"))
         }

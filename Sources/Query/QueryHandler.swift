@@ -323,9 +323,12 @@ final class QueryHandler: RequestHandler {
             if let error = progress.lastError ?? worker.lastJournalError { members.append(.init("lastError", .string(error))) }
             partitions.append(.object(JSONObject(members)))
         }
-        return JSONObject([
+        var result = JSONObject([
             .init("partitions", .array(partitions)), .init("usageRecords", .number(String(usage.count))),
             .init("submissionRecords", .number(String(submissions.count))), .init("watchers", .number(String(watchers.openCount))),
         ])
+        // Folding stopped because the read model and ingest's log disagree; the process exits shortly.
+        if let refused = FoldingRefusal.current { result.members.append(.init("refused", .string(refused))) }
+        return result
     }
 }

@@ -18,9 +18,14 @@ nonisolated func runQuery() -> Never {
 
     let usage: Journal
     let submissions: Journal
+    let binding: LogBinding
     do {
-        try FileManager.default.createDirectory(
-            atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        try StateLock.take(configuration.dataDirectory, by: "meter-query")
+        binding = try LogBinding(root: configuration.dataDirectory)
+    } catch {
+        ServiceLifecycle.fail("\(error) (METERING_QUERY_DATA)")
+    }
+    do {
         usage = try Journal(path: configuration.dataDirectory + "/usage.journal")
         submissions = try Journal(path: configuration.dataDirectory + "/submissions.journal")
     } catch {
@@ -30,7 +35,8 @@ nonisolated func runQuery() -> Never {
         ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes)
     let watchers = WatcherRegistry(maximum: configuration.maximumWatchers)
     let workers = (0..<partitionCount).map {
-        ViewWorker(partition: $0, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers)
+        ViewWorker(
+            partition: $0, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers, binding: binding)
     }
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
 

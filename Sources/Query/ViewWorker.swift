@@ -21,14 +21,20 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     private var journalError: String?
     private var follower: PartitionFollower!
 
-    init(partition: Int, configuration: QueryConfiguration, usage: Journal, submissions: Journal, watchers: WatcherRegistry) {
+    private let binding: LogBinding
+
+    init(
+        partition: Int, configuration: QueryConfiguration, usage: Journal, submissions: Journal, watchers: WatcherRegistry,
+        binding: LogBinding
+    ) {
         self.partition = partition
+        self.binding = binding
         self.configuration = configuration
         self.usage = usage
         self.submissions = submissions
         self.watchers = watchers
         store = SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
-        let restored = store.loadNewest { json, sequence throws -> PartitionView in
+        let loaded = store.loadNewest(log: binding.identity) { json, sequence throws -> PartitionView in
             let view = try PartitionView(snapshot: json)
             guard view.partition == partition, view.state.lastSequence == sequence else {
                 throw SnapshotStore.Failure("contents do not match the header")
@@ -39,12 +45,15 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
             else { throw SnapshotStore.Failure("it counts journal lines that are not in the journals") }
             return view
         }
+        binding.adopt(loaded?.log)
+        let restored = loaded?.state
         view = restored ?? PartitionView(partition: partition)
         schedule = SnapshotSchedule(
             everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
             restoredAt: restored?.state.lastSequence, time: restored?.state.time)
         follower = PartitionFollower(
-            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes, owner: self)
+            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
+            binding: binding, owner: self)
     }
 
     /// Reads the view under the lock.
@@ -96,7 +105,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         do {
             try usage.sync()
             try submissions.sync()
-            try store.save(sequence: sequence, body: view.snapshot())
+            try store.save(sequence: sequence, body: view.snapshot(), log: binding.identity)
             schedule.saved(sequence: sequence, time: view.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")

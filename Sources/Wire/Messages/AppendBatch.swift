@@ -7,13 +7,23 @@ public struct ValidatedEvent: Sendable {
     public var addressedPartition: Int?
     /// The message exactly as the client sent it (its bytes within the request).
     public var payload: [UInt8]
+    /// The digest of the message's canonical form, for messages with an idempotency key: a resend
+    /// with the key must carry the same message.
+    public var payloadDigest: PayloadDigest?
 
-    public init(message: Message, payload: [UInt8]) {
+    public init(message: Message, payload: [UInt8], json: JSONValue? = nil) {
         self.type = message.type
         self.idempotencyKey = message.id
         self.resource = message.resource
         self.addressedPartition = message.addressedPartition
         self.payload = payload
+        if message.id != nil {
+            if let json {
+                payloadDigest = PayloadDigest.ofMessage(json)
+            } else if let parsed = try? JSONParser.parse(payload) {
+                payloadDigest = PayloadDigest.ofMessage(parsed)
+            }
+        }
     }
 
     public var isPurchase: Bool { type == .subscriptionPurchased }
@@ -48,7 +58,7 @@ public struct AppendBatch: Sendable {
             switch Message.decode(event) {
             case .success(let message):
                 let bytes = spans.map { Array(request.frame[$0[index]]) } ?? JSONWriter.bytes(event)
-                results.append(.success(ValidatedEvent(message: message, payload: bytes)))
+                results.append(.success(ValidatedEvent(message: message, payload: bytes, json: event)))
             case .failure(let error):
                 results.append(.failure(WireError(.invalidEvent, error.description)))
             }

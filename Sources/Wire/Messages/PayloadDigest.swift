@@ -1,0 +1,121 @@
+/// A 128-bit digest of a message's canonical form: what ingest keeps beside each idempotency key,
+/// so the same key sent again with the same message is a `duplicate` and with a different one a
+/// `conflict`.
+///
+/// The canonical form is the message's compact JSON with object members sorted by key (byte
+/// order), numbers written as their exact decimal value where they are one (`1.50` and `1.5` are
+/// the same quantity) and strings re-escaped minimally, so white space, member order and escape
+/// spellings of a resend do not matter. Not cryptographic: a sender able to pick two payloads with
+/// one digest could only make its own second message look like its first.
+public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The digest of `message`'s canonical form.
+    public init(of message: JSONValue) {
+        var canonical: [UInt8] = []
+        canonical.reserveCapacity(256)
+        Self.writeCanonical(message, to: &canonical)
+        self = canonical.withUnsafeBytes { Self.hash($0) }
+    }
+
+    /// The digest of a client message's meaning: its canonical form without the sender's own
+    /// `value.timestamp`, which is recorded but decides nothing by default, so a retry that stamps
+    /// its time again is still a duplicate while any other difference is a conflict.
+    public static func ofMessage(_ message: JSONValue) -> PayloadDigest {
+        guard case .object(var envelope) = message, case .object(var value)? = envelope["value"], value["timestamp"] != nil else {
+            return PayloadDigest(of: message)
+        }
+        value["timestamp"] = nil
+        envelope["value"] = .object(value)
+        return PayloadDigest(of: .object(envelope))
+    }
+
+    /// 32 hexadecimal digits.
+    public var description: String { Self.hex(high) + Self.hex(low) }
+
+    /// Appends the canonical JSON of `value` to `out`.
+    public static func writeCanonical(_ value: JSONValue, to out: inout [UInt8]) {
+        switch value {
+        case .number(let text):
+            if let quantity = Quantity(exactly: text) {
+                out.append(contentsOf: quantity.description.utf8)
+            } else {
+                out.append(contentsOf: text.utf8)
+            }
+        case .array(let elements):
+            out.append(UInt8(ascii: "["))
+            for (position, element) in elements.enumerated() {
+                if position > 0 { out.append(UInt8(ascii: ",")) }
+                writeCanonical(element, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let object):
+            out.append(UInt8(ascii: "{"))
+            let sorted = object.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            for (position, member) in sorted.enumerated() {
+                if position > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.writeString(member.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                writeCanonical(member.value, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        case .null, .bool, .string:
+            JSONWriter.write(value, to: &out)
+        }
+    }
+
+    /// Two independent 64-bit lanes over 8-byte words, each finished with SplitMix64's finalizer.
+    /// Stable across runs, processes and machines (the words are read little-endian).
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> PayloadDigest {
+        var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        var low: UInt64 = 0xC2B2_AE3D_27D4_EB4F &+ UInt64(bytes.count)
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            var word: UInt64
+            if count - index >= 8 {
+                word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self).littleEndian
+            } else {
+                word = 0
+                for shift in 0..<(count - index) { word |= UInt64(bytes[index + shift]) << (8 * UInt64(shift)) }
+            }
+            high = rotate((high ^ word) &* 0xFF51_AFD7_ED55_8CCD, 31)
+            low = rotate((low &+ word) &* 0xC4CE_B9FE_1A85_EC53, 27) ^ rotate(high, 17)
+            index += 8
+        }
+        return PayloadDigest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
+    }
+
+    /// The digest of a string's UTF-8 (idempotency keys).
+    public static func hash(_ text: String) -> PayloadDigest {
+        var text = text
+        return text.withUTF8 { hash(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func rotate(_ value: UInt64, _ count: UInt64) -> UInt64 { (value << count) | (value >> (64 - count)) }
+
+    private static func finalize(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// Reads 32 hexadecimal digits.
+    public init?(hex text: String) {
+        guard text.utf8.count == 32, let high = UInt64(text.prefix(16), radix: 16), let low = UInt64(text.suffix(16), radix: 16)
+        else { return nil }
+        self.init(high: high, low: low)
+    }
+}
