@@ -34,8 +34,18 @@ final class Journal: @unchecked Sendable {
     /// Opens (or creates) the journal at `path`, checks every line and cuts a torn tail.
     init(path: String) throws(Failure) {
         self.path = path
+        let existed = access(path, F_OK) == 0
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        if !existed {
+            // The new file's name must be durable before any line in it is served.
+            let directory = (path as NSString).deletingLastPathComponent
+            let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            defer { if directoryFD >= 0 { close(directoryFD) } }
+            guard directoryFD >= 0, fsync(directoryFD) == 0 else {
+                throw Failure(description: "cannot make \(path) durable: fsync of its directory: \(String(cString: strerror(errno)))")
+            }
+        }
         try recover()
     }
 

@@ -86,7 +86,9 @@ struct ReplacedLogTests {
         let partition = home.path + "/data/log/p000"
         let segments = try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".log") }.sorted()
         #expect(segments.count >= 3)
-        for name in segments.dropFirst() { try FileManager.default.moveItem(atPath: "\(partition)/\(name)", toPath: "\(partition)/\(name).aside") }
+        for name in segments.dropFirst() {
+            try FileManager.default.moveItem(atPath: "\(partition)/\(name)", toPath: "\(partition)/\(name).aside")
+        }
         let accepted = try runToEnd("meterctl", ["log", "accept-loss", "--yes"], environment: Self.environment(home))
         #expect(accepted.status == 0, "\(accepted.errors)")
 

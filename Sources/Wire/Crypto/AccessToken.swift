@@ -325,11 +325,11 @@ public struct AccessTokenSecret: Sendable, CustomStringConvertible, CustomDebugS
             if errno == EEXIST { return false }
             throw SystemError("link", path)
         }
+        // The new name must survive a crash, or tokens minted now would stop verifying after it.
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            fsync(directoryFD)
-            close(directoryFD)
-        }
+        guard directoryFD >= 0 else { throw SystemError("open", directory) }
+        defer { close(directoryFD) }
+        guard fsync(directoryFD) == 0 else { throw SystemError("fsync", directory) }
         return true
     }
 }
