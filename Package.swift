@@ -28,12 +28,14 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // epoll, eventfd and SO_PEERCRED, which Glibc's Swift module does not export.
         .target(name: "CWireShims"),
+        // The CPU's CRC32C instruction, which Swift cannot name directly.
+        .target(name: "CSystemIO"),
         .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
         .target(name: "Billing", dependencies: ["Wire"]),
         // A small HTTP/1.1 server (thread per connection, bounded heads and bodies), for the
         // marketplace emulator and the read-only endpoints.
         .target(name: "HTTP", dependencies: ["Wire"]),
-        .target(name: "EventStore", dependencies: ["Wire"]),
+        .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
         .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
@@ -75,6 +77,6 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-for target in package.targets where target.type != .system && target.name != "CWireShims" {
+for target in package.targets where target.type != .system && !["CWireShims", "CSystemIO"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + strictSettings
 }

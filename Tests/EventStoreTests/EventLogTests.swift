@@ -42,6 +42,26 @@ struct EventLogTests {
         #expect(CRC32C.unmask(CRC32C.mask(0x1234_5678)) == 0x1234_5678)
     }
 
+    @Test("the CPU instruction and the tables give the same CRC for every length and alignment, also when continued")
+    func crcInstructionMatchesTables() {
+        var generator = SplitMix64(seed: 42)
+        let bytes = (0..<4099).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        bytes.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for count in [0, 1, 7, 8, 9, 23, 24, 25, 63, 64, 65, 1000, 4090] where start + count <= all.count {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<start + count])
+                    #expect(CRC32C.checksum(slice) == CRC32C.checksumByTables(slice), "start \(start), count \(count)")
+                    let half = count / 2
+                    let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slice[..<half]))
+                    #expect(
+                        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slice[half...]), continuing: first)
+                            == CRC32C.checksumByTables(slice))
+                }
+            }
+        }
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.checksumByTables($0) } == 0xE306_9283)
+    }
+
     @Test("records round-trip through the binary codec with their meta")
     func codecRoundTrip() throws {
         var bytes: [UInt8] = []

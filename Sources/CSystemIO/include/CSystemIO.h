@@ -1,0 +1,12 @@
+#ifndef CSYSTEMIO_H
+#define CSYSTEMIO_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// 1 when the CPU has the SSE 4.2 CRC32 instruction (checked once).
+int csystemio_has_crc32c_instruction(void);
+
+/// CRC-32C (Castagnoli) of `count` bytes at `bytes`, continuing from `crc` (0 to start), with the
+/// CPU's CRC32 instruction. Call only when csystemio_has_crc32c_instruction() is 1.
+uint32_t csystemio_crc32c(uint32_t crc, const void *bytes, size_t count);
+#endif
