@@ -166,17 +166,9 @@ struct UpTests {
     @Test("it starts every process, restarts one killed with SIGKILL, and stops them all on Ctrl-C")
     func superviseAndStop() throws {
         let home = StackHome()
-        let up = Process()
-        up.executableURL = URL(fileURLWithPath: Binaries.path("meterctl"))
-        up.arguments = ["up", "--home", home.path]
-        var environment = ProcessInfo.processInfo.environment
-        environment["METERING_CLOCK"] = "manual"
-        up.environment = environment
-        up.standardOutput = FileHandle.nullDevice
-        up.standardError = FileHandle.nullDevice
-        try up.run()
+        let up = try Self.up(home)
         defer { if up.isRunning { up.interrupt() } }
-        let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+        let names = Self.names
         #expect(Self.waitUntil { names.allSatisfy { Self.pid(home, $0) != nil } })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let first = try #require(Self.pid(home, "meter-aggregator"))
