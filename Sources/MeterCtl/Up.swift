@@ -24,6 +24,9 @@ enum Up {
         let pidPath: String
         private let lock = NSLock()
         private var process: Process?
+        /// Signalled when `process` exits: Foundation's `waitUntilExit` spins its run loop on a
+        /// thread that has no other input, a core's worth of CPU per supervised process.
+        private var exited = DispatchSemaphore(value: 0)
         private var stopping = false
         private(set) var restarts = 0
         /// The exit status it was given up with (see `permanentFailures`).
@@ -55,8 +58,13 @@ enum Up {
             log.seekToEndOfFile()
             process.standardError = log
             process.standardOutput = log
+            let exited = DispatchSemaphore(value: 0)
+            process.terminationHandler = { _ in exited.signal() }
             try process.run()
-            lock.withLock { self.process = process }
+            lock.withLock {
+                self.process = process
+                self.exited = exited
+            }
             try? ServiceLifecycle.writeRunFile("\(process.processIdentifier)", to: pidPath)
         }
 
@@ -66,9 +74,9 @@ enum Up {
         func supervise() {
             var backoff = 0.5
             while true {
-                guard let process = lock.withLock({ self.process }) else { return }
+                guard let (process, exited) = lock.withLock({ self.process.map { ($0, self.exited) } }) else { return }
                 let started = Date()
-                process.waitUntilExit()
+                exited.wait()
                 if lock.withLock({ stopping }) { return }
                 let status = process.terminationStatus
                 if process.terminationReason == .exit && Up.permanentFailures.contains(status) {
