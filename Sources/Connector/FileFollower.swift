@@ -110,7 +110,9 @@ final class FileFollower {
             progressed = true
         }
         if progressed && rotationSeen { quietSince = Date() }
-        if remaining > 0 { try checkRotation(&state) }
+        // Moving on to the next file counts as progress: the caller polls again and reads it
+        // before closing hours by the clock.
+        if remaining > 0, try checkRotation(&state) { progressed = true }
         if fd >= 0 && !rotationSeen { activity = "following \(openedAs)" }
         return progressed
     }
@@ -125,6 +127,18 @@ final class FileFollower {
             lag += next.intValue
         }
         return lag
+    }
+
+    /// Whether a file that may still hold lines of the open hours waits unread: the path names
+    /// another file than the one being read (a rotation, or a truncated file whose copy is read
+    /// first) and that file has bytes. Until it is reached, hours close only by the records read,
+    /// never by the clock alone.
+    var nextFileWaiting: Bool {
+        guard fd >= 0 else { return false }
+        var open = stat()
+        var named = stat()
+        guard fstat(fd, &open) == 0, stat(path, &named) == 0 else { return false }
+        return FileIdentity(named) != FileIdentity(open) && named.st_size > 0
     }
 
     // MARK: reading
@@ -278,24 +292,25 @@ final class FileFollower {
 
     // MARK: rotation and truncation
 
-    private func checkRotation(_ state: inout SourceState) throws(SystemError) {
-        guard let position = state.file else { return }
+    /// Follows a rotation of the path; true when it moved on to the next file.
+    private func checkRotation(_ state: inout SourceState) throws(SystemError) -> Bool {
+        guard let position = state.file else { return false }
         let current = FileIdentity(path: path)
         if current == FileIdentity(position) {
             rotationSeen = false
-            return
+            return false
         }
         if !rotationSeen { startFinishing() }
         // A writer that has not reopened yet still writes to the old file: stay with it while the
         // path names nothing, and until it has been quiet for a while once the path names a new file.
         guard current != nil else {
             activity = "following \(openedAs) until \(path) exists again"
-            return
+            return false
         }
         let quiet = Date().timeIntervalSince(quietSince)
         guard quiet >= Double(rotateWaitSeconds) else {
             activity = "finishing \(openedAs): \(path) is a new file, read once this one is quiet for \(rotateWaitSeconds) s"
-            return
+            return false
         }
         let size = try FileIO.size(fd, path: openedAs)
         while (state.file?.offset ?? size) < size {
@@ -316,6 +331,7 @@ final class FileFollower {
             state.file = Self.fresh(FileIdentity(device: 0, inode: 0))
             activity = "waiting for \(path) to exist"
         }
+        return true
     }
 
     /// The open file is an old one now: read it on until it is quiet, then move on.

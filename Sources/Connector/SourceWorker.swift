@@ -96,7 +96,9 @@ final class SourceWorker: @unchecked Sendable {
                     try runCommand(arguments, timeoutSeconds: timeout)
                 }
             }
-            try closeHours(catchingUp: false)
+            // A rotated file finished while the new one waits (a restart during a rotation finds
+            // both): the clock alone must not close an hour the new file may still hold lines of.
+            try closeHours(catchingUp: follower?.nextFileWaiting ?? false)
             try saveIfDue()
         } catch {
             failed("\(error)")
@@ -111,9 +113,10 @@ final class SourceWorker: @unchecked Sendable {
 
     // MARK: hours and emission
 
-    /// Closes the hours whose grace has passed. `catchingUp`: more is waiting to be read, so no
-    /// hour closes beyond the newest record read (plus grace) either: a backlog read in time
-    /// order then closes hour after hour instead of making everything after the first chunk late.
+    /// Closes the hours whose grace has passed. `catchingUp`: more is waiting to be read (the rest
+    /// of a backlog, or the next file of a rotation), so no hour closes beyond the newest record
+    /// read (plus grace) either: a backlog read in time order then closes hour after hour instead
+    /// of making everything after the first chunk late, and nothing closes before anything is read.
     private func closeHours(catchingUp: Bool) throws {
         let now: Timestamp
         do {

@@ -99,6 +99,17 @@ enum SubmitterStatus {
             for member in status["outcomes"]?.objectValue?.members ?? [] {
                 print("  \(member.key): \(AggregatorCommands.text(member.value))")
             }
+            for lane in status["aggregators"]?.arrayValue ?? [] {
+                let socket = AggregatorCommands.text(lane["socket"])
+                let pending = AggregatorCommands.text(lane["pending"])
+                if lane["state"] == "ok" {
+                    print("  aggregator \(socket): ok, \(pending) pending at the last pass")
+                } else {
+                    print(
+                        "  aggregator \(socket): \(AggregatorCommands.text(lane["state"])) since \(AggregatorCommands.text(lane["failingSince"])), \(AggregatorCommands.text(lane["failures"])) failed passes, next attempt \(AggregatorCommands.text(lane["nextAttempt"])): \(AggregatorCommands.text(lane["lastError"]))"
+                    )
+                }
+            }
             if let error = status["lastError"]?.stringValue { print("last error: \(error)") }
         }
         // The health check of a process with no socket: it is alive while its passes keep coming

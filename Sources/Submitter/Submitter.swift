@@ -5,8 +5,12 @@ import Wire
     import Glibc
 #endif
 
-/// One pass after another: read what the aggregators have ready, send it in batches of 25, and
-/// append every outcome to the log through ingest's admin socket, so the aggregators learn it.
+/// Reads what the aggregators have ready, sends it in batches of 25, and appends every outcome to
+/// the log through ingest's admin socket, so the aggregators learn it.
+///
+/// Each aggregator socket is a lane of its own, on its own thread, with its own backoff: a replica
+/// that does not answer (stopped, restarting, hung) is retried and shown as unreachable in the
+/// status, while the partitions of the others keep being reported.
 ///
 /// Nothing is remembered between passes: the log is the only state. A crash after a call and
 /// before its outcomes are appended only means the next pass sends the same items again; the
@@ -16,9 +20,10 @@ final class Submitter: @unchecked Sendable {
     let configuration: SubmitterConfiguration
     let marketplace: MarketplaceClient
     private let lock = NSLock()
+    private let statusLock = NSLock()
     private var running = true
-    private var backoff: Double = 0
-    private(set) var counters = Counters()
+    private var counters = Counters()
+    private var lanes: [Lane]
 
     struct Counters {
         var passes = 0
@@ -26,30 +31,75 @@ final class Submitter: @unchecked Sendable {
         var itemsSent = 0
         var outcomes: [String: Int] = [:]
         var retries = 0
+        var lastPass: Date?
+    }
+
+    /// One aggregator socket's progress and trouble.
+    struct Lane {
+        let socket: String
+        /// Seconds to wait before the next pass; 0 while healthy.
+        var backoff: Double = 0
+        /// The aggregator did not answer the last `pending`.
+        var unreachable = false
+        /// Items it had ready at the last pass that reached it.
+        var pending = 0
         var atRisk = 0
         var lastError: String?
-        var lastPass: Date?
+        var lastErrorAt: Date?
+        /// When the current run of failures began.
+        var failingSince: Date?
+        /// Failed passes in a row.
+        var failures = 0
+        var nextAttempt: Date?
+
+        init(socket: String) { self.socket = socket }
 
         var json: JSONValue {
-            [
-                "passes": .number(String(passes)), "batches": .number(String(batches)), "itemsSent": .number(String(itemsSent)),
-                "outcomes": .object(JSONObject(outcomes.sorted { $0.key < $1.key }.map { .init($0.key, .number(String($0.value))) })),
-                "retries": .number(String(retries)), "atRisk": .number(String(atRisk)),
-                "lastError": lastError.map { .string($0) } ?? .null,
-                "lastPass": lastPass.map { .string(Timestamp(microseconds: Int64($0.timeIntervalSince1970 * 1_000_000)).iso8601) } ?? .null,
+            var state = "ok"
+            if unreachable {
+                state = "unreachable"
+            } else if failures > 0 {
+                state = "retrying"
+            }
+            return [
+                "socket": .string(socket), "state": .string(state), "pending": .number(String(pending)),
+                "atRisk": .number(String(atRisk)), "failures": .number(String(failures)),
+                "failingSince": Submitter.time(failingSince), "lastError": lastError.map { .string($0) } ?? .null,
+                "nextAttempt": failures > 0 ? Submitter.time(nextAttempt) : .null,
             ]
         }
     }
 
-    /// Where each pass leaves its counters for operators (`meterctl submitter-status`): the
-    /// submitter has no socket of its own.
+    static func time(_ date: Date?) -> JSONValue {
+        date.map { .string(Timestamp(microseconds: Int64($0.timeIntervalSince1970 * 1_000_000)).iso8601) } ?? .null
+    }
+
+    /// Where the counters and each aggregator's state go after every pass, for operators
+    /// (`meterctl submitter-status`): the submitter has no socket of its own.
     var statusPath: String { configuration.home + "/run/submitter.status.json" }
 
+    /// The status document: totals, and per aggregator socket whether it answers.
+    var statusJSON: JSONValue {
+        let (counters, lanes) = lock.withLock { (self.counters, self.lanes) }
+        // The latest failure of an aggregator that is still failing: cleared once all answer.
+        let failing = lanes.filter { $0.failures > 0 }.max { ($0.lastErrorAt ?? .distantPast) < ($1.lastErrorAt ?? .distantPast) }
+        return [
+            "passes": .number(String(counters.passes)), "batches": .number(String(counters.batches)),
+            "itemsSent": .number(String(counters.itemsSent)),
+            "outcomes": .object(JSONObject(counters.outcomes.sorted { $0.key < $1.key }.map { .init($0.key, .number(String($0.value))) })),
+            "retries": .number(String(counters.retries)), "atRisk": .number(String(lanes.reduce(0) { $0 + $1.atRisk })),
+            "lastError": failing?.lastError.map { .string($0) } ?? .null, "lastPass": Self.time(counters.lastPass),
+            "unreachable": .array(lanes.filter(\.unreachable).map { .string($0.socket) }),
+            "aggregators": .array(lanes.map(\.json)),
+        ]
+    }
+
     private func writeStatus() {
-        let json = lock.withLock { counters.json }
-        let temporary = statusPath + ".tmp"
-        if FileManager.default.createFile(atPath: temporary, contents: Data(JSONWriter.bytes(json))) {
-            _ = rename(temporary, statusPath)
+        statusLock.withLock {
+            let temporary = statusPath + ".tmp"
+            if FileManager.default.createFile(atPath: temporary, contents: Data(JSONWriter.bytes(statusJSON))) {
+                _ = rename(temporary, statusPath)
+            }
         }
     }
 
@@ -58,18 +108,37 @@ final class Submitter: @unchecked Sendable {
         let http = HTTPClient(timeout: configuration.requestTimeout)
         marketplace = MarketplaceClient(
             baseURL: configuration.marketplaceURL, http: http, tokens: TokenProvider(credentials: configuration.credentials, http: http))
+        lanes = configuration.aggregatorSockets.map(Lane.init(socket:))
     }
 
     func stop() { lock.withLock { running = false } }
     private var isRunning: Bool { lock.withLock { running } }
 
+    /// Runs every lane on a thread of its own until stopped.
     func run() {
+        let done = DispatchGroup()
+        for lane in lanes.indices {
+            done.enter()
+            Thread {
+                self.serve(lane)
+                done.leave()
+            }.start()
+        }
+        done.wait()
+    }
+
+    /// One aggregator socket: pass after pass, pausing the interval when nothing was ready and
+    /// backing off after a failure.
+    private func serve(_ lane: Int) {
         while isRunning {
-            let sent = pass()
+            let sent = pass(lane)
+            let backoff = lock.withLock { lanes[lane].backoff }
             let pause: Double
             if backoff > 0 {
                 // Exponential backoff with full jitter, so many submitters do not retry in step.
                 pause = Double.random(in: backoff / 2...backoff)
+                lock.withLock { lanes[lane].nextAttempt = Date().addingTimeInterval(pause) }
+                writeStatus()
             } else {
                 pause = sent == 0 ? configuration.interval : min(configuration.interval, 0.05)
             }
@@ -81,82 +150,111 @@ final class Submitter: @unchecked Sendable {
         }
     }
 
-    private func failed(_ message: String, retryAfter: Double? = nil) {
-        backoff = max(retryAfter ?? 0, backoff == 0 ? 1 : min(backoff * 2, configuration.maximumBackoff))
-        lock.withLock {
+    private func failed(_ lane: Int, _ message: String, retryAfter: Double? = nil, unreachable: Bool = false) {
+        let now = Date()
+        let backoff = lock.withLock { () -> Double in
             counters.retries += 1
-            counters.lastError = message
+            var state = lanes[lane]
+            state.backoff = max(retryAfter ?? 0, state.backoff == 0 ? 1 : min(state.backoff * 2, configuration.maximumBackoff))
+            state.unreachable = unreachable
+            state.lastError = message
+            state.lastErrorAt = now
+            state.failingSince = state.failingSince ?? now
+            state.failures += 1
+            lanes[lane] = state
+            return state.backoff
         }
         Log.warning("\(message); retrying in about \(Int(backoff.rounded())) s")
         Systemd.notifyStatus("retrying: \(message)")
     }
 
-    /// One pass; returns how many items were sent.
-    func pass() -> Int {
-        lock.withLock {
+    private func succeeded(_ lane: Int) {
+        let recovered = lock.withLock { () -> Lane? in
+            let before = lanes[lane]
+            lanes[lane].backoff = 0
+            lanes[lane].unreachable = false
+            lanes[lane].lastError = nil
+            lanes[lane].failingSince = nil
+            lanes[lane].failures = 0
+            lanes[lane].nextAttempt = nil
+            return before.failures > 0 ? before : nil
+        }
+        if let recovered {
+            Log.info("the aggregator at \(recovered.socket) is served again after \(recovered.failures) failed passes")
+        }
+    }
+
+    /// One pass over one aggregator socket; returns how many items were sent.
+    func pass(_ lane: Int) -> Int {
+        let socket = lock.withLock {
             counters.passes += 1
             counters.lastPass = Date()
+            return lanes[lane].socket
         }
         defer { writeStatus() }
-        var items: [JSONValue] = []
-        for socket in configuration.aggregatorSockets {
-            do {
-                let response = try UnixClient(path: socket).call(Request(op: "pending", fields: JSONObject(["max": 2500])))
-                items += response["items"]?.arrayValue ?? []
-            } catch {
-                failed("cannot read pending items from the aggregator at \(socket): \(error)")
-                return 0
-            }
-        }
-        guard !items.isEmpty else {
-            backoff = 0
+        let items: [JSONValue]
+        do {
+            let client = try UnixClient(path: socket)
+            // A replica that accepts but never answers must not hold its lane forever either.
+            client.setReceiveTimeout(seconds: configuration.requestTimeout)
+            let response = try client.call(Request(op: "pending", fields: JSONObject(["max": 2500])))
+            items = response["items"]?.arrayValue ?? []
+        } catch {
+            failed(lane, "cannot read pending items from the aggregator at \(socket): \(error)", unreachable: true)
             return 0
         }
         let atRisk = items.filter { $0["atRisk"] == .bool(true) }
-        lock.withLock { counters.atRisk = atRisk.count }
+        lock.withLock {
+            lanes[lane].pending = items.count
+            lanes[lane].atRisk = atRisk.count
+            lanes[lane].unreachable = false
+        }
+        guard !items.isEmpty else {
+            succeeded(lane)
+            return 0
+        }
         if !atRisk.isEmpty {
             let oldest = atRisk.compactMap { $0["effectiveStartTime"]?.stringValue }.min() ?? "?"
             Log.error(
-                "\(atRisk.count) ready items are older than 20 hours (oldest hour \(oldest)); the marketplace refuses them after 24 hours as Expired (they are then billed again in the current hour). Check the submitter's connectivity and credentials."
+                "\(atRisk.count) ready items of the aggregator at \(socket) are older than 20 hours (oldest hour \(oldest)); the marketplace refuses them after 24 hours as Expired (they are then billed again in the current hour). Check the submitter's connectivity and credentials."
             )
         }
         var sent = 0
         var index = 0
         while index < items.count && isRunning {
             let batch = Array(items[index..<min(items.count, index + MarketplaceClient.maximumBatch)])
-            guard submit(batch) else { return sent }
+            guard submit(batch, lane: lane) else { return sent }
             sent += batch.count
             index += batch.count
         }
-        backoff = 0
-        lock.withLock { counters.lastError = nil }
-        Systemd.notifyStatus("sent \(sent) items in the last pass")
+        succeeded(lane)
+        Systemd.notifyStatus("sent \(sent) items of \(socket) in the last pass")
         return sent
     }
 
     /// Sends one batch and records its outcomes; false when the pass should stop (retry later).
-    private func submit(_ batch: [JSONValue]) -> Bool {
+    private func submit(_ batch: [JSONValue], lane: Int) -> Bool {
         lock.withLock {
             counters.batches += 1
             counters.itemsSent += batch.count
         }
         switch marketplace.submit(batch) {
         case .retry(let reason, let retryAfter):
-            failed("batch of \(batch.count) not reported: \(reason)", retryAfter: retryAfter)
+            failed(lane, "batch of \(batch.count) not reported: \(reason)", retryAfter: retryAfter)
             return false
         case .badRequest(let message):
             if batch.count > 1 {
                 // Find the item the marketplace objects to: the others still go through.
                 Log.warning("a batch of \(batch.count) was refused as malformed (\(message)); sending its items one by one")
-                for item in batch { guard submit([item]) else { return false } }
+                for item in batch { guard submit([item], lane: lane) else { return false } }
                 return true
             }
             var result = Self.requestItem(batch[0])
             result["status"] = "BadArgument"
             result["error"] = ["code": "BadArgument", "message": .string(message)]
-            return record([result], for: batch, requestId: "", correlationId: "")
+            return record([result], for: batch, lane: lane, requestId: "", correlationId: "")
         case .results(let results, let requestId, let correlationId):
-            return record(results, for: batch, requestId: requestId, correlationId: correlationId)
+            return record(results, for: batch, lane: lane, requestId: requestId, correlationId: correlationId)
         }
     }
 
@@ -165,7 +263,7 @@ final class Submitter: @unchecked Sendable {
     }
 
     /// Appends one `UsageSubmittedToAPI` per item (the reference's shape) to the log.
-    private func record(_ results: [JSONObject], for batch: [JSONValue], requestId: String, correlationId: String) -> Bool {
+    private func record(_ results: [JSONObject], for batch: [JSONValue], lane: Int, requestId: String, correlationId: String) -> Bool {
         var messages: [JSONValue] = []
         for (result, item) in zip(results, batch) {
             var complete = result
@@ -201,7 +299,7 @@ final class Submitter: @unchecked Sendable {
         } catch {
             // The outcomes are lost with this process's memory, not with the log: the items stay
             // pending and the next pass resends them, which the marketplace answers Duplicate.
-            failed("cannot append \(messages.count) outcomes to ingest: \(error)")
+            failed(lane, "cannot append \(messages.count) outcomes to ingest: \(error)")
             return false
         }
     }

@@ -133,6 +133,69 @@ struct ConnectorCrashTests {
         #expect(status["problems"]?.arrayValue?.isEmpty == true)
     }
 
+    @Test(
+        "Killed during a rotation and restarted after the hour's grace: the hour closes only once the new file is read too, with all its lines and none late"
+    )
+    func restartDuringRotationAfterTheHour() throws {
+        // One count per line, so the hour's quantity is its number of lines.
+        func config(rotateWait: Int) -> String {
+            #"""
+            {"graceSeconds":300,"pollMilliseconds":20,"sources":[
+              {"name":"gateway","file":"$LOGS/access.log","format":"ndjson","rotateWaitSeconds":\#(rotateWait),"meters":[
+                {"name":"calls","meterName":"api_calls","subscription":{"field":"subscription"},"timestamp":"time","quantity":{"count":true}}]}]}
+            """#
+        }
+        let stack = try ConnectorStack(config: config(rotateWait: 3600))
+        let path = stack.log("access.log")
+        let writer = try LogWriter(path)
+        func write(minutes: Range<Int>) throws {
+            for minute in minutes {
+                try writer.write(GatewayLine(subscription: "sub-r", time: "2024-05-01T10:\(String(format: "%02d", minute)):30Z").text)
+            }
+        }
+        func source(_ status: JSONValue) -> JSONValue? { status["sources"]?.arrayValue?.first }
+
+        var connector = try stack.startConnector()
+        try write(minutes: 0..<20)
+        try stack.waitForRead("gateway", records: 20)
+        try FileManager.default.moveItem(atPath: path, toPath: path + ".1")
+        try writer.reopen()
+        try write(minutes: 20..<30)
+        // It has seen the rotation and is still on the old file (3600 s of quiet wanted): killed there.
+        try connector.waitForStatus { source($0)?["activity"]?.stringValue?.hasPrefix("finishing") == true }
+        connector.kill(SIGKILL)
+        try write(minutes: 30..<60)
+        try stack.advance(to: "2024-05-01T11:10:00Z")
+        try config(rotateWait: 1).replacingOccurrences(of: "$LOGS", with: stack.home.path + "/logs")
+            .write(toFile: stack.configPath, atomically: true, encoding: .utf8)
+        connector = try stack.startConnector()
+        try connector.waitForStatus(timeout: 30) { status in
+            let gateway = source(status)
+            return gateway?["records"]?["read"] == 60 && gateway?["lag"]?["bytes"] == 0
+                && gateway?["emittedBefore"] == "2024-05-01T11:00:00Z" && gateway?["events"]?["pending"] == 0
+        }
+        try stack.advance(to: "2024-05-01T12:10:00Z")
+        try connector.waitForStatus(timeout: 30) { status in
+            source(status)?["emittedBefore"] == "2024-05-01T12:00:00Z" && source(status)?["events"]?["pending"] == 0
+        }
+
+        // Ingest's log: hour 10 holds all 60 lines, none late; nothing went to hour 11.
+        var hours: [String: (quantity: String, late: String)] = [:]
+        for record in try readAll(try stack.ingest.client(), partitions: 4) {
+            guard let value = record["event"]?["value"], record["event"]?["id"]?.stringValue?.hasPrefix("conn:") == true else { continue }
+            guard case .number(let quantity)? = value["quantity"] else { continue }
+            hours[value["properties"]?["hour"]?.stringValue ?? "?"] = (quantity, value["properties"]?["lateRecords"]?.stringValue ?? "?")
+        }
+        #expect(hours.count == 1, "\(hours)")
+        #expect(hours["2024-05-01T10:00:00Z"]?.quantity == "60", "\(hours)")
+        #expect(hours["2024-05-01T10:00:00Z"]?.late == "0", "\(hours)")
+        #expect(hours["2024-05-01T11:00:00Z"] == nil, "\(hours)")
+        let status = try #require(connector.source("gateway"))
+        #expect(status["records"]?["late"] == 0)
+        #expect(status["rotations"] == 1)
+        #expect(status["problems"]?.arrayValue?.isEmpty == true)
+    }
+
     @Test("A command source runs every interval over the window since its last run; a failed run is retried over the same window")
     func commandSource() throws {
         let config = #"""

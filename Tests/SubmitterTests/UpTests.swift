@@ -26,20 +26,175 @@ struct UpTests {
         return false
     }
 
-    @Test("it starts every process, restarts one killed with SIGKILL, and stops them all on Ctrl-C")
-    func superviseAndStop() throws {
-        let home = StackHome()
+    static let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+
+    /// Starts `meterctl up` on `home` (manual clock), its output going to `output`.
+    static func up(_ home: StackHome, output: Pipe? = nil) throws -> Process {
         let up = Process()
         up.executableURL = URL(fileURLWithPath: Binaries.path("meterctl"))
         up.arguments = ["up", "--home", home.path]
         var environment = ProcessInfo.processInfo.environment
         environment["METERING_CLOCK"] = "manual"
         up.environment = environment
-        up.standardOutput = FileHandle.nullDevice
-        up.standardError = FileHandle.nullDevice
+        up.standardOutput = output ?? FileHandle.nullDevice
+        up.standardError = output ?? FileHandle.nullDevice
         try up.run()
+        return up
+    }
+
+    /// Waits until every process of the stack runs and the addresses are written.
+    static func waitUntilRunning(_ home: StackHome) -> Bool {
+        waitUntil(60) {
+            names.allSatisfy { pid(home, $0).map(alive) == true } && (try? UnixClient(path: home.querySocket).call("status")) != nil
+                && FileManager.default.fileExists(atPath: home.path + "/run/emulator.addr")
+                && FileManager.default.fileExists(atPath: home.path + "/run/query-http.addr")
+        }
+    }
+
+    /// Processes of the stack's executables whose environment names `home`, from /proc.
+    static func stackProcesses(_ home: StackHome) -> Set<Int32> {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        var found: Set<Int32> = []
+        for entry in entries {
+            guard let pid = Int32(entry), let command = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                let first = command.split(separator: 0).first,
+                names.contains((String(decoding: first, as: UTF8.self) as NSString).lastPathComponent),
+                let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ")
+            else { continue }
+            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if variables.contains("METERING_HOME=\(home.path)") { found.insert(pid) }
+        }
+        return found
+    }
+
+    /// Each run file's text and identity (device, inode): a rewrite gives a new identity.
+    static func runFiles(_ home: StackHome) -> [String: String] {
+        let run = home.path + "/run/"
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).filter {
+            $0.hasSuffix(".addr") || $0.hasSuffix(".pid")
+        }
+        var files: [String: String] = [:]
+        for name in names {
+            var info = stat()
+            guard stat(run + name, &info) == 0, let text = try? String(contentsOfFile: run + name, encoding: .utf8) else { continue }
+            files[name] = "\(info.st_dev):\(info.st_ino) \(text)"
+        }
+        return files
+    }
+
+    /// Waits for `process` to exit within `timeout`; interrupts it (and records an issue) if it does not.
+    static func waitForExit(_ process: Process, _ timeout: Double, _ what: String) -> Bool {
+        let exited = waitUntil(timeout) { !process.isRunning }
+        if !exited {
+            Issue.record("\(what) still runs after \(timeout) s")
+            process.interrupt()
+            process.waitUntilExit()
+        }
+        return exited
+    }
+
+    @Test(
+        "a second meterctl up on a home that is served refuses with a message naming the running stack, starts nothing, and leaves its files alone"
+    )
+    func refusesAServedHome() throws {
+        let home = StackHome()
+        let first = try Self.up(home)
+        defer { if first.isRunning { first.interrupt() } }
+        try #require(Self.waitUntilRunning(home))
+        let processes = Self.stackProcesses(home)
+        #expect(processes.count == 5)
+        let files = Self.runFiles(home)
+        #expect(files.count == 7, "\(files.keys.sorted())")
+
+        let output = Pipe()
+        let second = try Self.up(home, output: output)
+        #expect(Self.waitForExit(second, 30, "the second meterctl up"))
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(second.terminationStatus != 0)
+        #expect(text.contains("a stack is already running under \(home.path)"), "\(text)")
+        #expect(text.contains("answering: \(home.path)/run/ingest.sock"), "\(text)")
+        #expect(text.contains("meter-submitter (pid \(Self.pid(home, "meter-submitter") ?? 0))"), "\(text)")
+        #expect(!text.contains("is ready"), "\(text)")
+
+        // Nothing started, nothing stopped, no run file removed or rewritten.
+        #expect(Self.stackProcesses(home) == processes)
+        #expect(Self.runFiles(home) == files)
+        #expect(processes.allSatisfy(Self.alive))
+        #expect((try? UnixClient(path: home.adminSocket).call("status")) != nil)
+
+        first.interrupt()
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        #expect(Self.waitUntil(10) { !processes.contains(where: Self.alive) })
+        // The first stack removed its own pid files and the emulator its address as they stopped
+        // (the query service leaves its page address).
+        #expect(Self.runFiles(home).keys.sorted() == ["query-http.addr"], "\(Self.runFiles(home).keys.sorted())")
+    }
+
+    @Test(
+        "a supervised process that exits with a configuration error (78) is not restarted: up stops the stack and exits non-zero naming it")
+    func configurationErrorStopsTheStack() throws {
+        let home = StackHome()
+        let output = Pipe()
+        let up = try Self.up(home, output: output)
         defer { if up.isRunning { up.interrupt() } }
-        let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+        try #require(Self.waitUntilRunning(home))
+        let processes = Self.stackProcesses(home)
+
+        // meter-query killed, and its socket served by someone else before up starts it again:
+        // its next start fails with 78 ("another process is serving it").
+        var listener: Int32 = -1
+        let deadline = Date().addingTimeInterval(30)
+        while listener < 0 && Date() < deadline {
+            if let query = Self.pid(home, "meter-query"), Self.alive(query) { kill(query, SIGKILL) }
+            usleep(10_000)
+            listener = (try? UnixSocket.listen(path: home.querySocket, mode: 0o600)) ?? -1
+        }
+        try #require(listener >= 0)
+        defer { close(listener) }
+
+        #expect(Self.waitForExit(up, 60, "meterctl up"))
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(up.terminationStatus != 0)
+        #expect(text.contains("meter-query exited with status 78"), "\(text)")
+        let log = (try? String(contentsOfFile: home.path + "/log/meter-query.log", encoding: .utf8)) ?? ""
+        let refusals = log.split(separator: "\n").filter { $0.contains("another process is serving it") }
+        #expect(refusals.count == 1, "\(log.suffix(2000))")
+        #expect(Self.waitUntil(10) { !processes.contains(where: Self.alive) })
+    }
+
+    /// CPU seconds process `pid` has used (user and system), from /proc.
+    static func cpuSeconds(_ pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = text.lastIndex(of: ")")
+        else { return nil }
+        // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+        let fields = text[text.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    @Test("supervising an idle stack costs meterctl up almost no CPU")
+    func idleSupervision() throws {
+        let home = StackHome()
+        let up = try Self.up(home)
+        defer { if up.isRunning { up.interrupt() } }
+        try #require(Self.waitUntilRunning(home))
+        let before = try #require(Self.cpuSeconds(up.processIdentifier))
+        let started = Date()
+        usleep(3_000_000)
+        let used = try #require(Self.cpuSeconds(up.processIdentifier)) - before
+        let elapsed = Date().timeIntervalSince(started)
+        // Waiting for five children is no work; spinning on them took about 40% of a core.
+        #expect(used < 0.1 * elapsed, "meterctl up used \(used) s of CPU in \(elapsed) s")
+    }
+
+    @Test("it starts every process, restarts one killed with SIGKILL, and stops them all on Ctrl-C")
+    func superviseAndStop() throws {
+        let home = StackHome()
+        let up = try Self.up(home)
+        defer { if up.isRunning { up.interrupt() } }
+        let names = Self.names
         #expect(Self.waitUntil { names.allSatisfy { Self.pid(home, $0) != nil } })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let first = try #require(Self.pid(home, "meter-aggregator"))

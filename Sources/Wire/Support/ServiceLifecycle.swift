@@ -46,14 +46,7 @@ public enum ServiceLifecycle {
     /// Writes a server's address and a newline to `path` atomically (a reader never sees half of
     /// it), so tests and scripts find a server that listens on an ephemeral port.
     public static func writeAddressFile(_ address: String, to path: String) throws {
-        try makeSocketDirectory(for: path)
-        let temporary = path + ".\(getpid()).tmp"
-        try Data((address + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            let error = SystemError("rename", "\(temporary) to \(path)")
-            unlink(temporary)
-            throw error
-        }
+        try writeRunFile(address, to: path)
     }
 
     /// Announces an HTTP server's `address`: written to `path` (start-up fails naming the file
@@ -70,9 +63,56 @@ public enum ServiceLifecycle {
     }
 
     /// Removes the address file at stop, so scripts do not find a dead server's address, unless
-    /// another process has written its own since.
+    /// it is not the file this process wrote (another process has written its own since, even
+    /// with the same address).
     public static func removeAddressFile(_ address: String, at path: String) {
-        if (try? String(contentsOfFile: path, encoding: .utf8)) == address + "\n" { unlink(path) }
+        guard (try? String(contentsOfFile: path, encoding: .utf8)) == address + "\n" else { return }
+        removeRunFile(at: path)
+    }
+
+    /// The run files (addresses, pids) this process wrote, by path.
+    nonisolated(unsafe) private static var ownRunFiles: [String: RunFileIdentity] = [:]
+    private static let runFilesLock = NSLock()
+
+    /// A run file's device and inode. Every write of a run file makes a new file renamed into
+    /// place, so a file written over it later, by whichever process, has another identity,
+    /// whatever its text.
+    public struct RunFileIdentity: Equatable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+
+        /// Of the file at `path`, or nil when there is none.
+        public init?(path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+        }
+    }
+
+    /// Writes `text` and a newline to the run file at `path` atomically (temporary file, rename),
+    /// creating its directory, and remembers the file as this process's own.
+    public static func writeRunFile(_ text: String, to path: String) throws {
+        try makeSocketDirectory(for: path)
+        let temporary = path + ".\(getpid()).tmp"
+        try Data((text + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+        let written = RunFileIdentity(path: temporary)
+        guard rename(temporary, path) == 0 else {
+            let error = SystemError("rename", "\(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+        runFilesLock.withLock { ownRunFiles[path] = written }
+    }
+
+    /// Removes the run file at `path` only if it is still the one this process wrote there: a
+    /// process never deletes another's address or pid file.
+    public static func removeRunFile(at path: String) {
+        runFilesLock.withLock {
+            guard let own = ownRunFiles[path], RunFileIdentity(path: path) == own else { return }
+            unlink(path)
+            ownRunFiles[path] = nil
+        }
     }
 
     private static let terminated = DispatchSemaphore(value: 0)
