@@ -269,7 +269,8 @@ struct FrontDoorProxyTests {
         var environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "METERING_FRONTDOOR_URL": stack.proxy.baseURL,
             "METERING_FRONTDOOR_KEY": key.text, "METERING_RESOURCE_URI": Self.appA, "METERING_CA_FILE": stack.certificate.certificate,
-            "METERING_CONFIG": "/nonexistent",
+            // A path only this test could create: a shared one like /nonexistent may appear meanwhile.
+            "METERING_CONFIG": stack.home.path + "/no-such-submit-meter.conf",
         ]
         let first = try Command.run(script, ["cpu", "12.5"], environment: environment)
         #expect(first.status == 0, "\(first.errors)")
