@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 public import Wire
 
@@ -11,12 +12,19 @@ public import Wire
 /// <directory>/LOCK              flock'd by the one process that owns the log
 /// <directory>/log.json          identity, partition count, clock (`LogManifest`), fixed at creation
 /// <directory>/high-water.json   acknowledged records per partition (`HighWaterMarks`)
-/// <directory>/p000/00000000000000000000.log, ...   segments of partition 0
+/// <directory>/wal/<n>.wal       the write-ahead log: every partition's records in commit order
+/// <directory>/wal/<n>.idx       the summary of a sealed segment (`SegmentSummary`), rebuildable
 /// ```
 ///
-/// Opening checks that the pieces agree before anything is served: the partition directories are
-/// exactly those `log.json` names, every partition holds at least its high-water mark, the clock is
-/// the one the log was written with. Any disagreement refuses with a message naming what is missing,
+/// Partitions are logical: each has gap-free sequence numbers and is read on its own, but a commit
+/// group writes the records of every partition it touches in one write to one file and makes them
+/// durable with one `fdatasync`, whatever the partition count. Segments are zero-filled ahead of
+/// the records (a background thread extends the current one and prepares the next once it is half
+/// full), so a sync mostly flushes data without a metadata journal commit.
+///
+/// Opening checks that the pieces agree before anything is served: every segment is present and
+/// belongs to this log, every partition holds at least its high-water mark, the clock is the one
+/// the log was written with. Any disagreement refuses with a message naming what is missing,
 /// because serving a log that lost acknowledged records would reuse their sequence numbers and
 /// accept their idempotency keys again (billing them twice).
 public final class EventLog: @unchecked Sendable {
@@ -29,11 +37,26 @@ public final class EventLog: @unchecked Sendable {
     private let lockFD: Int32
     private let marksLock = NSLock()
     private var lastMarks: [UInt64]?
+    // The writer (one thread at a time: ingest's committer).
+    private let walDirectory: String
+    private let segmentBytes: Int
+    private var current: WALSegment
+    private var currentSummary: SegmentSummary
+    private var buffer: [UInt8] = []
+    // Segments for storage figures, and the spare prepared in the background.
+    private let stateLock = NSLock()
+    private var segmentCount: Int
+    private var storedBytes: Int
+    private var spare: WALSegment?
+    private var spareFailure: String?
+    private var preparing = false
+    private let background = DispatchQueue(label: "event-log-background")
 
-    /// Default size at which a partition starts a new segment.
+    /// Default size of a write-ahead log segment.
     public static let defaultSegmentBytes = 64 << 20
     static let manifestName = "log.json"
     static let marksName = "high-water.json"
+    static let walName = "wal"
 
     /// How the log is opened.
     public struct Options: Sendable {
@@ -57,10 +80,11 @@ public final class EventLog: @unchecked Sendable {
     /// Opens the log in `directory`, creating it with `partitionCount` partitions when new.
     ///
     /// - Parameters:
-    ///   - willVisit: told, before the first `visit`, how many records recovery found and the
-    ///     newest enqueued time among them (so indexes can be sized and skip what has expired).
-    ///   - visit: sees every record's partition, sequence, time and meta, in order within each
-    ///     partition, partitions one after another.
+    ///   - willVisit: told, before the first `visit`, how many keyed records recovery found and the
+    ///     newest enqueued time among all records (so indexes can be sized and skip what expired).
+    ///   - visit: sees, partition by partition's commit order, every keyed record (its meta carries
+    ///     `keyDigest` and `payloadDigest`, not always the key's text) and every purchase (its
+    ///     meta carries `purchasedResource`).
     public convenience init(
         directory: String, partitionCount: Int, partitionCountIsExplicit: Bool = false,
         segmentBytes: Int = EventLog.defaultSegmentBytes,
@@ -80,6 +104,8 @@ public final class EventLog: @unchecked Sendable {
         visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in }
     ) throws(EventLogError) {
         self.directory = directory
+        walDirectory = directory + "/" + Self.walName
+        segmentBytes = options.segmentBytes
         do {
             try FileIO.makeDirectory(directory)
         } catch {
@@ -93,300 +119,214 @@ public final class EventLog: @unchecked Sendable {
             throw EventLogError("the log at \(directory) is owned by another process (pid \(owner)); only one meter-ingest may own a log")
         }
         self.lockFD = lockFD
+        let opened: Opened
         do {
-            let opened = try Self.open(directory: directory, options: options, willVisit: willVisit, visit: visit)
-            partitions = opened.partitions
-            manifest = opened.manifest
-            notices = opened.notices
+            var opening = Opening(directory: directory, options: options)
+            opened = try opening.run(willVisit: willVisit, visit: visit)
         } catch {
             close(lockFD)
             throw error
         }
-        for partition in partitions {
-            partition.onRoll = { [weak self] in self?.writeMarksQuietly(reason: "a segment roll") }
-        }
-        if let marks = try? Self.readMarks(directory) { lastMarks = marks.next }
+        partitions = opened.partitions
+        manifest = opened.manifest
+        notices = opened.notices
+        current = opened.current
+        currentSummary = opened.currentSummary
+        segmentCount = opened.segmentCount
+        storedBytes = opened.storedBytes
+        lastMarks = opened.marks
+        for summary in opened.unsummarized { writeSummaryInBackground(summary) }
     }
 
     deinit {
+        background.sync {}
         flock(lockFD, LOCK_UN)
         close(lockFD)
     }
 
-    // MARK: opening
+    /// Total bytes of the log's records.
+    public var storageBytes: Int { stateLock.withLock { storedBytes } }
 
-    private struct Opened {
-        var partitions: [PartitionLog]
-        var manifest: LogManifest
-        var notices: [String]
+    /// The number of segment files.
+    public var segments: Int { stateLock.withLock { segmentCount } }
+
+    // MARK: writing (one thread)
+
+    /// A record to append: its partition, time, meta and payload.
+    public struct Pending: Sendable {
+        public var partition: Int
+        public var time: Timestamp
+        public var meta: RecordMeta
+        public var payload: [UInt8]
+
+        public init(partition: Int, time: Timestamp, meta: RecordMeta, payload: [UInt8]) {
+            self.partition = partition
+            self.time = time
+            self.meta = meta
+            self.payload = payload
+        }
     }
 
-    private static func open(
-        directory: String, options: Options, willVisit: (Int, Timestamp?) -> Void, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
-    ) throws(EventLogError) -> Opened {
-        let manifestPath = directory + "/" + manifestName
-        let marksPath = directory + "/" + marksName
-        let directories = try partitionDirectories(directory)
-        var notices: [String] = []
-        let now = Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601
+    /// Why a commit failed: nothing was written (the log is as before; refuse and go on), or a
+    /// write or sync failed (what is on disk is unknown: stop, and let recovery decide).
+    public enum CommitFailure: Error, CustomStringConvertible {
+        case notWritten(String)
+        case unknown(String)
 
-        // What log.json says, or what the log must be created as.
-        var manifest: LogManifest
-        var creating = false
-        var upgrading = false
-        var marks: HighWaterMarks?
-        let marksExist = FileManager.default.fileExists(atPath: marksPath)
-        if marksExist {
-            switch readMarksResult(directory) {
-            case .success(let read): marks = read
-            case .failure(let failure):
-                if !options.acceptingLoss {
-                    throw EventLogError(
-                        "\(marksPath) is unreadable: \(failure); without it lost records cannot be detected. Restore it from a backup, or rewrite it from the log as it is with `meterctl log accept-loss`."
-                    )
-                }
-                notices.append("\(marksPath) was unreadable (\(failure)) and was rewritten")
+        public var description: String {
+            switch self {
+            case .notWritten(let message), .unknown(let message): return message
             }
         }
-        if let data = FileManager.default.contents(atPath: manifestPath) {
-            switch LogManifest.decode(Array(data)) {
-            case .failure(let failure):
-                throw EventLogError("\(manifestPath) is damaged: \(failure); restore it from a backup")
-            case .success(.formatOne(let partitions)):
-                manifest = LogManifest(
-                    identity: LogManifest.newIdentity(), partitions: partitions, clock: options.clock, created: now)
-                upgrading = true
-            case .success(.current(let read)):
-                manifest = read
+    }
+
+    /// Appends `records` in order, each partition's next sequence numbers to its records, makes
+    /// them durable with one `fdatasync` and makes them readable. Records of one partition must
+    /// not go back in time.
+    public func commit(_ records: [Pending]) throws(CommitFailure) {
+        guard !records.isEmpty else { return }
+        var length = 0
+        for record in records { length += RecordCodec.length(meta: record.meta, payloadCount: record.payload.count) }
+        if current.end + length > current.capacity {
+            // A group never spans two segments (one sync covers it); one larger than a whole
+            // segment gets a segment of its own size.
+            do {
+                try switchSegment(minimumCapacity: length + WALSegment.headerLength)
+            } catch {
+                throw .notWritten("cannot start a new log segment: \(error)")
             }
-        } else if directories.isEmpty && !marksExist {
-            guard options.partitionCount > 0 else { throw EventLogError("a log needs at least one partition") }
-            manifest = LogManifest(
-                identity: LogManifest.newIdentity(), partitions: options.partitionCount, clock: options.clock, created: now)
-            creating = true
-        } else if marks == nil, try allEmpty(directory, directories) {
-            // A crash while the log was being created (log.json is written last): nothing was ever
-            // acknowledged, so creating it again loses nothing.
-            manifest = LogManifest(
-                identity: LogManifest.newIdentity(), partitions: max(options.partitionCount, (directories.max() ?? -1) + 1),
-                clock: options.clock, created: now)
-            creating = true
-        } else if options.acceptingLoss {
-            let count = max(marks?.next.count ?? 0, (directories.max() ?? -1) + 1)
-            manifest = LogManifest(
-                identity: marks?.identity ?? LogManifest.newIdentity(), partitions: count, clock: options.clock, created: now)
-            notices.append("\(manifestPath) was missing and was rewritten for \(count) partitions")
+        }
+        let segment = current
+        buffer.removeAll(keepingCapacity: true)
+        buffer.reserveCapacity(length)
+        var placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)] = []
+        placed.reserveCapacity(records.count)
+        var nextByPartition: [Int: UInt64] = [:]
+        for record in records {
+            let sequence = nextByPartition[record.partition] ?? partitions[record.partition].nextSequence
+            nextByPartition[record.partition] = sequence + 1
+            let start = buffer.count
+            record.payload.withUnsafeBytes { payload in
+                RecordCodec.encode(
+                    partition: record.partition, sequence: sequence, time: record.time, meta: record.meta, payload: payload,
+                    salt: segment.salt, to: &buffer)
+            }
+            placed.append((record.partition, sequence, segment.end + start, buffer.count - start))
+        }
+        do {
+            try segment.write(buffer)
+            try segment.sync()
+        } catch {
+            throw .unknown("the log could not be made durable: \(error)")
+        }
+        for (index, record) in records.enumerated() {
+            let place = placed[index]
+            partitions[place.partition].noteAppended(
+                segment: segment, sequence: place.sequence, time: record.time, offset: place.offset, length: place.length)
+            currentSummary.note(
+                partition: place.partition, sequence: place.sequence, time: record.time, meta: record.meta, offset: place.offset,
+                length: place.length)
+        }
+        stateLock.withLock { storedBytes += buffer.count }
+        for partition in Set(placed.map(\.partition)) { partitions[partition].publish() }
+        if segment.wantsExtension { extendInBackground(segment) }
+        if segment.end > segment.capacity / 2 { prepareSpare() }
+    }
+
+    /// Zero-fills the next stretch of `segment` ahead of the records, off the writer's path.
+    private func extendInBackground(_ segment: WALSegment) {
+        background.async {
+            do {
+                try segment.extend()
+            } catch {
+                Log.warning("cannot preallocate the log segment \(segment.path): \(error); appends extend it as they go")
+            }
+        }
+    }
+
+    /// Seals the current segment (its summary is written in the background) and continues in the
+    /// spare, or in a new segment when the spare is missing or too small.
+    private func switchSegment(minimumCapacity: Int) throws(SystemError) {
+        let next: WALSegment
+        let ready = stateLock.withLock { () -> WALSegment? in
+            guard let spare, spare.capacity >= minimumCapacity else { return nil }
+            self.spare = nil
+            return spare
+        }
+        if let ready {
+            next = ready
         } else {
-            var known = "partition directories \(describe(directories))"
-            if let marks { known += " and \(marksName) (\(marks.next.count) partitions, written \(marks.written))" }
-            throw EventLogError(
-                "\(manifestPath) is missing, but the log holds \(known). Starting a new log over them would accept their idempotency keys again and bill them twice. Restore \(manifestName) from a backup, or rebuild it with `meterctl log accept-loss` (the log then gets a new identity and the aggregator and query must be rebuilt)."
-            )
+            background.sync {}  // a spare being made would take the same number
+            let leftover = stateLock.withLock { () -> WALSegment? in
+                defer { spare = nil }
+                return spare
+            }
+            let number = current.number + 1
+            if let leftover {
+                // Too small for this group: replace it by one big enough.
+                unlink(leftover.path)
+            }
+            next = try WALSegment.create(
+                directory: walDirectory, number: number, capacity: max(segmentBytes, minimumCapacity), identity: manifest.identity)
+            if leftover == nil { stateLock.withLock { segmentCount += 1 } }
         }
+        let sealed = currentSummary
+        current = next
+        currentSummary = SegmentSummary(number: next.number, dataEnd: next.end)
+        writeSummaryInBackground(sealed)
+        writeMarksQuietly(reason: "a segment roll")
+    }
 
-        // The partition count, checked against the directories and the marks.
-        if manifest.partitions != options.partitionCount && !creating {
-            if options.partitionCountIsExplicit {
-                throw EventLogError(
-                    "METERING_PARTITIONS=\(options.partitionCount) but the log at \(directory) was created with \(manifest.partitions) partitions; the count is fixed once the log exists"
-                )
+    /// Prepares the next segment in the background, so a roll does not wait for the zeros.
+    private func prepareSpare() {
+        let number = current.number + 1
+        let go = stateLock.withLock { () -> Bool in
+            guard spare == nil, !preparing else { return false }
+            preparing = true
+            return true
+        }
+        guard go else { return }
+        let capacity = segmentBytes
+        let identity = manifest.identity
+        let directory = walDirectory
+        background.async { [weak self] in
+            let result = Result { () throws(SystemError) in
+                try WALSegment.create(directory: directory, number: number, capacity: capacity, identity: identity)
             }
-            notices.append("the log has \(manifest.partitions) partitions (fixed when it was created)")
-        }
-        if let marks, marks.next.count != manifest.partitions || (marks.identity != manifest.identity && !upgrading) {
-            if !options.acceptingLoss {
-                throw EventLogError(
-                    "\(manifestName) (identity \(manifest.identity), \(manifest.partitions) partitions) and \(marksName) (identity \(marks.identity), \(marks.next.count) partitions, written \(marks.written)) disagree: one of them was edited or restored from another log. Restore both from the same backup."
-                )
-            }
-            manifest.partitions = max(manifest.partitions, marks.next.count)
-        }
-        let extra = directories.filter { $0 >= manifest.partitions }
-        if !extra.isEmpty {
-            if !options.acceptingLoss {
-                throw EventLogError(
-                    "\(manifestName) says \(manifest.partitions) partitions, but the log also holds \(describe(extra)): \(manifestName) was edited or replaced. Restore it from a backup; with fewer partitions, subscriptions would move to other partitions and their idempotency keys would be accepted again."
-                )
-            }
-            manifest.partitions = extra.max()! + 1
-        }
-        let missing = (0..<manifest.partitions).filter { !directories.contains($0) }
-        if !missing.isEmpty && !creating {
-            if !options.acceptingLoss {
-                let held = missing.map { partition -> String in
-                    let mark = marks.map { $0.next.indices.contains(partition) ? $0.next[partition] : 0 } ?? 0
-                    return mark > 0
-                        ? "\(partitionDirectoryName(partition)) (records 0 to \(mark - 1) were acknowledged)"
-                        : partitionDirectoryName(partition)
-                }
-                throw EventLogError(
-                    "the log at \(directory) has \(manifest.partitions) partitions, but the directories of \(held.joined(separator: ", ")) are missing. Restore them from a backup, or accept losing them with `meterctl log accept-loss` (the log then gets a new identity and the aggregator and query must be rebuilt)."
-                )
-            }
-            notices.append("partition directories \(describe(missing)) were missing and were created empty")
-        }
-        if marks == nil && !creating && !upgrading && !options.acceptingLoss {
-            throw EventLogError(
-                "\(marksPath) is missing; without it lost records cannot be detected. Restore it from a backup, or rewrite it from the log as it is with `meterctl log accept-loss`."
-            )
-        }
-        for partition in 0..<manifest.partitions {
-            do {
-                try FileIO.makeDirectory(directory + "/" + partitionDirectoryName(partition))
-            } catch {
-                throw EventLogError("cannot create the partition directory: \(error)")
-            }
-        }
-
-        // Partitions recover in parallel (each scans and checks its own segments); what they found
-        // is then visited in partition order, so callers see the same order as a serial recovery.
-        let count = manifest.partitions
-        let acknowledged: [UInt64] = (0..<count).map { partition in
-            guard let marks, marks.next.indices.contains(partition) else { return 0 }
-            return marks.next[partition]
-        }
-        let results = RecoveryResults(count: count)
-        let segmentBytes = options.segmentBytes
-        let acceptingLoss = options.acceptingLoss
-        DispatchQueue.concurrentPerform(iterations: count) { partition in
-            let path = directory + "/" + Self.partitionDirectoryName(partition)
-            var found: [(UInt64, Timestamp, RecordMeta)] = []
-            let outcome = Result { () throws(EventLogError) -> PartitionLog in
-                try PartitionLog(
-                    partition: partition, directory: path, segmentBytes: segmentBytes, acknowledged: acknowledged[partition],
-                    acceptingLoss: acceptingLoss
-                ) { _, sequence, time, meta in
-                    found.append((sequence, time, meta))
+            guard let self else { return }
+            self.stateLock.withLock {
+                self.preparing = false
+                switch result {
+                case .success(let segment):
+                    self.spare = segment
+                    self.segmentCount += 1
+                    self.spareFailure = nil
+                case .failure(let error):
+                    if self.spareFailure == nil { Log.warning("cannot prepare the next log segment: \(error); will retry at the roll") }
+                    self.spareFailure = "\(error)"
                 }
             }
-            results.store(partition, outcome, found)
         }
-        var partitions: [PartitionLog] = []
-        var lost: [String] = []
-        for partition in 0..<count {
-            let log: PartitionLog
-            switch results.outcome(partition) {
-            case .success(let opened): log = opened
-            case .failure(let error): throw error
-            }
-            partitions.append(log)
-            if let cut = log.cutOff { lost.append(cut) }
-            if log.nextSequence < acknowledged[partition] {
-                lost.append(
-                    "partition \(partition): records \(log.nextSequence) to \(acknowledged[partition] - 1) (the log ends at \(log.nextSequence == 0 ? "nothing" : "record \(log.nextSequence - 1)"), but \(acknowledged[partition]) records were acknowledged)"
-                )
-            }
-        }
-        if !lost.isEmpty && !acceptingLoss {
-            throw EventLogError(
-                "the log at \(directory) lost acknowledged records (high-water marks written \(marks?.written ?? "?")): \(lost.joined(separator: "; ")). Refusing to start: serving it would reuse their sequence numbers and accept their idempotency keys again. Restore the missing segments from a backup, or accept the loss with `meterctl log accept-loss` (the log then gets a new identity and the aggregator and query must be rebuilt)."
-            )
-        }
+    }
 
-        // The clock the log's times come from.
-        let clockSwitched = manifest.clock != options.clock && !creating
-        if clockSwitched {
-            if !options.allowClockChange && !upgrading {
-                let newest = partitions.compactMap(\.lastTime).max()
-                throw EventLogError(
-                    "the log at \(directory) was written on the \(manifest.clock) clock\(newest.map { " (its newest record is at \($0.iso8601))" } ?? ""), but METERING_CLOCK=\(options.clock): its times would jump and hours, periods and the 24-hour window would be decided by another clock. Start with METERING_CLOCK=\(manifest.clock), or switch the log for good with METERING_CLOCK_CHANGE=allow."
-                )
-            }
-            if !upgrading { notices.append("the log was switched from the \(manifest.clock) clock to the \(options.clock) clock") }
-            manifest.clock = options.clock
-        }
-
-        // Everything agrees (or the operator accepted what does not): record it.
-        let wroteManifest = creating || upgrading || acceptingLoss || clockSwitched
-        if acceptingLoss {
-            let previous = manifest.identity
-            manifest.identity = LogManifest.newIdentity()
-            manifest.losses.append(LogManifest.Loss(previousIdentity: previous, accepted: now, missing: lost))
-            notices.append(
-                lost.isEmpty
-                    ? "no acknowledged record was missing; the log now has identity \(manifest.identity)"
-                    : "accepted the loss of \(lost.joined(separator: "; ")); the log now has identity \(manifest.identity) (was \(previous))"
-            )
-        }
-        if upgrading {
-            notices.append(
-                "log.json upgraded to format \(LogManifest.currentFormat): identity \(manifest.identity), clock \(manifest.clock)")
-        }
-        if creating || upgrading || acceptingLoss || marks == nil {
-            let written = HighWaterMarks(identity: manifest.identity, next: partitions.map(\.nextSequence), written: now)
+    private func writeSummaryInBackground(_ summary: SegmentSummary) {
+        let path = walDirectory + "/" + Self.summaryName(summary.number)
+        background.async {
             do {
-                try FileIO.writeAtomically(written.bytes, to: marksPath)
+                try FileIO.writeAtomically(summary.bytes, to: path)
             } catch {
-                throw EventLogError("cannot write \(marksPath): \(error)")
+                Log.warning("cannot write the segment summary \(path): \(error); the next start rebuilds it by reading the segment")
             }
         }
-        if wroteManifest {
-            do {
-                try FileIO.writeAtomically(JSONWriter.bytes(manifest.json) + [0x0A], to: manifestPath)
-            } catch {
-                throw EventLogError("cannot write \(manifestPath): \(error)")
-            }
-        }
-
-        willVisit(results.recordCount, results.newestTime)
-        for partition in 0..<count {
-            for (sequence, time, meta) in results.takeRecords(partition) { visit(partition, sequence, time, meta) }
-        }
-        return Opened(partitions: partitions, manifest: manifest, notices: notices)
     }
 
-    /// The partition numbers of the `pNNN` directories in `directory`.
-    static func partitionDirectories(_ directory: String) throws(EventLogError) -> [Int] {
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        } catch {
-            throw EventLogError("cannot list the log directory \(directory): \(error.localizedDescription)")
-        }
-        return names.compactMap { name -> Int? in
-            guard name.hasPrefix("p"), name.count >= 4, let number = Int(name.dropFirst()), number >= 0,
-                name == partitionDirectoryName(number)
-            else { return nil }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory), isDirectory.boolValue else {
-                return nil
-            }
-            return number
-        }.sorted()
+    static func summaryName(_ number: UInt64) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".idx"
     }
 
-    /// Whether a partition directory holds no record (only empty segments, or nothing).
-    private static func partitionIsEmpty(_ path: String) throws(EventLogError) -> Bool {
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: path)
-        } catch {
-            throw EventLogError("cannot list \(path): \(error.localizedDescription)")
-        }
-        return names.allSatisfy { name in
-            guard name.hasSuffix(".log") else { return false }
-            let size = (try? FileManager.default.attributesOfItem(atPath: path + "/" + name)[.size] as? Int) ?? Int.max
-            return size <= Segment.headerLength
-        }
-    }
-
-    private static func allEmpty(_ directory: String, _ partitions: [Int]) throws(EventLogError) -> Bool {
-        for partition in partitions where !(try partitionIsEmpty(directory + "/" + partitionDirectoryName(partition))) { return false }
-        return true
-    }
-
-    private static func describe(_ partitions: [Int]) -> String {
-        partitions.map(partitionDirectoryName).joined(separator: ", ")
-    }
-
-    private static func readMarksResult(_ directory: String) -> Result<HighWaterMarks, EventLogError> {
-        guard let data = FileManager.default.contents(atPath: directory + "/" + marksName) else {
-            return .failure(EventLogError("cannot read it"))
-        }
-        return HighWaterMarks.decode(Array(data))
-    }
-
-    static func readMarks(_ directory: String) throws(EventLogError) -> HighWaterMarks { try readMarksResult(directory).get() }
+    /// Waits until background work (the spare segment, summaries) is done (tests, shutdown).
+    public func settle() { background.sync {} }
 
     // MARK: high-water marks
 
@@ -416,45 +356,30 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
-    /// What each partition's recovery produced, filled from several threads.
-    private final class RecoveryResults: @unchecked Sendable {
-        private let lock = NSLock()
-        private var outcomes: [Result<PartitionLog, EventLogError>?]
-        private var found: [[(UInt64, Timestamp, RecordMeta)]]
-
-        init(count: Int) {
-            outcomes = Array(repeating: nil, count: count)
-            found = Array(repeating: [], count: count)
-        }
-
-        func store(_ partition: Int, _ outcome: Result<PartitionLog, EventLogError>, _ records: [(UInt64, Timestamp, RecordMeta)]) {
-            lock.withLock {
-                outcomes[partition] = outcome
-                found[partition] = records
-            }
-        }
-
-        var recordCount: Int { lock.withLock { found.reduce(0) { $0 + $1.count } } }
-
-        var newestTime: Timestamp? {
-            lock.withLock { found.compactMap { $0.last?.1 }.max() }
-        }
-
-        func outcome(_ partition: Int) -> Result<PartitionLog, EventLogError> { lock.withLock { outcomes[partition]! } }
-
-        func takeRecords(_ partition: Int) -> [(UInt64, Timestamp, RecordMeta)] {
-            lock.withLock {
-                defer { found[partition] = [] }
-                return found[partition]
-            }
-        }
-    }
-
     static func partitionDirectoryName(_ partition: Int) -> String {
         let digits = String(partition)
         return "p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
     }
 
-    /// Total bytes of all segments.
-    public var storageBytes: Int { partitions.reduce(0) { $0 + $1.storage.bytes } }
+    static func readMarks(_ directory: String) -> Result<HighWaterMarks, EventLogError> {
+        guard let data = FileManager.default.contents(atPath: directory + "/" + marksName) else {
+            return .failure(EventLogError("cannot read it"))
+        }
+        return HighWaterMarks.decode(Array(data))
+    }
+
+    // MARK: opening
+
+    struct Opened {
+        var partitions: [PartitionLog]
+        var manifest: LogManifest
+        var notices: [String]
+        var current: WALSegment
+        var currentSummary: SegmentSummary
+        var segmentCount: Int
+        var storedBytes: Int
+        var marks: [UInt64]?
+        /// Sealed segments whose summary file was missing or damaged (rebuilt by scanning).
+        var unsummarized: [SegmentSummary]
+    }
 }

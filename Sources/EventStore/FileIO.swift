@@ -19,14 +19,34 @@ public enum FileIO {
 
     /// Writes all of `bytes` at `offset`. The corresponding C function is `pwrite`.
     public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
+        let failure = bytes.withUnsafeBytes { buffer -> SystemError? in
+            do throws(SystemError) {
+                try pwriteAll(fd, buffer, at: offset, path: path)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes all of `bytes` at `offset`. The corresponding C function is `pwrite`.
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(SystemError) {
         var done = 0
         while done < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            let written = Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("write", path)
             }
             done += written
+        }
+    }
+
+    /// Makes the file's data and metadata durable. The corresponding C function is `fsync`.
+    public static func fsync(_ fd: Int32, path: String) throws(SystemError) {
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw SystemError("fsync", path) }
         }
     }
 
@@ -90,7 +110,7 @@ public enum FileIO {
         let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         do throws(SystemError) {
             try pwriteAll(fd, bytes, at: 0, path: temporary)
-            while Glibc.fsync(fd) != 0 { if errno != EINTR { throw SystemError("fsync", temporary) } }
+            try fsync(fd, path: temporary)
         } catch {
             close(fd)
             throw error

@@ -29,6 +29,24 @@ public struct PartitionRouter: Sendable {
         return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
     }
 
+    /// The partition for a message about `resource`, with `pending`'s routes (purchases not yet
+    /// durable) taking precedence over the known ones.
+    public func partition(for resource: ResourceName, pending: PartitionRouter) -> Int {
+        if let id = resource.resourceId, let key = pending.keysByResourceId[id] ?? keysByResourceId[id] {
+            return Self.partition(of: key, count: partitionCount)
+        }
+        if let uri = resource.resourceUri, let key = pending.keysByResourceUri[uri] ?? keysByResourceUri[uri] {
+            return Self.partition(of: key, count: partitionCount)
+        }
+        return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
+    }
+
+    /// Takes `other`'s routes, which override this router's for the same names.
+    public mutating func adopt(_ other: PartitionRouter) {
+        for (name, key) in other.keysByResourceId { keysByResourceId[name] = key }
+        for (name, key) in other.keysByResourceUri { keysByResourceUri[name] = key }
+    }
+
     /// The number of names known from purchases.
     public var knownNames: Int { keysByResourceId.count + keysByResourceUri.count }
 

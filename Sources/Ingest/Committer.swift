@@ -42,7 +42,7 @@ enum AppendResult: Sendable {
 }
 
 /// The single writer of the log, with group commit: it takes every job waiting, writes their
-/// records, makes them durable with one fsync per touched partition, and only then answers them.
+/// records, makes them durable with one fdatasync whatever the partitions, and only then answers them.
 /// While it syncs, new jobs queue up and form the next group (LevelDB's `BuildBatchGroup`).
 final class Committer: @unchecked Sendable {
     enum Work {
@@ -127,40 +127,30 @@ final class Committer: @unchecked Sendable {
         }
     }
 
-    private struct Pending {
-        var time: Timestamp?
-        var records: [(time: Timestamp, meta: RecordMeta, payload: [UInt8])] = []
-    }
-
     private func commit(_ group: [Work]) {
         let partitions = log.partitions
-        var pending = [Pending](repeating: Pending(), count: partitions.count)
         let now = clock.now
+        var records: [EventLog.Pending] = []
+        var placedCount = [UInt64](repeating: 0, count: partitions.count)
+        var times = [Timestamp?](repeating: nil, count: partitions.count)
+        // What this group adds to the indexes, applied once it is durable: a group that fails to
+        // be written must leave no key and no route behind.
+        var newKeys: [PayloadDigest: IdempotencyIndex.Position] = [:]
+        var newKeyOrder: [PayloadDigest] = []
+        var newRoutes = PartitionRouter(partitionCount: partitions.count)
         func time(for partition: Int) -> Timestamp {
-            if let time = pending[partition].time { return time }
+            if let time = times[partition] { return time }
             let time = max(now, partitions[partition].lastTime ?? now)
-            pending[partition].time = time
+            times[partition] = time
             return time
         }
         func place(_ partition: Int, meta: RecordMeta, payload: [UInt8]) -> IdempotencyIndex.Position {
             let enqueued = time(for: partition)
-            let sequence = partitions[partition].nextSequence + UInt64(pending[partition].records.count)
-            pending[partition].records.append((enqueued, meta, payload))
-            return IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: enqueued)
-        }
-
-        // Start new segments before placing anything: a roll that fails (out of descriptors, say)
-        // then refuses this group with nothing written, and ingest goes on.
-        for partition in partitions where partition.needsRoll {
-            do {
-                try partition.roll()
-            } catch {
-                Log.error(
-                    "partition \(partition.partition): cannot start a new segment: \(error); refusing this group of appends (nothing was written) and retrying with the next"
-                )
-                refuse(group, WireError(.unavailable, "the log cannot start a new segment (\(error)); nothing was appended; retry"))
-                return
-            }
+            let sequence = partitions[partition].nextSequence + placedCount[partition]
+            placedCount[partition] += 1
+            records.append(EventLog.Pending(partition: partition, time: enqueued, meta: meta, payload: payload))
+            return IdempotencyIndex.Position(
+                partition: partition, sequence: sequence, enqueuedTime: enqueued, payloadDigest: meta.payloadDigest)
         }
 
         var answers: [() -> Void] = []
@@ -171,8 +161,10 @@ final class Committer: @unchecked Sendable {
                 var results: [AppendResult] = []
                 results.reserveCapacity(events.count)
                 for event in events {
-                    if let key = event.idempotencyKey, let original = idempotency.lookup(key) {
-                        if original.payloadDigest == nil || original.payloadDigest == event.payloadDigest {
+                    if let key = event.idempotencyKey, let digest = event.keyDigest,
+                        let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
+                    {
+                        if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
                             results.append(.duplicate(original))
                         } else {
                             results.append(.conflict(original, key: key))
@@ -197,15 +189,18 @@ final class Committer: @unchecked Sendable {
                         }
                         partition = addressed
                     } else {
-                        if event.isPurchase, let resource = event.resource { router.learnPurchase(resource) }
-                        partition = router.partition(for: event.resource ?? ResourceName())
+                        if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
+                        partition = router.partition(for: event.resource ?? ResourceName(), pending: newRoutes)
                     }
                     let meta = RecordMeta(
                         idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
-                        payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest)
-                    var position = place(partition, meta: meta, payload: event.payload)
-                    position.payloadDigest = meta.payloadDigest
-                    if let key = event.idempotencyKey { idempotency.remember(key, at: position) }
+                        payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
+                        keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
+                    let position = place(partition, meta: meta, payload: event.payload)
+                    if let digest = meta.keyDigest {
+                        newKeys[digest] = position
+                        newKeyOrder.append(digest)
+                    }
                     results.append(.accepted(position))
                 }
                 answers.append { completion(results) }
@@ -221,41 +216,29 @@ final class Committer: @unchecked Sendable {
         }
         condition.unlock()
 
-        var touchedCount = 0
         do {
-            var touched: [PartitionLog] = []
-            for (index, partition) in pending.enumerated() where !pending[index].records.isEmpty {
-                _ = try partitions[index].append(partition.records)
-                touched.append(partitions[index])
-            }
-            // In parallel: on ext4 the syncs share journal commits; with 16 concurrent clients this
-            // committed ~45% more groups per second than syncing one after the other (docs/BENCHMARKS.md).
-            if touched.count == 1 {
-                try touched[0].sync()
-            } else if touched.count > 1 {
-                let failures = NSLock()
-                nonisolated(unsafe) var failure: (any Error)?
-                let syncing = touched
-                DispatchQueue.concurrentPerform(iterations: syncing.count) { index in
-                    do { try syncing[index].sync() } catch { failures.withLock { failure = error } }
-                }
-                if let failure { throw failure }
-            }
-            for partition in touched { partition.publish() }
-            touchedCount = touched.count
+            try log.commit(records)
+        } catch .notWritten(let message) {
+            // Nothing reached the log (a new segment could not be made, say, out of descriptors):
+            // refuse this group and go on; clients retry with their idempotency keys.
+            Log.error("\(message); refusing this group of appends (nothing was written) and going on")
+            refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
+            return
         } catch {
             // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
-            // acknowledged. Stop; on restart, recovery truncates any torn tail and clients retry
+            // acknowledged. Stop; on restart, recovery cuts any torn tail and clients retry
             // (their idempotency keys make the retry safe).
-            Log.error("the log could not be made durable: \(error); nothing of this group was acknowledged; stopping so recovery can run")
+            Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
             refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
             exit(75)
         }
         condition.withLock {
+            for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
+            router.adopt(newRoutes)
             groups += 1
-            syncs += touchedCount
-            recordsWritten += pending.reduce(0) { $0 + $1.records.count }
-            if let newest = pending.compactMap(\.time).max() { idempotency.expire(now: newest) }
+            syncs += records.isEmpty ? 0 : 1
+            recordsWritten += records.count
+            if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
         }
         for answer in answers { answer() }
     }

@@ -39,9 +39,9 @@ nonisolated func runIngest() -> Never {
         ) { partition, sequence, time, meta in
             if let resource = meta.purchasedResource { purchases.append(resource) }
             // Keys already outside the window are never remembered: the log's newest time is known.
-            if let key = meta.idempotencyKey, idempotency.isRetained(time, now: newestTime ?? time) {
+            if let digest = meta.keyDigest, idempotency.isRetained(time, now: newestTime ?? time) {
                 idempotency.remember(
-                    key,
+                    digest: digest,
                     at: IdempotencyIndex.Position(
                         partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
             }
@@ -54,7 +54,6 @@ nonisolated func runIngest() -> Never {
     var router = PartitionRouter(partitionCount: log.partitions.count)
     for resource in purchases { router.learnPurchase(resource) }
     purchases = []
-    idempotency.sortByAge()
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
         "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.manifest.identity), clock \(log.manifest.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"

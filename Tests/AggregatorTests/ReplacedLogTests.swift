@@ -83,11 +83,11 @@ struct ReplacedLogTests {
             ingest.kill(SIGTERM)
         }
         // A damaged middle segment, moved aside with everything after it, and the loss accepted.
-        let partition = home.path + "/data/log/p000"
-        let segments = try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".log") }.sorted()
+        let wal = home.path + "/data/log/wal"
+        let segments = try FileManager.default.contentsOfDirectory(atPath: wal).filter { $0.hasSuffix(".wal") }.sorted()
         #expect(segments.count >= 3)
         for name in segments.dropFirst() {
-            try FileManager.default.moveItem(atPath: "\(partition)/\(name)", toPath: "\(partition)/\(name).aside")
+            try FileManager.default.moveItem(atPath: "\(wal)/\(name)", toPath: "\(wal)/\(name).aside")
         }
         let accepted = try runToEnd("meterctl", ["log", "accept-loss", "--yes"], environment: Self.environment(home))
         #expect(accepted.status == 0, "\(accepted.errors)")

@@ -19,19 +19,37 @@ func payload(_ index: Int) -> [UInt8] {
             .utf8)
 }
 
-/// Appends `count` records to partition `partition`, synced and published, `batch` at a time.
+/// Appends `count` records to partition `partition`, durable and published, `batch` at a time.
 func fill(_ log: EventLog, partition: Int = 0, count: Int, batch: Int = 100, key: (Int) -> String? = { _ in nil }) throws {
     var written = 0
     while written < count {
         let size = min(batch, count - written)
         let records = (written..<written + size).map { index in
-            (time: Timestamp(seconds: Int64(1_000 + index)), meta: RecordMeta(idempotencyKey: key(index)), payload: payload(index))
+            EventLog.Pending(
+                partition: partition, time: Timestamp(seconds: Int64(1_000 + index)),
+                meta: RecordMeta(
+                    idempotencyKey: key(index), payloadDigest: key(index).map { _ in PayloadDigest(high: 1, low: UInt64(index)) },
+                    keyDigest: key(index).map(PayloadDigest.hash)),
+                payload: payload(index))
         }
-        _ = try log.partitions[partition].append(records)
-        try log.partitions[partition].sync()
-        log.partitions[partition].publish()
+        try log.commit(records)
         written += size
     }
+}
+
+/// The log's segment files, oldest first.
+func segmentFiles(_ directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: directory + "/wal").filter { $0.hasSuffix(".wal") }.sorted().map {
+        directory + "/wal/" + $0
+    }
+}
+
+/// The offset just after the last byte that is not zero in `path`.
+func writtenEnd(_ path: String) throws -> Int {
+    let bytes = try #require(FileManager.default.contents(atPath: path))
+    var end = bytes.count
+    while end > 0 && bytes[end - 1] == 0 { end -= 1 }
+    return end
 }
 
 @Suite("Event log")
@@ -62,24 +80,35 @@ struct EventLogTests {
         #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.checksumByTables($0) } == 0xE306_9283)
     }
 
-    @Test("records round-trip through the binary codec with their meta")
+    @Test("records round-trip through the binary codec with their meta, and the salt and CRC catch every flipped bit")
     func codecRoundTrip() throws {
         var bytes: [UInt8] = []
-        let meta = RecordMeta(idempotencyKey: "k", purchasedResource: ResourceName(resourceId: "id", resourceUri: "/uri"))
-        RecordCodec.encode(sequence: 7, time: Timestamp(seconds: 99), meta: meta, payload: payload(1), to: &bytes)
-        let decoded = bytes.withUnsafeBytes { RecordCodec.decode($0, at: 0, partition: 2) }
+        let meta = RecordMeta(
+            idempotencyKey: "k", purchasedResource: ResourceName(resourceId: "id", resourceUri: "/uri"),
+            payloadDigest: PayloadDigest(high: 3, low: 4), keyDigest: PayloadDigest.hash("k"))
+        payload(1).withUnsafeBytes {
+            RecordCodec.encode(partition: 2, sequence: 7, time: Timestamp(seconds: 99), meta: meta, payload: $0, salt: 77, to: &bytes)
+        }
+        #expect(bytes.count == RecordCodec.length(meta: meta, payloadCount: payload(1).count))
+        let decoded = bytes.withUnsafeBytes { RecordCodec.decode($0, at: 0, salt: 77) }
         guard case .record(let record, let length) = decoded else {
             Issue.record("not decoded: \(decoded)")
             return
         }
         #expect(length == bytes.count)
-        #expect(record == LogRecord(partition: 2, sequence: 7, enqueuedTime: Timestamp(seconds: 99), meta: meta, payload: payload(1)))
-        for index in [0, 5, 12, 40, bytes.count - 1] {
+        #expect(record.partition == 2 && record.sequence == 7 && record.enqueuedTime == Timestamp(seconds: 99))
+        #expect(record.meta == meta)
+        #expect(record.payload == payload(1))
+        if case .record = bytes.withUnsafeBytes({ RecordCodec.decode($0, at: 0, salt: 78) }) {
+            Issue.record("a record of another segment's salt passed")
+        }
+        for index in 0..<bytes.count {
             var damaged = bytes
-            damaged[index] ^= 0x40
-            let result = damaged.withUnsafeBytes { RecordCodec.decode($0, at: 0, partition: 2) }
+            damaged[index] ^= 0x04
+            let result = damaged.withUnsafeBytes { RecordCodec.decode($0, at: 0, salt: 77) }
             if case .record = result { Issue.record("a flipped bit at \(index) went unnoticed") }
         }
+        #expect([UInt8](repeating: 0, count: 64).withUnsafeBytes { RecordCodec.decode($0, at: 0, salt: 77) }.isEnd)
     }
 
     @Test("appended records read back in order from any sequence, across segments and after reopening")
@@ -87,8 +116,9 @@ struct EventLogTests {
         let directory = TemporaryDirectory()
         do {
             let log = try EventLog(directory: directory.path, partitionCount: 2, segmentBytes: 64 << 10)
-            try fill(log, count: 3_000)
+            try fill(log, count: 3_000, key: { "k\($0)" })
             #expect(log.partitions[0].storage.segments > 1)
+            log.settle()
             let all = try log.partitions[0].read(from: 0, maxRecords: 10_000, maxBytes: 1 << 30)
             #expect(all.map(\.sequence) == Array(0..<3_000))
             #expect(all[1234].payload == payload(1234))
@@ -129,30 +159,24 @@ struct EventLogTests {
         #expect(try EventLog(directory: directory.path, partitionCount: 4).partitions.count == 3)
     }
 
-    static func segmentPath(_ directory: String) throws -> String {
-        let partition = directory + "/p000"
-        let names = try FileManager.default.contentsOfDirectory(atPath: partition).filter { $0.hasSuffix(".log") }.sorted()
-        return partition + "/" + names.last!
-    }
-
-    @Test("a torn tail is truncated on recovery and its bytes are kept aside", arguments: [1, 9, 40, 77])
+    @Test("a torn tail is cut on recovery and its bytes are kept aside", arguments: [1, 9, 40, 77])
     func tornTail(cut: Int) throws {
         let directory = TemporaryDirectory()
         do {
             let log = try EventLog(directory: directory.path, partitionCount: 1)
             try fill(log, count: 50)
+            log.settle()
         }
-        let path = try Self.segmentPath(directory.path)
+        let path = try #require(try segmentFiles(directory.path).first)
+        let end = try writtenEnd(path)
+        // A crash mid-write: the last record lost its last `cut` bytes (they were never written).
         let handle = try #require(FileHandle(forUpdatingAtPath: path))
-        let size = try handle.seekToEnd()
-        // Simulate a crash mid-write: the last record loses `cut` bytes, plus a zero-filled remnant.
-        try handle.truncate(atOffset: size - UInt64(cut))
-        try handle.seekToEnd()
-        handle.write(Data(repeating: 0, count: 13))
+        try handle.seek(toOffset: UInt64(end - cut))
+        handle.write(Data(repeating: 0, count: cut))
         try handle.close()
         let log = try EventLog(directory: directory.path, partitionCount: 1)
         #expect(log.partitions[0].durableNextSequence == 49)
-        let aside = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/p000").filter { $0.contains(".torn-") }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/wal").filter { $0.contains(".torn-") }
         #expect(aside.count == 1)
         try fill(log, count: 1)
         #expect(try log.partitions[0].read(from: 48, maxRecords: 5).map(\.sequence) == [48, 49])
@@ -164,28 +188,65 @@ struct EventLogTests {
         do {
             let log = try EventLog(directory: directory.path, partitionCount: 1)
             try fill(log, count: 50)
+            log.settle()
         }
-        let path = try Self.segmentPath(directory.path)
+        let path = try #require(try segmentFiles(directory.path).first)
+        let end = try writtenEnd(path)
         var bytes = try #require(FileManager.default.contents(atPath: path))
-        bytes[bytes.count / 2] ^= 0xFF
+        bytes[end / 2] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: path))
         let error = #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
         #expect(error?.message.contains(path) == true)
         #expect(error?.message.contains("not a torn write") == true)
     }
 
-    @Test("a missing segment in the middle is refused")
+    @Test("a missing segment in the middle is refused, naming it")
     func missingSegment() throws {
         let directory = TemporaryDirectory()
         do {
             let log = try EventLog(directory: directory.path, partitionCount: 1, segmentBytes: 64 << 10)
             try fill(log, count: 2_000)
+            try log.writeHighWaterMarks()
+            log.settle()
         }
-        let partition = directory.path + "/p000"
-        let names = try FileManager.default.contentsOfDirectory(atPath: partition).sorted()
+        let names = try segmentFiles(directory.path)
         #expect(names.count >= 3)
-        try FileManager.default.removeItem(atPath: partition + "/" + names[1])
-        #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
+        try FileManager.default.removeItem(atPath: names[1])
+        let error = #expect(throws: EventLogError.self) { try EventLog(directory: directory.path, partitionCount: 1) }
+        #expect(error?.message.contains("segments 1 of") == true)
+    }
+
+    @Test("one commit group writes every partition it touches with one sync, and summaries make a reopen skip the reading")
+    func groupsAcrossPartitions() throws {
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 4, segmentBytes: 64 << 10)
+            for round in 0..<300 {
+                try log.commit(
+                    (0..<4).map { partition in
+                        EventLog.Pending(
+                            partition: partition, time: Timestamp(seconds: Int64(round)), meta: RecordMeta(), payload: payload(round))
+                    })
+            }
+            #expect(log.partitions.map(\.durableNextSequence) == [300, 300, 300, 300])
+            log.settle()
+        }
+        let summaries = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/wal").filter { $0.hasSuffix(".idx") }
+        #expect(summaries.count >= 2)
+        let log = try EventLog(directory: directory.path, partitionCount: 4)
+        for partition in 0..<4 {
+            let records = try log.partitions[partition].read(from: 0, maxRecords: 1000, maxBytes: 1 << 30)
+            #expect(records.map(\.sequence) == Array(0..<300))
+            #expect(records.allSatisfy { $0.partition == partition })
+            #expect(records[123].payload == payload(123))
+        }
+    }
+}
+
+extension RecordCodec.Decoded {
+    var isEnd: Bool {
+        if case .end = self { return true }
+        return false
     }
 }
 
@@ -221,7 +282,6 @@ struct RoutingTests {
         // Partition 0's records all come first, partition 1's after: not in time order.
         index.remember("p0-new", at: .init(partition: 0, sequence: 1, enqueuedTime: Timestamp(microseconds: 5 * day)))
         index.remember("p1-old", at: .init(partition: 1, sequence: 1, enqueuedTime: Timestamp(microseconds: 1 * day)))
-        index.sortByAge()
         index.expire(now: Timestamp(microseconds: 5 * day))
         #expect(index.lookup("p1-old") == nil)
         #expect(index.lookup("p0-new") != nil)

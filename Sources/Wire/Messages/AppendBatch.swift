@@ -10,6 +10,8 @@ public struct ValidatedEvent: Sendable {
     /// The digest of the message's canonical form, for messages with an idempotency key: a resend
     /// with the key must carry the same message.
     public var payloadDigest: PayloadDigest?
+    /// `PayloadDigest.hash` of the idempotency key, which the index keeps instead of the key.
+    public var keyDigest: PayloadDigest?
 
     public init(message: Message, payload: [UInt8], json: JSONValue? = nil) {
         self.type = message.type
@@ -17,7 +19,8 @@ public struct ValidatedEvent: Sendable {
         self.resource = message.resource
         self.addressedPartition = message.addressedPartition
         self.payload = payload
-        if message.id != nil {
+        if let key = message.id {
+            keyDigest = PayloadDigest.hash(key)
             if let json {
                 payloadDigest = PayloadDigest.ofMessage(json)
             } else if let parsed = try? JSONParser.parse(payload) {

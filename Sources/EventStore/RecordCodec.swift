@@ -1,0 +1,181 @@
+public import Wire
+
+/// The binary format of a record in the write-ahead log, where the records of every partition
+/// follow each other in commit order. Pure: tested with byte arrays.
+///
+/// ```
+/// 0   u32  masked CRC-32C, seeded with the segment's salt, of bytes 4..<8+B
+/// 4   u32  body length B (bytes after offset 8)
+/// 8   u64  sequence within the partition
+/// 16  i64  enqueued time, µs since the epoch
+/// 24  u16  partition
+/// 26  u16  flags (bit 0: purchase; bit 1: payload digest present; bit 2: key digest present)
+/// 28  u16  idempotency key length K
+/// 30  u16  purchased resourceId length I
+/// 32  u16  purchased resourceUri length U
+/// 34  u16  reserved, 0
+/// 36  16 bytes of payload digest when flag bit 1 is set; 16 bytes of key digest when bit 2 is set
+///     K + I + U bytes of UTF-8, then the payload (the message's canonical JSON)
+/// ```
+/// All integers little-endian. The CRC covers the length, so a damaged length is detected, and
+/// the salt, so bytes left over from another segment never pass for a record of this one. Eight
+/// zero bytes where a record would start mark the end of the written part of a segment (segments
+/// are preallocated with zeros).
+public enum RecordCodec {
+    public static let prefixLength = 8
+    public static let fixedHeaderLength = 36
+    static let digestLength = 16
+    static let purchaseFlag: UInt16 = 1
+    static let payloadDigestFlag: UInt16 = 2
+    static let keyDigestFlag: UInt16 = 4
+    /// The largest payload ingest may be configured to accept (`METERING_MAX_FRAME_BYTES`).
+    public static let maximumPayloadLength = 256 << 20
+    /// The largest body accepted when reading, so a damaged length never causes a huge allocation.
+    public static let maximumBodyLength = maximumPayloadLength + 3 * (1 << 16) + 64
+
+    /// The encoded length of a record.
+    public static func length(meta: RecordMeta, payloadCount: Int) -> Int {
+        let limit = Int(UInt16.max)
+        return fixedHeaderLength + (meta.payloadDigest == nil ? 0 : digestLength) + (meta.keyDigest == nil ? 0 : digestLength)
+            + min(meta.idempotencyKey?.utf8.count ?? 0, limit) + min(meta.purchasedResource?.resourceId?.utf8.count ?? 0, limit)
+            + min(meta.purchasedResource?.resourceUri?.utf8.count ?? 0, limit) + payloadCount
+    }
+
+    /// Appends the encoded record to `out`.
+    public static func encode(
+        partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: UnsafeRawBufferPointer, salt: UInt32,
+        to out: inout [UInt8]
+    ) {
+        var key = meta.idempotencyKey ?? ""
+        var resourceId = meta.purchasedResource?.resourceId ?? ""
+        var resourceUri = meta.purchasedResource?.resourceUri ?? ""
+        let limit = Int(UInt16.max)
+        let lengths = (min(key.utf8.count, limit), min(resourceId.utf8.count, limit), min(resourceUri.utf8.count, limit))
+        let start = out.count
+        let body = length(meta: meta, payloadCount: payload.count) - prefixLength
+        var flags: UInt16 = meta.purchasedResource == nil ? 0 : purchaseFlag
+        if meta.payloadDigest != nil { flags |= payloadDigestFlag }
+        if meta.keyDigest != nil { flags |= keyDigestFlag }
+        appendInteger(UInt32(0), to: &out)
+        appendInteger(UInt32(body), to: &out)
+        appendInteger(sequence, to: &out)
+        appendInteger(UInt64(bitPattern: time.microseconds), to: &out)
+        appendInteger(UInt16(truncatingIfNeeded: partition), to: &out)
+        appendInteger(flags, to: &out)
+        appendInteger(UInt16(lengths.0), to: &out)
+        appendInteger(UInt16(lengths.1), to: &out)
+        appendInteger(UInt16(lengths.2), to: &out)
+        appendInteger(UInt16(0), to: &out)
+        if let digest = meta.payloadDigest {
+            appendInteger(digest.high, to: &out)
+            appendInteger(digest.low, to: &out)
+        }
+        if let digest = meta.keyDigest {
+            appendInteger(digest.high, to: &out)
+            appendInteger(digest.low, to: &out)
+        }
+        key.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
+        resourceId.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
+        resourceUri.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
+        out.append(contentsOf: payload)
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...]), continuing: salt) }
+        let masked = CRC32C.mask(crc).littleEndian
+        withUnsafeBytes(of: masked) { bytes in
+            for index in 0..<4 { out[start + index] = bytes[index] }
+        }
+    }
+
+    static func appendInteger<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    /// A record's fixed header, read without checking anything: for skipping records of other
+    /// partitions in a stretch already verified.
+    public struct Header: Sendable, Hashable {
+        public var length: Int
+        public var sequence: UInt64
+        public var partition: Int
+    }
+
+    /// The header at `offset`, or nil when fewer bytes than a header remain or the length is 0.
+    @inline(__always)
+    public static func peek(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Header? {
+        guard bytes.count - offset >= fixedHeaderLength else { return nil }
+        let body = Int(bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian)
+        guard body > 0 else { return nil }
+        return Header(
+            length: prefixLength + body, sequence: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self).littleEndian,
+            partition: Int(bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt16.self).littleEndian))
+    }
+
+    /// The outcome of decoding at an offset.
+    public enum Decoded {
+        /// A valid record of `length` bytes.
+        case record(LogRecord, length: Int)
+        /// Zero bytes where a record would start: the written part of the segment ends here.
+        case end
+        /// Fewer bytes than the record needs (a possibly torn tail).
+        case incomplete
+        /// The bytes are not a valid record: the reason says why.
+        case invalid(String)
+    }
+
+    /// Decodes (and checks) the record starting at `offset` of `bytes`.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, salt: UInt32, includePayload: Bool = true) -> Decoded {
+        let available = bytes.count - offset
+        guard available >= prefixLength else { return available == 0 || isZero(bytes, from: offset) ? .end : .incomplete }
+        let storedCRC = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
+        let body = Int(bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian)
+        if storedCRC == 0 && body == 0 { return .end }
+        guard body >= fixedHeaderLength - prefixLength, body <= maximumBodyLength else {
+            return .invalid("record length \(body) is impossible")
+        }
+        guard available >= prefixLength + body else { return .incomplete }
+        let end = offset + prefixLength + body
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<end]), continuing: salt)
+        guard CRC32C.mask(crc) == storedCRC else { return .invalid("checksum mismatch") }
+        let sequence = bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self).littleEndian
+        let micros = Int64(bitPattern: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self).littleEndian)
+        let partition = Int(bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt16.self).littleEndian)
+        let flags = bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian
+        let keyLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian)
+        let idLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 30, as: UInt16.self).littleEndian)
+        let uriLength = Int(bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt16.self).littleEndian)
+        var cursor = offset + fixedHeaderLength
+        var meta = RecordMeta()
+        func digest() -> PayloadDigest {
+            defer { cursor += digestLength }
+            return PayloadDigest(
+                high: bytes.loadUnaligned(fromByteOffset: cursor, as: UInt64.self).littleEndian,
+                low: bytes.loadUnaligned(fromByteOffset: cursor + 8, as: UInt64.self).littleEndian)
+        }
+        let digests = (flags & payloadDigestFlag != 0 ? digestLength : 0) + (flags & keyDigestFlag != 0 ? digestLength : 0)
+        guard cursor + digests + keyLength + idLength + uriLength <= end else {
+            return .invalid("record header lengths exceed the record")
+        }
+        if flags & payloadDigestFlag != 0 { meta.payloadDigest = digest() }
+        if flags & keyDigestFlag != 0 { meta.keyDigest = digest() }
+        func text(_ count: Int) -> String? {
+            defer { cursor += count }
+            return count == 0 ? nil : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[cursor..<cursor + count]), as: UTF8.self)
+        }
+        meta.idempotencyKey = text(keyLength)
+        let resourceId = text(idLength)
+        let resourceUri = text(uriLength)
+        if flags & purchaseFlag != 0 { meta.purchasedResource = ResourceName(resourceId: resourceId, resourceUri: resourceUri) }
+        let payload = includePayload ? Array(UnsafeRawBufferPointer(rebasing: bytes[cursor..<end])) : []
+        let record = LogRecord(
+            partition: partition, sequence: sequence, enqueuedTime: Timestamp(microseconds: micros), meta: meta, payload: payload)
+        return .record(record, length: prefixLength + body)
+    }
+
+    /// Whether every byte from `offset` to the end is zero.
+    static func isZero(_ bytes: UnsafeRawBufferPointer, from offset: Int) -> Bool {
+        var index = offset
+        while index < bytes.count {
+            if bytes[index] != 0 { return false }
+            index += 1
+        }
+        return true
+    }
+}
