@@ -150,7 +150,9 @@ extension PartitionState {
     static func acceptedQuantity(_ value: JSONObject) -> Quantity? {
         let quantity = value["result"]?["error"]?["additionalInfo"]?["acceptedMessage"]?["quantity"]
         switch quantity {
-        case .number(let text)?, .string(let text)?: return Quantity(exactly: text)
+        case .number(let text)?, .string(let text)?:
+            // A negative quantity is no quantity the marketplace can hold: read as none given.
+            return Quantity(exactly: text).flatMap { $0.isNegative ? nil : $0 }
         default: return nil
         }
     }
