@@ -160,8 +160,9 @@ final class AggregatorHandler: RequestHandler {
             let pairs: [(key: Int, json: JSONValue)] = worker.read { state in
                 switch list {
                 case "unprocessable":
-                    total += state.unprocessable.groups.count
-                    return state.unprocessable.groups.filter { Int(clamping: $0.firstSequence) > from }.prefix(wanted).map {
+                    let groups = state.unprocessable.groups
+                    total += groups.count
+                    return groups.filter { Int(clamping: $0.firstSequence) > from }.prefix(wanted).map {
                         (Int(clamping: $0.firstSequence), $0.json)
                     }
                 case "examples":
