@@ -35,7 +35,9 @@ extension PartitionState {
 
     mutating func deleted(_ resource: ResourceName, record: BillingRecord, now: Timestamp) {
         guard let key = key(for: resource), var subscription = subscriptions[key] else {
-            refuse(record, "SubscriptionDeleted for \(resource), which partition \(partition) has no subscription for")
+            refuse(
+                record, .unknownDeletion, resource,
+                "SubscriptionDeleted for \(resource), which partition \(partition) has no subscription for")
             return
         }
         // Deleting twice is a resend: the first deletion already did everything.
@@ -63,7 +65,9 @@ extension PartitionState {
 
     mutating func reported(_ usage: UsageReported, record: BillingRecord, now: Timestamp) {
         guard let index = index(for: usage.resource) else {
-            refuse(record, "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")
+            refuse(
+                record, .unknownSubscription, usage.resource,
+                "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")
             return
         }
         var parts: [UsagePart]? = effects == nil ? nil : []
@@ -76,23 +80,26 @@ extension PartitionState {
                 effects?.append(.usage(subscription: subscriptions.keys[index], meterName: usage.meterName, hour: hour, parts: parts))
             }
         case .deleted:
-            refuse(record, "subscription \(usage.resource) was deleted")
+            refuse(record, .deletedSubscription, usage.resource, "subscription \(usage.resource) was deleted")
         case .unknownMeter:
             let subscription = subscriptions.values[index]
             let known = subscription.meters.map { "\"\($0.name)\"" }.joined(separator: ", ")
-            refuse(record, "subscription \(usage.resource) has no meter \"\(usage.meterName)\"; plan \(subscription.planId) has \(known)")
+            refuse(
+                record, .unknownMeter, usage.resource,
+                "subscription \(usage.resource) has no meter \"\(usage.meterName)\"; plan \(subscription.planId) has \(known)")
         case .overflow:
             refuse(
-                record,
+                record, .overflow, usage.resource,
                 "quantity \(usage.quantity) would take the totals of meter \"\(usage.meterName)\" beyond the largest quantity (about 1.7e20)"
             )
         }
     }
 
-    private mutating func refuse(_ record: BillingRecord, _ reason: String) {
-        unprocessable.append(
+    private mutating func refuse(_ record: BillingRecord, _ kind: UnprocessableLedger.Reason, _ resource: ResourceName, _ reason: String) {
+        unprocessable.add(
             UnprocessableRecord(
-                sequence: record.sequence, enqueuedTime: record.enqueuedTime, reason: reason, event: record.message.billingJSON))
+                sequence: record.sequence, enqueuedTime: record.enqueuedTime, kind: kind,
+                subscription: resource.resourceId ?? resource.resourceUri, reason: reason, event: record.message.billingJSON))
     }
 
     // MARK: - Marketplace outcomes
@@ -150,7 +157,9 @@ extension PartitionState {
     static func acceptedQuantity(_ value: JSONObject) -> Quantity? {
         let quantity = value["result"]?["error"]?["additionalInfo"]?["acceptedMessage"]?["quantity"]
         switch quantity {
-        case .number(let text)?, .string(let text)?: return Quantity(exactly: text)
+        case .number(let text)?, .string(let text)?:
+            // A negative quantity is no quantity the marketplace can hold: read as none given.
+            return Quantity(exactly: text).flatMap { $0.isNegative ? nil : $0 }
         default: return nil
         }
     }
@@ -171,15 +180,6 @@ extension PartitionState {
 
     mutating func remove(_ removal: RemoveUnprocessedMessages) {
         guard removal.partition == partition else { return }
-        switch removal.selection {
-        case .beforeIncluding(let sequence):
-            guard let last = UInt64(exactly: sequence) else { return }
-            unprocessable.removeAll { $0.sequence <= last }
-        case .exactly(let sequence):
-            guard let only = UInt64(exactly: sequence) else { return }
-            unprocessable.removeAll { $0.sequence == only }
-        case .all:
-            unprocessable.removeAll()
-        }
+        unprocessable.remove(removal.selection)
     }
 }

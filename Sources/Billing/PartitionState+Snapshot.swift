@@ -1,8 +1,10 @@
 public import Wire
 
 extension PartitionState {
-    /// The `format` member of snapshots this version writes and reads.
-    public static let snapshotFormat = "metering-billing-partition/1"
+    /// The `format` member of snapshots this version writes.
+    public static let snapshotFormat = "metering-billing-partition/2"
+    /// The format before unprocessable records were counted instead of listed: still read.
+    static let listedUnprocessableFormat = "metering-billing-partition/1"
 
     /// One subscription's meters as JSON (for the aggregator's `state` op), found by either of its
     /// names; nil when the partition has no such subscription. Besides the snapshot members, each
@@ -39,7 +41,7 @@ extension PartitionState {
             "pending": .array(pendingList),
             "rejected": .array(rejected.map(\.json)),
             "conflicts": .array(conflicts.map(\.json)),
-            "unprocessable": .array(unprocessable.map(\.json)),
+            "unprocessable": unprocessable.json,
         ]
     }
 
@@ -48,7 +50,7 @@ extension PartitionState {
     public init(snapshot: JSONValue) throws(SnapshotError) {
         let root = try SnapshotReader.object(snapshot, "snapshot")
         let format = try SnapshotReader.string(root, "format", "snapshot")
-        guard format == Self.snapshotFormat else {
+        guard format == Self.snapshotFormat || format == Self.listedUnprocessableFormat else {
             throw SnapshotError("snapshot.format: \"\(format)\" is not \"\(Self.snapshotFormat)\"")
         }
         self.init(partition: try SnapshotReader.int(root, "partition", "snapshot"))
@@ -91,9 +93,11 @@ extension PartitionState {
         conflicts = try SnapshotReader.array(root, "conflicts", "snapshot").enumerated().map { index, value throws(SnapshotError) in
             try Conflict(json: value, path: "snapshot.conflicts[\(index)]")
         }
-        unprocessable = try SnapshotReader.array(root, "unprocessable", "snapshot").enumerated().map {
-            index, value throws(SnapshotError) in
-            try UnprocessableRecord(json: value, path: "snapshot.unprocessable[\(index)]")
+        let ledger = try SnapshotReader.member(root, "unprocessable", "snapshot")
+        if format == Self.listedUnprocessableFormat {
+            unprocessable = try UnprocessableLedger(listed: ledger, path: "snapshot.unprocessable")
+        } else {
+            unprocessable = try UnprocessableLedger(json: ledger, path: "snapshot.unprocessable")
         }
     }
 }

@@ -40,8 +40,8 @@ public struct PartitionState: Sendable, Equatable {
     public internal(set) var rejected: [RejectedItem] = []
     /// Items whose slot the marketplace holds with another quantity, oldest first.
     public internal(set) var conflicts: [Conflict] = []
-    /// Records that could not be billed, in log order.
-    public internal(set) var unprocessable: [UnprocessableRecord] = []
+    /// Records that could not be billed: counts per subscription and reason, the latest in full.
+    public internal(set) var unprocessable = UnprocessableLedger()
 
     /// Subscriptions by key (the first name they were bought under).
     var subscriptions: [String: Subscription] = [:]

@@ -52,6 +52,10 @@ public struct MeterRunRate: Sendable, Equatable {
     public var projected: Quantity
     /// Waterfall meters: each tier's usage.
     public var tiers: [Tier]
+    /// The figures (`openHourOverage`, `projected`) that went past the largest quantity and show
+    /// it instead: "this much or more". Empty almost always; the billed totals themselves never
+    /// saturate (usage that would overflow them is refused as unprocessable).
+    public var saturated: [String] = []
 }
 
 extension PartitionState {
@@ -75,23 +79,36 @@ extension PartitionState {
 
 extension Meter {
     func runRate(openHour: OpenHour?, period: BillingPeriod, asOf: Timestamp) -> MeterRunRate {
-        let openHourOverage = { (dimensions: [String]) -> Quantity in
-            (openHour?.overage ?? []).filter { dimensions.contains($0.dimension) }.reduce(.zero) { $0.saturatingAdding($1.quantity) }
+        var rate = figures()
+        // Each dimension's open-hour overage is in range, but several dimensions (tiers, meters
+        // sharing a dimension, re-billed items) may add up beyond it.
+        let open = (openHour?.overage ?? []).filter { rate.dimensions.contains($0.dimension) }.map(\.quantity)
+        let (openTotal, openSaturated) = Quantity.saturatingSum(open)
+        rate.openHourOverage = openTotal
+        if openSaturated { rate.saturated.append("openHourOverage") }
+        if rate.kind == .sum || rate.kind == .waterfall {
+            let (projected, projectedSaturated) = Self.project(consumed, period: period, asOf: asOf)
+            rate.projected = projected
+            if projectedSaturated { rate.saturated.append("projected") }
         }
+        return rate
+    }
+
+    /// The figures that follow from the meter alone.
+    private func figures() -> MeterRunRate {
         switch rule {
         case .sum(let dimension, let included):
             let (remaining, overage) = Self.split(consumed, included)
             return MeterRunRate(
                 meterName: name, kind: .sum, dimension: dimension, dimensions: [dimension], included: included, consumed: consumed,
-                remaining: remaining, overage: overage, openHourOverage: openHourOverage([dimension]),
-                projected: Self.project(consumed, period: period, asOf: asOf), tiers: [])
+                remaining: remaining, overage: overage, openHourOverage: .zero, projected: consumed, tiers: [])
         case .gauge(let dimension, let included, let aggregation):
             let value = gaugeValue ?? .zero
             let (remaining, overage) = Self.split(value, included)
             return MeterRunRate(
                 meterName: name, kind: aggregation == .max ? .max : .last, dimension: dimension, dimensions: [dimension],
                 included: included,
-                consumed: value, remaining: remaining, overage: overage, openHourOverage: openHourOverage([dimension]), projected: value,
+                consumed: value, remaining: remaining, overage: overage, openHourOverage: .zero, projected: value,
                 tiers: [])
         case .waterfall(let tiers):
             let free = tiers.first?.lowerBound ?? .zero
@@ -107,8 +124,7 @@ extension Meter {
             let dimensions = tiers.map(\.dimension)
             return MeterRunRate(
                 meterName: name, kind: .waterfall, dimension: current, dimensions: dimensions, included: .finite(free), consumed: consumed,
-                remaining: remaining, overage: overage, openHourOverage: openHourOverage(dimensions),
-                projected: Self.project(consumed, period: period, asOf: asOf), tiers: usage)
+                remaining: remaining, overage: overage, openHourOverage: .zero, projected: consumed, tiers: usage)
         }
     }
 
@@ -118,26 +134,27 @@ extension Meter {
         return (.finite(max(.zero, included - used)), max(.zero, used - included))
     }
 
-    /// `consumed` scaled from the elapsed part of the period to all of it, to the micro-unit. Less
-    /// than an hour in, the rate is taken over a whole hour, so a first burst is not multiplied
-    /// into an absurd figure.
-    static func project(_ consumed: Quantity, period: BillingPeriod, asOf: Timestamp) -> Quantity {
+    /// `consumed` scaled from the elapsed part of the period to all of it, to the micro-unit, and
+    /// whether it went past the largest quantity (then it is the largest). Less than an hour in,
+    /// the rate is taken over a whole hour, so a first burst is not multiplied into an absurd
+    /// figure. The product is taken on 256 bits: a valid usage must never make this trap.
+    static func project(_ consumed: Quantity, period: BillingPeriod, asOf: Timestamp) -> (Quantity, saturated: Bool) {
         let length = Int128((period.end.microseconds - period.start.microseconds) / 1_000_000)
         let elapsed = max(Int128(3600), Int128((asOf.microseconds - period.start.microseconds) / 1_000_000))
-        guard elapsed < length else { return consumed }
+        guard elapsed < length else { return (consumed, false) }
+        guard let projected = consumed.scaled(by: length, dividedBy: elapsed) else { return (.largest, true) }
         let micro = Quantity.unitsPerOne / 1_000_000
-        let (product, overflow) = consumed.units.multipliedReportingOverflow(by: length)
-        let units = overflow ? consumed.units / elapsed * length : product / elapsed
-        return Quantity(units: units / micro * micro)
+        return (Quantity(units: projected.units / micro * micro), false)
     }
 }
 
 extension PartitionState {
-    /// The names, plan and current period of the subscription with key `key`, without copying it.
-    public func terms(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod)? {
+    /// The names, plan, current period and deletion of the subscription with key `key`, without
+    /// copying it.
+    public func terms(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)? {
         guard let index = subscriptions.index(forKey: key) else { return nil }
         let values = subscriptions.values
-        return (values[index].resource, values[index].planId, values[index].period)
+        return (values[index].resource, values[index].planId, values[index].period, values[index].deleted)
     }
 
     /// The key of the subscription named by `name`, if this partition has it.

@@ -69,6 +69,8 @@ enum SnapshotReader {
         guard case .number(let text) = value, let quantity = Quantity(exactly: text) else {
             throw SnapshotError("\(path): expected an exact decimal number")
         }
+        // The state never holds a negative quantity; its differences rely on that.
+        guard !quantity.isNegative else { throw SnapshotError("\(path): must not be negative") }
         return quantity
     }
 

@@ -29,6 +29,9 @@ enum MeterCtl {
           meterctl state --resource-id ID | --resource-uri URI
                                                    one subscription's meters (aggregator)
           meterctl aggregator-status [--json]      the aggregator's partitions, lag, pending, at risk
+          meterctl unprocessable [--examples] [--json]
+                                                   records that could not be billed, counted per subscription
+                                                   and reason, with the latest in full (aggregator)
           meterctl submitter-status [--json] [--max-age SECONDS]
                                                    the submitter's passes, outcomes, retries, at risk;
                                                    with --max-age, fails when its last pass is older
@@ -95,6 +98,7 @@ enum MeterCtl {
             case "pending": try AggregatorCommands.pending(Array(arguments.dropFirst()))
             case "state": try AggregatorCommands.state(Array(arguments.dropFirst()))
             case "aggregator-status": try AggregatorCommands.status(Array(arguments.dropFirst()))
+            case "unprocessable": try UnprocessableCommand.run(Array(arguments.dropFirst()))
             case "submitter-status": try SubmitterStatus.run(Array(arguments.dropFirst()))
             case "runrate": try QueryCommands.runRate(Array(arguments.dropFirst()))
             case "usage": try QueryCommands.usage(Array(arguments.dropFirst()))

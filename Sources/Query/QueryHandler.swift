@@ -219,7 +219,10 @@ final class QueryHandler: RequestHandler {
         let head = try Self.head(client, partition: partition)
         var sequence: Int
         if let after = request["after"] {
-            guard let number = after.intValue, number >= 0 else { throw WireError(.badRequest, "\"after\" must be a sequence number") }
+            // Below Int.max: the scan starts after it.
+            guard let number = after.intValue, number >= 0, number < Int.max else {
+                throw WireError(.badRequest, "\"after\" must be a sequence number")
+            }
             sequence = number + 1
         } else if let from {
             sequence = try Self.firstSequence(client, partition: partition, head: head, atOrAfter: from)

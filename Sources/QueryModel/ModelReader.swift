@@ -31,7 +31,9 @@ enum ModelReader {
     static func quantity(_ object: JSONObject, _ key: String) throws(ModelError) -> Quantity {
         switch object[key] {
         case .number(let text)?, .string(let text)?:
-            guard let quantity = Quantity(exactly: text) else { throw ModelError("\"\(key)\" is not an exact quantity") }
+            guard let quantity = Quantity(exactly: text), !quantity.isNegative else {
+                throw ModelError("\"\(key)\" is not an exact quantity ≥ 0")
+            }
             return quantity
         default: throw ModelError("\"\(key)\" is missing or not a quantity")
         }

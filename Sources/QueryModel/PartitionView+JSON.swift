@@ -47,6 +47,7 @@ extension PartitionView {
                         })))
         }
         members.append(.init("marketplace", .object(Self.marketplace(totals, dimensions: meter.dimensions))))
+        if !meter.saturated.isEmpty { members.append(.init("saturated", .array(meter.saturated.map { .string($0) }))) }
         return JSONObject(members)
     }
 
@@ -54,16 +55,26 @@ extension PartitionView {
     static func marketplace(_ totals: [DimensionTotals], dimensions: [String]) -> JSONObject {
         var sum = DimensionTotals(dimension: "")
         for entry in totals where dimensions.contains(entry.dimension) {
-            sum.pending = sum.pending.saturatingAdding(entry.pending)
-            sum.accepted = sum.accepted.saturatingAdding(entry.accepted)
-            sum.rejected = sum.rejected.saturatingAdding(entry.rejected)
-            sum.expired = sum.expired.saturatingAdding(entry.expired)
+            sum.pending = sum.pending.figureAdding(entry.pending)
+            sum.accepted = sum.accepted.figureAdding(entry.accepted)
+            sum.rejected = sum.rejected.figureAdding(entry.rejected)
+            sum.expired = sum.expired.figureAdding(entry.expired)
             sum.conflicts += entry.conflicts
         }
-        return JSONObject([
-            .init("pending", sum.pending.json), .init("accepted", sum.accepted.json), .init("rejected", sum.rejected.json),
-            .init("expiredRebilled", sum.expired.json), .init("conflicts", .number(String(sum.conflicts))),
-        ])
+        let figures: [(String, Quantity)] = [
+            ("pending", sum.pending), ("accepted", sum.accepted), ("rejected", sum.rejected), ("expiredRebilled", sum.expired),
+        ]
+        var members = figures.map { JSONObject.Member($0.0, $0.1.json) }
+        members.append(.init("conflicts", .number(String(sum.conflicts))))
+        Self.markSaturated(figures, in: &members)
+        return JSONObject(members)
+    }
+
+    /// Adds `"saturated": [names]` for the figures that reached the largest quantity (see
+    /// `Quantity.isSaturated`); nothing when none did, so ordinary answers are unchanged.
+    static func markSaturated(_ figures: [(name: String, value: Quantity)], in members: inout [JSONObject.Member]) {
+        let saturated = figures.filter { $0.value.isSaturated }.map { JSONValue.string($0.name) }
+        if !saturated.isEmpty { members.append(.init("saturated", .array(saturated))) }
     }
 
     /// Where the slot `(subscription, dimension, hour)` stands at the marketplace: nil when nothing
@@ -82,12 +93,18 @@ extension PartitionView {
         var total = Quantity.zero
         let groups = values.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.value < $1.key.value }.map {
             group, quantity -> JSONValue in
-            total = total.saturatingAdding(quantity)
-            return .object(JSONObject([.init("value", .string(group.value)), .init("quantity", quantity.json)]))
+            total = total.figureAdding(quantity)
+            var members: [JSONObject.Member] = [.init("value", .string(group.value)), .init("quantity", quantity.json)]
+            Self.markSaturated([("quantity", quantity)], in: &members)
+            return .object(JSONObject(members))
         }
         var unattributed: JSONValue = .null
+        var saturated: [(name: String, value: Quantity)] = [("total", total)]
         if let meter = runRate.meters.first(where: { $0.meterName == meterName }), meter.kind == .sum || meter.kind == .waterfall {
-            unattributed = max(.zero, meter.consumed - total).json
+            // Not known once the total saturated: then it is shown as the largest quantity too.
+            let rest = total.isSaturated ? Quantity.largest : max(.zero, meter.consumed.subtracting(total) ?? .zero)
+            unattributed = rest.json
+            saturated.append(("unattributed", rest))
         }
         var members = runRate.resource.members
         members += [
@@ -99,6 +116,7 @@ extension PartitionView {
             .init("groups", .array(groups)), .init("total", total.json), .init("unattributed", unattributed),
             .init("truncated", .bool(breakdown?.truncated ?? false)), .init("asOf", .string(runRate.asOf.iso8601)),
         ]
+        Self.markSaturated(saturated, in: &members)
         return JSONObject(members)
     }
 
@@ -110,13 +128,15 @@ extension PartitionView {
 
     /// One subscription's line in a `subscriptions` page: key, names, plan, period, deleted.
     public func subscriptionEntry(_ key: String) -> JSONObject? {
-        guard let runRate = state.runRate(ResourceName(resourceId: key)) else { return nil }
+        // From the terms alone: a listing computes no run-rate, so no figure of one subscription
+        // can keep the others from being listed.
+        guard let terms = state.terms(ofKey: key) else { return nil }
         var members: [JSONObject.Member] = [.init("key", .string(key))]
-        members += runRate.resource.members
+        members += terms.resource.members
         members += [
-            .init("planId", .string(runRate.planId)), .init("partition", .number(String(partition))),
-            .init("periodStart", .string(runRate.period.start.iso8601)), .init("periodEnd", .string(runRate.period.end.iso8601)),
-            .init("deleted", .bool(runRate.deleted)),
+            .init("planId", .string(terms.planId)), .init("partition", .number(String(partition))),
+            .init("periodStart", .string(terms.period.start.iso8601)), .init("periodEnd", .string(terms.period.end.iso8601)),
+            .init("deleted", .bool(terms.deleted)),
         ]
         return JSONObject(members)
     }

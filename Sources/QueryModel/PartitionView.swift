@@ -148,20 +148,20 @@ public struct PartitionView: Sendable {
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(dimension: dimension, hour: hour)
                 ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
-                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.saturatingAdding(quantity) }
+                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
                 let slot = Slot(dimension: dimension, hour: hour)
                 let outcome = Self.marketplaceStatus(status)
                 count(key, dimension: dimension, hour: hour) { totals in
-                    totals.pending = max(.zero, totals.pending - quantity)
+                    totals.pending = totals.pending.figureSubtracting(quantity)
                     switch outcome {
-                    case .accepted: totals.accepted = totals.accepted.saturatingAdding(quantity)
+                    case .accepted: totals.accepted = totals.accepted.figureAdding(quantity)
                     case .conflict:
                         totals.conflicts += 1
-                        totals.accepted = totals.accepted.saturatingAdding(acceptedQuantity ?? .zero)
-                    case .rejected: totals.rejected = totals.rejected.saturatingAdding(quantity)
-                    case .expired: totals.expired = totals.expired.saturatingAdding(quantity)
+                        totals.accepted = totals.accepted.figureAdding(acceptedQuantity ?? .zero)
+                    case .rejected: totals.rejected = totals.rejected.figureAdding(quantity)
+                    case .expired: totals.expired = totals.expired.figureAdding(quantity)
                     case .pending: break
                     }
                 }
@@ -213,8 +213,8 @@ public struct PartitionView: Sendable {
         for part in parts {
             let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: part.dimension, hour: hour)
             if let index = openUsage.index(forKey: usageKey) {
-                openUsage.values[index].quantity = openUsage.values[index].quantity.saturatingAdding(part.quantity)
-                openUsage.values[index].billed = openUsage.values[index].billed.saturatingAdding(part.billed)
+                openUsage.values[index].quantity = openUsage.values[index].quantity.figureAdding(part.quantity)
+                openUsage.values[index].billed = openUsage.values[index].billed.figureAdding(part.billed)
             } else {
                 openUsage[usageKey] = UsageTotal(
                     resource: terms.resource, planId: terms.planId, quantity: part.quantity, billed: part.billed)
@@ -226,7 +226,7 @@ public struct PartitionView: Sendable {
         for (property, value) in usage.properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
             if let index = breakdown.totals.index(forKey: group) {
-                breakdown.totals.values[index] = breakdown.totals.values[index].saturatingAdding(usage.quantity)
+                breakdown.totals.values[index] = breakdown.totals.values[index].figureAdding(usage.quantity)
             } else if breakdown.totals.count < Self.maximumBreakdownGroups {
                 breakdown.totals[group] = usage.quantity
             } else {
@@ -277,5 +277,25 @@ public struct PartitionView: Sendable {
             settledOrder.removeFirst(settledHead)
             settledHead = 0
         }
+    }
+}
+
+extension Quantity {
+    // The read model's totals (marketplace figures, hourly usage, breakdowns) are shown, never
+    // billed, so they saturate instead of refusing the record that the fold accepted. A total at
+    // `Quantity.largest` stays there: it is no longer exact, and answers name it as saturated.
+
+    /// Whether this total reached the largest quantity and so is no longer exact.
+    var isSaturated: Bool { self == .largest }
+
+    /// The total plus `other`, saturating; a saturated total stays saturated.
+    func figureAdding(_ other: Quantity) -> Quantity {
+        isSaturated ? self : saturatingAdding(other)
+    }
+
+    /// The total less `other`, never below zero; a saturated total stays saturated (how much of
+    /// it was beyond the range is not known).
+    func figureSubtracting(_ other: Quantity) -> Quantity {
+        isSaturated ? self : max(.zero, subtracting(other) ?? .zero)
     }
 }

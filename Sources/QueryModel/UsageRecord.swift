@@ -43,6 +43,7 @@ public struct UsageRecord: Sendable, Equatable {
             .init("planId", .string(planId)), .init("meterName", .string(meterName)), .init("dimension", .string(dimension)),
             .init("hour", .string(hour.iso8601)), .init("quantity", quantity.json), .init("billed", billed.json),
         ]
+        PartitionView.markSaturated([("quantity", quantity), ("billed", billed)], in: &members)
         return JSONObject(members)
     }
 }

@@ -43,13 +43,18 @@ public enum Messages {
         ["type": "waterfall", "tiers": .array(tiers.map { ["dimension": .string($0.0), "threshold": .number($0.1)] })]
     }
 
-    public static func usage(_ resourceId: String?, resourceUri: String? = nil, _ meterName: String, _ quantity: String) -> JSONValue {
+    public static func usage(
+        _ resourceId: String?, resourceUri: String? = nil, _ meterName: String, _ quantity: String, properties: [String: String] = [:]
+    ) -> JSONValue {
         var value = JSONObject()
         if let resourceId { value["resourceId"] = .string(resourceId) }
         if let resourceUri { value["resourceUri"] = .string(resourceUri) }
         value["timestamp"] = "2020-01-01T00:00:00Z"
         value["meterName"] = .string(meterName)
         value["quantity"] = .number(quantity)
+        if !properties.isEmpty {
+            value["properties"] = .object(JSONObject(properties.sorted { $0.key < $1.key }.map { .init($0.key, .string($0.value)) }))
+        }
         return ["type": "UsageReported", "value": .object(value)]
     }
 

@@ -32,8 +32,8 @@ struct DeletionTests {
         #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["deleted"] == true)
 
         fold.apply(Messages.usage("s", "m", "1"), at: "2024-01-10T10:50:00Z")
-        #expect(fold.state.unprocessable.map(\.reason) == ["subscription s was deleted"])
-        #expect(fold.state.unprocessable.first?.event?["value"]?["meterName"] == "m")
+        #expect(fold.state.unprocessable.examples.map(\.reason) == ["subscription s was deleted"])
+        #expect(fold.state.unprocessable.examples.first?.event?["value"]?["meterName"] == "m")
 
         let items = fold.state.pending
         for (index, item) in items.enumerated() {
@@ -58,7 +58,7 @@ struct DeletionTests {
         #expect(fold.state.subscriptionCount == 0)
         fold.apply(Messages.deletion("s"), at: "2024-01-10T09:41:00Z")
         #expect(fold.state.unprocessable.count == 1)
-        #expect(fold.state.unprocessable.first?.event?["type"] == "SubscriptionDeleted")
+        #expect(fold.state.unprocessable.examples.first?.event?["type"] == "SubscriptionDeleted")
     }
 
     @Test("an expired item of a deleted subscription is billed again in the next hour, since the deletion used this hour's slots")

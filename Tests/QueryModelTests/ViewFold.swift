@@ -14,11 +14,15 @@ struct ViewFold {
     var touched: Set<String> = []
 
     mutating func apply(_ message: JSONValue, at time: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        apply(message, at: at(time), sourceLocation: sourceLocation)
+    }
+
+    mutating func apply(_ message: JSONValue, at time: Timestamp, sourceLocation: SourceLocation = #_sourceLocation) {
         guard case .success(let decoded) = Message.decode(message) else {
-            Issue.record("the test's message does not decode", sourceLocation: sourceLocation)
+            Issue.record("the test's message does not decode: \(JSONWriter.string(message))", sourceLocation: sourceLocation)
             return
         }
-        let record = BillingRecord(partition: 0, sequence: UInt64(records.count), enqueuedTime: at(time), message: decoded)
+        let record = BillingRecord(partition: 0, sequence: UInt64(records.count), enqueuedTime: time, message: decoded)
         records.append(record)
         var output = PartitionView.Output()
         view.apply(record, into: &output)
@@ -28,6 +32,8 @@ struct ViewFold {
     }
 
     mutating func ping(at time: String) { apply(Messages.ping(), at: time) }
+
+    mutating func ping(at time: Timestamp) { apply(Messages.ping(), at: time) }
 
     /// The usage records as `meter/dimension@hour quantity billed` texts.
     var usageSummary: [String] {

@@ -33,6 +33,50 @@ struct QuantityTests {
     }
 }
 
+@Suite("Quantities at the edges of their range")
+struct QuantityRangeTests {
+    @Test(
+        "a text one unit past the range is refused, never trapped on, in every spelling",
+        arguments: [
+            "170141183460469231731.687303715884105728", "170141183460469231731.687303715884105729",
+            "170141183460469231731687303715884105728e-18", "-170141183460469231731.687303715884105728",
+        ])
+    func onePastTheRange(text: String) {
+        #expect(Quantity.parse(text) == .failure(.outOfRange))
+    }
+
+    @Test("the largest quantity prints and parses back, and so does its negation")
+    func largestRoundTrips() {
+        #expect(Quantity(exactly: Quantity.largest.description) == .largest)
+        #expect(Quantity(exactly: "-" + Quantity.largest.description) == Quantity(units: -Int128.max))
+        #expect(Quantity.parse("1.70141183460469231731687303715884105728") == .failure(.tooPrecise))
+    }
+
+    @Test("checked and saturating sums report what leaves the range instead of trapping")
+    func checkedSums() {
+        let one = Quantity(units: 1)
+        #expect(Quantity.largest.adding(one) == nil)
+        #expect(Quantity.largest.adding(.zero) == .largest)
+        #expect(Quantity(units: -Int128.max).subtracting(Quantity(units: 2)) == nil)
+        #expect(Quantity.largest.saturatingAdding(one) == .largest)
+        #expect(Quantity(units: -Int128.max).saturatingAdding(Quantity(units: -5)) == Quantity(units: -Int128.max))
+        #expect(Quantity.saturatingSum([.largest, one]) == (.largest, true))
+        #expect(Quantity.saturatingSum([Quantity(1), Quantity(2)]) == (Quantity(3), false))
+    }
+
+    @Test("scaling by a ratio is exact on 256 bits and refuses only results out of range")
+    func scaling() {
+        #expect(Quantity.largest.scaled(by: 94_694_400, dividedBy: 94_694_400) == .largest)
+        #expect(Quantity.largest.scaled(by: Int128.max, dividedBy: Int128.max) == .largest)
+        #expect(Quantity.largest.scaled(by: 2, dividedBy: 1) == nil)
+        #expect(Quantity(units: 10).scaled(by: -3, dividedBy: 2) == Quantity(units: -15))
+        #expect(Quantity(units: 7).scaled(by: 1, dividedBy: 0) == nil)
+        // 3·10¹⁷ over a 31-day month, one hour in: 3·10³⁵ units × 2,678,400 ÷ 3600 passes the range.
+        #expect(Quantity(exactly: "300000000000000000")?.scaled(by: 2_678_400, dividedBy: 3600) == nil)
+        #expect(Quantity(exactly: "300000000000")?.scaled(by: 2_678_400, dividedBy: 3600) == Quantity(exactly: "223200000000000"))
+    }
+}
+
 @Suite("Timestamps")
 struct TimestampTests {
     @Test(

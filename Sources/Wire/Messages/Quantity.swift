@@ -19,11 +19,60 @@ public struct Quantity: Hashable, Comparable, Sendable {
 
     public static let zero = Quantity(units: 0)
 
+    /// The largest quantity, about 1.7·10²⁰. Figures that saturate stop here (see `saturatingAdding`).
+    public static let largest = Quantity(units: .max)
+
     public static func < (lhs: Quantity, rhs: Quantity) -> Bool { lhs.units < rhs.units }
+
+    // The operators trap on overflow, like `Int`'s: for values known to be in range (tests,
+    // differences of non-negative quantities). Sums of input use `adding` or `saturatingAdding`.
     public static func + (lhs: Quantity, rhs: Quantity) -> Quantity { Quantity(units: lhs.units + rhs.units) }
     public static func - (lhs: Quantity, rhs: Quantity) -> Quantity { Quantity(units: lhs.units - rhs.units) }
     public static func += (lhs: inout Quantity, rhs: Quantity) { lhs.units += rhs.units }
     public static func -= (lhs: inout Quantity, rhs: Quantity) { lhs.units -= rhs.units }
+
+    /// The sum, or nil when it would leave the range: a hostile but valid quantity (each one may
+    /// be as large as about 1.7·10²⁰ on its own) must never trap.
+    public func adding(_ other: Quantity) -> Quantity? {
+        let (sum, overflow) = units.addingReportingOverflow(other.units)
+        return overflow ? nil : Quantity(units: sum)
+    }
+
+    /// The difference, or nil when it would leave the range.
+    public func subtracting(_ other: Quantity) -> Quantity? {
+        let (difference, overflow) = units.subtractingReportingOverflow(other.units)
+        return overflow ? nil : Quantity(units: difference)
+    }
+
+    /// The sum, stopping at `largest` (or its negation) instead of overflowing: for figures that
+    /// are shown, never billed. A result equal to `largest` means "this much or more".
+    public func saturatingAdding(_ other: Quantity) -> Quantity {
+        adding(other) ?? Quantity(units: other.units < 0 ? -Int128.max : .max)
+    }
+
+    /// The sum of `quantities`, stopping at `largest`, and whether it did (for non-negative figures).
+    public static func saturatingSum(_ quantities: some Sequence<Quantity>) -> (total: Quantity, saturated: Bool) {
+        var total = Quantity.zero
+        for quantity in quantities {
+            guard let next = total.adding(quantity) else { return (.largest, true) }
+            total = next
+        }
+        return (total, false)
+    }
+
+    /// `self × numerator ÷ denominator`, rounded toward zero, computed on 256 bits so the product
+    /// never overflows; nil when the result leaves the range or `denominator` is not positive.
+    public func scaled(by numerator: Int128, dividedBy denominator: Int128) -> Quantity? {
+        guard denominator > 0 else { return nil }
+        let negative = (units < 0) != (numerator < 0)
+        let product = units.magnitude.multipliedFullWidth(by: numerator.magnitude)
+        let divisor = denominator.magnitude
+        // The quotient fits in 128 bits only when the high half is below the divisor.
+        guard product.high < divisor else { return nil }
+        let quotient = divisor.dividingFullWidth(product).quotient
+        guard quotient <= UInt128(Int128.max) else { return nil }
+        return Quantity(units: negative ? -Int128(quotient) : Int128(quotient))
+    }
 
     public var isNegative: Bool { units < 0 }
 
@@ -80,11 +129,14 @@ public struct Quantity: Hashable, Comparable, Sendable {
                 } else {
                     for _ in 0...zeroRun {
                         let (times, overflow) = significand.multipliedReportingOverflow(by: 10)
-                        if overflow { return .failure(sawPoint ? .tooPrecise : .outOfRange) }
+                        if overflow { return .failure(fractionDigits > scale ? .tooPrecise : .outOfRange) }
                         significand = times
                     }
                     zeroRun = 0
-                    significand += Int128(byte - UInt8(ascii: "0"))
+                    // 17014118346046923173168730371588410572 × 10 fits, + 8 does not.
+                    let (sum, overflow) = significand.addingReportingOverflow(Int128(byte - UInt8(ascii: "0")))
+                    if overflow { return .failure(fractionDigits > scale ? .tooPrecise : .outOfRange) }
+                    significand = sum
                 }
             } else if byte == UInt8(ascii: ".") && !sawPoint {
                 sawPoint = true
