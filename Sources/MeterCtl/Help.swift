@@ -136,9 +136,10 @@ enum Help {
         - "aggregation" (optional, simple only): "sum" (default), or "max"/"last" for seat- or
           capacity-like meters: the period's highest (or latest) value minus the included quantity,
           reported once after the period ends.
-        - waterfall: tiers in order; the first tier's threshold is free, each later tier's
-          dimension is billed for its band, the last tier's for everything beyond. With the tiers
-          above: 100 free, egress_tier_1 billed from 100 to 500, egress_tier_2 beyond.
+        - waterfall: thresholds are band sizes. The first band (the first tier's threshold) is
+          free; each tier's dimension bills the next band (as large as the next tier's threshold),
+          the last tier's everything beyond. With the tiers above: 100 free, egress_tier_1 billed
+          from 100 to 500, egress_tier_2 beyond 500.
         - Periods run from the subscription's start date (Monthly, Annually, 2-years or 3-years),
           clamped at month ends: bought on Jan 31, renewed on Feb 29, Mar 31, Apr 30, ...
 
