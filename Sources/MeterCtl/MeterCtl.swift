@@ -16,7 +16,8 @@ enum MeterCtl {
         Demo.command, Up.command, Send.command, Tail.command, StatusCommand.command, AdvanceClock.command,
         AggregatorCommands.pendingCommand, AggregatorCommands.stateCommand, AggregatorCommands.statusCommand, SubmitterStatus.command,
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
-        QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, TokenCommand.command,
+        QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
+        TokenCommand.command,
         CredentialsCommand.command, ConnectorCommand.command, HelpCommand.command, HelpCommand.completion,
     ]
 

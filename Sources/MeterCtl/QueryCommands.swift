@@ -257,3 +257,35 @@ enum QueryCommands {
         print("\(list.count) of \(text(response["total"])) subscriptions" + (more.map { "; more: --after \($0)" } ?? ""))
     }
 }
+
+/// `meterctl query-status`: how far meter-query has folded the log, per partition.
+enum QueryStatus {
+    static let command = Command(
+        name: "query-status", summary: "meter-query's partitions: position, lag, time, subscriptions, snapshot (query)",
+        details: "docs/OPERATING.md says what each column means.",
+        options: [.json, .home, .querySocket], examples: ["meterctl query-status"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let response = try MeterCtl.call(try MeterCtl.connect(invocation.path(.querySocket)!), Request(op: "status"))
+        if invocation.flag(.json) {
+            MeterCtl.printJSON(.object(response))
+            return
+        }
+        let columns = [
+            "partition", "position", "ingestNext", "lag", "connected", "time", "subscriptions", "snapshotSequence", "recordsFolded",
+        ]
+        var rows = [columns]
+        let partitions = response["partitions"]?.arrayValue ?? []
+        for partition in partitions { rows.append(columns.map { AggregatorCommands.text(partition[$0]) }) }
+        Table.print(rows)
+        for partition in partitions {
+            if let error = partition["lastError"]?.stringValue {
+                print("partition \(AggregatorCommands.text(partition["partition"])): \(error)")
+            }
+        }
+        print(
+            "\(AggregatorCommands.text(response["usageRecords"])) usage records, \(AggregatorCommands.text(response["submissionRecords"])) marketplace outcomes, \(AggregatorCommands.text(response["watchers"])) run-rate watchers"
+        )
+    }
+}

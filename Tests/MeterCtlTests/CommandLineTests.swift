@@ -33,6 +33,7 @@ struct CommandLineTests {
         for expected in [
             "demo", "up", "send", "send purchase", "send usage", "send delete", "tail", "status", "advance-clock", "pending", "state",
             "aggregator-status", "submitter-status", "ping", "runrate", "usage", "events", "submissions", "breakdown", "subscriptions",
+            "query-status",
             "token", "credentials create", "credentials list", "credentials revoke", "connector status", "help", "completion",
         ] {
             #expect(paths.contains(expected), "\(expected)")

@@ -11,8 +11,13 @@ final class CommandStack {
     let aggregator: AggregatorProcess?
     let query: QueryProcess?
 
-    init(aggregator withAggregator: Bool = true, query withQuery: Bool = true, queryEnvironment: [String: String] = [:]) throws {
-        ingest = try IngestProcess(home: home)
+    /// Starts the processes; `prepare` runs first, on the empty home (to restore a backup into it).
+    init(
+        aggregator withAggregator: Bool = true, query withQuery: Bool = true, ingestEnvironment: [String: String] = [:],
+        queryEnvironment: [String: String] = [:], prepare: (StackHome) throws -> Void = { _ in }
+    ) throws {
+        try prepare(home)
+        ingest = try IngestProcess(home: home, environment: ingestEnvironment)
         aggregator = withAggregator ? try AggregatorProcess(home: home) : nil
         query = withQuery ? try QueryProcess(home: home, environment: queryEnvironment) : nil
     }
@@ -197,6 +202,17 @@ struct SendAndReadTests {
         #expect(!table.contains("{"))
         let json = try JSONParser.parse(try stack.ok(["state", "--resource-id", "sub-a", "--json"]))
         #expect(json["subscription"]?["planId"] == "basic")
+    }
+
+    @Test("query-status shows how far meter-query has folded each partition, and its journals")
+    func queryStatus() throws {
+        let stack = try CommandStack()
+        try Self.history(stack)
+        let text = try stack.ok(["query-status"])
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("partition  position  ingestNext  lag") == true, "\(text)")
+        #expect(lines.filter { $0.range(of: #"^[0-3]  +[0-9]"#, options: .regularExpression) != nil }.count == 4, "\(text)")
+        #expect(text.contains("2 usage records, 1 marketplace outcomes"), "\(text)")
     }
 
     @Test("breakdown shows usage without the property as a row of the total")
