@@ -63,14 +63,20 @@ struct OperatingTests {
             }
         }
         noise.start()
+        defer { stop.set() }
+        // Copy only once every partition has started a second segment, while the appends go on.
+        let log = original.home.path + "/data/log"
+        let deadline = Date().addingTimeInterval(120)
+        func segments(_ directory: String) -> [String] {
+            ((try? FileManager.default.subpathsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".log") }
+        }
+        while segments(log).count < 8 && Date() < deadline { usleep(50_000) }
+        try #require(segments(log).count >= 8, "the appends started no new segments: \(segments(log))")
         let backup = original.home.path + "-backup"
         defer { try? FileManager.default.removeItem(atPath: backup) }
-        Thread.sleep(forTimeInterval: 0.5)
         try Self.run(backupBlock, home: original.home.path, backup: backup)
-        Thread.sleep(forTimeInterval: 0.5)
         stop.set()
-        let segments = try FileManager.default.subpathsOfDirectory(atPath: backup + "/log").filter { $0.hasSuffix(".log") }
-        #expect(segments.count > 4, "the appends during the copy should have started new segments: \(segments)")
+        #expect(segments(backup + "/log").count >= 8, "\(segments(backup + "/log"))")
 
         let restored = try CommandStack(ingestEnvironment: Self.ingestEnvironment) { home in
             try Self.run(restoreBlock, home: home.path, backup: backup)
