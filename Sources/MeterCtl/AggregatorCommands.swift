@@ -92,14 +92,19 @@ enum AggregatorCommands {
             MeterCtl.printJSON(.object(response))
             return
         }
-        let columns = [
-            "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
-            "unprocessable",
-        ]
-        var rows = [columns]
-        for partition in response["partitions"]?.arrayValue ?? [] { rows.append(columns.map { text(partition[$0]) }) }
-        Table.print(rows)
-        for partition in response["partitions"]?.arrayValue ?? [] {
+        partitionTable(
+            response,
+            columns: [
+                "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
+                "unprocessable",
+            ])
+    }
+
+    /// A `status` answer's partitions as a table of `columns`, then each partition's last error.
+    static func partitionTable(_ response: JSONObject, columns: [String]) {
+        let partitions = response["partitions"]?.arrayValue ?? []
+        Table.print([columns] + partitions.map { partition in columns.map { text(partition[$0]) } })
+        for partition in partitions {
             if let error = partition["lastError"]?.stringValue { print("partition \(text(partition["partition"])): \(error)") }
         }
     }

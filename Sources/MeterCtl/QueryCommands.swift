@@ -272,18 +272,11 @@ enum QueryStatus {
             MeterCtl.printJSON(.object(response))
             return
         }
-        let columns = [
-            "partition", "position", "ingestNext", "lag", "connected", "time", "subscriptions", "snapshotSequence", "recordsFolded",
-        ]
-        var rows = [columns]
-        let partitions = response["partitions"]?.arrayValue ?? []
-        for partition in partitions { rows.append(columns.map { AggregatorCommands.text(partition[$0]) }) }
-        Table.print(rows)
-        for partition in partitions {
-            if let error = partition["lastError"]?.stringValue {
-                print("partition \(AggregatorCommands.text(partition["partition"])): \(error)")
-            }
-        }
+        AggregatorCommands.partitionTable(
+            response,
+            columns: [
+                "partition", "position", "ingestNext", "lag", "connected", "time", "subscriptions", "snapshotSequence", "recordsFolded",
+            ])
         print(
             "\(AggregatorCommands.text(response["usageRecords"])) usage records, \(AggregatorCommands.text(response["submissionRecords"])) marketplace outcomes, \(AggregatorCommands.text(response["watchers"])) run-rate watchers"
         )
