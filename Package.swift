@@ -55,23 +55,26 @@ let package = Package(
         .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
         .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
+        // where to find them: shared by the tests and read by scripts/walkthrough and scripts/fuzz.
+        .target(name: "TestFixtures", dependencies: ["Wire"], path: "Tests/Fixtures", exclude: ["mba", "format1-log"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "TestFixtures"]),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
-        .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport"]),
+        .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport", "TestFixtures"]),
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
         // Starting real executables for integration tests: shared by the test targets below.
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "QueryTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
-        .testTarget(name: "MeterCtlTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport"]),
+        .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "StackTestSupport"]),
+        .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

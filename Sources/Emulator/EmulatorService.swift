@@ -50,10 +50,7 @@ private func readConfiguration() -> EmulatorConfiguration {
     do {
         let arguments = EmulatorConfiguration.normalizedArguments(Array(CommandLine.arguments.dropFirst()))
         var settings = try Settings(arguments: arguments)
-        if settings.wantsHelp {
-            print(EmulatorConfiguration.usage)
-            exit(0)
-        }
+        ServiceLifecycle.answerHelpOrVersion(settings, component: "meter-marketplace-emulator", usage: EmulatorConfiguration.usage)
         return try EmulatorConfiguration(settings: &settings)
     } catch {
         ServiceLifecycle.fail("\(error)", code: 64)

@@ -12,18 +12,31 @@ enum AggregatorCommands {
         }
     }
 
-    static func pending(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        let sockets = try arguments.sockets()
-        let json = arguments.flag("json")
+    static let maxItems = Option("max", .value("N"), "at most N items, oldest first")
+
+    static let pendingCommand = Command(
+        name: "pending", summary: "usage ready to report to the marketplace, oldest first (aggregator)",
+        details: "What the submitter takes next; items older than 20 hours are at risk (the marketplace refuses 24).",
+        options: [maxItems, .json, .home, .aggregatorSocket], examples: ["meterctl pending --max 20"],
+        run: { try pending($0) })
+
+    static let stateCommand = Command(
+        name: "state", summary: "one subscription's meters as the aggregator holds them (aggregator)",
+        details: "Per meter: included, consumed, remaining and the period's overage; --json gives the aggregator's own form.",
+        options: [.resourceId, .resourceUri, .json, .home, .aggregatorSocket], examples: ["meterctl state --resource-id sub-1"],
+        run: { try state($0) })
+
+    static let statusCommand = Command(
+        name: "aggregator-status", summary: "the aggregator's partitions: position, lag, pending, at risk, refused (aggregator)",
+        details: "docs/OPERATING.md says what each column means.",
+        options: [.json, .home, .aggregatorSocket], examples: ["meterctl aggregator-status"],
+        run: { try status($0) })
+
+    static func pending(_ invocation: Invocation) throws {
         var fields = JSONObject()
-        if let max = arguments.value("max") {
-            guard let number = Int(max), number > 0 else { throw MeterCtl.Failure("--max takes a positive number") }
-            fields["max"] = .number(String(number))
-        }
-        try arguments.rejectUnused()
-        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "pending", fields: fields))
-        if json {
+        if let max = try invocation.number(maxItems, minimum: 1) { fields["max"] = .number(String(max)) }
+        let response = try MeterCtl.call(try MeterCtl.connect(invocation.path(.aggregatorSocket)!), Request(op: "pending", fields: fields))
+        if invocation.flag(.json) {
             MeterCtl.printJSON(.object(response))
             return
         }
@@ -40,37 +53,58 @@ enum AggregatorCommands {
         print("\(items.count) of \(response["total"]?.intValue ?? items.count) pending items")
     }
 
-    static func state(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        let sockets = try arguments.sockets()
-        _ = arguments.flag("json")
-        var fields = JSONObject()
-        if let id = arguments.value("resource-id") { fields["resourceId"] = .string(id) }
-        if let uri = arguments.value("resource-uri") { fields["resourceUri"] = .string(uri) }
-        guard !fields.members.isEmpty else { throw MeterCtl.Failure("state needs --resource-id or --resource-uri") }
-        try arguments.rejectUnused()
-        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "state", fields: fields))
-        MeterCtl.printJSON(.object(response))
-    }
-
-    static func status(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        let sockets = try arguments.sockets()
-        let json = arguments.flag("json")
-        try arguments.rejectUnused()
-        let response = try MeterCtl.call(try MeterCtl.connect(sockets.aggregator), Request(op: "status"))
-        if json {
+    static func state(_ invocation: Invocation) throws {
+        let fields = try invocation.subscription()
+        let response = try MeterCtl.call(try MeterCtl.connect(invocation.path(.aggregatorSocket)!), Request(op: "state", fields: fields))
+        if invocation.flag(.json) {
             MeterCtl.printJSON(.object(response))
             return
         }
-        let columns = [
-            "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
-            "unprocessable",
-        ]
-        var rows = [columns]
-        for partition in response["partitions"]?.arrayValue ?? [] { rows.append(columns.map { text(partition[$0]) }) }
-        Table.print(rows)
-        for partition in response["partitions"]?.arrayValue ?? [] {
+        print(stateText(response), terminator: "")
+    }
+
+    /// The subscription's terms in a line, then a row per meter.
+    static func stateText(_ response: JSONObject) -> String {
+        let subscription = response["subscription"]
+        let name = subscription?["resourceId"]?.stringValue ?? subscription?["resourceUri"]?.stringValue ?? "?"
+        let period = subscription?["period"]
+        var out =
+            "\(name)  plan \(text(subscription?["planId"]))  \(text(subscription?["renewalInterval"])) from \(text(subscription?["subscriptionStart"]))"
+        out += "  period \(text(period?["index"])): \(text(period?["start"])) → \(text(period?["end"]))"
+        out += "  partition \(text(response["partition"]))  as of \(text(response["asOf"]))"
+        out += subscription?["deleted"] == true ? "  DELETED\n" : "\n"
+        var rows = [["meter", "type", "dimension", "included", "consumed", "remaining", "overage"]]
+        for meter in subscription?["meters"]?.arrayValue ?? [] {
+            let kind = meter["type"] == "simple" ? text(meter["aggregation"]) : text(meter["type"])
+            rows.append([
+                text(meter["meterName"]), kind, text(meter["dimension"] ?? meter["tiers"]?.arrayValue?.first?["dimension"]),
+                text(meter["included"]), text(meter["consumed"]), text(meter["remaining"]), text(meter["overage"]),
+            ])
+        }
+        out += Table.text(rows)
+        out += "\(text(subscription?["pending"])) items ready to report\n"
+        return out
+    }
+
+    static func status(_ invocation: Invocation) throws {
+        let response = try MeterCtl.call(try MeterCtl.connect(invocation.path(.aggregatorSocket)!), Request(op: "status"))
+        if invocation.flag(.json) {
+            MeterCtl.printJSON(.object(response))
+            return
+        }
+        partitionTable(
+            response,
+            columns: [
+                "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
+                "unprocessable",
+            ])
+    }
+
+    /// A `status` answer's partitions as a table of `columns`, then each partition's last error.
+    static func partitionTable(_ response: JSONObject, columns: [String]) {
+        let partitions = response["partitions"]?.arrayValue ?? []
+        Table.print([columns] + partitions.map { partition in columns.map { text(partition[$0]) } })
+        for partition in partitions {
             if let error = partition["lastError"]?.stringValue { print("partition \(text(partition["partition"])): \(error)") }
         }
     }
@@ -78,15 +112,18 @@ enum AggregatorCommands {
 
 /// `meterctl submitter-status`: the counters the submitter leaves after each pass.
 enum SubmitterStatus {
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        var forwarded: [String] = []
-        if let home = arguments.value("home") { forwarded += ["--home", home] }
-        let json = arguments.flag("json")
-        let maximumAge = try Ping.seconds(arguments.value("max-age"), flag: "--max-age")
-        try arguments.rejectUnused()
-        var settings = try Settings(arguments: forwarded)
-        let path = settings.home() + "/run/submitter.status.json"
+    static let maxAge = Option("max-age", .value("SECONDS"), "fail (exit 1) when the last pass is older: a health check")
+
+    static let command = Command(
+        name: "submitter-status", summary: "the submitter's passes, outcomes, retries and items at risk",
+        details: "Read from $METERING_HOME/run/submitter.status.json, which meter-submitter rewrites after each pass.",
+        options: [maxAge, .json, .home], examples: ["meterctl submitter-status --max-age 120"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let json = invocation.flag(.json)
+        let maximumAge = try Ping.seconds(invocation.value(maxAge), flag: "--max-age")
+        let path = invocation.home + "/run/submitter.status.json"
         guard let data = FileManager.default.contents(atPath: path), let status = try? JSONParser.parse(Array(data)) else {
             throw MeterCtl.Failure("no submitter status at \(path): is meter-submitter running with this METERING_HOME?")
         }

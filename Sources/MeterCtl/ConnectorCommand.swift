@@ -7,21 +7,22 @@ import Wire
 
 /// `meterctl connector status`: what meter-connector leaves in its status file, per source.
 enum ConnectorCommand {
-    static func run(_ raw: [String]) throws {
-        guard raw.first == "status" else {
-            throw MeterCtl.Failure("usage: meterctl connector status [--json] [--status-file FILE]")
-        }
-        var arguments = try MeterCtl.Arguments(Array(raw.dropFirst()), switches: ["json"])
-        var forwarded: [String] = []
-        for name in ["home", "status-file"] {
-            if let value = arguments.value(name) { forwarded += ["--\(name)", value] }
-        }
-        let json = arguments.flag("json")
-        try arguments.rejectUnused()
-        var settings = try Settings(arguments: forwarded)
-        let home = settings.home()
-        let path = Settings.absolute(
-            settings.string("status-file", "METERING_CONNECTOR_STATUS", default: home + "/run/connector.status.json"))
+    static let statusFile = Option(
+        "status-file", .value("FILE"), "the status file meter-connector rewrites", environment: "METERING_CONNECTOR_STATUS",
+        fallback: .inHome("run/connector.status.json"))
+
+    static let command = Command(
+        name: "connector", summary: "meter-connector, which turns log files and commands into usage",
+        subcommands: [
+            Command(
+                name: "status", summary: "meter-connector's sources: watermark, lag, records read/skipped/malformed, late, errors",
+                details: "docs/CONNECTORS.md says what each line means.", options: [.json, .home, statusFile],
+                examples: ["meterctl connector status"], run: { try status($0) })
+        ])
+
+    static func status(_ invocation: Invocation) throws {
+        let path = invocation.path(statusFile)!
+        let json = invocation.flag(.json)
         guard let data = FileManager.default.contents(atPath: path), let status = try? JSONParser.parse(Array(data)) else {
             throw MeterCtl.Failure(
                 "no connector status at \(path): is meter-connector running with this METERING_HOME (or METERING_CONNECTOR_STATUS)?")

@@ -6,44 +6,45 @@ import Wire
 /// with (docs/FRONTDOOR.md). Works on the credential file directly; a running meter-frontdoor
 /// picks every change up on its next request.
 enum CredentialsCommand {
-    static let usage = """
-        meterctl credentials create --resource-uri URI | --resource-id ID [--resource-uri URI]... [--resource-id ID]...
-                                    [--allow TYPE[,TYPE]...] [--expires TIME|Nd|Nh|Nm] [--json]
-        meterctl credentials list [--json]
-        meterctl credentials revoke ID
-          --allow: the message types it may send (UsageReported, SubscriptionPurchased,
-                   SubscriptionDeleted); UsageReported by default
-          --credentials FILE (METERING_FRONTDOOR_CREDENTIALS): $METERING_HOME/data/frontdoor/credentials.json
-        """
+    static let credentials = Option(
+        "credentials", .value("FILE"), "the credential file meter-frontdoor reads", environment: "METERING_FRONTDOOR_CREDENTIALS",
+        fallback: .inHome("data/frontdoor/credentials.json"))
+    static let resourceUris = Option("resource-uri", .repeated("URI"), "a resourceUri the application may report for")
+    static let resourceIds = Option("resource-id", .repeated("ID"), "a resourceId the application may report for")
+    static let allow = Option(
+        "allow", .repeated("TYPE[,TYPE]"), "message types it may send: UsageReported, SubscriptionPurchased, SubscriptionDeleted",
+        fallback: .value("UsageReported"))
+    static let expires = Option(
+        "expires", .value("TIME|90d"), "when it stops working: an ISO 8601 time, or a duration such as 90d, 12h, 30m")
 
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        let store = try self.store(&arguments)
-        switch arguments.words.first {
-        case "create": try create(&arguments, store)
-        case "list": try list(&arguments, store)
-        case "revoke": try revoke(&arguments, store)
-        default: throw MeterCtl.Failure("credentials what? create, list or revoke:\n\(usage)")
-        }
-    }
+    static let command = Command(
+        name: "credentials", summary: "the credentials managed applications call home with (meter-frontdoor)",
+        details: "They live in one file; a running meter-frontdoor picks every change up on its next request (docs/FRONTDOOR.md).",
+        subcommands: [
+            Command(
+                name: "create", summary: "a new credential for the resources a deployment reports for (its key is shown once)",
+                options: [resourceUris, resourceIds, allow, expires, .json, .home, credentials],
+                examples: [
+                    "meterctl credentials create --resource-uri /subscriptions/s/resourceGroups/g/providers/Microsoft.Solutions/applications/app --expires 90d"
+                ],
+                run: { try create($0, store($0)) }),
+            Command(
+                name: "list", summary: "the credentials: resources, message types, status, expiry", options: [.json, .home, credentials],
+                examples: ["meterctl credentials list"], run: { try list($0, store($0)) }),
+            Command(
+                name: "revoke", summary: "revoke a credential: meter-frontdoor refuses it from its next request",
+                arguments: [Argument(name: "ID", summary: "the credential's id, as 'credentials list' shows it")],
+                options: [.home, credentials], examples: ["meterctl credentials revoke cred-1a2b3c"], run: { try revoke($0, store($0)) }),
+        ])
 
-    private static func store(_ arguments: inout MeterCtl.Arguments) throws -> CredentialStore {
-        var forwarded: [String] = []
-        for name in ["home", "credentials"] {
-            if let value = arguments.value(name) { forwarded += ["--\(name)", value] }
-        }
-        var settings = try Settings(arguments: forwarded)
-        let home = settings.home()
-        let path = settings.string("credentials", "METERING_FRONTDOOR_CREDENTIALS", default: CredentialStore.defaultPath(home: home))
-        return CredentialStore(path: Settings.absolute(path))
-    }
+    private static func store(_ invocation: Invocation) -> CredentialStore { CredentialStore(path: invocation.path(credentials)!) }
 
     /// Whole seconds: the file and the list read better, and nothing needs more.
     private static func now() -> Timestamp { Timestamp(seconds: Int64(Date().timeIntervalSince1970)) }
 
-    private static func create(_ arguments: inout MeterCtl.Arguments, _ store: CredentialStore) throws {
-        let uris = arguments.all("resource-uri")
-        let ids = arguments.all("resource-id")
+    private static func create(_ invocation: Invocation, _ store: CredentialStore) throws {
+        let uris = invocation.all(resourceUris)
+        let ids = invocation.all(resourceIds)
         guard !uris.isEmpty || !ids.isEmpty else {
             throw MeterCtl.Failure("credentials create needs the resources it reports for: --resource-uri URI and/or --resource-id ID")
         }
@@ -51,7 +52,7 @@ enum CredentialsCommand {
             throw MeterCtl.Failure("resource names must be non-empty, without leading or trailing spaces: \"\(name)\"")
         }
         var types: [MessageType] = []
-        for text in arguments.all("allow").flatMap({ $0.split(separator: ",").map(String.init) }) {
+        for text in invocation.all(allow).flatMap({ $0.split(separator: ",").map(String.init) }) {
             guard let type = MessageType(rawValue: text), type.isClientMessage else {
                 throw MeterCtl.Failure("--allow \(text): expected UsageReported, SubscriptionPurchased or SubscriptionDeleted")
             }
@@ -59,10 +60,8 @@ enum CredentialsCommand {
         }
         if types.isEmpty { types = [.usageReported] }
         let created = now()
-        let expires = try arguments.value("expires").map { text throws -> Timestamp in try expiry(text, from: created) }
-        let json = arguments.flag("json")
-        try arguments.rejectUnused()
-        guard arguments.words.count == 1 else { throw MeterCtl.Failure("unexpected \"\(arguments.words[1])\"; run meterctl --help") }
+        let expires = try invocation.value(expires).map { text throws -> Timestamp in try expiry(text, from: created) }
+        let json = invocation.flag(.json)
         let key = CredentialKey.generate()
         let credential = Credential(
             key: key, resourceIds: unique(ids), resourceUris: unique(uris), messageTypes: types, created: created, expires: expires)
@@ -106,9 +105,8 @@ enum CredentialsCommand {
         return names.filter { seen.insert($0).inserted }
     }
 
-    private static func list(_ arguments: inout MeterCtl.Arguments, _ store: CredentialStore) throws {
-        let json = arguments.flag("json")
-        try arguments.rejectUnused()
+    private static func list(_ invocation: Invocation, _ store: CredentialStore) throws {
+        let json = invocation.flag(.json)
         let credentials = try store.load()
         let time = now()
         if json {
@@ -135,10 +133,8 @@ enum CredentialsCommand {
         print("\(credentials.count) credentials in \(store.path)")
     }
 
-    private static func revoke(_ arguments: inout MeterCtl.Arguments, _ store: CredentialStore) throws {
-        try arguments.rejectUnused()
-        guard arguments.words.count == 2 else { throw MeterCtl.Failure("credentials revoke takes one credential id") }
-        let id = arguments.words[1]
+    private static func revoke(_ invocation: Invocation, _ store: CredentialStore) throws {
+        let id = invocation.words[0]
         let outcome: String = try store.update { credentials in
             guard let index = credentials.firstIndex(where: { $0.id == id }) else {
                 throw MeterCtl.Failure("no credential \(id) in \(store.path)")

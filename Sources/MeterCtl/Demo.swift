@@ -31,18 +31,21 @@ enum Demo {
         ),
     ]
 
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: [])
-        var forwarded: [String] = []
-        if let home = arguments.value("home") { forwarded += ["--home", home] }
-        let days =
-            try arguments.value("days").map { text -> Int in
-                guard let value = Int(text), (1...120).contains(value) else { throw MeterCtl.Failure("--days takes 1 to 120") }
-                return value
-            } ?? 35
-        try arguments.rejectUnused()
-        var settings = try Settings(arguments: forwarded)
-        let home = settings.home()
+    static let days = Option("days", .value("N"), "simulated days of usage, 1 to 120", fallback: .value("35"))
+
+    static let command = Command(
+        name: "demo", summary: "a realistic run on the manual clock: 24 subscriptions, weeks of usage, a summary",
+        details: """
+            Starts the whole stack under a fresh home (as 'meterctl up' does, logs in $METERING_HOME/log/),
+            buys 24 subscriptions on three plans, sends usage hour by hour, and ends with each
+            subscription's run-rate and what the emulated marketplace accepted. The data stays.
+            """,
+        options: [days, .home], examples: ["meterctl demo --home /tmp/demo --days 7"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let days = try invocation.number(days, minimum: 1, maximum: 120) ?? 35
+        let home = invocation.home
         if FileManager.default.fileExists(atPath: home + "/data/log") {
             throw MeterCtl.Failure("\(home) already holds a stack's data; the demo needs a fresh METERING_HOME (remove it, or pass --home)")
         }

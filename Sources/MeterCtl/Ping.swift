@@ -12,13 +12,20 @@ import Wire
 /// `meterctl ping`: exits 0 when a process answers, non-zero otherwise; the health check of
 /// every container (compose.yaml) and a quick probe for operators.
 enum Ping {
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: [])
-        let url = arguments.value("url")
-        let timeout = try seconds(arguments.value("timeout"), flag: "--timeout") ?? 5
-        // Without --url, the socket resolves like every other command's (--socket, then METERING_INGEST_SOCKET).
-        let socket = url == nil ? try arguments.sockets().client : nil
-        try arguments.rejectUnused()
+    static let url = Option("url", .value("URL"), "probe this http:// or https:// URL instead (a 2xx answer passes)")
+    static let timeout = Option("timeout", .value("SECONDS"), "how long to wait for the answer", fallback: .value("5"))
+
+    static let command = Command(
+        name: "ping", summary: "exit 0 when a server answers, 1 when not: the health check of every container",
+        details: "Sends 'status' on the socket (by default ingest's client socket), or GETs --url.",
+        options: [.ingestSocket, url, timeout, .home],
+        examples: ["meterctl ping --socket \"$METERING_HOME/run/query.sock\" --timeout 2", "meterctl ping --url http://127.0.0.1:8090/"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let url = invocation.value(url)
+        let timeout = try seconds(invocation.value(timeout), flag: "--timeout") ?? 5
+        let socket = url == nil ? invocation.path(.ingestSocket) : nil
         // A backstop for what a receive timeout cannot bound (a connect that blocks on a full
         // backlog, a resolver that hangs): the default action of SIGALRM ends the process.
         alarm(UInt32(timeout.rounded(.up)) + 1)

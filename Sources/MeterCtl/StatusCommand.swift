@@ -3,13 +3,15 @@ import Wire
 
 /// `meterctl status`: ingest's partitions as a table.
 enum StatusCommand {
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["json"])
-        let sockets = try arguments.sockets()
-        let json = arguments.flag("json")
-        try arguments.rejectUnused()
-        let status = try MeterCtl.call(try MeterCtl.connect(sockets.client), Request(op: "status"))
-        if json {
+    static let command = Command(
+        name: "status", summary: "ingest's partitions: records, last sequence and time, segments, bytes (ingest)",
+        details: "The first line: ingest's clock (system or manual) and its time, the log's size, remembered idempotency keys.",
+        options: [.json, .home, .ingestSocket], examples: ["meterctl status"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let status = try MeterCtl.call(try MeterCtl.connect(invocation.path(.ingestSocket)!), Request(op: "status"))
+        if invocation.flag(.json) {
             MeterCtl.printJSON(.object(status))
             return
         }
@@ -35,13 +37,18 @@ enum StatusCommand {
 
 /// `meterctl advance-clock TIME`: moves ingest's manual clock.
 enum AdvanceClock {
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: [])
-        let sockets = try arguments.sockets()
-        try arguments.rejectUnused()
-        guard let time = arguments.words.first else { throw MeterCtl.Failure("advance-clock needs a time, e.g. 2022-01-01T00:00:00Z") }
+    static let command = Command(
+        name: "advance-clock", summary: "move ingest's manual clock forward (admin socket)",
+        details:
+            "Only on a stack started with METERING_CLOCK=manual; time never moves backwards. Every partition gets a tick, so hours close and periods renew.",
+        arguments: [Argument(name: "TIME", summary: "the new time, ISO 8601 UTC: 2024-03-01T00:00:00Z")],
+        options: [.home, .adminSocket], examples: ["meterctl advance-clock 2024-03-01T00:00:00Z"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let time = invocation.words[0]
         let response = try MeterCtl.call(
-            try MeterCtl.connect(sockets.admin), Request(op: "advance-clock", fields: JSONObject(["to": .string(time)])))
+            try MeterCtl.connect(invocation.path(.adminSocket)!), Request(op: "advance-clock", fields: JSONObject(["to": .string(time)])))
         print("clock at \(response["time"]?.stringValue ?? time)")
     }
 }

@@ -3,17 +3,21 @@ import Wire
 
 /// `meterctl tail`: follows every partition and prints one line per record.
 enum Tail {
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: ["from-start", "json"])
-        let sockets = try arguments.sockets()
-        let fromStart = arguments.flag("from-start")
-        let json = arguments.flag("json")
-        let only = try arguments.value("partition").map { text -> Int in
-            guard let number = Int(text), number >= 0 else { throw MeterCtl.Failure("--partition takes a partition number") }
-            return number
-        }
-        try arguments.rejectUnused()
-        let status = try MeterCtl.call(try MeterCtl.connect(sockets.client), Request(op: "status"))
+    static let fromStart = Option("from-start", .flag, "print the log from its first record, then follow it")
+    static let partition = Option("partition", .value("P"), "only this partition")
+
+    static let command = Command(
+        name: "tail", summary: "follow the log, one line per record, until Ctrl-C (ingest)",
+        details: "Without --from-start, only records appended from now on.",
+        options: [fromStart, partition, .json, .home, .ingestSocket], examples: ["meterctl tail --from-start --partition 3"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        let fromStart = invocation.flag(fromStart)
+        let json = invocation.flag(.json)
+        let only = try invocation.number(partition)
+        let socket = invocation.path(.ingestSocket)!
+        let status = try MeterCtl.call(try MeterCtl.connect(socket), Request(op: "status"))
         let partitions = (status["partitions"]?.arrayValue ?? []).compactMap { entry -> (Int, Int)? in
             guard let partition = entry["partition"]?.intValue, let next = entry["nextSequence"]?.intValue else { return nil }
             return (partition, next)
@@ -24,7 +28,7 @@ enum Tail {
         let group = DispatchGroup()
         for (partition, next) in chosen {
             group.enter()
-            let path = sockets.client
+            let path = socket
             Thread {
                 defer { group.leave() }
                 do {

@@ -5,60 +5,28 @@ import Wire
 /// and reason, with the latest records in full on request. Reads every page of the aggregator's
 /// `ledger` op, so the whole listing never has to fit in one answer.
 enum UnprocessableCommand {
-    static let usage = "meterctl unprocessable [--examples] [--json] [--home DIR] [--aggregator-socket PATH]"
+    static let examples = Option("examples", .flag, "also list the latest unbillable records in full")
 
-    /// What the command line asked for.
-    struct Options {
-        var json = false
-        var examples = false
-        /// `--home` and `--aggregator-socket`, passed on to the settings as given.
-        var settings: [String] = []
+    static let command = Command(
+        name: "unprocessable",
+        summary: "records the aggregator could not bill, counted per subscription and reason, the latest in full (aggregator)",
+        details:
+            "Usage for an unknown subscription or meter is kept, never dropped: counted per subscription and reason, with the latest 100 records of each partition in full. RemoveUnprocessedMessages (admin socket) removes them.",
+        options: [examples, .json, .home, .aggregatorSocket], examples: ["meterctl unprocessable --examples"],
+        run: { try run($0) })
 
-        init(_ arguments: [String]) throws {
-            var index = 0
-            while index < arguments.count {
-                let argument = arguments[index]
-                index += 1
-                switch argument {
-                case "--json": json = true
-                case "--examples": examples = true
-                case "--home", "--aggregator-socket":
-                    guard index < arguments.count else { throw MeterCtl.Failure("\(argument) needs a value") }
-                    settings += [argument, arguments[index]]
-                    index += 1
-                default:
-                    if let equals = argument.firstIndex(of: "="),
-                        ["--home", "--aggregator-socket"].contains(String(argument[..<equals]))
-                    {
-                        settings += [String(argument[..<equals]), String(argument[argument.index(after: equals)...])]
-                    } else {
-                        throw MeterCtl.Failure("unknown argument \"\(argument)\"; usage: \(UnprocessableCommand.usage)")
-                    }
-                }
-            }
-        }
-
-        /// The aggregator's socket, resolved as the aggregator resolves it.
-        func socket() throws -> String {
-            var resolved = try Settings(arguments: settings)
-            let home = resolved.home()
-            return Settings.absolute(
-                resolved.string("aggregator-socket", "METERING_AGGREGATOR_SOCKET", default: home + "/run/aggregator.sock"))
-        }
-    }
-
-    static func run(_ arguments: [String]) throws {
-        let options = try Options(arguments)
-        let client = try MeterCtl.connect(try options.socket())
+    static func run(_ invocation: Invocation) throws {
+        let client = try MeterCtl.connect(invocation.path(.aggregatorSocket)!)
         let (groups, records) = try pages(client, list: "unprocessable")
-        let examples = options.examples ? try pages(client, list: "examples").entries : []
-        if options.json {
+        let wantsExamples = invocation.flag(examples)
+        let examples = wantsExamples ? try pages(client, list: "examples").entries : []
+        if invocation.flag(.json) {
             var members: [JSONObject.Member] = [.init("records", .number(String(records))), .init("unprocessable", .array(groups))]
-            if options.examples { members.append(.init("examples", .array(examples))) }
+            if wantsExamples { members.append(.init("examples", .array(examples))) }
             MeterCtl.printJSON(.object(JSONObject(members)))
             return
         }
-        print(text(groups: groups, records: records, examples: options.examples ? examples : nil), terminator: "")
+        print(text(groups: groups, records: records, examples: wantsExamples ? examples : nil), terminator: "")
     }
 
     /// Every entry of `list`, page after page, and the `records` count of the first page.

@@ -138,12 +138,23 @@ enum Up {
         fflush(nil)
     }
 
-    static func run(_ raw: [String]) throws {
-        var arguments = try MeterCtl.Arguments(raw, switches: [])
-        var forwarded: [String] = []
-        if let home = arguments.value("home") { forwarded += ["--home", home] }
-        try arguments.rejectUnused()
-        var settings = try Settings(arguments: forwarded)
+    static let command = Command(
+        name: "up", summary: "start the whole stack, supervised, until Ctrl-C (or SIGTERM)",
+        details: """
+            Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page on a loopback
+            port), the marketplace emulator and meter-submitter under one home, each once the one
+            before answers; restarts any that dies; stops them all on Ctrl-C or SIGTERM. A process
+            that exits with a configuration error (64 or 78) is not restarted: the stack stops. A
+            home whose stack already runs is refused before anything starts.
+            Their logs: $METERING_HOME/log/<process>.log. Their settings come from the environment:
+            METERING_CLOCK=manual for the manual clock, METERING_LOG_LEVEL=debug|info|notice|warning|error,
+            and each process's own (meter-ingest --help, ...).
+            """,
+        options: [.home], examples: ["METERING_CLOCK=manual meterctl up --home /tmp/stack"],
+        run: { try run($0) })
+
+    static func run(_ invocation: Invocation) throws {
+        var settings = try Settings(arguments: ["--home", invocation.home])
         let home = settings.home()
         // A page address left by an earlier run is not this run's.
         let pageFile = home + "/run/query-http.addr"

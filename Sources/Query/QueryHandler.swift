@@ -102,11 +102,42 @@ final class QueryHandler: RequestHandler {
         throw WireError(.notFound, "no subscription \(name): it was never bought, or was deleted and settled")
     }
 
-    /// `{"startId":n,"batchSize":k}` → closed-hour usage records with ids n, n+1, ... (gap-free).
+    /// The names a page keeps (`resourceId` and/or `resourceUri` of the request), or nil for all.
+    static func nameFilter(_ request: Request) throws(WireError) -> Set<String>? {
+        guard request["resourceId"] != nil || request["resourceUri"] != nil else { return nil }
+        let name = try Self.name(request)
+        return Set([name.resourceId, name.resourceUri].compactMap { $0 })
+    }
+
+    /// Whether a journal line names one of `names` (its key, `resourceId` or `resourceUri`).
+    static func names(_ line: JSONObject, oneOf names: Set<String>) -> Bool {
+        ["subscription", "resourceId", "resourceUri"].contains { line[$0]?.stringValue.map(names.contains) ?? false }
+    }
+
+    /// A page of `journal` from `start`: up to `size` lines that `keep` keeps (all without it;
+    /// with it, at most ten pages' worth are read per request), and the id the next page starts at.
+    static func page(_ journal: Journal, from start: Int, size: Int, keep: ((JSONObject) -> Bool)?) throws -> (
+        lines: [JSONObject], next: Int
+    ) {
+        let scanned = try journal.read(from: start, maximum: keep == nil ? size : size * 10)
+        var lines: [JSONObject] = []
+        var next = start
+        for line in scanned {
+            next += 1
+            if let keep, !keep(line) { continue }
+            lines.append(line)
+            if lines.count == size { break }
+        }
+        return (lines, next)
+    }
+
+    /// `{"startId":n,"batchSize":k,"resourceId"|"resourceUri"?}` → closed-hour usage records with
+    /// ids n, n+1, ... (gap-free; with a subscription, that subscription's among them).
     private func usagePage(_ request: Request) throws -> JSONObject {
         let start = try Self.position(request, "startId")
         let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
-        let lines = try usage.read(from: start, maximum: size)
+        let names = try Self.nameFilter(request)
+        let (lines, next) = try Self.page(usage, from: start, size: size, keep: names.map { names in { Self.names($0, oneOf: names) } })
         let records = lines.map { line -> JSONValue in
             var object = line
             let partition = line["partition"]?.intValue ?? -1
@@ -124,33 +155,32 @@ final class QueryHandler: RequestHandler {
             object["status"] = .string(status ?? ((billed ?? .zero) > .zero ? "settled" : "included"))
             return .object(JSONObject(object.members.filter { $0.key != "ordinal" }))
         }
-        let next = start + lines.count
         return JSONObject([
             .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(usage.count))),
         ])
     }
 
-    /// `{"startId","batchSize","status"?}` → the marketplace ledger, oldest first.
+    /// `{"startId","batchSize","status"?,"resourceId"|"resourceUri"?}` → the marketplace ledger, oldest first.
     private func submissionPage(_ request: Request) throws -> JSONObject {
         let start = try Self.position(request, "startId")
         let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
-        var filter: String?
+        var status: String?
         if let given = request["status"] {
             guard let text = given.stringValue, !text.isEmpty else {
                 throw WireError(.badRequest, "\"status\" must be a status such as Accepted")
             }
-            filter = text
+            status = text
         }
-        // A filter reads at most 10 pages' worth per request; `nextId` continues where it stopped.
-        let scanned = try submissions.read(from: start, maximum: filter == nil ? size : size * 10)
-        var records: [JSONValue] = []
-        var next = start
-        for line in scanned {
-            next += 1
-            if let filter, line["status"]?.stringValue != filter && line["settled"]?.stringValue != filter { continue }
-            records.append(.object(JSONObject(line.members.filter { $0.key != "ordinal" })))
-            if records.count == size { break }
-        }
+        let names = try Self.nameFilter(request)
+        let keep: ((JSONObject) -> Bool)? =
+            status == nil && names == nil
+            ? nil
+            : { line in
+                (status == nil || line["status"]?.stringValue == status || line["settled"]?.stringValue == status)
+                    && (names.map { Self.names(line, oneOf: $0) } ?? true)
+            }
+        let (lines, next) = try Self.page(submissions, from: start, size: size, keep: keep)
+        let records = lines.map { JSONValue.object(JSONObject($0.members.filter { $0.key != "ordinal" })) }
         return JSONObject([
             .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(submissions.count))),
         ])

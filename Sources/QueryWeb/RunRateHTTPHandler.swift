@@ -3,7 +3,7 @@ public import Wire
 
 /// The customer-facing, read-only HTTP side of `meter-query` (DESIGN.md §3.4): the run-rate
 /// page, its script and style, `GET /api/runrate` for the subscription an access token names,
-/// and `GET /healthz`.
+/// `GET /healthz`, and an empty `/favicon.ico`.
 ///
 /// Every answer carries `Cache-Control: no-store` (run-rate data is per customer and live) and a
 /// `default-src 'self'` content security policy, which is why the page has no inline script or
@@ -36,6 +36,8 @@ public struct RunRateHTTPHandler: HTTPHandler {
         case style = "/app.css"
         case runrate = "/api/runrate"
         case health = "/healthz"
+        /// Browsers ask for it by themselves with every page load: answered empty, not logged.
+        case favicon = "/favicon.ico"
     }
 
     /// Answers `request`; the HTTP layer drops the body of a `HEAD` answer.
@@ -64,6 +66,7 @@ public struct RunRateHTTPHandler: HTTPHandler {
         case .script: return Self.asset(RunRatePage.script, "text/javascript; charset=utf-8")
         case .style: return Self.asset(RunRatePage.style, "text/css; charset=utf-8")
         case .health: return .json(200, ["ok": true])
+        case .favicon: return HTTPResponse(status: 204, headers: [], body: [])
         case .runrate: return answerRunRate(request)
         }
     }

@@ -1,37 +1,8 @@
 import Foundation
 import FrontDoorKit
+import TestFixtures
 import Testing
 import Wire
-
-/// The reference implementation's sample files, read from `../shared/samples/mba` beside the
-/// repository (never copied into it).
-enum Samples {
-    /// `METERING_SAMPLES`, or the first `shared/samples/mba` above the repository (a worktree
-    /// may sit deeper than the main checkout).
-    static let directory: String = {
-        if let override = ProcessInfo.processInfo.environment["METERING_SAMPLES"] { return override }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        var url = root
-        while url.path != "/" {
-            url.deleteLastPathComponent()
-            let candidate = url.appendingPathComponent("shared/samples/mba").path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-        }
-        return root.deletingLastPathComponent().appendingPathComponent("shared/samples/mba").path
-    }()
-
-    /// Every message of every file in `InternalMessages/`.
-    static func internalMessages() throws -> [(file: String, message: JSONValue)] {
-        let folder = directory + "/InternalMessages"
-        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".json") }.sorted()
-        var all: [(String, JSONValue)] = []
-        for file in files {
-            let json = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: folder + "/" + file))))
-            for message in json.arrayValue ?? [json] { all.append((file, message)) }
-        }
-        return all
-    }
-}
 
 @Suite("Request bodies and the messages forwarded")
 struct SubmissionTests {
@@ -141,10 +112,10 @@ struct SubmissionTests {
     }
 
     @Test(
-        "every client message of the reference's samples passes, given an id, for a credential bound to its names; internal ones are forbidden"
+        "every client message of the samples passes, given an id, for a credential bound to its names; internal ones are forbidden"
     )
-    func referenceSamples() throws {
-        let samples = try Samples.internalMessages()
+    func sampleMessages() throws {
+        let samples = try Fixtures.internalMessages()
         #expect(samples.count > 10)
         var forwardedCount = 0
         for (file, sample) in samples {

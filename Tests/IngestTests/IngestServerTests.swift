@@ -1,5 +1,6 @@
 import Foundation
 import StackTestSupport
+import TestFixtures
 import Testing
 import Wire
 
@@ -9,28 +10,22 @@ import Wire
 
 @Suite("meter-ingest over its sockets", .serialized)
 struct IngestServerTests {
-    static let samplesDirectory: String = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.deletingLastPathComponent().appendingPathComponent("shared/samples/mba/InternalMessages").path
-    }()
-
-    static func sampleMessages() throws -> [JSONValue] {
-        let files = try FileManager.default.contentsOfDirectory(atPath: samplesDirectory).filter { $0.hasSuffix(".json") }.sorted()
-        var messages: [JSONValue] = []
-        for file in files {
-            let data = try #require(FileManager.default.contents(atPath: samplesDirectory + "/" + file))
-            let json = try JSONParser.parse(Array(data))
-            messages += json.arrayValue ?? [json]
-        }
-        return messages
-    }
-
     @Test("every sample message is accepted over the sockets and reads back with the same meaning")
     func samplesRoundTrip() throws {
+        try Self.roundTrip(try Fixtures.internalMessages().map(\.message))
+    }
+
+    @Test(
+        "every message of the reference's own samples is accepted over the sockets and reads back the same",
+        .enabled(if: Fixtures.referenceDirectory != nil, Comment(rawValue: Fixtures.referenceMissing)))
+    func referenceSamplesRoundTrip() throws {
+        try Self.roundTrip(try Fixtures.internalMessages(in: Fixtures.referenceDirectory ?? "").map(\.message))
+    }
+
+    static func roundTrip(_ messages: [JSONValue]) throws {
         let home = StackHome()
-        // The default 4 partitions: the samples' Ping for partition 7 is carried by partition 3.
+        // The default 4 partitions: a sample's Ping for a higher partition is carried by partitionId mod 4.
         let ingest = try IngestProcess(home: home)
-        let messages = try Self.sampleMessages()
         #expect(messages.count >= 20)
         let client = try ingest.client()
         let admin = try ingest.admin()

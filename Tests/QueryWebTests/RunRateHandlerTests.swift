@@ -171,6 +171,15 @@ struct RunRateHandlerTests {
         Self.expectSecurityHeaders(response)
     }
 
+    @Test("/favicon.ico answers 204 with no body and no token, so browsers stop asking")
+    func favicon() throws {
+        let server = try RunRateServer()
+        let response = try server.request("/favicon.ico")
+        #expect(response.status == 204)
+        #expect(response.body.isEmpty)
+        #expect(server.askedNames.isEmpty)
+    }
+
     @Test("several requests on one kept-alive connection are each checked on their own")
     func keepAlive() throws {
         let server = try RunRateServer()

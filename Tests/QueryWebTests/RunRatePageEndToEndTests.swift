@@ -81,6 +81,17 @@ struct RunRatePageEndToEndTests {
         #expect(try served.api(tokenB, "/api/runrate?resourceId=page-a").status == 403)
     }
 
+    @Test("the browser's /favicon.ico gets an empty answer and no log line; a wrong path is still logged")
+    func faviconIsQuiet() throws {
+        let served = try Served()
+        for _ in 0..<3 { #expect(try served.api(nil, "/favicon.ico").status == 204) }
+        #expect(try served.api(nil, "/no-such-page").status == 404)
+        served.query.kill(SIGTERM)
+        let log = served.query.readErrors()
+        #expect(log.contains("/no-such-page"), "\(log)")
+        #expect(!log.contains("favicon"), "\(log)")
+    }
+
     @Test("Chromium renders the page with the log's numbers, and a screenshot is taken")
     func chromiumRendersThePage() throws {
         let served = try Served()

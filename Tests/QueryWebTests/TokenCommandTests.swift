@@ -15,10 +15,13 @@ struct TokenCommandTests {
         return try TestCommand.run(Binaries.path("meterctl"), ["token"] + arguments, environment: env, timeout: 20)
     }
 
-    @Test("it creates the stack's secret, prints a token for the subscription and the page link, and the page's API accepts it")
+    @Test("asked to, it creates the stack's secret, prints a token for the subscription and the page link, and the page's API accepts it")
     func mintsAndServes() throws {
         let home = StackHome()
-        let run = try Self.meterctl(["--resource-id", "sub-a", "--ttl", "600", "--url", "http://127.0.0.1:8090", "--home", home.path])
+        let run = try Self.meterctl([
+            "--resource-id", "sub-a", "--ttl", "600", "--url", "http://127.0.0.1:8090", "--home", home.path, "--create-secret",
+            "--no-check",
+        ])
         #expect(run.status == 0, "\(run.errors)")
         let lines = run.output.split(separator: "\n").map(String.init)
         try #require(lines.count == 2, "\(run.output)")
@@ -48,7 +51,8 @@ struct TokenCommandTests {
         let path = home.path + "/isv.key"
         let secretText = "an-isv-chosen-secret-that-is-long-enough-for-hmac"
         try Data(secretText.utf8).write(to: URL(fileURLWithPath: path))
-        let run = try Self.meterctl(["--resource-uri", "/subscriptions/x/app"], environment: ["METERING_QUERY_TOKEN_SECRET_FILE": path])
+        let run = try Self.meterctl(
+            ["--resource-uri", "/subscriptions/x/app", "--no-check"], environment: ["METERING_QUERY_TOKEN_SECRET_FILE": path])
         #expect(run.status == 0, "\(run.errors)")
         let text = run.output.trimmingCharacters(in: .newlines)
         let secret = try AccessTokenSecret(bytes: Array(secretText.utf8))
@@ -83,9 +87,44 @@ struct TokenCommandTests {
         let home = StackHome()
         let path = home.path + "/short.key"
         try Data("short\n".utf8).write(to: URL(fileURLWithPath: path))
-        let run = try Self.meterctl(["--resource-id", "a", "--token-secret-file", path])
+        let run = try Self.meterctl(["--resource-id", "a", "--token-secret-file", path, "--no-check"])
         #expect(run.status == 64)
         #expect(run.output.isEmpty)
         #expect(run.errors.contains(path) && run.errors.contains("at least 32"), "\(run.errors)")
+    }
+
+    @Test("a home without the secret (a wrong METERING_HOME) is refused, naming the file, and no secret is made")
+    func missingSecret() throws {
+        let home = StackHome()
+        let run = try Self.meterctl(["--resource-id", "sub-a", "--home", home.path, "--no-check"])
+        #expect(run.status == 1)
+        #expect(run.output.isEmpty)
+        #expect(run.errors.contains("no token secret at \(home.path)/secrets/query-token.key"), "\(run.errors)")
+        #expect(run.errors.contains("--create-secret"))
+        #expect(!FileManager.default.fileExists(atPath: home.path + "/secrets"))
+    }
+
+    @Test("it mints only for a subscription meter-query holds, and says so when meter-query cannot be asked")
+    func onlyHeldSubscriptions() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home)
+        // The page's HTTP side makes meter-query create the stack's secret.
+        let query = try QueryProcess(home: home, environment: ["METERING_QUERY_HTTP": "127.0.0.1:0"])
+        let purchase = try JSONParser.parse(
+            #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"bought","subscriptionStart":"2024-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"m":{"type":"simple","dimension":"d"}}}}}}"#
+        )
+        _ = try ingest.client().call(appendRequest([purchase]))
+        try query.waitUntilCaughtUp(with: ingest)
+        let held = try Self.meterctl(["--resource-id", "bought", "--home", home.path])
+        #expect(held.status == 0, "\(held.errors)")
+        #expect(held.output.hasPrefix("v1."))
+        let never = try Self.meterctl(["--resource-id", "never-bought", "--home", home.path])
+        #expect(never.status == 1)
+        #expect(never.output.isEmpty)
+        #expect(never.errors.contains("meter-query holds no subscription resourceId never-bought"), "\(never.errors)")
+        query.kill(SIGTERM)
+        let unasked = try Self.meterctl(["--resource-id", "bought", "--home", home.path])
+        #expect(unasked.status == 1)
+        #expect(unasked.errors.contains("cannot ask meter-query") && unasked.errors.contains("--no-check"), "\(unasked.errors)")
     }
 }

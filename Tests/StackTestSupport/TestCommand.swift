@@ -15,9 +15,10 @@ public enum TestCommand {
     }
 
     /// Runs `executable` with `arguments`, its output and errors going to files (a chatty
-    /// command cannot fill a pipe and block), stopping it after `timeout` seconds.
+    /// command cannot fill a pipe and block), `input` (or nothing) on its standard input,
+    /// stopping it after `timeout` seconds.
     public static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 30
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil, timeout: Double = 30
     ) throws -> Outcome {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -36,7 +37,13 @@ public enum TestCommand {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
-        process.standardInput = FileHandle.nullDevice
+        if let input {
+            let inputURL = directory.appendingPathComponent("in")
+            try Data(input.utf8).write(to: inputURL)
+            process.standardInput = try FileHandle(forReadingFrom: inputURL)
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         process.standardOutput = output
         process.standardError = errors
         try process.run()

@@ -1,21 +1,41 @@
+import TestFixtures
 import Testing
 import Wire
 
 @Suite("Messages")
 struct MessageDecoderTests {
-    @Test("the sample directory is there")
-    func samplesExist() {
-        #expect(Samples.files("InternalMessages").count >= 14)
+    @Test("the repository's sample messages cover every message type and both resource names")
+    func fixturesExist() throws {
+        let messages = try Fixtures.internalMessages().map(\.message)
+        #expect(Fixtures.files("InternalMessages").count >= 14)
+        let types = Set(messages.compactMap { $0["type"]?.stringValue })
+        #expect(
+            types == [
+                "SubscriptionPurchased", "UsageReported", "SubscriptionDeleted", "UsageSubmittedToAPI", "RemoveUnprocessedMessages", "Ping",
+            ])
     }
 
-    @Test("every message of the reference's InternalMessages samples is accepted as-is", arguments: Samples.files("InternalMessages"))
+    @Test("every message of the repository's InternalMessages samples is accepted as-is", arguments: Fixtures.files("InternalMessages"))
     func acceptsSample(path: String) throws {
-        let messages = try Samples.messages(path)
-        #expect(!messages.isEmpty)
+        try Self.expectAccepted(path)
+    }
+
+    @Test(
+        "every message of the reference's own InternalMessages samples is accepted as-is",
+        .enabled(if: Fixtures.referenceDirectory != nil, reference))
+    func acceptsReferenceSamples() throws {
+        let files = Fixtures.files("InternalMessages", in: Fixtures.referenceDirectory ?? "")
+        #expect(files.count >= 14)
+        for path in files { try Self.expectAccepted(path) }
+    }
+
+    static func expectAccepted(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let messages = try Fixtures.messages(path)
+        #expect(!messages.isEmpty, sourceLocation: sourceLocation)
         for message in messages {
             switch Message.decode(message) {
             case .success: break
-            case .failure(let error): Issue.record("\(path): \(error)")
+            case .failure(let error): Issue.record("\(path): \(error)", sourceLocation: sourceLocation)
             }
         }
     }
@@ -26,31 +46,64 @@ struct MessageDecoderTests {
 
     @Test("a purchase decodes every dimension kind, Infinite, absent and string quantities")
     func purchaseDetails() throws {
-        let path = Samples.directory + "/InternalMessages/SubscriptionPurchased.json"
-        let message = try Message.decode(Samples.json(path)).get()
+        let message = try Message.decode(Fixtures.json(Fixtures.path("InternalMessages/SubscriptionPurchased both names.json"))).get()
         guard case .subscriptionPurchased(let purchase) = message.body else {
             Issue.record("not a purchase")
             return
         }
         #expect(purchase.renewalInterval == .monthly)
-        #expect(purchase.subscriptionStart.iso8601 == "2021-11-04T16:12:26Z")
+        #expect(purchase.subscriptionStart.iso8601 == "2024-05-01T08:30:00Z")
         let dimensions = Dictionary(uniqueKeysWithValues: purchase.plan.billingDimensions.map { ($0.meterName, $0.dimension) })
-        #expect(dimensions["nde"] == .simple(dimension: "nodecharge", included: .finite(Quantity(1000)), aggregation: .sum))
-        #expect(dimensions["cpu"] == .simple(dimension: "cpucharge", included: .infinite, aggregation: .sum))
-        #expect(dimensions["dta"] == .simple(dimension: "datasourcecharge", included: .finite(.zero), aggregation: .sum))
-        #expect(dimensions["msg"] == .simple(dimension: "messagecharge", included: .finite(Quantity(10000)), aggregation: .sum))
-        #expect(purchase.plan.billingDimensions.map(\.meterName) == ["nde", "cpu", "dta", "obj", "msg"])
+        #expect(dimensions["api"] == .simple(dimension: "api_calls", included: .finite(Quantity(1000)), aggregation: .sum))
+        #expect(dimensions["storage"] == .simple(dimension: "storage_gb", included: .infinite, aggregation: .sum))
+        #expect(dimensions["support"] == .simple(dimension: "support_hours", included: .finite(.zero), aggregation: .sum))
+        #expect(dimensions["export"] == .simple(dimension: "exports", included: .finite(.zero), aggregation: .sum))
+        #expect(dimensions["sms"] == .simple(dimension: "sms_messages", included: .finite(Quantity(10000)), aggregation: .sum))
+        #expect(purchase.plan.billingDimensions.map(\.meterName) == ["api", "storage", "support", "export", "sms"])
     }
 
-    @Test("the reference's plan samples parse as plans")
-    func planSamples() throws {
-        for path in Samples.files("plans") {
-            let plan = try #require(try Samples.json(path)["value"]?["subscription"]?["plan"])
+    @Test("a waterfall purchase keeps its tiers in order, with their thresholds as band sizes")
+    func waterfallPurchase() throws {
+        let message = try Message.decode(Fixtures.json(Fixtures.path("InternalMessages/SubscriptionPurchased waterfall annual.json"))).get()
+        guard case .subscriptionPurchased(let purchase) = message.body else {
+            Issue.record("not a purchase")
+            return
+        }
+        #expect(purchase.renewalInterval == .annually)
+        #expect(purchase.resource.resourceId == nil && purchase.resource.resourceUri?.hasSuffix("contoso-analytics") == true)
+        let egress = try #require(purchase.plan.billingDimensions.first { $0.meterName == "egress" })
+        guard case .waterfall(let tiers) = egress.dimension else {
+            Issue.record("not a waterfall: \(egress)")
+            return
+        }
+        #expect(tiers.map(\.dimension) == ["egress_first_tb", "egress_next_9tb", "egress_next_40tb", "egress_beyond"])
+        #expect(tiers.map(\.threshold) == [Quantity(1024), Quantity(9216), Quantity(40960), Quantity(102_400)])
+    }
+
+    @Test("the plan samples parse as plans")
+    func planSamples() throws { try Self.expectPlans(in: Fixtures.directory) }
+
+    @Test("the reference's own plan samples parse as plans", .enabled(if: Fixtures.referenceDirectory != nil, reference))
+    func referencePlanSamples() throws { try Self.expectPlans(in: Fixtures.referenceDirectory ?? "") }
+
+    /// Why the reference checks are skipped where its files are absent.
+    static let reference = Comment(rawValue: Fixtures.referenceMissing)
+
+    static func expectPlans(in directory: String) throws {
+        let files = Fixtures.files("plans", in: directory)
+        #expect(files.count >= 3)
+        for path in files {
+            let plan = try #require(try Fixtures.json(path)["value"]?["subscription"]?["plan"])
             let wrapped = try JSONParser.parse(
                 #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2022-01-01T00:00:00Z","renewalInterval":"Monthly","plan":"#
                     + JSONWriter.string(plan) + "}}}")
             #expect(throws: Never.self, "\(path)") { try Message.decode(wrapped).get() }
         }
+    }
+
+    @Test("our plan samples are whole purchases that decode as they are")
+    func planPurchases() throws {
+        for path in Fixtures.files("plans") { try Self.expectAccepted(path) }
     }
 
     @Test("the idempotency key and the aggregation extensions are read")
@@ -138,9 +191,18 @@ struct MessageDecoderTests {
         }
     }
 
-    @Test("the reference's quantity, time and interval lists are all understood")
-    func referenceLists() throws {
-        for value in try Samples.json(Samples.directory + "/InternalDataStructures/Quantity list.json").arrayValue ?? [] {
+    @Test("the quantity, time and interval lists are all understood")
+    func valueLists() throws { try Self.expectValueLists(in: Fixtures.directory) }
+
+    @Test(
+        "the reference's own quantity, time and interval lists are all understood",
+        .enabled(if: Fixtures.referenceDirectory != nil, reference))
+    func referenceValueLists() throws { try Self.expectValueLists(in: Fixtures.referenceDirectory ?? "") }
+
+    static func expectValueLists(in directory: String) throws {
+        let quantities = try Fixtures.json(Fixtures.path("InternalDataStructures/Quantity list.json", in: directory)).arrayValue ?? []
+        #expect(quantities.count >= 5)
+        for value in quantities {
             if value == .string("Infinite") { continue }
             let text: String
             switch value {
@@ -149,11 +211,38 @@ struct MessageDecoderTests {
             }
             #expect(Quantity(exactly: text) != nil, "\(value)")
         }
-        for value in try Samples.json(Samples.directory + "/InternalDataStructures/MeteringDateTime list.json").arrayValue ?? [] {
-            #expect(Timestamp(iso8601: value.stringValue ?? "") != nil, "\(value)")
+        let times = try Fixtures.json(Fixtures.path("InternalDataStructures/MeteringDateTime list.json", in: directory)).arrayValue ?? []
+        #expect(times.count >= 2)
+        for value in times { #expect(Timestamp(iso8601: value.stringValue ?? "") != nil, "\(value)") }
+        let intervals = try Fixtures.json(Fixtures.path("InternalDataStructures/RenewalInterval list.json", in: directory)).arrayValue ?? []
+        #expect(intervals.count >= 2)
+        for value in intervals { #expect(RenewalInterval(rawValue: value.stringValue ?? "") != nil, "\(value)") }
+    }
+
+    @Test("our time list: seven fraction digits are cut to microseconds, no zone means UTC")
+    func timeForms() throws {
+        let times = try Fixtures.json(Fixtures.path("InternalDataStructures/MeteringDateTime list.json")).arrayValue ?? []
+        let parsed = times.compactMap { $0.stringValue.flatMap(Timestamp.init(iso8601:))?.iso8601 }
+        #expect(
+            parsed == [
+                "2024-05-14T10:41:07Z", "2024-05-14T10:41:07.250000Z", "2024-05-14T09:12:44.512093Z", "2024-05-14T03:00:00Z",
+                "2024-02-29T23:59:59.500000Z",
+            ])
+    }
+
+    @Test("our plan and waterfall value samples decode inside a purchase")
+    func dimensionForms() throws {
+        let plan = try Fixtures.json(Fixtures.path("InternalDataStructures/Plan.json"))
+        var plans = [plan]
+        for waterfall in try Fixtures.json(Fixtures.path("InternalDataStructures/WaterfallDimension list.json")).arrayValue ?? [] {
+            plans.append(.object(JSONObject(["planId": "p", "billingDimensions": .object(JSONObject(["m": waterfall]))])))
         }
-        for value in try Samples.json(Samples.directory + "/InternalDataStructures/RenewalInterval list.json").arrayValue ?? [] {
-            #expect(RenewalInterval(rawValue: value.stringValue ?? "") != nil, "\(value)")
+        #expect(plans.count == 3)
+        for plan in plans {
+            let wrapped = try JSONParser.parse(
+                #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"r","subscriptionStart":"2024-01-01T00:00:00Z","renewalInterval":"Monthly","plan":"#
+                    + JSONWriter.string(plan) + "}}}")
+            #expect(throws: Never.self, "\(JSONWriter.string(plan))") { try Message.decode(wrapped).get() }
         }
     }
 }

@@ -1,3 +1,4 @@
+import TestFixtures
 import Testing
 import Wire
 
@@ -23,9 +24,7 @@ struct RobustnessTests {
     func mutatedSamples() throws {
         var random = SplitMix64(seed: 7)
         var corpus: [[UInt8]] = []
-        for path in Samples.files("InternalMessages") {
-            for message in try Samples.messages(path) { corpus.append(JSONWriter.bytes(message)) }
-        }
+        for (_, message) in try Fixtures.internalMessages() { corpus.append(JSONWriter.bytes(message)) }
         #expect(!corpus.isEmpty)
         var accepted = 0
         var rejected = 0

@@ -10,8 +10,8 @@ import Foundation
 /// the dependency): settings read and checked before anything starts, clean failures, and
 /// SIGTERM/SIGINT turned into an orderly stop.
 public enum ServiceLifecycle {
-    /// Reads settings for `component`: prints `usage` and exits 0 for `--help`; exits 64 with a
-    /// message naming the setting when one is bad.
+    /// Reads settings for `component`: prints `usage` and exits 0 for `--help` (the version for
+    /// `--version`); exits 64 with a message naming the setting when one is bad.
     public static func configure<Configuration>(
         component: String, usage: String, _ make: (inout Settings) throws(SettingsError) -> Configuration
     ) -> Configuration {
@@ -19,13 +19,23 @@ public enum ServiceLifecycle {
         installTerminationHandling()
         do {
             var settings = try Settings()
-            if settings.wantsHelp {
-                print(usage)
-                exit(0)
-            }
+            answerHelpOrVersion(settings, component: component, usage: usage)
             return try make(&settings)
         } catch {
             fail("\(error)", code: 64)
+        }
+    }
+
+    /// Prints the usage for `--help` or `-h`, or the version line for `--version`, and exits 0;
+    /// returns when neither was asked for.
+    public static func answerHelpOrVersion(_ settings: Settings, component: String, usage: String) {
+        if settings.wantsVersion {
+            print(Version.line(component))
+            exit(0)
+        }
+        if settings.wantsHelp {
+            print(usage + "\n\n--version prints the version and the log format version (\(Version.line(component))).")
+            exit(0)
         }
     }
 

@@ -14,8 +14,10 @@ public struct Settings {
     private var flags: [String: String] = [:]
     private var consumed: Set<String> = []
     public let environment: [String: String]
-    /// `--help` was given.
+    /// `--help` (or `-h`) was given.
     public let wantsHelp: Bool
+    /// `--version` was given.
+    public let wantsVersion: Bool
 
     public init(
         arguments: [String]? = nil,
@@ -24,16 +26,17 @@ public struct Settings {
         let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
         self.environment = environment ?? ProcessInfo.processInfo.environment
         var help = false
+        var version = false
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            guard argument.hasPrefix("--") else { throw SettingsError("unexpected argument \"\(argument)\"; settings are --name value") }
-            let body = String(argument.dropFirst(2))
-            if body == "help" {
-                help = true
+            if argument == "-h" || argument == "--help" || argument == "--version" {
+                if argument == "--version" { version = true } else { help = true }
                 index += 1
                 continue
             }
+            guard argument.hasPrefix("--") else { throw SettingsError("unexpected argument \"\(argument)\"; settings are --name value") }
+            let body = String(argument.dropFirst(2))
             if let equals = body.firstIndex(of: "=") {
                 flags[String(body[..<equals])] = String(body[body.index(after: equals)...])
                 index += 1
@@ -44,6 +47,7 @@ public struct Settings {
             }
         }
         wantsHelp = help
+        wantsVersion = version
     }
 
     /// The raw value and where it came from (for messages), flag before variable.
