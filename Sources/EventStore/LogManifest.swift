@@ -8,8 +8,9 @@ public import Wire
 /// folded from the old identity must be rebuilt. Every `read`/`follow` answer carries it, and the
 /// aggregator and query refuse a log whose identity is not the one their state was folded from.
 public struct LogManifest: Sendable, Hashable {
-    /// The current format of `log.json` (format 1 had only `partitions`).
-    public static let currentFormat = 2
+    /// The current format of the log (format 1 had one directory per partition and `log.json`
+    /// held only `partitions`): the version `--version` reports.
+    public static let currentFormat = Version.logFormat
 
     /// 32 hexadecimal digits, random at creation.
     public var identity: String
