@@ -32,6 +32,30 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         _ = Request.decode(bytes)
     }
 
+    // Appends on the fast path read exactly as on the general one, or not at all; canonical JSON
+    // is a fixed point.
+    for frame in frames + [bytes] {
+        guard let fast = AppendFastPath.read(frame) else { continue }
+        guard case .success(let request) = Request.decode(frame), case .success(let general) = AppendBatch.from(request) else {
+            preconditionFailure("the fast path read an append the general path refuses")
+        }
+        precondition(fast.id == general.id && fast.events.count == general.events.count, "fast and general appends differ")
+        for (left, right) in zip(fast.events, general.events) {
+            switch (left, right) {
+            case (.success(let a), .success(let b)):
+                precondition(a.payload == b.payload && a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, "payloads differ")
+                precondition(a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, "fields differ")
+            case (.failure(let a), .failure(let b)): precondition(a == b, "errors differ")
+            default: preconditionFailure("one path accepted what the other refused")
+            }
+        }
+    }
+    if let value = try? JSONParser.parse(bytes) {
+        let canonical = CanonicalJSON.bytes(value)
+        guard let again = try? JSONParser.parse(canonical) else { preconditionFailure("canonical JSON does not parse") }
+        precondition(CanonicalJSON.bytes(again) == canonical, "canonical JSON is not a fixed point")
+    }
+
     // Quantities and timestamps from arbitrary text.
     if let text = String(validating: bytes, as: UTF8.self), text.utf8.count < 64 {
         if case .success(let quantity) = Quantity.parse(text) {

@@ -52,14 +52,22 @@ final class IngestHandler: RequestHandler {
 
     // MARK: append
 
+    /// Appends read straight from their bytes (`AppendFastPath`); anything else is decoded as a
+    /// request first.
+    func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool {
+        guard let batch = AppendFastPath.read(frame) else { return false }
+        append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, done: done)
+        return true
+    }
+
     private func append(_ request: Request, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
-        let batch: AppendBatch
         switch AppendBatch.from(request) {
-        case .success(let decoded): batch = decoded
-        case .failure(let failure):
-            connection.reject(request, failure.error, done: done)
-            return
+        case .success(let batch): append(batch, on: connection, isAdmin: isAdmin, done: done)
+        case .failure(let failure): connection.reject(request, failure.error, done: done)
         }
+    }
+
+    private func append(_ batch: AppendBatch, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
         var valid: [ValidatedEvent] = []
         var validIndexes: [Int] = []
@@ -79,7 +87,7 @@ final class IngestHandler: RequestHandler {
                 results[index] = .rejected(error)
             }
         }
-        let requestID = request.id
+        let requestID = batch.id
         let finish: @Sendable ([AppendResult?]) -> Void = { results in
             connection.send(AppendResult.response(id: requestID, results))
             done()

@@ -36,31 +36,8 @@ public struct JSONParser {
         try parse(Array(text.utf8), maximumDepth: maximumDepth)
     }
 
-    /// Parses a document whose top level is an object, also returning the byte ranges of the
-    /// elements of its array member `key` (for example an append request's `events`), so callers
-    /// can keep those elements' bytes exactly as sent without re-encoding them.
-    public static func parse(
-        _ bytes: [UInt8], spansOfArrayMember key: String, maximumDepth: Int = defaultMaximumDepth
-    ) throws(Failure) -> (value: JSONValue, spans: [Range<Int>]) {
-        let result = bytes.withUnsafeBufferPointer { buffer in
-            var spans: [Range<Int>] = []
-            let value = Self.parseBuffer(buffer, maximumDepth: maximumDepth, spanKey: key, spans: &spans)
-            return value.map { ($0, spans) }
-        }
-        return try result.get()
-    }
-
     private static func parseBuffer(_ buffer: UnsafeBufferPointer<UInt8>, maximumDepth: Int) -> Result<JSONValue, Failure> {
-        var spans: [Range<Int>] = []
-        return parseBuffer(buffer, maximumDepth: maximumDepth, spanKey: nil, spans: &spans)
-    }
-
-    private static func parseBuffer(
-        _ buffer: UnsafeBufferPointer<UInt8>, maximumDepth: Int, spanKey: String?, spans: inout [Range<Int>]
-    ) -> Result<JSONValue, Failure> {
         var parser = Cursor(bytes: buffer, maximumDepth: maximumDepth)
-        parser.spanKey = spanKey
-        defer { spans = parser.spans }
         do throws(Failure) {
             if buffer.count >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF { parser.index = 3 }
             parser.skipWhitespace()
@@ -78,9 +55,6 @@ private struct Cursor {
     let bytes: UnsafeBufferPointer<UInt8>
     let maximumDepth: Int
     var index = 0
-    /// When set, the byte ranges of the elements of this top-level array member are recorded.
-    var spanKey: String?
-    var spans: [Range<Int>] = []
 
     init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
         self.bytes = bytes
@@ -148,13 +122,7 @@ private struct Cursor {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':' after key") }
             index += 1
             skipWhitespace()
-            let value: JSONValue
-            if depth == 1, let spanKey, key == spanKey, index < bytes.count, bytes[index] == UInt8(ascii: "[") {
-                value = try parseArray(depth: depth + 1, recordingSpans: true)
-            } else {
-                value = try parseValue(depth: depth)
-            }
-            members.append(JSONObject.Member(key, value))
+            members.append(JSONObject.Member(key, try parseValue(depth: depth)))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of input inside an object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -168,7 +136,7 @@ private struct Cursor {
         }
     }
 
-    mutating func parseArray(depth: Int, recordingSpans: Bool = false) throws(JSONParser.Failure) -> JSONValue {
+    mutating func parseArray(depth: Int) throws(JSONParser.Failure) -> JSONValue {
         guard depth <= maximumDepth else { throw fail("nesting deeper than \(maximumDepth) levels") }
         index += 1
         var elements: [JSONValue] = []
@@ -179,9 +147,7 @@ private struct Cursor {
         }
         while true {
             skipWhitespace()
-            let start = index
             elements.append(try parseValue(depth: depth))
-            if recordingSpans { spans.append(start..<index) }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of input inside an array") }
             if bytes[index] == UInt8(ascii: ",") {

@@ -56,11 +56,6 @@ public struct Request: Sendable {
     public var id: JSONValue?
     /// The whole request object.
     public var body: JSONObject
-    /// The frame it was read from (empty for requests built in code).
-    public var frame: [UInt8] = []
-    /// Where each element of a top-level `events` array lies in `frame`, so appended messages
-    /// are stored exactly as sent.
-    public var eventSpans: [Range<Int>] = []
 
     public init(op: String, id: JSONValue? = nil, fields: JSONObject = JSONObject()) {
         self.op = op
@@ -77,9 +72,8 @@ public struct Request: Sendable {
         Request, RequestError
     > {
         let json: JSONValue
-        let spans: [Range<Int>]
         do {
-            (json, spans) = try JSONParser.parse(payload, spansOfArrayMember: "events", maximumDepth: maximumDepth)
+            json = try JSONParser.parse(payload, maximumDepth: maximumDepth)
         } catch {
             return .failure(RequestError(id: nil, error: WireError(.badJSON, "the frame is not valid JSON: \(error)")))
         }
@@ -94,10 +88,7 @@ public struct Request: Sendable {
         guard let op = opValue.stringValue else {
             return .failure(RequestError(id: id, error: WireError(.badRequest, "\"op\" must be a string, got \(opValue.typeName)")))
         }
-        var request = Request(op: op, id: id, parsed: object)
-        request.frame = payload
-        request.eventSpans = spans
-        return .success(request)
+        return .success(Request(op: op, id: id, parsed: object))
     }
 
     init(op: String, id: JSONValue?, parsed: JSONObject) {

@@ -2,10 +2,8 @@
 /// so the same key sent again with the same message is a `duplicate` and with a different one a
 /// `conflict`.
 ///
-/// The canonical form is the message's compact JSON with object members sorted by key (byte
-/// order), numbers written as their exact decimal value where they are one (`1.50` and `1.5` are
-/// the same quantity) and strings re-escaped minimally, so white space, member order and escape
-/// spellings of a resend do not matter. Not cryptographic: a sender able to pick two payloads with
+/// The canonical form (`CanonicalJSON`) makes white space, member order, number spellings and
+/// escape spellings of a resend not matter. Not cryptographic: a sender able to pick two payloads with
 /// one digest could only make its own second message look like its first.
 public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
     public var high: UInt64
@@ -18,10 +16,7 @@ public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
 
     /// The digest of `message`'s canonical form.
     public init(of message: JSONValue) {
-        var canonical: [UInt8] = []
-        canonical.reserveCapacity(256)
-        Self.writeCanonical(message, to: &canonical)
-        self = canonical.withUnsafeBytes { Self.hash($0) }
+        self = CanonicalJSON.bytes(message).withUnsafeBytes { Self.hash($0) }
     }
 
     /// The digest of a client message's meaning: its canonical form without the sender's own
@@ -38,37 +33,6 @@ public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
 
     /// 32 hexadecimal digits.
     public var description: String { Self.hex(high) + Self.hex(low) }
-
-    /// Appends the canonical JSON of `value` to `out`.
-    public static func writeCanonical(_ value: JSONValue, to out: inout [UInt8]) {
-        switch value {
-        case .number(let text):
-            if let quantity = Quantity(exactly: text) {
-                out.append(contentsOf: quantity.description.utf8)
-            } else {
-                out.append(contentsOf: text.utf8)
-            }
-        case .array(let elements):
-            out.append(UInt8(ascii: "["))
-            for (position, element) in elements.enumerated() {
-                if position > 0 { out.append(UInt8(ascii: ",")) }
-                writeCanonical(element, to: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case .object(let object):
-            out.append(UInt8(ascii: "{"))
-            let sorted = object.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            for (position, member) in sorted.enumerated() {
-                if position > 0 { out.append(UInt8(ascii: ",")) }
-                JSONWriter.writeString(member.key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                writeCanonical(member.value, to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-        case .null, .bool, .string:
-            JSONWriter.write(value, to: &out)
-        }
-    }
 
     /// Two independent 64-bit lanes over 8-byte words, each finished with SplitMix64's finalizer.
     /// Stable across runs, processes and machines (the words are read little-endian).

@@ -89,7 +89,7 @@ extension Timestamp {
         self = parsed
     }
 
-    private static func parse(iso8601 b: UnsafeBufferPointer<UInt8>) -> Timestamp? {
+    static func parse(iso8601 b: UnsafeBufferPointer<UInt8>) -> Timestamp? {
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
             var value = 0

@@ -12,6 +12,15 @@ public protocol RequestHandler: Sendable {
     /// Handles `request` and calls `done` once its last frame has been sent. A streaming
     /// operation may send many frames, and may never call `done` (it ends with the connection).
     func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void)
+
+    /// Offered every frame before it is decoded as a request: a handler that reads some requests
+    /// straight from their bytes (ingest's appends) answers true when it took this one, and then
+    /// calls `done` as `handle` would. The default takes none.
+    func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool
+}
+
+extension RequestHandler {
+    public func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool { false }
 }
 
 /// A listening socket and the name the handler sees it by (`client`, `admin`, ...).
@@ -410,6 +419,7 @@ public final class Connection: @unchecked Sendable {
             condition.unlock()
             for handler in handlers { handler() }
         case .frame(let payload):
+            if server.handler.handle(frame: payload, on: self, done: { [self] in requestFinished() }) { return }
             switch Request.decode(payload, maximumDepth: server.configuration.maximumJSONDepth) {
             case .failure(let failure):
                 Log.notice("rejected a request on \(listener) from \(peer): \(failure.error)")

@@ -1,0 +1,143 @@
+import Testing
+import Wire
+
+/// The fast path reads appends straight from their bytes; it must never decide anything the
+/// general parser and decoder would decide otherwise.
+@Suite("Appends read on the fast path")
+struct AppendFastPathTests {
+    /// The general path's reading of a request frame.
+    static func general(_ frame: [UInt8]) -> Result<AppendBatch, RequestError> {
+        switch Request.decode(frame) {
+        case .failure(let error): return .failure(error)
+        case .success(let request): return AppendBatch.from(request)
+        }
+    }
+
+    /// Both readings agree: same id, same events, byte for byte and digest for digest.
+    static func expectSame(_ fast: AppendBatch, _ frame: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+        guard case .success(let general) = general(frame) else {
+            Issue.record(
+                "the fast path read a request the general path refuses: \(String(decoding: frame, as: UTF8.self))",
+                sourceLocation: sourceLocation)
+            return
+        }
+        #expect(fast.id == general.id, sourceLocation: sourceLocation)
+        #expect(fast.events.count == general.events.count, sourceLocation: sourceLocation)
+        for (left, right) in zip(fast.events, general.events) {
+            switch (left, right) {
+            case (.success(let a), .success(let b)):
+                #expect(
+                    a.payload == b.payload,
+                    "\(String(decoding: a.payload, as: UTF8.self)) vs \(String(decoding: b.payload, as: UTF8.self))",
+                    sourceLocation: sourceLocation)
+                #expect(a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, sourceLocation: sourceLocation)
+                #expect(
+                    a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, sourceLocation: sourceLocation)
+            case (.failure(let a), .failure(let b)):
+                #expect(a == b, sourceLocation: sourceLocation)
+            default:
+                Issue.record("one path accepted what the other refused: \(left) / \(right)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    /// A random usage report in one of many spellings (member order, white space, optional members).
+    static func usage(_ random: inout SplitMix64) -> String {
+        let spaces = ["", " ", "\n  ", "\t"]
+        func space() -> String { spaces[Int(random.next() % UInt64(spaces.count))] }
+        let quantities = ["1", "0", "1.5", "1.50", "0.000000000000000001", "12e2", "1E-3", "170141183460469231731", "3.25", "100000"]
+        var value = [
+            #""meterName":"\#(["cpu", "email", "égress"][Int(random.next() % 3)])""#,
+            #""quantity":\#(quantities[Int(random.next() % UInt64(quantities.count))])"#,
+            #""timestamp":"\#(["2022-09-19T13:26:22Z", "2022-09-19T13:26:22.123Z", "2022-09-19T13:26:22"][Int(random.next() % 3)])""#,
+        ]
+        switch random.next() % 3 {
+        case 0: value.append(#""resourceId":"sub-\#(random.next() % 50)""#)
+        case 1: value.append(#""resourceUri":"/subscriptions/x/app-\#(random.next() % 50)""#)
+        default: value += [#""resourceId":"sub-\#(random.next() % 50)""#, #""resourceUri":"/subscriptions/y""#]
+        }
+        if random.next() % 2 == 0 {
+            let keys = ["zone", "campaign", "a", "ab", "b"].shuffled(using: &random).prefix(Int(random.next() % 4))
+            value.append(#""properties":{\#(keys.map { #""\#($0)":"v-\#($0)""# }.joined(separator: ","))}"#)
+        }
+        value.shuffle(using: &random)
+        var envelope = [#""type":"UsageReported""#, #""value":{\#(value.joined(separator: "," + space()))}"#]
+        if random.next() % 3 != 0 { envelope.append(#""id":"key-\#(random.next() % 1000)""#) }
+        envelope.shuffle(using: &random)
+        return "{" + space() + envelope.joined(separator: "," + space()) + space() + "}"
+    }
+
+    @Test("random usage reports in any spelling read the same on both paths, and most take the fast one")
+    func randomSpellings() {
+        var random = SplitMix64(seed: 7)
+        var fastOnes = 0
+        for round in 0..<3_000 {
+            let message = Self.usage(&random)
+            if let event = AppendFastPath.readUsage(Array(message.utf8)) {
+                fastOnes += 1
+                let frame = Array(#"{"op":"append","id":\#(round),"events":[\#(message)]}"#.utf8)
+                guard let batch = AppendFastPath.read(frame) else {
+                    Issue.record("a request of one fast message took the general path")
+                    continue
+                }
+                Self.expectSame(batch, frame)
+                if case .success(let read) = batch.events[0] { #expect(read.payload == event.payload) }
+            }
+        }
+        #expect(fastOnes > 2_500)
+    }
+
+    @Test("a request mixing fast, general and invalid messages reads like the general path, in order")
+    func mixedRequest() throws {
+        let frame = Array(
+            #"""
+            {"id":{"n":[1,2]},"events":[
+              {"type":"UsageReported","value":{"resourceId":"a","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2}},
+              {"type":"UsageReported","value":{"resourceId":"a","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":"2"}},
+              {"type":"UsageReported","value":{"resourceId":"a\u0062","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2}},
+              {"type":"UsageReported","value":{"resourceId":"a","timestamp":"yesterday","meterName":"m","quantity":2}},
+              {"type":"UsageReported","value":{"resourceId":"a","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":-2}},
+              {"type":"UsageReported","value":{"resourceId":"","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2}},
+              {"type":"SubscriptionDeleted","value":{"resourceId":"a"},"id":"d"},
+              {"type":"UsageReported","value":{"resourceId":"a","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2,"extra":[true,null]}},
+              {"type":"Ping","value":{"partitionId":"0"}}
+            ],"op":"append","note":null}
+            """#.utf8)
+        let batch = try #require(AppendFastPath.read(frame))
+        Self.expectSame(batch, frame)
+        #expect(batch.events.count == 9)
+        #expect(batch.id == ["n": [1, 2]])
+    }
+
+    @Test("what the fast path does not read alone goes to the general path: other ops, a byte-order mark, repeated keys, bad JSON")
+    func declines() {
+        for text in [
+            #"{"op":"status"}"#, "\u{FEFF}" + #"{"op":"append","events":[]}"#, #"{"op":"append","op":"append","events":[]}"#,
+            #"{"op":"append","events":[{"type":"UsageReported","type":"UsageReported"}]}"#, #"{"op":"append","events":[1,]}"#,
+            #"{"op":"append","events":[]} x"#, #"{"op":"append"}"#, #"{"op":"append","events":{}}"#, "[]", "",
+            #"{"op":"append","events":[{"type":"UsageReported","value":{"resourceId":"a","resourceId":"b","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1}}]}"#,
+        ] {
+            let frame = Array(text.utf8)
+            if let batch = AppendFastPath.read(frame) { Self.expectSame(batch, frame) }
+        }
+        #expect(AppendFastPath.read(Array(#"{"op":"status"}"#.utf8)) == nil)
+        #expect(AppendFastPath.read(Array(#"{"op":"append","op":"append","events":[]}"#.utf8)) == nil)
+    }
+
+    @Test("damaged requests never read differently on the fast path: every byte changed, every prefix cut")
+    func damagedRequests() {
+        var random = SplitMix64(seed: 11)
+        let message = Self.usage(&random)
+        let frame = Array(#"{"op":"append","id":"r","events":[\#(message),\#(Self.usage(&random))]}"#.utf8)
+        let replacements: [UInt8] = [0x22, 0x5C, 0x2C, 0x7B, 0x7D, 0x5B, 0x5D, 0x3A, 0x20, 0x31, 0x2D, 0x00, 0xFF, 0x61]
+        for index in frame.indices {
+            for replacement in replacements where replacement != frame[index] {
+                var damaged = frame
+                damaged[index] = replacement
+                if let batch = AppendFastPath.read(damaged) { Self.expectSame(batch, damaged) }
+            }
+            let cut = Array(frame[..<index])
+            if let batch = AppendFastPath.read(cut) { Self.expectSame(batch, cut) }
+        }
+    }
+}
