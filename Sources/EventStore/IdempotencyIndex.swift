@@ -7,9 +7,9 @@ public import Wire
 /// Keys are global to the log. Expiry follows the log's newest enqueued time, never the wall
 /// clock, so a log replayed or moved keeps the same answers.
 ///
-/// An open-addressing table (linear probing, backward-shift deletion) of fixed-size entries in
-/// parallel arrays: the key's 128-bit digest (`PayloadDigest.hash(key)`), 64 bits of the
-/// message's payload digest, the position and the time: 40 bytes a slot, no allocation per key,
+/// An open-addressing table (linear probing, backward-shift deletion) of fixed-size entries: the
+/// key's 128-bit digest (`PayloadDigest.hash(key)`), 64 bits of the message's payload digest, the
+/// position and the time: 40 bytes a slot, one cache line for a lookup, no allocation per key,
 /// nothing for the reference counter to do. Two different keys share a digest with a probability
 /// of about n²/2¹²⁹ (10⁻²⁴ for ten million keys); the digest is not cryptographic, so a sender
 /// able to choose keys could make two of its own collide, which only suppresses its own events.
@@ -29,31 +29,33 @@ public struct IdempotencyIndex: Sendable {
         }
     }
 
+    /// One slot: an empty one has the key (0, 0).
+    struct Entry {
+        var keyHigh: UInt64 = 0
+        var keyLow: UInt64 = 0
+        var payload: UInt64 = 0
+        /// partition << 48 | sequence
+        var location: UInt64 = 0
+        var time: Int64 = 0
+
+        var isEmpty: Bool { keyHigh == 0 && keyLow == 0 }
+    }
+
     public let retentionMicroseconds: Int64
-    private var keyHigh: [UInt64]
-    private var keyLow: [UInt64]
-    private var payload: [UInt64]
-    /// partition << 48 | sequence
-    private var location: [UInt64]
-    private var time: [Int64]
+    private var entries: [Entry]
     private var mask: Int
     public private(set) var count = 0
     /// The oldest time of any entry (a lower bound), so expiry sweeps only when something expired.
     private var oldest = Int64.max
     private var lastSweep: Int64?
 
-    static let emptyKey = (UInt64(0), UInt64(0))
     static let sequenceBits: UInt64 = 48
     static let maximumLoad = 0.7
 
     public init(retentionDays: Int = 7, capacity: Int = 1024) {
         self.retentionMicroseconds = Int64(retentionDays) * Timestamp.microsecondsPerDay
         let slots = Self.slots(for: capacity)
-        keyHigh = Array(repeating: 0, count: slots)
-        keyLow = Array(repeating: 0, count: slots)
-        payload = Array(repeating: 0, count: slots)
-        location = Array(repeating: 0, count: slots)
-        time = Array(repeating: 0, count: slots)
+        entries = Array(repeating: Entry(), count: slots)
         mask = slots - 1
     }
 
@@ -72,7 +74,7 @@ public struct IdempotencyIndex: Sendable {
     }
 
     /// Bytes the table holds (for status and the memory figures).
-    public var memoryBytes: Int { (mask + 1) * 40 }
+    public var memoryBytes: Int { (mask + 1) * MemoryLayout<Entry>.stride }
 
     /// Where `key` was first recorded, if it is remembered.
     public func lookup(_ key: String) -> Position? { lookup(digest: Self.digest(key)) }
@@ -80,18 +82,20 @@ public struct IdempotencyIndex: Sendable {
     /// Where the key with `digest` was first recorded, if it is remembered.
     public func lookup(digest: PayloadDigest) -> Position? {
         let digest = Self.normalized(digest)
-        var slot = Int(truncatingIfNeeded: digest.low) & mask
-        while keyHigh[slot] != 0 || keyLow[slot] != 0 {
-            if keyLow[slot] == digest.low && keyHigh[slot] == digest.high {
-                let packed = location[slot]
-                return Position(
-                    partition: Int(packed >> Self.sequenceBits), sequence: packed & ((1 << Self.sequenceBits) - 1),
-                    enqueuedTime: Timestamp(microseconds: time[slot]),
-                    payloadDigest: payload[slot] == 0 ? nil : PayloadDigest(high: 0, low: payload[slot]))
+        return entries.withUnsafeBufferPointer { table in
+            var slot = Int(truncatingIfNeeded: digest.low) & mask
+            while !table[slot].isEmpty {
+                let entry = table[slot]
+                if entry.keyLow == digest.low && entry.keyHigh == digest.high {
+                    return Position(
+                        partition: Int(entry.location >> Self.sequenceBits), sequence: entry.location & ((1 << Self.sequenceBits) - 1),
+                        enqueuedTime: Timestamp(microseconds: entry.time),
+                        payloadDigest: entry.payload == 0 ? nil : PayloadDigest(high: 0, low: entry.payload))
+                }
+                slot = (slot + 1) & mask
             }
-            slot = (slot + 1) & mask
+            return nil
         }
-        return nil
     }
 
     /// Whether two payload digests name the same message, as far as the table keeps them (the low
@@ -108,16 +112,20 @@ public struct IdempotencyIndex: Sendable {
     public mutating func remember(digest: PayloadDigest, at position: Position) {
         let digest = Self.normalized(digest)
         if Double(count + 1) > Double(mask + 1) * Self.maximumLoad { grow(to: (mask + 1) * 2) }
-        var slot = Int(truncatingIfNeeded: digest.low) & mask
-        while keyHigh[slot] != 0 || keyLow[slot] != 0 {
-            if keyLow[slot] == digest.low && keyHigh[slot] == digest.high { return }
-            slot = (slot + 1) & mask
+        let mask = self.mask
+        let inserted = entries.withUnsafeMutableBufferPointer { table -> Bool in
+            var slot = Int(truncatingIfNeeded: digest.low) & mask
+            while !table[slot].isEmpty {
+                if table[slot].keyLow == digest.low && table[slot].keyHigh == digest.high { return false }
+                slot = (slot + 1) & mask
+            }
+            table[slot] = Entry(
+                keyHigh: digest.high, keyLow: digest.low, payload: position.payloadDigest?.low ?? 0,
+                location: UInt64(position.partition) << Self.sequenceBits | (position.sequence & ((1 << Self.sequenceBits) - 1)),
+                time: position.enqueuedTime.microseconds)
+            return true
         }
-        keyHigh[slot] = digest.high
-        keyLow[slot] = digest.low
-        payload[slot] = position.payloadDigest?.low ?? 0
-        location[slot] = UInt64(position.partition) << Self.sequenceBits | (position.sequence & ((1 << Self.sequenceBits) - 1))
-        time[slot] = position.enqueuedTime.microseconds
+        guard inserted else { return }
         count += 1
         oldest = min(oldest, position.enqueuedTime.microseconds)
     }
@@ -129,21 +137,16 @@ public struct IdempotencyIndex: Sendable {
     }
 
     private mutating func grow(to slots: Int) {
-        let old = (keyHigh, keyLow, payload, location, time)
-        keyHigh = Array(repeating: 0, count: slots)
-        keyLow = Array(repeating: 0, count: slots)
-        payload = Array(repeating: 0, count: slots)
-        location = Array(repeating: 0, count: slots)
-        time = Array(repeating: 0, count: slots)
+        let old = entries
+        entries = Array(repeating: Entry(), count: slots)
         mask = slots - 1
-        for index in old.0.indices where old.0[index] != 0 || old.1[index] != 0 {
-            var slot = Int(truncatingIfNeeded: old.1[index]) & mask
-            while keyHigh[slot] != 0 || keyLow[slot] != 0 { slot = (slot + 1) & mask }
-            keyHigh[slot] = old.0[index]
-            keyLow[slot] = old.1[index]
-            payload[slot] = old.2[index]
-            location[slot] = old.3[index]
-            time[slot] = old.4[index]
+        let mask = self.mask
+        entries.withUnsafeMutableBufferPointer { table in
+            for entry in old where !entry.isEmpty {
+                var slot = Int(truncatingIfNeeded: entry.keyLow) & mask
+                while !table[slot].isEmpty { slot = (slot + 1) & mask }
+                table[slot] = entry
+            }
         }
     }
 
@@ -160,16 +163,16 @@ public struct IdempotencyIndex: Sendable {
         if let lastSweep, now.microseconds &- lastSweep < Timestamp.microsecondsPerHour { return }
         lastSweep = now.microseconds
         // Start at an empty slot, so no run of entries wraps past the start of the sweep.
-        guard let start = (0...mask).first(where: { keyHigh[$0] == 0 && keyLow[$0] == 0 }) else { return }
+        guard let start = entries.firstIndex(where: \.isEmpty) else { return }
         var newOldest = Int64.max
         var visited = 0
         var slot = (start + 1) & mask
         while visited < mask {
-            if (keyHigh[slot] != 0 || keyLow[slot] != 0) && time[slot] < horizon {
+            if !entries[slot].isEmpty && entries[slot].time < horizon {
                 delete(slot)
                 continue  // the slot now holds the next entry of the run, or is empty
             }
-            if keyHigh[slot] != 0 || keyLow[slot] != 0 { newOldest = min(newOldest, time[slot]) }
+            if !entries[slot].isEmpty { newOldest = min(newOldest, entries[slot].time) }
             slot = (slot + 1) & mask
             visited += 1
         }
@@ -180,23 +183,16 @@ public struct IdempotencyIndex: Sendable {
     private mutating func delete(_ slot: Int) {
         var hole = slot
         var next = (hole + 1) & mask
-        while keyHigh[next] != 0 || keyLow[next] != 0 {
-            let home = Int(truncatingIfNeeded: keyLow[next]) & mask
+        while !entries[next].isEmpty {
+            let home = Int(truncatingIfNeeded: entries[next].keyLow) & mask
             // The entry at `next` may fill the hole when its home is not in (hole, next].
-            let distanceToHome = (next - home) & mask
-            let distanceToHole = (next - hole) & mask
-            if distanceToHome >= distanceToHole {
-                keyHigh[hole] = keyHigh[next]
-                keyLow[hole] = keyLow[next]
-                payload[hole] = payload[next]
-                location[hole] = location[next]
-                time[hole] = time[next]
+            if (next - home) & mask >= (next - hole) & mask {
+                entries[hole] = entries[next]
                 hole = next
             }
             next = (next + 1) & mask
         }
-        keyHigh[hole] = 0
-        keyLow[hole] = 0
+        entries[hole] = Entry()
         count -= 1
     }
 }
