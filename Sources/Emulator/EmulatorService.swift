@@ -54,6 +54,7 @@ private func readConfiguration() -> EmulatorConfiguration {
             print(EmulatorConfiguration.usage)
             exit(0)
         }
+        try Log.configure(environment: settings.environment)
         return try EmulatorConfiguration(settings: &settings)
     } catch {
         ServiceLifecycle.fail("\(error)", code: 64)

@@ -11,7 +11,8 @@ import Foundation
 /// SIGTERM/SIGINT turned into an orderly stop.
 public enum ServiceLifecycle {
     /// Reads settings for `component`: prints `usage` and exits 0 for `--help`; exits 64 with a
-    /// message naming the setting when one is bad.
+    /// message naming the setting when one is bad (`METERING_LOG_LEVEL` and
+    /// `METERING_LOG_FORMAT` included, which every process reads).
     public static func configure<Configuration>(
         component: String, usage: String, _ make: (inout Settings) throws(SettingsError) -> Configuration
     ) -> Configuration {
@@ -23,6 +24,7 @@ public enum ServiceLifecycle {
                 print(usage)
                 exit(0)
             }
+            try Log.configure(environment: settings.environment)
             return try make(&settings)
         } catch {
             fail("\(error)", code: 64)
