@@ -30,9 +30,9 @@ let package = Package(
         .target(name: "CWireShims"),
         .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
         .target(name: "Billing", dependencies: ["Wire"]),
-        // A small HTTP/1.1 server (thread per connection, bounded heads and bodies), for the
-        // marketplace emulator and the read-only endpoints.
-        .target(name: "HTTP", dependencies: ["Wire"]),
+        // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
+        // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
+        .target(name: "HTTP", dependencies: ["Wire", "CWireShims"]),
         .target(name: "EventStore", dependencies: ["Wire"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
