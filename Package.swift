@@ -53,6 +53,9 @@ let package = Package(
         .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
         .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
+        // The hostile-client soak (scripts/soak): the real stack under attack, a well-behaved
+        // client checked. A test tool, so no product: the images do not ship it.
+        .executableTarget(name: "meter-soak", dependencies: ["Wire"], path: "Sources/Soak"),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
