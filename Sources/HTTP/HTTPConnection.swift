@@ -208,7 +208,7 @@ final class HTTPConnection: @unchecked Sendable {
     /// Writes all of `bytes` within `seconds`; false when the client did not take them in time,
     /// or is gone.
     private func write(_ bytes: [UInt8], within seconds: Double) -> Bool {
-        let deadline = monotonicNow() + seconds
+        let deadline = MonotonicClock.now() + seconds
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeBytes {
@@ -219,7 +219,7 @@ final class HTTPConnection: @unchecked Sendable {
                 continue
             }
             guard written < 0, errno == EAGAIN || errno == EINTR else { return false }
-            let remaining = deadline - monotonicNow()
+            let remaining = deadline - MonotonicClock.now()
             guard remaining > 0 else { return false }
             var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             _ = poll(&entry, 1, Int32(min(remaining * 1000 + 1, 60_000)))
@@ -238,9 +238,9 @@ final class HTTPConnection: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_WR))
         var drain = [UInt8](repeating: 0, count: 4096)
         var total = 0
-        let deadline = monotonicNow() + 2
+        let deadline = MonotonicClock.now() + 2
         while total < 1 << 20 {
-            let remaining = deadline - monotonicNow()
+            let remaining = deadline - MonotonicClock.now()
             guard remaining > 0 else { break }
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&entry, 1, Int32(remaining * 1000 + 1)) > 0 else { break }

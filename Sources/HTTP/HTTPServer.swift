@@ -218,7 +218,7 @@ public final class HTTPServer: @unchecked Sendable {
                 default:
                     // Out of descriptors or memory: the listener stays readable; the next sweep
                     // (or a closing connection) gives room, and the loop must not spin meanwhile.
-                    let now = monotonicNow()
+                    let now = MonotonicClock.now()
                     if now - lastAcceptWarning > 10 {
                         Log.warning("accept: \(SystemError("accept4")); retrying")
                         lastAcceptWarning = now
@@ -237,7 +237,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Registers a new connection, closing the one that has waited longest for its client when
     /// the server is full; refused with 503 when every connection has a request in hand.
     private func admit(_ fd: Int32) {
-        let now = monotonicNow()
+        let now = MonotonicClock.now()
         if connections.count >= limits.maximumConnections {
             guard let victim = connections.values.filter({ $0.phase != .serving }).min(by: { $0.since < $1.since }) else {
                 var response = HTTPResponse.error(503, code: "ServiceUnavailable", message: "too many connections; retry later")
@@ -274,7 +274,7 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Reads what arrived; hands a complete request to a worker.
     private func readable(_ connection: HTTPConnection) {
-        switch connection.receive(now: monotonicNow(), scratch: &scratch) {
+        switch connection.receive(now: MonotonicClock.now(), scratch: &scratch) {
         case .waiting:
             break
         case .closed:
@@ -306,7 +306,7 @@ public final class HTTPServer: @unchecked Sendable {
             defer { returned.removeAll() }
             return returned
         }
-        let now = monotonicNow()
+        let now = MonotonicClock.now()
         for (connection, keep) in back {
             guard keep, !lock.withLock({ stopping }) else {
                 discard(connection)
@@ -326,7 +326,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Closes connections past their deadline (408 for a request that did not arrive in time),
     /// and lets a listener that ran out of descriptors accept again.
     private func sweep() {
-        let now = monotonicNow()
+        let now = MonotonicClock.now()
         guard now >= nextSweep else { return }
         nextSweep = now + 0.25
         if listenerPaused {
@@ -408,11 +408,4 @@ final class WorkerPool: @unchecked Sendable {
             condition.lock()
         }
     }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicNow() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

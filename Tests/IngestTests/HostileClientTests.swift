@@ -192,6 +192,24 @@ struct HostileClientTests {
         #expect(try readAll(admin, partitions: 4).count >= 4000)
     }
 
+    @Test("a client that reads none of its answers for the idle timeout is closed")
+    func stalledReader() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home, environment: ["METERING_INGEST_IDLE_SECONDS": "1"])
+        try Self.fill(ingest, records: 2000)
+        let client = try NonReader(path: home.clientSocket)
+        client.queue(Request(op: "read", fields: JSONObject(["partition": 0, "max": 1000])), times: 50)
+        client.push()
+        let deadline = Date().addingTimeInterval(20)
+        var entry = pollfd(fd: client.fd, events: 0, revents: 0)
+        while Date() < deadline {
+            client.push()
+            if poll(&entry, 1, 100) == 1 && entry.revents & Int16(POLLHUP) != 0 { break }
+        }
+        #expect(entry.revents & Int16(POLLHUP) != 0, "the server kept the connection of a client that reads nothing")
+        #expect(try ingest.client().call("status")["connections"]?.intValue == 1)
+    }
+
     @Test("a connection with nothing in flight is closed after the idle timeout, a stream is not, and UnixClient reconnects")
     func idleTimeout() throws {
         let home = StackHome()

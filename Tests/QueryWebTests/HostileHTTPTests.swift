@@ -20,15 +20,7 @@ struct HostileHTTPTests {
         init() throws {
             ingest = try IngestProcess(home: home)
             query = try QueryProcess(home: home, environment: ["METERING_QUERY_HTTP": "127.0.0.1:0"])
-            let addressFile = home.path + "/run/query-http.addr"
-            let deadline = Date().addingTimeInterval(20)
-            var address = ""
-            while Date() < deadline && !address.hasPrefix("http") {
-                address = ((try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? "").trimmingCharacters(
-                    in: .whitespacesAndNewlines)
-                usleep(20_000)
-            }
-            port = Int(address.split(separator: ":").last ?? "") ?? 0
+            port = try query.pagePort()
         }
     }
 

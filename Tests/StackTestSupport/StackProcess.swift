@@ -173,6 +173,21 @@ public final class QueryProcess: ServerProcess {
 
     public func client() throws -> UnixClient { try UnixClient(path: home.querySocket) }
 
+    /// The port of its run-rate page (started with `METERING_QUERY_HTTP=127.0.0.1:0`), from the
+    /// address file it writes.
+    public func pagePort(timeout: Double = 20) throws -> Int {
+        let addressFile = home.path + "/run/query-http.addr"
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let address = ((try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            if address.hasPrefix("http"), let port = Int(address.split(separator: ":").last ?? "") { return port }
+            if !process.isRunning { throw StartFailure(message: "meter-query exited: \(readErrors())") }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "meter-query wrote no page address in \(timeout) s")
+    }
+
     /// Waits until every partition has folded everything ingest had when asked.
     public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
         try waitUntilFolded(socket: home.querySocket, with: ingest, everyPartition: true, timeout: timeout)

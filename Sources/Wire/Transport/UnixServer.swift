@@ -108,11 +108,6 @@ public final class UnixServer: @unchecked Sendable {
     /// The number of open connections.
     public var connectionCount: Int { lock.withLock { connections.count } }
 
-    /// The number of open connections per listener name.
-    public var connectionCounts: [String: Int] {
-        lock.withLock { Dictionary(zip(listeners.map(\.name), perListener), uniquingKeysWith: +) }
-    }
-
     /// Starts the I/O thread.
     public func start() {
         let thread = Thread { [self] in runLoop() }
@@ -143,7 +138,7 @@ public final class UnixServer: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let timeout = Int32(max(1, min(1000, (nextTimer() - monotonicSeconds()) * 1000)))
+            let timeout = Int32(max(1, min(1000, (nextTimer() - MonotonicClock.now()) * 1000)))
             let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
             if count < 0 {
                 if errno == EINTR { continue }
@@ -174,7 +169,7 @@ public final class UnixServer: @unchecked Sendable {
 
     /// Resumes listeners that ran out of descriptors, and closes connections idle too long.
     private func runTimers() {
-        let now = monotonicSeconds()
+        let now = MonotonicClock.now()
         for (index, until) in pausedListeners where until <= now {
             pausedListeners[index] = nil
             var event = cwire_epoll_event(EPOLLIN.rawValue, Self.listenerTag | UInt64(index))
@@ -183,12 +178,20 @@ public final class UnixServer: @unchecked Sendable {
         guard now >= nextSweep else { return }
         nextSweep = now + 1
         let open = lock.withLock { Array(connections.values) }
-        var closed = 0
-        for connection in open where connection.idleSeconds(now: now) ?? 0 > configuration.idleTimeoutSeconds {
-            connection.close()
-            closed += 1
+        var idle = 0
+        var stalled = 0
+        for connection in open {
+            if connection.idleSeconds(now: now) ?? 0 > configuration.idleTimeoutSeconds {
+                connection.close()
+                idle += 1
+            } else if connection.stalledSeconds(now: now) ?? 0 > configuration.idleTimeoutSeconds {
+                connection.close()
+                stalled += 1
+            }
         }
-        if closed > 0 { Log.debug("closed \(closed) connections idle for more than \(Int(configuration.idleTimeoutSeconds)) s") }
+        let timeout = Int(configuration.idleTimeoutSeconds)
+        if idle > 0 { Log.debug("closed \(idle) connections idle for more than \(timeout) s") }
+        if stalled > 0 { Log.notice("closed \(stalled) connections whose client read none of its answers for \(timeout) s") }
     }
 
     private func accept(listenerIndex index: Int) {
@@ -205,7 +208,7 @@ public final class UnixServer: @unchecked Sendable {
                     warnLimit("cannot accept on \(listener.name): \(SystemError("accept4")); raise LimitNOFILE")
                     var event = cwire_epoll_event(0, Self.listenerTag | UInt64(index))
                     epoll_ctl(epollFD, EPOLL_CTL_MOD, listener.descriptor, &event)
-                    pausedListeners[index] = monotonicSeconds() + 0.1
+                    pausedListeners[index] = MonotonicClock.now() + 0.1
                     return
                 default:
                     Log.warning("accept on \(listener.name) failed: \(SystemError("accept4"))")
@@ -251,7 +254,7 @@ public final class UnixServer: @unchecked Sendable {
     /// Closes the longest-idle connections of listener `index` (a 32nd of its budget at a time,
     /// so a flood does not scan them all for every new connection); how many were closed.
     private func evictIdle(_ index: Int) -> Int {
-        let now = monotonicSeconds()
+        let now = MonotonicClock.now()
         // Found none a moment ago: refuse without scanning again, or a flood would keep the
         // I/O thread scanning.
         if let until = noIdleUntil[index], now < until { return 0 }
@@ -276,7 +279,7 @@ public final class UnixServer: @unchecked Sendable {
     }
 
     private func warnLimit(_ message: String) {
-        let now = monotonicSeconds()
+        let now = MonotonicClock.now()
         let due = lock.withLock { () -> Bool in
             guard now - lastLimitWarning > 5 else { return false }
             lastLimitWarning = now
@@ -290,13 +293,6 @@ public final class UnixServer: @unchecked Sendable {
             if connections.removeValue(forKey: connection.id) != nil { perListener[connection.listenerIndex] -= 1 }
         }
     }
-}
-
-/// Seconds on the monotonic clock (immune to changes of the wall clock).
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// One client connection. Thread-safe: the I/O thread reads, handlers send from any thread.
@@ -334,6 +330,8 @@ public final class Connection: @unchecked Sendable {
     private var closeHandlers: [@Sendable () -> Void] = []
     /// When the connection last did anything (monotonic seconds), for the idle timeout.
     private var lastActive: Double
+    /// When the client last took some of its answers, or an answer began to wait for it.
+    private var lastSent: Double
     // Touched by the I/O thread only.
     private var decoder: FrameDecoder
 
@@ -346,7 +344,8 @@ public final class Connection: @unchecked Sendable {
         self.server = server
         self.decoder = FrameDecoder(maximumFrameLength: server.configuration.maximumFrameLength)
         self.interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
-        self.lastActive = monotonicSeconds()
+        self.lastActive = MonotonicClock.now()
+        self.lastSent = lastActive
     }
 
     /// True once the connection is closed (by either side).
@@ -372,6 +371,8 @@ public final class Connection: @unchecked Sendable {
             condition.unlock()
             return
         }
+        // The stall clock starts when answers begin to wait, not at the last send long ago.
+        if unsentLocked == 0 { lastSent = MonotonicClock.now() }
         FrameEncoder.append(payload, to: &output)
         let handlers = flushLocked()
         condition.unlock()
@@ -402,6 +403,15 @@ public final class Connection: @unchecked Sendable {
         condition.withLock {
             guard !closed, !busy, inbox.isEmpty, unsentLocked == 0, !streaming else { return nil }
             return now - lastActive
+        }
+    }
+
+    /// How long its unsent answers have not moved (the client reads nothing), or nil when
+    /// nothing is unsent.
+    func stalledSeconds(now: Double) -> Double? {
+        condition.withLock {
+            guard !closed, unsentLocked > 0 else { return nil }
+            return now - lastSent
         }
     }
 
@@ -453,7 +463,7 @@ public final class Connection: @unchecked Sendable {
             }
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if count > 0 {
-                condition.withLock { lastActive = monotonicSeconds() }
+                condition.withLock { lastActive = MonotonicClock.now() }
                 do {
                     let frames = try decoder.decode(buffer[0..<count])
                     enqueue(frames.map { .frame($0) })
@@ -522,7 +532,7 @@ public final class Connection: @unchecked Sendable {
     /// With nothing queued the connection just becomes idle, without a trip through Dispatch.
     private func requestFinished() {
         condition.lock()
-        lastActive = monotonicSeconds()
+        lastActive = MonotonicClock.now()
         if !closed && inbox.isEmpty && !readEOF {
             busy = false
             condition.unlock()
@@ -598,6 +608,7 @@ public final class Connection: @unchecked Sendable {
             }
             if written > 0 {
                 outputOffset += written
+                lastSent = MonotonicClock.now()
             } else if written < 0 && errno == EINTR {
                 continue
             } else if written < 0 && errno == EAGAIN {
@@ -610,7 +621,7 @@ public final class Connection: @unchecked Sendable {
         if !blocked {
             if output.capacity > 1 << 20 { output = [] } else { output.removeAll(keepingCapacity: true) }
             outputOffset = 0
-            lastActive = monotonicSeconds()
+            lastActive = MonotonicClock.now()
         } else if outputOffset >= 256 << 10 && outputOffset >= unsentLocked {
             // A reader that keeps up only partly: drop what was sent, so the buffer holds the
             // unsent bytes only (the copy is paid for by the bytes sent since the last one).
