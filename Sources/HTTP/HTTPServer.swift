@@ -239,7 +239,8 @@ public final class HTTPServer: @unchecked Sendable {
     private func admit(_ fd: Int32) {
         let now = MonotonicClock.now()
         if connections.count >= limits.maximumConnections {
-            guard let victim = connections.values.filter({ $0.phase != .serving }).min(by: { $0.since < $1.since }) else {
+            let room = makeRoom()
+            if case .full = room {
                 var response = HTTPResponse.error(503, code: "ServiceUnavailable", message: "too many connections; retry later")
                 response.add("Retry-After", "1")
                 // A fresh socket's buffer takes the whole answer: never block this thread.
@@ -249,15 +250,17 @@ public final class HTTPServer: @unchecked Sendable {
                 handler.refused(503, reason: "too many connections, every one of them with a request in hand")
                 return
             }
-            evicted += 1
-            if now - lastEvictionWarning >= 10 {
-                Log.warning(
-                    "all \(limits.maximumConnections) connections taken: closed \(evicted) that waited longest for their clients (the last after \(Int(now - victim.since)) s) to admit new ones"
-                )
-                evicted = 0
-                lastEvictionWarning = now
+            if case .close(let victim) = room {
+                evicted += 1
+                if now - lastEvictionWarning >= 10 {
+                    Log.warning(
+                        "all \(limits.maximumConnections) connections taken: closed \(evicted) that waited longest for their clients (the last after \(Int(now - victim.since)) s) to admit new ones"
+                    )
+                    evicted = 0
+                    lastEvictionWarning = now
+                }
+                discard(victim)
             }
-            discard(victim)
         }
         // A reply larger than a segment must not wait for the client's delayed ACK (Nagle).
         // Unix-socket connections refuse the option, which changes nothing for them.
@@ -270,6 +273,28 @@ public final class HTTPServer: @unchecked Sendable {
         lock.withLock { openCount += 1 }
         var event = cwire_epoll_event(EPOLLIN.rawValue | EPOLLRDHUP.rawValue, connection.id)
         if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 { discard(connection) }
+    }
+
+    private enum Room {
+        /// A connection closed (or was handed back closed) meanwhile.
+        case free
+        /// Close this one, the one that has waited longest for its client.
+        case close(HTTPConnection)
+        /// Every connection has a request in hand.
+        case full
+    }
+
+    /// How to admit a new connection into a full server. A request already in a candidate's
+    /// socket buffer is taken first (and served): a client that sent its request in time is
+    /// never closed for a newcomer.
+    private func makeRoom() -> Room {
+        let candidates = connections.values.filter { $0.phase != .serving }.sorted { $0.since < $1.since }
+        for candidate in candidates {
+            readable(candidate)
+            if connections.count < limits.maximumConnections { return .free }
+            if candidate.phase != .serving && connections[candidate.id] != nil { return .close(candidate) }
+        }
+        return .full
     }
 
     /// Reads what arrived; hands a complete request to a worker.

@@ -149,8 +149,13 @@ struct HTTPRobustnessTests {
     @Test("with every connection in a request, a new client gets 503 with Retry-After, and is served once one ends")
     func connectionLimit() throws {
         let emulator = try Emulator(arguments: ["--clock", "manual", "--no-auth", "--max-connections", "2"])
-        try emulator.setClock("2024-01-31T10:00:00Z")
-        #expect(try emulator.call("POST", "/emulator/faults", json: ["delayMs": 4000]).status == 200)
+        // Set up on a connection the server closes itself: once it has, its slot is free.
+        let setup = try emulator.connect()
+        let clock = JSONWriter.bytes(["time": "2024-01-31T10:00:00Z"])
+        #expect(try setup.request("POST", "/emulator/clock", body: clock).status == 200)
+        let faults = JSONWriter.bytes(["delayMs": 4000])
+        #expect(try setup.request("POST", "/emulator/faults", headers: ["Connection": "close"], body: faults).status == 200)
+        #expect(setup.isClosedByServer())
         let body = JSONWriter.bytes(["request": [usageItem()]])
         let head = "POST /api/batchUsageEvent?api-version=2018-08-31 HTTP/1.1\r\nContent-Length: \(body.count)\r\n\r\n"
         var held = [try emulator.connect(), try emulator.connect()]
@@ -181,9 +186,11 @@ struct HTTPRobustnessTests {
         let slow = try emulator.connect()
         slow.send("GET /emulator/clock HTTP/1.1\r\nX-Slow: ")
         // Full: the idle keep-alive connection (waiting longest) makes room, then the slow one.
-        #expect(try emulator.call("GET", "/emulator/clock").status == 200)
+        let third = try emulator.connect()
+        #expect(try third.request("GET", "/emulator/clock").status == 200)
         #expect(idle.isClosedByServer())
-        #expect(try emulator.call("GET", "/emulator/clock").status == 200)
+        let fourth = try emulator.connect()
+        #expect(try fourth.request("GET", "/emulator/clock").status == 200)
         #expect(slow.isClosedByServer())
     }
 

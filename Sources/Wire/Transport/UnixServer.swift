@@ -20,9 +20,14 @@ public protocol RequestHandler: Sendable {
 /// Each listener has a budget of its own, so a flood on one (the client socket) can never take
 /// the connections another needs (the admin socket).
 public struct Listener: Sendable {
+    /// The listening socket.
     public var descriptor: Int32
+    /// What the handler sees the connections' `listener` as.
     public var name: String
+    /// The most connections it holds at once (a new one beyond is refused, or takes the place
+    /// of the longest idle).
     public var maximumConnections: Int
+    /// A listener for `descriptor`, known as `name`, with a budget of `maximumConnections`.
     public init(descriptor: Int32, name: String, maximumConnections: Int = 1024) {
         self.descriptor = descriptor
         self.name = name
@@ -44,7 +49,8 @@ public struct Listener: Sendable {
 /// or being handled, no answer unsent, no stream) is idle: it is closed after
 /// `idleTimeoutSeconds`, and when its listener is full, the longest-idle ones (idle at least
 /// `minimumIdleBeforeEviction`) are closed to admit a new connection, so idle connections can
-/// never lock others out.
+/// never lock others out. A connection whose client has taken none of its answers for
+/// `idleTimeoutSeconds` is closed as well.
 public final class UnixServer: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var maximumFrameLength = FrameEncoder.defaultMaximumFrameLength
@@ -55,7 +61,8 @@ public final class UnixServer: @unchecked Sendable {
         /// Queued request bytes above which a connection stops reading (at least one request is
         /// always taken, whatever its size).
         public var inputHighWater = 256 << 10
-        /// An idle connection is closed after this long.
+        /// An idle connection is closed after this long, and so is one whose client has taken
+        /// none of its answers for this long.
         public var idleTimeoutSeconds = 60.0
         /// When a listener is full, connections idle at least this long make room for new ones.
         public var minimumIdleBeforeEviction = 1.0
