@@ -32,9 +32,9 @@ let package = Package(
         .target(name: "CSystemIO"),
         .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
         .target(name: "Billing", dependencies: ["Wire"]),
-        // A small HTTP/1.1 server (thread per connection, bounded heads and bodies), for the
-        // marketplace emulator and the read-only endpoints.
-        .target(name: "HTTP", dependencies: ["Wire"]),
+        // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
+        // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
+        .target(name: "HTTP", dependencies: ["Wire", "CWireShims"]),
         .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
@@ -59,6 +59,9 @@ let package = Package(
         // where to find them: shared by the tests and read by scripts/walkthrough and scripts/fuzz.
         .target(name: "TestFixtures", dependencies: ["Wire"], path: "Tests/Fixtures", exclude: ["mba", "format1-log"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestFixtures"]),
+        // The hostile-client soak (scripts/soak): the real stack under attack, a well-behaved
+        // client checked. A test tool, so no product: the images do not ship it.
+        .executableTarget(name: "meter-soak", dependencies: ["Wire"], path: "Sources/Soak"),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
         .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport", "TestFixtures"]),

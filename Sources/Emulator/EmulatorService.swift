@@ -51,6 +51,7 @@ private func readConfiguration() -> EmulatorConfiguration {
         let arguments = EmulatorConfiguration.normalizedArguments(Array(CommandLine.arguments.dropFirst()))
         var settings = try Settings(arguments: arguments)
         ServiceLifecycle.answerHelpOrVersion(settings, component: "meter-marketplace-emulator", usage: EmulatorConfiguration.usage)
+        try Log.configure(environment: settings.environment)
         return try EmulatorConfiguration(settings: &settings)
     } catch {
         ServiceLifecycle.fail("\(error)", code: 64)

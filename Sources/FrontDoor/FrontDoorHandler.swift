@@ -85,7 +85,7 @@ final class FrontDoorHandler: HTTPHandler {
             if case .failure(let error) = outcome {
                 refusedCount += 1
                 Log.notice(
-                    "refused event: \(error.code): \(Self.loggable(error.message)) credential=\(credential.id) client=\(client(of: request))"
+                    "refused event: \(error.code): \(error.message) credential=\(credential.id) client=\(client(of: request))"
                 )
             }
             prepared.append(outcome)
@@ -223,10 +223,11 @@ final class FrontDoorHandler: HTTPHandler {
         return results
     }
 
-    /// Answers `refusal` and logs it with its reason (never a secret or a signature).
+    /// Answers `refusal` and logs it with its reason (never a secret or a signature). Client text
+    /// (the path, a resource name in the message) is logged as it is: `Log` escapes it.
     private func refuse(_ refusal: Refusal, _ request: HTTPRequest, allow: String? = nil) -> HTTPReply {
         Log.notice(
-            "refused \(refusal.status) \(refusal.code): \(Self.loggable(refusal.message)) credential=\(refusal.credential ?? "-") client=\(client(of: request)) \(request.method) \(Self.printable(request.path))"
+            "refused \(refusal.status) \(refusal.code): \(refusal.message) credential=\(refusal.credential ?? "-") client=\(client(of: request)) \(request.method) \(request.path)"
         )
         var response = refusal.response
         if let allow { response.add("Allow", allow) }
@@ -239,22 +240,6 @@ final class FrontDoorHandler: HTTPHandler {
         let allowed =
             address.utf8.count <= 45 && address.utf8.allSatisfy { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") || $0.isHexDigit }
         return allowed ? address : "?"
-    }
-
-    /// Client-supplied text as it may appear in a log line: a resource name decoded from JSON
-    /// may hold a newline, which would forge a log line of its own. Bounded, controls replaced.
-    static func loggable(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars.prefix(600) {
-            out.unicodeScalars.append(scalar.value < 0x20 || scalar.value == 0x7F ? "?" : scalar)
-        }
-        return text.unicodeScalars.count > 600 ? out + "…" : out
-    }
-
-    /// A path as it may appear in a log line: bounded, and printable ASCII only.
-    private static func printable(_ path: String) -> String {
-        let bytes = path.utf8.prefix(200).map { $0 >= 0x21 && $0 < 0x7F ? $0 : UInt8(ascii: "?") }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The front door's error shape: `{"error":{"code":..,"message":..}}`.

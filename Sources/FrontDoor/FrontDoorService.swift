@@ -13,7 +13,6 @@ nonisolated func runFrontDoor() -> Never {
     let configuration = ServiceLifecycle.configure(component: "meter-frontdoor", usage: FrontDoorConfiguration.usage) {
         (settings: inout Settings) throws(SettingsError) in try FrontDoorConfiguration(settings: &settings)
     }
-    UnixSocket.raiseOpenFileLimit()
     let credentials: CredentialDirectory
     do {
         credentials = try CredentialDirectory(store: CredentialStore(path: configuration.credentials))
@@ -21,8 +20,16 @@ nonisolated func runFrontDoor() -> Never {
         ServiceLifecycle.fail("cannot use the credential file (METERING_FRONTDOOR_CREDENTIALS): \(error)")
     }
     let handler = FrontDoorHandler(configuration: configuration, credentials: credentials)
+    // Each connection in a request also holds one to ingest: two descriptors per connection.
+    let descriptors = DescriptorBudget.measure(reserve: 64)
     var limits = HTTPServer.Limits()
-    limits.maximumConnections = configuration.maximumConnections
+    limits.maximumConnections = descriptors.cap(configuration.maximumConnections, ways: 2)
+    if limits.maximumConnections < 4 { ServiceLifecycle.fail(descriptors.tooFew(8)) }
+    if limits.maximumConnections < configuration.maximumConnections {
+        Log.warning(
+            "METERING_FRONTDOOR_MAX_CONNECTIONS=\(configuration.maximumConnections) does not fit the open-file limit (\(descriptors)): serving \(limits.maximumConnections)"
+        )
+    }
     limits.maximumBodyBytes = configuration.maximumBodyBytes
     let server: HTTPServer
     let address: String

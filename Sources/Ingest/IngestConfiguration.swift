@@ -23,7 +23,13 @@ struct IngestConfiguration {
     var maximumFrameBytes: Int
     var segmentBytes: Int
     var idempotencyDays: Int
+    /// The client socket's connection budget (capped by the open-file limit at start-up).
     var maximumConnections: Int
+    var maximumConnectionsExplicit: Bool
+    /// The admin socket's own budget, so a flood on the client socket never locks operators and
+    /// the submitter out.
+    var adminConnections: Int
+    var idleTimeoutSeconds: Int
 
     static let usage = """
         meter-ingest: the only writer of the metering event log.
@@ -38,7 +44,11 @@ struct IngestConfiguration {
           --max-frame-bytes    METERING_MAX_FRAME_BYTES      16777216
           --segment-bytes      METERING_SEGMENT_BYTES        67108864
           --idempotency-days   METERING_IDEMPOTENCY_DAYS     7
-          --max-connections    METERING_MAX_CONNECTIONS      16384
+          --max-connections    METERING_MAX_CONNECTIONS      16384 (client socket; fewer when the
+                                                             open-file limit cannot hold them)
+          --admin-connections  METERING_INGEST_ADMIN_CONNECTIONS  64 (admin socket, a budget of its own)
+          --idle-timeout       METERING_INGEST_IDLE_SECONDS  60 (a connection with nothing in flight
+                                                             is closed after this many seconds)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
         The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
@@ -60,11 +70,30 @@ struct IngestConfiguration {
             range: 1024...RecordCodec.maximumPayloadLength)
         segmentBytes = try settings.integer("segment-bytes", "METERING_SEGMENT_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 30))
         idempotencyDays = try settings.integer("idempotency-days", "METERING_IDEMPOTENCY_DAYS", default: 7, range: 1...3650)
+        maximumConnectionsExplicit = settings.isGiven("max-connections", "METERING_MAX_CONNECTIONS")
         maximumConnections = try settings.integer(
             "max-connections", "METERING_MAX_CONNECTIONS", default: 16_384, range: 1...1_000_000)
+        adminConnections = try settings.integer(
+            "admin-connections", "METERING_INGEST_ADMIN_CONNECTIONS", default: 64, range: 1...10_000)
+        idleTimeoutSeconds = try settings.integer("idle-timeout", "METERING_INGEST_IDLE_SECONDS", default: 60, range: 1...86_400)
         try settings.rejectUnknownFlags()
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")
         }
+    }
+
+    /// Descriptors kept out of the connection budgets: segments opened by rolls after start-up
+    /// (each open segment holds one), the files of recovery and the durable marks, the epoll and
+    /// event descriptors, and a margin.
+    static let reservedDescriptors = 128
+
+    /// The two sockets' connection budgets within `descriptors`: the admin socket's first (up to
+    /// `adminConnections`, an eighth of what is there at most), the client socket's from the rest
+    /// (up to `maximumConnections`). Fails, naming the limit, when the descriptors cannot hold 8
+    /// client connections besides the admin socket's.
+    func connectionBudgets(within descriptors: DescriptorBudget) throws(SettingsError) -> (client: Int, admin: Int) {
+        let admin = min(adminConnections, max(4, descriptors.available / 8))
+        guard descriptors.available - admin >= 8 else { throw SettingsError(descriptors.tooFew(admin + 8)) }
+        return (min(maximumConnections, descriptors.available - admin), admin)
     }
 }

@@ -98,9 +98,26 @@ nonisolated func runIngest() -> Never {
         Log.info("listening on \(configuration.clientSocket) (client, mode 0660) and \(configuration.adminSocket) (admin, mode 0600)")
     }
 
+    // Connection budgets from the open-file limit, after the log and the sockets are open.
+    let descriptors = DescriptorBudget.measure(reserve: IngestConfiguration.reservedDescriptors)
+    let budgets: (client: Int, admin: Int)
+    do {
+        budgets = try configuration.connectionBudgets(within: descriptors)
+    } catch {
+        fail("\(error)")
+    }
+    if configuration.maximumConnectionsExplicit && budgets.client < configuration.maximumConnections {
+        Log.warning(
+            "METERING_MAX_CONNECTIONS=\(configuration.maximumConnections) does not fit the open-file limit (\(descriptors)): the client socket takes \(budgets.client)"
+        )
+    }
+    for index in listeners.indices {
+        listeners[index].maximumConnections = listeners[index].name == IngestHandler.adminListener ? budgets.admin : budgets.client
+    }
+    Log.info("connections: \(budgets.client) on the client socket, \(budgets.admin) on the admin socket (\(descriptors))")
     var serverConfiguration = UnixServer.Configuration()
     serverConfiguration.maximumFrameLength = configuration.maximumFrameBytes
-    serverConfiguration.maximumConnections = configuration.maximumConnections
+    serverConfiguration.idleTimeoutSeconds = Double(configuration.idleTimeoutSeconds)
     nonisolated(unsafe) var serverReference: UnixServer?
     let connectionCount: @Sendable () -> Int = { serverReference?.connectionCount ?? 0 }
     let handler = IngestHandler(log: log, committer: committer, clock: clock, connectionCount: connectionCount)

@@ -40,9 +40,17 @@ nonisolated func runQuery() -> Never {
     }
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
 
+    // The run-rate page takes up to a quarter of the descriptors left for connections (256 at
+    // most); the socket's budget is derived from what remains.
+    var pageLimits = HTTPServer.Limits()
+    var reserved = 128
+    if configuration.http != nil {
+        pageLimits.maximumConnections = max(4, DescriptorBudget.measure(reserve: reserved).cap(pageLimits.maximumConnections, ways: 4))
+        reserved += pageLimits.maximumConnections
+    }
     let server = ServiceLifecycle.serveOneSocket(
         component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
-        maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
+        maximumFrameBytes: configuration.maximumFrameBytes, reservedDescriptors: reserved, handler: handler)
 
     // The customer run-rate page: read-only, off unless configured, every request with a signed,
     // expiring token for one subscription.
@@ -53,7 +61,7 @@ nonisolated func runQuery() -> Never {
             let pages = RunRateHTTPHandler(verifier: AccessTokenVerifier(secret: secret)) { name in
                 Result { () throws(WireError) in JSONObject([.init("ok", true)] + (try handler.runRate(name)).members) }
             }
-            web = try HTTPServer(host: http.host, port: http.port, limits: HTTPServer.Limits(), handler: pages)
+            web = try HTTPServer(host: http.host, port: http.port, limits: pageLimits, handler: pages)
         } catch {
             ServiceLifecycle.fail("cannot serve the run-rate page on \(http.host):\(http.port) (METERING_QUERY_HTTP): \(error)")
         }

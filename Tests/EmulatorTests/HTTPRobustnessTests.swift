@@ -146,16 +146,28 @@ struct HTTPRobustnessTests {
         #expect(absolute.json?.arrayValue?.count == 1)
     }
 
-    @Test("beyond the connection limit a client gets 503 with Retry-After, and is served once a connection ends")
+    @Test("with every connection in a request, a new client gets 503 with Retry-After, and is served once one ends")
     func connectionLimit() throws {
-        let emulator = try Emulator(arguments: ["--clock", "manual", "--max-connections", "2"])
+        let emulator = try Emulator(arguments: ["--clock", "manual", "--no-auth", "--max-connections", "2"])
+        // Set up on a connection the server closes itself: once it has, its slot is free.
+        let setup = try emulator.connect()
+        let clock = JSONWriter.bytes(["time": "2024-01-31T10:00:00Z"])
+        #expect(try setup.request("POST", "/emulator/clock", body: clock).status == 200)
+        let faults = JSONWriter.bytes(["delayMs": 4000])
+        #expect(try setup.request("POST", "/emulator/faults", headers: ["Connection": "close"], body: faults).status == 200)
+        #expect(setup.isClosedByServer())
+        let body = JSONWriter.bytes(["request": [usageItem()]])
+        let head = "POST /api/batchUsageEvent?api-version=2018-08-31 HTTP/1.1\r\nContent-Length: \(body.count)\r\n\r\n"
         var held = [try emulator.connect(), try emulator.connect()]
-        #expect(try held[0].request("GET", "/emulator/clock").status == 200)
-        #expect(try held[1].request("GET", "/emulator/clock").status == 200)
+        for client in held { client.send(Array(head.utf8) + body) }
+        // Both requests are read at once and then sit in the handler for the delay.
+        usleep(500_000)
         let refused = try emulator.connect().receive()
         #expect(refused.status == 503)
         #expect(refused.headers["retry-after"] == "1")
-        held.removeLast()
+        for client in held { #expect(try client.receive().status == 200) }
+        held.removeAll()
+        // Once a connection is back from its request (or closed), the next client is served.
         let deadline = Date().addingTimeInterval(10)
         var status = 0
         while Date() < deadline {
@@ -164,6 +176,22 @@ struct HTTPRobustnessTests {
             usleep(20_000)
         }
         #expect(status == 200)
+    }
+
+    @Test("when every connection is taken, the one that waited longest for its client is closed to admit a new one")
+    func evictsTheLongestWaiting() throws {
+        let emulator = try Emulator(arguments: ["--clock", "manual", "--no-auth", "--max-connections", "2"])
+        let idle = try emulator.connect()
+        #expect(try idle.request("GET", "/emulator/clock").status == 200)
+        let slow = try emulator.connect()
+        slow.send("GET /emulator/clock HTTP/1.1\r\nX-Slow: ")
+        // Full: the idle keep-alive connection (waiting longest) makes room, then the slow one.
+        let third = try emulator.connect()
+        #expect(try third.request("GET", "/emulator/clock").status == 200)
+        #expect(idle.isClosedByServer())
+        let fourth = try emulator.connect()
+        #expect(try fourth.request("GET", "/emulator/clock").status == 200)
+        #expect(slow.isClosedByServer())
     }
 
     @Test("Foundation's URLSession, the submitter's HTTP client, talks to it")

@@ -29,22 +29,4 @@ public final class FrontDoorProcess: ServerProcess {
         }
         throw StartFailure(message: "meter-frontdoor wrote no address in 20 s")
     }
-
-    private var logged = ""
-
-    /// What it has logged so far, read without waiting for it to exit (its refusals, for tests
-    /// that check what an operator sees).
-    public func log() -> String {
-        let fd = errorPipe.fileHandleForReading.fileDescriptor
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        defer { _ = fcntl(fd, F_SETFL, flags) }
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if count <= 0 { break }
-            logged += String(decoding: buffer[0..<count], as: UTF8.self)
-        }
-        return logged
-    }
 }

@@ -42,16 +42,25 @@ public class ServerProcess {
     public let process = Process()
     public let name: String
     let errorPipe = Pipe()
-    private(set) var stderrText = ""
+    /// Standard error, read as it comes: a chatty process must never fill the pipe and block.
+    private let logged = LogCollector()
 
     /// Starts `executable` with `METERING_HOME` set and waits until `readySocket` (if any) answers `status`.
+    /// With `openFileLimit`, it runs with that many descriptors at most (soft and hard limit).
     public init(
-        executable: String, home: StackHome, readySocket: String?, environment: [String: String] = [:], arguments: [String] = []
+        executable: String, home: StackHome, readySocket: String?, environment: [String: String] = [:], arguments: [String] = [],
+        openFileLimit: Int? = nil
     ) throws {
         self.home = home
         self.name = executable
-        process.executableURL = URL(fileURLWithPath: Binaries.path(executable))
-        process.arguments = arguments
+        if let openFileLimit {
+            // The shell sets the limit, then becomes the server: same process, same pid.
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", Binaries.path(executable)] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Binaries.path(executable))
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["METERING_HOME"] = home.path
         env["METERING_CLOCK"] = "manual"
@@ -61,6 +70,7 @@ public class ServerProcess {
         process.environment = env
         process.standardError = errorPipe
         process.standardOutput = FileHandle.nullDevice
+        logged.collect(from: errorPipe.fileHandleForReading)
         try process.run()
         if let readySocket { try waitUntilServing(readySocket) }
     }
@@ -83,10 +93,12 @@ public class ServerProcess {
 
     /// Its standard error so far (complete once it has exited).
     public func readErrors() -> String {
-        if process.isRunning { return stderrText }
-        stderrText += String(decoding: errorPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return stderrText
+        if !process.isRunning { logged.finish() }
+        return logged.text
     }
+
+    /// What it has logged so far, without waiting for it to exit.
+    public func log() -> String { readErrors() }
 
     /// Waits until the folding process on `socket` (aggregator, query) has folded everything
     /// ingest had when asked, in the partitions it reports (all of ingest's with `everyPartition`).
@@ -105,6 +117,19 @@ public class ServerProcess {
         throw StartFailure(message: "\(name) did not catch up in \(timeout) s: \(readErrors())")
     }
 
+    /// Its resident memory now and at its peak, in bytes (`VmRSS` and `VmHWM` of
+    /// `/proc/<pid>/status`); nil once it has exited.
+    public var residentMemory: (current: Int, peak: Int)? {
+        guard process.isRunning, let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
+        else { return nil }
+        func kilobytes(_ field: String) -> Int? {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }) else { return nil }
+            return line.split(separator: " ").compactMap { Int($0) }.first
+        }
+        guard let current = kilobytes("VmRSS"), let peak = kilobytes("VmHWM") else { return nil }
+        return (current * 1024, peak * 1024)
+    }
+
     public func kill(_ signal: Int32 = SIGKILL) {
         Glibc.kill(process.processIdentifier, signal)
         process.waitUntilExit()
@@ -117,8 +142,9 @@ public class ServerProcess {
 
 /// A real `meter-ingest` process started for a test (manual clock unless told otherwise).
 public final class IngestProcess: ServerProcess {
-    public init(home: StackHome, environment: [String: String] = [:]) throws {
-        try super.init(executable: "meter-ingest", home: home, readySocket: home.adminSocket, environment: environment)
+    public init(home: StackHome, environment: [String: String] = [:], openFileLimit: Int? = nil) throws {
+        try super.init(
+            executable: "meter-ingest", home: home, readySocket: home.adminSocket, environment: environment, openFileLimit: openFileLimit)
     }
 
     public func client() throws -> UnixClient { try UnixClient(path: home.clientSocket) }
@@ -146,6 +172,21 @@ public final class QueryProcess: ServerProcess {
     }
 
     public func client() throws -> UnixClient { try UnixClient(path: home.querySocket) }
+
+    /// The port of its run-rate page (started with `METERING_QUERY_HTTP=127.0.0.1:0`), from the
+    /// address file it writes.
+    public func pagePort(timeout: Double = 20) throws -> Int {
+        let addressFile = home.path + "/run/query-http.addr"
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let address = ((try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            if address.hasPrefix("http"), let port = Int(address.split(separator: ":").last ?? "") { return port }
+            if !process.isRunning { throw StartFailure(message: "meter-query exited: \(readErrors())") }
+            usleep(20_000)
+        }
+        throw StartFailure(message: "meter-query wrote no page address in \(timeout) s")
+    }
 
     /// Waits until every partition has folded everything ingest had when asked.
     public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
@@ -304,4 +345,37 @@ public final class ConnectorProcess: ServerProcess {
         kill(SIGTERM)
         return process.terminationStatus
     }
+}
+
+/// Collects what a process writes to a pipe, on a thread of its own.
+final class LogCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    private let done = DispatchSemaphore(value: 0)
+    private var finished = false
+
+    func collect(from handle: FileHandle) {
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress!, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                lock.withLock { bytes += buffer[0..<count] }
+            }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// Waits (a little) until the writer's end of the pipe is closed and everything is read.
+    func finish() {
+        let wait = lock.withLock { () -> Bool in
+            defer { finished = true }
+            return !finished
+        }
+        if wait { _ = done.wait(timeout: .now() + 5) }
+    }
+
+    var text: String { lock.withLock { String(decoding: bytes, as: UTF8.self) } }
 }

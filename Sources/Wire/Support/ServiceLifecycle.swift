@@ -11,7 +11,8 @@ import Foundation
 /// SIGTERM/SIGINT turned into an orderly stop.
 public enum ServiceLifecycle {
     /// Reads settings for `component`: prints `usage` and exits 0 for `--help` (the version for
-    /// `--version`); exits 64 with a message naming the setting when one is bad.
+    /// `--version`); exits 64 with a message naming the setting when one is bad (`METERING_LOG_LEVEL`
+    /// and `METERING_LOG_FORMAT` included, which every process reads).
     public static func configure<Configuration>(
         component: String, usage: String, _ make: (inout Settings) throws(SettingsError) -> Configuration
     ) -> Configuration {
@@ -20,6 +21,7 @@ public enum ServiceLifecycle {
         do {
             var settings = try Settings()
             answerHelpOrVersion(settings, component: component, usage: usage)
+            try Log.configure(environment: settings.environment)
             return try make(&settings)
         } catch {
             fail("\(error)", code: 64)
@@ -150,11 +152,14 @@ public enum ServiceLifecycle {
 
     /// The server of a process with one socket (the aggregator, the query service): on the socket
     /// systemd passed (`FileDescriptorName=name`), or else on `path` (mode 0660), whose setting
-    /// `setting` a failure names. Fails start-up cleanly.
+    /// `setting` a failure names. It takes up to 16,384 connections, fewer when the open-file
+    /// limit cannot hold them besides `reservedDescriptors` (files and connections of its own).
+    /// Fails start-up cleanly.
     public static func serveOneSocket(
-        component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, handler: any RequestHandler
+        component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, reservedDescriptors: Int = 128,
+        handler: any RequestHandler
     ) -> UnixServer {
-        let listener: Listener
+        var listener: Listener
         let inherited = Systemd.inheritedSockets()
         if let socket = inherited.first {
             if inherited.count > 1 || ![name, name + ".socket", "unknown"].contains(socket.name) {
@@ -173,6 +178,11 @@ public enum ServiceLifecycle {
             }
             Log.info("listening on \(path) (mode 0660)")
         }
+        let descriptors = DescriptorBudget.measure(reserve: reservedDescriptors)
+        let connections = descriptors.cap(16_384)
+        guard connections >= 8 else { fail(descriptors.tooFew(8)) }
+        listener.maximumConnections = connections
+        Log.info("connections: \(connections) (\(descriptors))")
         var configuration = UnixServer.Configuration()
         configuration.maximumFrameLength = maximumFrameBytes
         do {

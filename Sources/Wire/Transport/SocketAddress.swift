@@ -102,13 +102,18 @@ public enum UnixSocket {
         }
     }
 
-    /// Raises the soft limit of open files to the hard limit (servers hold many connections).
-    public static func raiseOpenFileLimit() {
+    /// Raises the soft limit of open files to the hard limit (servers hold many connections);
+    /// returns the soft limit in force afterwards.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> Int {
         var limit = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max
-            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
+        return limit.rlim_cur == rlim_t.max ? Int(Int32.max) : Int(clamping: limit.rlim_cur)
     }
 
     /// Ignores SIGPIPE process-wide: a vanished peer is an error return, never a signal.

@@ -4,7 +4,9 @@
 
 /// A blocking client of a length-prefixed JSON socket: what `meterctl`, tests and the Swift SDK use.
 ///
-/// Requests can be pipelined: `send` several, then `receive` their responses in order.
+/// Requests can be pipelined: `send` several, then `receive` their responses in order. A server
+/// closes connections that stay idle (docs/OPERATIONS.md, "Limits"): when every answer has been
+/// received and the server has closed the connection since, the next `send` connects again.
 public final class UnixClient {
     /// Why a call failed: the transport, the framing, or the server's answer.
     public enum Failure: Error, CustomStringConvertible {
@@ -26,8 +28,11 @@ public final class UnixClient {
     }
 
     public let path: String
-    private let fd: Int32
+    private var fd: Int32
     private var decoder: FrameDecoder
+    /// Requests sent and not answered yet (a stream's frames count down to zero, never below).
+    private var outstanding = 0
+    private var receiveTimeout: Double?
     private var ready: [[UInt8]] = []
     private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
 
@@ -47,7 +52,27 @@ public final class UnixClient {
 
     /// Sends one request without waiting for its response.
     public func send(_ request: Request) throws(Failure) {
+        if outstanding == 0 && ready.isEmpty && decoder.bufferedByteCount == 0 && peerHasClosed() { try reconnect() }
         try sendRaw(FrameEncoder.frame(request.bytes))
+        outstanding += 1
+    }
+
+    /// Whether the server has ended the connection (and sent nothing more): an idle one closed.
+    private func peerHasClosed() -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, 0) == 1 else { return false }
+        var byte: UInt8 = 0
+        let count = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR)
+    }
+
+    private func reconnect() throws(Failure) {
+        let fresh: Int32
+        do { fresh = try UnixSocket.connect(path: path) } catch { throw .system(error) }
+        close(fd)
+        fd = fresh
+        decoder = FrameDecoder(maximumFrameLength: decoder.maximumFrameLength)
+        if let receiveTimeout { setReceiveTimeout(seconds: receiveTimeout) }
     }
 
     /// Sends raw bytes (tests use this for malformed input).
@@ -60,6 +85,7 @@ public final class UnixClient {
 
     /// Waits up to `seconds` for each read (0: forever).
     public func setReceiveTimeout(seconds: Double) {
+        receiveTimeout = seconds
         var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
@@ -78,6 +104,7 @@ public final class UnixClient {
             }
             do { ready = try decoder.decode(readBuffer[0..<count]) } catch { throw .frame(error) }
         }
+        outstanding = max(0, outstanding - 1)
         return ready.removeFirst()
     }
 
