@@ -201,10 +201,10 @@ public final class EventLog: @unchecked Sendable {
         buffer.reserveCapacity(length)
         var placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)] = []
         placed.reserveCapacity(records.count)
-        var nextByPartition: [Int: UInt64] = [:]
+        var next = partitions.map(\.nextSequence)
         for record in records {
-            let sequence = nextByPartition[record.partition] ?? partitions[record.partition].nextSequence
-            nextByPartition[record.partition] = sequence + 1
+            let sequence = next[record.partition]
+            next[record.partition] = sequence + 1
             let start = buffer.count
             record.payload.withUnsafeBytes { payload in
                 RecordCodec.encode(
@@ -228,7 +228,7 @@ public final class EventLog: @unchecked Sendable {
                 length: place.length)
         }
         stateLock.withLock { storedBytes += buffer.count }
-        for partition in Set(placed.map(\.partition)) { partitions[partition].publish() }
+        for partition in partitions where next[partition.partition] != partition.durableNextSequence { partition.publish() }
         if segment.wantsExtension { extendInBackground(segment) }
         if segment.end > segment.capacity / 2 { prepareSpare() }
     }

@@ -17,13 +17,15 @@ enum AppendResult: Sendable {
     /// The `append` response, written directly as bytes (a batch has thousands of results).
     static func response(id: JSONValue?, _ results: [AppendResult?]) -> [UInt8] {
         var out = Response.beginOK(id: id, arrayMember: "results", capacity: 64 + results.count * 100)
+        // A commit group's records share their time: it is written once, then copied.
+        var times = TimeTexts()
         for (index, result) in results.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             switch result {
-            case .accepted(let position)?: position.appendJSON(status: "accepted", to: &out)
-            case .duplicate(let position)?: position.appendJSON(status: "duplicate", to: &out)
+            case .accepted(let position)?: position.appendJSON(status: "accepted", times: &times, to: &out)
+            case .duplicate(let position)?: position.appendJSON(status: "duplicate", times: &times, to: &out)
             case .conflict(let position, let key)?:
-                position.appendJSON(status: "conflict", error: Self.conflictError(key: key, position), to: &out)
+                position.appendJSON(status: "conflict", times: &times, error: Self.conflictError(key: key, position), to: &out)
             case .rejected(let error)?: JSONWriter.write(["status": "rejected", "error": error.json], to: &out)
             case nil: JSONWriter.write(["status": "rejected", "error": WireError(.internalError, "no result").json], to: &out)
             }
@@ -265,17 +267,31 @@ final class Committer: @unchecked Sendable {
     }
 }
 
+/// The ISO 8601 text of the last few times written, so a time repeated across results (all of
+/// one commit group's records share theirs) is formatted once.
+struct TimeTexts {
+    private var entries: [(time: Timestamp, text: [UInt8])] = []
+
+    mutating func text(_ time: Timestamp) -> [UInt8] {
+        for entry in entries where entry.time == time { return entry.text }
+        let text = Array(time.iso8601.utf8)
+        if entries.count == 8 { entries.removeFirst() }
+        entries.append((time, text))
+        return text
+    }
+}
+
 extension IdempotencyIndex.Position {
     /// `{"status":…,"partition":p,"sequence":n,"enqueuedTime":"…"}`, with `"error"` when given.
-    func appendJSON(status: String, error: WireError? = nil, to out: inout [UInt8]) {
+    func appendJSON(status: String, times: inout TimeTexts, error: WireError? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"status":""#.utf8)
         out.append(contentsOf: status.utf8)
         out.append(contentsOf: #"","partition":"#.utf8)
-        out.append(contentsOf: String(partition).utf8)
+        JSONWriter.writeInteger(partition, to: &out)
         out.append(contentsOf: #","sequence":"#.utf8)
-        out.append(contentsOf: String(sequence).utf8)
+        JSONWriter.writeInteger(sequence, to: &out)
         out.append(contentsOf: #","enqueuedTime":""#.utf8)
-        out.append(contentsOf: enqueuedTime.iso8601.utf8)
+        out.append(contentsOf: times.text(enqueuedTime))
         out.append(UInt8(ascii: "\""))
         if let error {
             out.append(contentsOf: #","error":"#.utf8)

@@ -39,6 +39,32 @@ public enum JSONWriter {
         }
     }
 
+    /// Appends the decimal digits of `value` (no allocation: hot paths write thousands of them).
+    @inline(__always)
+    public static func writeInteger(_ value: UInt64, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while rest > 0 {
+                buffer[31 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[(32 - count)...]))
+        }
+    }
+
+    /// Appends the decimal digits of `value`, with a sign when negative.
+    public static func writeInteger(_ value: Int, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        writeInteger(UInt64(value.magnitude), to: &out)
+    }
+
     /// Appends `text` as a JSON string literal, escaping what JSON requires.
     public static func writeString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
