@@ -50,6 +50,18 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             }
         }
     }
+    // Follow answers on the fast path read what the general parser and decoder read, or nothing.
+    for frame in frames + [bytes] {
+        guard let fast = RecordFrameReader.read(frame) else { continue }
+        guard let json = try? JSONParser.parse(frame), let records = json["records"]?.arrayValue, records.count == fast.records.count
+        else { preconditionFailure("the fast path read a follow answer the general parser refuses") }
+        for (read, record) in zip(fast.records, records) {
+            precondition(read.partition == record["partition"]?.intValue, "partitions differ")
+            if case .success(let message) = read.message, let event = record["event"] {
+                precondition(Message.decode(event) == .success(message), "messages differ")
+            }
+        }
+    }
     if let value = try? JSONParser.parse(bytes) {
         let canonical = CanonicalJSON.bytes(value)
         guard let again = try? JSONParser.parse(canonical) else { preconditionFailure("canonical JSON does not parse") }

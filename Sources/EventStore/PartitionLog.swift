@@ -103,9 +103,50 @@ public final class PartitionLog: @unchecked Sendable {
     /// Reads durable records from `sequence` on: at most `maxRecords`, and about `maxBytes`.
     public func read(from sequence: UInt64, maxRecords: Int, maxBytes: Int = 4 << 20) throws(EventLogError) -> [LogRecord] {
         var records: [LogRecord] = []
+        _ = try visit(from: sequence, maxRecords: maxRecords, maxBytes: maxBytes) { segment, offset, _ in
+            if case .record(let record, _) = RecordCodec.decode(segment.bytes, at: offset, salt: segment.salt) { records.append(record) }
+        }
+        return records
+    }
+
+    /// Writes durable records from `sequence` on as the wire protocol shows them
+    /// (`{"partition","sequence","enqueuedTime","event"}`, comma-separated), straight from the
+    /// log's bytes: at most `maxRecords`, and about `maxBytes`. Returns how many, and the
+    /// sequence to ask for next.
+    public func appendJSON(
+        from sequence: UInt64, maxRecords: Int, maxBytes: Int = 4 << 20, to out: inout [UInt8]
+    ) throws(EventLogError) -> (count: Int, next: UInt64) {
+        var count = 0
+        var lastTime: Timestamp?
+        var timeText: [UInt8] = []
+        let prefix = Array(#"{"partition":"#.utf8) + Array(String(partition).utf8) + Array(#","sequence":"#.utf8)
+        let next = try visit(from: sequence, maxRecords: maxRecords, maxBytes: maxBytes) { segment, _, checked in
+            if count > 0 { out.append(UInt8(ascii: ",")) }
+            if checked.time != lastTime {
+                lastTime = checked.time
+                timeText = Array(checked.time.iso8601.utf8)
+            }
+            out.append(contentsOf: prefix)
+            JSONWriter.writeInteger(checked.sequence, to: &out)
+            out.append(contentsOf: #","enqueuedTime":""#.utf8)
+            out.append(contentsOf: timeText)
+            out.append(contentsOf: #"","event":"#.utf8)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: segment.bytes[checked.payload]))
+            out.append(UInt8(ascii: "}"))
+            count += 1
+        }
+        return (count, next)
+    }
+
+    /// Visits durable records from `sequence` on, in order, each checked (length, CRC, sequence):
+    /// at most `maxRecords`, and about `maxBytes`. Returns the sequence after the last visited.
+    private func visit(
+        from sequence: UInt64, maxRecords: Int, maxBytes: Int, _ body: (WALSegment, Int, RecordCodec.Checked) -> Void
+    ) throws(EventLogError) -> UInt64 {
         var next = sequence
+        var visited = 0
         var bytesRead = 0
-        while records.count < maxRecords && bytesRead < maxBytes {
+        while visited < maxRecords && bytesRead < maxBytes {
             // The extent holding `next`, and how far it may be read.
             let found = condition.withLock { () -> (WALSegment, start: Int, end: Int, limit: UInt64)? in
                 guard next < published else { return nil }
@@ -122,26 +163,25 @@ public final class PartitionLog: @unchecked Sendable {
             guard let (segment, start, end, limit) = found else { break }
             let bytes = segment.bytes
             var offset = start
-            while offset < end && next < limit && records.count < maxRecords && bytesRead < maxBytes {
+            while offset < end && next < limit && visited < maxRecords && bytesRead < maxBytes {
                 guard let header = RecordCodec.peek(bytes, at: offset), offset + header.length <= end else {
                     throw EventLogError("partition \(partition): \(segment.path) ends inside the record at byte \(offset)")
                 }
                 if header.partition == partition && header.sequence >= next {
-                    switch RecordCodec.decode(bytes, at: offset, salt: segment.salt) {
-                    case .record(let record, _):
-                        guard record.sequence == next else {
-                            throw EventLogError(
-                                "partition \(partition): \(segment.path) holds record \(record.sequence) at byte \(offset) where \(next) was expected"
-                            )
-                        }
-                        records.append(record)
-                        bytesRead += header.length
-                        next += 1
-                    case .end, .incomplete:
-                        throw EventLogError("partition \(partition): \(segment.path) ends inside the record at byte \(offset)")
-                    case .invalid(let reason):
+                    guard let checked = RecordCodec.check(bytes, at: offset, salt: segment.salt) else {
+                        var reason = "damaged record"
+                        if case .invalid(let why) = RecordCodec.decode(bytes, at: offset, salt: segment.salt) { reason = why }
                         throw EventLogError("partition \(partition): \(segment.path) is corrupt at byte \(offset): \(reason)")
                     }
+                    guard checked.sequence == next else {
+                        throw EventLogError(
+                            "partition \(partition): \(segment.path) holds record \(checked.sequence) at byte \(offset) where \(next) was expected"
+                        )
+                    }
+                    body(segment, offset, checked)
+                    visited += 1
+                    bytesRead += header.length
+                    next += 1
                 }
                 offset += header.length
             }
@@ -149,7 +189,7 @@ public final class PartitionLog: @unchecked Sendable {
                 throw EventLogError("partition \(partition): records from \(next) are missing from \(segment.path)")
             }
         }
-        return records
+        return next
     }
 
     /// The record at `sequence`, if it is durable.

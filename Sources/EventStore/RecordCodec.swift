@@ -169,6 +169,43 @@ public enum RecordCodec {
         return .record(record, length: prefixLength + body)
     }
 
+    /// A record checked (length and CRC) without building its meta: where its payload lies.
+    public struct Checked: Sendable {
+        public var length: Int
+        public var sequence: UInt64
+        public var time: Timestamp
+        public var partition: Int
+        public var payload: Range<Int>
+    }
+
+    /// Checks the record at `offset` as `decode` does, allocating nothing; nil when it is not a
+    /// sound record (`decode` says why).
+    @inline(__always)
+    public static func check(_ bytes: UnsafeRawBufferPointer, at offset: Int, salt: UInt32) -> Checked? {
+        guard bytes.count - offset >= fixedHeaderLength else { return nil }
+        let storedCRC = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
+        let body = Int(bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian)
+        guard body >= fixedHeaderLength - prefixLength, body <= maximumBodyLength, bytes.count - offset >= prefixLength + body else {
+            return nil
+        }
+        let end = offset + prefixLength + body
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<end]), continuing: salt)
+        guard CRC32C.mask(crc) == storedCRC else { return nil }
+        let flags = bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian
+        let digests = (flags & payloadDigestFlag != 0 ? digestLength : 0) + (flags & keyDigestFlag != 0 ? digestLength : 0)
+        let names =
+            Int(bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian)
+            + Int(bytes.loadUnaligned(fromByteOffset: offset + 30, as: UInt16.self).littleEndian)
+            + Int(bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt16.self).littleEndian)
+        let payloadStart = offset + fixedHeaderLength + digests + names
+        guard payloadStart <= end else { return nil }
+        return Checked(
+            length: prefixLength + body, sequence: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self).littleEndian,
+            time: Timestamp(
+                microseconds: Int64(bitPattern: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self).littleEndian)),
+            partition: Int(bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt16.self).littleEndian), payload: payloadStart..<end)
+    }
+
     /// Whether every byte from `offset` to the end is zero.
     static func isZero(_ bytes: UnsafeRawBufferPointer, from offset: Int) -> Bool {
         var index = offset

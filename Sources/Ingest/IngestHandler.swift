@@ -134,20 +134,19 @@ final class IngestHandler: RequestHandler {
         return (log.partitions[partition], from, maximum)
     }
 
-    /// A response frame with records, spliced without re-parsing the stored JSON. It names the
-    /// log's identity, so a follower notices when the log it folded was replaced.
-    private func recordsFrame(id: JSONValue?, _ records: [LogRecord], next: UInt64) -> [UInt8] {
-        var out = Response.beginOK(id: id, arrayMember: "records", capacity: 64 + records.reduce(0) { $0 + $1.payload.count + 96 })
-        for (index, record) in records.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            record.appendJSON(to: &out)
-        }
+    /// A response frame with records from `from` on, written straight from the log's bytes. It
+    /// names the log's identity, so a follower notices when the log it folded was replaced.
+    private func recordsFrame(id: JSONValue?, _ partition: PartitionLog, from: UInt64, maximum: Int) throws(EventLogError) -> (
+        frame: [UInt8], count: Int, next: UInt64
+    ) {
+        var out = Response.beginOK(id: id, arrayMember: "records", capacity: 64 << 10)
+        let (count, next) = try partition.appendJSON(from: from, maxRecords: maximum, to: &out)
         out.append(contentsOf: #"],"next":"#.utf8)
-        out.append(contentsOf: String(next).utf8)
+        JSONWriter.writeInteger(next, to: &out)
         out.append(contentsOf: #","log":""#.utf8)
         out.append(contentsOf: log.manifest.identity.utf8)
         out.append(contentsOf: #""}"#.utf8)
-        return out
+        return (out, count, next)
     }
 
     /// `read` answers one frame; `follow` answers one, then streams a frame whenever new records
@@ -163,9 +162,7 @@ final class IngestHandler: RequestHandler {
         let (partition, from, maximum) = arguments
         if request.op == "read" {
             do {
-                let records = try partition.read(from: from, maxRecords: maximum)
-                let next = records.last.map { $0.sequence + 1 } ?? max(from, 0)
-                connection.send(self.recordsFrame(id: request.id, records, next: next))
+                connection.send(try recordsFrame(id: request.id, partition, from: from, maximum: maximum).frame)
             } catch {
                 Log.error("read of partition \(partition.partition) failed: \(error)")
                 connection.send(Response.error(id: request.id, WireError(.internalError, error.description)))
@@ -179,22 +176,22 @@ final class IngestHandler: RequestHandler {
             var next = from
             var first = true
             while !connection.isClosed {
-                let records: [LogRecord]
+                let frame: (frame: [UInt8], count: Int, next: UInt64)
                 do {
-                    records = try partition.read(from: next, maxRecords: maximum)
+                    frame = try self.recordsFrame(id: id, partition, from: next, maximum: maximum)
                 } catch {
                     Log.error("follow of partition \(partition.partition) failed: \(error)")
                     connection.send(Response.error(id: id, WireError(.internalError, "\(error)")))
                     connection.close()
                     return
                 }
-                if !records.isEmpty || first {
-                    if let last = records.last { next = last.sequence + 1 }
-                    connection.send(self.recordsFrame(id: id, records, next: next))
+                if frame.count > 0 || first {
+                    next = frame.next
+                    connection.send(frame.frame)
                     first = false
                     guard connection.waitForOutputSpace() else { return }
                 }
-                if records.isEmpty { _ = partition.waitForRecords(from: next, timeout: 1) }
+                if frame.count == 0 { _ = partition.waitForRecords(from: next, timeout: 1) }
             }
         }
         thread.name = "ingest-follow"

@@ -143,22 +143,15 @@ public final class PartitionFollower: @unchecked Sendable {
                 fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(from)), "max": 5000])))
         Log.info("partition \(partition): following ingest from sequence \(from) (ingest is at \(head))")
         while true {
-            let frame = try client.receive()
-            let response: JSONObject
-            switch Response.check(frame) {
-            case .success(let object): response = object
-            case .failure(let error): throw error
-            }
-            if let frameLog = response["log"]?.stringValue, frameLog != identity {
+            let records = try Self.records(try client.receiveFrame(), partition: partition)
+            if let frameLog = records.log, frameLog != identity {
                 refuse("partition \(partition): ingest switched from log \(identity) to log \(frameLog) while it was being followed")
                 return
             }
-            let records = response["records"]?.arrayValue ?? []
             var expected = owner.nextSequence()
             var batch: [BillingRecord] = []
-            batch.reserveCapacity(records.count)
-            for record in records {
-                let decoded = try Self.billingRecord(record, partition: partition)
+            batch.reserveCapacity(records.records.count)
+            for decoded in records.records {
                 if decoded.sequence < expected { continue }  // already folded (a resend after reconnecting)
                 guard decoded.sequence == expected else {
                     throw WireError(.internalError, "gap: record \(decoded.sequence) where \(expected) was expected")
@@ -192,6 +185,34 @@ public final class PartitionFollower: @unchecked Sendable {
             return !signalledCaughtUp
         }
         if first { caughtUp.signal() }
+    }
+
+    /// A `follow` answer's records as the billing fold takes them, and the log's identity: read on
+    /// the fast path (`RecordFrameReader`), or as JSON when it does not recognise the answer.
+    static func records(_ frame: [UInt8], partition: Int) throws -> (records: [BillingRecord], log: String?) {
+        guard let read = RecordFrameReader.read(frame) else {
+            let response: JSONObject
+            switch Response.check(try JSONParser.parse(frame)) {
+            case .success(let object): response = object
+            case .failure(let error): throw error
+            }
+            let records = try (response["records"]?.arrayValue ?? []).map { try billingRecord($0, partition: partition) }
+            return (records, response["log"]?.stringValue)
+        }
+        var records: [BillingRecord] = []
+        records.reserveCapacity(read.records.count)
+        for record in read.records {
+            switch record.message {
+            case .success(let message):
+                records.append(
+                    BillingRecord(partition: partition, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
+            case .failure(let error):
+                // Ingest validated it when it was appended; a record that no longer decodes means the
+                // two disagree on the format: stop rather than fold wrong numbers.
+                throw WireError(.internalError, "record \(partition)/\(record.sequence) does not decode: \(error)")
+            }
+        }
+        return (records, read.log)
     }
 
     /// A record of the wire protocol as the billing fold takes it.

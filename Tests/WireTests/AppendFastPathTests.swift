@@ -141,3 +141,58 @@ struct AppendFastPathTests {
         }
     }
 }
+
+/// The followers read `follow` answers on a fast path; it must read what the general one reads.
+@Suite("Record frames read on the fast path")
+struct RecordFrameReaderTests {
+    static let purchase =
+        #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"s","subscriptionStart":"2024-01-31T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"m":{"type":"simple","dimension":"d","included":10}}}}}}"#
+
+    @Test("random records, usage in its canonical form and other messages, read as the general parser and decoder read them")
+    func randomFrames() throws {
+        var random = SplitMix64(seed: 5)
+        for round in 0..<200 {
+            var records: [String] = []
+            for sequence in 0..<Int(random.next() % 20) {
+                let event: String
+                switch random.next() % 4 {
+                case 0: event = Self.purchase
+                case 1: event = #"{"type":"Ping","value":{"partitionId":"1","reason":"clock"}}"#
+                default:
+                    let usage = try JSONParser.parse(AppendFastPathTests.usage(&random))
+                    event = String(decoding: CanonicalJSON.bytes(usage), as: UTF8.self)
+                }
+                records.append(
+                    #"{"partition":1,"sequence":\#(sequence + round),"enqueuedTime":"2024-03-01T00:00:0\#(sequence % 10).5Z","event":\#(event)}"#
+                )
+            }
+            let frame = Array(
+                #"{"id":null,"ok":true,"records":[\#(records.joined(separator: ","))],"next":\#(round + records.count),"log":"abc"}"#.utf8)
+            let fast = try #require(RecordFrameReader.read(frame))
+            let general = try JSONParser.parse(frame)
+            #expect(fast.log == "abc" && fast.next == UInt64(round + records.count))
+            let expected = general["records"]?.arrayValue ?? []
+            #expect(fast.records.count == expected.count)
+            for (read, json) in zip(fast.records, expected) {
+                #expect(read.partition == json["partition"]?.intValue && Int(read.sequence) == json["sequence"]?.intValue)
+                #expect(read.enqueuedTime == Timestamp(iso8601: json["enqueuedTime"]?.stringValue ?? ""))
+                guard case .success(let message) = read.message, case .success(let decoded) = Message.decode(json["event"]!) else {
+                    Issue.record("a record did not decode")
+                    continue
+                }
+                #expect(message == decoded)
+            }
+        }
+    }
+
+    @Test("error answers and other shapes are left to the general path")
+    func declines() {
+        for text in [
+            #"{"id":1,"ok":false,"error":{"code":"internal","message":"x"}}"#, #"{"ok":true}"#, #"{"ok":true,"records":[{"partition":1}]}"#,
+            #"{"ok":true,"records":[],"next":-1}"#, "[]", "",
+        ] {
+            #expect(RecordFrameReader.read(Array(text.utf8)) == nil, "\(text)")
+        }
+        #expect(RecordFrameReader.read(Array(#"{"ok":true,"records":[],"next":3}"#.utf8))?.next == 3)
+    }
+}

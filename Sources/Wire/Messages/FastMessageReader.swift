@@ -1,0 +1,532 @@
+/// Reads an `append` request straight from its bytes, without building a JSON tree for the
+/// messages it can read alone: usage reports whose members are the ones the format defines, with
+/// plain strings (no escapes) and a number for the quantity. Each such message is validated as
+/// `Message.decode` validates it and written in its canonical form (`CanonicalJSON`) in the same
+/// pass. Every other message goes through the general parser and decoder, one by one.
+///
+/// It never decides anything the general path would decide otherwise: whatever it does not
+/// recognise completely — another op, a byte-order mark, an escape, a repeated key, a value out of
+/// range, anything malformed — makes it answer nil (for the request) or take the general path
+/// (for one message), and the general path gives the answer and its error message. The property
+/// tests compare both paths on random and hostile input.
+public enum AppendFastPath {
+    /// The request decoded, or nil when the general path must read it.
+    public static func read(_ frame: [UInt8], maximumDepth: Int = JSONParser.defaultMaximumDepth) -> AppendBatch? {
+        frame.withUnsafeBufferPointer { bytes in
+            var reader = FastMessageReader(bytes: bytes, maximumDepth: maximumDepth)
+            return reader.request()
+        }
+    }
+
+    /// One message read alone by the fast path, or nil (tests compare it with the general path).
+    public static func readUsage(_ message: [UInt8]) -> ValidatedEvent? {
+        message.withUnsafeBufferPointer { bytes in
+            var reader = FastMessageReader(bytes: bytes, maximumDepth: JSONParser.defaultMaximumDepth)
+            reader.skipWhitespace()
+            guard let event = reader.usage(), reader.atEndAfterWhitespace else { return nil }
+            return event
+        }
+    }
+
+}
+
+/// The byte-level reader both fast paths share: strings without escapes, numbers with the JSON
+/// grammar, usage reports; everything it does not recognise completely is a nil.
+struct FastMessageReader {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let maximumDepth: Int
+    var index = 0
+    var canonical: [UInt8] = []
+
+    init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
+        self.bytes = bytes
+        self.maximumDepth = maximumDepth
+        canonical.reserveCapacity(256)
+    }
+
+    var atEndAfterWhitespace: Bool {
+        mutating get {
+            skipWhitespace()
+            return index == bytes.count
+        }
+    }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func expect(_ byte: UInt8) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// A string without escapes or control characters, valid UTF-8: its bytes (without the
+    /// quotes), or nil.
+    mutating func plainString() -> Range<Int>? {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+        let start = index + 1
+        var position = start
+        var highBit = false
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                if highBit, String(validating: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self) == nil {
+                    return nil
+                }
+                index = position + 1
+                return start..<position
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+            if byte >= 0x80 { highBit = true }
+            position += 1
+        }
+        return nil
+    }
+
+    func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        let start = literal.utf8Start
+        for offset in 0..<range.count where bytes[range.lowerBound + offset] != start[offset] { return false }
+        return true
+    }
+
+    func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+
+    /// A JSON number with the parser's grammar: its bytes, or nil.
+    mutating func number() -> Range<Int>? {
+        skipWhitespace()
+        let start = index
+        var position = index
+        func digit(_ at: Int) -> Bool { at < bytes.count && bytes[at] >= UInt8(ascii: "0") && bytes[at] <= UInt8(ascii: "9") }
+        if position < bytes.count && bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard digit(position) else { return nil }
+        if bytes[position] == UInt8(ascii: "0") {
+            position += 1
+            if digit(position) { return nil }
+        } else {
+            while digit(position) { position += 1 }
+        }
+        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            guard digit(position) else { return nil }
+            while digit(position) { position += 1 }
+        }
+        if position < bytes.count && (bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E")) {
+            position += 1
+            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
+                position += 1
+            }
+            guard digit(position) else { return nil }
+            while digit(position) { position += 1 }
+        }
+        index = position
+        return start..<position
+    }
+
+    /// The byte range of the next value, skipped by its structure only (the general parser
+    /// checks it when it matters), or nil when it does not even have a structure.
+    mutating func skipValue() -> Range<Int>? {
+        skipWhitespace()
+        let start = index
+        var depth = 0
+        repeat {
+            guard index < bytes.count else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                while index < bytes.count && bytes[index] != UInt8(ascii: "\"") {
+                    if bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                    index += 1
+                }
+                guard index < bytes.count else { return nil }
+                index += 1
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                guard depth <= maximumDepth else { return nil }
+                index += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                guard depth > 0 else { return nil }
+                depth -= 1
+                index += 1
+            default:
+                if depth > 0 {
+                    index += 1
+                } else {
+                    // A number or a literal: up to the next delimiter.
+                    while index < bytes.count {
+                        switch bytes[index] {
+                        case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), 0x20, 0x09, 0x0A, 0x0D: break
+                        default:
+                            index += 1
+                            continue
+                        }
+                        break
+                    }
+                }
+            }
+        } while depth > 0
+        return index > start ? start..<index : nil
+    }
+
+    // MARK: the request
+
+    mutating func request() -> AppendBatch? {
+        if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { return nil }
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var sawOp = false
+        var id: JSONValue?
+        var events: [Result<ValidatedEvent, WireError>]?
+        var keys: [Range<Int>] = []
+        if expect(UInt8(ascii: "}")) { return nil }
+        repeat {
+            guard let key = plainString() else { return nil }
+            for earlier in keys where bytes[earlier].elementsEqual(bytes[key]) { return nil }
+            keys.append(key)
+            guard expect(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "op") {
+                guard let op = plainString(), equals(op, "append") else { return nil }
+                sawOp = true
+            } else if equals(key, "events") {
+                guard let read = eventList() else { return nil }
+                events = read
+            } else {
+                // `id` (echoed as it is) and members nobody reads: checked by the general parser.
+                guard let range = skipValue(),
+                    let value = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 1)
+                else { return nil }
+                if equals(key, "id") { id = value }
+            }
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), atEndAfterWhitespace, sawOp, let events else { return nil }
+        return AppendBatch(id: id, events: events)
+    }
+
+    mutating func eventList() -> [Result<ValidatedEvent, WireError>]? {
+        guard expect(UInt8(ascii: "[")) else { return nil }
+        var events: [Result<ValidatedEvent, WireError>] = []
+        if expect(UInt8(ascii: "]")) { return events }
+        repeat {
+            skipWhitespace()
+            let start = index
+            if let event = usage() {
+                events.append(.success(event))
+                continue
+            }
+            // Not one the fast path reads alone: the general parser and decoder, as before.
+            index = start
+            guard let range = skipValue(),
+                let json = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 2)
+            else { return nil }
+            events.append(ValidatedEvent.decode(json))
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "]")) else { return nil }
+        return events
+    }
+
+    // MARK: one usage report
+
+    /// The parts of a `UsageReported` message (its id and value), or nil (the index is then
+    /// wherever reading stopped: the caller rewinds).
+    mutating func usageParts() -> (id: Range<Int>?, value: Value)? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var type: Range<Int>?
+        var id: Range<Int>?
+        var value: Value?
+        repeat {
+            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "type") {
+                guard type == nil, let read = plainString(), equals(read, "UsageReported") else { return nil }
+                type = read
+            } else if equals(key, "id") {
+                guard id == nil, let read = plainString(), !read.isEmpty, read.count <= Message.maximumIdLength else { return nil }
+                id = read
+            } else if equals(key, "value") {
+                guard value == nil, let read = usageValue() else { return nil }
+                value = read
+            } else {
+                return nil
+            }
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), type != nil, let value else { return nil }
+        return (id, value)
+    }
+
+    /// A `UsageReported` message read as the billing fold takes it, or nil.
+    mutating func usageMessage() -> Message? {
+        guard let (id, value) = usageParts(), let time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[value.timestamp]))
+        else { return nil }
+        var properties: [String: String] = [:]
+        for property in value.properties ?? [] { properties[text(property.key)] = text(property.value) }
+        let usage = UsageReported(
+            resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)), timestamp: time,
+            meterName: text(value.meterName), quantity: value.quantity, properties: properties)
+        return Message(id: id.map(text), body: .usageReported(usage))
+    }
+
+    /// A `UsageReported` message read and written canonically, or nil (the index is then
+    /// wherever reading stopped: the caller rewinds).
+    mutating func usage() -> ValidatedEvent? {
+        guard let (id, value) = usageParts() else { return nil }
+
+        // The canonical form: members sorted by key (id, type, value; meterName, properties,
+        // quantity, resourceId, resourceUri, timestamp), the quantity by its exact value.
+        canonical.removeAll(keepingCapacity: true)
+        canonical.append(UInt8(ascii: "{"))
+        if let id {
+            append(#""id":""#)
+            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[id]))
+            append(#"","#)
+        }
+        append(#""type":"UsageReported","value":{"meterName":""#)
+        canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value.meterName]))
+        canonical.append(UInt8(ascii: "\""))
+        if let properties = value.properties {
+            append(#","properties":{"#)
+            let sorted = properties.sorted {
+                bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key])
+            }
+            for (position, property) in sorted.enumerated() {
+                if position > 0 { canonical.append(UInt8(ascii: ",")) }
+                canonical.append(UInt8(ascii: "\""))
+                canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.key]))
+                append(#"":""#)
+                canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.value]))
+                canonical.append(UInt8(ascii: "\""))
+            }
+            canonical.append(UInt8(ascii: "}"))
+        }
+        append(#","quantity":"#)
+        canonical.append(contentsOf: value.quantity.description.utf8)
+        if let resourceId = value.resourceId {
+            append(#","resourceId":""#)
+            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[resourceId]))
+            canonical.append(UInt8(ascii: "\""))
+        }
+        if let resourceUri = value.resourceUri {
+            append(#","resourceUri":""#)
+            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[resourceUri]))
+            canonical.append(UInt8(ascii: "\""))
+        }
+        let timestampStart = canonical.count
+        append(#","timestamp":""#)
+        canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value.timestamp]))
+        canonical.append(UInt8(ascii: "\""))
+        let timestampEnd = canonical.count
+        append("}}")
+
+        var event = ValidatedEvent(
+            type: .usageReported, idempotencyKey: id.map(text),
+            resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
+            payload: canonical)
+        if id != nil {
+            event.keyDigest = PayloadDigest.hash(event.idempotencyKey!)
+            // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
+            var meaning = Array(canonical[..<timestampStart])
+            meaning.append(contentsOf: canonical[timestampEnd...])
+            event.payloadDigest = meaning.withUnsafeBytes { PayloadDigest.hash($0) }
+        }
+        return event
+    }
+
+    mutating func append(_ literal: StaticString) {
+        canonical.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    struct Value {
+        var resourceId: Range<Int>?
+        var resourceUri: Range<Int>?
+        var timestamp: Range<Int>
+        var meterName: Range<Int>
+        var quantity: Quantity
+        var properties: [(key: Range<Int>, value: Range<Int>)]?
+    }
+
+    mutating func usageValue() -> Value? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var resourceId: Range<Int>?
+        var resourceUri: Range<Int>?
+        var timestamp: Range<Int>?
+        var meterName: Range<Int>?
+        var quantity: Quantity?
+        var properties: [(key: Range<Int>, value: Range<Int>)]?
+        repeat {
+            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            switch bytes[key].first {
+            case UInt8(ascii: "r") where equals(key, "resourceId"):
+                guard resourceId == nil, let read = plainString(), !read.isEmpty else { return nil }
+                resourceId = read
+            case UInt8(ascii: "r") where equals(key, "resourceUri"):
+                guard resourceUri == nil, let read = plainString(), !read.isEmpty else { return nil }
+                resourceUri = read
+            case UInt8(ascii: "t") where equals(key, "timestamp"):
+                guard timestamp == nil, let read = plainString(),
+                    Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[read])) != nil
+                else { return nil }
+                timestamp = read
+            case UInt8(ascii: "m") where equals(key, "meterName"):
+                guard meterName == nil, let read = plainString(), !read.isEmpty else { return nil }
+                meterName = read
+            case UInt8(ascii: "q") where equals(key, "quantity"):
+                guard quantity == nil, let read = number(),
+                    case .success(let parsed) = Quantity.parse(utf8: UnsafeBufferPointer(rebasing: bytes[read])), !parsed.isNegative
+                else { return nil }
+                quantity = parsed
+            case UInt8(ascii: "p") where equals(key, "properties"):
+                guard properties == nil, let read = propertyMap() else { return nil }
+                properties = read
+            default:
+                return nil
+            }
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), resourceId != nil || resourceUri != nil, let timestamp, let meterName, let quantity else {
+            return nil
+        }
+        return Value(
+            resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, meterName: meterName, quantity: quantity,
+            properties: properties)
+    }
+
+    mutating func propertyMap() -> [(key: Range<Int>, value: Range<Int>)]? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var map: [(key: Range<Int>, value: Range<Int>)] = []
+        if expect(UInt8(ascii: "}")) { return map }
+        repeat {
+            guard let key = plainString(), expect(UInt8(ascii: ":")), let value = plainString() else { return nil }
+            for earlier in map where bytes[earlier.key].elementsEqual(bytes[key]) { return nil }
+            map.append((key, value))
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")) else { return nil }
+        return map
+    }
+}
+
+/// Reads the records of a `read`/`follow` answer of ingest straight from its bytes: the records'
+/// positions and times, and their messages, usage reports in their canonical form without a JSON
+/// tree and every other message through the general parser and decoder. An answer it does not
+/// recognise completely (an error, another shape) is a nil: the caller reads it generally.
+public enum RecordFrameReader {
+    /// One record of the answer.
+    public struct Record: Sendable {
+        public var partition: Int
+        public var sequence: UInt64
+        public var enqueuedTime: Timestamp
+        public var message: Result<Message, MessageError>
+    }
+
+    /// The answer: its records, `next` and the log's identity.
+    public struct Frame: Sendable {
+        public var records: [Record]
+        public var next: UInt64?
+        public var log: String?
+    }
+
+    /// The answer read, or nil.
+    public static func read(_ frame: [UInt8]) -> Frame? {
+        frame.withUnsafeBufferPointer { bytes in
+            var reader = FastMessageReader(bytes: bytes, maximumDepth: JSONParser.defaultMaximumDepth)
+            return reader.recordFrame()
+        }
+    }
+}
+
+extension FastMessageReader {
+    /// A whole number without sign, fraction or exponent.
+    mutating func unsigned() -> UInt64? {
+        guard let range = number() else { return nil }
+        var value: UInt64 = 0
+        for byte in bytes[range] {
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+            guard !overflow else { return nil }
+            let (sum, carry) = times.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !carry else { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    mutating func recordFrame() -> RecordFrameReader.Frame? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var ok = false
+        var records: [RecordFrameReader.Record]?
+        var next: UInt64?
+        var log: String?
+        repeat {
+            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "ok") {
+                skipWhitespace()
+                guard bytes.count - index >= 4, bytes[index] == UInt8(ascii: "t"), bytes[index + 1] == UInt8(ascii: "r"),
+                    bytes[index + 2] == UInt8(ascii: "u"), bytes[index + 3] == UInt8(ascii: "e")
+                else { return nil }
+                index += 4
+                ok = true
+            } else if equals(key, "records") {
+                guard records == nil, expect(UInt8(ascii: "[")) else { return nil }
+                var read: [RecordFrameReader.Record] = []
+                if !expect(UInt8(ascii: "]")) {
+                    repeat {
+                        guard let record = record() else { return nil }
+                        read.append(record)
+                    } while expect(UInt8(ascii: ","))
+                    guard expect(UInt8(ascii: "]")) else { return nil }
+                }
+                records = read
+            } else if equals(key, "next") {
+                guard let value = unsigned() else { return nil }
+                next = value
+            } else if equals(key, "log") {
+                guard let value = plainString() else { return nil }
+                log = text(value)
+            } else {
+                guard skipValue() != nil else { return nil }
+            }
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), atEndAfterWhitespace, ok, let records else { return nil }
+        return RecordFrameReader.Frame(records: records, next: next, log: log)
+    }
+
+    mutating func record() -> RecordFrameReader.Record? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var partition: UInt64?
+        var sequence: UInt64?
+        var time: Timestamp?
+        var message: Result<Message, MessageError>?
+        repeat {
+            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "partition") {
+                partition = unsigned()
+            } else if equals(key, "sequence") {
+                sequence = unsigned()
+            } else if equals(key, "enqueuedTime") {
+                guard let value = plainString() else { return nil }
+                time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[value]))
+            } else if equals(key, "event") {
+                skipWhitespace()
+                let start = index
+                if let usage = usageMessage() {
+                    message = .success(usage)
+                } else {
+                    index = start
+                    guard let range = skipValue(),
+                        let json = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 3)
+                    else { return nil }
+                    message = Message.decode(json)
+                }
+            } else {
+                return nil
+            }
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), let partition, partition <= UInt64(Int.max), let sequence, let time, let message else {
+            return nil
+        }
+        return RecordFrameReader.Record(partition: Int(partition), sequence: sequence, enqueuedTime: time, message: message)
+    }
+}
