@@ -15,7 +15,8 @@ struct RunRatePageEndToEndTests {
         let baseURL: String
         let port: Int
 
-        init() throws {
+        /// `usage`: per log time, the usage appended then (`Served.usage` by default).
+        init(usage: [(String, [(String, String, String)])] = Served.usage) throws {
             ingest = try IngestProcess(home: home)
             query = try QueryProcess(home: home, environment: ["METERING_QUERY_HTTP": "127.0.0.1:0"])
             let addressFile = home.path + "/run/query-http.addr"
@@ -42,7 +43,7 @@ struct RunRatePageEndToEndTests {
                     ))
             }
             // Usage on three days of March, so the chart has three days to show.
-            for (day, usage) in Self.usage {
+            for (day, usage) in usage {
                 _ = try ingest.admin().call(Request(op: "advance-clock", fields: JSONObject(["to": .string(day)])))
                 events += usage.map { PageUsage.event($0) }
                 _ = try ingest.client().call(appendRequest(events))
@@ -151,6 +152,21 @@ struct RunRatePageEndToEndTests {
 
         try RunRatePageTests.screenshot(url, name: "stack-desktop", width: 1280, height: 900)
         try RunRatePageTests.screenshot(url, name: "stack-phone", width: 390, height: 844)
+    }
+
+    @Test("a projection past the largest quantity reads \"… or more\" on the page and in meterctl runrate")
+    func saturatedProjection() throws {
+        // The largest whole usage in the period's first hour: scaled to the month, it passes the range.
+        let served = try Served(usage: [("2024-03-01T00:30:00Z", [("page-a", "email", "170141183460469231731")])])
+        let largest = "170141183460469231731.687303715884105727"
+        let page = try RunRatePageTests.dom(served.baseURL + "/#token=" + (try served.token("page-a")))
+        #expect(page.field("email", "projected") == .init(value: largest, text: "170,141,183,460,469,231,731.687303715884105727 or more"))
+        #expect(page.field("email", "consumed")?.value == "170141183460469231731")
+        let outcome = try TestCommand.run(
+            Binaries.path("meterctl"), ["runrate", "--home", served.home.path, "--resource-id", "page-a"], timeout: 20)
+        #expect(outcome.status == 0, "\(outcome.errors)")
+        #expect(outcome.output.contains(largest + " or more"), "\(outcome.output)")
+        #expect(!outcome.output.contains("170141183460469231731 or more"), "\(outcome.output)")
     }
 
     @Test("query.sock answers the series only when asked, and refuses a series flag that is not true or false")
