@@ -79,6 +79,9 @@ struct UsageSeries: Sendable, Equatable {
 
     /// Adds meter `name`, billed by `kind`, and returns its index.
     mutating func addMeter(_ name: String, kind: MeterRunRate.Kind) -> Int {
+        // One meter at a time and once per period: room for exactly one more, not double.
+        meters.reserveCapacity(meters.count + 1)
+        current.reserveCapacity(current.count + 1)
         meters.append(Meter(name: name, kind: kind))
         current.append(Self.none)
         return meters.count - 1
@@ -115,8 +118,8 @@ struct UsageSeries: Sendable, Equatable {
         return points
     }
 
-    /// Heap bytes the series holds (array storage, without the allocator's rounding), for
-    /// measuring the read model's memory.
+    /// Heap bytes the series' arrays hold (without the allocator's rounding, and without the
+    /// view's dictionary entry for it), for measuring the read model's memory.
     var heapBytes: Int {
         let header = 32
         return header + meters.capacity * MemoryLayout<Meter>.stride + header + current.capacity * MemoryLayout<Quantity>.stride

@@ -168,6 +168,20 @@ struct UsageSeriesTests {
         #expect(throws: ModelError.self) { try PartitionView(snapshot: .object(snapshot)) }
     }
 
+    @Test("a first day of usage on five meters keeps the series within 64 bytes per subscription meter")
+    func memoryOfADay() throws {
+        var fold = ViewFold()
+        let plan: JSONValue = [
+            "a": Messages.simple("a-dim", included: 1000), "b": Messages.simple("b-dim"), "c": Messages.simple("c-dim", included: 1),
+            "d": Messages.simple("d-dim", aggregation: "max"), "e": Messages.waterfall([("e-1", "100"), ("e-2", "1000")]),
+        ]
+        fold.apply(Messages.purchase("sub-1", start: "2024-03-01T00:00:00Z", dimensions: plan), at: "2024-03-01T00:00:00Z")
+        for meter in ["a", "b", "c", "d", "e"] { fold.apply(Messages.usage("sub-1", meter, "12.5"), at: "2024-03-01T10:00:00Z") }
+        let series = try #require(fold.view.series["sub-1"])
+        print("usage series of 5 meters × 1 day: \(series.heapBytes) heap bytes")
+        #expect(series.heapBytes / 5 <= 64, "\(series.heapBytes) heap bytes for 5 meters × 1 day")
+    }
+
     @Test("a month of usage every day on five meters keeps the series within 256 bytes per subscription meter (of the 1 KiB budget)")
     func memory() throws {
         var fold = ViewFold()
@@ -183,6 +197,7 @@ struct UsageSeriesTests {
         }
         let series = try #require(fold.view.series["sub-1"])
         #expect(Self.points(fold, "a").count == 31)
+        print("usage series of 5 meters × 31 days: \(series.heapBytes) heap bytes")
         let perMeter = series.heapBytes / 5
         #expect(perMeter <= 256, "\(series.heapBytes) heap bytes for 5 meters × 31 days")
     }
