@@ -145,6 +145,10 @@ extension RunRatePage {
 
           // MARK: Waterfall tiers
 
+          function tiersOf(meter) {
+            return Array.isArray(meter.tiers) ? meter.tiers.filter((tier) => tier && typeof tier === "object") : [];
+          }
+
           // Each tier's band start in the period's running total, from `from` or, for an older answer,
           // from the thresholds (the free band is the first threshold).
           function tierStarts(tiers) {
@@ -211,7 +215,7 @@ extension RunRatePage {
             const plotWidth = width - left - right, plotHeight = height - top - bottom;
             const x = (time) => left + plotWidth * (time - start) / (end - start);
 
-            const points = series.points.filter((point) => point && isQuantity(point.quantity));
+            const points = series.points.filter((point) => point && units(point.quantity) !== null);
             const consumed = units(meter.consumed) || 0n;
             let placed = 0n;
             for (const point of points) placed += units(point.quantity);
@@ -279,7 +283,7 @@ extension RunRatePage {
             }
 
             // A waterfall meter's tiers above the free band, where they are in view.
-            tierStarts(Array.isArray(meter.tiers) ? meter.tiers : []).forEach((from, index) => {
+            tierStarts(tiersOf(meter)).forEach((from, index) => {
               const value = Number(decimal(from));
               if (index === 0 || value >= highest) return;
               picture.append(svg("line", { class: "tier", x1: left, x2: width - right, y1: y(value), y2: y(value) }));
@@ -355,7 +359,7 @@ extension RunRatePage {
           function meterCard(meter, runrate) {
             const name = meter.meterName;
             const gauge = meter.kind === "max" || meter.kind === "last";
-            const tiers = Array.isArray(meter.tiers) ? meter.tiers.filter((tier) => tier && typeof tier === "object") : [];
+            const tiers = tiersOf(meter);
             const waterfall = meter.kind === "waterfall" || tiers.length > 0;
             const consumed = units(meter.consumed);
             const card = element("section", "meter");
