@@ -216,7 +216,7 @@ public struct PartitionView: Sendable {
         key: String, meterName: String, hour: Timestamp, parts: [UsagePart], record: BillingRecord, now: Timestamp
     ) {
         guard let terms = state.terms(ofKey: key) else { return }
-        recordSeries(key: key, meterName: meterName, parts: parts, resource: terms.resource, period: terms.period, now: now)
+        recordSeries(key: key, meterName: meterName, parts: parts, period: terms.period, now: now)
         for part in parts {
             let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: part.dimension, hour: hour)
             if let index = openUsage.index(forKey: usageKey) {
@@ -245,7 +245,7 @@ public struct PartitionView: Sendable {
 
     /// Adds the usage to the subscription's series, in the step of the period `now` falls in.
     private mutating func recordSeries(
-        key: String, meterName: String, parts: [UsagePart], resource: ResourceName, period: BillingPeriod, now: Timestamp
+        key: String, meterName: String, parts: [UsagePart], period: BillingPeriod, now: Timestamp
     ) {
         // A waterfall meter splits one usage over its tiers; a gauge report is one part.
         var quantity = Quantity.zero
@@ -257,7 +257,7 @@ public struct PartitionView: Sendable {
             ?? usage.addMeter(
                 meterName,
                 // Once per meter and period: the rule (sum, gauge, tiers) is the billing state's.
-                kind: state.runRate(resource)?.meters.first { $0.meterName == meterName }?.kind ?? .sum)
+                kind: state.meterKind(ofKey: key, meterName: meterName) ?? .sum)
         usage.record(quantity, meter: index, step: UsageSeries.index(of: now, in: period))
         series[key] = usage
     }
