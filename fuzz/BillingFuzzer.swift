@@ -156,7 +156,7 @@ public func fuzzBilling(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
                 precondition(!meter.consumed.isNegative && !meter.projected.isNegative, "a negative figure")
                 _ = view.breakdownJSON(resource, meterName: meter.meterName, property: "campaign")
             }
-            _ = view.runRateJSON(resource)
+            _ = view.runRateJSON(resource, series: true)
             _ = state.subscriptionJSON(resource)
             if let key = state.key(named: resource) { _ = view.subscriptionEntry(key) }
         }

@@ -117,14 +117,21 @@ enum QueryCommands {
             rows.append([
                 text(meter["meterName"]), text(meter["dimension"]), text(meter["included"]), text(meter["consumed"]),
                 text(meter["remaining"]),
-                text(meter["overage"]), text(meter["openHourOverage"]), text(meter["projected"]), text(market?["pending"]),
-                text(market?["accepted"]), text(market?["rejected"]), text(market?["conflicts"]),
+                text(meter["overage"]), figure(meter, "openHourOverage"), figure(meter, "projected"), figure(market, "pending"),
+                figure(market, "accepted"), figure(market, "rejected"), text(market?["conflicts"]),
             ])
             for tier in meter["tiers"]?.arrayValue ?? [] {
                 rows.append(["  tier", text(tier["dimension"]), "from \(text(tier["from"]))", text(tier["consumed"])])
             }
         }
         return out + Table.text(rows)
+    }
+
+    /// Member `name` of `object`, as "… or more" when `object` lists it as saturated: it passed
+    /// the largest quantity, which it shows, so the exact figure is not known.
+    static func figure(_ object: JSONValue?, _ name: String) -> String {
+        let saturated = object?["saturated"]?.arrayValue?.contains(.string(name)) == true
+        return text(object?[name]) + (saturated ? " or more" : "")
     }
 
     static func usage(_ invocation: Invocation) throws {

@@ -37,7 +37,7 @@ final class QueryHandler: RequestHandler {
         }
         connection.respond(to: request, done: done) {
             switch request.op {
-            case "runrate": return try runRate(try Self.name(request))
+            case "runrate": return try runRate(try Self.name(request), series: try Self.flag(request, "series"))
             case "usage": return try usagePage(request)
             case "subscriptions": return try subscriptionPage(request)
             case "events": return try events(request)
@@ -61,6 +61,13 @@ final class QueryHandler: RequestHandler {
             throw WireError(.badRequest, "\(request.op) needs \"resourceId\" or \"resourceUri\"")
         }
         return name
+    }
+
+    /// An optional `true`/`false` member, false when absent.
+    static func flag(_ request: Request, _ key: String) throws(WireError) -> Bool {
+        guard let given = request[key] else { return false }
+        guard case .bool(let value) = given else { throw WireError(.badRequest, "\"\(key)\" must be true or false") }
+        return value
     }
 
     static func count(_ request: Request, _ key: String, default value: Int, maximum: Int) throws(WireError) -> Int {
@@ -95,9 +102,11 @@ final class QueryHandler: RequestHandler {
 
     // MARK: - Operations
 
-    func runRate(_ name: ResourceName) throws(WireError) -> JSONObject {
+    /// The run-rate of the subscription named by `name`; with `series`, each meter's usage per
+    /// day (or month) of the period too.
+    func runRate(_ name: ResourceName, series: Bool = false) throws(WireError) -> JSONObject {
         for worker in workers {
-            if let json = worker.read({ $0.runRateJSON(name) }) { return json }
+            if let json = worker.read({ $0.runRateJSON(name, series: series) }) { return json }
         }
         throw WireError(.notFound, "no subscription \(name): it was never bought, or was deleted and settled")
     }

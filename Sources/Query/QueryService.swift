@@ -59,7 +59,7 @@ nonisolated func runQuery() -> Never {
         do {
             let secret = try AccessTokenSecret.loadOrCreate(path: configuration.tokenSecretFile)
             let pages = RunRateHTTPHandler(verifier: AccessTokenVerifier(secret: secret)) { name in
-                Result { () throws(WireError) in JSONObject([.init("ok", true)] + (try handler.runRate(name)).members) }
+                Result { () throws(WireError) in JSONObject([.init("ok", true)] + (try handler.runRate(name, series: true)).members) }
             }
             web = try HTTPServer(host: http.host, port: http.port, limits: pageLimits, handler: pages)
         } catch {

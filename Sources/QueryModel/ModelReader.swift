@@ -29,13 +29,18 @@ enum ModelReader {
     }
 
     static func quantity(_ object: JSONObject, _ key: String) throws(ModelError) -> Quantity {
-        switch object[key] {
+        try quantity(object[key], "\"\(key)\"")
+    }
+
+    /// `value` as an exact quantity ≥ 0; `what` names it in the error.
+    static func quantity(_ value: JSONValue?, _ what: String) throws(ModelError) -> Quantity {
+        switch value {
         case .number(let text)?, .string(let text)?:
             guard let quantity = Quantity(exactly: text), !quantity.isNegative else {
-                throw ModelError("\"\(key)\" is not an exact quantity ≥ 0")
+                throw ModelError("\(what) is not an exact quantity ≥ 0")
             }
             return quantity
-        default: throw ModelError("\"\(key)\" is missing or not a quantity")
+        default: throw ModelError("\(what) is missing or not a quantity")
         }
     }
 

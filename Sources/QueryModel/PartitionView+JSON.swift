@@ -5,8 +5,9 @@ extension PartitionView {
     // MARK: - Answers
 
     /// The run-rate of the subscription named by `name` as DESIGN.md §3.4 shapes it, or nil when
-    /// this partition has no such subscription.
-    public func runRateJSON(_ name: ResourceName) -> JSONObject? {
+    /// this partition has no such subscription. With `series`, each meter carries its usage per
+    /// day (or month) of the period too.
+    public func runRateJSON(_ name: ResourceName, series withSeries: Bool = false) -> JSONObject? {
         guard let runRate = state.runRate(name) else { return nil }
         var members = runRate.resource.members
         members += [
@@ -22,8 +23,40 @@ extension PartitionView {
             .init("deleted", .bool(runRate.deleted)),
         ]
         let totals = market[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
-        members.append(.init("meters", .array(runRate.meters.map { .object(meterJSON($0, totals: totals)) })))
+        let usage = withSeries ? series[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil } : nil
+        members.append(
+            .init(
+                "meters",
+                .array(
+                    runRate.meters.map { meter in
+                        var json = meterJSON(meter, totals: totals)
+                        if withSeries {
+                            json["series"] = .object(Self.seriesJSON(usage, meterName: meter.meterName, period: runRate.period))
+                        }
+                        return .object(json)
+                    })))
         return JSONObject(members)
+    }
+
+    /// `{"step":"day","points":[{"start":"2024-03-01","quantity":12.5},...]}`: one point per step
+    /// with usage, in order.
+    static func seriesJSON(_ series: UsageSeries?, meterName: String, period: BillingPeriod) -> JSONObject {
+        var points: [(step: Int, quantity: Quantity)] = []
+        if let series, let index = series.meterIndex(named: meterName) { points = series.points(meter: index) }
+        return JSONObject([
+            .init("step", .string(UsageSeries.step(of: period).rawValue)),
+            .init(
+                "points",
+                .array(
+                    points.map { point in
+                        var members: [JSONObject.Member] = [
+                            .init("start", .string(UsageSeries.date(ofStep: point.step, in: period))),
+                            .init("quantity", point.quantity.json),
+                        ]
+                        Self.markSaturated([("quantity", point.quantity)], in: &members)
+                        return .object(JSONObject(members))
+                    })),
+        ])
     }
 
     private func meterJSON(_ meter: MeterRunRate, totals: [DimensionTotals]) -> JSONObject {
@@ -202,12 +235,64 @@ extension PartitionView {
                             })),
                 ]))
         }
+        let daily = series.sorted(by: { $0.key < $1.key }).map { key, usage -> JSONValue in
+            .object(
+                JSONObject([
+                    .init("subscription", .string(key)), .init("periodStart", .string(usage.periodStart.iso8601)),
+                    .init(
+                        "meters",
+                        .array(
+                            usage.meters.indices.map { index in
+                                let points = usage.points(meter: index)
+                                return .object(
+                                    JSONObject([
+                                        .init("meterName", .string(usage.meters[index].name)),
+                                        .init("kind", .string(usage.meters[index].kind.rawValue)),
+                                        .init("steps", .array(points.map { .number(String($0.step)) })),
+                                        .init("quantities", .array(points.map { $0.quantity.json })),
+                                    ]))
+                            })),
+                ]))
+        }
         return .object(
             JSONObject([
                 .init("format", .string(Self.snapshotFormat)), .init("state", state.snapshot()), .init("market", .array(markets)),
                 .init("usageOrdinal", .number(String(usageOrdinal))), .init("submissionOrdinal", .number(String(submissionOrdinal))),
                 .init("slots", .array(slots)), .init("openUsage", .array(usage)), .init("breakdowns", .array(groups)),
+                .init("series", .array(daily)),
             ]))
+    }
+
+    /// A subscription's series from `snapshot()`'s JSON.
+    private static func series(_ table: JSONObject) throws(ModelError) -> UsageSeries {
+        var usage = UsageSeries(periodStart: try ModelReader.timestamp(table, "periodStart"))
+        var points: [(step: Int, meter: Int, quantity: Quantity)] = []
+        for item in table["meters"]?.arrayValue ?? [] {
+            let meter = try ModelReader.object(item, "series meter")
+            guard let kind = MeterRunRate.Kind(rawValue: try ModelReader.string(meter, "kind")) else {
+                throw ModelError("bad series meter kind")
+            }
+            let name = try ModelReader.string(meter, "meterName")
+            guard usage.meterIndex(named: name) == nil else { throw ModelError("series meter \(name) twice") }
+            let index = usage.addMeter(name, kind: kind)
+            let steps = meter["steps"]?.arrayValue ?? []
+            let quantities = meter["quantities"]?.arrayValue ?? []
+            guard steps.count == quantities.count else { throw ModelError("series of \(name): as many steps as quantities needed") }
+            var previous = -1
+            for (step, quantity) in zip(steps, quantities) {
+                guard let step = step.intValue, step > previous, step < 1 << 20 else {
+                    throw ModelError("series of \(name): steps must be increasing whole numbers")
+                }
+                previous = step
+                let figure = try ModelReader.quantity(quantity, "a quantity of the series of \(name)")
+                points.append((step, index, figure))
+            }
+        }
+        // In the order usage recorded them, so the restored series is the one written.
+        for point in points.sorted(by: { ($0.step, $0.meter) < ($1.step, $1.meter) }) {
+            usage.record(point.quantity, meter: point.meter, step: point.step)
+        }
+        return usage
     }
 
     /// Restores a view from `snapshot()`'s JSON.
@@ -272,6 +357,11 @@ extension PartitionView {
                 breakdown.totals[key] = try ModelReader.quantity(group, "quantity")
             }
             breakdowns[try ModelReader.string(table, "subscription")] = breakdown
+        }
+        // Snapshots written before the series existed have none: they fill from the next usage on.
+        for entry in object["series"]?.arrayValue ?? [] {
+            let table = try ModelReader.object(entry, "series")
+            series[try ModelReader.string(table, "subscription")] = try Self.series(table)
         }
     }
 }

@@ -4,7 +4,7 @@ import Wire
 /// The query service's read model of one partition: the billing state (the same fold as the
 /// aggregator's, so the same numbers) plus what only the read side keeps: the marketplace status of
 /// every recent slot, the usage of the still-open hours per meter and dimension, and each meter's
-/// usage of the period per property value.
+/// usage of the period per property value and per day.
 ///
 /// Pure: `apply` returns the usage records of the hours that closed and the marketplace outcomes
 /// the record carried, numbered per partition (`ordinal`), so that the caller can journal them and,
@@ -23,6 +23,8 @@ public struct PartitionView: Sendable {
     var openUsage: [UsageKey: UsageTotal] = [:]
     /// Per subscription key: the period's usage per meter, property key and value.
     var breakdowns: [String: Breakdown] = [:]
+    /// Per subscription key: the period's usage per meter and day (or month), for charts.
+    var series: [String: UsageSeries] = [:]
     /// Usage records produced so far; the next one gets this ordinal.
     public internal(set) var usageOrdinal: UInt64 = 0
     /// Submission records produced so far; the next one gets this ordinal.
@@ -144,7 +146,7 @@ public struct PartitionView: Sendable {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
             switch effect {
             case .usage(let key, let meterName, let hour, let parts):
-                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record)
+                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record, now: now)
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(dimension: dimension, hour: hour)
                 ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
@@ -172,12 +174,14 @@ public struct PartitionView: Sendable {
                 settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
                 breakdowns[key] = nil
+                series[key] = nil
             case .deleted:
                 break
             case .removed(let key):
                 ledger[key] = nil
                 breakdowns[key] = nil
                 market[key] = nil
+                series[key] = nil
             }
         }
         if case .usageSubmittedToAPI(let outcome) = record.message.body {
@@ -208,8 +212,11 @@ public struct PartitionView: Sendable {
         }
     }
 
-    private mutating func recordUsage(key: String, meterName: String, hour: Timestamp, parts: [UsagePart], record: BillingRecord) {
+    private mutating func recordUsage(
+        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], record: BillingRecord, now: Timestamp
+    ) {
         guard let terms = state.terms(ofKey: key) else { return }
+        recordSeries(key: key, meterName: meterName, parts: parts, period: terms.period, now: now)
         for part in parts {
             let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: part.dimension, hour: hour)
             if let index = openUsage.index(forKey: usageKey) {
@@ -234,6 +241,25 @@ public struct PartitionView: Sendable {
             }
         }
         breakdowns[key] = breakdown
+    }
+
+    /// Adds the usage to the subscription's series, in the step of the period `now` falls in.
+    private mutating func recordSeries(
+        key: String, meterName: String, parts: [UsagePart], period: BillingPeriod, now: Timestamp
+    ) {
+        // A waterfall meter splits one usage over its tiers; a gauge report is one part.
+        var quantity = Quantity.zero
+        for part in parts { quantity = quantity.figureAdding(part.quantity) }
+        var usage = series.removeValue(forKey: key) ?? UsageSeries(periodStart: period.start)
+        if usage.periodStart != period.start { usage = UsageSeries(periodStart: period.start) }
+        let index =
+            usage.meterIndex(named: meterName)
+            ?? usage.addMeter(
+                meterName,
+                // Once per meter and period: the rule (sum, gauge, tiers) is the billing state's.
+                kind: state.meterKind(ofKey: key, meterName: meterName) ?? .sum)
+        usage.record(quantity, meter: index, step: UsageSeries.index(of: now, in: period))
+        series[key] = usage
     }
 
     /// Turns the usage of every hour that ended before `now` into records, in a fixed order.

@@ -38,7 +38,7 @@ struct RunRatePageTests {
         return PageDOM(outcome.output)
     }
 
-    @Test("the page shows every meter's numbers, the tiers, the period and the time the figures are valid at")
+    @Test("the page shows every meter's numbers exactly as sent, the tiers as the CLI reads them, and whole days left")
     func showsTheRunRate() throws {
         let server = try RunRateServer()
         let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
@@ -51,30 +51,108 @@ struct RunRatePageTests {
         #expect(page.field("email", "openHourOverage") == .init(value: "50", text: "50"))
         #expect(page.field("email", "projected") == .init(value: "1800", text: "1,800"))
         #expect(page.field("email", "projectedOverage")?.value == "800")
-        #expect(page.field("email", "usedPercent")?.value == "125")
+        #expect(page.field("email", "usedPercent") == .init(value: "125", text: "125 % of the included quantity"))
         #expect(page.field("email", "marketplace.pending")?.value == "50")
         #expect(page.field("email", "marketplace.accepted")?.value == "200")
         #expect(page.field("email", "marketplace.rejected")?.value == "0")
-        #expect(page.field("email", "marketplace.conflicts")?.value == "0")
 
         #expect(page.field("storage", "included") == .init(value: "Infinite", text: "unlimited"))
         #expect(page.field("storage", "remaining") == .init(value: "Infinite", text: "Unlimited"))
-        #expect(page.field("storage", "consumed") == .init(value: "321.5", text: "321.5"))
+        // 25 significant digits: a double would show 1,234,567.123456789.
+        #expect(page.field("storage", "consumed") == .init(value: RunRateFixture.storageConsumed, text: "1,234,567.123456789012345678"))
         #expect(page.field("storage", "projectedOverage") == nil)
 
-        #expect(page.fields("egress", "tierConsumed").map(\.value) == ["9900", "2000", "0"])
-        #expect(page.fields("egress", "tierThreshold").map(\.value) == ["100", "10000", "40000"])
-        #expect(page.field("egress", "marketplace.conflicts")?.value == "1")
+        // "15,000 used; 100 included; tier 2 from 10,100", never "15,000 % of the included quantity".
+        #expect(page.field("egress", "consumed") == .init(value: "15000", text: "15,000"))
+        #expect(page.field("egress", "included") == .init(value: "100", text: "100"))
+        #expect(page.field("egress", "currentTier") == .init(value: "2", text: "tier 2"))
+        #expect(page.field("egress", "currentTierFrom") == .init(value: "10100", text: "10,100"))
+        #expect(page.field("egress", "usedPercent") == nil)
+        #expect(page.fields("egress", "tierFrom").map(\.value) == ["100", "10100", "50100"])
+        #expect(page.fields("egress", "tierConsumed").map(\.value) == ["10000", "4900", "0"])
         #expect(page.field("egress", "marketplace.rejected")?.value == "500")
-        #expect(page.field("egress", "usedPercent") == .init(value: "12000", text: "12,000 % of the included quantity"))
+        #expect(page.field("egress", "marketplace.conflicts") == nil)
 
-        #expect(page.attribute("days-left", "data-value") == "10.5")
+        #expect(page.field("seats", "consumed")?.value == "7")
+        #expect(page.field("seats", "overage")?.value == "2")
+        #expect(page.field("seats", "projected") == nil)
+
+        #expect(page.attribute("days-left", "data-value") == "10")
+        #expect(page.text("days-left")?.hasPrefix("10 days left, then included quantities refill on Jul 21, 2024") == true)
         #expect(page.attribute("as-of", "data-value") == RunRateFixture.asOf)
         #expect(page.text("as-of")?.hasPrefix("Figures as of ") == true)
         #expect(page.text("plan") == "Plan gold")
         #expect(page.text("subscription") == "Subscription sub-a")
         let period = try #require(page.text("period"))
-        #expect(period.hasPrefix("Period ") && period.contains(" – "), "\(period)")
+        #expect(period == "Period Jun 21, 2024 – Jul 20, 2024", "\(period)")
+    }
+
+    @Test("each meter's chart is inline SVG with one mark per day with usage, the included line and the projection")
+    func chart() throws {
+        let server = try RunRateServer()
+        let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
+        #expect(page.field("email", "chart")?.value == "4")
+        #expect(page.attribute(meter: "email", field: "chart", "data-step") == "day")
+        let days = page.fields("email", "chart.day")
+        #expect(days.map(\.value) == ["250", "400", "500", "100"])
+        #expect(
+            page.attributes(meter: "email", field: "chart.day", "data-day") == ["2024-06-22", "2024-07-01", "2024-07-09", "2024-07-10"])
+        #expect(page.field("email", "chart.included")?.value == "1000")
+        #expect(page.field("email", "chart.projected")?.value == "1800")
+        // Unlimited: no included line; a gauge: its readings, no projection.
+        #expect(page.fields("storage", "chart.day").map(\.value) == ["1234000", "567.123456789012345678"])
+        #expect(page.field("storage", "chart.included") == nil)
+        #expect(page.fields("seats", "chart.day").map(\.value) == ["3", "7", "6"])
+        #expect(page.field("seats", "chart.included")?.value == "5")
+        #expect(page.field("seats", "chart.projected") == nil)
+        #expect(page.fields("egress", "chart.day").count == 3)
+        // The marks are SVG elements the page's own script drew: no image, no external file.
+        #expect(page.html.contains("<svg") && !page.html.contains("<img") && !page.html.contains("http://www.w3.org/2000/svg\" href"))
+    }
+
+    @Test("words for customers: no conflicts, marketplace dimensions only under Details, and no money without prices")
+    func customerWords() throws {
+        let server = try RunRateServer()
+        let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
+        let visible = page.textOutsideDetails
+        #expect(!visible.isEmpty)
+        for word in ["onflict", "email-overage", "egress_tier", "storage-gb", "marketplace.", "Dimension"] {
+            #expect(!visible.contains(word), "\(word) is visible outside Details")
+        }
+        #expect(!page.html.contains("onflict"))
+        #expect(page.field("email", "dimension")?.value == "email-overage")
+        #expect(page.fields("egress", "tierDimension").map(\.value) == ["egress_tier_1", "egress_tier_2", "egress_tier_3"])
+        for field in ["overageCost", "projectedOverageCost", "tierCost"] {
+            #expect(page.fields("email", field).isEmpty && page.fields("egress", field).isEmpty)
+        }
+        #expect(!visible.contains("$") && !visible.contains("USD") && !visible.contains("€"))
+    }
+
+    @Test("with display prices the page shows money, computed exactly, for overage and projected overage, per tier too")
+    func money() throws {
+        let server = try RunRateServer(answer: { name, _ in .success(RunRateFixture.object(name, consumed: 1250, prices: true)) })
+        let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
+        #expect(page.field("email", "overageCost") == .init(value: "5", text: "$5.00"))
+        #expect(page.field("email", "projectedOverageCost") == .init(value: "16", text: "$16.00"))
+        // 10,000 × 0.01 + 4,900 × 0.008; projected 20,000: 10,000 × 0.01 + 9,900 × 0.008.
+        #expect(page.field("egress", "overageCost") == .init(value: "139.2", text: "$139.20"))
+        #expect(page.field("egress", "projectedOverageCost") == .init(value: "179.2", text: "$179.20"))
+        #expect(page.fields("egress", "tierCost").map(\.value) == ["100", "39.2", "0"])
+        // No price, no money.
+        #expect(page.fields("storage", "overageCost").isEmpty && page.fields("seats", "overageCost").isEmpty)
+    }
+
+    @Test("a figure past the largest quantity reads \"… or more\", never as an exact number")
+    func saturated() throws {
+        let server = try RunRateServer(answer: { name, _ in .success(RunRateFixture.object(name, consumed: 1250, saturated: true)) })
+        let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
+        let projected = try #require(page.field("email", "projected"))
+        #expect(projected == .init(value: RunRateFixture.largest, text: "170,141,183,460,469,231,731.687303715884105727 or more"))
+        #expect(page.attribute(meter: "email", field: "projected", "data-saturated") == "true")
+        #expect(page.field("email", "projectedOverage")?.text.hasSuffix(" or more") == true)
+        #expect(page.field("email", "marketplace.pending")?.text.hasSuffix(" or more") == true)
+        #expect(page.field("email", "marketplace.accepted")?.text == "200")
+        #expect(page.field("email", "overage")?.text == "250")
     }
 
     @Test("the page refreshes by itself and shows the newest figures")
@@ -119,25 +197,35 @@ struct RunRatePageTests {
         #expect(page.text("status")?.contains("Cannot reach the server") == true)
     }
 
-    @Test("a screenshot of the page at 1000×800 is a real rendering (the PNG is kept at /tmp/metering-runrate-page.png)")
-    func screenshot() throws {
-        let server = try RunRateServer()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("runrate-\(UUID().uuidString.prefix(8)).png").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let outcome = try Self.browse(
-            server.baseURL + "#token=" + RunRateServer.token(), ["--screenshot=\(path)", "--window-size=1000,800", "--hide-scrollbars"])
+    /// Where screenshots are kept for people to look at.
+    static let artifacts = "/tmp/metering-page-artifacts"
+
+    /// A screenshot of `url` at `width`×`height`, checked to be a real rendering of that size and
+    /// kept as `artifacts/name.png`.
+    static func screenshot(_ url: String, name: String, width: Int, height: Int) throws {
+        try FileManager.default.createDirectory(atPath: artifacts, withIntermediateDirectories: true)
+        let path = artifacts + "/" + name + ".png"
+        try? FileManager.default.removeItem(atPath: path)
+        let outcome = try browse(url, ["--screenshot=\(path)", "--window-size=\(width),\(height)", "--hide-scrollbars"])
         #expect(outcome.status == 0, "\(outcome.errors.suffix(2000))")
         let png = try #require(FileManager.default.contents(atPath: path), "no screenshot written: \(outcome.errors.suffix(2000))")
         let bytes = Array(png)
         #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         func bigEndian(_ offset: Int) -> Int { bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) } }
         try #require(bytes.count > 24)
-        #expect(bigEndian(16) == 1000 && bigEndian(20) == 800)
-        // A blank 1000×800 page compresses to a few kilobytes; text, bars and tables do not.
-        #expect(bytes.count > 30_000, "\(bytes.count) bytes")
-        let kept = "/tmp/metering-runrate-page.png"
-        try? FileManager.default.removeItem(atPath: kept)
-        try? FileManager.default.copyItem(atPath: path, toPath: kept)
+        #expect(bigEndian(16) == width && bigEndian(20) == height)
+        // A blank page compresses to a few kilobytes; text, bars, charts and tables do not.
+        #expect(bytes.count > width * height / 40, "\(bytes.count) bytes")
+        print("run-rate page screenshot: \(path)")
+    }
+
+    @Test("screenshots at desktop (1280×900) and phone (390×844, and the whole phone page) widths are real renderings, kept")
+    func screenshots() throws {
+        let server = try RunRateServer(answer: { name, _ in .success(RunRateFixture.object(name, consumed: 1250, prices: true)) })
+        let url = server.baseURL + "#token=" + RunRateServer.token()
+        try Self.screenshot(url, name: "stub-desktop", width: 1280, height: 900)
+        try Self.screenshot(url, name: "stub-phone", width: 390, height: 844)
+        try Self.screenshot(url, name: "stub-phone-whole", width: 390, height: 2800)
     }
 }
 
@@ -167,11 +255,14 @@ struct PageDOM {
     }
 
     private var elements: [Element] = []
+    /// The serialized DOM as Chromium printed it.
+    let html: String
 
     init(_ html: String) {
+        self.html = html
         // Each opening tag with its attributes and the text that directly follows it.
-        let tag = try! NSRegularExpression(pattern: #"<([a-zA-Z][a-zA-Z0-9]*)((?:\s+[a-zA-Z-.:]+(?:="[^"]*")?)*)\s*/?>([^<]*)"#)
-        let attribute = try! NSRegularExpression(pattern: #"([a-zA-Z-.:]+)(?:="([^"]*)")?"#)
+        let tag = try! NSRegularExpression(pattern: #"<([a-zA-Z][a-zA-Z0-9]*)((?:\s+[a-zA-Z][a-zA-Z0-9-.:]*(?:="[^"]*")?)*)\s*/?>([^<]*)"#)
+        let attribute = try! NSRegularExpression(pattern: #"([a-zA-Z][a-zA-Z0-9-.:]*)(?:="([^"]*)")?"#)
         let text = html as NSString
         for match in tag.matches(in: html, range: NSRange(location: 0, length: text.length)) {
             let attributeText = text.substring(with: match.range(at: 2))
@@ -201,6 +292,25 @@ struct PageDOM {
     func field(_ meter: String, _ name: String) -> Field? {
         let found = fields(meter, name)
         return found.count == 1 ? found[0] : nil
+    }
+
+    /// Attribute `name` of the only element with `data-meter` `meter` and `data-field` `field`.
+    func attribute(meter: String, field: String, _ name: String) -> String? {
+        let found = attributes(meter: meter, field: field, name)
+        return found.count == 1 ? found[0] : nil
+    }
+
+    /// Attribute `name` of every element with `data-meter` `meter` and `data-field` `field`, in order.
+    func attributes(meter: String, field: String, _ name: String) -> [String] {
+        elements.filter { $0.attributes["data-meter"] == meter && $0.attributes["data-field"] == field }.compactMap { $0.attributes[name] }
+    }
+
+    /// The text of the page outside `<details>` (what shows before anyone asks for details),
+    /// without tags.
+    var textOutsideDetails: String {
+        let body = html.range(of: "<body").map { String(html[$0.lowerBound...]) } ?? html
+        return body.replacingOccurrences(of: #"<details[\s\S]*?</details>"#, with: "", options: .regularExpression)
+            .replacingOccurrences(of: #"<[^>]*>"#, with: " ", options: .regularExpression)
     }
 
     func attribute(_ id: String, _ name: String) -> String? {
