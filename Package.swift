@@ -30,55 +30,72 @@ let package = Package(
         .target(name: "CWireShims"),
         // The CPU's CRC32C instruction, which Swift cannot name directly.
         .target(name: "CSystemIO"),
-        .target(name: "Wire", dependencies: ["CSystemd", "CWireShims"]),
+        // The wire protocol itself, pure (no Glibc, Dispatch or file I/O): frames, JSON, messages,
+        // quantities, times, canonical forms and digests. Billing and the read models build on it alone.
+        .target(name: "Wire"),
+        // Thin, typed system calls: file descriptors, one EINTR rule, writes that finish, fdatasync,
+        // atomic file replacement, an exclusive lock, CRC-32C with the CPU's instruction.
+        .target(name: "SystemIO", dependencies: ["CSystemIO"]),
+        // What every daemon shares: settings, the one log writer, systemd, start-up and shutdown.
+        .target(name: "Daemon", dependencies: ["Wire", "SystemIO", "CSystemd", "CWireShims"]),
+        // Length-prefixed JSON over Unix sockets: the epoll server and the blocking client.
+        .target(name: "Transport", dependencies: ["Wire", "SystemIO", "Daemon", "CWireShims"]),
+        // SHA-256, HMAC and the run-rate page's signed access tokens.
+        .target(name: "Crypto", dependencies: ["Wire", "SystemIO", "Daemon"]),
         .target(name: "Billing", dependencies: ["Wire"]),
         // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
-        .target(name: "HTTP", dependencies: ["Wire", "CWireShims"]),
-        .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
-        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
+        .target(name: "HTTP", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "CWireShims"]),
+        .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon"]),
+        .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
-        .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
+        .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Billing"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
-        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
-        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire"]),
-        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit"]),
-        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
-        .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
+        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Daemon", "Transport", "Billing", "Projection"]),
+        .executableTarget(
+            name: "Query",
+            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"]),
+        .executableTarget(
+            name: "MeterCtl", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit"]),
+        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing"]),
+        .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, for meter-query.
-        .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),
+        .target(name: "QueryWeb", dependencies: ["Wire", "Daemon", "Crypto", "HTTP"]),
         // Managed applications calling home: credentials, request signatures, rate limits (shared
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
-        .target(name: "FrontDoorKit", dependencies: ["Wire"]),
-        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
+        .target(name: "FrontDoorKit", dependencies: ["Wire", "SystemIO", "Daemon", "Crypto"]),
+        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "FrontDoorKit"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
-        .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "Connector", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto"]),
         // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
         // where to find them: shared by the tests and read by scripts/walkthrough and scripts/fuzz.
         .target(name: "TestFixtures", dependencies: ["Wire"], path: "Tests/Fixtures", exclude: ["mba", "format1-log"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "TestFixtures"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "TestFixtures"]),
         // The hostile-client soak (scripts/soak): the real stack under attack, a well-behaved
         // client checked. A test tool, so no product: the images do not ship it.
-        .executableTarget(name: "meter-soak", dependencies: ["Wire"], path: "Sources/Soak"),
+        .executableTarget(name: "meter-soak", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"], path: "Sources/Soak"),
         // Messages written in code, shared by the billing and read-model tests.
         .target(name: "BillingTestSupport", dependencies: ["Wire", "Billing"], path: "Tests/BillingTestSupport"),
         .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport", "TestFixtures"]),
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
-        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
+        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire", "SystemIO"]),
         // Starting real executables for integration tests: shared by the test targets below.
-        .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport", "TestFixtures"]),
-        .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "QueryTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
-        .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "StackTestSupport"]),
-        .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
-        .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
+        .target(name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"], path: "Tests/StackTestSupport"),
+        .testTarget(name: "IngestTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
+        .testTarget(name: "AggregatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "QueryTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(
+            name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "StackTestSupport"]),
+        .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(
+            name: "FrontDoorTests",
+            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
+        .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

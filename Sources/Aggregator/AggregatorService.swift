@@ -1,7 +1,9 @@
 import Billing
+import Daemon
 import Dispatch
 import Foundation
 import Projection
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -37,7 +39,7 @@ nonisolated func runAggregator() -> Never {
     let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
     let handler = AggregatorHandler(workers: workers)
 
-    let server = ServiceLifecycle.serveOneSocket(
+    let server = UnixServer.serveOneSocket(
         component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
         maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
 

@@ -1,5 +1,6 @@
 import Billing
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,5 +1,7 @@
+import Daemon
 import Foundation
 import HTTP
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import SystemIO
 public import Wire
 
 /// The binary format of a record in the write-ahead log, where the records of every partition

@@ -1,6 +1,8 @@
+import Daemon
 import Foundation
 import FrontDoorKit
 import HTTP
+import Transport
 import Wire
 
 /// Serves the front door's endpoints: authenticates each request, checks each message against

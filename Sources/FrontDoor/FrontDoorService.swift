@@ -1,6 +1,8 @@
+import Daemon
 import Foundation
 import FrontDoorKit
 import HTTP
+import Transport
 import Wire
 
 #if canImport(Glibc)

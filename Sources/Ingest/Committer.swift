@@ -1,3 +1,4 @@
+import Daemon
 import EventStore
 import Foundation
 import Wire

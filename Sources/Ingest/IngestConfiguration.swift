@@ -1,4 +1,6 @@
+import Daemon
 import EventStore
+import Transport
 import Wire
 
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).

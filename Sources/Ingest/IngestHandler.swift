@@ -1,5 +1,7 @@
+import Daemon
 import EventStore
 import Foundation
+import Transport
 import Wire
 
 /// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).

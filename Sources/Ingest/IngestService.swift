@@ -1,6 +1,8 @@
+import Daemon
 import Dispatch
 import EventStore
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)

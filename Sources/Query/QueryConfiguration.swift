@@ -1,3 +1,5 @@
+import Crypto
+import Daemon
 import Foundation
 import Wire
 

@@ -2,6 +2,7 @@ import Billing
 import Foundation
 import Projection
 import QueryModel
+import Transport
 import Wire
 
 /// Answers `query.sock` (DESIGN.md §3.4): `runrate`, `usage`, `subscriptions`, `events`,

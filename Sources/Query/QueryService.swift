@@ -1,7 +1,10 @@
+import Crypto
+import Daemon
 import Foundation
 import HTTP
 import Projection
 import QueryWeb
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -48,7 +51,7 @@ nonisolated func runQuery() -> Never {
         pageLimits.maximumConnections = max(4, DescriptorBudget.measure(reserve: reserved).cap(pageLimits.maximumConnections, ways: 4))
         reserved += pageLimits.maximumConnections
     }
-    let server = ServiceLifecycle.serveOneSocket(
+    let server = UnixServer.serveOneSocket(
         component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
         maximumFrameBytes: configuration.maximumFrameBytes, reservedDescriptors: reserved, handler: handler)
 

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// The run-rate page served by the real `meter-query`, folded from a real `meter-ingest` log,

@@ -1,4 +1,5 @@
 public import Foundation
+public import Transport
 public import Wire
 
 #if canImport(Glibc)

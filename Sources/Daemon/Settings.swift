@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// A configuration mistake, naming the setting and what is expected.
 public struct SettingsError: Error, Hashable, Sendable, CustomStringConvertible {

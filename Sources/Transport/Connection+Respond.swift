@@ -1,3 +1,6 @@
+import Daemon
+public import Wire
+
 extension Connection {
     /// Answers `request` with `body`'s result, or with its error (a `WireError` as it is, any
     /// other as `internal`), then calls `done`. Every rejection is logged with the peer's

@@ -1,6 +1,9 @@
 import CWireShims
+import Daemon
 import Dispatch
 import Foundation
+public import SystemIO
+public import Wire
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,4 @@
 import Foundation
-public import Wire
 
 #if canImport(Glibc)
     public import Glibc

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Wire
 
 #if canImport(Glibc)
     import Glibc

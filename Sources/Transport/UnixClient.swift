@@ -1,3 +1,6 @@
+public import SystemIO
+public import Wire
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -1,4 +1,7 @@
+public import Daemon
 import Foundation
+import SystemIO
+public import Wire
 
 #if canImport(Glibc)
     import Glibc

@@ -1,4 +1,5 @@
 import CSystemd
+import Wire
 
 #if canImport(Glibc)
     import Glibc
