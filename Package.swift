@@ -90,7 +90,8 @@ let package = Package(
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(
-            name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "StackTestSupport"]),
+            name: "QueryWebTests",
+            dependencies: ["QueryWeb", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "StackTestSupport"]),
         .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(
             name: "FrontDoorTests",
