@@ -46,7 +46,7 @@ let package = Package(
         // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
         .target(name: "HTTP", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "CWireShims"]),
-        .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon"]),
+        .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
         .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Billing"]),

@@ -37,17 +37,15 @@ nonisolated func runIngest() -> Never {
                 recordCount = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
-            }
-        ) { partition, sequence, time, meta in
-            if let resource = meta.purchasedResource { purchases.append(resource) }
-            // Keys already outside the window are never remembered: the log's newest time is known.
-            if let digest = meta.keyDigest, idempotency.isRetained(time, now: newestTime ?? time) {
-                idempotency.remember(
-                    digest: digest,
-                    at: IdempotencyIndex.Position(
-                        partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
-            }
-        }
+            },
+            visit: { _, _, _, meta in
+                if let resource = meta.purchasedResource { purchases.append(resource) }
+            },
+            keys: { keys in
+                // Keys already outside the window are never remembered: the log's newest time is known.
+                let horizon = (newestTime ?? .epoch).adding(microseconds: -idempotency.retentionMicroseconds)
+                idempotency.remember(keys, retainedFrom: horizon)
+            })
     } catch {
         fail("cannot open the event log: \(error)")
     }
