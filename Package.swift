@@ -35,6 +35,9 @@ let package = Package(
         // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
         .target(name: "HTTP", dependencies: ["Wire", "CWireShims"]),
+        // Prometheus metrics: counters, gauges, histograms and their text format (pure), and the
+        // opt-in loopback endpoint every daemon serves them on (METERING_METRICS_ADDR).
+        .target(name: "Metrics", dependencies: ["Wire", "HTTP"]),
         .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
         // What every process that folds the log shares: following ingest, snapshots.
@@ -79,6 +82,7 @@ let package = Package(
         .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "StackTestSupport"]),
         .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "HTTP", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
