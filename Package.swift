@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
         .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire"]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire", "HTTP"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
