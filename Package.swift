@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
         .executable(name: "meter-frontdoor", targets: ["FrontDoor"]),
         .executable(name: "meter-connector", targets: ["Connector"]),
+        .executable(name: "meter-notifier", targets: ["Notifier"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -56,6 +57,9 @@ let package = Package(
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire"]),
         .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
+        // Notifications (webhooks) folded from the log: subscriptions, usage thresholds, marketplace
+        // outcomes that need a person; signed, retried, in order, with dead letters.
+        .executableTarget(name: "Notifier", dependencies: ["Wire", "Billing", "Projection", "EventStore", "HTTP", "Metrics"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
         .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
         // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
@@ -82,6 +86,8 @@ let package = Package(
         .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "StackTestSupport"]),
         .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
+        .testTarget(
+            name: "NotifierTests", dependencies: ["Notifier", "Wire", "Billing", "BillingTestSupport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "HTTP", "Wire", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
