@@ -40,14 +40,14 @@ let package = Package(
         // opt-in loopback endpoint every daemon serves them on (METERING_METRICS_ADDR).
         .target(name: "Metrics", dependencies: ["Wire", "HTTP"]),
         .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
-        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore", "Metrics"]),
         // What every process that folds the log shares: following ingest, snapshots.
-        .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
+        .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore", "Metrics"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
-        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
-        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire", "HTTP"]),
+        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection", "Metrics"]),
+        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP", "Metrics"]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire", "HTTP", "Metrics"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
@@ -56,12 +56,12 @@ let package = Package(
         // Managed applications calling home: credentials, request signatures, rate limits (shared
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire"]),
-        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit"]),
+        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "HTTP", "FrontDoorKit", "Metrics"]),
         // Notifications (webhooks) folded from the log: subscriptions, usage thresholds, marketplace
         // outcomes that need a person; signed, retried, in order, with dead letters.
         .executableTarget(name: "Notifier", dependencies: ["Wire", "Billing", "Projection", "EventStore", "HTTP", "Metrics"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
-        .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore"]),
+        .executableTarget(name: "Connector", dependencies: ["Wire", "EventStore", "Metrics"]),
         // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
         // where to find them: shared by the tests and read by scripts/walkthrough and scripts/fuzz.
         .target(name: "TestFixtures", dependencies: ["Wire"], path: "Tests/Fixtures", exclude: ["mba", "format1-log"]),

@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Metrics
 import Wire
 
 #if canImport(Glibc)
@@ -156,6 +157,8 @@ final class Committer: @unchecked Sendable {
         }
 
         var answers: [() -> Void] = []
+        var duplicates = 0
+        var conflicts = 0
         condition.lock()
         for work in group {
             switch work {
@@ -168,8 +171,10 @@ final class Committer: @unchecked Sendable {
                     {
                         if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
                             results.append(.duplicate(original))
+                            duplicates += 1
                         } else {
                             results.append(.conflict(original, key: key))
+                            conflicts += 1
                         }
                         continue
                     }
@@ -217,7 +222,10 @@ final class Committer: @unchecked Sendable {
             }
         }
         condition.unlock()
+        if duplicates > 0 { ingestMetrics.duplicates.add(duplicates) }
+        if conflicts > 0 { ingestMetrics.refusals.labels("conflict").add(conflicts) }
 
+        let started = MonotonicClock.now()
         do {
             try log.commit(records)
         } catch .notWritten(let message) {
@@ -234,6 +242,12 @@ final class Committer: @unchecked Sendable {
             refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
             exit(75)
         }
+        if !records.isEmpty {
+            ingestMetrics.syncSeconds.observe(MonotonicClock.now() - started)
+            ingestMetrics.groupRecords.observe(Double(records.count))
+            ingestMetrics.records.add(records.count)
+            ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
+        }
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
             router.adopt(newRoutes)
@@ -249,7 +263,9 @@ final class Committer: @unchecked Sendable {
     private func refuse(_ group: [Work], _ error: WireError) {
         for work in group {
             switch work {
-            case .events(let events, let completion): completion(events.map { _ in .rejected(error) })
+            case .events(let events, let completion):
+                ingestMetrics.refusals.labels(error.code.rawValue).add(events.count)
+                completion(events.map { _ in .rejected(error) })
             case .ticks(_, let completion): completion([])
             }
         }

@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Metrics
 import Wire
 
 /// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).
@@ -84,6 +85,7 @@ final class IngestHandler: RequestHandler {
                 validIndexes.append(index)
             case .failure(let error):
                 Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
+                ingestMetrics.refusals.labels(error.code.rawValue).add()
                 results[index] = .rejected(error)
             }
         }

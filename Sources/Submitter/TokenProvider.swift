@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import Metrics
 import Wire
 
 /// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
@@ -25,6 +26,7 @@ final class TokenProvider: @unchecked Sendable {
     func token() throws -> String {
         if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
+        submitterMetrics.tokenRefreshes.add()
         // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
         lock.withLock { cached = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
         return token
