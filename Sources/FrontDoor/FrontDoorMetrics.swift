@@ -11,7 +11,8 @@ struct FrontDoorMetrics: Sendable {
             "metering_frontdoor_refused_requests_total",
             "Requests refused as a whole, by reason (bad_signature, unknown_credential, rate_limited, http_408, ...).", labels: ["reason"])
         refusedEvents = registry.counters(
-            "metering_frontdoor_refused_events_total", "Messages of accepted requests that were refused, by error code.", labels: ["reason"])
+            "metering_frontdoor_refused_events_total", "Messages of accepted requests that were refused, by error code.", labels: ["reason"]
+        )
     }
 }
 

@@ -81,7 +81,9 @@ public enum FoldMetrics {
             guard let hour = $1.oldestPendingHour, let now = $1.time else { return 0 }
             return Double(max(0, now.microseconds - hour.microseconds)) / 1e6
         }
-        each("_oldest_pending_hour_seconds", "The oldest pending item's hour in Unix seconds (absent when none), for age by the real clock.") {
+        each(
+            "_oldest_pending_hour_seconds", "The oldest pending item's hour in Unix seconds (absent when none), for age by the real clock."
+        ) {
             $1.oldestPendingHour.map { Double($0.microseconds) / 1e6 }
         }
         each("_unprocessable_records", "Records that could not be billed (unknown subscription or meter), kept until removed.") {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
 import Wire
@@ -56,7 +57,8 @@ struct PrometheusStackTests {
         let log = home.path + "/app.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let config = home.path + "/connector.json"
-        try #"{"sources":[{"name":"jobs","file":"\#(log)","format":"csv","meters":[{"name":"cpu","subscription":{"field":"sub"},"timestamp":"time","quantity":{"sum":"cpu"}}]}]}"#
+        try
+            #"{"sources":[{"name":"jobs","file":"\#(log)","format":"csv","meters":[{"name":"cpu","subscription":{"field":"sub"},"timestamp":"time","quantity":{"sum":"cpu"}}]}]}"#
             .write(toFile: config, atomically: true, encoding: .utf8)
         let connector = try ConnectorProcess(home: home, config: config, environment: metrics)
         let frontDoor = try FrontDoorProcess(home: home, environment: metrics)
@@ -91,7 +93,9 @@ struct PrometheusStackTests {
         #expect(ingestText.contains("metering_ingest_commit_sync_seconds_count"))
         let aggregatorText = try Self.scrape(addresses["meter-aggregator"]!)
         #expect(aggregatorText.contains("metering_aggregator_unprocessable_records{partition="))
-        #expect(aggregatorText.contains("metering_aggregator_oldest_pending_hour_seconds") || aggregatorText.contains("metering_aggregator_pending_items"))
+        #expect(
+            aggregatorText.contains("metering_aggregator_oldest_pending_hour_seconds")
+                || aggregatorText.contains("metering_aggregator_pending_items"))
         let frontDoorText = try Self.scrape(addresses["meter-frontdoor"]!)
         #expect(frontDoorText.contains("metering_frontdoor_refused_requests_total{reason="), "\(frontDoorText)")
 
@@ -122,10 +126,18 @@ struct PrometheusStackTests {
             server.terminate()
             server.waitUntilExit()
         }
+        // Prometheus answers large documents chunked: read them with a full client.
+        let http = HTTPClient(timeout: 10)
+        func get(_ target: String) -> JSONValue? {
+            guard let url = URL(string: "http://127.0.0.1:\(port)" + target),
+                let reply = try? http.send("GET", url, headers: [:], body: nil)
+            else { return nil }
+            return try? JSONParser.parse(reply.body)
+        }
         func query(_ expression: String) -> [JSONValue] {
-            let target = "/api/v1/query?query=" + (expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
-            let answer = try? TestHTTPClient(port: port).request("GET", target).json
-            return answer?["data"]?["result"]?.arrayValue ?? []
+            get("/api/v1/query?query=" + (expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))?["data"]?[
+                "result"]?
+                .arrayValue ?? []
         }
         let deadline = Date().addingTimeInterval(60)
         var up: [JSONValue] = []
@@ -140,7 +152,7 @@ struct PrometheusStackTests {
         let counted = query("count(count by (job, instance) (metering_build_info))").first?["value"]?.arrayValue?.last
         #expect(counted == JSONValue.string(String(addresses.count)))
         #expect(query("sum(metering_ingest_appended_records_total)").count == 1)
-        let rules = try TestHTTPClient(port: port).request("GET", "/api/v1/rules").json
+        let rules = get("/api/v1/rules")
         let groups = rules?["data"]?["groups"]?.arrayValue ?? []
         #expect(!groups.isEmpty && groups.allSatisfy { group in (group["rules"]?.arrayValue ?? []).allSatisfy { $0["health"] == "ok" } })
         _ = (ingest, emulator, aggregator, queryService, submitter, notifier, connector, frontDoor)
