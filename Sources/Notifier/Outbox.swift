@@ -194,7 +194,8 @@ final class Outbox: @unchecked Sendable {
         if let written { sequence = written }
     }
 
-    /// Up to `maximum` notifications from ordinal `from` on, with their ordinals; from the oldest
+    /// Up to `maximum` notifications from ordinal `from` on, with their ordinals, from the one
+    /// segment that holds `from` (the caller asks again from the next ordinal); from the oldest
     /// kept when `from` is older.
     func read(from: UInt64, maximum: Int) throws(Failure) -> [(ordinal: UInt64, notification: JSONObject)] {
         let found = lock.withLock { () -> (Segment, UInt64)? in
