@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "meter-marketplace-emulator", targets: ["Emulator"]),
         .executable(name: "meter-frontdoor", targets: ["FrontDoor"]),
         .executable(name: "meter-connector", targets: ["Connector"]),
+        .executable(name: "meter-notifier", targets: ["Notifier"]),
     ],
     targets: [
         // libsystemd (Debian libsystemd-dev): socket activation and sd_notify.
@@ -46,17 +47,22 @@ let package = Package(
         // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
         .target(name: "HTTP", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "CWireShims"]),
+        // Prometheus metrics: counters, gauges, histograms and their text format (pure), and the
+        // opt-in loopback endpoint every daemon serves them on (METERING_METRICS_ADDR).
+        .target(name: "Metrics", dependencies: ["Wire", "Daemon", "HTTP"]),
         .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO"]),
-        .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore"]),
+        .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Metrics"]),
         // What every process that folds the log shares: following ingest, snapshots.
-        .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Billing"]),
+        .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Billing", "Metrics"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
-        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Daemon", "Transport", "Billing", "Projection"]),
+        .executableTarget(name: "Aggregator", dependencies: ["Wire", "Daemon", "Transport", "Billing", "Projection", "Metrics"]),
         .executableTarget(
             name: "Query",
-            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"]),
+            dependencies: [
+                "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP", "Metrics",
+            ]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "Metrics"]),
         .executableTarget(
             name: "MeterCtl", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing"]),
@@ -66,9 +72,14 @@ let package = Package(
         // Managed applications calling home: credentials, request signatures, rate limits (shared
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire", "SystemIO", "Daemon", "Crypto"]),
-        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "FrontDoorKit"]),
+        .executableTarget(name: "FrontDoor", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "FrontDoorKit", "Metrics"]),
+        // Notifications (webhooks) folded from the log: subscriptions, usage thresholds, marketplace
+        // outcomes that need a person; signed, retried, in order, with dead letters.
+        .executableTarget(
+            name: "Notifier",
+            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "HTTP", "Metrics"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
-        .executableTarget(name: "Connector", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto"]),
+        .executableTarget(name: "Connector", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Metrics"]),
         // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
         // where to find them: shared by the tests and read by scripts/walkthrough and scripts/fuzz.
         .target(name: "TestFixtures", dependencies: ["Wire"], path: "Tests/Fixtures", exclude: ["mba", "format1-log"]),
@@ -97,6 +108,14 @@ let package = Package(
             name: "FrontDoorTests",
             dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(
+            name: "NotifierTests",
+            dependencies: [
+                "Notifier", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "BillingTestSupport", "HTTP",
+                "StackTestSupport",
+            ]),
+        .testTarget(
+            name: "MetricsTests", dependencies: ["Metrics", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,8 @@
 import Daemon
 import EventStore
 import Foundation
+import Metrics
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -157,6 +159,8 @@ final class Committer: @unchecked Sendable {
         }
 
         var answers: [() -> Void] = []
+        var duplicates = 0
+        var conflicts = 0
         condition.lock()
         for work in group {
             switch work {
@@ -169,8 +173,10 @@ final class Committer: @unchecked Sendable {
                     {
                         if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
                             results.append(.duplicate(original))
+                            duplicates += 1
                         } else {
                             results.append(.conflict(original, key: key))
+                            conflicts += 1
                         }
                         continue
                     }
@@ -218,7 +224,10 @@ final class Committer: @unchecked Sendable {
             }
         }
         condition.unlock()
+        if duplicates > 0 { ingestMetrics.duplicates.add(duplicates) }
+        if conflicts > 0 { ingestMetrics.refusals.labels("conflict").add(conflicts) }
 
+        let started = MonotonicClock.now()
         do {
             try log.commit(records)
         } catch .notWritten(let message) {
@@ -235,6 +244,12 @@ final class Committer: @unchecked Sendable {
             refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
             exit(75)
         }
+        if !records.isEmpty {
+            ingestMetrics.syncSeconds.observe(MonotonicClock.now() - started)
+            ingestMetrics.groupRecords.observe(Double(records.count))
+            ingestMetrics.records.add(records.count)
+            ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
+        }
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
             router.adopt(newRoutes)
@@ -250,7 +265,9 @@ final class Committer: @unchecked Sendable {
     private func refuse(_ group: [Work], _ error: WireError) {
         for work in group {
             switch work {
-            case .events(let events, let completion): completion(events.map { _ in .rejected(error) })
+            case .events(let events, let completion):
+                ingestMetrics.refusals.labels(error.code.rawValue).add(events.count)
+                completion(events.map { _ in .rejected(error) })
             case .ticks(_, let completion): completion([])
             }
         }

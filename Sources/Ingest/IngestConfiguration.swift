@@ -1,10 +1,13 @@
 import Daemon
 import EventStore
+import Metrics
 import Transport
 import Wire
 
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct IngestConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     enum ClockMode: String, CaseIterable {
         case system, manual
     }
@@ -51,6 +54,7 @@ struct IngestConfiguration {
           --admin-connections  METERING_INGEST_ADMIN_CONNECTIONS  64 (admin socket, a budget of its own)
           --idle-timeout       METERING_INGEST_IDLE_SECONDS  60 (a connection with nothing in flight
                                                              is closed after this many seconds)
+        \(MetricsAddress.usageLine)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
         The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
@@ -78,6 +82,7 @@ struct IngestConfiguration {
         adminConnections = try settings.integer(
             "admin-connections", "METERING_INGEST_ADMIN_CONNECTIONS", default: 64, range: 1...10_000)
         idleTimeoutSeconds = try settings.integer("idle-timeout", "METERING_INGEST_IDLE_SECONDS", default: 60, range: 1...86_400)
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")

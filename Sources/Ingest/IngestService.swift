@@ -2,6 +2,7 @@ import Daemon
 import Dispatch
 import EventStore
 import Foundation
+import Metrics
 import Transport
 import Wire
 
@@ -128,6 +129,11 @@ nonisolated func runIngest() -> Never {
         fail("cannot start the server: \(error)")
     }
     serverReference = server
+    ingestMetrics.registry.collect("metering_ingest_connections", "Connections open on ingest's sockets.", kind: .gauge) {
+        [MetricsRegistry.Sample(Double(connectionCount()))]
+    }
+    let endpoint = MetricsEndpoint.start(
+        configuration.metrics, component: "meter-ingest", home: configuration.home, registry: ingestMetrics.registry)
 
     // A tick on every partition at start-up, then shortly after every full hour (system clock).
     let startTick = DispatchSemaphore(value: 0)
@@ -176,6 +182,7 @@ nonisolated func runIngest() -> Never {
 
     // SIGTERM / SIGINT: stop accepting, finish what is queued, release the log.
     ServiceLifecycle.runUntilTerminated(stopping: "shutting down") {
+        endpoint?.stop()
         server.stop()
         committer.stop()
         do { try log.writeHighWaterMarks() } catch { Log.error("\(error) at shutdown") }

@@ -20,7 +20,8 @@ enum MeterCtl {
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
         QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
         TokenCommand.command,
-        UnprocessableCommand.command, CredentialsCommand.command, ConnectorCommand.command, RecoveryCommands.logCommand,
+        UnprocessableCommand.command, CredentialsCommand.command, NotificationsCommand.command, ConnectorCommand.command,
+        RecoveryCommands.logCommand,
         RecoveryCommands.rebuildCommand, HelpCommand.command, HelpCommand.completion,
     ]
 
@@ -99,7 +100,9 @@ enum MeterCtl {
             return try UnixClient(path: path)
         } catch {
             let process =
-                path.hasSuffix("aggregator.sock") ? "meter-aggregator" : path.hasSuffix("query.sock") ? "meter-query" : "meter-ingest"
+                path.hasSuffix("aggregator.sock")
+                ? "meter-aggregator"
+                : path.hasSuffix("query.sock") ? "meter-query" : path.hasSuffix("notifier.sock") ? "meter-notifier" : "meter-ingest"
             throw Failure("cannot reach \(process) at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
         }
     }

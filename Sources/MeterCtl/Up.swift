@@ -144,7 +144,7 @@ enum Up {
         name: "up", summary: "start the whole stack, supervised, until Ctrl-C (or SIGTERM)",
         details: """
             Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page on a loopback
-            port), the marketplace emulator and meter-submitter under one home, each once the one
+            port), meter-notifier, the marketplace emulator and meter-submitter under one home, each once the one
             before answers; restarts any that dies; stops them all on Ctrl-C or SIGTERM. A process
             that exits with a configuration error (64 or 78) is not restarted: the stack stops. A
             home whose stack already runs is refused before anything starts.
@@ -196,6 +196,7 @@ enum Up {
             ("meter-ingest", environment["METERING_INGEST_ADMIN_SOCKET"] ?? run + "ingest-admin.sock"),
             ("meter-aggregator", environment["METERING_AGGREGATOR_SOCKET"] ?? run + "aggregator.sock"),
             ("meter-query", environment["METERING_QUERY_SOCKET"] ?? run + "query.sock"),
+            ("meter-notifier", environment["METERING_NOTIFIER_SOCKET"] ?? run + "notifier.sock"),
         ]
         let answering = sockets.compactMap { _, path -> String? in
             guard let connection = try? UnixSocket.connect(path: path) else { return nil }
@@ -239,7 +240,9 @@ enum Up {
     nonisolated(unsafe) private static var heldLock: Int32 = -1
 
     /// The processes of the stack, in the order they start.
-    static let stackNames = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+    static let stackNames = [
+        "meter-ingest", "meter-aggregator", "meter-query", "meter-notifier", "meter-marketplace-emulator", "meter-submitter",
+    ]
 
     /// The file name of the program process `pid` runs (from `/proc`), or nil.
     static func executableName(of pid: Int32) -> String? {
@@ -288,6 +291,7 @@ enum Up {
         // The customer run-rate page, on a loopback port of the kernel's choosing.
         queryEnvironment["METERING_QUERY_HTTP"] = base["METERING_QUERY_HTTP"] ?? "127.0.0.1:0"
         let query = Child(name: "meter-query", environment: queryEnvironment, home: home)
+        let notifier = Child(name: "meter-notifier", environment: aggregatorEnvironment, home: home)
         var emulatorEnvironment = base
         emulatorEnvironment["METERING_EMULATOR_PORT"] = base["METERING_EMULATOR_PORT"] ?? "0"
         emulatorEnvironment["METERING_EMULATOR_CLOCK"] = base["METERING_EMULATOR_CLOCK"] ?? "ingest"
@@ -303,6 +307,11 @@ enum Up {
         started.append(query)
         try query.start()
         try waitFor(query) { (try? UnixClient(path: home + "/run/query.sock").call("status")) != nil }
+        started.append(notifier)
+        try notifier.start()
+        try waitFor(notifier) {
+            (try? UnixClient(path: base["METERING_NOTIFIER_SOCKET"] ?? home + "/run/notifier.sock").call("status")) != nil
+        }
         started.append(emulator)
         try emulator.start()
         var marketplace = ""
@@ -322,7 +331,7 @@ enum Up {
         let submitter = Child(name: "meter-submitter", environment: submitterEnvironment, home: home)
         started.append(submitter)
         try submitter.start()
-        let children = [ingest, aggregator, query, emulator, submitter]
+        let children = [ingest, aggregator, query, notifier, emulator, submitter]
         for child in children { Thread { child.supervise() }.start() }
         say("running:")
         for child in children {
@@ -350,7 +359,7 @@ enum Up {
 
     /// Stops the children, the submitter first and ingest last.
     static func stop(_ children: [Child]) {
-        say("stopping (submitter, emulator, query, aggregator, ingest)")
+        say("stopping (submitter, emulator, notifier, query, aggregator, ingest)")
         for child in children.reversed() { child.stop() }
         say("stopped")
     }

@@ -1,10 +1,13 @@
 import Crypto
 import Daemon
 import Foundation
+import Metrics
 import Wire
 
 /// How `meter-query` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct QueryConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     var home: String
     var ingestSocket: String
     var socket: String
@@ -34,6 +37,7 @@ struct QueryConfiguration {
           --max-frame-bytes    METERING_MAX_FRAME_BYTES          16777216
           --http               METERING_QUERY_HTTP               off, or HOST:PORT (e.g. 127.0.0.1:8090): the run-rate page
           --token-secret-file  METERING_QUERY_TOKEN_SECRET_FILE  $METERING_HOME/secrets/query-token.key
+        \(MetricsAddress.usageLine)
 
         Under systemd the socket comes from the .socket unit (FileDescriptorName=query). Each replica
         folds every partition of the log into its own data directory.
@@ -62,6 +66,7 @@ struct QueryConfiguration {
             self.http = (String(http[..<colon]), port)
         }
         tokenSecretFile = AccessTokenSecret.path(&settings, home: home)
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
     }
 }

@@ -2,7 +2,9 @@ import Crypto
 import Daemon
 import Foundation
 import HTTP
+import Metrics
 import Projection
+import QueryModel
 import QueryWeb
 import Transport
 import Wire
@@ -42,6 +44,15 @@ nonisolated func runQuery() -> Never {
             partition: $0, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers, binding: binding)
     }
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
+    let metrics = MetricsRegistry()
+    FoldMetrics.register(
+        metrics, component: "query",
+        partitions: workers.map { worker in
+            FoldMetrics.Partition(
+                partition: worker.partition, position: { worker.nextSequence() }, ingestNext: { worker.followerProgress.ingestNext },
+                figures: { worker.read { FoldMetrics.Figures($0.state) } })
+        })
+    let endpoint = MetricsEndpoint.start(configuration.metrics, component: "meter-query", home: configuration.home, registry: metrics)
 
     // The run-rate page takes up to a quarter of the descriptors left for connections (256 at
     // most); the socket's budget is derived from what remains.
@@ -94,6 +105,7 @@ nonisolated func runQuery() -> Never {
     }.start()
 
     ServiceLifecycle.runUntilTerminated(stopping: "writing snapshots") {
+        endpoint?.stop()
         pageServer?.stop(waitingUpTo: 2)
         server.stop()
         for worker in workers { worker.stop() }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import Wire
 
 /// The Azure Marketplace Metering Service's `batchUsageEvent`, with every way it can answer.

@@ -1,5 +1,7 @@
 import Daemon
 import Foundation
+import HTTP
+import Metrics
 import Transport
 import Wire
 
@@ -154,6 +156,7 @@ final class Submitter: @unchecked Sendable {
 
     private func failed(_ lane: Int, _ message: String, retryAfter: Double? = nil, unreachable: Bool = false) {
         let now = Date()
+        submitterMetrics.retries.add()
         let backoff = lock.withLock { () -> Double in
             counters.retries += 1
             var state = lanes[lane]
@@ -171,6 +174,7 @@ final class Submitter: @unchecked Sendable {
     }
 
     private func succeeded(_ lane: Int) {
+        submitterMetrics.lastSuccess.set(Date().timeIntervalSince1970)
         let recovered = lock.withLock { () -> Lane? in
             let before = lanes[lane]
             lanes[lane].backoff = 0
@@ -206,11 +210,13 @@ final class Submitter: @unchecked Sendable {
             return 0
         }
         let atRisk = items.filter { $0["atRisk"] == .bool(true) }
-        lock.withLock {
+        let allAtRisk = lock.withLock {
             lanes[lane].pending = items.count
             lanes[lane].atRisk = atRisk.count
             lanes[lane].unreachable = false
+            return lanes.reduce(0) { $0 + $1.atRisk }
         }
+        submitterMetrics.atRisk.set(allAtRisk)
         guard !items.isEmpty else {
             succeeded(lane)
             return 0
@@ -277,6 +283,7 @@ final class Submitter: @unchecked Sendable {
             }
             let status = complete["status"]?.stringValue ?? "Unknown"
             lock.withLock { counters.outcomes[status, default: 0] += 1 }
+            submitterMetrics.outcomes.labels(status).add()
             if status != "Accepted" && status != "Duplicate" {
                 Log.notice(
                     "\(status) for \(item["resourceId"]?.stringValue ?? item["resourceUri"]?.stringValue ?? "?") \(item["dimension"]?.stringValue ?? "?") \(item["effectiveStartTime"]?.stringValue ?? "?")"

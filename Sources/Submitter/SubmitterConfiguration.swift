@@ -1,9 +1,12 @@
 import Daemon
 import Foundation
+import Metrics
 import Wire
 
 /// How `meter-submitter` runs: from flags and `METERING_*` / `AZURE_METERING_*` variables.
 struct SubmitterConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     /// How the submitter gets its bearer token.
     enum Credentials: CustomStringConvertible {
         /// A service principal (SaaS): client credentials against Microsoft Entra ID.
@@ -46,6 +49,7 @@ struct SubmitterConfiguration {
           --interval             METERING_SUBMIT_INTERVAL           10 (seconds between passes)
           --timeout              METERING_SUBMIT_TIMEOUT            30 (seconds per HTTP request)
           --max-backoff          METERING_SUBMIT_MAX_BACKOFF        300 (seconds)
+        \(MetricsAddress.usageLine)
           AZURE_METERING_MARKETPLACE_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET: a service principal
           (all three, or none for the managed identity).
         """
@@ -94,6 +98,7 @@ struct SubmitterConfiguration {
         }
         requestTimeout = Double(try settings.integer("timeout", "METERING_SUBMIT_TIMEOUT", default: 30, range: 1...600))
         maximumBackoff = Double(try settings.integer("max-backoff", "METERING_SUBMIT_MAX_BACKOFF", default: 300, range: 1...3600))
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
     }
 }

@@ -27,7 +27,9 @@ struct UpTests {
         return false
     }
 
-    static let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+    static let names = [
+        "meter-ingest", "meter-aggregator", "meter-query", "meter-notifier", "meter-marketplace-emulator", "meter-submitter",
+    ]
 
     /// Starts `meterctl up` on `home` (manual clock), its output going to `output`.
     static func up(_ home: StackHome, output: Pipe? = nil) throws -> Process {
@@ -103,9 +105,9 @@ struct UpTests {
         defer { if first.isRunning { first.interrupt() } }
         try #require(Self.waitUntilRunning(home))
         let processes = Self.stackProcesses(home)
-        #expect(processes.count == 5)
+        #expect(processes.count == 6)
         let files = Self.runFiles(home)
-        #expect(files.count == 7, "\(files.keys.sorted())")
+        #expect(files.count == 8, "\(files.keys.sorted())")
 
         let output = Pipe()
         let second = try Self.up(home, output: output)
@@ -203,7 +205,7 @@ struct UpTests {
         #expect(Self.waitUntil { (Self.pid(home, "meter-aggregator") ?? first) != first })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let pids = names.compactMap { Self.pid(home, $0) }
-        #expect(pids.count == 5)
+        #expect(pids.count == names.count)
         up.interrupt()
         up.waitUntilExit()
         #expect(up.terminationStatus == 0)

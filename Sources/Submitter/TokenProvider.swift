@@ -1,73 +1,7 @@
 import Foundation
+import HTTP
+import Metrics
 import Wire
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
-/// Blocking HTTP requests over Foundation's URLSession (libcurl on Linux): the submitter's loop is
-/// sequential on purpose, one batch in flight, so the order of outcomes is the order of calls.
-final class HTTPClient: Sendable {
-    struct Reply: Sendable {
-        var status: Int
-        var headers: [String: String]
-        var body: [UInt8]
-    }
-
-    /// A call that did not produce an HTTP reply (refused, reset, timed out, TLS).
-    struct TransportError: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    private let session: URLSession
-
-    init(timeout: Double) {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout * 2
-        configuration.httpMaximumConnectionsPerHost = 2
-        session = URLSession(configuration: configuration)
-    }
-
-    func send(_ method: String, _ url: URL, headers: [String: String], body: [UInt8]?) throws(TransportError) -> Reply {
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        if let body { request.httpBody = Data(body) }
-        let box = ResultBox()
-        let task = session.dataTask(with: request) { data, response, error in
-            if let error {
-                box.set(.failure(TransportError(description: error.localizedDescription)))
-            } else if let http = response as? HTTPURLResponse {
-                var fields: [String: String] = [:]
-                for (key, value) in http.allHeaderFields {
-                    if let key = key as? String, let value = value as? String { fields[key.lowercased()] = value }
-                }
-                box.set(.success(Reply(status: http.statusCode, headers: fields, body: Array(data ?? Data()))))
-            } else {
-                box.set(.failure(TransportError(description: "no HTTP response")))
-            }
-        }
-        task.resume()
-        return try box.wait().get()
-    }
-
-    private final class ResultBox: @unchecked Sendable {
-        private let semaphore = DispatchSemaphore(value: 0)
-        private let lock = NSLock()
-        private var result: Result<Reply, TransportError>?
-
-        func set(_ value: Result<Reply, TransportError>) {
-            lock.withLock { result = value }
-            semaphore.signal()
-        }
-
-        func wait() -> Result<Reply, TransportError> {
-            semaphore.wait()
-            return lock.withLock { result! }
-        }
-    }
-}
 
 /// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
 /// at once when the API refuses one (401/403).
@@ -92,6 +26,7 @@ final class TokenProvider: @unchecked Sendable {
     func token() throws -> String {
         if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
+        submitterMetrics.tokenRefreshes.add()
         // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
         lock.withLock { cached = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
         return token
