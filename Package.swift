@@ -42,13 +42,20 @@ let package = Package(
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
-        .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire"]),
-        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit"]),
+        .executableTarget(
+            name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP", "EventStore", "AdapterKit"]),
+        .executableTarget(name: "Submitter", dependencies: ["Wire", "Reconciliation"]),
+        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit", "AdapterKit", "Reconciliation"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
-        // The customer-facing run-rate page and /api/runrate, for meter-query.
-        .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),
+        // The customer-facing run-rate page and /api/runrate, and the usage API for billing
+        // adapters (/v1/...), for meter-query.
+        .target(name: "QueryWeb", dependencies: ["Wire", "HTTP", "AdapterKit"]),
+        // Billing adapters' read-only credentials (shared by meter-query and meterctl adapters).
+        .target(name: "AdapterKit", dependencies: ["Wire", "EventStore"]),
+        // Comparing our accepted ledger with the marketplace's usage events (the submitter's
+        // periodic pass and meterctl reconcile), and the marketplace API client they share.
+        .target(name: "Reconciliation", dependencies: ["Wire"]),
         // Managed applications calling home: credentials, request signatures, rate limits (shared
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire"]),
