@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "QueryTests", dependencies: ["Wire", "StackTestSupport"]),
+        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),

@@ -18,7 +18,8 @@ enum MeterCtl {
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
         QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
         TokenCommand.command,
-        UnprocessableCommand.command, CredentialsCommand.command, ConnectorCommand.command, RecoveryCommands.logCommand,
+        UnprocessableCommand.command, CredentialsCommand.command, AdaptersCommand.command, ConnectorCommand.command,
+        RecoveryCommands.logCommand,
         RecoveryCommands.rebuildCommand, HelpCommand.command, HelpCommand.completion,
     ]
 
