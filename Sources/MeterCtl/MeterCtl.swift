@@ -15,6 +15,7 @@ enum MeterCtl {
     static let commands: [Command] = [
         Demo.command, Up.command, Send.command, Tail.command, StatusCommand.command, AdvanceClock.command,
         AggregatorCommands.pendingCommand, AggregatorCommands.stateCommand, AggregatorCommands.statusCommand, SubmitterStatus.command,
+        ReconcileCommand.command,
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
         QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
         TokenCommand.command,

@@ -285,6 +285,8 @@ enum Up {
         var queryEnvironment = aggregatorEnvironment
         // The customer run-rate page, on a loopback port of the kernel's choosing.
         queryEnvironment["METERING_QUERY_HTTP"] = base["METERING_QUERY_HTTP"] ?? "127.0.0.1:0"
+        // The usage API for billing adapters, likewise (keys from meterctl adapters create).
+        queryEnvironment["METERING_QUERY_ADAPTER_HTTP"] = base["METERING_QUERY_ADAPTER_HTTP"] ?? "127.0.0.1:0"
         let query = Child(name: "meter-query", environment: queryEnvironment, home: home)
         var emulatorEnvironment = base
         emulatorEnvironment["METERING_EMULATOR_PORT"] = base["METERING_EMULATOR_PORT"] ?? "0"
@@ -308,16 +310,7 @@ enum Up {
             marketplace = newAddress(at: addressFile, replacing: earlierAddress) ?? ""
             return marketplace.hasPrefix("http")
         }
-        var submitterEnvironment = base
-        if base["METERING_MARKETPLACE_URL"] == nil {
-            // The emulator stands in for Azure, with a service principal it accepts.
-            submitterEnvironment["METERING_MARKETPLACE_URL"] = marketplace
-            submitterEnvironment["METERING_TOKEN_URL"] = marketplace + "/local/oauth2/token"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_TENANT_ID"] = "local"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_CLIENT_ID"] = "meterctl-up"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_CLIENT_SECRET"] = "local"
-        }
-        let submitter = Child(name: "meter-submitter", environment: submitterEnvironment, home: home)
+        let submitter = Child(name: "meter-submitter", environment: marketplaceEnvironment(base, emulator: marketplace), home: home)
         started.append(submitter)
         try submitter.start()
         let children = [ingest, aggregator, query, emulator, submitter]
@@ -344,6 +337,20 @@ enum Up {
             return source
         }
         withExtendedLifetime(sources) { stopRequested.wait() }
+    }
+
+    /// `environment` with the marketplace settings of a stack whose emulator listens at `emulator`:
+    /// unless `METERING_MARKETPLACE_URL` names a real marketplace, the emulator stands in for
+    /// Azure with a service principal it accepts (the submitter and `meterctl reconcile` use it).
+    static func marketplaceEnvironment(_ environment: [String: String], emulator: String) -> [String: String] {
+        guard environment["METERING_MARKETPLACE_URL"] == nil else { return environment }
+        var changed = environment
+        changed["METERING_MARKETPLACE_URL"] = emulator
+        changed["METERING_TOKEN_URL"] = emulator + "/local/oauth2/token"
+        changed["AZURE_METERING_MARKETPLACE_TENANT_ID"] = "local"
+        changed["AZURE_METERING_MARKETPLACE_CLIENT_ID"] = "meterctl-up"
+        changed["AZURE_METERING_MARKETPLACE_CLIENT_SECRET"] = "local"
+        return changed
     }
 
     /// Stops the children, the submitter first and ingest last.

@@ -14,7 +14,7 @@ final class QueryHandler: RequestHandler {
     let watchers: WatcherRegistry
     let configuration: QueryConfiguration
 
-    static let operations = "runrate, usage, subscriptions, events, submissions, breakdown, watch, status"
+    static let operations = "runrate, usage, subscriptions, events, submissions, accepted, breakdown, watch, status"
     /// `events` reads at most this many log records per request; the answer's `next` continues.
     static let eventsScanLimit = 20_000
 
@@ -43,6 +43,7 @@ final class QueryHandler: RequestHandler {
             case "subscriptions": return try subscriptionPage(request)
             case "events": return try events(request)
             case "submissions": return try submissionPage(request)
+            case "accepted": return try acceptedLedger(request)
             case "breakdown": return try breakdown(request)
             case "status": return status()
             default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; query.sock serves \(Self.operations)")
@@ -291,6 +292,79 @@ final class QueryHandler: RequestHandler {
         return JSONObject([
             .init("records", .array(records)), .init("cursor", .string(cursor.map(String.init).joined(separator: "-"))),
         ])
+    }
+
+    /// `{"from": day, "to": day}` (UTC dates or times; `to` excluded) → what the marketplace
+    /// accepted per usage day, resource and dimension, from the marketplace ledger: `Accepted`
+    /// items (a `Duplicate` of the same quantity included) at their quantity, conflicts at the
+    /// quantity the marketplace holds. `asOf` is the log time up to which every partition's
+    /// outcomes are folded: days ending well before it are complete. Reads the whole ledger.
+    private func acceptedLedger(_ request: Request) throws -> JSONObject {
+        guard let from = try Self.day(request, "from"), let to = try Self.day(request, "to"), from < to else {
+            throw WireError(.badRequest, "accepted needs \"from\" and \"to\" (UTC dates such as 2024-03-01, \"to\" excluded), from before to")
+        }
+        struct Key: Hashable {
+            var day: Timestamp
+            var resource: String
+            var dimension: String
+        }
+        var totals: [Key: (names: [JSONObject.Member], planId: String, quantity: Quantity, count: Int)] = [:]
+        // The position read before the ledger: every outcome folded up to it is in what follows.
+        let asOf = workers.compactMap { worker in worker.read { $0.state.time } }.min()
+        var next = 0
+        while true {
+            let lines = try submissions.read(from: next, maximum: 5000)
+            if lines.isEmpty { break }
+            next += lines.count
+            for line in lines {
+                let settled = line["settled"]?.stringValue
+                guard settled == "Accepted" || settled == "Conflict",
+                    let hour = line["effectiveStartTime"]?.stringValue.flatMap(Timestamp.init(iso8601:)), hour >= from, hour < to,
+                    let dimension = line["dimension"]?.stringValue,
+                    let quantity = exact(settled == "Conflict" ? line["acceptedQuantity"] : line["quantity"])
+                else { continue }
+                let names = ResourceName(resourceId: line["resourceId"]?.stringValue, resourceUri: line["resourceUri"]?.stringValue)
+                let key = Key(
+                    day: Self.dayStart(hour), resource: (names.resourceId ?? names.resourceUri ?? "").lowercased(), dimension: dimension)
+                var entry = totals[key] ?? (names.members, line["planId"]?.stringValue ?? "", .zero, 0)
+                entry.quantity = entry.quantity.saturatingAdding(quantity)
+                entry.count += 1
+                totals[key] = entry
+            }
+        }
+        let days = totals.sorted { ($0.key.day, $0.key.resource, $0.key.dimension) < ($1.key.day, $1.key.resource, $1.key.dimension) }
+            .map { key, entry -> JSONValue in
+                var members: [JSONObject.Member] = [.init("usageDate", .string(String(key.day.iso8601.prefix(10))))]
+                members += entry.names
+                members += [
+                    .init("planId", .string(entry.planId)), .init("dimension", .string(key.dimension)), .init("quantity", entry.quantity.json),
+                    .init("count", .number(String(entry.count))),
+                ]
+                return .object(JSONObject(members))
+            }
+        return JSONObject([.init("days", .array(days)), .init("asOf", asOf.map { .string($0.iso8601) } ?? .null)])
+    }
+
+    /// A quantity member of a journal line.
+    private func exact(_ value: JSONValue?) -> Quantity? {
+        switch value {
+        case .number(let text)?, .string(let text)?: return Quantity(exactly: text)
+        default: return nil
+        }
+    }
+
+    /// A UTC date (`2024-03-01`) or time member, as the midnight it falls on.
+    static func day(_ request: Request, _ key: String) throws(WireError) -> Timestamp? {
+        guard let given = request[key] else { return nil }
+        guard let text = given.stringValue,
+            let time = text.utf8.count == 10 ? Timestamp(iso8601: text + "T00:00:00Z") : Timestamp(iso8601: text)
+        else { throw WireError(.badRequest, "\"\(key)\" must be a UTC date such as 2024-03-01") }
+        return dayStart(time)
+    }
+
+    static func dayStart(_ time: Timestamp) -> Timestamp {
+        let day = Timestamp.microsecondsPerDay
+        return Timestamp(microseconds: (time.microseconds >= 0 ? time.microseconds / day : (time.microseconds - day + 1) / day) * day)
     }
 
     /// `{"after"?: key, "max"?: n}` → subscriptions by key.

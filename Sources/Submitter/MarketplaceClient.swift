@@ -1,4 +1,5 @@
 import Foundation
+import Reconciliation
 import Wire
 
 /// The Azure Marketplace Metering Service's `batchUsageEvent`, with every way it can answer.

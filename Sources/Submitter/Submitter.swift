@@ -1,4 +1,5 @@
 import Foundation
+import Reconciliation
 import Wire
 
 #if canImport(Glibc)
@@ -19,6 +20,7 @@ import Wire
 final class Submitter: @unchecked Sendable {
     let configuration: SubmitterConfiguration
     let marketplace: MarketplaceClient
+    let reconciliation: ReconciliationPass
     private let lock = NSLock()
     private let statusLock = NSLock()
     private var running = true
@@ -90,7 +92,7 @@ final class Submitter: @unchecked Sendable {
             "retries": .number(String(counters.retries)), "atRisk": .number(String(lanes.reduce(0) { $0 + $1.atRisk })),
             "lastError": failing?.lastError.map { .string($0) } ?? .null, "lastPass": Self.time(counters.lastPass),
             "unreachable": .array(lanes.filter(\.unreachable).map { .string($0.socket) }),
-            "aggregators": .array(lanes.map(\.json)),
+            "aggregators": .array(lanes.map(\.json)), "reconciliation": reconciliation.statusJSON,
         ]
     }
 
@@ -109,14 +111,20 @@ final class Submitter: @unchecked Sendable {
         marketplace = MarketplaceClient(
             baseURL: configuration.marketplaceURL, http: http, tokens: TokenProvider(credentials: configuration.credentials, http: http))
         lanes = configuration.aggregatorSockets.map(Lane.init(socket:))
+        reconciliation = ReconciliationPass(configuration: configuration)
     }
 
     func stop() { lock.withLock { running = false } }
     private var isRunning: Bool { lock.withLock { running } }
 
-    /// Runs every lane on a thread of its own until stopped.
+    /// Runs every lane on a thread of its own, and the reconciliation on another, until stopped.
     func run() {
         let done = DispatchGroup()
+        done.enter()
+        Thread {
+            self.reconciliation.serve(while: { self.isRunning }, after: { self.writeStatus() })
+            done.leave()
+        }.start()
         for lane in lanes.indices {
             done.enter()
             Thread {

@@ -1,27 +1,30 @@
-import Foundation
+public import Foundation
 import Wire
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
 
-/// Blocking HTTP requests over Foundation's URLSession (libcurl on Linux): the submitter's loop is
-/// sequential on purpose, one batch in flight, so the order of outcomes is the order of calls.
-final class HTTPClient: Sendable {
-    struct Reply: Sendable {
-        var status: Int
-        var headers: [String: String]
-        var body: [UInt8]
+/// Blocking HTTP requests over Foundation's URLSession (libcurl on Linux), for the marketplace's
+/// APIs: the submitter's loop is sequential on purpose, one batch in flight, so the order of
+/// outcomes is the order of calls.
+public final class HTTPClient: Sendable {
+    /// An HTTP answer: its status, its header fields (names lowercased) and its body.
+    public struct Reply: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: [UInt8]
     }
 
     /// A call that did not produce an HTTP reply (refused, reset, timed out, TLS).
-    struct TransportError: Error, CustomStringConvertible {
-        var description: String
+    public struct TransportError: Error, CustomStringConvertible {
+        public var description: String
     }
 
     private let session: URLSession
 
-    init(timeout: Double) {
+    /// A client whose requests time out after `timeout` seconds.
+    public init(timeout: Double) {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = timeout * 2
@@ -29,7 +32,8 @@ final class HTTPClient: Sendable {
         session = URLSession(configuration: configuration)
     }
 
-    func send(_ method: String, _ url: URL, headers: [String: String], body: [UInt8]?) throws(TransportError) -> Reply {
+    /// Sends one request and waits for its answer.
+    public func send(_ method: String, _ url: URL, headers: [String: String], body: [UInt8]?) throws(TransportError) -> Reply {
         var request = URLRequest(url: url)
         request.httpMethod = method
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
@@ -71,13 +75,14 @@ final class HTTPClient: Sendable {
 
 /// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
 /// at once when the API refuses one (401/403).
-final class TokenProvider: @unchecked Sendable {
-    private let credentials: SubmitterConfiguration.Credentials
+public final class TokenProvider: @unchecked Sendable {
+    private let credentials: MarketplaceAccess.Credentials
     private let http: HTTPClient
     private let lock = NSLock()
     private var cached: (token: String, refreshAt: Date)?
 
-    init(credentials: SubmitterConfiguration.Credentials, http: HTTPClient) {
+    /// Tokens for `credentials`, fetched with `http`.
+    public init(credentials: MarketplaceAccess.Credentials, http: HTTPClient) {
         self.credentials = credentials
         self.http = http
     }
@@ -87,9 +92,10 @@ final class TokenProvider: @unchecked Sendable {
     }
 
     /// Forgets the cached token (after a 401 from the API).
-    func invalidate() { lock.withLock { cached = nil } }
+    public func invalidate() { lock.withLock { cached = nil } }
 
-    func token() throws -> String {
+    /// A live token: the cached one, or a new one from the token endpoint.
+    public func token() throws -> String {
         if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
         // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
@@ -98,7 +104,7 @@ final class TokenProvider: @unchecked Sendable {
     }
 
     private func fetch() throws -> (String, Double) {
-        let resource = SubmitterConfiguration.resource
+        let resource = MarketplaceAccess.resource
         let reply: HTTPClient.Reply
         switch credentials {
         case .servicePrincipal(_, let clientId, let secret, let tokenURL):
