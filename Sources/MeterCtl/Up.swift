@@ -141,8 +141,8 @@ enum Up {
     static let command = Command(
         name: "up", summary: "start the whole stack, supervised, until Ctrl-C (or SIGTERM)",
         details: """
-            Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page on a loopback
-            port), the marketplace emulator and meter-submitter under one home, each once the one
+            Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page and the usage API
+            on loopback ports), the marketplace emulator and meter-submitter under one home, each once the one
             before answers; restarts any that dies; stops them all on Ctrl-C or SIGTERM. A process
             that exits with a configuration error (64 or 78) is not restarted: the stack stops. A
             home whose stack already runs is refused before anything starts.
@@ -159,10 +159,15 @@ enum Up {
         // A page address left by an earlier run is not this run's.
         let pageFile = home + "/run/query-http.addr"
         let earlierPage = ServiceLifecycle.RunFileIdentity(path: pageFile)
+        let adapterFile = home + "/run/query-adapters.addr"
+        let earlierAdapters = ServiceLifecycle.RunFileIdentity(path: adapterFile)
         let (children, marketplace) = try startStack(home: home, environment: [:])
         say("marketplace emulator at \(marketplace); try: METERING_HOME=\(home) \(binary("meterctl")) status")
         if let address = newAddress(at: pageFile, replacing: earlierPage) {
             say("run-rate page at \(address); a link for one subscription: \(binary("meterctl")) token --resource-id ID --url \(address)")
+        }
+        if let address = newAddress(at: adapterFile, replacing: earlierAdapters) {
+            say("usage API for billing adapters at \(address)/v1/usage; a key: \(binary("meterctl")) adapters create --name NAME")
         }
         say("Ctrl-C stops everything")
         waitForStop()
