@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "StackTestSupport"]),
-        .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "StackTestSupport"]),
+        .testTarget(name: "QueryWebTests", dependencies: ["QueryWeb", "HTTP", "Wire", "AdapterKit", "StackTestSupport"]),
         .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "StackTestSupport"]),
         .testTarget(name: "FrontDoorTests", dependencies: ["Wire", "HTTP", "FrontDoorKit", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "ConnectorTests", dependencies: ["Connector", "Wire", "StackTestSupport"]),
