@@ -287,5 +287,12 @@ enum QueryStatus {
         print(
             "\(AggregatorCommands.text(response["usageRecords"])) usage records, \(AggregatorCommands.text(response["submissionRecords"])) marketplace outcomes, \(AggregatorCommands.text(response["watchers"])) run-rate watchers"
         )
+        if let usage = response["usage"] {
+            let text = AggregatorCommands.text
+            let cutoff = usage["expiredBefore"].flatMap { $0 == .null ? nil : "; closed before \(text($0)) aged out" } ?? ""
+            print(
+                "usage ids \(text(usage["firstId"]))..<\(text(usage["nextId"])) readable, numbered up to the horizon \(text(usage["horizon"])), kept \(text(usage["retentionDays"])) days\(cutoff)"
+            )
+        }
     }
 }

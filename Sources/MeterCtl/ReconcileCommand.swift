@@ -27,7 +27,9 @@ enum ReconcileCommand {
         run: { try run($0) })
 
     static func run(_ invocation: Invocation) throws {
-        let reconciler = Reconciler(access: try access(invocation), querySocket: invocation.path(.querySocket)!)
+        let reconciler = Reconciler(
+            access: try access(home: invocation.home, environment: invocation.environment, url: invocation.given(marketplaceURL)),
+            querySocket: invocation.path(.querySocket)!)
         let day = Timestamp.microsecondsPerDay
         var last: Timestamp
         if let text = invocation.value(to) {
@@ -67,13 +69,14 @@ enum ReconcileCommand {
         return day
     }
 
-    /// The marketplace and its credentials: from the environment, or this stack's emulator.
-    static func access(_ invocation: Invocation) throws -> MarketplaceAccess {
-        var environment = invocation.environment
-        if let given = invocation.given(marketplaceURL) { environment["METERING_MARKETPLACE_URL"] = given }
+    /// The marketplace and its credentials: `url` or the environment's, or else the emulator of
+    /// the stack at `home`.
+    static func access(home: String, environment: [String: String], url: String?) throws -> MarketplaceAccess {
+        var environment = environment
+        if let url { environment["METERING_MARKETPLACE_URL"] = url }
         if environment["METERING_MARKETPLACE_URL"]?.isEmpty != false {
             environment["METERING_MARKETPLACE_URL"] = nil
-            let addressFile = invocation.home + "/run/emulator.addr"
+            let addressFile = home + "/run/emulator.addr"
             guard let address = (try? String(contentsOfFile: addressFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines),
                 address.hasPrefix("http")
             else {
