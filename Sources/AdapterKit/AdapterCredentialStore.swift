@@ -194,7 +194,9 @@ public final class AdapterCredentialDirectory: Sendable {
             let credentials = identity == nil ? [] : try store.load()
             loaded.byId = Dictionary(credentials.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             loaded.failure = nil
-            Log.info("adapter credentials loaded from \(store.path): \(credentials.count) (\(credentials.filter { $0.revoked == nil }.count) not revoked)")
+            Log.info(
+                "adapter credentials loaded from \(store.path): \(credentials.count) (\(credentials.filter { $0.revoked == nil }.count) not revoked)"
+            )
         } catch {
             loaded.byId = [:]
             loaded.failure = error

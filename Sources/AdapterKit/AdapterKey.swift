@@ -49,6 +49,8 @@ public struct AdapterKey: Sendable, Hashable, CustomStringConvertible {
         guard id.hasPrefix(idPrefix) else { return false }
         let digits = id.utf8.dropFirst(idPrefix.utf8.count)
         return digits.count == 16
-            && digits.allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) }
+            && digits.allSatisfy {
+                ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f"))
+            }
     }
 }

@@ -245,7 +245,9 @@ final class EmulatorHandler: HTTPHandler {
         let rows = marketplace.usageEvents(from: start, to: end, now: now).filter { row in
             (query["offerId"].map { $0 == offerId } ?? true) && (query["planId"].map { $0 == row.planId } ?? true)
                 && (query["dimension"].map { $0 == row.dimension } ?? true)
-                && (query["azureSubscriptionId"].map { $0.lowercased() == row.azureSubscriptionId(default: azureSubscriptionId).lowercased() }
+                && (query["azureSubscriptionId"].map {
+                    $0.lowercased() == row.azureSubscriptionId(default: azureSubscriptionId).lowercased()
+                }
                     ?? true)
                 && (query["reconStatus"].map { $0 == row.reconStatus } ?? true)
         }
@@ -284,7 +286,10 @@ final class EmulatorHandler: HTTPHandler {
         case ("/emulator/reconciliation", _):
             do throws(HTTPError) {
                 guard let body = try? JSONParser.parse(request.body) else {
-                    throw HTTPError(400, #"the body must be a JSON object such as {"resourceId":"sub-1","dimension":"emails","usageDate":"2024-03-01","submittedQuantity":5}"#)
+                    throw HTTPError(
+                        400,
+                        #"the body must be a JSON object such as {"resourceId":"sub-1","dimension":"emails","usageDate":"2024-03-01","submittedQuantity":5}"#
+                    )
                 }
                 let adjustment = try UsageEventSummary.Adjustment(json: body)
                 marketplace.plant(adjustment)

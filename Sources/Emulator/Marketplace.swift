@@ -145,7 +145,9 @@ final class Marketplace: Sendable {
     /// The planted adjustments, by day.
     func adjustments() -> [UsageEventSummary.Adjustment] {
         state.withLock { state in
-            state.adjustments.values.sorted { ($0.key.day, $0.key.resource, $0.key.dimension) < ($1.key.day, $1.key.resource, $1.key.dimension) }
+            state.adjustments.values.sorted {
+                ($0.key.day, $0.key.resource, $0.key.dimension) < ($1.key.day, $1.key.resource, $1.key.dimension)
+            }
         }
     }
 

@@ -157,7 +157,9 @@ struct UsageEventSummary: Sendable, Equatable {
             rows[key] = row
         }
         return order.compactMap { rows[$0] }.sorted {
-            ($0.usageDate, $0.resourceId ?? $0.resourceUri ?? "", $0.dimension) < ($1.usageDate, $1.resourceId ?? $1.resourceUri ?? "", $1.dimension)
+            ($0.usageDate, $0.resourceId ?? $0.resourceUri ?? "", $0.dimension) < (
+                $1.usageDate, $1.resourceId ?? $1.resourceUri ?? "", $1.dimension
+            )
         }
     }
 

@@ -21,10 +21,13 @@ enum AdaptersCommand {
             Command(
                 name: "create", summary: "a new adapter credential, for every subscription or some (its key is shown once)",
                 options: [name, subscriptions, CredentialsCommand.expires, .json, .home, credentials],
-                examples: ["meterctl adapters create --name contoso-billing", "meterctl adapters create --name one-customer --subscription sub-1"],
+                examples: [
+                    "meterctl adapters create --name contoso-billing", "meterctl adapters create --name one-customer --subscription sub-1",
+                ],
                 run: { try create($0, store($0)) }),
             Command(
-                name: "list", summary: "the adapter credentials: scope, status, expiry (never a key)", options: [.json, .home, credentials],
+                name: "list", summary: "the adapter credentials: scope, status, expiry (never a key)",
+                options: [.json, .home, credentials],
                 examples: ["meterctl adapters list"], run: { try list($0, store($0)) }),
             Command(
                 name: "revoke", summary: "revoke an adapter credential: meter-query refuses it from its next request",

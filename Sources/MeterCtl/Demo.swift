@@ -133,7 +133,8 @@ enum Demo {
         let to = Timestamp(microseconds: last.microseconds / day * day)
         print("== Reconciliation: what we recorded accepted against the marketplace's usage events, per day, subscription and dimension")
         do {
-            let reconciler = Reconciler(access: try ReconcileCommand.access(home: home, environment: environment, url: nil), querySocket: query)
+            let reconciler = Reconciler(
+                access: try ReconcileCommand.access(home: home, environment: environment, url: nil), querySocket: query)
             print(ReconcileCommand.text(try reconciler.run(from: from, to: to)), terminator: "")
             print("(meter-submitter runs this every hour; meterctl submitter-status shows the last result, meterctl reconcile runs it now)")
         } catch {
@@ -145,8 +146,9 @@ enum Demo {
     static func usageAPI(home: String) throws {
         print("")
         print("== The usage API for billing adapters (docs/BILLING-ADAPTERS.md)")
-        guard let address = (try? String(contentsOfFile: home + "/run/query-adapters.addr", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines), address.hasPrefix("http")
+        guard
+            let address = (try? String(contentsOfFile: home + "/run/query-adapters.addr", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines), address.hasPrefix("http")
         else {
             print("meter-query does not serve it (METERING_QUERY_ADAPTER_HTTP)")
             return
@@ -164,10 +166,14 @@ enum Demo {
         var rows = [["id", "resource", "meter", "dimension", "hour (UTC)", "quantity", "billed", "status"]]
         for record in page["records"]?.arrayValue ?? [] {
             rows.append(
-                ["id", "resourceId", "meterName", "dimension", "hour", "quantity", "billed", "status"].map { AggregatorCommands.text(record[$0]) })
+                ["id", "resourceId", "meterName", "dimension", "hour", "quantity", "billed", "status"].map {
+                    AggregatorCommands.text(record[$0])
+                })
         }
         Table.print(rows)
-        print("\(AggregatorCommands.text(page["total"])) usage records in all, the same ids on every replica. With the key made for the demo:")
+        print(
+            "\(AggregatorCommands.text(page["total"])) usage records in all, the same ids on every replica. With the key made for the demo:"
+        )
         print("  curl -H 'Authorization: Bearer \(key.text)' '\(address)/v1/usage?startId=0&batchSize=100'")
     }
 

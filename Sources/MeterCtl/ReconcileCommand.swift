@@ -6,16 +6,19 @@ import Wire
 /// the marketplace's usage events, per usage day, resource and dimension. The submitter runs the
 /// same pass periodically (docs/OPERATING.md).
 enum ReconcileCommand {
-    static let from = Option("from", .value("DAY"), "the first usage day (UTC), such as 2024-03-01", fallback: .computed("a week before --to"))
+    static let from = Option(
+        "from", .value("DAY"), "the first usage day (UTC), such as 2024-03-01", fallback: .computed("a week before --to"))
     static let to = Option(
         "to", .value("DAY"), "the last usage day, included",
         fallback: .computed("the last day that ended 26 hours of log time ago (the marketplace takes usage up to 24 hours late)"))
     static let marketplaceURL = Option(
         "marketplace-url", .value("URL"), "the metering service (credentials from AZURE_METERING_MARKETPLACE_*)",
-        environment: "METERING_MARKETPLACE_URL", fallback: .computed("the stack's emulator (run/emulator.addr), as meterctl up gives the submitter"))
+        environment: "METERING_MARKETPLACE_URL",
+        fallback: .computed("the stack's emulator (run/emulator.addr), as meterctl up gives the submitter"))
 
     static let command = Command(
-        name: "reconcile", summary: "compare what we recorded accepted with the marketplace's usage events, per day, resource and dimension",
+        name: "reconcile",
+        summary: "compare what we recorded accepted with the marketplace's usage events, per day, resource and dimension",
         details: """
             Reads the accepted ledger from meter-query and GET /api/usageEvents from the marketplace (a token
             from the same service principal or managed identity as meter-submitter), and lists every day,
@@ -57,7 +60,7 @@ enum ReconcileCommand {
     static func text(_ report: ReconciliationReport) -> String {
         let json = report.json()
         var out =
-            "reconciled \(json["from"]?.stringValue ?? "?") to \(json["to"]?.stringValue ?? "?") (our ledger as of \(json["asOf"]?.stringValue ?? "?")): \(report.checked) days × resources × dimensions, \(report.matched) agree (\(report.pending) not processed by the marketplace yet), \(report.mismatches.count) differ\n"
+            "reconciled \(json["from"]?.stringValue ?? "?") to \(json["to"]?.stringValue ?? "?") (our ledger as of \(json["asOf"]?.stringValue ?? "?")): \(report.checked) (day, resource, dimension) compared, \(report.matched) agree (\(report.pending) not processed by the marketplace yet), \(report.mismatches.count) differ\n"
         for mismatch in report.mismatches { out += "  \(mismatch.kind.rawValue): \(mismatch.text)\n" }
         return out
     }
@@ -77,10 +80,12 @@ enum ReconcileCommand {
         if environment["METERING_MARKETPLACE_URL"]?.isEmpty != false {
             environment["METERING_MARKETPLACE_URL"] = nil
             let addressFile = home + "/run/emulator.addr"
-            guard let address = (try? String(contentsOfFile: addressFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines),
+            guard
+                let address = (try? String(contentsOfFile: addressFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines),
                 address.hasPrefix("http")
             else {
-                throw MeterCtl.Failure("no marketplace: set METERING_MARKETPLACE_URL (or --marketplace-url), or run the stack's emulator (\(addressFile))")
+                throw MeterCtl.Failure(
+                    "no marketplace: set METERING_MARKETPLACE_URL (or --marketplace-url), or run the stack's emulator (\(addressFile))")
             }
             environment = Up.marketplaceEnvironment(environment, emulator: address)
         }

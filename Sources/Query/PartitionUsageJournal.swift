@@ -67,7 +67,9 @@ final class PartitionUsageJournal: @unchecked Sendable {
                 last = closed
                 visit(header.ordinal, closed)
             }
-            if let damaged { throw Journal.Failure(description: "\(directory)/\(name): \(damaged); move the query's data aside to rebuild it") }
+            if let damaged {
+                throw Journal.Failure(description: "\(directory)/\(name): \(damaged); move the query's data aside to rebuild it")
+            }
             if let previous = segments.last?.journal { try previous.seal() }
             segments.append(Segment(journal: journal, firstClosed: first, lastClosed: last))
         }

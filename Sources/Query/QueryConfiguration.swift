@@ -68,7 +68,8 @@ struct QueryConfiguration {
         adapterHTTP = try Self.address(
             settings.string("adapter-http", "METERING_QUERY_ADAPTER_HTTP", default: "off"), "METERING_QUERY_ADAPTER_HTTP", example: 8092)
         adapterCredentials = Settings.absolute(
-            settings.string("adapter-credentials", AdapterCredentialStore.variable, default: AdapterCredentialStore.defaultPath(home: home)))
+            settings.string("adapter-credentials", AdapterCredentialStore.variable, default: AdapterCredentialStore.defaultPath(home: home))
+        )
         usageRetentionDays = try settings.integer(
             "usage-retention-days", "METERING_QUERY_USAGE_RETENTION_DAYS", default: 40, range: 1...3650)
         try settings.rejectUnknownFlags()

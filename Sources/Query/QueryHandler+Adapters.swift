@@ -54,12 +54,14 @@ extension QueryHandler: AdapterBackend {
                 counts[bytes, default: (plan, 0)].subscriptions += 1
             }
         }
-        let plans = counts.values.sorted { ($0.plan["planId"]?.stringValue ?? "", $0.subscriptions) < ($1.plan["planId"]?.stringValue ?? "", $1.subscriptions) }
-            .map { entry -> JSONValue in
-                var plan = entry.plan
-                plan["subscriptions"] = .number(String(entry.subscriptions))
-                return .object(plan)
-            }
+        let plans = counts.values.sorted {
+            ($0.plan["planId"]?.stringValue ?? "", $0.subscriptions) < ($1.plan["planId"]?.stringValue ?? "", $1.subscriptions)
+        }
+        .map { entry -> JSONValue in
+            var plan = entry.plan
+            plan["subscriptions"] = .number(String(entry.subscriptions))
+            return .object(plan)
+        }
         return JSONObject([.init("plans", .array(plans))])
     }
 

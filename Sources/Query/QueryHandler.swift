@@ -260,7 +260,8 @@ final class QueryHandler: RequestHandler {
             let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { UInt64($0) }
             guard parts.count == workers.count, parts.allSatisfy({ $0 != nil }) else {
                 throw AdapterProblem(
-                    "bad_request", "the cursor must be \(workers.count) whole numbers joined by '-', as a previous page's \"cursor\" gives it")
+                    "bad_request",
+                    "the cursor must be \(workers.count) whole numbers joined by '-', as a previous page's \"cursor\" gives it")
             }
             cursor = parts.map { $0! }
         }
@@ -301,7 +302,8 @@ final class QueryHandler: RequestHandler {
     /// outcomes are folded: days ending well before it are complete. Reads the whole ledger.
     private func acceptedLedger(_ request: Request) throws -> JSONObject {
         guard let from = try Self.day(request, "from"), let to = try Self.day(request, "to"), from < to else {
-            throw WireError(.badRequest, "accepted needs \"from\" and \"to\" (UTC dates such as 2024-03-01, \"to\" excluded), from before to")
+            throw WireError(
+                .badRequest, "accepted needs \"from\" and \"to\" (UTC dates such as 2024-03-01, \"to\" excluded), from before to")
         }
         struct Key: Hashable {
             var day: Timestamp
@@ -337,7 +339,8 @@ final class QueryHandler: RequestHandler {
                 var members: [JSONObject.Member] = [.init("usageDate", .string(String(key.day.iso8601.prefix(10))))]
                 members += entry.names
                 members += [
-                    .init("planId", .string(entry.planId)), .init("dimension", .string(key.dimension)), .init("quantity", entry.quantity.json),
+                    .init("planId", .string(entry.planId)), .init("dimension", .string(key.dimension)),
+                    .init("quantity", entry.quantity.json),
                     .init("count", .number(String(entry.count))),
                 ]
                 return .object(JSONObject(members))

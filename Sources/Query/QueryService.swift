@@ -43,13 +43,19 @@ nonisolated func runQuery() -> Never {
     }
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
 
-    // The run-rate page takes up to a quarter of the descriptors left for connections (256 at
-    // most); the socket's budget is derived from what remains.
+    // The run-rate page and the usage API take up to a quarter each of the descriptors left for
+    // connections (256 at most); the socket's budget is derived from what remains.
     var pageLimits = HTTPServer.Limits()
+    var adapterLimits = HTTPServer.Limits()
     var reserved = 128
     if configuration.http != nil {
         pageLimits.maximumConnections = max(4, DescriptorBudget.measure(reserve: reserved).cap(pageLimits.maximumConnections, ways: 4))
         reserved += pageLimits.maximumConnections
+    }
+    if configuration.adapterHTTP != nil {
+        adapterLimits.maximumConnections = max(
+            4, DescriptorBudget.measure(reserve: reserved).cap(adapterLimits.maximumConnections, ways: 4))
+        reserved += adapterLimits.maximumConnections
     }
     let server = ServiceLifecycle.serveOneSocket(
         component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
@@ -82,12 +88,13 @@ nonisolated func runQuery() -> Never {
         do {
             let credentials = try AdapterCredentialDirectory(store: AdapterCredentialStore(path: configuration.adapterCredentials))
             adapters = try HTTPServer(
-                host: address.host, port: address.port, limits: pageLimits,
+                host: address.host, port: address.port, limits: adapterLimits,
                 handler: AdapterHTTPHandler(credentials: credentials, backend: handler))
             Log.info("adapter credentials in \(configuration.adapterCredentials): \(credentials.count)")
         } catch {
             ServiceLifecycle.fail(
-                "cannot serve the usage API on \(address.host):\(address.port) (METERING_QUERY_ADAPTER_HTTP, METERING_ADAPTER_CREDENTIALS): \(error)")
+                "cannot serve the usage API on \(address.host):\(address.port) (METERING_QUERY_ADAPTER_HTTP, METERING_ADAPTER_CREDENTIALS): \(error)"
+            )
         }
         if let adapters {
             try? ServiceLifecycle.writeAddressFile("http://\(adapters.host):\(adapters.port)", to: configuration.adapterAddressFile)

@@ -126,7 +126,9 @@ final class UsageStore: @unchecked Sendable {
                 let seconds = closed.microseconds / 1_000_000
                 if let cutoff = expiredBefore, seconds < cutoff {
                     // Cannot happen: the cutoff trails every partition's clock by the retention.
-                    Log.error("partition \(partition): usage record \(ordinal) closed \(closed.iso8601), before the retention cutoff; not numbered")
+                    Log.error(
+                        "partition \(partition): usage record \(ordinal) closed \(closed.iso8601), before the retention cutoff; not numbered"
+                    )
                     continue
                 }
                 Self.add(ordinal: ordinal, closed: seconds, partition: partition, to: &waiting[partition], head: heads[partition])
@@ -195,7 +197,9 @@ final class UsageStore: @unchecked Sendable {
         }
         var removed = 0
         for journal in journals { removed += journal.removeSegments(closedBefore: cutoff) }
-        Log.info("usage records closed before \(text) aged out (kept \(retentionDays) days); first readable id \(firstReadable)\(removed > 0 ? ", \(removed) segment files deleted" : "")")
+        Log.info(
+            "usage records closed before \(text) aged out (kept \(retentionDays) days); first readable id \(firstReadable)\(removed > 0 ? ", \(removed) segment files deleted" : "")"
+        )
     }
 
     /// Where the ids stand: the first readable, the next to be given, the horizon and the cutoff.
@@ -254,7 +258,8 @@ final class UsageStore: @unchecked Sendable {
                 // The segment was deleted while this page was read: the retention caught up with it.
                 let (first, before) = lock.withLock { (firstReadable, expiredBefore) }
                 if run.id < first { throw .expired(firstId: first, before: before.map { Timestamp(microseconds: $0 * 1_000_000) }) }
-                throw .failed("partition \(run.partition)'s usage journal lacks records \(run.ordinal)..<\(run.ordinal + UInt64(run.count))")
+                throw .failed(
+                    "partition \(run.partition)'s usage journal lacks records \(run.ordinal)..<\(run.ordinal + UInt64(run.count))")
             }
             for (offset, line) in lines.enumerated() { page.append((run.id + offset, line)) }
         }

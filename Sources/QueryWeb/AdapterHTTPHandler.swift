@@ -122,7 +122,8 @@ public struct AdapterHTTPHandler: HTTPHandler {
             answer = try backend.plans(names: names)
         case "/v1/submissions":
             let size = try Self.whole(query, "batchSize", default: 100, range: 1...Self.maximumBatch)
-            answer = try backend.submissions(cursor: try Self.text(query, "cursor"), size: size, status: try Self.text(query, "status"), names: names)
+            answer = try backend.submissions(
+                cursor: try Self.text(query, "cursor"), size: size, status: try Self.text(query, "status"), names: names)
         default:
             let name = try Self.subscription(query)
             if let names, ![name.resourceId, name.resourceUri].contains(where: { $0.map(names.contains) ?? false }) {
@@ -138,7 +139,8 @@ public struct AdapterHTTPHandler: HTTPHandler {
 
     private func authenticate(_ request: HTTPRequest) throws(AdapterProblem) -> AdapterCredential {
         guard let header = request.header("authorization") else {
-            throw AdapterProblem("unauthorized", "no Authorization header; send Authorization: Bearer <adapter key> (meterctl adapters create)")
+            throw AdapterProblem(
+                "unauthorized", "no Authorization header; send Authorization: Bearer <adapter key> (meterctl adapters create)")
         }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {

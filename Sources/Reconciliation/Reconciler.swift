@@ -69,8 +69,10 @@ public struct Reconciler: Sendable {
             else { throw Failure("meter-query's accepted ledger has an entry without a date, dimension or quantity") }
             days.append(
                 LedgerDay(
-                    usageDate: date, resource: ResourceName(resourceId: entry["resourceId"]?.stringValue, resourceUri: entry["resourceUri"]?.stringValue),
-                    planId: entry["planId"]?.stringValue ?? "", dimension: dimension, quantity: quantity, count: entry["count"]?.intValue ?? 0))
+                    usageDate: date,
+                    resource: ResourceName(resourceId: entry["resourceId"]?.stringValue, resourceUri: entry["resourceUri"]?.stringValue),
+                    planId: entry["planId"]?.stringValue ?? "", dimension: dimension, quantity: quantity,
+                    count: entry["count"]?.intValue ?? 0))
         }
         return (days, response["asOf"]?.stringValue.flatMap(Timestamp.init(iso8601:)))
     }
@@ -85,7 +87,8 @@ public struct Reconciler: Sendable {
         }
         var components = URLComponents(url: access.baseURL.appendingPathComponent("api/usageEvents"), resolvingAgainstBaseURL: false)!
         components.queryItems = [
-            URLQueryItem(name: "api-version", value: "2018-08-31"), URLQueryItem(name: "usageStartDate", value: String(from.iso8601.prefix(10))),
+            URLQueryItem(name: "api-version", value: "2018-08-31"),
+            URLQueryItem(name: "usageStartDate", value: String(from.iso8601.prefix(10))),
             URLQueryItem(name: "usageEndDate", value: String(to.adding(microseconds: -Timestamp.microsecondsPerDay).iso8601.prefix(10))),
         ]
         let reply: HTTPClient.Reply
@@ -112,7 +115,8 @@ public struct Reconciler: Sendable {
             let resource = name.hasPrefix("/") ? ResourceName(resourceUri: name) : ResourceName(resourceId: name)
             days.append(
                 LedgerDay(
-                    usageDate: date, resource: resource, planId: row["planId"]?.stringValue ?? "", dimension: dimension, quantity: submitted,
+                    usageDate: date, resource: resource, planId: row["planId"]?.stringValue ?? "", dimension: dimension,
+                    quantity: submitted,
                     count: row["submittedCount"]?.intValue ?? 0, processedQuantity: Self.quantity(row["processedQuantity"]),
                     reconStatus: row["reconStatus"]?.stringValue))
         }

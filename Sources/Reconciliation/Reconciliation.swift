@@ -67,7 +67,9 @@ public struct ReconciliationMismatch: Sendable, Equatable {
 
     public var json: JSONValue {
         let day = self.day
-        var members: [JSONObject.Member] = [.init("kind", .string(kind.rawValue)), .init("usageDate", .string(String(day.usageDate.iso8601.prefix(10))))]
+        var members: [JSONObject.Member] = [
+            .init("kind", .string(kind.rawValue)), .init("usageDate", .string(String(day.usageDate.iso8601.prefix(10)))),
+        ]
         if let id = day.resource.resourceId { members.append(.init("resourceId", .string(id))) }
         if let uri = day.resource.resourceUri { members.append(.init("resourceUri", .string(uri))) }
         members += [.init("planId", .string(day.planId)), .init("dimension", .string(day.dimension))]
@@ -87,7 +89,8 @@ public struct ReconciliationMismatch: Sendable, Equatable {
         case .missingAtMarketplace: return "\(head): we recorded \(ours?.quantity.description ?? "?") accepted; the marketplace has nothing"
         case .unknownToUs: return "\(head): the marketplace holds \(theirs?.quantity.description ?? "?") we never recorded as accepted"
         case .quantity:
-            return "\(head): we recorded \(ours?.quantity.description ?? "?") accepted; the marketplace holds \(theirs?.quantity.description ?? "?")"
+            return
+                "\(head): we recorded \(ours?.quantity.description ?? "?") accepted; the marketplace holds \(theirs?.quantity.description ?? "?")"
         case .marketplaceStatus:
             return
                 "\(head): the marketplace reports \(theirs?.reconStatus ?? "?") (submitted \(theirs?.quantity.description ?? "?"), processed \(theirs?.processedQuantity?.description ?? "?"))"
@@ -134,7 +137,9 @@ public struct ReconciliationReport: Sendable, Equatable {
                 known.quantity = known.quantity.saturatingAdding(day.quantity)
                 known.count += day.count
                 known.processedQuantity = (known.processedQuantity ?? .zero).saturatingAdding(day.processedQuantity ?? .zero)
-                if let status = day.reconStatus, troubledStatuses.contains(status) || known.reconStatus == nil { known.reconStatus = status }
+                if let status = day.reconStatus, troubledStatuses.contains(status) || known.reconStatus == nil {
+                    known.reconStatus = status
+                }
                 market[day.key] = known
             } else {
                 market[day.key] = day
@@ -147,8 +152,11 @@ public struct ReconciliationReport: Sendable, Equatable {
             let theirs = market[key]
             switch (ours, theirs) {
             case (let ours?, nil):
-                if ours.quantity > .zero { report.mismatches.append(ReconciliationMismatch(kind: .missingAtMarketplace, ours: ours, theirs: nil)) }
-                else { report.matched += 1 }
+                if ours.quantity > .zero {
+                    report.mismatches.append(ReconciliationMismatch(kind: .missingAtMarketplace, ours: ours, theirs: nil))
+                } else {
+                    report.matched += 1
+                }
             case (nil, let theirs?):
                 report.mismatches.append(ReconciliationMismatch(kind: .unknownToUs, ours: nil, theirs: theirs))
             case (let ours?, let theirs?):

@@ -21,7 +21,8 @@ final class ReconciliationPass: @unchecked Sendable {
 
     init(configuration: SubmitterConfiguration) {
         self.configuration = configuration
-        reconciler = Reconciler(access: configuration.marketplace, querySocket: configuration.querySocket, timeout: configuration.requestTimeout)
+        reconciler = Reconciler(
+            access: configuration.marketplace, querySocket: configuration.querySocket, timeout: configuration.requestTimeout)
     }
 
     var reportPath: String { configuration.home + "/run/reconciliation.json" }

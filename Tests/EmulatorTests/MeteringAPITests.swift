@@ -269,8 +269,11 @@ struct MeteringAPITests {
             let answer = try emulator.call("GET", "/api/usageEvents?" + query, headers: headers)
             #expect(answer.status == 200, "\(query): \(answer.json.map(JSONWriter.string) ?? "")")
             return (answer.json?.arrayValue ?? []).map { row in
-                ["usageDate", "usageResourceId", "dimension", "planId", "reconStatus", "submittedQuantity", "processedQuantity", "submittedCount"]
-                    .map { row[$0].map { $0.stringValue ?? JSONWriter.string($0) } ?? "?" }.joined(separator: " ")
+                [
+                    "usageDate", "usageResourceId", "dimension", "planId", "reconStatus", "submittedQuantity", "processedQuantity",
+                    "submittedCount",
+                ]
+                .map { row[$0].map { $0.stringValue ?? JSONWriter.string($0) } ?? "?" }.joined(separator: " ")
             }
         }
         // The clock is on the 31st: that day is submitted, not processed yet; the 30th is processed.
@@ -283,7 +286,8 @@ struct MeteringAPITests {
                 "2024-01-30T00:00:00Z res-2 emails plan-1 Accepted 2.5 2.5 1", "2024-01-31T00:00:00Z res-1 emails plan-1 Submitted 1 0 1",
                 "2024-01-31T00:00:00Z res-3 emails plan-1 Submitted 4 0 1",
             ])
-        #expect(try rows("usageStartDate=2024-01-30&reconStatus=Accepted") == ["2024-01-30T00:00:00Z res-2 emails plan-1 Accepted 2.5 2.5 1"])
+        #expect(
+            try rows("usageStartDate=2024-01-30&reconStatus=Accepted") == ["2024-01-30T00:00:00Z res-2 emails plan-1 Accepted 2.5 2.5 1"])
         #expect(try rows("usageStartDate=2024-01-30&dimension=texts").isEmpty)
         #expect(try rows("usageStartDate=2024-01-30&planId=plan-1&offerId=metering-emulator-offer").count == 3)
         #expect(try rows("usageStartDate=2024-01-30&azureSubscriptionId=00000000-0000-0000-0000-000000000000").count == 3)
@@ -296,10 +300,13 @@ struct MeteringAPITests {
         // event nobody here sent.
         let mismatch = try emulator.call(
             "POST", "/emulator/reconciliation",
-            json: ["resourceId": "res-2", "dimension": "emails", "usageDate": "2024-01-30", "processedQuantity": 2, "reconStatus": "Mismatch"])
+            json: [
+                "resourceId": "res-2", "dimension": "emails", "usageDate": "2024-01-30", "processedQuantity": 2, "reconStatus": "Mismatch",
+            ])
         #expect(mismatch.status == 200)
         _ = try emulator.call(
-            "POST", "/emulator/reconciliation", json: ["resourceId": "res-9", "dimension": "emails", "usageDate": "2024-01-30", "submittedQuantity": 7])
+            "POST", "/emulator/reconciliation",
+            json: ["resourceId": "res-9", "dimension": "emails", "usageDate": "2024-01-30", "submittedQuantity": 7])
         #expect(
             try rows("usageStartDate=2024-01-30&usageEndDate=2024-01-30") == [
                 "2024-01-30T00:00:00Z res-2 emails plan-1 Mismatch 2.5 2 1", "2024-01-30T00:00:00Z res-9 emails  Accepted 7 7 1",

@@ -25,7 +25,9 @@ struct AdapterProxyTests {
 
     /// curl through the proxy, trusting the test certificate: the status and the body.
     static func curl(_ url: String, certificate: TestCertificate, key: String? = nil, method: String = "GET") throws -> (Int, String) {
-        var arguments = ["--silent", "--show-error", "--max-time", "20", "--cacert", certificate.certificate, "-X", method, "-w", "\n%{http_code}"]
+        var arguments = [
+            "--silent", "--show-error", "--max-time", "20", "--cacert", certificate.certificate, "-X", method, "-w", "\n%{http_code}",
+        ]
         if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
         let outcome = try TestCommand.run(try SystemTools.path("curl"), arguments + [url])
         let lines = outcome.output.split(separator: "\n", omittingEmptySubsequences: false)

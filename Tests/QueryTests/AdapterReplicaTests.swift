@@ -20,7 +20,8 @@ struct AdapterReplicaTests {
         var environment = ProcessInfo.processInfo.environment
         environment["METERING_HOME"] = home.path
         environment["METERING_ADAPTER_CREDENTIALS"] = file
-        let created = try runToEnd("meterctl", ["adapters", "create", "--json", "--name", "test-adapter"] + arguments, environment: environment)
+        let created = try runToEnd(
+            "meterctl", ["adapters", "create", "--json", "--name", "test-adapter"] + arguments, environment: environment)
         let key = try #require(try? JSONParser.parse(Array(created.output.utf8))["key"]?.stringValue, "\(created.errors)")
         return key
     }

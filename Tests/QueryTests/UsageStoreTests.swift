@@ -109,7 +109,9 @@ struct UsageStoreTests {
         #expect(try Self.ids(store) == (try Self.ids(reference)))
     }
 
-    @Test("records older than the retention are refused as expired with the first readable id; their segment files go; the ids of the others stay")
+    @Test(
+        "records older than the retention are refused as expired with the first readable id; their segment files go; the ids of the others stay"
+    )
     func retention() throws {
         let home = StackHome()
         // 20 days of one record an hour on each of two partitions, kept 7 days.
@@ -118,7 +120,9 @@ struct UsageStoreTests {
             for partition in 0..<2 {
                 let ordinal = UInt64(hour - 1)
                 batches.append(
-                    Batch(partition: partition, records: [(ordinal, Self.hour(hour))], clock: Self.hour(hour).adding(microseconds: 1_000_000)))
+                    Batch(
+                        partition: partition, records: [(ordinal, Self.hour(hour))], clock: Self.hour(hour).adding(microseconds: 1_000_000))
+                )
             }
         }
         let reference = try UsageStore(directory: home.path + "/ref", partitions: 2, retentionDays: 1000)
@@ -149,6 +153,8 @@ struct UsageStoreTests {
         let reopened = try UsageStore(directory: home.path + "/s", partitions: 2, retentionDays: 7)
         for partition in 0..<2 { reopened.journaled(partition: partition, records: [], clock: Self.hour(20 * 24)) }
         #expect(reopened.position.firstId == position.firstId)
-        #expect(try reopened.page(from: position.firstId, size: 100_000).map { "\($0.id) \($0.line["partition"]!) \($0.line["ordinal"]!)" } == kept)
+        #expect(
+            try reopened.page(from: position.firstId, size: 100_000).map { "\($0.id) \($0.line["partition"]!) \($0.line["ordinal"]!)" }
+                == kept)
     }
 }

@@ -87,7 +87,8 @@ struct AdapterHandlerTests {
             try store.update { credentials in
                 credentials.append(
                     AdapterCredential(
-                        key: key, name: "test", subscriptions: subscriptions, created: AdapterHandlerTests.now.adding(microseconds: -1_000_000),
+                        key: key, name: "test", subscriptions: subscriptions,
+                        created: AdapterHandlerTests.now.adding(microseconds: -1_000_000),
                         expires: expires))
             }
             return key
@@ -132,15 +133,18 @@ struct AdapterHandlerTests {
             #expect(response.headers["content-type"] == "text/csv; charset=utf-8; header=present")
             #expect(response.headers["x-next-id"] == "1")
             let lines = response.text.components(separatedBy: "\r\n")
-            #expect(lines.first == "id,partition,subscription,resourceId,resourceUri,planId,meterName,dimension,hour,quantity,billed,status")
-            #expect(lines.dropFirst().first == #"0,1,sub-a,sub-a,,"plan, ""gold""",email,"'=cmd()",2024-03-01T10:00:00Z,110.5,10.5,accepted"#)
+            #expect(
+                lines.first == "id,partition,subscription,resourceId,resourceUri,planId,meterName,dimension,hour,quantity,billed,status")
+            #expect(
+                lines.dropFirst().first == #"0,1,sub-a,sub-a,,"plan, ""gold""",email,"'=cmd()",2024-03-01T10:00:00Z,110.5,10.5,accepted"#)
         }
         let json = try server.get("/v1/usage", key: key.text, headers: ["Accept": "application/json, text/csv"])
         #expect(json.headers["content-type"] == "application/json; charset=utf-8")
         #expect(try server.get("/v1/usage?format=xml", key: key.text).status == 400)
     }
 
-    @Test("a scoped key reads only its subscriptions: the read model is asked with its names, and events of another subscription are refused")
+    @Test(
+        "a scoped key reads only its subscriptions: the read model is asked with its names, and events of another subscription are refused")
     func scopedKey() throws {
         let server = try Server()
         let key = try server.key(subscriptions: ["sub-a", "/subscriptions/x/app"])
@@ -149,7 +153,8 @@ struct AdapterHandlerTests {
         }
         #expect(
             server.asked == [
-                "usage 0 100 /subscriptions/x/app,sub-a", "subscriptions - 100 /subscriptions/x/app,sub-a", "plans /subscriptions/x/app,sub-a",
+                "usage 0 100 /subscriptions/x/app,sub-a", "subscriptions - 100 /subscriptions/x/app,sub-a",
+                "plans /subscriptions/x/app,sub-a",
                 "submissions 0-3 100 Accepted /subscriptions/x/app,sub-a",
             ])
         let other = try server.get("/v1/events?resourceId=sub-b", key: key.text)
@@ -191,7 +196,8 @@ struct AdapterHandlerTests {
         #expect(try server.get("/v1/usage", key: good.text).status == 200)
     }
 
-    @Test("an id that aged out is answered 410 expired with the first readable id; bad parameters 400; other methods 405; unknown paths 404")
+    @Test(
+        "an id that aged out is answered 410 expired with the first readable id; bad parameters 400; other methods 405; unknown paths 404")
     func refusals() throws {
         let server = try Server(firstId: 40)
         let key = try server.key()

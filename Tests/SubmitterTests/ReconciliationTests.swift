@@ -101,10 +101,13 @@ struct ReconciliationTests {
         let shown = try Self.meterctl(stack.home, ["reconcile", "--from", "2024-03-01", "--to", "2024-03-01"], environment: marketplace)
         #expect(shown.status == 1, "\(shown.errors)")
         #expect(shown.output.contains("2 differ"), "\(shown.output)")
-        #expect(shown.output.contains("quantity: 2024-03-01 recon-a emails: we recorded 6.5 accepted; the marketplace holds 5"), "\(shown.output)")
+        #expect(
+            shown.output.contains("quantity: 2024-03-01 recon-a emails: we recorded 6.5 accepted; the marketplace holds 5"),
+            "\(shown.output)")
         #expect(shown.output.contains("unknownToUs: 2024-03-01 stranger emails"), "\(shown.output)")
         #expect(shown.errors.contains("2 mismatches with the marketplace"))
-        let json = try Self.meterctl(stack.home, ["reconcile", "--from", "2024-03-01", "--to", "2024-03-01", "--json"], environment: marketplace)
+        let json = try Self.meterctl(
+            stack.home, ["reconcile", "--from", "2024-03-01", "--to", "2024-03-01", "--json"], environment: marketplace)
         #expect((try? JSONParser.parse(Array(json.output.utf8)))?["checked"] == 3)
         // A day with nothing on either side agrees.
         let quiet = try Self.meterctl(stack.home, ["reconcile", "--from", "2024-02-20", "--to", "2024-02-21"], environment: marketplace)
