@@ -80,7 +80,13 @@ final class PartitionUsageJournal: @unchecked Sendable {
     var firstOrdinal: UInt64 { lock.withLock { UInt64(segments[0].journal.firstId) } }
 
     /// The ordinal of the next record not in the journal yet.
-    var nextOrdinal: UInt64 { lock.withLock { segments[segments.count - 1].journal.nextOrdinal(partition: partition) } }
+    var nextOrdinal: UInt64 { lock.withLock { Self.next(of: segments[segments.count - 1].journal, partition: partition) } }
+
+    /// The next ordinal after `journal`'s lines: its first id while it has none (a segment started
+    /// just before a crash may be empty).
+    private static func next(of journal: Journal, partition: Int) -> UInt64 {
+        max(UInt64(journal.firstId), journal.nextOrdinal(partition: partition))
+    }
 
     /// Adds record `ordinal`, closed at `closed` (Unix seconds), unless it is there already (false).
     /// Readable after the next `sync()`. Never fails: a segment that cannot be started now (a disk
@@ -89,7 +95,13 @@ final class PartitionUsageJournal: @unchecked Sendable {
     func append(ordinal: UInt64, closed: Int64, _ fields: JSONObject) -> Bool {
         lock.withLock { () -> Bool in
             var active = segments[segments.count - 1]
-            guard ordinal >= active.journal.nextOrdinal(partition: partition) else { return false }
+            let next = Self.next(of: active.journal, partition: partition)
+            guard ordinal >= next else { return false }
+            guard ordinal == next else {
+                // Ordinals come one after the other; a gap would give a line the wrong id.
+                Log.error("partition \(partition): usage record \(ordinal) skips records from \(next) on; not journaled")
+                return false
+            }
             if let first = active.firstClosed, closed >= first + Self.segmentSeconds {
                 do {
                     // A new week: the full segment is sealed once its lines are durable.

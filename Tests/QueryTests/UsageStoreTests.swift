@@ -157,4 +157,24 @@ struct UsageStoreTests {
             try reopened.page(from: position.firstId, size: 100_000).map { "\($0.id) \($0.line["partition"]!) \($0.line["ordinal"]!)" }
                 == kept)
     }
+
+    @Test("a week's segment that a crash left empty continues at its first ordinal, and the journal reopens whole")
+    func emptySegmentAfterCrash() throws {
+        let home = StackHome()
+        let directory = home.path + "/usage"
+        var store = try UsageStore(directory: directory, partitions: 1, retentionDays: 400)
+        let batches = (1...5).map { hour in
+            Batch(partition: 0, records: [(UInt64(hour - 1), Self.hour(hour))], clock: Self.hour(hour).adding(microseconds: 1))
+        }
+        try Self.feed(store, batches)
+        // The next week's file, created just before a crash, without a line.
+        _ = FileManager.default.createFile(atPath: directory + "/p000/" + PartitionUsageJournal.fileName(5), contents: nil)
+        store = try UsageStore(directory: directory, partitions: 1, retentionDays: 400)
+        #expect(store.journals[0].nextOrdinal == 5)
+        let next = Batch(partition: 0, records: [(5, Self.hour(24 * 8))], clock: Self.hour(24 * 8).adding(microseconds: 1))
+        try Self.feed(store, [next])
+        store = try UsageStore(directory: directory, partitions: 1, retentionDays: 400)
+        store.journaled(partition: 0, records: [], clock: Self.hour(24 * 8).adding(microseconds: 1))
+        #expect(try Self.ids(store) == (0...5).map { "0/\($0)" })
+    }
 }
