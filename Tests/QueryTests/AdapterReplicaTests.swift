@@ -125,6 +125,31 @@ struct AdapterReplicaTests {
                 #expect(seen[id] == Self.slot(record), "replica on port \(port): id \(id)")
             }
         }
+
+        // The rest of the API on the same replicas: plans in the purchase's form, and a key
+        // scoped to one subscription sees that one only.
+        let (plansStatus, plans) = try TestHTTP.call(
+            "GET", "http://127.0.0.1:\(portB)/v1/plans", headers: ["Authorization": "Bearer \(key)"])
+        #expect(plansStatus == 200)
+        let plan = plans?["plans"]?.arrayValue?.first
+        #expect(plans?["plans"]?.arrayValue?.count == 1)
+        #expect(plan?["planId"] == "plan-q")
+        #expect(plan?["subscriptions"] == .number(String(Self.subscriptions.count)))
+        #expect(plan?["billingDimensions"]?["email"] == ["type": "simple", "dimension": "emails", "included": 100])
+        #expect(plan?["billingDimensions"]?["calls"]?["tiers"]?.arrayValue?.map { $0["dimension"] } == ["calls-a", "calls-b", "calls-c"])
+        let scoped = try Self.createKey(home: home, file: credentials, ["--subscription", "adapter-sub-3"])
+        for port in [portA, portB] {
+            let (_, usage) = try TestHTTP.call(
+                "GET", "http://127.0.0.1:\(port)/v1/usage?batchSize=1000", headers: ["Authorization": "Bearer \(scoped)"])
+            let own = usage?["records"]?.arrayValue ?? []
+            #expect(own.count == 2 * Self.hours)
+            #expect(own.allSatisfy { $0["resourceId"] == "adapter-sub-3" })
+            #expect(own.map { seen[$0["id"]?.intValue ?? -1] } == own.map { Self.slot($0) }, "the same ids as for a key that reads all")
+            let (_, listed) = try TestHTTP.call(
+                "GET", "http://127.0.0.1:\(port)/v1/subscriptions", headers: ["Authorization": "Bearer \(scoped)"])
+            #expect(listed?["subscriptions"]?.arrayValue?.map { $0["key"] } == ["adapter-sub-3"])
+            #expect(listed?["total"] == 1)
+        }
         _ = replicaA
     }
 }

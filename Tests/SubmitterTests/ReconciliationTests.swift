@@ -117,4 +117,47 @@ struct ReconciliationTests {
         #expect(status.output.contains("reconciliation: mismatches"), "\(status.output)")
         #expect(status.output.contains("quantity: 2024-03-01 recon-a emails: ours 6.5, marketplace submitted 5"), "\(status.output)")
     }
+
+    @Test("the marketplace ledger's cursor, taken from one query replica, continues on another without a gap or a repeat")
+    func ledgerCursorAcrossReplicas() throws {
+        let stack = try Stack()
+        try stack.startQuery()
+        var environment = ["METERING_HOME": stack.home.path + "/b", "METERING_INGEST_SOCKET": stack.home.clientSocket]
+        environment["METERING_QUERY_SNAPSHOT_RECORDS"] = "3"
+        let replicaB = try ServerProcess(
+            executable: "meter-query", home: stack.home, readySocket: stack.home.path + "/b/run/query.sock", environment: environment)
+        try stack.advance(to: "2024-03-01T10:00:00Z")
+        let names = (0..<6).map { "ledger-\($0)" }
+        try stack.send(try names.map { try Self.purchase($0) })
+        try stack.advance(to: "2024-03-01T10:20:00Z")
+        try stack.send(
+            try names.map {
+                try JSONParser.parse(
+                    #"{"type":"UsageReported","value":{"resourceId":"\#($0)","timestamp":"2024-03-01T10:20:00Z","meterName":"email","quantity":3}}"#
+                )
+            })
+        stack.submitter = try SubmitterProcess(home: stack.home, environment: stack.submitterEnvironment)
+        try stack.advance(to: "2024-03-01T11:00:01Z")
+        _ = try stack.waitUntilSettled(count: 6)
+        try stack.query?.waitUntilCaughtUp(with: stack.ingest)
+        try replicaB.waitUntilFolded(socket: stack.home.path + "/b/run/query.sock", with: stack.ingest, everyPartition: true, timeout: 30)
+        func page(_ socket: String, _ cursor: String) throws -> (records: [JSONValue], cursor: String) {
+            let answer = try UnixClient(path: socket).call(
+                Request(op: "submissions", fields: JSONObject(["cursor": .string(cursor), "batchSize": 4])))
+            return (answer["records"]?.arrayValue ?? [], answer["cursor"]?.stringValue ?? "?")
+        }
+        let first = try page(stack.home.querySocket, "")
+        #expect(first.records.count == 4)
+        let second = try page(stack.home.path + "/b/run/query.sock", first.cursor)
+        #expect(second.records.count == 2)
+        let end = try page(stack.home.path + "/b/run/query.sock", second.cursor)
+        #expect(end.records.isEmpty)
+        #expect(end.cursor == second.cursor)
+        let read = (first.records + second.records).compactMap { $0["resourceId"]?.stringValue }
+        #expect(read.sorted() == names, "every outcome once")
+        #expect(throws: UnixClient.Failure.self, "a cursor that is not one is refused") {
+            try UnixClient(path: stack.home.querySocket).call(
+                Request(op: "submissions", fields: JSONObject(["cursor": "x-y", "batchSize": 4])))
+        }
+    }
 }
