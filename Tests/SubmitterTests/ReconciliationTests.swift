@@ -113,6 +113,10 @@ struct ReconciliationTests {
         let quiet = try Self.meterctl(stack.home, ["reconcile", "--from", "2024-02-20", "--to", "2024-02-21"], environment: marketplace)
         #expect(quiet.status == 0, "\(quiet.errors)")
         #expect(quiet.output.contains("0 differ"))
+        // Without days: the week before the last day that ended 26 hours of log time ago (Mar 2 12:00).
+        let lastWeek = try Self.meterctl(stack.home, ["reconcile"], environment: marketplace)
+        #expect(lastWeek.status == 0, "\(lastWeek.errors)")
+        #expect(lastWeek.output.hasPrefix("reconciled 2024-02-23 to 2024-02-29"), "\(lastWeek.output)")
         let status = try Self.meterctl(stack.home, ["submitter-status"], environment: [:])
         #expect(status.output.contains("reconciliation: mismatches"), "\(status.output)")
         #expect(status.output.contains("quantity: 2024-03-01 recon-a emails: ours 6.5, marketplace submitted 5"), "\(status.output)")
