@@ -61,14 +61,25 @@ let package = Package(
             name: "Query",
             dependencies: [
                 "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP", "Metrics",
+                "AdapterKit",
             ]),
-        .executableTarget(name: "Submitter", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "Metrics"]),
         .executableTarget(
-            name: "MeterCtl", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit"]),
+            name: "Submitter", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "Metrics", "Reconciliation"]),
+        .executableTarget(
+            name: "MeterCtl",
+            dependencies: [
+                "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit", "AdapterKit", "Reconciliation",
+            ]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "HTTP"]),
-        // The customer-facing run-rate page and /api/runrate, for meter-query.
-        .target(name: "QueryWeb", dependencies: ["Wire", "Daemon", "Crypto", "HTTP"]),
+        // The customer-facing run-rate page and /api/runrate, and the usage API for billing
+        // adapters (/v1/...), for meter-query.
+        .target(name: "QueryWeb", dependencies: ["Wire", "Daemon", "Crypto", "HTTP", "AdapterKit"]),
+        // Billing adapters' read-only credentials (shared by meter-query and meterctl adapters).
+        .target(name: "AdapterKit", dependencies: ["Wire", "SystemIO", "Daemon", "Crypto"]),
+        // Comparing our accepted ledger with the marketplace's usage events (the submitter's
+        // periodic pass and meterctl reconcile), and the marketplace API access they share.
+        .target(name: "Reconciliation", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"]),
         // Managed applications calling home: credentials, request signatures, rate limits (shared
         // by meter-frontdoor and meterctl credentials), and the HTTP front door itself.
         .target(name: "FrontDoorKit", dependencies: ["Wire", "SystemIO", "Daemon", "Crypto"]),
@@ -96,13 +107,13 @@ let package = Package(
         .target(name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
-        .testTarget(name: "QueryTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(
             name: "QueryWebTests",
-            dependencies: ["QueryWeb", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "StackTestSupport"]),
+            dependencies: ["QueryWeb", "HTTP", "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "AdapterKit", "StackTestSupport"]),
         .testTarget(name: "MeterCtlTests", dependencies: ["MeterCtl", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(
             name: "FrontDoorTests",

@@ -23,7 +23,11 @@ CONNECTS = {
     "meter-aggregator": {"METERING_INGEST_SOCKET": "meter-ingest"},
     "meter-query": {"METERING_INGEST_SOCKET": "meter-ingest"},
     "meter-notifier": {"METERING_INGEST_SOCKET": "meter-ingest"},
-    "meter-submitter": {"METERING_INGEST_ADMIN_SOCKET": "meter-ingest", "METERING_AGGREGATOR_SOCKETS": "meter-aggregator"},
+    "meter-submitter": {
+        "METERING_INGEST_ADMIN_SOCKET": "meter-ingest",
+        "METERING_AGGREGATOR_SOCKETS": "meter-aggregator",
+        "METERING_QUERY_SOCKET": "meter-query",
+    },
 }
 # Processes that keep state which must outlive the container.
 STATEFUL = {"meter-ingest", "meter-aggregator", "meter-query", "meter-notifier"}

@@ -17,10 +17,12 @@ enum MeterCtl {
     static let commands: [Command] = [
         Demo.command, Up.command, Send.command, Tail.command, StatusCommand.command, AdvanceClock.command,
         AggregatorCommands.pendingCommand, AggregatorCommands.stateCommand, AggregatorCommands.statusCommand, SubmitterStatus.command,
+        ReconcileCommand.command,
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
         QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
         TokenCommand.command,
-        UnprocessableCommand.command, CredentialsCommand.command, NotificationsCommand.command, ConnectorCommand.command,
+        UnprocessableCommand.command, CredentialsCommand.command, NotificationsCommand.command, AdaptersCommand.command,
+        ConnectorCommand.command,
         RecoveryCommands.logCommand,
         RecoveryCommands.rebuildCommand, HelpCommand.command, HelpCommand.completion,
     ]

@@ -2,6 +2,7 @@ import Daemon
 import Foundation
 import HTTP
 import Metrics
+import Reconciliation
 import Transport
 import Wire
 
@@ -23,6 +24,7 @@ import Wire
 final class Submitter: @unchecked Sendable {
     let configuration: SubmitterConfiguration
     let marketplace: MarketplaceClient
+    let reconciliation: ReconciliationPass
     private let lock = NSLock()
     private let statusLock = NSLock()
     private var running = true
@@ -94,7 +96,7 @@ final class Submitter: @unchecked Sendable {
             "retries": .number(String(counters.retries)), "atRisk": .number(String(lanes.reduce(0) { $0 + $1.atRisk })),
             "lastError": failing?.lastError.map { .string($0) } ?? .null, "lastPass": Self.time(counters.lastPass),
             "unreachable": .array(lanes.filter(\.unreachable).map { .string($0.socket) }),
-            "aggregators": .array(lanes.map(\.json)),
+            "aggregators": .array(lanes.map(\.json)), "reconciliation": reconciliation.statusJSON,
         ]
     }
 
@@ -111,16 +113,23 @@ final class Submitter: @unchecked Sendable {
         self.configuration = configuration
         let http = HTTPClient(timeout: configuration.requestTimeout)
         marketplace = MarketplaceClient(
-            baseURL: configuration.marketplaceURL, http: http, tokens: TokenProvider(credentials: configuration.credentials, http: http))
+            baseURL: configuration.marketplaceURL, http: http,
+            tokens: TokenProvider(credentials: configuration.credentials, http: http) { submitterMetrics.tokenRefreshes.add() })
         lanes = configuration.aggregatorSockets.map(Lane.init(socket:))
+        reconciliation = ReconciliationPass(configuration: configuration)
     }
 
     func stop() { lock.withLock { running = false } }
     private var isRunning: Bool { lock.withLock { running } }
 
-    /// Runs every lane on a thread of its own until stopped.
+    /// Runs every lane on a thread of its own, and the reconciliation on another, until stopped.
     func run() {
         let done = DispatchGroup()
+        done.enter()
+        Thread {
+            self.reconciliation.serve(while: { self.isRunning }, after: { self.writeStatus() })
+            done.leave()
+        }.start()
         for lane in lanes.indices {
             done.enter()
             Thread {

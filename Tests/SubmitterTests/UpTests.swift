@@ -107,7 +107,8 @@ struct UpTests {
         let processes = Self.stackProcesses(home)
         #expect(processes.count == 6)
         let files = Self.runFiles(home)
-        #expect(files.count == 8, "\(files.keys.sorted())")
+        // Six pid files, and the addresses of the emulator, the run-rate page and the usage API.
+        #expect(files.count == 9, "\(files.keys.sorted())")
 
         let output = Pipe()
         let second = try Self.up(home, output: output)
@@ -130,8 +131,9 @@ struct UpTests {
         #expect(first.terminationStatus == 0)
         #expect(Self.waitUntil(10) { !processes.contains(where: Self.alive) })
         // The first stack removed its own pid files and the emulator its address as they stopped
-        // (the query service leaves its page address).
-        #expect(Self.runFiles(home).keys.sorted() == ["query-http.addr"], "\(Self.runFiles(home).keys.sorted())")
+        // (the query service leaves its page's and its usage API's addresses).
+        #expect(
+            Self.runFiles(home).keys.sorted() == ["query-adapters.addr", "query-http.addr"], "\(Self.runFiles(home).keys.sorted())")
     }
 
     @Test(

@@ -1,19 +1,22 @@
 import Foundation
-import HTTP
-import Metrics
+public import HTTP
 import Wire
 
 /// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
 /// at once when the API refuses one (401/403).
-final class TokenProvider: @unchecked Sendable {
-    private let credentials: SubmitterConfiguration.Credentials
+public final class TokenProvider: @unchecked Sendable {
+    private let credentials: MarketplaceAccess.Credentials
     private let http: HTTPClient
+    private let refreshed: @Sendable () -> Void
     private let lock = NSLock()
     private var cached: (token: String, refreshAt: Date)?
 
-    init(credentials: SubmitterConfiguration.Credentials, http: HTTPClient) {
+    /// Tokens for `credentials`, fetched with `http`; `refreshed` is told of every new token
+    /// (the submitter counts them in its metrics).
+    public init(credentials: MarketplaceAccess.Credentials, http: HTTPClient, refreshed: @escaping @Sendable () -> Void = {}) {
         self.credentials = credentials
         self.http = http
+        self.refreshed = refreshed
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -21,19 +24,20 @@ final class TokenProvider: @unchecked Sendable {
     }
 
     /// Forgets the cached token (after a 401 from the API).
-    func invalidate() { lock.withLock { cached = nil } }
+    public func invalidate() { lock.withLock { cached = nil } }
 
-    func token() throws -> String {
+    /// A live token: the cached one, or a new one from the token endpoint.
+    public func token() throws -> String {
         if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
-        submitterMetrics.tokenRefreshes.add()
+        refreshed()
         // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
         lock.withLock { cached = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
         return token
     }
 
     private func fetch() throws -> (String, Double) {
-        let resource = SubmitterConfiguration.resource
+        let resource = MarketplaceAccess.resource
         let reply: HTTPClient.Reply
         switch credentials {
         case .servicePrincipal(_, let clientId, let secret, let tokenURL):
