@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO"]),
         .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Metrics"]),
         // What every process that folds the log shares: following ingest, snapshots.
-        .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Billing", "Metrics"]),
+        .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "Metrics"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
         .target(name: "QueryModel", dependencies: ["Wire", "Billing"]),
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Daemon", "Transport", "Billing", "Projection", "Metrics"]),
@@ -71,7 +71,7 @@ let package = Package(
                 "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit", "AdapterKit", "Reconciliation",
             ]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing"]),
-        .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "HTTP"]),
+        .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, and the usage API for billing
         // adapters (/v1/...), for meter-query.
         .target(name: "QueryWeb", dependencies: ["Wire", "Daemon", "Crypto", "HTTP", "AdapterKit"]),
@@ -88,7 +88,7 @@ let package = Package(
         // outcomes that need a person; signed, retried, in order, with dead letters.
         .executableTarget(
             name: "Notifier",
-            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Billing", "Projection", "HTTP", "Metrics"]),
+            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "Billing", "Projection", "HTTP", "Metrics"]),
         // Telemetry connectors: log files and commands turned into hourly usage events.
         .executableTarget(name: "Connector", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "Crypto", "Metrics"]),
         // The repository's own sample messages in the reference's format (Tests/Fixtures/mba), and
@@ -104,12 +104,12 @@ let package = Package(
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire", "SystemIO"]),
         // Starting real executables for integration tests: shared by the test targets below.
-        .target(name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport"], path: "Tests/StackTestSupport"),
+        .target(name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
-        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
-        .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(
             name: "QueryWebTests",
