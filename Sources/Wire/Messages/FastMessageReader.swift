@@ -261,8 +261,8 @@ struct FastMessageReader {
 
     /// A `UsageReported` message read as the billing fold takes it, or nil.
     mutating func usageMessage() -> Message? {
-        guard let (id, value) = usageParts(), let time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[value.timestamp]))
-        else { return nil }
+        guard let (id, value) = usageParts() else { return nil }
+        let time = value.time
         var properties: [String: String] = [:]
         for property in value.properties ?? [] { properties[text(property.key)] = text(property.value) }
         let usage = UsageReported(
@@ -325,7 +325,7 @@ struct FastMessageReader {
         var event = ValidatedEvent(
             type: .usageReported, idempotencyKey: id.map(text),
             resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
-            payload: canonical)
+            payload: canonical, eventTime: value.time)
         if id != nil {
             event.keyDigest = PayloadDigest.hash(event.idempotencyKey!)
             // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
@@ -344,6 +344,8 @@ struct FastMessageReader {
         var resourceId: Range<Int>?
         var resourceUri: Range<Int>?
         var timestamp: Range<Int>
+        /// `timestamp` read.
+        var time: Timestamp
         var meterName: Range<Int>
         var quantity: Quantity
         var properties: [(key: Range<Int>, value: Range<Int>)]?
@@ -354,6 +356,7 @@ struct FastMessageReader {
         var resourceId: Range<Int>?
         var resourceUri: Range<Int>?
         var timestamp: Range<Int>?
+        var time: Timestamp?
         var meterName: Range<Int>?
         var quantity: Quantity?
         var properties: [(key: Range<Int>, value: Range<Int>)]?
@@ -368,9 +371,10 @@ struct FastMessageReader {
                 resourceUri = read
             case UInt8(ascii: "t") where equals(key, "timestamp"):
                 guard timestamp == nil, let read = plainString(),
-                    Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[read])) != nil
+                    let parsed = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[read]))
                 else { return nil }
                 timestamp = read
+                time = parsed
             case UInt8(ascii: "m") where equals(key, "meterName"):
                 guard meterName == nil, let read = plainString(), !read.isEmpty else { return nil }
                 meterName = read
@@ -386,11 +390,12 @@ struct FastMessageReader {
                 return nil
             }
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")), resourceId != nil || resourceUri != nil, let timestamp, let meterName, let quantity else {
+        guard expect(UInt8(ascii: "}")), resourceId != nil || resourceUri != nil, let timestamp, let time, let meterName, let quantity
+        else {
             return nil
         }
         return Value(
-            resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, meterName: meterName, quantity: quantity,
+            resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, time: time, meterName: meterName, quantity: quantity,
             properties: properties)
     }
 
