@@ -46,6 +46,12 @@ extension PartitionState {
             return
         }
         let placed = attribution.place(timestamp: usage.timestamp, enqueued: voided.enqueuedTime).time
+        if let deletion = subscription.deletion, voided.sequence > deletion.sequence,
+            placed >= deletion.time || voided.enqueuedTime >= deletion.time.adding(microseconds: attribution.lateGrace)
+        {
+            unvoidable("the usage came after the subscription was deleted and was refused")
+            return
+        }
         let counted = BillingPeriod(containing: placed, subscriptionStart: subscription.subscriptionStart, interval: subscription.interval)
         let inPrevious: Bool
         if counted.index >= subscription.period.index || subscription.previous == nil {

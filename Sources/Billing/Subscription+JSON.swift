@@ -13,6 +13,9 @@ extension Subscription {
         object["period"] = Self.json(period)
         object["deleted"] = .bool(deleted)
         if let deletedAt { object["deletedAt"] = .string(deletedAt.iso8601) }
+        if let deletion {
+            object["deletion"] = ["sequence": .number(String(deletion.sequence)), "time": .string(deletion.time.iso8601)]
+        }
         object["since"] = .number(String(since))
         object["plans"] = .array(plans.map { ["planId": .string($0.planId), "from": .string($0.from.iso8601)] })
         if let firstUnusedHour { object["firstUnusedHour"] = .string(firstUnusedHour.iso8601) }
@@ -78,6 +81,13 @@ extension Subscription {
         subscription.deleted = try SnapshotReader.bool(object, "deleted", path)
         if let value = SnapshotReader.optional(object, "deletedAt") {
             subscription.deletedAt = try SnapshotReader.timestamp(value, "\(path).deletedAt")
+        }
+        if let value = SnapshotReader.optional(object, "deletion") {
+            let mark = try SnapshotReader.object(value, "\(path).deletion")
+            subscription.deletion = (
+                try SnapshotReader.sequence(mark, "sequence", "\(path).deletion"),
+                try SnapshotReader.timestamp(mark, "time", "\(path).deletion")
+            )
         }
         if let value = SnapshotReader.optional(object, "since") { subscription.since = try SnapshotReader.sequence(value, "\(path).since") }
         if let value = SnapshotReader.optional(object, "firstUnusedHour") {

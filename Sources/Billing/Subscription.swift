@@ -3,6 +3,15 @@ import Wire
 /// One subscription of a partition: its terms (plan, renewal interval, original start), the
 /// current billing period with each meter's consumption, its credits, and the open hours' overage.
 struct Subscription: Equatable, Sendable {
+    static func == (lhs: Subscription, rhs: Subscription) -> Bool {
+        lhs.resource == rhs.resource && lhs.planId == rhs.planId && lhs.interval == rhs.interval
+            && lhs.subscriptionStart == rhs.subscriptionStart && lhs.period == rhs.period && lhs.meters == rhs.meters
+            && lhs.openHours == rhs.openHours && lhs.firstUnusedHour == rhs.firstUnusedHour && lhs.earlyReported == rhs.earlyReported
+            && lhs.deleted == rhs.deleted && lhs.deletedAt == rhs.deletedAt && lhs.deletion?.sequence == rhs.deletion?.sequence
+            && lhs.deletion?.time == rhs.deletion?.time && lhs.since == rhs.since && lhs.plans == rhs.plans
+            && lhs.credits == rhs.credits && lhs.previous == rhs.previous
+    }
+
     /// The names it answers to. The first name it was bought under is its key in the partition.
     var resource: ResourceName
     var planId: String
@@ -26,6 +35,10 @@ struct Subscription: Equatable, Sendable {
     /// Under event-time attribution: when the deletion was recorded, while its grace runs (usage
     /// from before it may still arrive); nil once the terms ended.
     var deletedAt: Timestamp?
+    /// The deletion record's sequence number and time, kept while a deleted subscription is held:
+    /// usage recorded after it was refused (unless it came within the grace), so a void of it
+    /// has nothing to take back.
+    var deletion: (sequence: UInt64, time: Timestamp)?
     /// The sequence number of the record that started the current terms (the purchase).
     var since: UInt64 = 0
     /// The plans in force during the current period, oldest first (one unless the plan changed).
@@ -104,6 +117,7 @@ struct Subscription: Equatable, Sendable {
         previous = nil
         deleted = false
         deletedAt = nil
+        deletion = nil
     }
 
     /// Whether `purchase` repeats this subscription's terms exactly (a resent purchase).
@@ -222,6 +236,8 @@ struct Subscription: Equatable, Sendable {
         guard let index = meterIndex(named: usage.meterName) else { return .unknownMeter }
         let inPrevious = placed < period.start && previous.map { $0.closes != nil && $0.period.contains(placed) } ?? false
         let base = recordingHour(placed)
+        // A meter the plan added after the renewal counts late usage of the period before from zero.
+        if inPrevious && meters[index].previous == nil { meters[index].previous = MeterUsage() }
         if meters[index].isGauge {
             if inPrevious {
                 var meter = meters[index]
@@ -327,19 +343,17 @@ struct Subscription: Equatable, Sendable {
         plans = [PlanPeriod(planId: planId, from: period.start)]
         due.renewed = true
         due.deadlines.append(period.end)
-        let closes = ended.end.adding(microseconds: attribution.lateGrace)
-        if adjacent && closes > now {
-            // Late usage of the ended period may still come: it stays open until its grace ends.
-            previous = PreviousPeriod(period: ended, credits: endedCredits, closes: closes)
-            due.deadlines.append(closes)
-            return
+        // The period just before the new one (the ended one, or an empty one when periods without
+        // records were skipped) takes late usage until its grace ends.
+        let before = adjacent ? ended : BillingPeriod(index: period.index - 1, subscriptionStart: subscriptionStart, interval: interval)
+        let closes = period.start.adding(microseconds: attribution.lateGrace)
+        let open = closes > now
+        if !adjacent || !open {
+            due.gauges += gauges.map { (Self.lastHour(of: ended), $0) }
+            due.refunds += endedCredits.map { (ended, $0) }
         }
-        due.gauges += gauges.map { (Self.lastHour(of: ended), $0) }
-        due.refunds += endedCredits.map { (ended, $0) }
-        previous = PreviousPeriod(period: BillingPeriod(index: period.index - 1, subscriptionStart: subscriptionStart, interval: interval))
-        if !adjacent {
-            for index in meters.indices { meters[index].previous = MeterUsage() }
-        }
+        previous = PreviousPeriod(period: before, credits: adjacent && open ? endedCredits : [], closes: open ? closes : nil)
+        if open { due.deadlines.append(closes) }
     }
 
     /// Ends the previous period's grace: its gauge values are reported, its credits listed.
