@@ -69,7 +69,7 @@ extension Committer {
                 return .refused(
                     WireError(
                         .notFound,
-                        "value.ids: no event was sent with id \"\(key.prefix(200))\" in the last \(retentionDays) days (\(window)): it was never sent, or is older; nothing was appended"
+                        "value.ids: no event was sent with id \"\(key.prefix(200))\" in the last \(retentionDays) days (\(window)): it was never sent, or it is older and can no longer be voided; nothing was appended"
                     ))
             }
             guard retained(position.enqueuedTime) else {
