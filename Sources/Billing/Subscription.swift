@@ -251,6 +251,9 @@ struct Subscription: Equatable, Sendable {
             parts?.append(contentsOf: meters[index].parts(of: usage.quantity, after: .zero, overage: [], netted: []))
             return .recorded(openedHour: false, hour: base, previous: inPrevious)
         }
+        if !inPrevious, credits.isEmpty, case .sum(let dimension, let included) = meters[index].rule {
+            return reportSum(usage.quantity, meter: index, dimension: dimension, included: included, base: base, parts: &parts)
+        }
         let consumed = inPrevious ? meters[index].previous!.consumed : meters[index].consumed
         guard let (total, overage) = meters[index].overage(of: usage.quantity, after: consumed) else { return .overflow }
         let opened = openHours.isEmpty
@@ -289,6 +292,28 @@ struct Subscription: Equatable, Sendable {
             for piece in overage { meters[index].usage.billed.add(piece.dimension, piece.quantity) }
         }
         return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: inPrevious)
+    }
+
+    /// The common case of `report` without allocating: a summed meter of the current period, no
+    /// credit to net. The same rule as the general path.
+    private mutating func reportSum(
+        _ quantity: Quantity, meter index: Int, dimension: String, included: IncludedQuantity, base: Timestamp, parts: inout [UsagePart]?
+    ) -> Usage {
+        let consumed = meters[index].consumed
+        guard let total = consumed.adding(quantity) else { return .overflow }
+        var overage = Quantity.zero
+        if case .finite(let included) = included {
+            // The part of [consumed, total) above the included quantity.
+            overage = max(.zero, total - max(included, consumed))
+        }
+        let opened = openHours.isEmpty
+        if overage > .zero {
+            guard add(dimension, overage, hour: hour(for: dimension, base: base)) else { return .overflow }
+            meters[index].usage.billed.add(dimension, overage)
+        }
+        meters[index].usage.consumed = total
+        if parts != nil { parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: overage)) }
+        return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: false)
     }
 
     /// The gauge meters' overage for the period so far.
