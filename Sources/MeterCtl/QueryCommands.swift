@@ -185,7 +185,14 @@ enum QueryCommands {
             var details: [String] = []
             if let meter = value?["meterName"] { details.append("\(text(meter)) \(text(value?["quantity"]))") }
             for property in value?["properties"]?.objectValue?.members ?? [] { details.append("\(property.key)=\(text(property.value))") }
-            if let plan = value?["subscription"]?["plan"]?["planId"] { details.append("plan \(text(plan))") }
+            if let plan = value?["subscription"]?["plan"]?["planId"] ?? value?["plan"]?["planId"] { details.append("plan \(text(plan))") }
+            if let ids = value?["ids"]?.arrayValue {
+                let usage = value?["voided"]?["event"]?["value"]
+                details.append(
+                    "voids \(ids.map(text).joined(separator: ", "))"
+                        + (usage.map { " (\(text($0["meterName"])) \(text($0["quantity"])))" } ?? ""))
+                if let reason = value?["reason"] { details.append("reason: \(text(reason))") }
+            }
             if let result = value?["result"] { details.append(outcomeText(result)) }
             rows.append([
                 "\(text(record["partition"]))/\(text(record["sequence"]))", text(record["enqueuedTime"]), text(event?["type"]),

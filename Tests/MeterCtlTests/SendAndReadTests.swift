@@ -87,6 +87,10 @@ struct SendAndReadTests {
         #expect(!pending.contains("emails"), "\(pending)")
         let status = try stack.ok(["aggregator-status"])
         #expect(status.contains("voids"))
+        // The audit trail has the plan change and the void, with what it voided and why.
+        let events = try stack.ok(["events", "--resource-id", "sub-a"])
+        #expect(events.contains("PlanChanged") && events.contains("plan pro"), "\(events)")
+        #expect(events.contains("voids big (email 130) reason: sent by mistake"), "\(events)")
 
         let again = try stack.meterctl(["send", "void", "--usage-id", "big", "--reason", "once more"])
         #expect(again.status == 1)
