@@ -238,7 +238,9 @@ struct Subscription: Equatable, Sendable {
         let base = recordingHour(placed)
         // A meter the plan added after the renewal counts late usage of the period before from zero.
         if inPrevious && meters[index].previous == nil { meters[index].previous = MeterUsage() }
-        if meters[index].isGauge {
+        // The rule is read once: reading it (or a computed property) per check would copy the meter.
+        switch meters[index].rule {
+        case .gauge:
             if inPrevious {
                 var meter = meters[index]
                 swap(&meter.usage, &meter.previous!)
@@ -250,11 +252,12 @@ struct Subscription: Equatable, Sendable {
             }
             parts?.append(contentsOf: meters[index].parts(of: usage.quantity, after: .zero, overage: [], netted: []))
             return .recorded(openedHour: false, hour: base, previous: inPrevious)
-        }
-        if !inPrevious, credits.isEmpty, case .sum(let dimension, let included) = meters[index].rule {
+        case .sum(let dimension, let included) where !inPrevious && credits.isEmpty:
             return reportSum(usage.quantity, meter: index, dimension: dimension, included: included, base: base, parts: &parts)
+        default:
+            break
         }
-        let consumed = inPrevious ? meters[index].previous!.consumed : meters[index].consumed
+        let consumed = inPrevious ? meters[index].previous!.consumed : meters[index].usage.consumed
         guard let (total, overage) = meters[index].overage(of: usage.quantity, after: consumed) else { return .overflow }
         let opened = openHours.isEmpty
         if !overage.isEmpty {
@@ -299,7 +302,7 @@ struct Subscription: Equatable, Sendable {
     private mutating func reportSum(
         _ quantity: Quantity, meter index: Int, dimension: String, included: IncludedQuantity, base: Timestamp, parts: inout [UsagePart]?
     ) -> Usage {
-        let consumed = meters[index].consumed
+        let consumed = meters[index].usage.consumed
         guard let total = consumed.adding(quantity) else { return .overflow }
         var overage = Quantity.zero
         if case .finite(let included) = included {
