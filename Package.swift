@@ -104,7 +104,8 @@ let package = Package(
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire", "SystemIO"]),
         // Starting real executables for integration tests: shared by the test targets below.
-        .target(name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),
+        .target(
+            name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
         .testTarget(name: "AggregatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),

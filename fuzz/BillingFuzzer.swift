@@ -1,7 +1,10 @@
 // libFuzzer entry point for the billing fold and the query read model. The bytes are read as a log:
 // purchases (every renewal interval, plans whose included quantities and tier thresholds come from
 // the bytes), usage with quantities from all over the accepted range, deletions, clock moves from a
-// second to months, marketplace outcomes for pending items and removals of unprocessable records.
+// second to months, marketplace outcomes for pending items and removals of unprocessable records,
+// plan changes, voids of earlier usage (with the usage attached, as ingest writes them), and ticks
+// switching between enqueued-time and event-time attribution (usage timestamps from hours behind
+// the clock to a little ahead).
 // Every record is folded by a PartitionState and by a PartitionView; after each one the run-rate,
 // breakdown, listing and state answers are asked of every subscription. Nothing may trap, both folds
 // must agree, the unprocessable ledger must stay within its bounds with its counts adding up, and
@@ -79,10 +82,11 @@ public func fuzzBilling(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     var view = PartitionView(partition: 0)
     var clock = Timestamp(year: 2024, month: 1, day: 31)
     var sequence: UInt64 = 0
+    var keyed: [(id: String, sequence: UInt64, time: Timestamp, message: JSONValue)] = []
     while !choices.exhausted && sequence < 200 {
         let name = choices.pick(names)
         let message: JSONValue
-        switch choices.byte() % 8 {
+        switch choices.byte() % 11 {
         case 0:
             let subscriptionStart = Timestamp(
                 microseconds: clock.dayStart.microseconds - Int64(choices.byte()) * Timestamp.microsecondsPerDay)
@@ -125,16 +129,40 @@ public func fuzzBilling(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
                 default: .init("beforeIncluding", .number(String(UInt64(choices.byte()) % (sequence + 1))))
                 }
             message = ["type": "RemoveUnprocessedMessages", "value": .object(JSONObject([.init("partitionId", "0"), selection]))]
+        case 5:
+            message = ["type": "PlanChanged", "value": ["resourceId": .string(name), "plan": plan(&choices)]]
+        case 6:
+            guard !keyed.isEmpty else { continue }
+            let usage = keyed.remove(at: Int(choices.byte()) % keyed.count)
+            message = [
+                "type": "UsageVoided",
+                "value": [
+                    "ids": [.string(usage.id)], "reason": "fuzz",
+                    "voided": [
+                        "sequence": .number(String(usage.sequence)), "enqueuedTime": .string(usage.time.iso8601), "event": usage.message,
+                    ],
+                ],
+            ]
+        case 7:
+            var value = JSONObject(["partitionId": "0", "reason": "starting", "attribution": "enqueued"])
+            if choices.byte() % 2 == 0 {
+                value["attribution"] = "event"
+                value["lateGraceSeconds"] = .number(String(choices.pick([0, 1, 900, 3600, 7200, 21_600])))
+            }
+            message = ["type": "Ping", "value": .object(value)]
         default:
             clock = clock.adding(microseconds: Int64(choices.byte()) * 10_000_000)
+            let behind = Int64(choices.byte()) * 130_000_000 - 10_000_000
+            let id = "k\(sequence)"
             message = [
-                "type": "UsageReported",
+                "type": "UsageReported", "id": .string(id),
                 "value": [
-                    "resourceId": .string(name), "timestamp": "2024-01-01T00:00:00Z", "meterName": .string(choices.pick(meters)),
-                    "quantity": .number(choices.quantity().description),
+                    "resourceId": .string(name), "timestamp": .string(clock.adding(microseconds: -behind).iso8601),
+                    "meterName": .string(choices.pick(meters)), "quantity": .number(choices.quantity().description),
                     "properties": ["campaign": .string(choices.pick(["x", "y", "z"]))],
                 ],
             ]
+            keyed.append((id, sequence, clock, message))
         }
         guard case .success(let decoded) = Message.decode(message) else {
             preconditionFailure("a message the fuzzer built does not decode")

@@ -89,14 +89,15 @@ final class AggregatorHandler: RequestHandler {
     }
 
     /// The lists of the `ledger` op, in the order a whole answer gives them.
-    static let ledgerLists = ["unprocessable", "examples", "rejected", "conflicts"]
+    static let ledgerLists = ["unprocessable", "examples", "rejected", "conflicts", "refunds"]
     /// Entries per list and page, unless `max` says fewer.
     static let ledgerPageSize = 100
     static let ledgerMaximumPageSize = 1000
 
     /// `{"op":"ledger","list"?,"after"?,"max"?}` → what did not simply settle, in pages so that no
     /// answer grows with the history: `unprocessable` (counts per subscription and reason),
-    /// `examples` (the latest unprocessable records in full), `rejected` and `conflicts`. Without
+    /// `examples` (the latest unprocessable records in full), `rejected`, `conflicts` and `refunds`
+    /// (credits left unused when their period ended, for the ISV to refund by hand). Without
     /// `list`, the first page of each, with `totals` and a `next` cursor per list; with `list`,
     /// that list from `after` (a `next` cursor), with `total` and `next`.
     private func ledger(_ request: Request) throws -> JSONObject {
@@ -174,6 +175,9 @@ final class AggregatorHandler: RequestHandler {
                 case "rejected":
                     total += state.rejected.count
                     return Self.after(from, in: state.rejected.indices).prefix(wanted).map { ($0, state.rejected[$0].json) }
+                case "refunds":
+                    total += state.refunds.count
+                    return Self.after(from, in: state.refunds.indices).prefix(wanted).map { ($0, state.refunds[$0].json) }
                 default:
                     total += state.conflicts.count
                     return Self.after(from, in: state.conflicts.indices).prefix(wanted).map { ($0, state.conflicts[$0].json) }
@@ -218,6 +222,10 @@ final class AggregatorHandler: RequestHandler {
                     "rejected": .number(String(state.rejected.count)),
                     "unprocessable": .number(String(state.unprocessable.count)),
                     "expiredRebilled": .number(String(state.expiredRebilled)),
+                    "lateUsage": .number(String(state.lateUsage)),
+                    "voids": .number(String(state.voids)),
+                    "refunds": .number(String(state.refunds.count)),
+                    "attribution": .string(state.attribution == .enqueued ? "enqueued" : "event"),
                 ])
             }
             var members: [JSONObject.Member] = [

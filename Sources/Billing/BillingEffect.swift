@@ -5,16 +5,32 @@ public import Wire
 /// the aggregator's fold pays nothing for it.
 public enum BillingEffect: Sendable, Equatable {
     /// Usage of meter `meterName` was recorded in the hour starting at `hour` (the hour its
-    /// overage goes to), split per marketplace dimension.
-    case usage(subscription: String, meterName: String, hour: Timestamp, parts: [UsagePart])
+    /// overage goes to), split per marketplace dimension; `previousPeriod`: it counted for the
+    /// period before the current one (late usage within the grace); `late`: its own hour had
+    /// closed, so it went to the oldest open hour.
+    case usage(subscription: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, late: Bool)
+    /// Usage of meter `meterName` was voided by a record of the hour `hour`. Per part: `quantity`
+    /// is the voided usage on the dimension, `billed` the overage taken back, and `netted` the part
+    /// of it that became a credit (the rest left unreported slots).
+    case voided(subscription: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool)
     /// `quantity` was added to the ready item of a slot (a new item, or merged into a pending one).
     case ready(subscription: String, dimension: String, hour: Timestamp, quantity: Quantity)
+    /// A void took `quantity` back from the pending item of a slot.
+    case withdrawn(subscription: String, dimension: String, hour: Timestamp, quantity: Quantity)
     /// A pending item was settled by a marketplace outcome. `status` is `Accepted` (also for a
-    /// `Duplicate` with the same quantity), `Conflict` (a `Duplicate` with another quantity, given
-    /// as `acceptedQuantity`), `Expired` (billed again in the open hour), or a rejecting status.
+    /// `Duplicate` with the same quantity), `Conflict` (a `Duplicate` with another quantity), `Expired`
+    /// (billed again in the open hour), or a rejecting status. `acceptedQuantity` is what the
+    /// marketplace holds when that is not `quantity` (a conflict, or a call made before a void).
     case settled(subscription: String, dimension: String, hour: Timestamp, quantity: Quantity, status: String, acceptedQuantity: Quantity?)
-    /// A subscription was bought, or bought again with other terms.
+    /// Overage the marketplace had accepted became a credit of the current period (or of the
+    /// previous one within its grace).
+    case credited(subscription: String, dimension: String, quantity: Quantity)
+    /// A credit was left unused at the end of the period starting at `periodStart`: listed for refund.
+    case refund(subscription: String, dimension: String, quantity: Quantity, periodStart: Timestamp)
+    /// A subscription was bought, or bought again after a deletion.
     case purchased(subscription: String)
+    /// A subscription's plan changed (by `PlanChanged`, or a purchase with another plan).
+    case planChanged(subscription: String, planId: String)
     /// A subscription's billing period renewed.
     case renewed(subscription: String)
     /// A subscription was deleted (it stays until its last items are settled).
@@ -25,23 +41,27 @@ public enum BillingEffect: Sendable, Equatable {
     /// The key of the subscription the effect concerns.
     public var subscription: String {
         switch self {
-        case .usage(let key, _, _, _), .ready(let key, _, _, _), .settled(let key, _, _, _, _, _), .purchased(let key),
-            .renewed(let key), .deleted(let key), .removed(let key):
+        case .usage(let key, _, _, _, _, _), .voided(let key, _, _, _, _), .ready(let key, _, _, _), .withdrawn(let key, _, _, _),
+            .settled(let key, _, _, _, _, _), .credited(let key, _, _), .refund(let key, _, _, _), .purchased(let key),
+            .planChanged(let key, _), .renewed(let key), .deleted(let key), .removed(let key):
             return key
         }
     }
 }
 
-/// The part of one usage event that fell on one marketplace dimension: all of it (`quantity`) and
-/// the overage among it (`billed`). A waterfall meter's free band counts on its first tier's dimension.
+/// The part of one usage event that fell on one marketplace dimension: all of it (`quantity`), the
+/// overage reported for it (`billed`), and the overage a credit absorbed instead (`netted`). A
+/// waterfall meter's free band counts on its first tier's dimension.
 public struct UsagePart: Sendable, Equatable {
     public var dimension: String
     public var quantity: Quantity
     public var billed: Quantity
+    public var netted: Quantity
 
-    public init(dimension: String, quantity: Quantity, billed: Quantity) {
+    public init(dimension: String, quantity: Quantity, billed: Quantity, netted: Quantity = .zero) {
         self.dimension = dimension
         self.quantity = quantity
         self.billed = billed
+        self.netted = netted
     }
 }

@@ -1,8 +1,9 @@
 import Wire
 
 extension Message {
-    /// The message as its JSON envelope, for the messages that can become unprocessable (usage and
-    /// deletions), so operators see what was sent; nil for the others.
+    /// The message as its JSON envelope, for the messages that can become unprocessable (usage,
+    /// deletions, plan changes, voids; a plan by its id only), so operators see what was sent; nil
+    /// for the others.
     var billingJSON: JSONValue? {
         var value: JSONObject
         switch body {
@@ -18,6 +19,24 @@ extension Message {
             }
         case .subscriptionDeleted(let resource):
             value = JSONObject(resource.jsonMembers)
+        case .subscriptionPurchased(let purchase):
+            var subscription = JSONObject(purchase.resource.jsonMembers)
+            subscription["subscriptionStart"] = .string(purchase.subscriptionStart.iso8601)
+            subscription["renewalInterval"] = .string(purchase.renewalInterval.rawValue)
+            subscription["plan"] = ["planId": .string(purchase.plan.planId)]
+            value = JSONObject(["subscription": .object(subscription)])
+        case .planChanged(let change):
+            value = JSONObject(change.resource.jsonMembers)
+            value["plan"] = ["planId": .string(change.plan.planId)]
+        case .usageVoided(let void):
+            value = JSONObject(["ids": .array(void.ids.map { .string($0) })])
+            if let reason = void.reason { value["reason"] = .string(reason) }
+            if let usage = void.voided?.usage {
+                var voided = JSONObject(usage.resource.jsonMembers)
+                voided["meterName"] = .string(usage.meterName)
+                voided["quantity"] = usage.quantity.json
+                value["voided"] = .object(voided)
+            }
         default:
             return nil
         }

@@ -5,6 +5,25 @@ extension Meter {
     /// `detailed` adds what follows from them, for people and read models (included consumed,
     /// remaining, overage, per-tier usage).
     func json(detailed: Bool) -> JSONValue {
+        guard case .object(var object) = ruleJSON(detailed: detailed) else { return .null }
+        object["since"] = .number(String(since))
+        if !usage.billed.isEmpty { object["billed"] = DimensionQuantity.json(usage.billed) }
+        if usage.voided > .zero { object["voided"] = usage.voided.json }
+        if let previous {
+            var members = JSONObject()
+            if isGauge {
+                members["value"] = previous.gaugeValue?.json ?? .null
+            } else {
+                members["consumed"] = previous.consumed.json
+            }
+            if !previous.billed.isEmpty { members["billed"] = DimensionQuantity.json(previous.billed) }
+            if previous.voided > .zero { members["voided"] = previous.voided.json }
+            object["previous"] = .object(members)
+        }
+        return .object(object)
+    }
+
+    private func ruleJSON(detailed: Bool) -> JSONValue {
         var object = JSONObject(["meterName": .string(name)])
         switch rule {
         case .sum(let dimension, let included):
@@ -56,9 +75,41 @@ extension Meter {
         return .object(object)
     }
 
-    /// Reads the snapshot form back.
+    /// Reads the snapshot form back. A meter written before the billed overage was kept (no
+    /// `since`) gets what its rule bills for its consumption: plans could not change then.
     init(json: JSONValue, path: String) throws(SnapshotError) {
         let object = try SnapshotReader.object(json, path)
+        try self.init(rule: object, path: path)
+        guard let sinceValue = SnapshotReader.optional(object, "since") else {
+            usage.billed = owed(at: consumed)
+            return
+        }
+        since = try SnapshotReader.sequence(sinceValue, "\(path).since")
+        if let value = SnapshotReader.optional(object, "billed") { usage.billed = try DimensionQuantity.list(value, "\(path).billed") }
+        if let value = SnapshotReader.optional(object, "voided") { usage.voided = try SnapshotReader.quantity(value, "\(path).voided") }
+        if let value = SnapshotReader.optional(object, "previous") {
+            let previousPath = "\(path).previous"
+            let members = try SnapshotReader.object(value, previousPath)
+            var restored = MeterUsage()
+            if isGauge {
+                if let gauge = SnapshotReader.optional(members, "value") {
+                    restored.gaugeValue = try SnapshotReader.quantity(gauge, "\(previousPath).value")
+                }
+            } else {
+                restored.consumed = try SnapshotReader.quantity(members, "consumed", previousPath)
+            }
+            if let billed = SnapshotReader.optional(members, "billed") {
+                restored.billed = try DimensionQuantity.list(billed, "\(previousPath).billed")
+            }
+            if let voided = SnapshotReader.optional(members, "voided") {
+                restored.voided = try SnapshotReader.quantity(voided, "\(previousPath).voided")
+            }
+            previous = restored
+        }
+    }
+
+    /// Reads the rule and the current consumption.
+    private init(rule object: JSONObject, path: String) throws(SnapshotError) {
         let name = try SnapshotReader.string(object, "meterName", path)
         let type = try SnapshotReader.string(object, "type", path)
         switch type {

@@ -1,7 +1,7 @@
 import Wire
 
 /// One meter of a subscription: how an application's meter name maps to marketplace dimensions
-/// (DESIGN.md §4.3, §4.4) and what the current billing period has consumed.
+/// (DESIGN.md §4.3, §4.4) and what the current billing period (and the one before) consumed.
 struct Meter: Equatable, Sendable {
     /// The billing rule of the meter, from the plan.
     enum Rule: Equatable, Sendable {
@@ -11,6 +11,24 @@ struct Meter: Equatable, Sendable {
         case gauge(dimension: String, included: IncludedQuantity, aggregation: Aggregation)
         /// Usage is billed on the tier whose band the period's running total is in.
         case waterfall(tiers: [Tier])
+
+        /// Whether two rules count usage the same way (a plan change keeps a meter's consumption
+        /// only then): summed, the same kind of gauge, or tiers.
+        func countsLike(_ other: Rule) -> Bool {
+            switch (self, other) {
+            case (.sum, .sum), (.waterfall, .waterfall): return true
+            case (.gauge(_, _, let lhs), .gauge(_, _, let rhs)): return lhs == rhs
+            default: return false
+            }
+        }
+
+        /// Every marketplace dimension the rule may bill.
+        var dimensions: [String] {
+            switch self {
+            case .sum(let dimension, _), .gauge(let dimension, _, _): return [dimension]
+            case .waterfall(let tiers): return tiers.map(\.dimension)
+            }
+        }
     }
 
     /// One waterfall tier. Thresholds are band sizes (the reference's semantics): with cumulative
@@ -25,28 +43,44 @@ struct Meter: Equatable, Sendable {
 
     var name: String
     var rule: Rule
-    /// Sum and waterfall meters: the usage recorded in the current period.
-    var consumed: Quantity = .zero
-    /// Gauge meters: the period's maximum or latest report; nil until the period's first report.
-    var gaugeValue: Quantity?
+    /// The sequence number of the record from which the meter counts (the purchase, or the plan
+    /// change that added it): usage recorded before it was not counted by this meter.
+    var since: UInt64 = 0
+    /// The current period's usage.
+    var usage = MeterUsage()
+    /// The period before the current one, kept for late usage within the grace and for voids.
+    var previous: MeterUsage?
 
-    init(name: String, rule: Rule) {
+    init(name: String, rule: Rule, since: UInt64 = 0) {
         self.name = name
         self.rule = rule
+        self.since = since
     }
 
-    /// The meter `name` of a plan, with nothing consumed.
-    init(name: String, dimension: BillingDimension) {
+    /// The meter `name` of a plan, with nothing consumed, counting from record `since`.
+    init(name: String, dimension: BillingDimension, since: UInt64) {
         switch dimension {
         case .simple(let dimension, let included, let aggregation):
             let rule: Rule =
                 aggregation == .sum
                 ? .sum(dimension: dimension, included: included)
                 : .gauge(dimension: dimension, included: included, aggregation: aggregation)
-            self.init(name: name, rule: rule)
+            self.init(name: name, rule: rule, since: since)
         case .waterfall(let tiers):
-            self.init(name: name, rule: .waterfall(tiers: Self.tiers(tiers.map { ($0.dimension, $0.threshold) })))
+            self.init(name: name, rule: .waterfall(tiers: Self.tiers(tiers.map { ($0.dimension, $0.threshold) })), since: since)
         }
+    }
+
+    /// Sum and waterfall meters: the usage recorded in the current period.
+    var consumed: Quantity {
+        get { usage.consumed }
+        set { usage.consumed = newValue }
+    }
+
+    /// Gauge meters: the period's maximum or latest report; nil until the period's first report.
+    var gaugeValue: Quantity? {
+        get { usage.gaugeValue }
+        set { usage.gaugeValue = newValue }
     }
 
     /// Tiers with their cumulative lower bounds.
@@ -58,72 +92,108 @@ struct Meter: Equatable, Sendable {
         }
     }
 
-    /// Records `quantity` of usage and adds its overage to `hour`. Returns false, changing nothing,
-    /// when a total would leave `Quantity`'s range.
-    /// When `parts` is not nil, the event's split per dimension is appended to it.
-    mutating func record(_ quantity: Quantity, into hour: inout OpenHour, parts: inout [UsagePart]?) -> Bool {
+    // MARK: - Charging usage
+
+    /// The overage `quantity` more usage makes, per dimension, given `consumed` so far: for a sum
+    /// meter the part of [consumed, consumed + quantity) above the included quantity, for tiers
+    /// each tier's share of it. Nil when the running total would leave `Quantity`'s range.
+    func overage(of quantity: Quantity, after consumed: Quantity) -> (total: Quantity, pieces: [DimensionQuantity])? {
+        guard let total = consumed.adding(quantity) else { return nil }
         switch rule {
         case .sum(let dimension, let included):
-            guard let total = consumed.adding(quantity) else { return false }
-            var billed = Quantity.zero
-            if case .finite(let included) = included {
-                // Overage is the part of [consumed, total) above the included quantity.
-                let overage = total - max(included, consumed)
-                if overage > .zero {
-                    guard hour.add(dimension, overage) else { return false }
-                    billed = overage
-                }
-            }
-            consumed = total
-            parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: billed))
-            return true
-        case .gauge(let dimension, _, let aggregation):
-            gaugeValue = aggregation == .max ? max(gaugeValue ?? quantity, quantity) : quantity
-            parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: .zero))
-            return true
+            guard case .finite(let included) = included else { return (total, []) }
+            let overage = total - max(included, consumed)
+            return (total, overage > .zero ? [DimensionQuantity(dimension: dimension, quantity: overage)] : [])
+        case .gauge:
+            return (consumed, [])
         case .waterfall(let tiers):
-            guard let total = consumed.adding(quantity) else { return false }
-            var updated = hour
-            var split: [UsagePart] = []
+            var pieces: [DimensionQuantity] = []
             for (index, tier) in tiers.enumerated() {
                 let from = max(consumed, tier.lowerBound)
                 let to = index + 1 < tiers.count ? min(total, tiers[index + 1].lowerBound) : total
-                if to > from {
-                    guard updated.add(tier.dimension, to - from) else { return false }
-                    if parts != nil { split.append(UsagePart(dimension: tier.dimension, quantity: to - from, billed: to - from)) }
-                }
+                if to > from { pieces.append(DimensionQuantity(dimension: tier.dimension, quantity: to - from)) }
             }
-            if parts != nil, let first = tiers.first {
-                // The free band [0, c_0) counts on the first tier's dimension, unbilled.
+            return (total, pieces)
+        }
+    }
+
+    /// The overage per dimension that a period's consumption `consumed` calls for under the rule
+    /// (for a void: what the meter still owes once the voided quantity is taken out).
+    func owed(at consumed: Quantity) -> [DimensionQuantity] {
+        overage(of: consumed, after: .zero)?.pieces ?? []
+    }
+
+    /// How one usage event falls on dimensions for read models: all of it per dimension, the
+    /// overage reported, and the overage a credit absorbed. A waterfall meter's free band counts
+    /// on its first tier's dimension, unbilled.
+    func parts(of quantity: Quantity, after consumed: Quantity, overage: [DimensionQuantity], netted: [DimensionQuantity]) -> [UsagePart] {
+        func part(_ dimension: String, _ used: Quantity) -> UsagePart {
+            let gross = overage.quantity(of: dimension)
+            let absorbed = netted.quantity(of: dimension)
+            return UsagePart(dimension: dimension, quantity: used, billed: gross - absorbed, netted: absorbed)
+        }
+        switch rule {
+        case .sum(let dimension, _), .gauge(let dimension, _, _):
+            return [part(dimension, quantity)]
+        case .waterfall(let tiers):
+            var split = overage.map { part($0.dimension, $0.quantity) }
+            if let first = tiers.first {
+                let total = consumed.saturatingAdding(quantity)
                 let free = max(.zero, min(total, first.lowerBound) - consumed)
                 if free > .zero {
                     if let index = split.firstIndex(where: { $0.dimension == first.dimension }) {
                         split[index].quantity = split[index].quantity.saturatingAdding(free)
                     } else {
-                        split.insert(UsagePart(dimension: first.dimension, quantity: free, billed: .zero), at: 0)
+                        split.insert(UsagePart(dimension: first.dimension, quantity: free, billed: .zero, netted: .zero), at: 0)
                     }
                 }
-                parts?.append(contentsOf: split)
             }
-            hour = updated
-            consumed = total
-            return true
+            return split
         }
     }
 
-    /// A gauge meter's overage for the period so far (value − included), nil when there is none.
-    var gaugeOverage: DimensionQuantity? {
-        guard case .gauge(let dimension, let included, _) = rule, let value = gaugeValue,
+    /// A gauge report: the period's value becomes the maximum or the latest report.
+    mutating func report(gauge quantity: Quantity) {
+        guard case .gauge(_, _, let aggregation) = rule else { return }
+        gaugeValue = aggregation == .max ? max(gaugeValue ?? quantity, quantity) : quantity
+    }
+
+    /// A gauge meter's overage for the usage `usage` (value − included), nil when there is none.
+    func gaugeOverage(of usage: MeterUsage) -> DimensionQuantity? {
+        guard case .gauge(let dimension, let included, _) = rule, let value = usage.gaugeValue,
             case .finite(let included) = included, value > included
         else { return nil }
         return DimensionQuantity(dimension: dimension, quantity: value - included)
     }
 
-    /// Starts a new period: consumption resets, so the included quantity is whole again.
-    mutating func renew() {
-        consumed = .zero
-        gaugeValue = nil
+    /// The gauge overage of the current period so far.
+    var gaugeOverage: DimensionQuantity? { gaugeOverage(of: usage) }
+
+    /// Whether the meter is a gauge (`max`, `last`).
+    var isGauge: Bool {
+        if case .gauge = rule { return true }
+        return false
     }
+
+    /// Starts a new period: the ended one becomes `previous` when it is the period just before
+    /// (`adjacent`), and consumption resets so the included quantity is whole again.
+    mutating func renew(adjacent: Bool) {
+        previous = adjacent ? usage : MeterUsage()
+        usage = MeterUsage()
+    }
+}
+
+/// What a meter used in one billing period.
+struct MeterUsage: Equatable, Sendable {
+    /// Sum and waterfall meters: the usage recorded in the period, voided usage taken out.
+    var consumed: Quantity = .zero
+    /// Gauge meters: the period's maximum or latest report; nil until the period's first report.
+    var gaugeValue: Quantity?
+    /// The overage this usage made, per dimension, before credits absorbed any: what the meter has
+    /// billed for the period. A void takes back only what this exceeds the consumption left.
+    var billed: [DimensionQuantity] = []
+    /// Usage voided in the period.
+    var voided: Quantity = .zero
 }
 
 /// A quantity of one marketplace dimension.
@@ -132,7 +202,37 @@ struct DimensionQuantity: Equatable, Sendable {
     var quantity: Quantity
 }
 
-/// The overage a subscription accumulates in its open hour, per marketplace dimension. It becomes
+extension [DimensionQuantity] {
+    /// The quantity of `dimension` (zero when absent).
+    func quantity(of dimension: String) -> Quantity {
+        for entry in self where entry.dimension == dimension { return entry.quantity }
+        return .zero
+    }
+
+    /// Adds `quantity` to `dimension`'s entry (appended when new); saturates, as these are totals
+    /// bounded by quantities that fit (consumption, credits of billed overage).
+    mutating func add(_ dimension: String, _ quantity: Quantity) {
+        guard quantity > .zero else { return }
+        if let index = firstIndex(where: { $0.dimension == dimension }) {
+            self[index].quantity = self[index].quantity.saturatingAdding(quantity)
+        } else {
+            append(DimensionQuantity(dimension: dimension, quantity: quantity))
+        }
+    }
+
+    /// Takes up to `quantity` from `dimension`'s entry (removed when it reaches zero); returns what
+    /// was taken.
+    @discardableResult
+    mutating func take(_ dimension: String, upTo quantity: Quantity) -> Quantity {
+        guard quantity > .zero, let index = firstIndex(where: { $0.dimension == dimension }) else { return .zero }
+        let taken = Swift.min(self[index].quantity, quantity)
+        self[index].quantity = self[index].quantity - taken
+        if self[index].quantity == .zero { remove(at: index) }
+        return taken
+    }
+}
+
+/// The overage a subscription accumulates in one open hour, per marketplace dimension. It becomes
 /// ready-to-report items when the hour closes.
 struct OpenHour: Equatable, Sendable {
     /// The hour the overage will be reported for.
@@ -141,6 +241,11 @@ struct OpenHour: Equatable, Sendable {
     var overage: [DimensionQuantity] = []
 
     init(start: Timestamp) { self.start = start }
+
+    /// Whether `quantity` more of `dimension` fits in `Quantity`'s range.
+    func fits(_ dimension: String, _ quantity: Quantity) -> Bool {
+        overage.quantity(of: dimension).adding(quantity) != nil
+    }
 
     /// Adds `quantity` to `dimension`. Returns false, changing nothing, on overflow.
     mutating func add(_ dimension: String, _ quantity: Quantity) -> Bool {

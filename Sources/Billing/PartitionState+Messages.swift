@@ -3,13 +3,13 @@ public import Wire
 extension PartitionState {
     // MARK: - Purchases and deletions
 
-    mutating func purchased(_ purchase: SubscriptionPurchased, now: Timestamp) {
+    mutating func purchased(_ purchase: SubscriptionPurchased, record: BillingRecord, now: Timestamp) {
         guard let key = key(for: purchase.resource), var subscription = subscriptions[key] else {
             guard let key = purchase.resource.resourceId ?? purchase.resource.resourceUri else { return }
-            let subscription = Subscription(purchase: purchase, resource: purchase.resource, now: now)
+            let subscription = Subscription(purchase: purchase, resource: purchase.resource, now: now, sequence: record.sequence)
             subscriptions[key] = subscription
             if let uri = purchase.resource.resourceUri, uri != key { aliases[uri] = key }
-            renewals.push(subscription.period.end, key)
+            deadlines.push(subscription.period.end, key)
             effects?.append(.purchased(subscription: key))
             return
         }
@@ -22,15 +22,27 @@ extension PartitionState {
             subscription.resource.resourceUri = uri
             aliases[uri] = key
         }
-        if !subscription.deleted && subscription.hasTerms(of: purchase) {
+        if subscription.deleted {
+            // Bought again after a deletion: its old terms ended with the deletion (or end now, when
+            // its grace still ran).
+            if subscription.deletedAt != nil { endTerms(of: &subscription, key: key, now: now, early: false) }
+            subscription.restart(with: purchase, now: now, sequence: record.sequence)
             subscriptions[key] = subscription
+            deadlines.push(subscription.period.end, key)
+            effects?.append(.purchased(subscription: key))
             return
         }
-        if !subscription.deleted { endTerms(of: &subscription, key: key, now: now) }
-        subscription.restart(with: purchase, now: now)
         subscriptions[key] = subscription
-        renewals.push(subscription.period.end, key)
-        effects?.append(.purchased(subscription: key))
+        if subscription.hasTerms(of: purchase) { return }
+        guard subscription.hasSchedule(of: purchase) else {
+            // Starting over would wipe the period's consumption without anyone asking for it.
+            refuse(
+                record, .conflictingPurchase, purchase.resource,
+                "subscription \(purchase.resource) is live with start \(subscription.subscriptionStart.iso8601) and renewal \(subscription.interval.rawValue); a purchase with start \(purchase.subscriptionStart.iso8601) and renewal \(purchase.renewalInterval.rawValue) is refused. Send PlanChanged to change its plan, or SubscriptionDeleted and then the new purchase to start over"
+            )
+            return
+        }
+        changePlan(key: key, to: purchase.plan, record: record, now: now)
     }
 
     mutating func deleted(_ resource: ResourceName, record: BillingRecord, now: Timestamp) {
@@ -42,23 +54,108 @@ extension PartitionState {
         }
         // Deleting twice is a resend: the first deletion already did everything.
         guard !subscription.deleted else { return }
-        endTerms(of: &subscription, key: key, now: now)
         subscription.deleted = true
+        subscription.deletion = (record.sequence, now)
+        if attribution.lateGrace > 0 {
+            // Usage from before the deletion may still arrive within the grace: the terms end then.
+            subscription.deletedAt = now
+            deadlines.push(now.adding(microseconds: attribution.lateGrace), key)
+        } else {
+            endTerms(of: &subscription, key: key, now: now, early: true)
+        }
         subscriptions[key] = subscription
         effects?.append(.deleted(subscription: key))
         removeIfFinished(key)
     }
 
-    /// Ends a subscription's current terms at `now`: the gauge values so far join the open hour,
-    /// which closes at once (when it is the current hour) so its items are ready without waiting.
-    private mutating func endTerms(of subscription: inout Subscription, key: String, now: Timestamp) {
-        for overage in subscription.gaugeOverages {
-            addOverage(overage.dimension, overage.quantity, to: &subscription, key: key, now: now)
+    /// Ends a subscription's current terms at `now`: the gauge values so far join the hour of the
+    /// deletion, unused credits are listed for refund, and with `early` the hours that have begun
+    /// close at once, so their items are ready without waiting.
+    private mutating func endTerms(of subscription: inout Subscription, key: String, now: Timestamp, early: Bool) {
+        let final = subscription.deletedAt ?? now
+        subscription.deletedAt = nil
+        let gauges = subscription.gaugeOverages
+        let credits = subscription.credits
+        subscription.credits = []
+        let period = subscription.period
+        subscriptions[key] = subscription
+        for gauge in gauges { report(gauge, forHour: final.hourStart, key: key, now: now) }
+        for credit in credits { listRefund(credit, period: period, key: key, now: now) }
+        subscription = subscriptions[key]!
+        guard early else { return }
+        let begun = subscription.openHours.prefix { $0.start <= now.hourStart }
+        guard let last = begun.last else { return }
+        let closing = Array(begun)
+        subscription.openHours.removeFirst(closing.count)
+        subscription.firstUnusedHour = last.start.adding(microseconds: Timestamp.microsecondsPerHour)
+        for hour in closing { makeReady(hour, of: subscription, key: key, now: now) }
+    }
+
+    // MARK: - Plan changes
+
+    mutating func changed(_ change: PlanChanged, record: BillingRecord, now: Timestamp) {
+        guard let key = key(for: change.resource), let subscription = subscriptions[key] else {
+            refuse(
+                record, .unknownSubscription, change.resource,
+                "PlanChanged for \(change.resource), which partition \(partition) has no subscription for: it needs its SubscriptionPurchased first"
+            )
+            return
         }
-        guard let hour = subscription.openHour, hour.start <= now.hourStart else { return }
-        subscription.openHour = nil
-        subscription.firstUnusedHour = hour.start.adding(microseconds: Timestamp.microsecondsPerHour)
-        makeReady(hour, of: subscription, key: key, now: now)
+        guard !subscription.deleted else {
+            refuse(record, .deletedSubscription, change.resource, "PlanChanged for subscription \(change.resource), which was deleted")
+            return
+        }
+        guard !subscription.has(change.plan) else { return }
+        changePlan(key: key, to: change.plan, record: record, now: now)
+    }
+
+    /// Puts `plan` in force for the subscription `key` at `now` (docs/BILLING.md, "Plan changes"):
+    /// meters in both plans (counting the same way) keep the period's consumption under the new
+    /// rule; a meter only in the old plan stops, its gauge value so far joining the hour; a meter
+    /// only in the new plan starts empty; the open hours' overage of dimensions the new plan does not
+    /// bill is reported at once, under the old plan.
+    mutating func changePlan(key: String, to plan: Plan, record: BillingRecord, now: Timestamp) {
+        guard let index = subscriptions.index(forKey: key) else { return }
+        var subscription = subscriptions.values[index]
+        let oldPlanId = subscription.planId
+        var stopped: [DimensionQuantity] = []
+        let newMeters = Subscription.meters(of: plan, since: record.sequence).map { fresh -> Meter in
+            guard let old = subscription.meters.first(where: { $0.name == fresh.name }), old.rule.countsLike(fresh.rule) else {
+                return fresh
+            }
+            var kept = old
+            kept.rule = fresh.rule
+            return kept
+        }
+        for old in subscription.meters where !newMeters.contains(where: { $0.name == old.name && $0.since == old.since }) {
+            if let gauge = old.gaugeOverage { stopped.append(gauge) }
+        }
+        subscription.meters = newMeters
+        for gauge in stopped {
+            if case .added(let opened, _) = subscription.addOverage(gauge.dimension, gauge.quantity, now: now), opened {
+                openHours.insert(key)
+            }
+        }
+        let billed = Set(newMeters.flatMap(\.rule.dimensions))
+        var early: [(hour: Timestamp, overage: DimensionQuantity)] = []
+        for position in subscription.openHours.indices {
+            let hour = subscription.openHours[position].start
+            for overage in subscription.openHours[position].overage where !billed.contains(overage.dimension) {
+                early.append((hour, overage))
+                subscription.earlyReported.append(Subscription.DimensionHour(dimension: overage.dimension, hour: hour))
+            }
+            subscription.openHours[position].overage.removeAll { !billed.contains($0.dimension) }
+        }
+        subscription.openHours.removeAll { $0.overage.isEmpty }
+        subscription.planId = plan.planId
+        subscription.plans.append(Subscription.PlanPeriod(planId: plan.planId, from: now))
+        subscriptions.values[index] = subscription
+        for (hour, overage) in early {
+            makeReady(
+                key: key, resource: subscription.resource, planId: oldPlanId, dimension: overage.dimension, hour: hour,
+                quantity: overage.quantity, now: now)
+        }
+        effects?.append(.planChanged(subscription: key, planId: plan.planId))
     }
 
     // MARK: - Usage
@@ -71,13 +168,16 @@ extension PartitionState {
             return
         }
         var parts: [UsagePart]? = effects == nil ? nil : []
-        switch inPlace(index, { $0.report(usage.quantity, meterName: usage.meterName, now: now, parts: &parts) }) {
-        case .recorded(let openedHour):
+        let placed = attribution.place(timestamp: usage.timestamp, enqueued: now)
+        switch inPlace(index, { $0.report(usage, placed: placed.time, now: now, parts: &parts) }) {
+        case .recorded(let openedHour, let hour, let previous):
             if openedHour { openHours.insert(subscriptions.keys[index]) }
+            if placed.late { lateUsage += 1 }
             if let parts {
-                let subscription = subscriptions.values[index]
-                let hour = subscription.openHour?.start ?? subscription.openHourStart(now: now)
-                effects?.append(.usage(subscription: subscriptions.keys[index], meterName: usage.meterName, hour: hour, parts: parts))
+                effects?.append(
+                    .usage(
+                        subscription: subscriptions.keys[index], meterName: usage.meterName, hour: hour, parts: parts,
+                        previousPeriod: previous, late: placed.late))
             }
         case .deleted:
             refuse(record, .deletedSubscription, usage.resource, "subscription \(usage.resource) was deleted")
@@ -95,7 +195,7 @@ extension PartitionState {
         }
     }
 
-    private mutating func refuse(_ record: BillingRecord, _ kind: UnprocessableLedger.Reason, _ resource: ResourceName, _ reason: String) {
+    mutating func refuse(_ record: BillingRecord, _ kind: UnprocessableLedger.Reason, _ resource: ResourceName, _ reason: String) {
         unprocessable.add(
             UnprocessableRecord(
                 sequence: record.sequence, enqueuedTime: record.enqueuedTime, kind: kind,
@@ -122,35 +222,61 @@ extension PartitionState {
         // which is what makes outcomes idempotent.
         guard let item = settle(Slot(subscription: key, dimension: dimension, hour: hour)) else { return }
         var settledAs = status
-        var conflicting: Quantity?
+        var held: Quantity?
         switch status {
         case "Accepted":
+            // A void may have taken part of the item back after it was sent: what the marketplace
+            // took of it becomes a credit.
+            let taken = item.withdrawn > .zero ? Self.withdrawnPart(outcome.quantity, of: item) : nil
+            if let taken {
+                held = item.quantity + taken
+                credit(DimensionQuantity(dimension: dimension, quantity: taken), hour: hour, key: key, now: now)
+            }
             accepted += 1
         case "Duplicate":
-            if let acceptedQuantity = Self.acceptedQuantity(outcome.value), acceptedQuantity != item.quantity {
+            let acceptedQuantity = Self.acceptedQuantity(outcome.value)
+            if let acceptedQuantity, acceptedQuantity != item.quantity,
+                let taken = Self.withdrawnPart(acceptedQuantity, of: item)
+            {
+                // An earlier call, made before a void, got through with the quantity before the void.
+                held = acceptedQuantity
+                credit(DimensionQuantity(dimension: dimension, quantity: taken), hour: hour, key: key, now: now)
+                accepted += 1
+                settledAs = "Accepted"
+            } else if let acceptedQuantity, acceptedQuantity != item.quantity {
                 conflicts.append(Conflict(item: item, acceptedQuantity: acceptedQuantity, at: now))
                 settledAs = "Conflict"
-                conflicting = acceptedQuantity
+                held = acceptedQuantity
             } else {
                 // Same quantity (or none given): an earlier try got through.
                 accepted += 1
                 settledAs = "Accepted"
             }
         case "Expired":
-            if var subscription = subscriptions[key] {
+            if item.quantity > .zero, var subscription = subscriptions[key] {
                 // Straight into the open hour: a period's fresh included quantity must not absorb it.
                 addOverage(dimension, item.quantity, to: &subscription, key: key, now: now)
                 subscriptions[key] = subscription
+                expiredRebilled += 1
             }
-            expiredRebilled += 1
         default:
-            rejected.append(RejectedItem(item: item, status: status, reason: Self.reason(outcome.value, status: status), at: now))
+            if item.quantity > .zero {
+                rejected.append(RejectedItem(item: item, status: status, reason: Self.reason(outcome.value, status: status), at: now))
+            }
         }
         effects?.append(
             .settled(
-                subscription: key, dimension: dimension, hour: hour, quantity: item.quantity, status: settledAs,
-                acceptedQuantity: conflicting))
+                subscription: key, dimension: dimension, hour: hour, quantity: item.quantity, status: settledAs, acceptedQuantity: held))
         removeIfFinished(key)
+    }
+
+    /// How much of what a void withdrew from `item` the marketplace holds, when it says it holds
+    /// `quantity` (more than the item's quantity, and at most what the item had before the void).
+    static func withdrawnPart(_ quantity: Quantity?, of item: ReadyItem) -> Quantity? {
+        guard let quantity, quantity > item.quantity, let before = item.quantity.adding(item.withdrawn), quantity <= before else {
+            return nil
+        }
+        return quantity - item.quantity
     }
 
     /// `result.error.additionalInfo.acceptedMessage.quantity` of a `Duplicate` outcome.

@@ -2,7 +2,9 @@ public import Wire
 
 extension PartitionState {
     /// The `format` member of snapshots this version writes.
-    public static let snapshotFormat = "metering-billing-partition/2"
+    public static let snapshotFormat = "metering-billing-partition/3"
+    /// The format before plan changes, voids and event-time attribution: still read.
+    static let singlePlanFormat = "metering-billing-partition/2"
     /// The format before unprocessable records were counted instead of listed: still read.
     static let listedUnprocessableFormat = "metering-billing-partition/1"
 
@@ -30,17 +32,23 @@ extension PartitionState {
             object["subscription"] = .string(slot.subscription)
             return .object(object)
         }
+        var attributionMembers = JSONObject(["mode": attribution == .enqueued ? "enqueued" : "event"])
+        if case .event(let grace) = attribution { attributionMembers["lateGraceSeconds"] = .number(String(grace / 1_000_000)) }
         return [
             "format": .string(Self.snapshotFormat),
             "partition": .number(String(partition)),
             "lastSequence": lastSequence.map { .number(String($0)) } ?? .null,
             "time": time.map { .string($0.iso8601) } ?? .null,
+            "attribution": .object(attributionMembers),
             "accepted": .number(String(accepted)),
             "expiredRebilled": .number(String(expiredRebilled)),
+            "lateUsage": .number(String(lateUsage)),
+            "voids": .number(String(voids)),
             "subscriptions": .array(subscriptionList),
             "pending": .array(pendingList),
             "rejected": .array(rejected.map(\.json)),
             "conflicts": .array(conflicts.map(\.json)),
+            "refunds": .array(refunds.map(\.json)),
             "unprocessable": unprocessable.json,
         ]
     }
@@ -50,7 +58,7 @@ extension PartitionState {
     public init(snapshot: JSONValue) throws(SnapshotError) {
         let root = try SnapshotReader.object(snapshot, "snapshot")
         let format = try SnapshotReader.string(root, "format", "snapshot")
-        guard format == Self.snapshotFormat || format == Self.listedUnprocessableFormat else {
+        guard [Self.snapshotFormat, Self.singlePlanFormat, Self.listedUnprocessableFormat].contains(format) else {
             throw SnapshotError("snapshot.format: \"\(format)\" is not \"\(Self.snapshotFormat)\"")
         }
         self.init(partition: try SnapshotReader.int(root, "partition", "snapshot"))
@@ -62,6 +70,24 @@ extension PartitionState {
         }
         accepted = try SnapshotReader.int(root, "accepted", "snapshot")
         expiredRebilled = try SnapshotReader.int(root, "expiredRebilled", "snapshot")
+        if format == Self.snapshotFormat {
+            let members = try SnapshotReader.object(try SnapshotReader.member(root, "attribution", "snapshot"), "snapshot.attribution")
+            switch try SnapshotReader.string(members, "mode", "snapshot.attribution") {
+            case "enqueued": attribution = .enqueued
+            case "event":
+                let seconds = try SnapshotReader.int(members, "lateGraceSeconds", "snapshot.attribution")
+                guard seconds >= 0, Int64(seconds) * 1_000_000 <= Attribution.maximumLateGrace else {
+                    throw SnapshotError("snapshot.attribution.lateGraceSeconds: out of range")
+                }
+                attribution = .event(lateGrace: Int64(seconds) * 1_000_000)
+            case let mode: throw SnapshotError("snapshot.attribution.mode: unknown attribution \"\(mode)\"")
+            }
+            lateUsage = try SnapshotReader.int(root, "lateUsage", "snapshot")
+            voids = try SnapshotReader.int(root, "voids", "snapshot")
+            refunds = try SnapshotReader.array(root, "refunds", "snapshot").enumerated().map { index, value throws(SnapshotError) in
+                try Refund(json: value, path: "snapshot.refunds[\(index)]")
+            }
+        }
 
         for (index, value) in try SnapshotReader.array(root, "subscriptions", "snapshot").enumerated() {
             let path = "snapshot.subscriptions[\(index)]"
@@ -72,8 +98,10 @@ extension PartitionState {
                 if name != key { aliases[name] = key }
             }
             subscriptions[key] = subscription
-            if !subscription.deleted { renewals.push(subscription.period.end, key) }
-            if subscription.openHour != nil { openHours.insert(key) }
+            if !subscription.deleted { deadlines.push(subscription.period.end, key) }
+            if let closes = subscription.previous?.closes { deadlines.push(closes, key) }
+            if let deletedAt = subscription.deletedAt { deadlines.push(deletedAt.adding(microseconds: attribution.lateGrace), key) }
+            if !subscription.openHours.isEmpty { openHours.insert(key) }
         }
 
         for (index, value) in try SnapshotReader.array(root, "pending", "snapshot").enumerated() {
@@ -85,6 +113,10 @@ extension PartitionState {
             guard pendingItems[slot] == nil else { throw SnapshotError("\(path): a second item for the same slot") }
             pendingItems[slot] = item
             pendingPerSubscription[key, default: 0] += 1
+            if item.quantity == .zero {
+                guard item.withdrawn > .zero else { throw SnapshotError("\(path).quantity: an item of nothing") }
+                emptied.insert(slot)
+            }
         }
 
         rejected = try SnapshotReader.array(root, "rejected", "snapshot").enumerated().map { index, value throws(SnapshotError) in

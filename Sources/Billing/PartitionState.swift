@@ -1,28 +1,33 @@
 public import Wire
 
-/// The billing state of one partition: the result of folding its records in order (DESIGN.md §4).
+/// The billing state of one partition: the result of folding its records in order (DESIGN.md §4,
+/// docs/BILLING.md).
 ///
 /// Pure: no I/O and no clocks. The only time is the records' enqueued time, so folding the same
 /// records always gives an equal state, and `snapshot()` / `init(snapshot:)` round-trip exactly.
 ///
 /// Before any record is applied the partition clock advances to its enqueued time: every open hour
-/// that has ended becomes ready-to-report items, then every subscription whose billing period has
-/// ended renews (gauge meters report their period's value, included quantities refill). Both are
-/// driven by indexes (the subscriptions with an open hour, a heap of renewal deadlines), so a record
-/// costs the same with 100,000 subscriptions as with one.
+/// that has closed (its end, plus the late grace under event-time attribution) becomes
+/// ready-to-report items, then every deadline that has passed is handled (a billing period's end:
+/// gauge meters report, included quantities refill; the end of a grace). Both are driven by indexes
+/// (the subscriptions with an open hour, a heap of deadlines), so a record costs the same with
+/// 100,000 subscriptions as with one.
 ///
-/// Choices where the rules leave room:
-/// - A purchase for a live subscription with the same terms (plan, interval, start) is a resend
-///   and changes nothing (it may add a name). With different terms, the old terms end as if the
-///   subscription were deleted (the open hour and the gauge values so far become ready now), then
-///   the subscription starts over on the new terms with empty meters for the period containing the
-///   record's time, counted from the new `subscriptionStart`. A purchase for a deleted subscription
-///   that is still held (items outstanding) revives it the same way.
+/// Choices where the rules leave room (docs/BILLING.md has them all, with examples):
+/// - A purchase for a live subscription with the same terms is a resend and changes nothing (it may
+///   add a name); with the same start and interval and another plan it is a plan change; with
+///   another start or interval it is refused as unprocessable. A purchase for a deleted
+///   subscription that is still held (items outstanding) starts it over on the new terms.
+/// - A plan change keeps the consumption of meters present in both plans; what only the old plan
+///   billed is reported at once, under the old plan.
+/// - A void takes the voided quantity out of the period's consumption; the overage that no longer
+///   follows leaves the unreported slots, and what the marketplace already accepted becomes a
+///   credit netted against later overage of the period, or listed for refund when it ends.
 /// - A deleted subscription is removed once it has no pending item and no open hour; outcomes for
 ///   its items apply until then. Outcomes that match no pending item (already settled, a resend
 ///   after a crash, a removed subscription) change nothing.
-/// - Usage closed early (deletion, new terms) uses its hour's slots; later overage of the same hour
-///   for that subscription goes to the next hour, since the marketplace keeps the first write.
+/// - Usage closed early (a deletion) uses its hour's slots; later overage of the same hour for that
+///   subscription goes to the next hour, since the marketplace keeps the first write.
 /// - Records whose sequence is not after `lastSequence` are ignored, so re-reading an overlap of
 ///   the log after a restart never counts twice. The clock never moves backwards.
 public struct PartitionState: Sendable, Equatable {
@@ -32,14 +37,22 @@ public struct PartitionState: Sendable, Equatable {
     public internal(set) var lastSequence: UInt64?
     /// The partition clock: the enqueued time of the last applied record.
     public internal(set) var time: Timestamp?
+    /// How usage is attributed to hours, as the log's ticks last said.
+    public internal(set) var attribution = Attribution.enqueued
     /// Items settled as `Accepted`, or as `Duplicate` with the same quantity.
     public internal(set) var accepted = 0
     /// Items the marketplace answered `Expired`, billed again in the open hour.
     public internal(set) var expiredRebilled = 0
+    /// Usage that came after its hour had closed and went to the oldest open hour.
+    public internal(set) var lateUsage = 0
+    /// Usage reports voided.
+    public internal(set) var voids = 0
     /// Items the marketplace refused for good, oldest first.
     public internal(set) var rejected: [RejectedItem] = []
     /// Items whose slot the marketplace holds with another quantity, oldest first.
     public internal(set) var conflicts: [Conflict] = []
+    /// Credits left unused when their billing period ended: for the ISV to refund by hand.
+    public internal(set) var refunds: [Refund] = []
     /// Records that could not be billed: counts per subscription and reason, the latest in full.
     public internal(set) var unprocessable = UnprocessableLedger()
 
@@ -47,7 +60,9 @@ public struct PartitionState: Sendable, Equatable {
     var subscriptions: [String: Subscription] = [:]
     /// Every other name of a subscription, to its key.
     var aliases: [String: String] = [:]
-    /// Ready items not yet settled, one per slot.
+    /// Ready items not yet settled, one per slot. Items a void emptied stay (quantity zero, kept
+    /// out of `pending`) until their hour is past the marketplace's window, so that the outcome of
+    /// a call made before the void is still understood.
     var pendingItems: [Slot: ReadyItem] = [:]
     /// Pending items per subscription key (no entry for none), so removal needs no scan.
     var pendingPerSubscription: [String: Int] = [:]
@@ -57,10 +72,12 @@ public struct PartitionState: Sendable, Equatable {
     public var effects: [BillingEffect]?
 
     // Derived indexes: rebuilt on restore, left out of `==` because their layout depends on history.
-    /// The next renewal deadline of every live subscription (stale entries are skipped).
-    var renewals = DeadlineQueue()
+    /// Deadlines of live subscriptions: period ends and ends of graces (stale entries are skipped).
+    var deadlines = DeadlineQueue()
     /// Keys of subscriptions that may have an open hour.
     var openHours: Set<String> = []
+    /// Slots of pending items a void emptied.
+    var emptied: Set<Slot> = []
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
@@ -74,23 +91,26 @@ public struct PartitionState: Sendable, Equatable {
         self.partition = partition
     }
 
-    /// Equal billing meaning: the derived indexes (renewal heap, open-hour set), whose layout
+    /// Equal billing meaning: the derived indexes (deadline heap, open-hour set), whose layout
     /// depends on history, are left out.
     public static func == (lhs: PartitionState, rhs: PartitionState) -> Bool {
         lhs.partition == rhs.partition && lhs.lastSequence == rhs.lastSequence && lhs.time == rhs.time
-            && lhs.accepted == rhs.accepted && lhs.expiredRebilled == rhs.expiredRebilled && lhs.rejected == rhs.rejected
-            && lhs.conflicts == rhs.conflicts && lhs.unprocessable == rhs.unprocessable
+            && lhs.attribution == rhs.attribution && lhs.accepted == rhs.accepted && lhs.expiredRebilled == rhs.expiredRebilled
+            && lhs.lateUsage == rhs.lateUsage && lhs.voids == rhs.voids && lhs.rejected == rhs.rejected
+            && lhs.conflicts == rhs.conflicts && lhs.refunds == rhs.refunds && lhs.unprocessable == rhs.unprocessable
             && lhs.subscriptions == rhs.subscriptions && lhs.aliases == rhs.aliases && lhs.pendingItems == rhs.pendingItems
             && lhs.pendingPerSubscription == rhs.pendingPerSubscription
     }
 
-    /// Items ready to report and not yet settled, oldest first (by hour, then resource, then dimension).
+    /// Items ready to report and not yet settled, oldest first (by hour, then resource, then
+    /// dimension). Items a void emptied are not among them: there is nothing left to report.
     public var pending: [ReadyItem] {
-        pendingItems.values.map { ($0, $0.resource.description) }.sorted(by: ReadyItem.reportingOrder).map(\.item)
+        pendingItems.values.filter { $0.quantity > .zero }.map { ($0, $0.resource.description) }.sorted(by: ReadyItem.reportingOrder)
+            .map(\.item)
     }
 
     /// The number of pending items, without sorting them.
-    public var pendingCount: Int { pendingItems.count }
+    public var pendingCount: Int { pendingItems.count - emptied.count }
 
     /// Subscriptions held, including deleted ones whose items are not all settled yet.
     public var subscriptionCount: Int { subscriptions.count }
@@ -102,7 +122,7 @@ public struct PartitionState: Sendable, Equatable {
         advance(to: now)
         switch record.message.body {
         case .subscriptionPurchased(let purchase):
-            purchased(purchase, now: now)
+            purchased(purchase, record: record, now: now)
         case .usageReported(let usage):
             reported(usage, record: record, now: now)
         case .subscriptionDeleted(let resource):
@@ -111,8 +131,12 @@ public struct PartitionState: Sendable, Equatable {
             submitted(outcome, now: now)
         case .removeUnprocessedMessages(let removal):
             remove(removal)
-        case .ping:
-            break
+        case .ping(let ping):
+            if let attribution = ping.attribution, attribution != self.attribution { change(to: attribution, now: now) }
+        case .planChanged(let change):
+            changed(change, record: record, now: now)
+        case .usageVoided(let void):
+            voided(void, record: record, now: now)
         }
         lastSequence = record.sequence
         time = now
@@ -120,58 +144,88 @@ public struct PartitionState: Sendable, Equatable {
 
     // MARK: - Time
 
-    /// Closes the open hours that ended before `now`, then renews the periods that ended.
+    /// Closes the open hours that closed by `now`, then handles the deadlines that passed.
     mutating func advance(to now: Timestamp) {
-        if let time, now.hourStart > time.hourStart, !openHours.isEmpty {
-            closeHours(now: now)
+        if let time, attribution.oldestOpenHour(at: now) > attribution.oldestOpenHour(at: time) {
+            if !openHours.isEmpty { closeHours(now: now) }
+            if !emptied.isEmpty { forgetEmptied(now: now) }
         }
-        while let next = renewals.first, next.deadline <= now {
-            renewals.removeFirst()
-            renew(next.key, deadline: next.deadline, now: now)
+        while let next = deadlines.first, next.deadline <= now {
+            deadlines.removeFirst()
+            handle(next.key, deadline: next.deadline, now: now)
         }
     }
 
     private mutating func closeHours(now: Timestamp) {
         var stillOpen: Set<String> = []
+        let attribution = self.attribution
         for key in openHours {
             guard let index = subscriptions.index(forKey: key) else { continue }
-            switch inPlace(index, { $0.closeOpenHour(now: now) }) {
-            case .none:
-                continue
-            case .running:
+            let closed = inPlace(index) { $0.closeHours(now: now, attribution: attribution) }
+            let subscription = subscriptions.values[index]
+            for hour in closed { makeReady(hour, of: subscription, key: key, now: now) }
+            if !subscription.openHours.isEmpty {
                 stillOpen.insert(key)
-            case .closed(let hour, let resource, let planId, let deleted):
-                for overage in hour.overage {
-                    makeReady(
-                        key: key, resource: resource, planId: planId, dimension: overage.dimension, hour: hour.start,
-                        quantity: overage.quantity, now: now)
-                }
-                if deleted { removeIfFinished(key) }
+            } else if subscription.deleted {
+                removeIfFinished(key)
             }
         }
         openHours = stillOpen
     }
 
-    private mutating func renew(_ key: String, deadline: Timestamp, now: Timestamp) {
-        guard let index = subscriptions.index(forKey: key),
-            let renewal = inPlace(index, { $0.renew(due: deadline, now: now) })
-        else { return }
-        renewals.push(renewal.nextDeadline, key)
-        effects?.append(.renewed(subscription: key))
-        guard !renewal.gauges.isEmpty else { return }
-        // Gauge meters report the ended period's value for its last hour. That hour closed in this
-        // same step (the clock just passed the period's end), so merging into its items is safe;
-        // unless an early close already used it, then the value goes to the open hour.
-        let lastHour = deadline.adding(microseconds: -1).hourStart
-        var subscription = subscriptions.values[index]
-        for overage in renewal.gauges {
-            if subscription.firstUnusedHour.map({ lastHour >= $0 }) ?? true {
-                makeReady(
-                    key: key, resource: subscription.resource, planId: subscription.planId, dimension: overage.dimension,
-                    hour: lastHour, quantity: overage.quantity, now: now)
-            } else {
-                addOverage(overage.dimension, overage.quantity, to: &subscription, key: key, now: now)
+    /// Emptied items whose hour the marketplace no longer takes (24 hours, plus an hour for an
+    /// outcome in flight) cannot be settled any more: forgotten.
+    private mutating func forgetEmptied(now: Timestamp) {
+        let horizon = now.adding(microseconds: -25 * Timestamp.microsecondsPerHour)
+        for slot in emptied where slot.hour < horizon {
+            emptied.remove(slot)
+            _ = settle(slot)
+            removeIfFinished(slot.subscription)
+        }
+    }
+
+    private mutating func handle(_ key: String, deadline: Timestamp, now: Timestamp) {
+        guard let index = subscriptions.index(forKey: key) else { return }
+        let attribution = self.attribution
+        let due = inPlace(index) { $0.due(deadline, now: now, attribution: attribution) }
+        for next in due.deadlines { deadlines.push(next, key) }
+        if due.renewed { effects?.append(.renewed(subscription: key)) }
+        for gauge in due.gauges { report(gauge.overage, forHour: gauge.hour, key: key, now: now) }
+        for refund in due.refunds { listRefund(refund.credit, period: refund.period, key: key, now: now) }
+        if subscriptions.values[index].deleted { removeIfFinished(key) }
+    }
+
+    /// Switches to another attribution at `now`: graces in course end by the new one, and what it
+    /// closes closes at once.
+    private mutating func change(to attribution: Attribution, now: Timestamp) {
+        self.attribution = attribution
+        for (key, subscription) in subscriptions {
+            if let previous = subscription.previous, previous.closes != nil {
+                let closes = previous.period.end.adding(microseconds: attribution.lateGrace)
+                subscriptions[key]?.previous?.closes = closes
+                deadlines.push(closes, key)
             }
+            if let deletedAt = subscription.deletedAt { deadlines.push(deletedAt.adding(microseconds: attribution.lateGrace), key) }
+        }
+        if !openHours.isEmpty { closeHours(now: now) }
+        advance(to: now)
+    }
+
+    /// Reports a gauge value (or any overage owed for a given hour) for the hour `hour`: into the
+    /// hour while it is open; as an item of the hour once it has closed (in this same step: its
+    /// items are still pending, so merging is safe), unless its slot was used early, when it goes
+    /// to the current hour.
+    mutating func report(_ overage: DimensionQuantity, forHour hour: Timestamp, key: String, now: Timestamp) {
+        guard let index = subscriptions.index(forKey: key) else { return }
+        var subscription = subscriptions.values[index]
+        let target = subscription.hour(for: overage.dimension, base: hour)
+        if attribution.closing(ofHour: target) <= now && target == hour {
+            makeReady(
+                key: key, resource: subscription.resource, planId: subscription.planId, dimension: overage.dimension, hour: hour,
+                quantity: overage.quantity, now: now)
+        } else {
+            let base = attribution.closing(ofHour: target) <= now ? now.hourStart : hour
+            addOverage(overage.dimension, overage.quantity, to: &subscription, key: key, base: base, now: now)
         }
         subscriptions.values[index] = subscription
     }
@@ -209,6 +263,7 @@ public struct PartitionState: Sendable, Equatable {
                 return
             }
             pendingItems.values[existing].quantity = sum
+            emptied.remove(slot)
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         } else {
             pendingItems[slot] = ReadyItem(
@@ -218,24 +273,42 @@ public struct PartitionState: Sendable, Equatable {
         }
     }
 
-    /// Adds overage that bypasses the meters to a subscription's open hour.
+    /// Adds overage that bypasses the meters to a subscription's hour of `now`.
     mutating func addOverage(_ dimension: String, _ quantity: Quantity, to subscription: inout Subscription, key: String, now: Timestamp) {
-        switch subscription.addOverage(dimension, quantity, now: now) {
-        case .added(let opened):
+        addOverage(dimension, quantity, to: &subscription, key: key, base: now.hourStart, now: now)
+    }
+
+    /// Adds overage that bypasses the meters to a subscription's hour `base` (or the next free one).
+    mutating func addOverage(
+        _ dimension: String, _ quantity: Quantity, to subscription: inout Subscription, key: String, base: Timestamp, now: Timestamp
+    ) {
+        switch subscription.addOverage(dimension, quantity, base: base) {
+        case .added(let opened, _):
             if opened { openHours.insert(key) }
-        case .overflow:
+        case .overflow(let hour):
             let item = ReadyItem(
-                resource: subscription.resource, planId: subscription.planId, dimension: dimension,
-                effectiveStartTime: subscription.openHourStart(now: now), quantity: quantity, readySince: now)
+                resource: subscription.resource, planId: subscription.planId, dimension: dimension, effectiveStartTime: hour,
+                quantity: quantity, readySince: now)
             rejected.append(RejectedItem(item: item, status: "Overflow", reason: Self.overflowReason, at: now))
         }
     }
 
     static let overflowReason = "the hour's total for this dimension would exceed the largest quantity (about 1.7e20); not billed"
 
+    /// Lists a credit left unused at the end of `period` for refund.
+    mutating func listRefund(_ credit: DimensionQuantity, period: BillingPeriod, key: String, now: Timestamp) {
+        guard credit.quantity > .zero, let subscription = subscriptions[key] else { return }
+        refunds.append(
+            Refund(
+                resource: subscription.resource, planId: subscription.planId, dimension: credit.dimension, periodStart: period.start,
+                periodEnd: period.end, quantity: credit.quantity, at: now))
+        effects?.append(.refund(subscription: key, dimension: credit.dimension, quantity: credit.quantity, periodStart: period.start))
+    }
+
     /// Removes a settled item from the pending list and returns it; nil when it was not pending.
     mutating func settle(_ slot: Slot) -> ReadyItem? {
         guard let item = pendingItems.removeValue(forKey: slot) else { return nil }
+        emptied.remove(slot)
         let left = (pendingPerSubscription[slot.subscription] ?? 1) - 1
         pendingPerSubscription[slot.subscription] = left > 0 ? left : nil
         return item
@@ -244,7 +317,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Forgets a deleted subscription once nothing of it is outstanding.
     mutating func removeIfFinished(_ key: String) {
         guard pendingPerSubscription[key] == nil, let index = subscriptions.index(forKey: key),
-            inPlace(index, { $0.deleted && $0.openHour == nil })
+            inPlace(index, { $0.deleted && $0.openHours.isEmpty && $0.deletedAt == nil && $0.previous?.closes == nil })
         else { return }
         let subscription = subscriptions.remove(at: index).value
         effects?.append(.removed(subscription: key))

@@ -15,11 +15,14 @@ public struct ReadyItem: Hashable, Sendable {
     public var quantity: Quantity
     /// The log time (enqueued time of a record) at which the item became ready, for its age.
     public var readySince: Timestamp
+    /// What voids took back from the item after it became ready (it may have been sent before):
+    /// an outcome holding up to `quantity + withdrawn` turns the difference into a credit.
+    public var withdrawn: Quantity
 
     /// An item for `resource`'s `dimension` in the hour starting at `effectiveStartTime`.
     public init(
         resource: ResourceName, planId: String, dimension: String, effectiveStartTime: Timestamp, quantity: Quantity,
-        readySince: Timestamp
+        readySince: Timestamp, withdrawn: Quantity = .zero
     ) {
         self.resource = resource
         self.planId = planId
@@ -27,10 +30,12 @@ public struct ReadyItem: Hashable, Sendable {
         self.effectiveStartTime = effectiveStartTime
         self.quantity = quantity
         self.readySince = readySince
+        self.withdrawn = withdrawn
     }
 
     /// The item as JSON: the marketplace request members (`resourceId` and/or `resourceUri`,
-    /// `planId`, `dimension`, `quantity`, `effectiveStartTime`) plus `readySince`.
+    /// `planId`, `dimension`, `quantity`, `effectiveStartTime`) plus `readySince`, and `withdrawn`
+    /// when a void took some back.
     public var json: JSONValue {
         var members = resource.jsonMembers
         members.append(JSONObject.Member("planId", .string(planId)))
@@ -38,6 +43,7 @@ public struct ReadyItem: Hashable, Sendable {
         members.append(JSONObject.Member("quantity", quantity.json))
         members.append(JSONObject.Member("effectiveStartTime", .string(effectiveStartTime.iso8601)))
         members.append(JSONObject.Member("readySince", .string(readySince.iso8601)))
+        if withdrawn > .zero { members.append(JSONObject.Member("withdrawn", withdrawn.json)) }
         return .object(JSONObject(members))
     }
 
@@ -50,7 +56,10 @@ public struct ReadyItem: Hashable, Sendable {
             dimension: try SnapshotReader.string(object, "dimension", path),
             effectiveStartTime: try SnapshotReader.timestamp(object, "effectiveStartTime", path),
             quantity: try SnapshotReader.quantity(object, "quantity", path),
-            readySince: try SnapshotReader.timestamp(object, "readySince", path))
+            readySince: try SnapshotReader.timestamp(object, "readySince", path),
+            withdrawn: try SnapshotReader.optional(object, "withdrawn").map { value throws(SnapshotError) in
+                try SnapshotReader.quantity(value, "\(path).withdrawn")
+            } ?? .zero)
     }
 
     /// The order of the pending list: oldest hour first, then by resource and dimension, so the

@@ -12,6 +12,14 @@ public struct RunRate: Sendable, Equatable {
     public var asOf: Timestamp
     public var deleted: Bool
     public var meters: [MeterRunRate]
+    /// The plans in force during the current period, oldest first (one unless the plan changed).
+    public var plans: [PlanInForce]
+}
+
+/// A plan of a subscription and when it took effect (its purchase, the period's start, or a change).
+public struct PlanInForce: Sendable, Equatable {
+    public var planId: String
+    public var from: Timestamp
 }
 
 /// One meter of a `RunRate`.
@@ -46,12 +54,17 @@ public struct MeterRunRate: Sendable, Equatable {
     public var remaining: IncludedQuantity
     /// Overage of the current period so far (a gauge: what it would report if the period ended now).
     public var overage: Quantity
-    /// Overage in the still-open hour, not yet ready to report.
+    /// Overage in the still-open hours, not yet ready to report.
     public var openHourOverage: Quantity
     /// The period's total usage if it goes on at the rate seen so far (a gauge: its value).
     public var projected: Quantity
     /// Waterfall meters: each tier's usage.
     public var tiers: [Tier]
+    /// Usage voided in the current period (already taken out of `consumed`).
+    public var voided: Quantity = .zero
+    /// Credit on the meter's dimensions not yet netted against overage: overage the marketplace
+    /// accepted before a void took it back.
+    public var credit: Quantity = .zero
     /// The figures (`openHourOverage`, `projected`) that went past the largest quantity and show
     /// it instead: "this much or more". Empty almost always; the billed totals themselves never
     /// saturate (usage that would overflow them is refused as unprocessable).
@@ -65,12 +78,16 @@ extension PartitionState {
         let key = subscriptions.keys[index]
         let subscription = subscriptions.values[index]
         let asOf = time ?? subscription.period.start
+        let open = subscription.openHours.filter { subscription.period.contains($0.start) || $0.start >= subscription.period.end }
         let meters = subscription.meters.map { meter in
-            meter.runRate(openHour: subscription.openHour, period: subscription.period, asOf: asOf)
+            var rate = meter.runRate(openHours: open, period: subscription.period, asOf: asOf)
+            rate.credit = Quantity.saturatingSum(meter.rule.dimensions.map { subscription.credits.quantity(of: $0) }).total
+            return rate
         }
         return RunRate(
             key: key, resource: subscription.resource, planId: subscription.planId, period: subscription.period, asOf: asOf,
-            deleted: subscription.deleted, meters: meters)
+            deleted: subscription.deleted, meters: meters,
+            plans: subscription.plans.map { PlanInForce(planId: $0.planId, from: $0.from) })
     }
 
     /// The keys of the subscriptions held, in order.
@@ -78,11 +95,17 @@ extension PartitionState {
 }
 
 extension Meter {
-    func runRate(openHour: OpenHour?, period: BillingPeriod, asOf: Timestamp) -> MeterRunRate {
+    func runRate(openHours: [OpenHour], period: BillingPeriod, asOf: Timestamp) -> MeterRunRate {
         var rate = figures()
+        rate.voided = usage.voided
+        if rate.kind == .sum || rate.kind == .waterfall {
+            // What the meter billed this period: the rule's overage for the consumption, unless a
+            // plan change or a void made them differ.
+            rate.overage = Quantity.saturatingSum(usage.billed.map(\.quantity)).total
+        }
         // Each dimension's open-hour overage is in range, but several dimensions (tiers, meters
-        // sharing a dimension, re-billed items) may add up beyond it.
-        let open = (openHour?.overage ?? []).filter { rate.dimensions.contains($0.dimension) }.map(\.quantity)
+        // sharing a dimension, re-billed items) and hours may add up beyond it.
+        let open = openHours.flatMap(\.overage).filter { rate.dimensions.contains($0.dimension) }.map(\.quantity)
         let (openTotal, openSaturated) = Quantity.saturatingSum(open)
         rate.openHourOverage = openTotal
         if openSaturated { rate.saturated.append("openHourOverage") }

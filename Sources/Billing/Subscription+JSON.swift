@@ -2,28 +2,47 @@ import Wire
 
 extension Subscription {
     /// The subscription as JSON. `detailed` adds derived values to the meters (see `Meter.json`).
+    /// Members that are almost always empty (credits, the previous period, early reports) are
+    /// written only when there is something in them.
     func json(key: String, detailed: Bool) -> JSONValue {
         var object = JSONObject(["key": .string(key)])
         for member in resource.jsonMembers { object[member.key] = member.value }
         object["planId"] = .string(planId)
         object["renewalInterval"] = .string(interval.rawValue)
         object["subscriptionStart"] = .string(subscriptionStart.iso8601)
-        object["period"] = [
-            "index": .number(String(period.index)), "start": .string(period.start.iso8601), "end": .string(period.end.iso8601),
-        ]
+        object["period"] = Self.json(period)
         object["deleted"] = .bool(deleted)
+        if let deletedAt { object["deletedAt"] = .string(deletedAt.iso8601) }
+        if let deletion {
+            object["deletion"] = ["sequence": .number(String(deletion.sequence)), "time": .string(deletion.time.iso8601)]
+        }
+        object["since"] = .number(String(since))
+        object["plans"] = .array(plans.map { ["planId": .string($0.planId), "from": .string($0.from.iso8601)] })
         if let firstUnusedHour { object["firstUnusedHour"] = .string(firstUnusedHour.iso8601) }
+        if !earlyReported.isEmpty {
+            object["earlyReported"] = .array(earlyReported.map { ["dimension": .string($0.dimension), "hour": .string($0.hour.iso8601)] })
+        }
         object["meters"] = .array(meters.map { $0.json(detailed: detailed) })
-        if let openHour {
-            object["openHour"] = [
-                "start": .string(openHour.start.iso8601),
-                "overage": .array(openHour.overage.map { ["dimension": .string($0.dimension), "quantity": $0.quantity.json] }),
-            ]
+        if !openHours.isEmpty {
+            object["openHours"] = .array(
+                openHours.map { hour in ["start": .string(hour.start.iso8601), "overage": DimensionQuantity.json(hour.overage)] })
+        }
+        if !credits.isEmpty { object["credits"] = DimensionQuantity.json(credits) }
+        if let previous {
+            var members = JSONObject(["period": Self.json(previous.period)])
+            if !previous.credits.isEmpty { members["credits"] = DimensionQuantity.json(previous.credits) }
+            if let closes = previous.closes { members["closes"] = .string(closes.iso8601) }
+            object["previous"] = .object(members)
         }
         return .object(object)
     }
 
-    /// Reads what `json(key:detailed:)` wrote; returns the key too.
+    static func json(_ period: BillingPeriod) -> JSONValue {
+        ["index": .number(String(period.index)), "start": .string(period.start.iso8601), "end": .string(period.end.iso8601)]
+    }
+
+    /// Reads what `json(key:detailed:)` wrote (or an earlier format's, with one `openHour`); returns
+    /// the key too.
     static func restore(_ json: JSONValue, path: String) throws(SnapshotError) -> (key: String, subscription: Subscription) {
         let object = try SnapshotReader.object(json, path)
         let key = try SnapshotReader.string(object, "key", path)
@@ -36,37 +55,125 @@ extension Subscription {
             throw SnapshotError("\(path).renewalInterval: unknown interval \"\(intervalName)\"")
         }
         let start = try SnapshotReader.timestamp(object, "subscriptionStart", path)
-        let periodObject = try SnapshotReader.object(try SnapshotReader.member(object, "period", path), "\(path).period")
-        let index = try SnapshotReader.int(periodObject, "index", "\(path).period")
-        guard index >= 0 else { throw SnapshotError("\(path).period.index: must not be negative") }
+        let period = try Self.period(try SnapshotReader.member(object, "period", path), start: start, interval: interval, "\(path).period")
         var meters: [Meter] = []
         for (position, meter) in try SnapshotReader.array(object, "meters", path).enumerated() {
             meters.append(try Meter(json: meter, path: "\(path).meters[\(position)]"))
         }
-        var openHour: OpenHour?
-        if let hourValue = SnapshotReader.optional(object, "openHour") {
-            let hourPath = "\(path).openHour"
-            let hourObject = try SnapshotReader.object(hourValue, hourPath)
-            var hour = OpenHour(start: try SnapshotReader.timestamp(hourObject, "start", hourPath))
-            for (position, entry) in try SnapshotReader.array(hourObject, "overage", hourPath).enumerated() {
-                let entryPath = "\(hourPath).overage[\(position)]"
-                let entryObject = try SnapshotReader.object(entry, entryPath)
-                let quantity = try SnapshotReader.quantity(entryObject, "quantity", entryPath)
-                guard quantity > .zero else { throw SnapshotError("\(entryPath).quantity: must be positive") }
-                hour.overage.append(
-                    DimensionQuantity(dimension: try SnapshotReader.string(entryObject, "dimension", entryPath), quantity: quantity))
+        let planId = try SnapshotReader.string(object, "planId", path)
+        var plans: [PlanPeriod] = []
+        if let list = SnapshotReader.optional(object, "plans") {
+            guard let entries = list.arrayValue, !entries.isEmpty else { throw SnapshotError("\(path).plans: expected a non-empty array") }
+            for (position, entry) in entries.enumerated() {
+                let entryPath = "\(path).plans[\(position)]"
+                let plan = try SnapshotReader.object(entry, entryPath)
+                plans.append(
+                    PlanPeriod(
+                        planId: try SnapshotReader.string(plan, "planId", entryPath),
+                        from: try SnapshotReader.timestamp(plan, "from", entryPath)))
             }
-            guard !hour.overage.isEmpty else { throw SnapshotError("\(hourPath).overage: an open hour has overage") }
-            openHour = hour
+        } else {
+            // Written before plans could change: the one plan, since the period began.
+            plans = [PlanPeriod(planId: planId, from: period.start)]
         }
-        var firstUnusedHour: Timestamp?
+        var subscription = Subscription(
+            resource: resource, planId: planId, interval: interval, subscriptionStart: start, period: period, meters: meters, plans: plans)
+        subscription.deleted = try SnapshotReader.bool(object, "deleted", path)
+        if let value = SnapshotReader.optional(object, "deletedAt") {
+            subscription.deletedAt = try SnapshotReader.timestamp(value, "\(path).deletedAt")
+        }
+        if let value = SnapshotReader.optional(object, "deletion") {
+            let mark = try SnapshotReader.object(value, "\(path).deletion")
+            subscription.deletion = (
+                try SnapshotReader.sequence(mark, "sequence", "\(path).deletion"),
+                try SnapshotReader.timestamp(mark, "time", "\(path).deletion")
+            )
+        }
+        if let value = SnapshotReader.optional(object, "since") { subscription.since = try SnapshotReader.sequence(value, "\(path).since") }
         if let value = SnapshotReader.optional(object, "firstUnusedHour") {
-            firstUnusedHour = try SnapshotReader.timestamp(value, "\(path).firstUnusedHour")
+            subscription.firstUnusedHour = try SnapshotReader.timestamp(value, "\(path).firstUnusedHour")
         }
-        let subscription = Subscription(
-            resource: resource, planId: try SnapshotReader.string(object, "planId", path), interval: interval, subscriptionStart: start,
-            period: BillingPeriod(index: index, subscriptionStart: start, interval: interval), meters: meters, openHour: openHour,
-            firstUnusedHour: firstUnusedHour, deleted: try SnapshotReader.bool(object, "deleted", path))
+        if let value = SnapshotReader.optional(object, "earlyReported") {
+            guard let entries = value.arrayValue else { throw SnapshotError("\(path).earlyReported: expected an array") }
+            for (position, entry) in entries.enumerated() {
+                let entryPath = "\(path).earlyReported[\(position)]"
+                let slot = try SnapshotReader.object(entry, entryPath)
+                subscription.earlyReported.append(
+                    DimensionHour(
+                        dimension: try SnapshotReader.string(slot, "dimension", entryPath),
+                        hour: try SnapshotReader.timestamp(slot, "hour", entryPath)))
+            }
+        }
+        var hours: [JSONValue] = []
+        if let value = SnapshotReader.optional(object, "openHours") {
+            guard let list = value.arrayValue else { throw SnapshotError("\(path).openHours: expected an array") }
+            hours = list
+        } else if let value = SnapshotReader.optional(object, "openHour") {
+            hours = [value]
+        }
+        for (position, value) in hours.enumerated() {
+            let hourPath = "\(path).openHours[\(position)]"
+            let hourObject = try SnapshotReader.object(value, hourPath)
+            var hour = OpenHour(start: try SnapshotReader.timestamp(hourObject, "start", hourPath))
+            hour.overage = try DimensionQuantity.list(try SnapshotReader.member(hourObject, "overage", hourPath), "\(hourPath).overage")
+            guard !hour.overage.isEmpty else { throw SnapshotError("\(hourPath).overage: an open hour has overage") }
+            if let last = subscription.openHours.last, last.start >= hour.start {
+                throw SnapshotError("\(hourPath).start: open hours must be in order, one per hour")
+            }
+            subscription.openHours.append(hour)
+        }
+        if let value = SnapshotReader.optional(object, "credits") {
+            subscription.credits = try DimensionQuantity.list(value, "\(path).credits")
+        }
+        if let value = SnapshotReader.optional(object, "previous") {
+            let previousPath = "\(path).previous"
+            let previous = try SnapshotReader.object(value, previousPath)
+            var restored = PreviousPeriod(
+                period: try Self.period(
+                    try SnapshotReader.member(previous, "period", previousPath), start: start, interval: interval, "\(previousPath).period")
+            )
+            if let credits = SnapshotReader.optional(previous, "credits") {
+                restored.credits = try DimensionQuantity.list(credits, "\(previousPath).credits")
+            }
+            if let closes = SnapshotReader.optional(previous, "closes") {
+                restored.closes = try SnapshotReader.timestamp(closes, "\(previousPath).closes")
+            }
+            subscription.previous = restored
+        }
         return (key, subscription)
+    }
+
+    private static func period(_ value: JSONValue, start: Timestamp, interval: RenewalInterval, _ path: String) throws(SnapshotError)
+        -> BillingPeriod
+    {
+        let object = try SnapshotReader.object(value, path)
+        let index = try SnapshotReader.int(object, "index", path)
+        guard index >= 0 else { throw SnapshotError("\(path).index: must not be negative") }
+        return BillingPeriod(index: index, subscriptionStart: start, interval: interval)
+    }
+}
+
+extension DimensionQuantity {
+    /// `[{"dimension", "quantity"}, ...]`.
+    static func json(_ list: [DimensionQuantity]) -> JSONValue {
+        .array(list.map { ["dimension": .string($0.dimension), "quantity": $0.quantity.json] })
+    }
+
+    /// Reads what `json` wrote: positive quantities, each dimension once.
+    static func list(_ value: JSONValue, _ path: String) throws(SnapshotError) -> [DimensionQuantity] {
+        guard let entries = value.arrayValue else { throw SnapshotError("\(path): expected an array") }
+        var list: [DimensionQuantity] = []
+        for (position, entry) in entries.enumerated() {
+            let entryPath = "\(path)[\(position)]"
+            let object = try SnapshotReader.object(entry, entryPath)
+            let dimension = try SnapshotReader.string(object, "dimension", entryPath)
+            let quantity = try SnapshotReader.quantity(object, "quantity", entryPath)
+            guard quantity > .zero else { throw SnapshotError("\(entryPath).quantity: must be positive") }
+            guard !list.contains(where: { $0.dimension == dimension }) else {
+                throw SnapshotError("\(entryPath).dimension: \"\(dimension)\" appears twice")
+            }
+            list.append(DimensionQuantity(dimension: dimension, quantity: quantity))
+        }
+        return list
     }
 }

@@ -31,6 +31,11 @@ public struct UnprocessableLedger: Sendable, Equatable {
         case overflow
         /// A deletion of a subscription the partition does not have.
         case unknownDeletion
+        /// A purchase for a live subscription with another start or renewal interval.
+        case conflictingPurchase
+        /// A void the accounting cannot apply (the usage was not counted, its period is over, a
+        /// gauge report): the reason says which, and what to do instead.
+        case unvoidable
     }
 
     /// The records of one subscription name and reason.

@@ -67,9 +67,18 @@ struct HourlyAccumulator: Sendable, Equatable {
     }
 
     /// The first hour still open at `now` with `graceSeconds` of grace: hour H is emitted once
-    /// `now ≥ H + 1 h + grace`.
+    /// `now ≥ H + 1 h + grace`, the rule by which billing closes hours under event-time attribution.
     static func boundary(now: Timestamp, graceSeconds: Int) -> Timestamp {
-        now.adding(microseconds: -Int64(graceSeconds) * 1_000_000).hourStart
+        Attribution.event(lateGrace: Int64(graceSeconds) * 1_000_000).oldestOpenHour(at: now)
+    }
+
+    /// The grace the connector waits after an hour: its own (`configured`), but when ingest
+    /// attributes usage by its timestamp, at most half of ingest's grace, so an hour's event
+    /// reaches ingest while billing still holds that hour open (with time left for retries) and
+    /// is billed in it, and in its billing period.
+    static func effectiveGrace(configured: Int, ingest: Attribution?) -> Int {
+        guard case .event(let grace)? = ingest else { return configured }
+        return min(configured, Int(grace / 2_000_000))
     }
 
     /// Takes out every bucket of an hour before `boundary`, oldest first, and marks those hours

@@ -8,6 +8,10 @@ final class IngestLink {
     let socket: String
     let clock: ConnectorSettings.Clock
     private var client: UnixClient?
+    /// How ingest attributes usage, as its status last said (nil until it said so).
+    private(set) var attribution: Attribution?
+    /// When the attribution was last asked for, with the system clock (at most once a minute then).
+    private var attributionAsked: Date?
 
     init(socket: String, clock: ConnectorSettings.Clock) {
         self.socket = socket
@@ -32,17 +36,35 @@ final class IngestLink {
         }
     }
 
-    /// The time that decides which hours are past their grace.
+    /// The time that decides which hours are past their grace. Ingest's status also says how it
+    /// attributes usage (`attribution`): asked with every clock reading, or once a minute at most
+    /// when the connector keeps the system's time.
     func now() throws(UnixClient.Failure) -> Timestamp {
         switch clock {
-        case .system: return Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000))
+        case .system:
+            if attributionAsked.map({ Date().timeIntervalSince($0) >= 60 }) ?? true {
+                attributionAsked = Date()
+                if let status = try? call(Request(op: "status")) { learn(status) }
+            }
+            return Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000))
         case .ingest:
             let status = try call(Request(op: "status"))
             guard let text = status["time"]?.stringValue, let time = Timestamp(iso8601: text) else {
                 client = nil
                 throw .server(WireError(.internalError, "meter-ingest's status has no \"time\""))
             }
+            learn(status)
             return time
+        }
+    }
+
+    private func learn(_ status: JSONObject) {
+        switch status["attribution"]?["mode"]?.stringValue {
+        case "event":
+            guard let seconds = status["attribution"]?["lateGraceSeconds"]?.intValue else { return }
+            attribution = .event(lateGrace: Int64(seconds) * 1_000_000)
+        case "enqueued": attribution = .enqueued
+        default: break
         }
     }
 

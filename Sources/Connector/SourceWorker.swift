@@ -29,6 +29,8 @@ final class SourceWorker: @unchecked Sendable {
     private var savedAt = Date.distantPast
     private var lastError: (message: String, at: Date)?
     private var clockTime: Timestamp?
+    /// The grace in use (see `HourlyAccumulator.effectiveGrace`).
+    private var effectiveGrace: Int
     private var nextRun = Date.distantPast
     private var lastRun: JSONValue = .null
     private var retryAt = Date.distantPast
@@ -50,6 +52,7 @@ final class SourceWorker: @unchecked Sendable {
         self.link = link
         self.board = board
         self.failpoint = failpoint
+        effectiveGrace = config.graceSeconds
         if case .file(let path, let startAtEnd, let wait) = config.input {
             follower = FileFollower(config: config, path: path, startAtEnd: startAtEnd, rotateWaitSeconds: wait)
         } else {
@@ -128,10 +131,19 @@ final class SourceWorker: @unchecked Sendable {
         }
         clockTime = now
         let emittedBefore = state.accumulator.emittedBefore
-        var boundary = HourlyAccumulator.boundary(now: now, graceSeconds: config.graceSeconds)
+        let grace = HourlyAccumulator.effectiveGrace(configured: config.graceSeconds, ingest: link.attribution)
+        if grace != effectiveGrace {
+            if grace < config.graceSeconds {
+                Log.notice(
+                    "source \(config.name): meter-ingest attributes usage by its timestamp (\(link.attribution.map(\.description) ?? "")): hours are emitted after \(grace) s instead of graceSeconds \(config.graceSeconds), so each lands in its own hour"
+                )
+            }
+            effectiveGrace = grace
+        }
+        var boundary = HourlyAccumulator.boundary(now: now, graceSeconds: grace)
         if catchingUp {
             guard let newest = state.accumulator.newestTime else { return }
-            boundary = min(boundary, HourlyAccumulator.boundary(now: newest, graceSeconds: config.graceSeconds))
+            boundary = min(boundary, HourlyAccumulator.boundary(now: newest, graceSeconds: grace))
         }
         let added = state.close(before: boundary, config: config)
         // Persisted at once when hours close, so which records are late is decided once, even
@@ -285,6 +297,7 @@ final class SourceWorker: @unchecked Sendable {
                 ]),
             .init("emittedBefore", state.accumulator.emittedBefore.map { .string($0.iso8601) } ?? .null),
             .init("clock", clockTime.map { .string($0.iso8601) } ?? .null),
+            .init("graceSeconds", .number(String(effectiveGrace))),
             .init(
                 "records",
                 [

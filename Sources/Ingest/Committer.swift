@@ -57,12 +57,15 @@ final class Committer: @unchecked Sendable {
 
     let log: EventLog
     let clock: Clock
+    /// Written into every tick, so the folds attribute usage as ingest checks it.
+    let attribution: Attribution
     private let condition = NSCondition()
     private var queue: [Work] = []
     private var running = true
     private var finished = false
     private var router: PartitionRouter
     private var idempotency: IdempotencyIndex
+    private var retentionDays: Int { Int(idempotency.retentionMicroseconds / Timestamp.microsecondsPerDay) }
     private var thread: Thread?
     private var groups = 0
     private var syncs = 0
@@ -71,9 +74,10 @@ final class Committer: @unchecked Sendable {
     /// Group-commit counters since start: groups committed, fdatasync calls, records written.
     var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
 
-    init(log: EventLog, clock: Clock, router: PartitionRouter, idempotency: IdempotencyIndex) {
+    init(log: EventLog, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex) {
         self.log = log
         self.clock = clock
+        self.attribution = attribution
         self.router = router
         self.idempotency = idempotency
     }
@@ -158,6 +162,38 @@ final class Committer: @unchecked Sendable {
                 partition: partition, sequence: sequence, enqueuedTime: enqueued, payloadDigest: meta.payloadDigest)
         }
 
+        /// A `UsageVoided` checked and placed (one record per key), or the answer why not.
+        func placeVoid(_ event: ValidatedEvent) -> AppendResult {
+            let plan = planVoid(
+                event, lookup: { newKeys[$0] ?? idempotency.lookup(digest: $0) },
+                placed: { position in
+                    // A record of this group: the n-th placed in its partition.
+                    let offset = position.sequence &- partitions[position.partition].nextSequence
+                    guard position.sequence >= partitions[position.partition].nextSequence else { return nil }
+                    var seen: UInt64 = 0
+                    for record in records where record.partition == position.partition {
+                        if seen == offset { return record.payload }
+                        seen += 1
+                    }
+                    return nil
+                }, retained: { idempotency.isRetained($0, now: now) }, retentionDays: retentionDays)
+            switch plan {
+            case .refused(let error): return .rejected(error)
+            case .duplicate(let original): return .duplicate(original)
+            case .records(let voids):
+                var first: IdempotencyIndex.Position?
+                for void in voids {
+                    let position = place(void.partition, meta: void.meta, payload: void.payload)
+                    if let digest = void.meta.keyDigest {
+                        newKeys[digest] = position
+                        newKeyOrder.append(digest)
+                    }
+                    if first == nil { first = position }
+                }
+                return first.map { .accepted($0) } ?? .rejected(WireError(.invalidEvent, "UsageVoided names no usage"))
+            }
+        }
+
         var answers: [() -> Void] = []
         var duplicates = 0
         var conflicts = 0
@@ -168,6 +204,10 @@ final class Committer: @unchecked Sendable {
                 var results: [AppendResult] = []
                 results.reserveCapacity(events.count)
                 for event in events {
+                    if event.type == .usageVoided {
+                        results.append(placeVoid(event))
+                        continue
+                    }
                     if let key = event.idempotencyKey, let digest = event.keyDigest,
                         let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
                     {
@@ -201,6 +241,18 @@ final class Committer: @unchecked Sendable {
                         if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
                         partition = router.partition(for: event.resource ?? ResourceName(), pending: newRoutes)
                     }
+                    if case .event = attribution, let eventTime = event.eventTime,
+                        eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
+                    {
+                        let enqueued = time(for: partition)
+                        results.append(
+                            .rejected(
+                                WireError(
+                                    .invalidEvent,
+                                    "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
+                                )))
+                        continue
+                    }
                     let meta = RecordMeta(
                         idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
                         payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
@@ -217,7 +269,8 @@ final class Committer: @unchecked Sendable {
                 var positions: [IdempotencyIndex.Position] = []
                 for partition in partitions.indices {
                     let enqueued = time(for: partition)
-                    let payload = JSONWriter.bytes(Self.tick(partition: partition, time: enqueued, reason: reason))
+                    let payload = JSONWriter.bytes(
+                        Self.tick(partition: partition, time: enqueued, reason: reason, attribution: attribution))
                     positions.append(place(partition, meta: RecordMeta(), payload: payload))
                 }
                 answers.append { completion(positions) }
@@ -273,15 +326,14 @@ final class Committer: @unchecked Sendable {
         }
     }
 
-    /// A tick record: the reference's `Ping` message.
-    static func tick(partition: Int, time: Timestamp, reason: String) -> JSONValue {
-        [
-            "type": "Ping",
-            "value": [
-                "partitionId": .string(String(partition)), "localTime": .string(time.iso8601), "reason": .string(reason),
-                "sender": "meter-ingest",
-            ],
-        ]
+    /// A tick record: the reference's `Ping` message, with the attribution ingest runs with.
+    static func tick(partition: Int, time: Timestamp, reason: String, attribution: Attribution) -> JSONValue {
+        var value = JSONObject([
+            "partitionId": .string(String(partition)), "localTime": .string(time.iso8601), "reason": .string(reason),
+            "sender": "meter-ingest",
+        ])
+        value.members += attribution.tickMembers
+        return ["type": "Ping", "value": .object(value)]
     }
 }
 

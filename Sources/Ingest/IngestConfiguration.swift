@@ -16,6 +16,10 @@ struct IngestConfiguration {
         case refuse, allow
     }
 
+    enum AttributionMode: String, CaseIterable {
+        case enqueued, event
+    }
+
     var home: String
     var dataDirectory: String
     var clientSocket: String
@@ -35,6 +39,8 @@ struct IngestConfiguration {
     /// the submitter out.
     var adminConnections: Int
     var idleTimeoutSeconds: Int
+    /// How the folds attribute usage to hours; written into every tick, so they follow the log.
+    var attribution: Attribution
 
     static let usage = """
         meter-ingest: the only writer of the metering event log.
@@ -54,11 +60,17 @@ struct IngestConfiguration {
           --admin-connections  METERING_INGEST_ADMIN_CONNECTIONS  64 (admin socket, a budget of its own)
           --idle-timeout       METERING_INGEST_IDLE_SECONDS  60 (a connection with nothing in flight
                                                              is closed after this many seconds)
+          --attribution        METERING_ATTRIBUTION          enqueued | event (usage's own timestamp decides
+                                                             its hour while the hour is open)
+          --late-grace         METERING_LATE_GRACE           1h (event only: how long an hour stays open
+                                                             after its end; seconds, or 90m, 2h; at most 6h)
         \(MetricsAddress.usageLine)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
         The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
         starting it on the other clock is refused unless METERING_CLOCK_CHANGE=allow.
+        The attribution is written into every tick of the log: the aggregator and the query service
+        take it from there (docs/BILLING.md, "Late usage").
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -83,6 +95,25 @@ struct IngestConfiguration {
             "admin-connections", "METERING_INGEST_ADMIN_CONNECTIONS", default: 64, range: 1...10_000)
         idleTimeoutSeconds = try settings.integer("idle-timeout", "METERING_INGEST_IDLE_SECONDS", default: 60, range: 1...86_400)
         metrics = try MetricsAddress.setting(&settings)
+        let mode = try settings.choice("attribution", "METERING_ATTRIBUTION", default: AttributionMode.enqueued)
+        let graceText = settings.optionalString("late-grace", "METERING_LATE_GRACE")
+        switch mode {
+        case .enqueued:
+            if let graceText {
+                throw SettingsError(
+                    "METERING_LATE_GRACE=\"\(graceText)\" applies to event-time attribution only; set METERING_ATTRIBUTION=event, or leave METERING_LATE_GRACE unset"
+                )
+            }
+            attribution = .enqueued
+        case .event:
+            let text = graceText ?? "1h"
+            guard let grace = Attribution.parseDuration(text), grace <= Attribution.maximumLateGrace else {
+                throw SettingsError(
+                    "invalid METERING_LATE_GRACE=\"\(text)\": expected a duration from 0 to 6h in whole seconds, minutes or hours (7200, 90m, 2h)"
+                )
+            }
+            attribution = .event(lateGrace: grace)
+        }
         try settings.rejectUnknownFlags()
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")

@@ -229,6 +229,11 @@ final class IngestHandler: RequestHandler {
             "storeBytes": .number(String(log.storageBytes)),
             "clock": .string(clock.mode == .manual ? "manual" : "system"),
             "time": .string(clock.now.iso8601),
+            "attribution": .object(
+                JSONObject(
+                    committer.attribution.tickMembers.map { member in
+                        member.key == "attribution" ? JSONObject.Member("mode", member.value) : member
+                    })),
             "idempotencyKeys": .number(String(committer.idempotencyKeyCount)),
             "commit": [
                 "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),

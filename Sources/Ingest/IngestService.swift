@@ -62,7 +62,8 @@ nonisolated func runIngest() -> Never {
 
     let clock = Clock(
         mode: configuration.clock == .manual ? .manual : .system, start: newestTime ?? Timestamp.epoch)
-    let committer = Committer(log: log, clock: clock, router: router, idempotency: idempotency)
+    let committer = Committer(
+        log: log, clock: clock, attribution: configuration.attribution, router: router, idempotency: idempotency)
     committer.start()
 
     // Sockets: from systemd when socket-activated, else bound at the configured paths.
@@ -166,9 +167,13 @@ nonisolated func runIngest() -> Never {
     marks.resume()
 
     let ticker = DispatchQueue(label: "ingest-ticker")
+    // Hours close at their end plus the late grace: a tick then too, so they close without traffic.
+    let graceOffset = Double(configuration.attribution.lateGrace % Timestamp.microsecondsPerHour) / 1_000_000
     @Sendable func scheduleHourlyTick() {
         let now = Date().timeIntervalSince1970
-        let next = (floor(now / 3600) + 1) * 3600 + 1
+        let hour = floor(now / 3600) * 3600
+        let candidates = [hour + 3600 + 1, hour + graceOffset + 1, hour + 3600 + graceOffset + 1].filter { $0 > now }
+        let next = candidates.min()!
         ticker.asyncAfter(wallDeadline: .now() + (next - now)) {
             committer.submit(.ticks(reason: "newhour") { _ in })
             scheduleHourlyTick()
@@ -176,7 +181,8 @@ nonisolated func runIngest() -> Never {
     }
     if clock.mode == .system { scheduleHourlyTick() }
 
-    let readyStatus = "serving \(log.partitions.count) partitions, clock \(configuration.clock.rawValue)"
+    let readyStatus =
+        "serving \(log.partitions.count) partitions, clock \(configuration.clock.rawValue), attribution \(configuration.attribution)"
     Systemd.notifyReady(status: readyStatus)
     Log.info("ready: \(readyStatus), log at \(log.directory)")
 

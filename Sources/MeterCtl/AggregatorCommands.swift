@@ -96,7 +96,7 @@ enum AggregatorCommands {
             response,
             columns: [
                 "partition", "position", "lag", "time", "subscriptions", "pending", "atRisk", "accepted", "conflicts", "rejected",
-                "unprocessable",
+                "unprocessable", "lateUsage", "voids", "refunds",
             ])
     }
 

@@ -16,8 +16,11 @@ import Wire
 /// subscriptions on three plans (one with a waterfall dimension, one annual with a seat gauge),
 /// bought on different January days (one on the 31st), send usage with properties hour by hour
 /// over five simulated weeks across their renewals (the waterfall's first 100 GB a month are free,
-/// `egress_tier_1` bills 100–500, `egress_tier_2` 500–1,500, `egress_tier_3` beyond); then a summary of each subscription's meters
-/// and of what the (emulated) marketplace accepted per dimension and day, with totals.
+/// `egress_tier_1` bills 100–500, `egress_tier_2` 500–1,500, `egress_tier_3` beyond). Halfway, one
+/// subscription changes plan (a bigger included quantity, the period going on) and one usage report
+/// sent a few hours before is voided (the marketplace had accepted it: a credit). Then a summary of
+/// each subscription's meters and of what the (emulated) marketplace accepted per dimension and day,
+/// with totals.
 enum Demo {
     static let plans: [(name: String, interval: String, json: String)] = [
         (
@@ -34,14 +37,19 @@ enum Demo {
         ),
     ]
 
+    /// The plan the first starter subscription changes to halfway: five times the e-mails.
+    static let upgrade =
+        #"{"planId":"starter-plus","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}}}"#
+
     static let days = Option("days", .value("N"), "simulated days of usage, 1 to 120", fallback: .value("35"))
 
     static let command = Command(
         name: "demo", summary: "a realistic run on the manual clock: 24 subscriptions, weeks of usage, a summary",
         details: """
             Starts the whole stack under a fresh home (as 'meterctl up' does, logs in $METERING_HOME/log/),
-            buys 24 subscriptions on three plans, sends usage hour by hour, and ends with each
-            subscription's run-rate and what the emulated marketplace accepted. The data stays.
+            buys 24 subscriptions on three plans, sends usage hour by hour (halfway, one subscription
+            changes plan and one usage report is voided), and ends with each subscription's run-rate
+            and what the emulated marketplace accepted. The data stays.
             """,
         options: [days, .home], examples: ["meterctl demo --home /tmp/demo --days 7"],
         run: { try run($0) })
@@ -82,8 +90,30 @@ enum Demo {
         let hours = days * 24
         let campaigns = ["spring-sale", "newsletter", "onboarding"]
         var sent = 0
+        // Halfway: a plan change, and a void of a usage report of a few hours before.
+        let changeHour = hours / 2
+        var sentIds: [(hour: Int, id: String, subscription: String)] = []
+        var corrections: [String] = []
         for hour in 0..<hours {
             var events: [JSONValue] = []
+            if hour == changeHour {
+                let change = try JSONParser.parse(
+                    #"{"type":"PlanChanged","id":"change-demo-starter-1","value":{"resourceId":"demo-starter-1","plan":\#(upgrade)}}"#)
+                let answer = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": [change]])))
+                corrections.append(
+                    "demo-starter-1 changed plan to starter-plus at \(clock.iso8601) (\(answer["results"]?.arrayValue?.first?["status"]?.stringValue ?? "?")): its e-mails consumed so far count against 5,000 included from then on"
+                )
+                // An egress report of a pro subscription: past its free band, so billed and accepted by now.
+                if let usage = sentIds.last(where: { $0.hour <= hour - 3 && $0.id.hasSuffix("-g") }) {
+                    let void = try JSONParser.parse(
+                        #"{"type":"UsageVoided","id":"void-\#(usage.id)","value":{"ids":["\#(usage.id)"],"reason":"the demo's customer was billed twice for one transfer"}}"#
+                    )
+                    let answer = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": [void]])))
+                    corrections.append(
+                        "usage \(usage.id) of \(usage.subscription) voided at \(clock.iso8601) (\(answer["results"]?.arrayValue?.first?["status"]?.stringValue ?? "?")): out of its period's consumption; what the marketplace had accepted of it is a credit netted against later overage"
+                    )
+                }
+            }
             let hourOfDay = hour % 24
             let busy = hourOfDay >= 8 && hourOfDay < 20
             for (number, subscription) in subscriptions.enumerated() where Int.random(in: 0..<100, using: &random) < (busy ? 60 : 15) {
@@ -101,6 +131,7 @@ enum Demo {
                 default: texts.append(usage("seats", String(Int.random(in: 10...40, using: &random)), "s"))
                 }
                 for text in texts { events.append(try JSONParser.parse(text)) }
+                if subscription.plan == 1 { sentIds.append((hour, "u-\(hour)-\(number)-g", subscription.id)) }
             }
             if !events.isEmpty {
                 let response = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": .array(events)])))
@@ -120,6 +151,19 @@ enum Demo {
         let query = home + "/run/query.sock"
         waitUntilCaughtUp(query)
         try summary(subscriptions.map(\.id), aggregator: aggregator, query: query, marketplace: marketplace, sent: sent)
+        print("")
+        print("== Corrections")
+        for line in corrections { print(line) }
+        // What the void left in the marketplace ledger: a credit, and a refund when its period ended unused.
+        let reader = try MeterCtl.connect(query)
+        for status in ["Credited", "Refund"] {
+            let page = try reader.call(Request(op: "submissions", fields: JSONObject(["batchSize": 100, "status": .string(status)])))
+            for record in page["records"]?.arrayValue ?? [] {
+                print(
+                    "ledger: \(status) \(AggregatorCommands.text(record["quantity"])) \(AggregatorCommands.text(record["dimension"])) for \(AggregatorCommands.text(record["resourceId"])) at \(AggregatorCommands.text(record["recordedAt"]))"
+                )
+            }
+        }
         reconcile(home: home, environment: invocation.environment, query: query, last: clock)
         try usageAPI(home: home)
         Up.say("the data stays in \(home); explore it with: METERING_CLOCK=manual \(Up.binary("meterctl")) up --home \(home)")
@@ -306,7 +350,9 @@ enum Demo {
                 Request(
                     op: "submissions", fields: JSONObject(["startId": .number(String(next)), "batchSize": 10000, "status": "Accepted"])))
             for record in page["records"]?.arrayValue ?? [] where record["settled"] == "Accepted" {
-                recorded[record["dimension"]?.stringValue ?? "?", default: .zero] += quantity(record["quantity"])
+                // Sent before a void took part of it back: the marketplace holds the quantity sent.
+                recorded[record["dimension"]?.stringValue ?? "?", default: .zero] += quantity(
+                    record["acceptedQuantity"] ?? record["quantity"])
             }
             let after = page["nextId"]?.intValue ?? next
             if after == next || after >= (page["total"]?.intValue ?? 0) { break }

@@ -161,6 +161,11 @@ enum Help {
                                   "meterName": "email", "quantity": 25,
                                   "properties": {"campaign": "spring"}}   (properties optional)
           SubscriptionDeleted    {"resourceId" and/or "resourceUri"}
+          PlanChanged            {"resourceId" and/or "resourceUri", "plan": PLAN}
+                                 a new plan from now; the period goes on (docs/BILLING.md)
+          UsageVoided            {"ids": ["usage-1", ...], "reason": "sent twice"}
+                                 usage sent with those ids taken out of the accounting:
+                                 unreported, it leaves its hour; accepted, it becomes a credit
 
         Internal messages, accepted on the admin socket only (send --admin):
           UsageSubmittedToAPI        a marketplace outcome, {"result": {..., "status": "Accepted"}}
@@ -171,7 +176,10 @@ enum Help {
         "Infinite" only as an included quantity.
         Times: ISO 8601 UTC, "2024-03-01T10:00:00Z", with or without a fraction or the Z.
         The sender's timestamp is recorded only: billing goes by the time ingest appended the
-        message (its enqueued time), the stack's only business clock.
+        message (its enqueued time), the stack's only business clock; unless meter-ingest runs
+        with METERING_ATTRIBUTION=event, when a usage's timestamp decides its hour while that
+        hour is open (its end plus METERING_LATE_GRACE), and one more than 5 minutes ahead of
+        ingest's clock is refused.
 
         Usage that names an unknown subscription or meter is kept as unprocessable, with its
         reason ('meterctl send' reports it; 'meterctl aggregator-status' counts it).

@@ -106,6 +106,10 @@ enum QueryCommands {
             out += String(format: " (%.1f days left)", max(0, days))
         }
         out += "  as of \(text(response["asOf"]))\(response["deleted"] == true ? "  DELETED" : "")\n"
+        let plans = response["plans"]?.arrayValue ?? []
+        if plans.count > 1 {
+            out += "plans this period: " + plans.map { "\(text($0["planId"])) from \(text($0["from"]))" }.joined(separator: ", ") + "\n"
+        }
         var rows = [
             [
                 "meter", "dimension", "included", "consumed", "remaining", "overage", "open hour", "projected", "pending", "accepted",
@@ -125,7 +129,17 @@ enum QueryCommands {
                 rows.append(["  tier", text(tier["dimension"]), "from \(text(tier["from"]))", text(tier["consumed"])])
             }
         }
-        return out + Table.text(rows)
+        out += Table.text(rows)
+        for meter in response["meters"]?.arrayValue ?? [] where meter["voided"] != nil || meter["credit"] != nil {
+            var notes: [String] = []
+            if meter["voided"] != nil { notes.append("\(text(meter["voided"])) voided this period (out of consumed)") }
+            if meter["credit"] != nil {
+                notes.append(
+                    "a credit of \(text(meter["credit"])) nets later overage; what is left at the period's end is listed for refund")
+            }
+            out += "\(text(meter["meterName"])): " + notes.joined(separator: "; ") + "\n"
+        }
+        return out
     }
 
     /// Member `name` of `object`, as "… or more" when `object` lists it as saturated: it passed
@@ -142,13 +156,13 @@ enum QueryCommands {
         filter(invocation, into: &fields)
         let response = try call(invocation, op: "usage", fields)
         if invocation.flag(.json) { return }
-        var rows = [["id", "resource", "plan", "meter", "dimension", "hour (UTC)", "quantity", "billed", "status"]]
+        var rows = [["id", "resource", "plan", "meter", "dimension", "hour (UTC)", "quantity", "billed", "voided", "status"]]
         let records = response["records"]?.arrayValue ?? []
         for record in records {
             rows.append([
                 text(record["id"]), record["resourceId"]?.stringValue ?? text(record["resourceUri"]), text(record["planId"]),
                 text(record["meterName"]), text(record["dimension"]), text(record["hour"]), text(record["quantity"]),
-                text(record["billed"]),
+                text(record["billed"]), record["voided"].map(text) ?? "",
                 text(record["status"]),
             ])
         }
@@ -172,7 +186,14 @@ enum QueryCommands {
             var details: [String] = []
             if let meter = value?["meterName"] { details.append("\(text(meter)) \(text(value?["quantity"]))") }
             for property in value?["properties"]?.objectValue?.members ?? [] { details.append("\(property.key)=\(text(property.value))") }
-            if let plan = value?["subscription"]?["plan"]?["planId"] { details.append("plan \(text(plan))") }
+            if let plan = value?["subscription"]?["plan"]?["planId"] ?? value?["plan"]?["planId"] { details.append("plan \(text(plan))") }
+            if let ids = value?["ids"]?.arrayValue {
+                let usage = value?["voided"]?["event"]?["value"]
+                details.append(
+                    "voids \(ids.map(text).joined(separator: ", "))"
+                        + (usage.map { " (\(text($0["meterName"])) \(text($0["quantity"])))" } ?? ""))
+                if let reason = value?["reason"] { details.append("reason: \(text(reason))") }
+            }
             if let result = value?["result"] { details.append(outcomeText(result)) }
             rows.append([
                 "\(text(record["partition"]))/\(text(record["sequence"]))", text(record["enqueuedTime"]), text(event?["type"]),
@@ -211,6 +232,10 @@ enum QueryCommands {
         for record in records {
             var details = record["reason"]?.stringValue ?? ""
             if let accepted = record["acceptedQuantity"] { details = "marketplace holds \(text(accepted))" }
+            if record["status"] == "Credited" { details = "accepted overage a void took back: nets later overage of the period" }
+            if record["status"] == "Refund" {
+                details = "credit left unused in the period from \(text(record["periodStart"])): refund by hand"
+            }
             rows.append([
                 text(record["id"]), text(record["recordedAt"]), record["resourceId"]?.stringValue ?? text(record["resourceUri"]),
                 text(record["dimension"]), text(record["effectiveStartTime"]), text(record["quantity"]), text(record["status"]),

@@ -6,8 +6,8 @@ import Wire
     import Glibc
 #endif
 
-/// `meterctl send`: purchases, usage and deletions from flags, or messages from a file; then
-/// whether the aggregator can bill what was accepted.
+/// `meterctl send`: purchases, usage, plan changes, voids and deletions from flags, or messages from
+/// a file; then whether the aggregator can bill what was accepted.
 enum Send {
     static let file = Option(
         "file", .value("FILE"), "the messages to send: a JSON file with one message or an array; - reads standard input")
@@ -34,6 +34,9 @@ enum Send {
     static let renewal = Option(
         "renewal", .value("INTERVAL"), "the renewal interval", fallback: .value("Monthly"),
         choices: ["Monthly", "Annually", "2-years", "3-years"])
+    static let usageId = Option(
+        "usage-id", .repeated("KEY"), "the idempotency key a usage was sent with (required; one per usage, up to 100)")
+    static let reason = Option("reason", .value("TEXT"), "why, kept in the log for the audit trail")
 
     /// The options of every way of sending: where, and how the answer is shown and checked.
     static let delivery: [Option] = [
@@ -41,7 +44,7 @@ enum Send {
     ]
 
     static let command = Command(
-        name: "send", summary: "send messages to ingest: a purchase, usage, a deletion, or a file of messages",
+        name: "send", summary: "send messages to ingest: a purchase, usage, a plan change, a void, a deletion, or a file of messages",
         details: """
             Each message is answered accepted (with its partition, sequence and enqueued time), duplicate
             (its id was seen before) or rejected (with the reason). Accepted usage for a subscription or
@@ -51,7 +54,7 @@ enum Send {
             """,
         options: [file, admin, .json, noCheck, .home, .ingestSocket, .adminSocket, .aggregatorSocket, .querySocket],
         examples: ["meterctl send --file purchases.json", "generate-usage | meterctl send --file -"],
-        subcommands: [purchaseCommand, usageCommand, deleteCommand],
+        subcommands: [purchaseCommand, usageCommand, planChangeCommand, voidCommand, deleteCommand],
         run: { invocation in
             guard let path = invocation.value(file) else {
                 throw UsageError("send what? purchase, usage, delete, or --file FILE; see meterctl send --help")
@@ -105,6 +108,44 @@ enum Send {
                 value.append(.init("properties", .object(map)))
             }
             try deliver([envelope("UsageReported", value, invocation)], invocation, client: client)
+        })
+
+    static let planChangeCommand = Command(
+        name: "plan-change", summary: "a new plan for a live subscription, in force from now (PlanChanged)",
+        details: """
+            The billing period goes on: a meter in both plans keeps what it consumed and the new plan's
+            included quantity applies from now; what only the old plan bills is reported at once.
+            The plan comes from --plan-file (meterctl help plans) or from --plan-id with one --dimension
+            per meter. The rules, with examples: docs/BILLING.md, "Plan changes".
+            """,
+        options: [.resourceId, .resourceUri, planFile, planId, dimension] + delivery,
+        examples: [
+            "meterctl send plan-change --resource-id sub-1 --plan-id pro --dimension email=emails:5000",
+            "meterctl send plan-change --resource-id sub-1 --plan-file pro.json --id change-1",
+        ],
+        run: { invocation in
+            var value = try resource(invocation)
+            value.append(.init("plan", try plan(invocation)))
+            try deliver([envelope("PlanChanged", value, invocation)], invocation)
+        })
+
+    static let voidCommand = Command(
+        name: "void", summary: "take usage out of the accounting, named by the ids it was sent with (UsageVoided)",
+        details: """
+            Not reported yet: it leaves its hour and the period's consumption (the included quantity is
+            back). Already accepted by the marketplace: it becomes a credit netted against later overage
+            of the period, and what is left at the period's end is listed for refund. Ingest refuses an
+            id it does not know (or no longer: ids are kept for METERING_IDEMPOTENCY_DAYS), one already
+            voided, and one that is not usage. The rules: docs/BILLING.md, "Corrections".
+            """,
+        options: [usageId, reason] + delivery,
+        examples: ["meterctl send void --usage-id usage-1 --usage-id usage-2 --reason \"sent twice by a retry bug\""],
+        run: { invocation in
+            let ids = invocation.all(usageId)
+            guard !ids.isEmpty else { throw UsageError("'meterctl send void' needs --usage-id KEY; see meterctl send void --help") }
+            var value: [JSONObject.Member] = [.init("ids", .array(ids.map { .string($0) }))]
+            if let text = invocation.value(reason) { value.append(.init("reason", .string(text))) }
+            try deliver([envelope("UsageVoided", value, invocation)], invocation)
         })
 
     static let deleteCommand = Command(
@@ -222,7 +263,7 @@ enum Send {
             return json
         }
         guard let planId = invocation.value(planId) else {
-            throw UsageError("'meterctl send purchase' needs --plan-file FILE or --plan-id P; see meterctl send purchase --help")
+            throw UsageError("a plan needs --plan-file FILE or --plan-id P with --dimension; see meterctl help plans")
         }
         var dimensions = JSONObject()
         for spec in invocation.all(dimension) {

@@ -21,6 +21,12 @@ extension PartitionView {
                         .init("index", .number(String(runRate.period.index))),
                     ]))),
             .init("deleted", .bool(runRate.deleted)),
+            .init(
+                "plans",
+                .array(
+                    runRate.plans.map { plan in
+                        .object(JSONObject([.init("planId", .string(plan.planId)), .init("from", .string(plan.from.iso8601))]))
+                    })),
         ]
         let totals = market[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
         let usage = withSeries ? series[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil } : nil
@@ -79,6 +85,9 @@ extension PartitionView {
                                 ]))
                         })))
         }
+        // Only when there is something: the answers of meters without voids keep their shape.
+        if meter.voided > .zero { members.append(.init("voided", meter.voided.json)) }
+        if meter.credit > .zero { members.append(.init("credit", meter.credit.json)) }
         members.append(.init("marketplace", .object(Self.marketplace(totals, dimensions: meter.dimensions))))
         if !meter.saturated.isEmpty { members.append(.init("saturated", .array(meter.saturated.map { .string($0) }))) }
         return JSONObject(members)
@@ -176,7 +185,9 @@ extension PartitionView {
 
     // MARK: - Snapshots
 
-    static let snapshotFormat = "query-view-1"
+    static let snapshotFormat = "query-view-2"
+    /// The format before plan changes and voids (no credits or voids in the open usage): still read.
+    static let earlierSnapshotFormat = "query-view-1"
 
     /// The whole view as JSON, in a canonical order.
     public func snapshot() -> JSONValue {
@@ -200,6 +211,9 @@ extension PartitionView {
                 .init("dimension", .string(key.dimension)),
                 .init("hour", .string(key.hour.iso8601)), .init("quantity", total.quantity.json), .init("billed", total.billed.json),
             ]
+            if total.netted > .zero { members.append(.init("netted", total.netted.json)) }
+            if total.voided > .zero { members.append(.init("voided", total.voided.json)) }
+            if total.reversed > .zero { members.append(.init("reversed", total.reversed.json)) }
             return .object(JSONObject(members))
         }
         let groups = breakdowns.sorted(by: { $0.key < $1.key }).map { key, breakdown -> JSONValue in
@@ -298,7 +312,7 @@ extension PartitionView {
     /// Restores a view from `snapshot()`'s JSON.
     public init(snapshot: JSONValue) throws(ModelError) {
         let object = try ModelReader.object(snapshot, "snapshot")
-        guard object["format"]?.stringValue == Self.snapshotFormat else {
+        guard let format = object["format"]?.stringValue, format == Self.snapshotFormat || format == Self.earlierSnapshotFormat else {
             throw ModelError("snapshot format is not \(Self.snapshotFormat)")
         }
         do {
@@ -341,9 +355,13 @@ extension PartitionView {
             let key = UsageKey(
                 subscription: try ModelReader.string(usage, "subscription"), meterName: try ModelReader.string(usage, "meterName"),
                 dimension: try ModelReader.string(usage, "dimension"), hour: try ModelReader.timestamp(usage, "hour"))
-            openUsage[key] = UsageTotal(
+            var total = UsageTotal(
                 resource: try ModelReader.resource(usage), planId: try ModelReader.string(usage, "planId"),
                 quantity: try ModelReader.quantity(usage, "quantity"), billed: try ModelReader.quantity(usage, "billed"))
+            if usage["netted"] != nil { total.netted = try ModelReader.quantity(usage, "netted") }
+            if usage["voided"] != nil { total.voided = try ModelReader.quantity(usage, "voided") }
+            if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
+            openUsage[key] = total
         }
         for entry in object["breakdowns"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "breakdown")

@@ -92,6 +92,11 @@ public struct PartitionView: Sendable {
         var planId: String
         var quantity: Quantity
         var billed: Quantity
+        /// Overage a credit absorbed instead of being reported.
+        var netted = Quantity.zero
+        /// Usage voided by voids recorded in the hour, and the overage they took back.
+        var voided = Quantity.zero
+        var reversed = Quantity.zero
     }
 
     struct BreakdownGroup: Hashable, Sendable {
@@ -145,8 +150,20 @@ public struct PartitionView: Sendable {
         for effect in effects {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
             switch effect {
-            case .usage(let key, let meterName, let hour, let parts):
-                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, record: record, now: now)
+            case .usage(let key, let meterName, let hour, let parts, let previousPeriod, _):
+                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
+            case .voided(let key, let meterName, let hour, let parts, let previousPeriod):
+                recordVoid(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
+            case .withdrawn(let key, let dimension, let hour, let quantity):
+                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureSubtracting(quantity) }
+            case .credited(let key, let dimension, let quantity):
+                ledgerLine(key: key, status: "Credited", dimension: dimension, quantity: quantity, record: record, into: &output)
+            case .refund(let key, let dimension, let quantity, let periodStart):
+                ledgerLine(
+                    key: key, status: "Refund", dimension: dimension, quantity: quantity, periodStart: periodStart, record: record,
+                    into: &output)
+            case .planChanged:
+                break
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(dimension: dimension, hour: hour)
                 ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
@@ -158,7 +175,7 @@ public struct PartitionView: Sendable {
                 count(key, dimension: dimension, hour: hour) { totals in
                     totals.pending = totals.pending.figureSubtracting(quantity)
                     switch outcome {
-                    case .accepted: totals.accepted = totals.accepted.figureAdding(quantity)
+                    case .accepted: totals.accepted = totals.accepted.figureAdding(acceptedQuantity ?? quantity)
                     case .conflict:
                         totals.conflicts += 1
                         totals.accepted = totals.accepted.figureAdding(acceptedQuantity ?? .zero)
@@ -213,29 +230,91 @@ public struct PartitionView: Sendable {
     }
 
     private mutating func recordUsage(
-        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], record: BillingRecord, now: Timestamp
+        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, record: BillingRecord
     ) {
         guard let terms = state.terms(ofKey: key) else { return }
-        recordSeries(key: key, meterName: meterName, parts: parts, period: terms.period, now: now)
         for part in parts {
-            let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: part.dimension, hour: hour)
-            if let index = openUsage.index(forKey: usageKey) {
-                openUsage.values[index].quantity = openUsage.values[index].quantity.figureAdding(part.quantity)
-                openUsage.values[index].billed = openUsage.values[index].billed.figureAdding(part.billed)
-            } else {
-                openUsage[usageKey] = UsageTotal(
-                    resource: terms.resource, planId: terms.planId, quantity: part.quantity, billed: part.billed)
+            addUsage(key: key, terms: terms, meterName: meterName, dimension: part.dimension, hour: hour) { total in
+                total.quantity = total.quantity.figureAdding(part.quantity)
+                total.billed = total.billed.figureAdding(part.billed)
+                total.netted = total.netted.figureAdding(part.netted)
             }
         }
+        // The series and the breakdown are views of the current period.
+        guard !previousPeriod else { return }
+        recordSeries(key: key, meterName: meterName, parts: parts, period: terms.period, hour: hour)
         guard case .usageReported(let usage) = record.message.body, !usage.properties.isEmpty else { return }
-        var breakdown = breakdowns.removeValue(forKey: key) ?? Breakdown(periodStart: terms.period.start)
-        if breakdown.periodStart != terms.period.start { breakdown = Breakdown(periodStart: terms.period.start) }
-        for (property, value) in usage.properties {
+        updateBreakdown(key: key, period: terms.period, meterName: meterName, properties: usage.properties) { total in
+            total.figureAdding(usage.quantity)
+        }
+    }
+
+    /// A void: usage taken out in the hour of the void record, and out of the breakdown of the
+    /// current period. The series keeps usage as it was recorded (a day's figure is not changed
+    /// after the day): `voided` in the run-rate says how much of it was taken out since.
+    private mutating func recordVoid(
+        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, record: BillingRecord
+    ) {
+        guard let terms = state.terms(ofKey: key) else { return }
+        for part in parts {
+            addUsage(key: key, terms: terms, meterName: meterName, dimension: part.dimension, hour: hour) { total in
+                total.voided = total.voided.figureAdding(part.quantity)
+                total.reversed = total.reversed.figureAdding(part.billed)
+            }
+        }
+        guard !previousPeriod, case .usageVoided(let void) = record.message.body, let usage = void.voided?.usage,
+            !usage.properties.isEmpty
+        else { return }
+        updateBreakdown(key: key, period: terms.period, meterName: meterName, properties: usage.properties, creating: false) { total in
+            total.figureSubtracting(usage.quantity)
+        }
+    }
+
+    /// Changes the open usage of `(key, meterName, dimension, hour)`, made when new.
+    private mutating func addUsage(
+        key: String, terms: (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool), meterName: String,
+        dimension: String, hour: Timestamp, _ change: (inout UsageTotal) -> Void
+    ) {
+        let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: dimension, hour: hour)
+        if let index = openUsage.index(forKey: usageKey) {
+            change(&openUsage.values[index])
+        } else {
+            var total = UsageTotal(resource: terms.resource, planId: terms.planId, quantity: .zero, billed: .zero)
+            change(&total)
+            openUsage[usageKey] = total
+        }
+    }
+
+    /// A line of the marketplace ledger that no outcome made: a credit (overage the marketplace
+    /// holds that a void took back) or a refund (a credit left when its period ended).
+    private mutating func ledgerLine(
+        key: String, status: String, dimension: String, quantity: Quantity, periodStart: Timestamp? = nil, record: BillingRecord,
+        into output: inout Output
+    ) {
+        guard let terms = state.terms(ofKey: key) else { return }
+        output.submissions.append(
+            SubmissionRecord(
+                partition: partition, ordinal: submissionOrdinal, sequence: record.sequence, recordedAt: record.enqueuedTime,
+                resource: terms.resource, planId: terms.planId, dimension: dimension, quantity: quantity, status: status,
+                periodStart: periodStart))
+        submissionOrdinal += 1
+    }
+
+    /// Changes the period's breakdown groups of the usage's properties.
+    private mutating func updateBreakdown(
+        key: String, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool = true,
+        _ change: (Quantity) -> Quantity
+    ) {
+        var breakdown = breakdowns.removeValue(forKey: key) ?? Breakdown(periodStart: period.start)
+        if breakdown.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
+        for (property, value) in properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
             if let index = breakdown.totals.index(forKey: group) {
-                breakdown.totals.values[index] = breakdown.totals.values[index].figureAdding(usage.quantity)
+                breakdown.totals.values[index] = change(breakdown.totals.values[index])
+            } else if !creating {
+                continue
             } else if breakdown.totals.count < Self.maximumBreakdownGroups {
-                breakdown.totals[group] = usage.quantity
+                breakdown.totals[group] = change(.zero)
             } else {
                 breakdown.truncated = true
             }
@@ -243,9 +322,9 @@ public struct PartitionView: Sendable {
         breakdowns[key] = breakdown
     }
 
-    /// Adds the usage to the subscription's series, in the step of the period `now` falls in.
+    /// Adds the usage to the subscription's series, in the step of the period its hour falls in.
     private mutating func recordSeries(
-        key: String, meterName: String, parts: [UsagePart], period: BillingPeriod, now: Timestamp
+        key: String, meterName: String, parts: [UsagePart], period: BillingPeriod, hour: Timestamp
     ) {
         // A waterfall meter splits one usage over its tiers; a gauge report is one part.
         var quantity = Quantity.zero
@@ -258,7 +337,7 @@ public struct PartitionView: Sendable {
                 meterName,
                 // Once per meter and period: the rule (sum, gauge, tiers) is the billing state's.
                 kind: state.meterKind(ofKey: key, meterName: meterName) ?? .sum)
-        usage.record(quantity, meter: index, step: UsageSeries.index(of: now, in: period))
+        usage.record(quantity, meter: index, step: UsageSeries.index(of: hour, in: period))
         series[key] = usage
     }
 
@@ -268,11 +347,14 @@ public struct PartitionView: Sendable {
         guard !closed.isEmpty else { return }
         for (key, total) in closed.sorted(by: { Self.order($0.key, $1.key) }) {
             openUsage[key] = nil
-            output.usage.append(
-                UsageRecord(
-                    partition: partition, ordinal: usageOrdinal, subscription: key.subscription, resource: total.resource,
-                    planId: total.planId, meterName: key.meterName, dimension: key.dimension, hour: key.hour, quantity: total.quantity,
-                    billed: total.billed))
+            var record = UsageRecord(
+                partition: partition, ordinal: usageOrdinal, subscription: key.subscription, resource: total.resource,
+                planId: total.planId, meterName: key.meterName, dimension: key.dimension, hour: key.hour, quantity: total.quantity,
+                billed: total.billed)
+            record.netted = total.netted
+            record.voided = total.voided
+            record.reversed = total.reversed
+            output.usage.append(record)
             usageOrdinal += 1
         }
     }

@@ -17,6 +17,12 @@ public struct UsageRecord: Sendable, Equatable {
     public var quantity: Quantity
     /// The overage among it, reported to the marketplace in the slot `(resource, dimension, hour)`.
     public var billed: Quantity
+    /// Overage among it that a credit absorbed instead of being reported.
+    public var netted = Quantity.zero
+    /// Usage of the meter (of any earlier hour) voided by voids recorded in this hour.
+    public var voided = Quantity.zero
+    /// The overage those voids took back: out of slots not reported yet, or as a credit.
+    public var reversed = Quantity.zero
 
     public init(
         partition: Int, ordinal: UInt64, subscription: String, resource: ResourceName, planId: String, meterName: String,
@@ -43,7 +49,11 @@ public struct UsageRecord: Sendable, Equatable {
             .init("planId", .string(planId)), .init("meterName", .string(meterName)), .init("dimension", .string(dimension)),
             .init("hour", .string(hour.iso8601)), .init("quantity", quantity.json), .init("billed", billed.json),
         ]
-        PartitionView.markSaturated([("quantity", quantity), ("billed", billed)], in: &members)
+        // Only when there is something: records of hours without credits or voids keep their shape.
+        if netted > .zero { members.append(.init("netted", netted.json)) }
+        if voided > .zero { members.append(.init("voided", voided.json)) }
+        if reversed > .zero { members.append(.init("reversed", reversed.json)) }
+        PartitionView.markSaturated([("quantity", quantity), ("billed", billed), ("voided", voided)], in: &members)
         return JSONObject(members)
     }
 }
@@ -65,6 +75,8 @@ public struct SubmissionRecord: Sendable, Equatable {
     /// What the outcome did to the pending item: `Accepted`, `Conflict`, `Expired`, a rejecting
     /// status, or nil when it matched no pending item (a resend, or a status that is retried).
     public var settled: String?
+    /// For a `Refund` line: the start of the billing period whose credit was left unused.
+    public var periodStart: Timestamp?
     /// For a conflict: the quantity the marketplace holds for the slot.
     public var acceptedQuantity: Quantity?
     /// The marketplace's explanation, when it gave one.
@@ -85,7 +97,26 @@ public struct SubmissionRecord: Sendable, Equatable {
         members.append(.init("settled", settled.map { .string($0) } ?? .null))
         if let acceptedQuantity { members.append(.init("acceptedQuantity", acceptedQuantity.json)) }
         if let reason { members.append(.init("reason", .string(reason))) }
+        if let periodStart { members.append(.init("periodStart", .string(periodStart.iso8601))) }
         return JSONObject(members)
+    }
+
+    /// A line no outcome made (`Credited`, `Refund`): recorded by the record at `sequence`.
+    init(
+        partition: Int, ordinal: UInt64, sequence: UInt64, recordedAt: Timestamp, resource: ResourceName, planId: String,
+        dimension: String, quantity: Quantity, status: String, periodStart: Timestamp?
+    ) {
+        self.partition = partition
+        self.ordinal = ordinal
+        self.sequence = sequence
+        self.recordedAt = recordedAt
+        self.resource = resource
+        self.planId = planId
+        self.dimension = dimension
+        self.quantity = quantity
+        self.status = status
+        self.settled = status
+        self.periodStart = periodStart
     }
 
     init(

@@ -414,6 +414,9 @@ extension RunRatePage {
               overageNodes.push(" · ", money(name, "overageCost", overage, unitPrice, false));
             }
             row(list, gauge ? "Overage if the period ended now" : "Overage so far", overageNodes, overage !== null && overage > 0n);
+            // Corrections: usage taken back this period, and accepted overage it freed, netted later.
+            if (meter.voided !== undefined) row(list, "Corrected this period (voided usage)", [field(name, "voided", meter.voided)]);
+            if (meter.credit !== undefined) row(list, "Credit against later overage", [field(name, "credit", meter.credit)]);
             if (!gauge) {
               const projectedSaturated = saturated(meter, "projected");
               row(list, "Projected by period end", [field(name, "projected", meter.projected, { saturated: projectedSaturated })]);
@@ -491,7 +494,15 @@ extension RunRatePage {
           function render(runrate) {
             setValue("subscription", runrate.resourceId || runrate.resourceUri,
               "Subscription " + (runrate.resourceId || runrate.resourceUri || ""));
-            setValue("plan", runrate.planId, runrate.planId ? "Plan " + runrate.planId : "");
+            // The plans of the current period: the one in force, since when, and those before it.
+            const plans = Array.isArray(runrate.plans) ? runrate.plans.filter((plan) => plan && typeof plan.planId === "string") : [];
+            let planText = runrate.planId ? "Plan " + runrate.planId : "";
+            if (runrate.planId && plans.length > 1) {
+              const since = Date.parse(plans[plans.length - 1].from);
+              planText += (isNaN(since) ? "" : " since " + utcDate(since)) + " (earlier this period: " +
+                plans.slice(0, -1).map((plan) => plan.planId).join(", ") + ")";
+            }
+            setValue("plan", runrate.planId, planText);
             const period = runrate.period || {};
             const start = Date.parse(period.start), end = Date.parse(period.end);
             if (!isNaN(start) && !isNaN(end)) {

@@ -44,18 +44,51 @@ public enum Messages {
     }
 
     public static func usage(
-        _ resourceId: String?, resourceUri: String? = nil, _ meterName: String, _ quantity: String, properties: [String: String] = [:]
+        _ resourceId: String?, resourceUri: String? = nil, _ meterName: String, _ quantity: String, properties: [String: String] = [:],
+        timestamp: String = "2020-01-01T00:00:00Z", id: String? = nil
     ) -> JSONValue {
         var value = JSONObject()
         if let resourceId { value["resourceId"] = .string(resourceId) }
         if let resourceUri { value["resourceUri"] = .string(resourceUri) }
-        value["timestamp"] = "2020-01-01T00:00:00Z"
+        value["timestamp"] = .string(timestamp)
         value["meterName"] = .string(meterName)
         value["quantity"] = .number(quantity)
         if !properties.isEmpty {
             value["properties"] = .object(JSONObject(properties.sorted { $0.key < $1.key }.map { .init($0.key, .string($0.value)) }))
         }
-        return ["type": "UsageReported", "value": .object(value)]
+        var envelope = JSONObject(["type": "UsageReported", "value": .object(value)])
+        if let id { envelope["id"] = .string(id) }
+        return .object(envelope)
+    }
+
+    /// A plan change of `resourceId` to the plan `planId` with `dimensions`.
+    public static func planChange(_ resourceId: String, planId: String, dimensions: JSONValue) -> JSONValue {
+        [
+            "type": "PlanChanged",
+            "value": ["resourceId": .string(resourceId), "plan": ["planId": .string(planId), "billingDimensions": dimensions]],
+        ]
+    }
+
+    /// A void of the usage sent with `id`, as ingest records it: one id, the usage attached.
+    public static func void(_ id: String, usage: JSONValue, sequence: UInt64, enqueuedTime: Timestamp, reason: String? = nil) -> JSONValue {
+        var value = JSONObject(["ids": [.string(id)]])
+        if let reason { value["reason"] = .string(reason) }
+        value["voided"] = [
+            "sequence": .number(String(sequence)), "enqueuedTime": .string(enqueuedTime.iso8601), "event": usage,
+        ]
+        return ["type": "UsageVoided", "value": .object(value)]
+    }
+
+    /// A tick as ingest writes it, with its attribution: `enqueued`, or `event` with a grace in seconds.
+    public static func tick(partition: Int = 0, lateGraceSeconds: Int?) -> JSONValue {
+        var value = JSONObject(["partitionId": .string(String(partition)), "reason": "starting", "sender": "meter-ingest"])
+        if let lateGraceSeconds {
+            value["attribution"] = "event"
+            value["lateGraceSeconds"] = .number(String(lateGraceSeconds))
+        } else {
+            value["attribution"] = "enqueued"
+        }
+        return ["type": "Ping", "value": .object(value)]
     }
 
     public static func deletion(_ resourceId: String) -> JSONValue {

@@ -9,6 +9,8 @@ struct Fold {
     var state = PartitionState(partition: 0)
     var records: [BillingRecord] = []
     var sequence: UInt64 = 0
+    /// Usage sent with an id: where it is and what it was, so a void can attach it as ingest does.
+    var keyed: [String: (sequence: UInt64, time: Timestamp, message: JSONValue)] = [:]
 
     @discardableResult
     mutating func apply(_ message: JSONValue, at time: Timestamp, sourceLocation: SourceLocation = #_sourceLocation) -> BillingRecord? {
@@ -16,6 +18,7 @@ struct Fold {
         case .success(let decoded):
             sequence += 1
             let record = BillingRecord(partition: state.partition, sequence: sequence, enqueuedTime: time, message: decoded)
+            if let id = decoded.id, case .usageReported = decoded.body { keyed[id] = (sequence, time, message) }
             records.append(record)
             state.apply(record)
             return record
@@ -27,6 +30,17 @@ struct Fold {
 
     mutating func apply(_ message: JSONValue, at time: String, sourceLocation: SourceLocation = #_sourceLocation) {
         apply(message, at: at(time), sourceLocation: sourceLocation)
+    }
+
+    /// Voids the usage sent with `id` at `time`, as ingest records it.
+    mutating func void(_ id: String, at time: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let usage = keyed[id] else {
+            Issue.record("no usage was sent with id \(id)", sourceLocation: sourceLocation)
+            return
+        }
+        apply(
+            Messages.void(id, usage: usage.message, sequence: usage.sequence, enqueuedTime: usage.time), at: at(time),
+            sourceLocation: sourceLocation)
     }
 
     /// Moves the partition clock with a tick.

@@ -61,7 +61,8 @@ struct IncludedQuantityTests {
         fold.apply(Messages.usage("s", "dta", "2"), at: "2024-01-10T10:15:00Z")
         fold.ping(at: "2024-01-10T10:59:59.999999Z")
         #expect(fold.state.pending.isEmpty)
-        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHour"]?["start"] == "2024-01-10T10:00:00Z")
+        #expect(
+            fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHours"]?.arrayValue?.first?["start"] == "2024-01-10T10:00:00Z")
         fold.ping(at: "2024-01-10T11:00:00Z")
         let item = fold.state.pending.first
         #expect(fold.state.pending.count == 1)
@@ -69,7 +70,7 @@ struct IncludedQuantityTests {
         #expect(item?.readySince == at("2024-01-10T11:00:00Z"))
         #expect(item?.planId == "plan")
         #expect(item?.resource == ResourceName(resourceId: "s"))
-        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHour"] == nil)
+        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHours"] == nil)
     }
 
     @Test("usage in consecutive hours gives one item per hour, and all-included usage gives none")

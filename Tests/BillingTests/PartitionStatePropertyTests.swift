@@ -185,7 +185,10 @@ struct RandomLog {
             // The quantity went back into the subscription's open hour: note where, to count it once.
             let name = try #require(item.resource.resourceId)
             let json = try #require(fold.state.subscriptionJSON(ResourceName(resourceId: name)), "seed \(seed)")
-            let hour = try #require(json["openHour"]?["start"]?.stringValue.flatMap(Timestamp.init(iso8601:)), "seed \(seed)")
+            let hours = json["openHours"]?.arrayValue ?? []
+            // Enqueued-time attribution: one open hour at most, the current one (or the next after an early close).
+            #expect(hours.count == 1, "seed \(seed)")
+            let hour = try #require(hours.last?["start"]?.stringValue.flatMap(Timestamp.init(iso8601:)), "seed \(seed)")
             let subscription = try #require(subscriptions[name])
             rebilled[cell(name, item.dimension, hour, subscription), default: .zero] += item.quantity
         }
@@ -289,14 +292,14 @@ struct RandomLog {
             billed[cell(name, item.dimension, item.effectiveStartTime, subscription), default: .zero] += item.quantity
         }
         for (name, subscription) in subscriptions {
-            guard let hour = state.subscriptionJSON(ResourceName(resourceId: name))?["openHour"],
-                let start = hour["start"]?.stringValue.flatMap(Timestamp.init(iso8601:))
-            else { continue }
-            for entry in hour["overage"]?.arrayValue ?? [] {
-                guard case .string(let dimension)? = entry["dimension"], !dimension.hasPrefix("g-"),
-                    case .number(let text)? = entry["quantity"], let amount = Quantity(exactly: text)
-                else { continue }
-                billed[cell(name, dimension, start, subscription), default: .zero] += amount
+            for hour in state.subscriptionJSON(ResourceName(resourceId: name))?["openHours"]?.arrayValue ?? [] {
+                guard let start = hour["start"]?.stringValue.flatMap(Timestamp.init(iso8601:)) else { continue }
+                for entry in hour["overage"]?.arrayValue ?? [] {
+                    guard case .string(let dimension)? = entry["dimension"], !dimension.hasPrefix("g-"),
+                        case .number(let text)? = entry["quantity"], let amount = Quantity(exactly: text)
+                    else { continue }
+                    billed[cell(name, dimension, start, subscription), default: .zero] += amount
+                }
             }
         }
         for (cell, amount) in rebilled { billed[cell, default: .zero] -= amount }

@@ -89,3 +89,58 @@ struct SnapshotTests {
         #expect(restored.partition == 3 && restored.lastSequence == nil && restored.time == nil)
     }
 }
+
+@Suite("Snapshots of earlier formats")
+struct EarlierSnapshotTests {
+    /// `snapshot` as the format before plan changes, voids and attribution wrote it: no attribution,
+    /// counters of late usage and voids or refunds; per subscription one `openHour`, no plan history
+    /// or first sequence; per meter no first sequence or billed overage.
+    static func singlePlanFormat(_ snapshot: JSONValue) -> JSONValue {
+        guard case .object(var root) = snapshot else { return snapshot }
+        root["format"] = "metering-billing-partition/2"
+        for key in ["attribution", "lateUsage", "voids", "refunds"] { root[key] = nil }
+        root["subscriptions"] = .array(
+            (root["subscriptions"]?.arrayValue ?? []).map { value in
+                guard case .object(var subscription) = value else { return value }
+                for key in ["since", "plans", "deletion"] { subscription[key] = nil }
+                if let hours = subscription["openHours"]?.arrayValue {
+                    subscription["openHours"] = nil
+                    subscription["openHour"] = hours.first
+                }
+                subscription["meters"] = .array(
+                    (subscription["meters"]?.arrayValue ?? []).map { meter in
+                        guard case .object(var object) = meter else { return meter }
+                        object["since"] = nil
+                        object["billed"] = nil
+                        return .object(object)
+                    })
+                return .object(subscription)
+            })
+        return .object(root)
+    }
+
+    @Test("a snapshot of the single-plan format loads to the state that folded it, and folds on the same, plan changes and voids included")
+    func singlePlan() throws {
+        var fold = SnapshotTests.busy()
+        let old = Self.singlePlanFormat(fold.state.snapshot())
+        #expect(old["format"] == "metering-billing-partition/2")
+        var restored = try PartitionState(snapshot: try JSONParser.parse(JSONWriter.string(old)))
+        // What the old format could not hold is what a log of that time could not have made.
+        #expect(JSONWriter.string(Self.singlePlanFormat(restored.snapshot())) == JSONWriter.string(old))
+        let more: [JSONValue] = [
+            Messages.usage("a", "m", "3", id: "late"),
+            Messages.planChange("a", planId: "next", dimensions: ["m": Messages.simple("dim", included: 20)]),
+        ]
+        for message in more {
+            let applied = fold.apply(message, at: at("2024-02-01T12:00:00Z"))
+            let record = try #require(applied)
+            restored.apply(record)
+        }
+        fold.void("late", at: "2024-02-01T12:10:00Z")
+        restored.apply(fold.records.last!)
+        fold.ping(at: "2024-02-02T00:00:00Z")
+        restored.apply(fold.records.last!)
+        #expect(restored.pending == fold.state.pending)
+        #expect(restored.runRate(ResourceName(resourceId: "a")) == fold.state.runRate(ResourceName(resourceId: "a")))
+    }
+}

@@ -42,7 +42,7 @@ struct SubmissionOutcomeTests {
         #expect(fold.state.expiredRebilled == 0)
         #expect(fold.state.pending == settled.pending)
         #expect(fold.state.rejected.isEmpty && fold.state.conflicts.isEmpty)
-        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHour"] == nil)
+        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHours"] == nil)
     }
 
     @Test("an outcome naming the resource by its other name matches, and effectiveStartTime without Z is the same hour")

@@ -30,7 +30,7 @@ struct UnprocessableTests {
         #expect(records[2].event?["value"]?["quantity"] == 2)
         #expect(records[2].event?["type"] == "UsageReported")
         #expect(fold.state.pending.isEmpty)
-        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHour"] == nil)
+        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHours"] == nil)
     }
 
     @Test("RemoveUnprocessedMessages drops by beforeIncluding, exactly and all, only for its own partition")

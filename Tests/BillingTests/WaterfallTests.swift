@@ -33,7 +33,7 @@ struct WaterfallTests {
         fold.apply(Messages.usage("s", "gigabyte_egress", "50"), at: time)
         fold.apply(Messages.usage("s", "gigabyte_egress", "49"), at: time)
         #expect(billed(fold) == ["egress_tier_1=0", "egress_tier_2=0", "egress_tier_3=0", "egress_tier_4=0", "egress_overage=0"])
-        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHour"] == nil)
+        #expect(fold.state.subscriptionJSON(ResourceName(resourceId: "s"))?["openHours"] == nil)
         fold.apply(Messages.usage("s", "gigabyte_egress", "2"), at: time)
         #expect(billed(fold).first == "egress_tier_1=1")
         fold.apply(Messages.usage("s", "gigabyte_egress", "9998"), at: time)

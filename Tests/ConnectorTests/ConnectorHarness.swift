@@ -18,8 +18,8 @@ final class ConnectorStack: @unchecked Sendable {
     /// What the lines written so far must produce: "meterName subscription hour" → quantity.
     var expected: [String: Quantity] = [:]
 
-    init(config: String, start: String = "2024-05-01T10:00:00Z") throws {
-        ingest = try IngestProcess(home: home)
+    init(config: String, start: String = "2024-05-01T10:00:00Z", ingestEnvironment: [String: String] = [:]) throws {
+        ingest = try IngestProcess(home: home, environment: ingestEnvironment)
         try FileManager.default.createDirectory(atPath: home.path + "/logs", withIntermediateDirectories: true)
         configPath = home.path + "/connector.json"
         try config.replacingOccurrences(of: "$LOGS", with: home.path + "/logs").replacingOccurrences(of: "$HOME", with: home.path)

@@ -66,6 +66,43 @@ struct SendAndReadTests {
         #expect(usage["value"]?["timestamp"] == "2024-03-01T10:20:00Z")
     }
 
+    @Test(
+        "send plan-change and send void reach the accounting: runrate shows the plans, the voided usage and the credit; a bad void exits 1 with ingest's reason"
+    )
+    func planChangeAndVoid() throws {
+        let stack = try CommandStack()
+        try stack.ok(["advance-clock", "2024-03-01T10:00:00Z"])
+        try stack.ok(["send", "purchase", "--resource-id", "sub-a", "--start", "2024-03-01T00:00:00Z"] + CommandStack.purchase)
+        try stack.ok(["send", "usage", "--resource-id", "sub-a", "--meter", "email", "--quantity", "130", "--id", "big"])
+        try stack.ok(["advance-clock", "2024-03-01T11:00:01Z"])
+        // Nothing settles it here (no submitter): the void takes the 30 back from the pending item.
+        let change = try stack.ok(["send", "plan-change", "--resource-id", "sub-a", "--plan-id", "pro", "--dimension", "email=emails:200"])
+        #expect(change.contains("event 0: accepted"))
+        let void = try stack.ok(["send", "void", "--usage-id", "big", "--reason", "sent by mistake"])
+        #expect(void.contains("event 0: accepted"))
+        try stack.caughtUp()
+        let runrate = try stack.ok(["runrate", "--resource-id", "sub-a"])
+        #expect(runrate.contains("plans this period: basic from 2024-03-01T10:00:00Z, pro from 2024-03-01T11:00:01Z"), "\(runrate)")
+        #expect(runrate.contains("email: 130 voided this period"), "\(runrate)")
+        let pending = try stack.ok(["pending"])
+        #expect(!pending.contains("emails"), "\(pending)")
+        let status = try stack.ok(["aggregator-status"])
+        #expect(status.contains("voids"))
+        // The audit trail has the plan change and the void, with what it voided and why.
+        let events = try stack.ok(["events", "--resource-id", "sub-a"])
+        #expect(events.contains("PlanChanged") && events.contains("plan pro"), "\(events)")
+        #expect(events.contains("voids big (email 130) reason: sent by mistake"), "\(events)")
+
+        let again = try stack.meterctl(["send", "void", "--usage-id", "big", "--reason", "once more"])
+        #expect(again.status == 1)
+        #expect(again.errors.contains("was already voided"), "\(again.errors)")
+        let unknown = try stack.meterctl(["send", "void", "--usage-id", "never-sent"])
+        #expect(unknown.status == 1)
+        #expect(unknown.errors.contains("no event was sent with id \"never-sent\""), "\(unknown.errors)")
+        let missing = try stack.meterctl(["send", "void"])
+        #expect(missing.status == 64 && missing.errors.contains("--usage-id"), "\(missing.errors)")
+    }
+
     @Test("usage the aggregator cannot bill is reported with its reason and exit 1; billable usage passes quietly")
     func unbillableUsage() throws {
         let stack = try CommandStack(query: false)

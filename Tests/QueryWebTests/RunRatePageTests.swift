@@ -111,6 +111,30 @@ struct RunRatePageTests {
         #expect(page.html.contains("<svg") && !page.html.contains("<img") && !page.html.contains("http://www.w3.org/2000/svg\" href"))
     }
 
+    @Test("a plan changed this period shows since when and the plans before it; voided usage and a credit show on their meter")
+    func corrections() throws {
+        let server = try RunRateServer { name, _ in
+            var object = RunRateFixture.object(name, consumed: 1250)
+            object["plans"] = [["planId": "silver", "from": "2024-06-21T00:00:00Z"], ["planId": "gold", "from": "2024-07-02T10:20:00Z"]]
+            if case .array(var meters)? = object["meters"], case .object(var email)? = meters.first {
+                email["voided"] = .number("30.5")
+                email["credit"] = 12
+                meters[0] = .object(email)
+                object["meters"] = .array(meters)
+            }
+            return .success(object)
+        }
+        let page = try Self.dom(server.baseURL + "#token=" + RunRateServer.token())
+        #expect(page.text("plan") == "Plan gold since Jul 2, 2024 (earlier this period: silver)")
+        #expect(page.field("email", "voided") == .init(value: "30.5", text: "30.5"))
+        #expect(page.field("email", "credit") == .init(value: "12", text: "12"))
+        #expect(page.field("storage", "voided") == nil && page.field("storage", "credit") == nil)
+        // A period with one plan reads as before.
+        let single = try RunRateServer()
+        let plain = try Self.dom(single.baseURL + "#token=" + RunRateServer.token())
+        #expect(plain.text("plan") == "Plan gold")
+    }
+
     @Test("words for customers: no conflicts, marketplace dimensions only under Details, and no money without prices")
     func customerWords() throws {
         let server = try RunRateServer()

@@ -13,8 +13,12 @@ final class Stack: @unchecked Sendable {
     var submitter: SubmitterProcess?
     var query: QueryProcess?
 
-    init(emulatorArguments: [String] = []) throws {
-        ingest = try IngestProcess(home: home)
+    /// Ingest's own settings, kept for restarts.
+    let ingestEnvironment: [String: String]
+
+    init(emulatorArguments: [String] = [], ingestEnvironment: [String: String] = [:]) throws {
+        self.ingestEnvironment = ingestEnvironment
+        ingest = try IngestProcess(home: home, environment: ingestEnvironment)
         aggregator = try AggregatorProcess(home: home)
         emulator = try EmulatorProcess(home: home, arguments: emulatorArguments)
     }
@@ -27,7 +31,7 @@ final class Stack: @unchecked Sendable {
     }
 
     /// Starts ingest again on the same home (after a kill).
-    func restartIngest() throws { ingest = try IngestProcess(home: home) }
+    func restartIngest() throws { ingest = try IngestProcess(home: home, environment: ingestEnvironment) }
 
     /// Starts the aggregator again on the same home (after a kill).
     func restartAggregator() throws { aggregator = try AggregatorProcess(home: home) }
@@ -48,8 +52,9 @@ final class Stack: @unchecked Sendable {
         }
     }
 
-    /// The emulator's ledger as sorted lines `resource dimension hour quantity`.
-    func ledger() throws -> [String] {
+    /// The emulator's ledger as sorted lines `resource dimension hour quantity`, with `plan` the
+    /// plan each was reported under too.
+    func ledger(plan: Bool = false) throws -> [String] {
         let (status, json) = try TestHTTP.call("GET", emulator.baseURL + "/emulator/ledger")
         #expect(status == 200)
         let entries = json?.arrayValue ?? json?["items"]?.arrayValue ?? json?["ledger"]?.arrayValue ?? []
@@ -61,7 +66,8 @@ final class Stack: @unchecked Sendable {
             }
             let resource = entry["resourceId"]?.stringValue ?? entry["resourceUri"]?.stringValue ?? "?"
             let hour = Timestamp(iso8601: entry["effectiveStartTime"]?.stringValue ?? "")?.iso8601 ?? "?"
-            return "\(resource) \(entry["dimension"]?.stringValue ?? "?") \(hour) \(quantity)"
+            let line = "\(resource) \(entry["dimension"]?.stringValue ?? "?") \(hour) \(quantity)"
+            return plan ? line + " " + (entry["planId"]?.stringValue ?? "?") : line
         }.sorted()
     }
 

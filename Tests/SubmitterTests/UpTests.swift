@@ -231,6 +231,9 @@ struct UpTests {
         #expect(text.contains("== What the (emulated) marketplace accepted"))
         #expect(text.contains("The query service's ledger agrees with the marketplace's accepted totals for every dimension."))
         #expect(text.contains("== Each subscription's run-rate now"))
+        // Halfway, one plan change and one void, both accepted by ingest.
+        #expect(text.contains("demo-starter-1 changed plan to starter-plus at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")
+        #expect(text.contains(" voided at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")
         let summary = try #require(text.split(separator: "\n").first { $0.contains("usage items accepted by the marketplace") })
         // "N usage events sent; M usage items accepted by the marketplace, M settled in the aggregator's books; ..."
         let numbers = summary.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }

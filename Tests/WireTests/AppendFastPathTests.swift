@@ -31,6 +31,7 @@ struct AppendFastPathTests {
                     "\(String(decoding: a.payload, as: UTF8.self)) vs \(String(decoding: b.payload, as: UTF8.self))",
                     sourceLocation: sourceLocation)
                 #expect(a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, sourceLocation: sourceLocation)
+                #expect(a.eventTime == b.eventTime, sourceLocation: sourceLocation)
                 #expect(
                     a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, sourceLocation: sourceLocation)
             case (.failure(let a), .failure(let b)):

@@ -12,14 +12,18 @@ public struct ValidatedEvent: Sendable {
     public var payloadDigest: PayloadDigest?
     /// `PayloadDigest.hash` of the idempotency key, which the index keeps instead of the key.
     public var keyDigest: PayloadDigest?
+    /// A usage report's `timestamp` (the sender's clock), which ingest checks under event-time
+    /// attribution; nil for other messages.
+    public var eventTime: Timestamp?
 
     /// A message the fast path read: its fields and canonical bytes (the digests are set by it).
-    init(type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8]) {
+    init(type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8], eventTime: Timestamp?) {
         self.type = type
         self.idempotencyKey = idempotencyKey
         self.resource = resource
         self.addressedPartition = nil
         self.payload = payload
+        self.eventTime = eventTime
     }
 
     /// A decoded message and its JSON: stored in its canonical form, with its digests.
@@ -29,6 +33,7 @@ public struct ValidatedEvent: Sendable {
         self.resource = message.resource
         self.addressedPartition = message.addressedPartition
         self.payload = CanonicalJSON.bytes(json)
+        if case .usageReported(let usage) = message.body { eventTime = usage.timestamp }
         if let key = message.id {
             keyDigest = PayloadDigest.hash(key)
             payloadDigest = PayloadDigest.ofMessage(json)

@@ -293,7 +293,8 @@ struct FastMessageReader {
 
     /// A `UsageReported` message read as the billing fold takes it, or nil.
     mutating func usageMessage() -> Message? {
-        guard let (id, value) = usageParts(), let time = time(value.timestamp, memo: &timestampMemo) else { return nil }
+        guard let (id, value) = usageParts() else { return nil }
+        let time = value.time
         var properties: [String: String] = [:]
         for property in value.properties ?? [] { properties[text(property.key)] = text(property.value) }
         let usage = UsageReported(
@@ -356,7 +357,7 @@ struct FastMessageReader {
         var event = ValidatedEvent(
             type: .usageReported, idempotencyKey: id.map(text),
             resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
-            payload: canonical)
+            payload: canonical, eventTime: value.time)
         if id != nil {
             event.keyDigest = PayloadDigest.hash(event.idempotencyKey!)
             // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
@@ -375,6 +376,8 @@ struct FastMessageReader {
         var resourceId: Range<Int>?
         var resourceUri: Range<Int>?
         var timestamp: Range<Int>
+        /// `timestamp` read.
+        var time: Timestamp
         var meterName: Range<Int>
         var quantity: Quantity
         var properties: [(key: Range<Int>, value: Range<Int>)]?
@@ -385,6 +388,7 @@ struct FastMessageReader {
         var resourceId: Range<Int>?
         var resourceUri: Range<Int>?
         var timestamp: Range<Int>?
+        var time: Timestamp?
         var meterName: Range<Int>?
         var quantity: Quantity?
         var properties: [(key: Range<Int>, value: Range<Int>)]?
@@ -398,8 +402,9 @@ struct FastMessageReader {
                 guard resourceUri == nil, let read = plainString(), !read.isEmpty else { return nil }
                 resourceUri = read
             case UInt8(ascii: "t") where equals(key, "timestamp"):
-                guard timestamp == nil, let read = plainString(), time(read, memo: &timestampMemo) != nil else { return nil }
+                guard timestamp == nil, let read = plainString(), let parsed = self.time(read, memo: &timestampMemo) else { return nil }
                 timestamp = read
+                time = parsed
             case UInt8(ascii: "m") where equals(key, "meterName"):
                 guard meterName == nil, let read = plainString(), !read.isEmpty else { return nil }
                 meterName = read
@@ -415,11 +420,12 @@ struct FastMessageReader {
                 return nil
             }
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")), resourceId != nil || resourceUri != nil, let timestamp, let meterName, let quantity else {
+        guard expect(UInt8(ascii: "}")), resourceId != nil || resourceUri != nil, let timestamp, let time, let meterName, let quantity
+        else {
             return nil
         }
         return Value(
-            resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, meterName: meterName, quantity: quantity,
+            resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, time: time, meterName: meterName, quantity: quantity,
             properties: properties)
     }
 

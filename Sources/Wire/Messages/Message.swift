@@ -117,11 +117,61 @@ public struct RemoveUnprocessedMessages: Hashable, Sendable {
     public var selection: Selection
 }
 
+/// A new plan for a live subscription (an extension of the reference format), effective at its
+/// enqueued time (docs/BILLING.md, "Plan changes").
+public struct PlanChanged: Hashable, Sendable {
+    public var resource: ResourceName
+    public var plan: Plan
+}
+
+/// Earlier usage reports to take out of the accounting, named by their idempotency keys (an
+/// extension of the reference format; docs/BILLING.md, "Corrections").
+///
+/// A client names one or more keys; ingest checks them and writes one record per key into the
+/// partition of the usage it voids, with that usage attached (`voided`), so the fold knows what
+/// it takes back without remembering every usage report.
+public struct UsageVoided: Hashable, Sendable {
+    /// The most keys one message may name.
+    public static let maximumIds = 100
+    /// The longest reason kept, in bytes.
+    public static let maximumReasonLength = 1000
+
+    /// The idempotency keys of the usage reports to void (exactly one in a record of the log).
+    public var ids: [String]
+    /// Why, for the audit trail.
+    public var reason: String?
+    /// The usage the record voids, as ingest found it in the log; nil in a client's message.
+    public var voided: VoidedUsage?
+
+    public init(ids: [String], reason: String? = nil, voided: VoidedUsage? = nil) {
+        self.ids = ids
+        self.reason = reason
+        self.voided = voided
+    }
+}
+
+/// A usage report as a `UsageVoided` record carries it: where it is in the log, and the message.
+public struct VoidedUsage: Hashable, Sendable {
+    /// Its sequence number in its partition (the void's partition).
+    public var sequence: UInt64
+    /// When ingest recorded it.
+    public var enqueuedTime: Timestamp
+    public var usage: UsageReported
+
+    public init(sequence: UInt64, enqueuedTime: Timestamp, usage: UsageReported) {
+        self.sequence = sequence
+        self.enqueuedTime = enqueuedTime
+        self.usage = usage
+    }
+}
+
 /// A clock tick: moves a partition's time forward without traffic.
 public struct Ping: Hashable, Sendable {
     public var partition: Int
     public var localTime: Timestamp?
     public var reason: String
+    /// The attribution ingest runs with (its ticks carry it); nil: unchanged.
+    public var attribution: Attribution?
 }
 
 /// The type of a message, as its envelope's `type`.
@@ -132,11 +182,13 @@ public enum MessageType: String, Sendable, Hashable, CaseIterable {
     case usageSubmittedToAPI = "UsageSubmittedToAPI"
     case removeUnprocessedMessages = "RemoveUnprocessedMessages"
     case ping = "Ping"
+    case planChanged = "PlanChanged"
+    case usageVoided = "UsageVoided"
 
     /// Client messages may be appended on the client socket; the others only on the admin socket.
     public var isClientMessage: Bool {
         switch self {
-        case .subscriptionPurchased, .usageReported, .subscriptionDeleted: return true
+        case .subscriptionPurchased, .usageReported, .subscriptionDeleted, .planChanged, .usageVoided: return true
         case .usageSubmittedToAPI, .removeUnprocessedMessages, .ping: return false
         }
     }
@@ -151,6 +203,8 @@ public struct Message: Hashable, Sendable {
         case usageSubmittedToAPI(UsageSubmittedToAPI)
         case removeUnprocessedMessages(RemoveUnprocessedMessages)
         case ping(Ping)
+        case planChanged(PlanChanged)
+        case usageVoided(UsageVoided)
     }
 
     /// The idempotency key (an extension of the reference format), if the sender gave one.
@@ -170,17 +224,22 @@ public struct Message: Hashable, Sendable {
         case .usageSubmittedToAPI: return .usageSubmittedToAPI
         case .removeUnprocessedMessages: return .removeUnprocessedMessages
         case .ping: return .ping
+        case .planChanged: return .planChanged
+        case .usageVoided: return .usageVoided
         }
     }
 
     /// The resource the message is about, which decides its partition; nil for partition-addressed
-    /// messages (`Ping`, `RemoveUnprocessedMessages`).
+    /// messages (`Ping`, `RemoveUnprocessedMessages`) and for a client's `UsageVoided` (ingest
+    /// places it with the usage it voids; in the log it names that usage's resource).
     public var resource: ResourceName? {
         switch body {
         case .subscriptionPurchased(let purchase): return purchase.resource
         case .usageReported(let usage): return usage.resource
         case .subscriptionDeleted(let resource): return resource
         case .usageSubmittedToAPI(let outcome): return outcome.resource
+        case .planChanged(let change): return change.resource
+        case .usageVoided(let void): return void.voided?.usage.resource
         case .removeUnprocessedMessages, .ping: return nil
         }
     }

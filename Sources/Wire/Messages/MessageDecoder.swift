@@ -61,6 +61,8 @@ private enum MessageReader {
         case .usageSubmittedToAPI: body = .usageSubmittedToAPI(try submitted(object))
         case .removeUnprocessedMessages: body = .removeUnprocessedMessages(try removal(object))
         case .ping: body = .ping(try ping(object))
+        case .planChanged: body = .planChanged(try planChange(object))
+        case .usageVoided: body = .usageVoided(try void(object))
         }
         return Message(id: id, body: body)
     }
@@ -276,6 +278,78 @@ private enum MessageReader {
         var localTime: Timestamp?
         if object["localTime"] != nil { localTime = try timestamp(object, "localTime", "value") }
         let reason = try optionalString(object, "reason", "value") ?? "ping"
-        return Ping(partition: partition, localTime: localTime, reason: reason)
+        var attribution: Attribution?
+        if let mode = try optionalString(object, "attribution", "value") {
+            switch mode {
+            case "enqueued": attribution = .enqueued
+            case "event":
+                guard let seconds = object["lateGraceSeconds"]?.intValue, seconds >= 0,
+                    Int64(seconds) * 1_000_000 <= Attribution.maximumLateGrace
+                else {
+                    throw Failure(
+                        path: "value.lateGraceSeconds",
+                        reason: "event-time attribution needs its grace in whole seconds, 0 to \(Attribution.maximumLateGrace / 1_000_000)")
+                }
+                attribution = .event(lateGrace: Int64(seconds) * 1_000_000)
+            default:
+                throw Failure(path: "value.attribution", reason: "unknown attribution \"\(mode)\"; expected \"enqueued\" or \"event\"")
+            }
+        }
+        return Ping(partition: partition, localTime: localTime, reason: reason, attribution: attribution)
+    }
+
+    static func planChange(_ object: JSONObject) throws(Failure) -> PlanChanged {
+        let resource = try resource(object, "value")
+        guard let planValue = object["plan"] else {
+            throw Failure(path: "value.plan", reason: "missing; give the new plan as in SubscriptionPurchased")
+        }
+        return PlanChanged(resource: resource, plan: try plan(try objectValue(planValue, "value.plan"), "value.plan"))
+    }
+
+    static func void(_ object: JSONObject) throws(Failure) -> UsageVoided {
+        guard let idsValue = object["ids"] else {
+            throw Failure(path: "value.ids", reason: "missing; name the usage to void by the idempotency keys (ids) it was sent with")
+        }
+        guard let list = idsValue.arrayValue, !list.isEmpty, list.count <= UsageVoided.maximumIds else {
+            throw Failure(path: "value.ids", reason: "must be an array of 1 to \(UsageVoided.maximumIds) idempotency keys")
+        }
+        var ids: [String] = []
+        for (index, value) in list.enumerated() {
+            guard let key = value.stringValue, !key.isEmpty, key.utf8.count <= Message.maximumIdLength else {
+                throw Failure(
+                    path: "value.ids[\(index)]",
+                    reason: "must be an idempotency key: a non-empty string of at most \(Message.maximumIdLength) bytes")
+            }
+            guard !ids.contains(key) else { throw Failure(path: "value.ids[\(index)]", reason: "\"\(key)\" is named twice") }
+            ids.append(key)
+        }
+        var reason: String?
+        if let value = object["reason"], value != .null {
+            guard let text = value.stringValue, text.utf8.count <= UsageVoided.maximumReasonLength else {
+                throw Failure(path: "value.reason", reason: "must be a string of at most \(UsageVoided.maximumReasonLength) bytes")
+            }
+            reason = text
+        }
+        var voided: VoidedUsage?
+        if let value = object["voided"], value != .null {
+            let attached = try objectValue(value, "value.voided")
+            guard ids.count == 1 else { throw Failure(path: "value.voided", reason: "a record voids one usage: give one id with it") }
+            guard let sequence = attached["sequence"]?.intValue, sequence >= 0 else {
+                throw Failure(path: "value.voided.sequence", reason: "must be a sequence number")
+            }
+            let time = try timestamp(attached, "enqueuedTime", "value.voided")
+            guard let event = attached["event"] else { throw Failure(path: "value.voided.event", reason: "missing") }
+            let message: Message
+            do {
+                message = try self.message(event)
+            } catch {
+                throw Failure(path: "value.voided.event" + (error.path.isEmpty ? "" : "." + error.path), reason: error.reason)
+            }
+            guard case .usageReported(let usage) = message.body, message.id == ids[0] else {
+                throw Failure(path: "value.voided.event", reason: "must be the UsageReported sent with id \"\(ids[0])\"")
+            }
+            voided = VoidedUsage(sequence: UInt64(sequence), enqueuedTime: time, usage: usage)
+        }
+        return UsageVoided(ids: ids, reason: reason, voided: voided)
     }
 }
