@@ -56,11 +56,10 @@ struct NotificationFold: Sendable {
     /// Folds `record`; returns the notifications it caused, in order.
     mutating func apply(_ record: BillingRecord, rules: ThresholdRules) -> [JSONObject] {
         if let last = state.lastSequence, record.sequence <= last { return [] }
-        // A plan can change without a purchase (PlanChanged, once the log carries it): whatever
-        // message other than a purchase leaves a subscription on another plan is announced as a
-        // plan change, so the message needs no case of its own here.
+        // The plan a live subscription is on before the record, for the plan change it may cause
+        // (a PlanChanged message, or a purchase with another plan on the same schedule).
         var before: (key: String, planId: String, resource: ResourceName)?
-        if record.message.type != .subscriptionPurchased && record.message.type != .usageReported,
+        if record.message.type != .usageReported,
             let resource = record.message.resource, let key = state.key(named: resource),
             let terms = state.terms(ofKey: key), !terms.deleted
         {
@@ -107,16 +106,18 @@ struct NotificationFold: Sendable {
                 {
                     out.append(settled)
                 }
+            case .planChanged(let key, _):
+                guard let terms = state.terms(ofKey: key) else { break }
+                fired[key] = nil
+                let previous = before.flatMap { $0.key == key ? $0.planId : nil }
+                out.append(
+                    notification(
+                        .planChanged, key: "planChanged/\(partition)/\(record.sequence)/\(key)", record: record, resource: terms.resource,
+                        planId: terms.planId,
+                        [.init("previousPlanId", previous.map(JSONValue.string) ?? .null), .init("period", Self.periodJSON(terms.period))]))
             default:
                 break
             }
-        }
-        if let (key, planId, _) = before, let terms = state.terms(ofKey: key), !terms.deleted, terms.planId != planId {
-            fired[key] = nil
-            out.append(
-                notification(
-                    .planChanged, key: "planChanged/\(partition)/\(record.sequence)/\(key)", record: record, resource: terms.resource,
-                    planId: terms.planId, [.init("previousPlanId", .string(planId)), .init("period", Self.periodJSON(terms.period))]))
         }
         if let due = nextAtRisk, let now = state.time, now >= due { out += atRisk(now: now, record: record) }
         return out

@@ -59,6 +59,33 @@ struct NotificationFoldTests {
         #expect(ids.count == 3)
     }
 
+    @Test("a PlanChanged message is announced with the plan before it, and thresholds count against the new plan from then on")
+    func planChangeMessage() throws {
+        var harness = FoldHarness([try subscriber(["events": ["subscription.planChanged", "usage.threshold"], "percents": [50]])])
+        _ = harness.send(Self.plan, at: "2024-01-15T01:00:00Z")
+        let fifty = harness.send(Messages.usage("sub-1", "email", "60"), at: "2024-01-16T00:00:00Z")
+        #expect(fifty.map { $0["threshold"]?["percent"]?.intValue } == [50])
+        let changed = harness.send(
+            Messages.planChange("sub-1", planId: "bigger", dimensions: ["email": Messages.simple("email", included: 200)]),
+            at: "2024-01-17T00:00:00Z")
+        #expect(types(changed) == ["subscription.planChanged"])
+        #expect(changed.first?["planId"] == .string("bigger"))
+        #expect(changed.first?["previousPlanId"] == .string("plan"))
+        // 60 of the new 200 is 30%: below the mark, which the change re-armed; 110 of 200 crosses it.
+        #expect(harness.send(Messages.usage("sub-1", "email", "30"), at: "2024-01-18T00:00:00Z").isEmpty)
+        let again = harness.send(Messages.usage("sub-1", "email", "20"), at: "2024-01-19T00:00:00Z")
+        #expect(again.map { $0["threshold"]?["percent"]?.intValue } == [50])
+        #expect(again.first?["consumed"] == .number("110"))
+        #expect(again.first?["planId"] == .string("bigger"))
+        // A purchase again on the same schedule with another plan is a plan change too; a resend is nothing.
+        let repurchase = Messages.purchase(
+            "sub-1", start: "2024-01-15T00:00:00Z", planId: "biggest", dimensions: ["email": Messages.simple("email", included: 1000)])
+        let viaPurchase = harness.send(repurchase, at: "2024-01-20T00:00:00Z")
+        #expect(types(viaPurchase) == ["subscription.planChanged"])
+        #expect(viaPurchase.first?["previousPlanId"] == .string("bigger"))
+        #expect(harness.send(repurchase, at: "2024-01-21T00:00:00Z").isEmpty)
+    }
+
     @Test("folding the same records again gives the same notifications with the same ids")
     func replayIsIdentical() throws {
         let subscribers = [try subscriber(["percents": [50, 100], "quantities": ["120"]])]
