@@ -8,7 +8,7 @@ extension Message {
         var value: JSONObject
         switch body {
         case .usageReported(let usage):
-            value = JSONObject(usage.resource.jsonMembers)
+            value = JSONObject(usage.resource.members)
             value["timestamp"] = .string(usage.timestamp.iso8601)
             value["meterName"] = .string(usage.meterName)
             value["quantity"] = usage.quantity.json
@@ -18,21 +18,21 @@ extension Message {
                 value["properties"] = .object(JSONObject(properties))
             }
         case .subscriptionDeleted(let resource):
-            value = JSONObject(resource.jsonMembers)
+            value = JSONObject(resource.members)
         case .subscriptionPurchased(let purchase):
-            var subscription = JSONObject(purchase.resource.jsonMembers)
+            var subscription = JSONObject(purchase.resource.members)
             subscription["subscriptionStart"] = .string(purchase.subscriptionStart.iso8601)
             subscription["renewalInterval"] = .string(purchase.renewalInterval.rawValue)
             subscription["plan"] = ["planId": .string(purchase.plan.planId)]
             value = JSONObject(["subscription": .object(subscription)])
         case .planChanged(let change):
-            value = JSONObject(change.resource.jsonMembers)
+            value = JSONObject(change.resource.members)
             value["plan"] = ["planId": .string(change.plan.planId)]
         case .usageVoided(let void):
             value = JSONObject(["ids": .array(void.ids.map { .string($0) })])
             if let reason = void.reason { value["reason"] = .string(reason) }
             if let usage = void.voided?.usage {
-                var voided = JSONObject(usage.resource.jsonMembers)
+                var voided = JSONObject(usage.resource.members)
                 voided["meterName"] = .string(usage.meterName)
                 voided["quantity"] = usage.quantity.json
                 value["voided"] = .object(voided)

@@ -37,7 +37,7 @@ public struct ReadyItem: Hashable, Sendable {
     /// `planId`, `dimension`, `quantity`, `effectiveStartTime`) plus `readySince`, and `withdrawn`
     /// when a void took some back.
     public var json: JSONValue {
-        var members = resource.jsonMembers
+        var members = resource.members
         members.append(JSONObject.Member("planId", .string(planId)))
         members.append(JSONObject.Member("dimension", .string(dimension)))
         members.append(JSONObject.Member("quantity", quantity.json))
@@ -70,15 +70,5 @@ public struct ReadyItem: Hashable, Sendable {
         }
         if lhs.resource != rhs.resource { return lhs.resource < rhs.resource }
         return lhs.item.dimension < rhs.item.dimension
-    }
-}
-
-extension ResourceName {
-    /// `resourceId` and/or `resourceUri` as JSON object members.
-    var jsonMembers: [JSONObject.Member] {
-        var members: [JSONObject.Member] = []
-        if let resourceId { members.append(JSONObject.Member("resourceId", .string(resourceId))) }
-        if let resourceUri { members.append(JSONObject.Member("resourceUri", .string(resourceUri))) }
-        return members
     }
 }

@@ -34,7 +34,7 @@ public struct Refund: Hashable, Sendable {
 
     /// The refund as JSON: names, `planId`, `dimension`, `period` (`start`, `end`), `quantity`, `at`.
     public var json: JSONValue {
-        var members = resource.jsonMembers
+        var members = resource.members
         members += [
             JSONObject.Member("planId", .string(planId)), JSONObject.Member("dimension", .string(dimension)),
             JSONObject.Member("period", ["start": .string(periodStart.iso8601), "end": .string(periodEnd.iso8601)]),

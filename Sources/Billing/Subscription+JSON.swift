@@ -6,7 +6,7 @@ extension Subscription {
     /// written only when there is something in them.
     func json(key: String, detailed: Bool) -> JSONValue {
         var object = JSONObject(["key": .string(key)])
-        for member in resource.jsonMembers { object[member.key] = member.value }
+        for member in resource.members { object[member.key] = member.value }
         object["planId"] = .string(planId)
         object["renewalInterval"] = .string(interval.rawValue)
         object["subscriptionStart"] = .string(subscriptionStart.iso8601)

@@ -22,22 +22,16 @@ enum UsageEvent {
     ) -> JSONValue? {
         guard let quantity = rule.quantity(bucket.total) else { return nil }
         let hour = key.hour.iso8601
-        return [
-            "id": .string(idempotencyKey(source: source, meter: rule.name, subscription: key.subscription, hour: key.hour)),
-            "type": "UsageReported",
-            "value": .object(
-                JSONObject([
-                    JSONObject.Member(rule.subscriptionKey.rawValue, .string(key.subscription)),
-                    JSONObject.Member("timestamp", .string(hour)),
-                    JSONObject.Member("meterName", .string(rule.meterName)),
-                    JSONObject.Member("quantity", quantity.json),
-                    JSONObject.Member(
-                        "properties",
-                        [
-                            "connector": .string(source), "meter": .string(rule.name), "hour": .string(hour),
-                            "records": .string(String(bucket.records)), "lateRecords": .string(String(bucket.late)),
-                        ]),
-                ])),
+        let resource =
+            rule.subscriptionKey == .resourceId ? ResourceName(resourceId: key.subscription) : ResourceName(resourceUri: key.subscription)
+        let properties = [
+            "connector": source, "meter": rule.name, "hour": hour, "records": String(bucket.records), "lateRecords": String(bucket.late),
         ]
+        let usage = UsageReported(
+            resource: resource, timestamp: key.hour, meterName: rule.meterName, quantity: quantity, properties: properties)
+        return Message(
+            id: idempotencyKey(source: source, meter: rule.name, subscription: key.subscription, hour: key.hour),
+            body: .usageReported(usage)
+        ).json
     }
 }

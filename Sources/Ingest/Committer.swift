@@ -328,12 +328,8 @@ final class Committer: @unchecked Sendable {
 
     /// A tick record: the reference's `Ping` message, with the attribution ingest runs with.
     static func tick(partition: Int, time: Timestamp, reason: String, attribution: Attribution) -> JSONValue {
-        var value = JSONObject([
-            "partitionId": .string(String(partition)), "localTime": .string(time.iso8601), "reason": .string(reason),
-            "sender": "meter-ingest",
-        ])
-        value.members += attribution.tickMembers
-        return ["type": "Ping", "value": .object(value)]
+        Message(body: .ping(Ping(partition: partition, localTime: time, reason: reason, attribution: attribution, sender: "meter-ingest")))
+            .json
     }
 }
 

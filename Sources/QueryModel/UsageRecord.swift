@@ -138,13 +138,3 @@ public struct SubmissionRecord: Sendable, Equatable {
         self.reason = reason
     }
 }
-
-extension ResourceName {
-    /// `resourceId` and/or `resourceUri` as JSON members.
-    public var members: [JSONObject.Member] {
-        var members: [JSONObject.Member] = []
-        if let resourceId { members.append(.init("resourceId", .string(resourceId))) }
-        if let resourceUri { members.append(.init("resourceUri", .string(resourceUri))) }
-        return members
-    }
-}

@@ -298,14 +298,16 @@ final class Submitter: @unchecked Sendable {
                     "\(status) for \(item["resourceId"]?.stringValue ?? item["resourceUri"]?.stringValue ?? "?") \(item["dimension"]?.stringValue ?? "?") \(item["effectiveStartTime"]?.stringValue ?? "?")"
                 )
             }
-            messages.append([
-                "type": "UsageSubmittedToAPI",
-                "value": [
-                    "httpHeaders": ["xMsRequestId": .string(requestId), "xMsCorrelationId": .string(correlationId)],
-                    "result": .object(complete),
-                ],
-            ])
+            let headers = JSONObject([.init("xMsRequestId", .string(requestId)), .init("xMsCorrelationId", .string(correlationId))])
+            do {
+                messages.append(Message(body: .usageSubmittedToAPI(try UsageSubmittedToAPI(result: complete, httpHeaders: headers))).json)
+            } catch {
+                // Only an item the aggregator never made (no resource, no status) gets here; the
+                // log could not route its outcome either.
+                Log.error("an outcome cannot be recorded (\(error)): \(JSONWriter.string(.object(complete)))")
+            }
         }
+        guard !messages.isEmpty else { return true }
         do {
             let response = try UnixClient(path: configuration.ingestAdminSocket).call(
                 Request(op: "append", fields: JSONObject(["events": .array(messages)])))

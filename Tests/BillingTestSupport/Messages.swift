@@ -81,22 +81,19 @@ public enum Messages {
 
     /// A tick as ingest writes it, with its attribution: `enqueued`, or `event` with a grace in seconds.
     public static func tick(partition: Int = 0, lateGraceSeconds: Int?) -> JSONValue {
-        var value = JSONObject(["partitionId": .string(String(partition)), "reason": "starting", "sender": "meter-ingest"])
-        if let lateGraceSeconds {
-            value["attribution"] = "event"
-            value["lateGraceSeconds"] = .number(String(lateGraceSeconds))
-        } else {
-            value["attribution"] = "enqueued"
-        }
-        return ["type": "Ping", "value": .object(value)]
+        let attribution = lateGraceSeconds.map { Attribution.event(lateGrace: Int64($0) * 1_000_000) } ?? .enqueued
+        return Message(
+            body: .ping(Ping(partition: partition, localTime: nil, reason: "starting", attribution: attribution, sender: "meter-ingest"))
+        )
+        .json
     }
 
     public static func deletion(_ resourceId: String) -> JSONValue {
-        ["type": "SubscriptionDeleted", "value": ["resourceId": .string(resourceId)]]
+        Message(body: .subscriptionDeleted(ResourceName(resourceId: resourceId))).json
     }
 
     public static func ping(partition: Int = 0) -> JSONValue {
-        ["type": "Ping", "value": ["partitionId": .string(String(partition)), "reason": "test"]]
+        Message(body: .ping(Ping(partition: partition, localTime: nil, reason: "test"))).json
     }
 
     /// The submitter's record of the marketplace's answer for `item`.

@@ -52,6 +52,11 @@ public enum Aggregation: String, Sendable, Hashable, CaseIterable {
 public struct WaterfallTier: Hashable, Sendable {
     public var dimension: String
     public var threshold: Quantity
+
+    public init(dimension: String, threshold: Quantity) {
+        self.dimension = dimension
+        self.threshold = threshold
+    }
 }
 
 /// How the application's internal meter maps to marketplace dimensions.
@@ -64,6 +69,11 @@ public enum BillingDimension: Hashable, Sendable {
 public struct Plan: Hashable, Sendable {
     public var planId: String
     public var billingDimensions: [(meterName: String, dimension: BillingDimension)]
+
+    public init(planId: String, billingDimensions: [(meterName: String, dimension: BillingDimension)]) {
+        self.planId = planId
+        self.billingDimensions = billingDimensions
+    }
 
     public static func == (lhs: Plan, rhs: Plan) -> Bool {
         lhs.planId == rhs.planId && lhs.billingDimensions.elementsEqual(rhs.billingDimensions, by: { $0 == $1 })
@@ -83,6 +93,13 @@ public struct SubscriptionPurchased: Hashable, Sendable {
     public var subscriptionStart: Timestamp
     public var renewalInterval: RenewalInterval
     public var plan: Plan
+
+    public init(resource: ResourceName, subscriptionStart: Timestamp, renewalInterval: RenewalInterval, plan: Plan) {
+        self.resource = resource
+        self.subscriptionStart = subscriptionStart
+        self.renewalInterval = renewalInterval
+        self.plan = plan
+    }
 }
 
 public struct UsageReported: Hashable, Sendable {
@@ -92,6 +109,14 @@ public struct UsageReported: Hashable, Sendable {
     public var meterName: String
     public var quantity: Quantity
     public var properties: [String: String]
+
+    public init(resource: ResourceName, timestamp: Timestamp, meterName: String, quantity: Quantity, properties: [String: String] = [:]) {
+        self.resource = resource
+        self.timestamp = timestamp
+        self.meterName = meterName
+        self.quantity = quantity
+        self.properties = properties
+    }
 }
 
 /// The outcome of one usage item at the marketplace, as the submitter records it.
@@ -104,6 +129,30 @@ public struct UsageSubmittedToAPI: Hashable, Sendable {
     public var quantity: Quantity?
     /// The whole `value` object as sent, for the aggregator (accepted message, error details).
     public var value: JSONObject
+
+    /// The outcome `result` (the marketplace's answer for one item, completed with what was sent)
+    /// with the HTTP headers of its request; the typed members are read from `result`.
+    public init(result: JSONObject, httpHeaders: JSONObject) throws(MessageError) {
+        let value = JSONObject([.init("httpHeaders", .object(httpHeaders)), .init("result", .object(result))])
+        guard
+            case .usageSubmittedToAPI(let outcome) = try Message.decodeThrowing(["type": "UsageSubmittedToAPI", "value": .object(value)])
+                .body
+        else { preconditionFailure("the decoder returned another message type") }
+        self = outcome
+    }
+
+    init(
+        resource: ResourceName, status: String, planId: String?, dimension: String?, effectiveStartTime: Timestamp?, quantity: Quantity?,
+        value: JSONObject
+    ) {
+        self.resource = resource
+        self.status = status
+        self.planId = planId
+        self.dimension = dimension
+        self.effectiveStartTime = effectiveStartTime
+        self.quantity = quantity
+        self.value = value
+    }
 }
 
 /// Removal of unprocessable records of one partition (the reference's three forms).
@@ -115,6 +164,11 @@ public struct RemoveUnprocessedMessages: Hashable, Sendable {
     }
     public var partition: Int
     public var selection: Selection
+
+    public init(partition: Int, selection: Selection) {
+        self.partition = partition
+        self.selection = selection
+    }
 }
 
 /// A new plan for a live subscription (an extension of the reference format), effective at its
@@ -122,6 +176,11 @@ public struct RemoveUnprocessedMessages: Hashable, Sendable {
 public struct PlanChanged: Hashable, Sendable {
     public var resource: ResourceName
     public var plan: Plan
+
+    public init(resource: ResourceName, plan: Plan) {
+        self.resource = resource
+        self.plan = plan
+    }
 }
 
 /// Earlier usage reports to take out of the accounting, named by their idempotency keys (an
@@ -172,6 +231,16 @@ public struct Ping: Hashable, Sendable {
     public var reason: String
     /// The attribution ingest runs with (its ticks carry it); nil: unchanged.
     public var attribution: Attribution?
+    /// Who wrote it (`meter-ingest` for ingest's ticks), for people reading the log.
+    public var sender: String?
+
+    public init(partition: Int, localTime: Timestamp?, reason: String, attribution: Attribution? = nil, sender: String? = nil) {
+        self.partition = partition
+        self.localTime = localTime
+        self.reason = reason
+        self.attribution = attribution
+        self.sender = sender
+    }
 }
 
 /// The type of a message, as its envelope's `type`.

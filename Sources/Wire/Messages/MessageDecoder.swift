@@ -25,6 +25,9 @@ extension Message {
             return .failure(error)
         }
     }
+
+    /// `decode`, throwing its error.
+    static func decodeThrowing(_ json: JSONValue) throws(MessageError) -> Message { try MessageReader.message(json) }
 }
 
 private enum MessageReader {
@@ -295,7 +298,9 @@ private enum MessageReader {
                 throw Failure(path: "value.attribution", reason: "unknown attribution \"\(mode)\"; expected \"enqueued\" or \"event\"")
             }
         }
-        return Ping(partition: partition, localTime: localTime, reason: reason, attribution: attribution)
+        // Informational only: a sender that is no string is ignored, as before it was read at all.
+        let sender = object["sender"]?.stringValue
+        return Ping(partition: partition, localTime: localTime, reason: reason, attribution: attribution, sender: sender)
     }
 
     static func planChange(_ object: JSONObject) throws(Failure) -> PlanChanged {
