@@ -106,8 +106,12 @@ let package = Package(
         // Starting real executables for integration tests: shared by the test targets below.
         .target(
             name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "IngestTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
-        .testTarget(name: "AggregatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+        .testTarget(
+            name: "IngestTests",
+            dependencies: ["Ingest", "EventStore", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
+        .testTarget(
+            name: "AggregatorTests",
+            dependencies: ["Aggregator", "Billing", "BillingTestSupport", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),

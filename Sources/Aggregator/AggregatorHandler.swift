@@ -13,7 +13,7 @@ final class AggregatorHandler: RequestHandler {
 
     init(workers: [PartitionWorker]) { self.workers = workers }
 
-    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         connection.respond(to: request, done: done) {
             switch request.op {
             case "pending": return try pending(request)

@@ -29,7 +29,7 @@ final class IngestHandler: RequestHandler {
         self.server = connectionCount
     }
 
-    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         let isAdmin = connection.listener == Self.adminListener
         switch request.op {
         case "append":
@@ -57,20 +57,20 @@ final class IngestHandler: RequestHandler {
 
     /// Appends read straight from their bytes (`AppendFastPath`); anything else is decoded as a
     /// request first.
-    func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool {
+    func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
         guard let batch = AppendFastPath.read(frame) else { return false }
         append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, done: done)
         return true
     }
 
-    private func append(_ request: Request, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
+    private func append(_ request: Request, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
         switch AppendBatch.from(request) {
         case .success(let batch): append(batch, on: connection, isAdmin: isAdmin, done: done)
         case .failure(let failure): connection.reject(request, failure.error, done: done)
         }
     }
 
-    private func append(_ batch: AppendBatch, on connection: Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
+    private func append(_ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
         var valid: [ValidatedEvent] = []
         var validIndexes: [Int] = []
@@ -155,7 +155,7 @@ final class IngestHandler: RequestHandler {
 
     /// `read` answers one frame; `follow` answers one, then streams a frame whenever new records
     /// are durable, on a thread of its own, until the peer disconnects.
-    private func readOrFollow(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    private func readOrFollow(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         let arguments: (PartitionLog, UInt64, Int)
         do {
             arguments = try readArguments(request)
@@ -244,7 +244,7 @@ final class IngestHandler: RequestHandler {
         ])
     }
 
-    private func advanceClock(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    private func advanceClock(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         guard clock.mode == .manual else {
             connection.reject(
                 request,

@@ -16,7 +16,7 @@ final class NotifierHandler: RequestHandler {
         self.workers = workers
     }
 
-    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         connection.respond(to: request, done: done) {
             switch request.op {
             case "subscriber-add": return try add(request)

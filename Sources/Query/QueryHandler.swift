@@ -27,7 +27,7 @@ final class QueryHandler: RequestHandler {
         self.configuration = configuration
     }
 
-    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+    func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         if request.op == "watch" {
             // A stream: frames follow until the peer hangs up, so the request is never done.
             do {
@@ -527,7 +527,7 @@ final class QueryHandler: RequestHandler {
         return low
     }
 
-    private func watch(_ request: Request, on connection: Connection) throws(WireError) {
+    private func watch(_ request: Request, on connection: any Connection) throws(WireError) {
         let name = try Self.name(request)
         let (worker, key) = try worker(for: name)
         let id = request.id

@@ -23,7 +23,7 @@ final class WatcherRegistry: @unchecked Sendable {
 
     /// Streams `render()` on `connection` now and whenever subscription `key` of `partition`
     /// changes, until the peer hangs up. False when the registry is full.
-    func watch(partition: Int, key: String, connection: Connection, render: @escaping @Sendable () -> [UInt8]) -> Bool {
+    func watch(partition: Int, key: String, connection: any Connection, render: @escaping @Sendable () -> [UInt8]) -> Bool {
         let watcher = Watcher()
         let added = lock.withLock { () -> Bool in
             guard count < maximum else { return false }

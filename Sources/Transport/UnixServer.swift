@@ -14,16 +14,30 @@ public import Wire
 public protocol RequestHandler: Sendable {
     /// Handles `request` and calls `done` once its last frame has been sent. A streaming
     /// operation may send many frames, and may never call `done` (it ends with the connection).
-    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void)
+    func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void)
 
     /// Offered every frame before it is decoded as a request: a handler that reads some requests
     /// straight from their bytes (ingest's appends) answers true when it took this one, and then
     /// calls `done` as `handle` would. The default takes none.
-    func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool
+    func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool
 }
 
 extension RequestHandler {
-    public func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool { false }
+    public func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool { false }
+
+    /// Serves one frame's payload as the server does: offered to `handle(frame:)` first, else
+    /// decoded as a request (an undecodable one is answered with its error) and handled.
+    public func serve(frame payload: [UInt8], on connection: any Connection, maximumDepth: Int, done: @escaping @Sendable () -> Void) {
+        if handle(frame: payload, on: connection, done: done) { return }
+        switch Request.decode(payload, maximumDepth: maximumDepth) {
+        case .failure(let failure):
+            Log.notice("rejected a request on \(connection.listener) from \(connection.peer): \(failure.error)")
+            connection.send(Response.error(id: failure.id, failure.error))
+            done()
+        case .success(let request):
+            handle(request, on: connection, done: done)
+        }
+    }
 }
 
 /// A listening socket, the name the handler sees it by (`client`, `admin`, ...), and how many
@@ -87,7 +101,7 @@ public final class UnixServer: @unchecked Sendable {
     let epollFD: Int32
     private let wakeFD: Int32
     private let lock = NSLock()
-    private var connections: [UInt64: Connection] = [:]
+    private var connections: [UInt64: SocketConnection] = [:]
     private var perListener: [Int]
     private var nextConnectionID: UInt64 = 1
     private var stopping = false
@@ -250,7 +264,7 @@ public final class UnixServer: @unchecked Sendable {
                 close(fd)
                 continue
             }
-            let connection = Connection(id: id, fd: fd, listenerIndex: index, listener: listener.name, peer: peer, server: self)
+            let connection = SocketConnection(id: id, fd: fd, listenerIndex: index, listener: listener.name, peer: peer, server: self)
             lock.withLock { connections[id] = connection }
             var event = cwire_epoll_event(EPOLLIN.rawValue | EPOLLRDHUP.rawValue, id)
             if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 {
@@ -278,7 +292,7 @@ public final class UnixServer: @unchecked Sendable {
         // I/O thread scanning.
         if let until = noIdleUntil[index], now < until { return 0 }
         let open = lock.withLock { connections.values.filter { $0.listenerIndex == index } }
-        var idle: [(since: Double, connection: Connection)] = []
+        var idle: [(since: Double, connection: SocketConnection)] = []
         for connection in open {
             if let seconds = connection.idleSeconds(now: now), seconds >= configuration.minimumIdleBeforeEviction,
                 !connection.hasUnreadInput
@@ -307,15 +321,16 @@ public final class UnixServer: @unchecked Sendable {
         if due { Log.warning(message) }
     }
 
-    func remove(_ connection: Connection) {
+    func remove(_ connection: SocketConnection) {
         lock.withLock {
             if connections.removeValue(forKey: connection.id) != nil { perListener[connection.listenerIndex] -= 1 }
         }
     }
 }
 
-/// One client connection. Thread-safe: the I/O thread reads, handlers send from any thread.
-public final class Connection: @unchecked Sendable {
+/// One client connection of a socket. Thread-safe: the I/O thread reads, handlers send from any
+/// thread.
+public final class SocketConnection: Connection, @unchecked Sendable {
     private enum Item {
         case frame([UInt8])
         case protocolError(WireError)
@@ -603,14 +618,8 @@ public final class Connection: @unchecked Sendable {
             condition.unlock()
             for handler in handlers { handler() }
         case .frame(let payload):
-            if server.handler.handle(frame: payload, on: self, done: { [self] in requestFinished() }) { return }
-            switch Request.decode(payload, maximumDepth: server.configuration.maximumJSONDepth) {
-            case .failure(let failure):
-                Log.notice("rejected a request on \(listener) from \(peer): \(failure.error)")
-                send(Response.error(id: failure.id, failure.error))
+            server.handler.serve(frame: payload, on: self, maximumDepth: server.configuration.maximumJSONDepth) { [self] in
                 requestFinished()
-            case .success(let request):
-                server.handler.handle(request, on: self) { [self] in requestFinished() }
             }
         }
     }

@@ -1,0 +1,123 @@
+import EventStore
+import Foundation
+import StackTestSupport
+import Testing
+import Transport
+import Wire
+
+@testable import Ingest
+
+/// Ingest's handler with a real log in a temporary directory and its committer thread, driven
+/// from bytes through `MemoryConnection`: no process, no socket.
+final class IngestUnderTest {
+    let home = StackHome()
+    let log: EventLog
+    let committer: Committer
+    let handler: IngestHandler
+
+    init(partitions: Int = 2) throws {
+        log = try EventLog(directory: home.path + "/log", options: EventLog.Options(partitionCount: partitions))
+        let clock = Clock(mode: .manual, start: Timestamp(year: 2024, month: 3, day: 1))
+        committer = Committer(
+            log: log, clock: clock, router: PartitionRouter(partitionCount: partitions), idempotency: IdempotencyIndex(retentionDays: 7))
+        committer.start()
+        handler = IngestHandler(log: log, committer: committer, clock: clock, connectionCount: { 1 })
+    }
+
+    deinit { committer.stop() }
+
+    /// `events` appended on a connection of `listener`, answered.
+    func append(_ events: [String], on listener: String = IngestHandler.clientListener) throws -> JSONValue {
+        let connection = MemoryConnection(listener: listener)
+        let payload = #"{"op":"append","id":7,"events":["# + events.joined(separator: ",") + "]}"
+        #expect(connection.request(Array(payload.utf8), to: handler))
+        return try JSONParser.parse(try #require(connection.take().first))
+    }
+}
+
+@Suite("meter-ingest's handler, driven from bytes without a process")
+struct IngestHandlerTests {
+    static let purchase =
+        #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"h-1","subscriptionStart":"2024-03-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"cpu":{"type":"simple","dimension":"cpu","included":10}}}}}}"#
+
+    static func usage(_ id: String, _ quantity: String) -> String {
+        #"{"type":"UsageReported","id":"\#(id)","value":{"resourceId":"h-1","timestamp":"2024-03-01T00:00:00Z","meterName":"cpu","quantity":\#(quantity)}}"#
+    }
+
+    @Test("an append is answered per event in order, a resend is a duplicate, another payload under a used id a conflict")
+    func appendAnswers() throws {
+        let ingest = try IngestUnderTest()
+        let first = try ingest.append([Self.purchase, Self.usage("u-1", "1.5"), #"{"type":"UsageReported","value":{}}"#])
+        #expect(first["id"] == 7 && first["ok"] == true)
+        let results = try #require(first["results"]?.arrayValue)
+        #expect(results.map { $0["status"]?.stringValue } == ["accepted", "accepted", "rejected"])
+        #expect(results[2]["error"]?["code"] == "invalid_event")
+        let again = try #require(try ingest.append([Self.usage("u-1", "1.5"), Self.usage("u-1", "2")])["results"]?.arrayValue)
+        #expect(again.map { $0["status"]?.stringValue } == ["duplicate", "conflict"])
+        #expect(again[0]["sequence"] == results[1]["sequence"] && again[0]["partition"] == results[1]["partition"])
+    }
+
+    @Test("a read answers the durable records of a partition with the log's identity")
+    func read() throws {
+        let ingest = try IngestUnderTest(partitions: 1)
+        _ = try ingest.append([Self.purchase, Self.usage("u-1", "1"), Self.usage("u-2", "2")])
+        let connection = MemoryConnection(listener: IngestHandler.clientListener)
+        let answer = try #require(
+            connection.call(Request(op: "read", fields: JSONObject(["partition": 0, "from": 0])), to: ingest.handler))
+        let records = try #require(answer["records"]?.arrayValue)
+        #expect(records.compactMap { $0["sequence"]?.intValue } == [0, 1, 2])
+        #expect(records.last?["event"]?["id"] == "u-2")
+        #expect(answer["log"]?.stringValue == ingest.log.manifest.identity)
+    }
+
+    @Test("the client socket refuses internal messages and admin operations; the admin socket takes them")
+    func listeners() throws {
+        let ingest = try IngestUnderTest()
+        let ping = #"{"type":"Ping","value":{"partitionId":"0","reason":"test"}}"#
+        let onClient = try #require(try ingest.append([ping])["results"]?.arrayValue)
+        #expect(onClient.first?["status"] == "rejected" && onClient.first?["error"]?["code"] == "forbidden")
+        let onAdmin = try #require(try ingest.append([ping], on: IngestHandler.adminListener)["results"]?.arrayValue)
+        #expect(onAdmin.first?["status"] == "accepted")
+        let client = MemoryConnection(listener: IngestHandler.clientListener)
+        let advance = Request(op: "advance-clock", fields: JSONObject(["to": "2024-03-02T00:00:00Z"]))
+        #expect(client.call(advance, to: ingest.handler)?["error"]?["code"] == "forbidden")
+        let admin = MemoryConnection(listener: IngestHandler.adminListener)
+        #expect(admin.call(advance, to: ingest.handler)?["ok"] == true)
+    }
+
+    @Test("an undecodable frame and an unknown operation get their errors, and the next request is served")
+    func badRequests() throws {
+        let ingest = try IngestUnderTest()
+        let connection = MemoryConnection(listener: IngestHandler.clientListener)
+        #expect(connection.request(Array(#"{"op":"append","events":[{"#.utf8), to: ingest.handler))
+        #expect(connection.request(Array(#"{"op":"shred","id":"x"}"#.utf8), to: ingest.handler))
+        #expect(connection.request(Array(#"[1,2,3]"#.utf8), to: ingest.handler))
+        #expect(connection.request(Request(op: "status").bytes, to: ingest.handler))
+        let answers = try connection.take().map { try JSONParser.parse($0) }
+        #expect(answers.map { $0["error"]?["code"]?.stringValue } == ["bad_json", "unknown_op", "bad_json", nil])
+        #expect(answers[1]["id"] == "x")
+        #expect(answers[3]["ok"] == true)
+    }
+
+    @Test("a follow stream waits while its reader takes nothing, goes on when it reads, and ends when it leaves")
+    func followBackpressure() throws {
+        let ingest = try IngestUnderTest(partitions: 1)
+        _ = try ingest.append([Self.purchase])
+        let follower = MemoryConnection(listener: IngestHandler.clientListener)
+        follower.holdOutput(true)
+        // A stream never calls done: the request only starts it.
+        #expect(!follower.request(Array(#"{"op":"follow","partition":0,"from":0}"#.utf8), to: ingest.handler, timeout: 0.2))
+        #expect(follower.isStreaming)
+        #expect(follower.waitForFrames(1).count == 1)
+        _ = try ingest.append([Self.usage("u-1", "1")])
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(follower.take().count == 1, "the stream sent on while its reader took nothing")
+        follower.holdOutput(false)
+        let more = follower.waitForFrames(2)
+        #expect(more.count == 2)
+        let records = try JSONParser.parse(try #require(more.last))["records"]?.arrayValue ?? []
+        #expect(records.compactMap { $0["event"]?["id"]?.stringValue } == ["u-1"])
+        follower.close()
+        #expect(follower.isClosed)
+    }
+}
