@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 public import SystemIO
 import Wire
 
@@ -28,7 +28,7 @@ public enum UnixSocket {
     ///
     /// A stale socket file (nobody accepting) is replaced; a live one is an error, so two
     /// processes never silently share a path.
-    public static func listen(path: String, mode: mode_t, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
+    public static func listen(path: String, mode: UInt32, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
         var info = stat()
         if lstat(path, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFSOCK else {
