@@ -137,6 +137,9 @@ public struct PartitionState: Sendable, Equatable {
             changed(change, record: record, now: now)
         case .usageVoided(let void):
             voided(void, record: record, now: now)
+        case .planDefined:
+            // The catalog: ingest already put its plans into the purchases that name them.
+            break
         }
         lastSequence = record.sequence
         time = now

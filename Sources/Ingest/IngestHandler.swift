@@ -38,6 +38,8 @@ final class IngestHandler: RequestHandler {
             readOrFollow(request, on: connection, done: done)
         case "status":
             connection.respond(to: request, done: done) { self.status() }
+        case "plans":
+            plans(request, on: connection, done: done)
         case "advance-clock":
             guard isAdmin else {
                 connection.reject(
@@ -46,7 +48,7 @@ final class IngestHandler: RequestHandler {
             }
             advanceClock(request, on: connection, done: done)
         default:
-            let ops = isAdmin ? "append, read, follow, status, advance-clock" : "append, read, follow, status"
+            let ops = isAdmin ? "append, read, follow, status, plans, advance-clock" : "append, read, follow, status, plans"
             connection.reject(request, WireError(.unknownOp, "unknown op \"\(request.op)\"; this socket serves \(ops)"), done: done)
         }
     }
@@ -201,6 +203,29 @@ final class IngestHandler: RequestHandler {
         thread.name = "ingest-follow"
         thread.stackSize = 512 << 10
         thread.start()
+    }
+
+    // MARK: the plan catalog
+
+    /// `{"op":"plans"}`: the catalog's plans, each in its newest version; with `planId`, that one
+    /// (`not_found` when the catalog has no such plan).
+    private func plans(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void) {
+        var planId: String?
+        if let value = request["planId"], value != .null {
+            guard let text = value.stringValue, !text.isEmpty else {
+                connection.reject(request, WireError(.badRequest, "\"planId\" must be a non-empty string"), done: done)
+                return
+            }
+            planId = text
+        }
+        let plans = committer.catalogJSON(only: planId)
+        if let planId, plans.isEmpty {
+            connection.reject(
+                request, WireError(.notFound, "no plan \"\(planId.prefix(200))\" in the plan catalog (meterctl plans list shows it)"),
+                done: done)
+            return
+        }
+        connection.respond(to: request, done: done) { JSONObject(["plans": .array(plans)]) }
     }
 
     // MARK: status / clock
