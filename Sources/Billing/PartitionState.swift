@@ -331,7 +331,7 @@ public struct PartitionState: Sendable, Equatable {
     // MARK: - Names
 
     /// The key of the subscription named by `name` (by `resourceId` first, then `resourceUri`).
-    func key(for name: ResourceName) -> String? {
+    public func key(for name: ResourceName) -> String? {
         index(for: name).map { subscriptions.keys[$0] }
     }
 

@@ -67,6 +67,11 @@ public struct SegmentSummary: Sendable, Equatable {
     public struct Definition: Sendable, Equatable {
         public var partition: Int
         public var sequence: UInt64
+
+        public init(partition: Int, sequence: UInt64) {
+            self.partition = partition
+            self.sequence = sequence
+        }
     }
 
     public var number: UInt64
