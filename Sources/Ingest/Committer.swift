@@ -87,6 +87,9 @@ final class Committer: @unchecked Sendable {
         self.catalog = catalog
     }
 
+    /// How many plans the catalog holds (for status).
+    var catalogCount: Int { condition.withLock { catalog.count } }
+
     /// The plan catalog's entries as the `plans` operation answers them (one plan with `planId`).
     func catalogJSON(only planId: String? = nil) -> [JSONValue] { condition.withLock { catalog.json(only: planId) } }
 

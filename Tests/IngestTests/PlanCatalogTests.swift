@@ -148,6 +148,7 @@ struct PlanCatalogTests {
         #expect(listed.map { $0["planId"]?.stringValue } == ["gold", "silver"])
         #expect(listed.first?["version"]?.intValue == 2)
         #expect(ingest.log().contains("2 catalog plans"), "\(ingest.log())")
+        #expect(try client.call(Request(op: "status"))["catalogPlans"]?.intValue == 2)
         let again = try Self.results(client, [try Self.define(Self.goldV2), try Self.purchase("sub-9")])
         #expect(again.first?["status"] == "duplicate", "\(again)")
         let plan = try Self.record(client, again[1])["event"]?["value"]?["subscription"]?["plan"]

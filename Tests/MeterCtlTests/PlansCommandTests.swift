@@ -43,6 +43,13 @@ struct PlansCommandTests {
         let json = try JSONParser.parse(Array(try stack.ok(["plans", "list", "--json"]).utf8))
         #expect(json.arrayValue?.first?["version"]?.intValue == 1)
 
+        #expect(try stack.ok(["status"]).contains("1 catalog plans"))
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("METERING_") }
+        environment["METERING_HOME"] = stack.home.path
+        let tail = try TestCommand.run(
+            Binaries.path("meterctl"), ["tail", "--from-start", "--partition", "0"], environment: environment, timeout: 5)
+        #expect(tail.output.contains("PlanDefined plan gold version 1 (the plan catalog)"), "\(tail.output)")
+
         let missing = try stack.meterctl(["plans", "show", "silver"])
         #expect(missing.status == 1)
         #expect(missing.errors.contains("no plan \"silver\" in the plan catalog"), "\(missing.errors)")
