@@ -7,7 +7,8 @@ import Wire
 
 /// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).
 ///
-/// The client socket takes usage, purchases and deletions; the admin socket also takes the
+/// The client socket takes the client messages (usage, purchases, deletions, plan changes, voids,
+/// plan definitions) and answers `plans` from the catalog; the admin socket also takes the
 /// internal messages (submission outcomes, removals, pings) and, with the manual clock,
 /// `advance-clock`. Validation and JSON work happen here, on the worker threads, so the
 /// committer thread only orders, writes and syncs.
