@@ -50,7 +50,11 @@ struct Choices {
 /// One subscription's plan: meters of every kind, two of them and a waterfall tier on one dimension.
 func plan(_ choices: inout Choices) -> JSONValue {
     func number(_ quantity: Quantity) -> JSONValue { .number(quantity.description) }
-    return [
+    // Display prices (as a catalog plan carries them) half the time: never billed, kept by the read model.
+    let prices: JSONValue? =
+        choices.byte() % 2 == 0
+        ? ["currency": "USD", "perUnit": ["d-a": number(choices.quantity()), "d-t": number(choices.quantity())]] : nil
+    var plan: JSONValue = [
         "planId": .string("p\(choices.byte() % 4)"),
         "billingDimensions": [
             "sum": ["type": "simple", "dimension": "d-a", "included": number(choices.quantity())],
@@ -70,6 +74,11 @@ func plan(_ choices: inout Choices) -> JSONValue {
             ],
         ],
     ]
+    if let prices, case .object(var members) = plan {
+        members["prices"] = prices
+        plan = .object(members)
+    }
+    return plan
 }
 
 let names = ["a", "b", "c", "d"]

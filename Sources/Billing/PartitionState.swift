@@ -137,6 +137,9 @@ public struct PartitionState: Sendable, Equatable {
             changed(change, record: record, now: now)
         case .usageVoided(let void):
             voided(void, record: record, now: now)
+        case .planDefined:
+            // The catalog: ingest already put its plans into the purchases that name them.
+            break
         }
         lastSequence = record.sequence
         time = now
@@ -328,7 +331,7 @@ public struct PartitionState: Sendable, Equatable {
     // MARK: - Names
 
     /// The key of the subscription named by `name` (by `resourceId` first, then `resourceUri`).
-    func key(for name: ResourceName) -> String? {
+    public func key(for name: ResourceName) -> String? {
         index(for: name).map { subscriptions.keys[$0] }
     }
 

@@ -261,6 +261,9 @@ extension EventLog {
                 for purchase in item.summary.purchases {
                     visit(purchase.partition, 0, newest ?? .epoch, RecordMeta(purchasedResource: purchase.resource))
                 }
+                for definition in item.summary.definitions {
+                    visit(definition.partition, definition.sequence, newest ?? .epoch, RecordMeta(definesPlan: true))
+                }
                 if let keys {
                     keys(item.summary.keys)
                 } else {

@@ -85,8 +85,9 @@ public final class EventLog: @unchecked Sendable {
     ///   - willVisit: told, before the first `visit`, how many keyed records recovery found and the
     ///     newest enqueued time among all records (so indexes can be sized and skip what expired).
     ///   - visit: sees, partition by partition's commit order, every keyed record (its meta carries
-    ///     `keyDigest` and `payloadDigest`, not always the key's text) and every purchase (its
-    ///     meta carries `purchasedResource`).
+    ///     `keyDigest` and `payloadDigest`, not always the key's text), every purchase (its
+    ///     meta carries `purchasedResource`) and every plan definition (`definesPlan`, with its
+    ///     sequence, for reading it back).
     public convenience init(
         directory: String, partitionCount: Int, partitionCountIsExplicit: Bool = false,
         segmentBytes: Int = EventLog.defaultSegmentBytes,

@@ -34,8 +34,8 @@ public struct LogRecord: Sendable, Hashable {
     }
 }
 
-/// What recovery needs of a record without parsing its JSON: the idempotency key, and for
-/// purchases the names that fix the subscription's partition.
+/// What recovery needs of a record without parsing its JSON: the idempotency key, for purchases
+/// the names that fix the subscription's partition, and whether it defines a plan of the catalog.
 public struct RecordMeta: Sendable, Hashable {
     public var idempotencyKey: String?
     /// Set on purchases only.
@@ -47,14 +47,18 @@ public struct RecordMeta: Sendable, Hashable {
     /// The digest of the idempotency key (`PayloadDigest.hash(key)`), kept so the index of keys
     /// can be rebuilt without hashing every key again.
     public var keyDigest: PayloadDigest?
+    /// Set on `PlanDefined` records, so a restart finds the catalog's few records in the segment
+    /// summaries instead of reading the log.
+    public var definesPlan: Bool
 
     public init(
         idempotencyKey: String? = nil, purchasedResource: ResourceName? = nil, payloadDigest: PayloadDigest? = nil,
-        keyDigest: PayloadDigest? = nil
+        keyDigest: PayloadDigest? = nil, definesPlan: Bool = false
     ) {
         self.idempotencyKey = idempotencyKey
         self.purchasedResource = purchasedResource
         self.payloadDigest = payloadDigest
         self.keyDigest = keyDigest
+        self.definesPlan = definesPlan
     }
 }

@@ -10,7 +10,8 @@ public import Wire
 /// 8   u64  sequence within the partition
 /// 16  i64  enqueued time, µs since the epoch
 /// 24  u16  partition
-/// 26  u16  flags (bit 0: purchase; bit 1: payload digest present; bit 2: key digest present)
+/// 26  u16  flags (bit 0: purchase; bit 1: payload digest present; bit 2: key digest present;
+///          bit 3: defines a plan of the catalog)
 /// 28  u16  idempotency key length K
 /// 30  u16  purchased resourceId length I
 /// 32  u16  purchased resourceUri length U
@@ -29,6 +30,7 @@ public enum RecordCodec {
     static let purchaseFlag: UInt16 = 1
     static let payloadDigestFlag: UInt16 = 2
     static let keyDigestFlag: UInt16 = 4
+    static let planFlag: UInt16 = 8
     /// The largest payload ingest may be configured to accept (`METERING_MAX_FRAME_BYTES`).
     public static let maximumPayloadLength = 256 << 20
     /// The largest body accepted when reading, so a damaged length never causes a huge allocation.
@@ -57,6 +59,7 @@ public enum RecordCodec {
         var flags: UInt16 = meta.purchasedResource == nil ? 0 : purchaseFlag
         if meta.payloadDigest != nil { flags |= payloadDigestFlag }
         if meta.keyDigest != nil { flags |= keyDigestFlag }
+        if meta.definesPlan { flags |= planFlag }
         appendInteger(UInt32(0), to: &out)
         appendInteger(UInt32(body), to: &out)
         appendInteger(sequence, to: &out)
@@ -164,6 +167,7 @@ public enum RecordCodec {
         let resourceId = text(idLength)
         let resourceUri = text(uriLength)
         if flags & purchaseFlag != 0 { meta.purchasedResource = ResourceName(resourceId: resourceId, resourceUri: resourceUri) }
+        meta.definesPlan = flags & planFlag != 0
         let payload = includePayload ? Array(UnsafeRawBufferPointer(rebasing: bytes[cursor..<end])) : []
         let record = LogRecord(
             partition: partition, sequence: sequence, enqueuedTime: Timestamp(microseconds: micros), meta: meta, payload: payload)
@@ -208,12 +212,13 @@ public enum RecordCodec {
     }
 
     /// The meta of a checked record as an index needs it (its digests), read without building the
-    /// key's text; nil for a purchase (its names are needed) or a key written without its digest.
+    /// key's text; nil for a purchase (its names are needed), a plan definition (rare: decoded whole)
+    /// or a key written without its digest.
     @inline(__always)
     public static func digestsOnly(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> RecordMeta? {
         let flags = bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian
         let keyLength = bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian
-        guard flags & purchaseFlag == 0, keyLength == 0 || flags & keyDigestFlag != 0 else { return nil }
+        guard flags & (purchaseFlag | planFlag) == 0, keyLength == 0 || flags & keyDigestFlag != 0 else { return nil }
         var meta = RecordMeta()
         var cursor = offset + fixedHeaderLength
         if flags & payloadDigestFlag != 0 {

@@ -2,8 +2,8 @@ import SystemIO
 public import Wire
 
 /// What recovery needs to know of one segment without reading its records: where each
-/// partition's records lie in it (a sparse index), the idempotency keys it holds, and the
-/// purchases that fix routes. Built while appending (or by scanning the segment) and written
+/// partition's records lie in it (a sparse index), the idempotency keys it holds, the
+/// purchases that fix routes, and where the plan catalog's definitions are. Built while appending (or by scanning the segment) and written
 /// beside a sealed segment as `wal/<number>.idx`, so a restart reads summaries instead of
 /// re-checking every record; a missing or damaged summary is rebuilt by scanning. Pure: encoded
 /// and decoded with byte arrays.
@@ -63,18 +63,31 @@ public struct SegmentSummary: Sendable, Equatable {
         public var resource: ResourceName
     }
 
+    /// Where a record defining a plan of the catalog is.
+    public struct Definition: Sendable, Equatable {
+        public var partition: Int
+        public var sequence: UInt64
+
+        public init(partition: Int, sequence: UInt64) {
+            self.partition = partition
+            self.sequence = sequence
+        }
+    }
+
     public var number: UInt64
     /// The offset just after the segment's last record.
     public var dataEnd: Int
     public var extents: [Extent] = []
     public var keys: [Key] = []
     public var purchases: [Purchase] = []
+    /// The `PlanDefined` records of the segment, as (partition, sequence).
+    public var definitions: [Definition] = []
     /// Position of each partition's extent in `extents`, for appending without a search.
     private var extentIndex: [Int: Int] = [:]
 
     public static func == (lhs: SegmentSummary, rhs: SegmentSummary) -> Bool {
         lhs.number == rhs.number && lhs.dataEnd == rhs.dataEnd && lhs.extents == rhs.extents && lhs.keys == rhs.keys
-            && lhs.purchases == rhs.purchases
+            && lhs.purchases == rhs.purchases && lhs.definitions == rhs.definitions
     }
 
     public init(number: UInt64, dataEnd: Int) {
@@ -110,11 +123,14 @@ public struct SegmentSummary: Sendable, Equatable {
             keys.append(Key(key: key, payload: payload, partition: partition, sequence: sequence, time: time))
         }
         if let resource = meta.purchasedResource { purchases.append(Purchase(partition: partition, resource: resource)) }
+        if meta.definesPlan { definitions.append(Definition(partition: partition, sequence: sequence)) }
     }
 
     // MARK: the file
 
-    static let magic = Array("MTRIDX02".utf8)
+    static let magic = Array("MTRIDX03".utf8)
+    /// The format before the plan catalog (no definitions): still read, as such a segment can hold none.
+    static let earlierMagic = Array("MTRIDX02".utf8)
 
     /// The summary file's bytes: magic, masked CRC-32C of the rest, then the contents.
     public var bytes: [UInt8] {
@@ -159,6 +175,11 @@ public struct SegmentSummary: Sendable, Equatable {
             put(purchase.resource.resourceId)
             put(purchase.resource.resourceUri)
         }
+        put(UInt32(definitions.count))
+        for definition in definitions {
+            put(UInt32(definition.partition))
+            put(definition.sequence)
+        }
         let crc = body.withUnsafeBytes { CRC32C.mask(CRC32C.checksum($0)) }
         var out = Self.magic
         RecordCodec.appendInteger(crc, to: &out)
@@ -167,7 +188,9 @@ public struct SegmentSummary: Sendable, Equatable {
 
     /// Reads a summary file; nil when it is damaged or not a summary (it is then rebuilt).
     public static func decode(_ bytes: [UInt8]) -> SegmentSummary? {
-        guard bytes.count >= 12, Array(bytes[0..<8]) == magic else { return nil }
+        guard bytes.count >= 12 else { return nil }
+        let current = Array(bytes[0..<8]) == magic
+        guard current || Array(bytes[0..<8]) == earlierMagic else { return nil }
         return bytes.withUnsafeBytes { raw -> SegmentSummary? in
             let stored = raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
             guard CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[12...]))) == stored else { return nil }
@@ -228,6 +251,13 @@ public struct SegmentSummary: Sendable, Equatable {
                     Purchase(
                         partition: partition,
                         resource: ResourceName(resourceId: present & 1 != 0 ? id : nil, resourceUri: present & 2 != 0 ? uri : nil)))
+            }
+            if current {
+                let definitionCount = Int(get(UInt32.self))
+                guard definitionCount <= raw.count / 12 else { return nil }
+                for _ in 0..<definitionCount where !failed {
+                    summary.definitions.append(Definition(partition: Int(get(UInt32.self)), sequence: get(UInt64.self)))
+                }
             }
             guard !failed, cursor == raw.count else { return nil }
             return summary

@@ -65,6 +65,7 @@ final class Committer: @unchecked Sendable {
     private var finished = false
     private var router: PartitionRouter
     private var idempotency: IdempotencyIndex
+    private var catalog: PlanCatalog
     private var retentionDays: Int { Int(idempotency.retentionMicroseconds / Timestamp.microsecondsPerDay) }
     private var thread: Thread?
     private var groups = 0
@@ -74,13 +75,23 @@ final class Committer: @unchecked Sendable {
     /// Group-commit counters since start: groups committed, fdatasync calls, records written.
     var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
 
-    init(log: EventLog, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex) {
+    init(
+        log: EventLog, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex,
+        catalog: PlanCatalog = PlanCatalog()
+    ) {
         self.log = log
         self.clock = clock
         self.attribution = attribution
         self.router = router
         self.idempotency = idempotency
+        self.catalog = catalog
     }
+
+    /// How many plans the catalog holds (for status).
+    var catalogCount: Int { condition.withLock { catalog.count } }
+
+    /// The plan catalog's entries as the `plans` operation answers them (one plan with `planId`).
+    func catalogJSON(only planId: String? = nil) -> [JSONValue] { condition.withLock { catalog.json(only: planId) } }
 
     /// Idempotency keys remembered (for status).
     var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
@@ -147,6 +158,7 @@ final class Committer: @unchecked Sendable {
         var newKeys: [PayloadDigest: IdempotencyIndex.Position] = [:]
         var newKeyOrder: [PayloadDigest] = []
         var newRoutes = PartitionRouter(partitionCount: partitions.count)
+        var newDefinitions: [String: PlanCatalog.Entry] = [:]
         func time(for partition: Int) -> Timestamp {
             if let time = times[partition] { return time }
             let time = max(now, partitions[partition].lastTime ?? now)
@@ -194,6 +206,41 @@ final class Committer: @unchecked Sendable {
             }
         }
 
+        /// A `PlanDefined` numbered and placed in the catalog's partition; the same plan as the
+        /// newest version is answered as a duplicate of it.
+        func placeDefinition(_ event: ValidatedEvent, planId: String) -> AppendResult {
+            guard event.payload.count <= PlanCatalog.maximumDefinitionBytes else {
+                return .rejected(
+                    WireError(.invalidEvent, "value.plan: a catalog plan takes at most \(PlanCatalog.maximumDefinitionBytes) bytes"))
+            }
+            guard let plan = PlanCatalog.plan(ofDefinition: event.payload) else {
+                return .rejected(WireError(.invalidEvent, "value.plan: unreadable"))
+            }
+            let newest = newDefinitions[planId] ?? catalog[planId]
+            if let newest, newest.plan == plan { return .duplicate(newest.position) }
+            if newest == nil && catalog.count + newDefinitions.count >= PlanDefined.maximumPlans {
+                return .rejected(
+                    WireError(
+                        .invalidEvent,
+                        "value.plan.planId: the plan catalog holds \(PlanDefined.maximumPlans) plans, its most; a new plan id is refused (a new version of a plan is still taken)"
+                    ))
+            }
+            let version = (newest?.version ?? 0) + 1
+            guard let payload = PlanCatalog.numbered(event.payload, version: version) else {
+                return .rejected(WireError(.invalidEvent, "value: unreadable"))
+            }
+            let meta = RecordMeta(
+                idempotencyKey: event.idempotencyKey, payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
+                keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest, definesPlan: true)
+            let position = place(PlanCatalog.partition, meta: meta, payload: payload)
+            if let digest = meta.keyDigest {
+                newKeys[digest] = position
+                newKeyOrder.append(digest)
+            }
+            newDefinitions[planId] = PlanCatalog.Entry(version: version, plan: plan, position: position)
+            return .accepted(position)
+        }
+
         var answers: [() -> Void] = []
         var duplicates = 0
         var conflicts = 0
@@ -219,6 +266,23 @@ final class Committer: @unchecked Sendable {
                             conflicts += 1
                         }
                         continue
+                    }
+                    var event = event
+                    if let planId = event.catalogPlanId {
+                        if event.type == .planDefined {
+                            results.append(placeDefinition(event, planId: planId))
+                            continue
+                        }
+                        // A purchase or plan change naming a catalog plan: stored with the plan whole,
+                        // as defined before it in the log. Its key's digest stays that of the message
+                        // as sent, so a resend is still a duplicate after the plan got a new version.
+                        guard let entry = newDefinitions[planId] ?? catalog[planId],
+                            let payload = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
+                        else {
+                            results.append(.rejected(PlanCatalog.unknown(planId, type: event.type)))
+                            continue
+                        }
+                        event.payload = payload
                     }
                     let partition: Int
                     if var addressed = event.addressedPartition {
@@ -306,6 +370,7 @@ final class Committer: @unchecked Sendable {
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
             router.adopt(newRoutes)
+            for (planId, entry) in newDefinitions { catalog.adopt(planId, entry) }
             groups += 1
             syncs += records.isEmpty ? 0 : 1
             recordsWritten += records.count

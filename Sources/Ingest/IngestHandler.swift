@@ -7,7 +7,8 @@ import Wire
 
 /// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).
 ///
-/// The client socket takes usage, purchases and deletions; the admin socket also takes the
+/// The client socket takes the client messages (usage, purchases, deletions, plan changes, voids,
+/// plan definitions) and answers `plans` from the catalog; the admin socket also takes the
 /// internal messages (submission outcomes, removals, pings) and, with the manual clock,
 /// `advance-clock`. Validation and JSON work happen here, on the worker threads, so the
 /// committer thread only orders, writes and syncs.
@@ -38,6 +39,8 @@ final class IngestHandler: RequestHandler {
             readOrFollow(request, on: connection, done: done)
         case "status":
             connection.respond(to: request, done: done) { self.status() }
+        case "plans":
+            plans(request, on: connection, done: done)
         case "advance-clock":
             guard isAdmin else {
                 connection.reject(
@@ -46,7 +49,7 @@ final class IngestHandler: RequestHandler {
             }
             advanceClock(request, on: connection, done: done)
         default:
-            let ops = isAdmin ? "append, read, follow, status, advance-clock" : "append, read, follow, status"
+            let ops = isAdmin ? "append, read, follow, status, plans, advance-clock" : "append, read, follow, status, plans"
             connection.reject(request, WireError(.unknownOp, "unknown op \"\(request.op)\"; this socket serves \(ops)"), done: done)
         }
     }
@@ -203,6 +206,29 @@ final class IngestHandler: RequestHandler {
         thread.start()
     }
 
+    // MARK: the plan catalog
+
+    /// `{"op":"plans"}`: the catalog's plans, each in its newest version; with `planId`, that one
+    /// (`not_found` when the catalog has no such plan).
+    private func plans(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
+        var planId: String?
+        if let value = request["planId"], value != .null {
+            guard let text = value.stringValue, !text.isEmpty else {
+                connection.reject(request, WireError(.badRequest, "\"planId\" must be a non-empty string"), done: done)
+                return
+            }
+            planId = text
+        }
+        let plans = committer.catalogJSON(only: planId)
+        if let planId, plans.isEmpty {
+            connection.reject(
+                request, WireError(.notFound, "no plan \"\(planId.prefix(200))\" in the plan catalog (meterctl plans list shows it)"),
+                done: done)
+            return
+        }
+        connection.respond(to: request, done: done) { JSONObject(["plans": .array(plans)]) }
+    }
+
     // MARK: status / clock
 
     private func status() -> JSONObject {
@@ -235,6 +261,7 @@ final class IngestHandler: RequestHandler {
                         member.key == "attribution" ? JSONObject.Member("mode", member.value) : member
                     })),
             "idempotencyKeys": .number(String(committer.idempotencyKeyCount)),
+            "catalogPlans": .number(String(committer.catalogCount)),
             "commit": [
                 "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),
                 "records": .number(String(counters.records)),

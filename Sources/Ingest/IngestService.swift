@@ -22,6 +22,7 @@ nonisolated func runIngest() -> Never {
     // Recovery: open the log, rebuilding routing and idempotency from record headers.
     let recoveryStart = Date()
     var purchases: [ResourceName] = []
+    var definitions: [(partition: Int, sequence: UInt64)] = []
     var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
     var newestTime: Timestamp?
     var recordCount = 0
@@ -39,8 +40,9 @@ nonisolated func runIngest() -> Never {
                 newestTime = newest
                 idempotency.reserveCapacity(records)
             },
-            visit: { _, _, _, meta in
+            visit: { partition, sequence, _, meta in
                 if let resource = meta.purchasedResource { purchases.append(resource) }
+                if meta.definesPlan { definitions.append((partition, sequence)) }
             },
             keys: { keys in
                 // Keys already outside the window are never remembered: the log's newest time is known.
@@ -55,15 +57,22 @@ nonisolated func runIngest() -> Never {
     var router = PartitionRouter(partitionCount: log.partitions.count)
     for resource in purchases { router.learnPurchase(resource) }
     purchases = []
+    // The plan catalog, from the few records the segment summaries point at, in log order.
+    var catalog = PlanCatalog()
+    do {
+        catalog = try PlanCatalog.recovered(from: log, definitions: definitions)
+    } catch {
+        fail("cannot read the plan catalog from the event log: \(error)")
+    }
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
-        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.manifest.identity), clock \(log.manifest.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names"
+        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.manifest.identity), clock \(log.manifest.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names, \(catalog.count) catalog plans"
     )
 
     let clock = Clock(
         mode: configuration.clock == .manual ? .manual : .system, start: newestTime ?? Timestamp.epoch)
     let committer = Committer(
-        log: log, clock: clock, attribution: configuration.attribution, router: router, idempotency: idempotency)
+        log: log, clock: clock, attribution: configuration.attribution, router: router, idempotency: idempotency, catalog: catalog)
     committer.start()
 
     // Sockets: from systemd when socket-activated, else bound at the configured paths.

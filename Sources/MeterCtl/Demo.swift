@@ -13,7 +13,8 @@ import Wire
 #endif
 
 /// `meterctl demo`: a realistic run of the whole stack on the manual clock. Two dozen SaaS
-/// subscriptions on three plans (one with a waterfall dimension, one annual with a seat gauge),
+/// subscriptions on three plans of the plan catalog, with display prices (one with a waterfall
+/// dimension, one annual with a seat gauge),
 /// bought on different January days (one on the 31st), send usage with properties hour by hour
 /// over five simulated weeks across their renewals (the waterfall's first 100 GB a month are free,
 /// `egress_tier_1` bills 100–500, `egress_tier_2` 500–1,500, `egress_tier_3` beyond). Halfway, one
@@ -25,21 +26,21 @@ enum Demo {
     static let plans: [(name: String, interval: String, json: String)] = [
         (
             "starter", "Monthly",
-            #"{"planId":"starter","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":1000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}}}"#
+            #"{"planId":"starter","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":1000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}},"prices":{"currency":"USD","perUnit":{"emails":0.002}}}"#
         ),
         (
             "pro", "Monthly",
-            #"{"planId":"pro","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"egress":{"type":"waterfall","tiers":[{"dimension":"egress_tier_1","threshold":100},{"dimension":"egress_tier_2","threshold":400},{"dimension":"egress_tier_3","threshold":1000}]}}}"#
+            #"{"planId":"pro","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"egress":{"type":"waterfall","tiers":[{"dimension":"egress_tier_1","threshold":100},{"dimension":"egress_tier_2","threshold":400},{"dimension":"egress_tier_3","threshold":1000}]}},"prices":{"currency":"USD","perUnit":{"emails":0.0015,"egress_tier_1":0.09,"egress_tier_2":0.07,"egress_tier_3":0.05}}}"#
         ),
         (
             "enterprise", "Annually",
-            #"{"planId":"enterprise","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":20000},"seats":{"type":"simple","dimension":"seats","included":25,"aggregation":"max"}}}"#
+            #"{"planId":"enterprise","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":20000},"seats":{"type":"simple","dimension":"seats","included":25,"aggregation":"max"}},"prices":{"currency":"USD","perUnit":{"emails":0.001,"seats":12}}}"#
         ),
     ]
 
     /// The plan the first starter subscription changes to halfway: five times the e-mails.
     static let upgrade =
-        #"{"planId":"starter-plus","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}}}"#
+        #"{"planId":"starter-plus","billingDimensions":{"email":{"type":"simple","dimension":"emails","included":5000},"cpu":{"type":"simple","dimension":"cpu_hours","included":"Infinite"}},"prices":{"currency":"USD","perUnit":{"emails":0.0018}}}"#
 
     static let days = Option("days", .value("N"), "simulated days of usage, 1 to 120", fallback: .value("35"))
 
@@ -69,6 +70,17 @@ enum Demo {
         let admin = try MeterCtl.connect(home + "/run/ingest-admin.sock")
         let aggregator = home + "/run/aggregator.sock"
 
+        // The plans, defined once in the catalog (with display prices); purchases name them by id.
+        var clock = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
+        _ = try MeterCtl.call(admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
+        let definitions = try (Demo.plans.map(\.json) + [upgrade]).map { plan in
+            try JSONParser.parse(#"{"type":"PlanDefined","value":{"plan":\#(plan)}}"#)
+        }
+        let defined = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": .array(definitions)])))
+        let refused = (defined["results"]?.arrayValue ?? []).filter { $0["status"] == "rejected" }
+        guard refused.isEmpty else { throw MeterCtl.Failure("the demo's plans were refused: \(refused)") }
+        Up.say("\(definitions.count) plans defined in the plan catalog, with display prices ('meterctl plans list')")
+
         // The subscriptions: bought on different January days, the last one on the 31st.
         var random = SplitMix64(seed: 2024)
         var subscriptions: [(id: String, plan: Int)] = []
@@ -79,11 +91,9 @@ enum Demo {
             let id = "demo-\(Demo.plans[plan].name)-\(index + 1)"
             subscriptions.append((id, plan))
             let text =
-                #"{"type":"SubscriptionPurchased","id":"purchase-\#(id)","value":{"subscription":{"resourceId":"\#(id)","subscriptionStart":"2024-01-\#(day < 10 ? "0" : "")\#(day)T09:00:00Z","renewalInterval":"\#(Demo.plans[plan].interval)","plan":\#(Demo.plans[plan].json)}}}"#
+                #"{"type":"SubscriptionPurchased","id":"purchase-\#(id)","value":{"subscription":{"resourceId":"\#(id)","subscriptionStart":"2024-01-\#(day < 10 ? "0" : "")\#(day)T09:00:00Z","renewalInterval":"\#(Demo.plans[plan].interval)","plan":{"planId":"\#(Demo.plans[plan].name)"}}}}"#
             purchases.append(try JSONParser.parse(text))
         }
-        var clock = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
-        _ = try MeterCtl.call(admin, Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
         _ = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": .array(purchases)])))
         Up.say("24 subscriptions bought; simulating \(days) days of usage, hour by hour")
 
@@ -98,7 +108,8 @@ enum Demo {
             var events: [JSONValue] = []
             if hour == changeHour {
                 let change = try JSONParser.parse(
-                    #"{"type":"PlanChanged","id":"change-demo-starter-1","value":{"resourceId":"demo-starter-1","plan":\#(upgrade)}}"#)
+                    #"{"type":"PlanChanged","id":"change-demo-starter-1","value":{"resourceId":"demo-starter-1","plan":{"planId":"starter-plus"}}}"#
+                )
                 let answer = try MeterCtl.call(client, Request(op: "append", fields: JSONObject(["events": [change]])))
                 corrections.append(
                     "demo-starter-1 changed plan to starter-plus at \(clock.iso8601) (\(answer["results"]?.arrayValue?.first?["status"]?.stringValue ?? "?")): its e-mails consumed so far count against 5,000 included from then on"
@@ -292,10 +303,14 @@ enum Demo {
     static func summary(_ ids: [String], aggregator: String, query: String, marketplace: String, sent: Int) throws {
         print("== Each subscription's run-rate now (the query service's view, current billing period)")
         var rows = [
-            ["subscription", "plan", "period", "meter", "consumed", "included", "remaining", "overage", "projected", "accepted"]
+            [
+                "subscription", "plan", "period", "meter", "consumed", "included", "remaining", "overage", "projected", "accepted",
+                "overage cost",
+            ]
         ]
         let client = try MeterCtl.connect(aggregator)
         let reader = try MeterCtl.connect(query)
+        var total: [String: Quantity] = [:]
         for id in ids {
             guard let runRate = try? reader.call(Request(op: "runrate", fields: JSONObject(["resourceId": .string(id)]))) else { continue }
             let period =
@@ -307,10 +322,15 @@ enum Demo {
                     AggregatorCommands.text(meter["included"]), AggregatorCommands.text(meter["remaining"]),
                     AggregatorCommands.text(meter["overage"]), AggregatorCommands.text(meter["projected"]),
                     AggregatorCommands.text(meter["marketplace"]?["accepted"]),
+                    QueryCommands.overageCost(meter).map { QueryCommands.money($0.amount, $0.currency) } ?? "-",
                 ])
+                if let cost = QueryCommands.overageCost(meter) { total[cost.currency, default: .zero] += cost.amount }
             }
         }
         Table.print(rows)
+        print(
+            "Overage this period at the plans' display prices (from the plan catalog; the marketplace bills by its own price list): "
+                + total.sorted { $0.key < $1.key }.map { QueryCommands.money($0.value, $0.key) }.joined(separator: ", "))
 
         print("")
         print("== What the (emulated) marketplace accepted, per day and dimension (\(marketplace))")

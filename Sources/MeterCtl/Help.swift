@@ -109,7 +109,9 @@ enum Help {
 
     static let topics = [
         Topic(
-            name: "plans", summary: "the plan format of a purchase (--plan-file): dimensions, included quantities, tiers", text: plansTopic),
+            name: "plans",
+            summary: "the plan format (--plan-file, plans add): dimensions, included quantities, tiers, the catalog, prices",
+            text: plansTopic),
         Topic(name: "messages", summary: "the messages ingest accepts (send --file): envelope, quantities, times", text: messagesTopic),
     ]
 
@@ -145,7 +147,25 @@ enum Help {
 
         'meterctl send purchase --plan-file FILE' takes such a plan, or a whole purchase message;
         '--plan-id P --dimension METER=DIMENSION[:INCLUDED]...' builds a simple one from flags.
-        docs/PROTOCOL.md §6 has every rule; docs/BILLING.md how the quantities are billed.
+
+        The plan catalog: define a plan once, then buy it by its id.
+
+          meterctl plans add gold.json          the file: a plan as above, or an array of them
+          meterctl send purchase --resource-id sub-1 --plan-id gold
+          meterctl plans list; meterctl plans show gold
+
+        - Ingest keeps the catalog in its log and stores a purchase (or plan change) of "gold" with
+          the catalog's plan whole, so nothing downstream changes. In a message, a plan that gives
+          only its planId ({"planId": "gold"}) names the catalog's plan; an unknown id is refused.
+        - A different plan under an id is its next version: later purchases get it, earlier ones
+          keep theirs. The same plan again changes nothing.
+        - Optional display prices, per marketplace dimension of the plan, for people only (the
+          run-rate page and 'meterctl runrate' show money; billing never uses them):
+
+            "prices": {"currency": "USD", "perUnit": {"emails": 0.002, "egress_tier_1": 0.05}}
+
+        docs/PROTOCOL.md §6 has every rule; docs/BILLING.md how the quantities are billed and
+        "The plan catalog".
         """
 
     static let messagesTopic = """
@@ -166,6 +186,8 @@ enum Help {
           UsageVoided            {"ids": ["usage-1", ...], "reason": "sent twice"}
                                  usage sent with those ids taken out of the accounting:
                                  unreported, it leaves its hour; accepted, it becomes a credit
+          PlanDefined            {"plan": PLAN}   a plan of the catalog: purchases and plan
+                                 changes may then give {"planId": "gold"} alone as their plan
 
         Internal messages, accepted on the admin socket only (send --admin):
           UsageSubmittedToAPI        a marketplace outcome, {"result": {..., "status": "Accepted"}}
@@ -195,7 +217,7 @@ enum Help {
         func visit(_ command: Command, _ path: String) {
             var list = command.subcommands.map(\.name) + command.arguments.flatMap(\.choices)
             list += command.options.map { "--" + $0.name } + ["--help"]
-            if path == "help" { list = root.subcommands.map(\.name) + topics.map(\.name) }
+            if path == "help" { list = root.subcommands.map(\.name) + topics.map(\.name).filter { root.subcommand($0) == nil } }
             words.append((path, list))
             for option in command.options {
                 if option.takesPath { pathOptions.insert("--" + option.name) }

@@ -22,6 +22,10 @@ enum HelpCommand {
         }
         if words.count == 1, let topic = Help.topics.first(where: { $0.name == words[0] }) {
             print(topic.text)
+            // A topic named like a command ('plans'): the command's help follows the format.
+            if let command = MeterCtl.root.subcommand(words[0]) {
+                print("\n" + Help.text(command, path: "meterctl " + command.name), terminator: "")
+            }
             return
         }
         let (command, path, rest) = MeterCtl.resolve(words)

@@ -15,7 +15,7 @@ enum MeterCtl {
     /// Every command, in the order `meterctl --help` lists them. A new command is declared beside
     /// its code (`static let command = Command(...)`) and added here; nothing else lists it.
     static let commands: [Command] = [
-        Demo.command, Up.command, Send.command, Tail.command, StatusCommand.command, AdvanceClock.command,
+        Demo.command, Up.command, Send.command, PlansCommand.command, Tail.command, StatusCommand.command, AdvanceClock.command,
         AggregatorCommands.pendingCommand, AggregatorCommands.stateCommand, AggregatorCommands.statusCommand, SubmitterStatus.command,
         ReconcileCommand.command,
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,

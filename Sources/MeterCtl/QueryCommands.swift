@@ -139,7 +139,83 @@ enum QueryCommands {
             }
             out += "\(text(meter["meterName"])): " + notes.joined(separator: "; ") + "\n"
         }
+        out += moneyText(response)
         return out
+    }
+
+    /// What the period's overage costs at the plan's display prices (from the catalog), one line
+    /// per priced meter; nothing when the plan has no prices. Display only: the marketplace bills
+    /// by its own price list.
+    static func moneyText(_ response: JSONObject) -> String {
+        var lines: [String] = []
+        for meter in response["meters"]?.arrayValue ?? [] {
+            let name = text(meter["meterName"])
+            if let bands = tierCosts(meter) {
+                let parts = bands.map { "tier \($0.tier) \($0.amount) × \($0.perUnit) = \(money($0.cost, $0.currency))" }
+                if !parts.isEmpty { lines.append("\(name): " + parts.joined(separator: ", ")) }
+                continue
+            }
+            guard let unit = price(meter["price"]), let overage = quantity(meter["overage"]) else { continue }
+            var line = "\(name): overage \(overage) × \(unit.perUnit) = \(money(cost(overage, unit.perUnit), unit.currency))"
+            if text(meter["kind"]) == "sum", let projected = quantity(meter["projected"]), let included = quantity(meter["included"]),
+                projected > included
+            {
+                line += "; projected overage \(projected - included) = \(money(cost(projected - included, unit.perUnit), unit.currency))"
+            }
+            lines.append(line)
+        }
+        guard !lines.isEmpty else { return "" }
+        return "at the plan's display prices (the marketplace bills by its own):\n" + lines.map { "  " + $0 + "\n" }.joined()
+    }
+
+    /// What a meter's overage so far costs at its display prices, exactly; nil when the meter (or
+    /// one of its tiers) has no price.
+    static func overageCost(_ meter: JSONValue) -> (currency: String, amount: Quantity)? {
+        if let bands = tierCosts(meter) {
+            let currency = price(meter["tiers"]?.arrayValue?.first?["price"])?.currency ?? ""
+            return (currency, bands.reduce(Quantity.zero) { $0.saturatingAdding($1.cost) })
+        }
+        guard let unit = price(meter["price"]), let overage = quantity(meter["overage"]) else { return nil }
+        return (unit.currency, cost(overage, unit.perUnit))
+    }
+
+    /// A waterfall meter's consumption per tier band with each band's cost (the bands with usage);
+    /// nil for a meter without tiers or a tier without a price (or in another currency).
+    static func tierCosts(_ meter: JSONValue) -> [(tier: Int, amount: Quantity, perUnit: Quantity, cost: Quantity, currency: String)]? {
+        guard let tiers = meter["tiers"]?.arrayValue, !tiers.isEmpty else { return nil }
+        let prices = tiers.map { price($0["price"]) }
+        guard let first = prices.first ?? nil, prices.allSatisfy({ $0?.currency == first.currency }) else { return nil }
+        let consumed = quantity(meter["consumed"]) ?? .zero
+        let starts = tiers.map { quantity($0["from"]) ?? .zero }
+        var bands: [(tier: Int, amount: Quantity, perUnit: Quantity, cost: Quantity, currency: String)] = []
+        for (index, start) in starts.enumerated() {
+            let end = index + 1 < starts.count ? starts[index + 1] : nil
+            let top = end.map { min($0, consumed) } ?? consumed
+            guard top > start, let perUnit = prices[index]?.perUnit else { continue }
+            bands.append((index + 1, top - start, perUnit, cost(top - start, perUnit), first.currency))
+        }
+        return bands
+    }
+
+    private static func quantity(_ value: JSONValue?) -> Quantity? { value.flatMap { Quantity(exactly: text($0)) } }
+
+    private static func price(_ value: JSONValue?) -> (currency: String, perUnit: Quantity)? {
+        guard let currency = value?["currency"]?.stringValue, let perUnit = quantity(value?["perUnit"]) else { return nil }
+        return (currency, perUnit)
+    }
+
+    /// `amount × perUnit`, exactly (to 10⁻¹⁸, saturating at the largest quantity).
+    private static func cost(_ amount: Quantity, _ perUnit: Quantity) -> Quantity {
+        amount.scaled(by: perUnit.units, dividedBy: Quantity.unitsPerOne) ?? .largest
+    }
+
+    /// An amount of money in the currency's cents (rounded half up), as "USD 4.12".
+    static func money(_ amount: Quantity, _ currency: String) -> String {
+        guard let cents = amount.scaled(by: 100, dividedBy: 1)?.adding(Quantity(units: Quantity.unitsPerOne / 2)) else {
+            return "\(currency) (too large)"
+        }
+        let whole = cents.units / Quantity.unitsPerOne
+        return "\(currency) \(whole / 100).\(String(format: "%02d", Int(whole % 100)))"
     }
 
     /// Member `name` of `object`, as "… or more" when `object` lists it as saturated: it passed

@@ -24,7 +24,8 @@ enum Send {
     static let property = Option("property", .repeated("KEY=VALUE"), "a property of the usage, for breakdowns")
     static let planFile = Option(
         "plan-file", .value("FILE"), "the plan: a JSON plan, or a whole purchase message (meterctl help plans)")
-    static let planId = Option("plan-id", .value("P"), "the plan's id, with --dimension (instead of --plan-file)")
+    static let planId = Option(
+        "plan-id", .value("P"), "the plan's id: alone, the catalog's plan P (meterctl plans); with --dimension, a plan built from flags")
     static let dimension = Option(
         "dimension", .repeated("METER=DIMENSION[:INCLUDED]"), "a simple dimension of the --plan-id plan; INCLUDED is a quantity or Infinite"
     )
@@ -64,9 +65,14 @@ enum Send {
 
     static let purchaseCommand = Command(
         name: "purchase", summary: "a subscription bought: its plan, start and renewal interval",
-        details: "The plan comes from --plan-file (meterctl help plans) or from --plan-id with one --dimension per meter.",
+        details: """
+            The plan comes from the plan catalog (--plan-id P alone: ingest stores the catalog's plan P,
+            see meterctl plans), from --plan-file (meterctl help plans), or from --plan-id with one
+            --dimension per meter.
+            """,
         options: [.resourceId, .resourceUri, planFile, planId, dimension, start, renewal] + delivery,
         examples: [
+            "meterctl send purchase --resource-id sub-1 --plan-id gold",
             "meterctl send purchase --resource-id sub-1 --plan-id basic --dimension email=emails:1000 --dimension cpu=cpu_hours:Infinite",
             "meterctl send purchase --resource-id sub-2 --plan-file plan.json --start 2024-01-31T09:00:00Z --renewal Annually",
         ],
@@ -115,11 +121,13 @@ enum Send {
         details: """
             The billing period goes on: a meter in both plans keeps what it consumed and the new plan's
             included quantity applies from now; what only the old plan bills is reported at once.
-            The plan comes from --plan-file (meterctl help plans) or from --plan-id with one --dimension
-            per meter. The rules, with examples: docs/BILLING.md, "Plan changes".
+            The plan comes from the plan catalog (--plan-id P alone), from --plan-file (meterctl help
+            plans) or from --plan-id with one --dimension per meter. The rules, with examples:
+            docs/BILLING.md, "Plan changes".
             """,
         options: [.resourceId, .resourceUri, planFile, planId, dimension] + delivery,
         examples: [
+            "meterctl send plan-change --resource-id sub-1 --plan-id gold",
             "meterctl send plan-change --resource-id sub-1 --plan-id pro --dimension email=emails:5000",
             "meterctl send plan-change --resource-id sub-1 --plan-file pro.json --id change-1",
         ],
@@ -252,7 +260,8 @@ enum Send {
         return .object(JSONObject(members))
     }
 
-    /// A plan from `--plan-file` (a plan object, or a whole purchase message) or from flags.
+    /// A plan from `--plan-file` (a plan object, or a whole purchase message), from the catalog
+    /// (`--plan-id` alone: `{"planId": P}`, which ingest replaces with the catalog's plan) or from flags.
     static func plan(_ invocation: Invocation) throws -> JSONValue {
         if let path = invocation.value(planFile) {
             let json = try readJSON(path)
@@ -263,7 +272,8 @@ enum Send {
             return json
         }
         guard let planId = invocation.value(planId) else {
-            throw UsageError("a plan needs --plan-file FILE or --plan-id P with --dimension; see meterctl help plans")
+            throw UsageError(
+                "a plan needs --plan-id P (a plan of the catalog, or with --dimension) or --plan-file FILE; see meterctl help plans")
         }
         var dimensions = JSONObject()
         for spec in invocation.all(dimension) {
@@ -284,9 +294,7 @@ enum Send {
             }
             dimensions[meter] = .object(JSONObject(members))
         }
-        guard !dimensions.members.isEmpty else {
-            throw UsageError("--plan-id needs at least one --dimension METER=DIMENSION[:INCLUDED]")
-        }
+        guard !dimensions.members.isEmpty else { return .object(JSONObject([.init("planId", .string(planId))])) }
         return .object(JSONObject([.init("planId", .string(planId)), .init("billingDimensions", .object(dimensions))]))
     }
 }

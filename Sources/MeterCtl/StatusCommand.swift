@@ -16,7 +16,7 @@ enum StatusCommand {
             return
         }
         print(
-            "ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["connections"]?.intValue ?? 0) connections"
+            "ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["catalogPlans"]?.intValue ?? 0) catalog plans, \(status["connections"]?.intValue ?? 0) connections"
         )
         var rows = [["partition", "records", "last sequence", "last enqueued time", "segments", "bytes"]]
         for partition in status["partitions"]?.arrayValue ?? [] {

@@ -89,6 +89,9 @@ enum Tail {
                 "\(resource(result)) \(result["dimension"]?.stringValue ?? "") \(result["effectiveStartTime"]?.stringValue ?? "") \(result["status"]?.stringValue ?? "?")"
         case "Ping":
             detail = value["reason"]?.stringValue ?? ""
+        case "PlanDefined":
+            let version = value["version"].map(AggregatorCommands.text) ?? "?"
+            detail = "plan \(value["plan"]?["planId"]?.stringValue ?? "?") version \(version) (the plan catalog)"
         default:
             detail = JSONWriter.string(value)
         }

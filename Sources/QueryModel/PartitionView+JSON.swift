@@ -30,12 +30,13 @@ extension PartitionView {
         ]
         let totals = market[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
         let usage = withSeries ? series[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil } : nil
+        let prices = self.prices[runRate.key]
         members.append(
             .init(
                 "meters",
                 .array(
                     runRate.meters.map { meter in
-                        var json = meterJSON(meter, totals: totals)
+                        var json = meterJSON(meter, totals: totals, prices: prices)
                         if withSeries {
                             json["series"] = .object(Self.seriesJSON(usage, meterName: meter.meterName, period: runRate.period))
                         }
@@ -65,24 +66,27 @@ extension PartitionView {
         ])
     }
 
-    private func meterJSON(_ meter: MeterRunRate, totals: [DimensionTotals]) -> JSONObject {
+    /// One meter's figures; with `prices`, a simple meter's `price` and each tier's (display only).
+    private func meterJSON(_ meter: MeterRunRate, totals: [DimensionTotals], prices: DisplayPrices?) -> JSONObject {
         var members: [JSONObject.Member] = [
             .init("meterName", .string(meter.meterName)), .init("kind", .string(meter.kind.rawValue)),
             .init("dimension", .string(meter.dimension)), .init("included", meter.included.json), .init("consumed", meter.consumed.json),
             .init("remaining", meter.remaining.json), .init("overage", meter.overage.json),
             .init("openHourOverage", meter.openHourOverage.json), .init("projected", meter.projected.json),
         ]
+        if meter.kind != .waterfall, let price = prices?.json(of: meter.dimension) { members.append(.init("price", price)) }
         if meter.kind == .waterfall {
             members.append(
                 .init(
                     "tiers",
                     .array(
                         meter.tiers.map { tier in
-                            .object(
-                                JSONObject([
-                                    .init("dimension", .string(tier.dimension)), .init("threshold", tier.threshold.json),
-                                    .init("from", tier.from.json), .init("consumed", tier.consumed.json),
-                                ]))
+                            var tierMembers: [JSONObject.Member] = [
+                                .init("dimension", .string(tier.dimension)), .init("threshold", tier.threshold.json),
+                                .init("from", tier.from.json), .init("consumed", tier.consumed.json),
+                            ]
+                            if let price = prices?.json(of: tier.dimension) { tierMembers.append(.init("price", price)) }
+                            return .object(JSONObject(tierMembers))
                         })))
         }
         // Only when there is something: the answers of meters without voids keep their shape.
@@ -268,12 +272,19 @@ extension PartitionView {
                             })),
                 ]))
         }
+        let priced = prices.sorted(by: { $0.key < $1.key }).map { key, prices -> JSONValue in
+            .object(
+                JSONObject([
+                    .init("subscription", .string(key)), .init("currency", .string(prices.currency)),
+                    .init("perUnit", .object(JSONObject(prices.perUnit.map { .init($0.dimension, $0.price.json) }))),
+                ]))
+        }
         return .object(
             JSONObject([
                 .init("format", .string(Self.snapshotFormat)), .init("state", state.snapshot()), .init("market", .array(markets)),
                 .init("usageOrdinal", .number(String(usageOrdinal))), .init("submissionOrdinal", .number(String(submissionOrdinal))),
                 .init("slots", .array(slots)), .init("openUsage", .array(usage)), .init("breakdowns", .array(groups)),
-                .init("series", .array(daily)),
+                .init("series", .array(daily)), .init("prices", .array(priced)),
             ]))
     }
 
@@ -380,6 +391,17 @@ extension PartitionView {
         for entry in object["series"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "series")
             series[try ModelReader.string(table, "subscription")] = try Self.series(table)
+        }
+        // Snapshots written before the plan catalog have no prices (and needed none).
+        for entry in object["prices"]?.arrayValue ?? [] {
+            let table = try ModelReader.object(entry, "prices")
+            let perUnit = try ModelReader.object(table["perUnit"] ?? .null, "prices per unit")
+            var list: [DisplayPrices.Entry] = []
+            for member in perUnit.members {
+                list.append(DisplayPrices.Entry(dimension: member.key, price: try ModelReader.quantity(perUnit, member.key)))
+            }
+            prices[try ModelReader.string(table, "subscription")] = DisplayPrices(
+                currency: try ModelReader.string(table, "currency"), perUnit: list)
         }
     }
 }

@@ -25,6 +25,9 @@ public struct PartitionView: Sendable {
     var breakdowns: [String: Breakdown] = [:]
     /// Per subscription key: the period's usage per meter and day (or month), for charts.
     var series: [String: UsageSeries] = [:]
+    /// Per subscription key: the display prices of the plan in force (docs/BILLING.md, "The plan
+    /// catalog"), for the run-rate's money; only subscriptions whose plan has prices.
+    var prices: [String: DisplayPrices] = [:]
     /// Usage records produced so far; the next one gets this ordinal.
     public internal(set) var usageOrdinal: UInt64 = 0
     /// Submission records produced so far; the next one gets this ordinal.
@@ -162,8 +165,8 @@ public struct PartitionView: Sendable {
                 ledgerLine(
                     key: key, status: "Refund", dimension: dimension, quantity: quantity, periodStart: periodStart, record: record,
                     into: &output)
-            case .planChanged:
-                break
+            case .planChanged(let key, _):
+                prices[key] = Self.plan(of: record)?.prices
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(dimension: dimension, hour: hour)
                 ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
@@ -192,6 +195,7 @@ public struct PartitionView: Sendable {
             case .renewed(let key), .purchased(let key):
                 breakdowns[key] = nil
                 series[key] = nil
+                if case .purchased = effect { prices[key] = Self.plan(of: record)?.prices }
             case .deleted:
                 break
             case .removed(let key):
@@ -199,7 +203,15 @@ public struct PartitionView: Sendable {
                 breakdowns[key] = nil
                 market[key] = nil
                 series[key] = nil
+                prices[key] = nil
             }
+        }
+        // A plan change to the plan in force (billing sees no change) may still bring new display
+        // prices: a catalog plan redefined with other prices, changed to again.
+        if case .planChanged(let change) = record.message.body, let key = state.key(for: change.resource),
+            let terms = state.terms(ofKey: key), !terms.deleted, terms.planId == change.plan.planId
+        {
+            prices[key] = change.plan.prices
         }
         if case .usageSubmittedToAPI(let outcome) = record.message.body {
             var quantity: Quantity?
@@ -217,6 +229,15 @@ public struct PartitionView: Sendable {
                     outcome: outcome, settled: status, quantity: quantity, acceptedQuantity: acceptedQuantity,
                     reason: reason == outcome.status ? nil : reason))
             submissionOrdinal += 1
+        }
+    }
+
+    /// The plan a purchase or plan change puts in force.
+    static func plan(of record: BillingRecord) -> Plan? {
+        switch record.message.body {
+        case .subscriptionPurchased(let purchase): return purchase.plan
+        case .planChanged(let change): return change.plan
+        default: return nil
         }
     }
 

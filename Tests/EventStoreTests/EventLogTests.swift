@@ -244,6 +244,66 @@ struct EventLogTests {
     }
 }
 
+@Suite("Plan definitions in the log")
+struct PlanDefinitionIndexTests {
+    @Test(
+        "records that define a plan keep their flag through the codec, and a reopen visits each with its sequence from the sealed summaries and the tail"
+    )
+    func definitionsVisited() throws {
+        var bytes: [UInt8] = []
+        payload(0).withUnsafeBytes {
+            RecordCodec.encode(
+                partition: 0, sequence: 1, time: Timestamp(seconds: 1), meta: RecordMeta(definesPlan: true), payload: $0, salt: 5,
+                to: &bytes)
+        }
+        guard case .record(let record, _) = bytes.withUnsafeBytes({ RecordCodec.decode($0, at: 0, salt: 5) }) else {
+            Issue.record("not decoded")
+            return
+        }
+        #expect(record.meta.definesPlan)
+        #expect(bytes.withUnsafeBytes { RecordCodec.digestsOnly($0, at: 0) } == nil, "a definition is decoded whole")
+
+        let directory = TemporaryDirectory()
+        var defined: [(Int, UInt64)] = []
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 2, segmentBytes: 64 << 10)
+            for round in 0..<1500 {
+                let definesPlan = round % 293 == 0
+                try log.commit([
+                    EventLog.Pending(
+                        partition: definesPlan ? 0 : 1, time: Timestamp(seconds: Int64(round)), meta: RecordMeta(definesPlan: definesPlan),
+                        payload: payload(round))
+                ])
+                if definesPlan { defined.append((0, UInt64(defined.count))) }
+            }
+            log.settle()
+        }
+        let summaries = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/wal").filter { $0.hasSuffix(".idx") }
+        #expect(summaries.count >= 2)
+        var visited: [(Int, UInt64)] = []
+        _ = try EventLog(
+            directory: directory.path, partitionCount: 2,
+            visit: { partition, sequence, _, meta in if meta.definesPlan { visited.append((partition, sequence)) } })
+        #expect(visited.map(\.0) == defined.map(\.0) && visited.map(\.1) == defined.map(\.1), "\(visited)")
+    }
+
+    @Test("a summary holds its definitions, and a summary of the format before them still reads, with none")
+    func summaryFormats() throws {
+        var summary = SegmentSummary(number: 3, dataEnd: 32)
+        summary.definitions = [SegmentSummary.Definition(partition: 0, sequence: 9)]
+        #expect(SegmentSummary.decode(summary.bytes) == summary)
+        // The format before: MTRIDX02 and no definitions list at the end.
+        var earlier = SegmentSummary(number: 3, dataEnd: 32).bytes
+        earlier.removeLast(4)
+        earlier.replaceSubrange(0..<8, with: Array("MTRIDX02".utf8))
+        let body = Array(earlier[12...])
+        let crc = body.withUnsafeBytes { CRC32C.mask(CRC32C.checksum($0)) }
+        withUnsafeBytes(of: crc.littleEndian) { earlier.replaceSubrange(8..<12, with: $0) }
+        let read = try #require(SegmentSummary.decode(earlier))
+        #expect(read.number == 3 && read.definitions.isEmpty)
+    }
+}
+
 extension RecordCodec.Decoded {
     var isEnd: Bool {
         if case .end = self { return true }

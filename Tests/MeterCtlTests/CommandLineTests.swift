@@ -35,6 +35,7 @@ struct CommandLineTests {
             "aggregator-status", "submitter-status", "ping", "runrate", "usage", "events", "submissions", "breakdown", "subscriptions",
             "query-status",
             "token", "credentials create", "credentials list", "credentials revoke", "connector status", "help", "completion",
+            "plans add", "plans list", "plans show",
         ] {
             #expect(paths.contains(expected), "\(expected)")
         }
@@ -64,7 +65,12 @@ struct CommandLineTests {
             let short = try Self.meterctl(words + ["-h"])
             #expect(short.status == 0 && short.output == text, "\(words) -h")
             let help = try Self.meterctl(["help"] + words)
-            #expect(help.status == 0 && help.output == text, "meterctl help \(words)")
+            if words.count == 1, let topic = Help.topics.first(where: { $0.name == words[0] }) {
+                // A topic named like the command (plans): the format, then the command's help.
+                #expect(help.status == 0 && help.output == topic.text + "\n\n" + text, "meterctl help \(words)")
+            } else {
+                #expect(help.status == 0 && help.output == text, "meterctl help \(words)")
+            }
         }
     }
 
@@ -120,13 +126,17 @@ struct CommandLineTests {
     func topics() throws {
         let plans = try Self.meterctl(["help", "plans"])
         #expect(plans.status == 0)
-        for word in ["billingDimensions", "\"Infinite\"", "waterfall", "threshold", "aggregation", "--plan-file"] {
+        for word in [
+            "billingDimensions", "\"Infinite\"", "waterfall", "threshold", "aggregation", "--plan-file", "meterctl plans add", "\"prices\"",
+            "next version", "meterctl plans: the plan catalog",
+        ] {
             #expect(plans.output.contains(word), "\(word)")
         }
         let messages = try Self.meterctl(["help", "messages"])
         #expect(messages.status == 0)
         for word in [
             "SubscriptionPurchased", "UsageReported", "SubscriptionDeleted", "RemoveUnprocessedMessages", "idempotency", "unprocessable",
+            "PlanDefined",
         ] {
             #expect(messages.output.contains(word), "\(word)")
         }

@@ -17,8 +17,9 @@ struct RunRatePageEndToEndTests {
         let baseURL: String
         let port: Int
 
-        /// `usage`: per log time, the usage appended then (`Served.usage` by default).
-        init(usage: [(String, [(String, String, String)])] = Served.usage) throws {
+        /// `usage`: per log time, the usage appended then (`Served.usage` by default). With `prices`,
+        /// the plan is defined in the plan catalog with them and the subscriptions buy it by its id.
+        init(usage: [(String, [(String, String, String)])] = Served.usage, prices: String? = nil) throws {
             ingest = try IngestProcess(home: home)
             query = try QueryProcess(home: home, environment: ["METERING_QUERY_HTTP": "127.0.0.1:0"])
             let addressFile = home.path + "/run/query-http.addr"
@@ -38,10 +39,16 @@ struct RunRatePageEndToEndTests {
                 "seats":{"type":"simple","dimension":"seats","included":5,"aggregation":"max"}}}
                 """
             var events: [JSONValue] = []
+            var bought = plan
+            if let prices {
+                let priced = String(plan.dropLast()) + #","prices":\#(prices)}"#
+                events.append(try JSONParser.parse(#"{"type":"PlanDefined","value":{"plan":\#(priced)}}"#))
+                bought = #"{"planId":"gold"}"#
+            }
             for name in ["page-a", "page-b"] {
                 events.append(
                     try JSONParser.parse(
-                        #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"\#(name)","subscriptionStart":"2024-03-01T00:00:00Z","renewalInterval":"Monthly","plan":\#(plan)}}}"#
+                        #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"\#(name)","subscriptionStart":"2024-03-01T00:00:00Z","renewalInterval":"Monthly","plan":\#(bought)}}}"#
                     ))
             }
             // Usage on three days of March, so the chart has three days to show.
@@ -154,6 +161,32 @@ struct RunRatePageEndToEndTests {
 
         try RunRatePageTests.screenshot(url, name: "stack-desktop", width: 1280, height: 900)
         try RunRatePageTests.screenshot(url, name: "stack-phone", width: 390, height: 844)
+    }
+
+    @Test(
+        "a plan bought from the catalog with display prices: the API carries each dimension's price and Chromium shows the overage as money, exactly"
+    )
+    func catalogPricesOnThePage() throws {
+        let served = try Served(prices: #"{"currency":"USD","perUnit":{"emails":0.02,"egress-1":0.01,"egress-2":0.002}}"#)
+        let token = try served.token("page-a")
+        let answer = try served.api(token)
+        #expect(answer.status == 200)
+        let meters = answer.json?["meters"]?.arrayValue ?? []
+        let email = meters.first { $0["meterName"] == "email" }
+        #expect(email?["price"] == ["currency": "USD", "perUnit": .number("0.02")])
+        #expect(meters.first { $0["meterName"] == "storage" }?["price"] == nil)
+        let egress = meters.first { $0["meterName"] == "egress" }
+        #expect(egress?["tiers"]?.arrayValue?.map { $0["price"]?["perUnit"] } == [.number("0.01"), .number("0.002")])
+
+        let page = try RunRatePageTests.dom(served.baseURL + "/#token=" + token)
+        #expect(page.attribute("status", "data-state") == "live", "\(page.text("status") ?? "")")
+        // 250.000000000000000001 over at 0.02: exactly 5.00000000000000000002, shown as $5.00.
+        #expect(page.field("email", "overageCost") == .init(value: "5.00000000000000000002", text: "$5.00"))
+        // 15,000 of egress: 10,000 in tier 1 at 0.01 and 4,900 in tier 2 at 0.002.
+        #expect(page.fields("egress", "tierCost").map(\.value) == ["100", "9.8"])
+        #expect(page.field("egress", "overageCost") == .init(value: "109.8", text: "$109.80"))
+        #expect(page.fields("storage", "overageCost").isEmpty)
+        try RunRatePageTests.screenshot(served.baseURL + "/#token=" + token, name: "stack-catalog-prices", width: 1280, height: 900)
     }
 
     @Test("a projection past the largest quantity reads \"… or more\" on the page and in meterctl runrate")

@@ -231,6 +231,11 @@ struct UpTests {
         #expect(text.contains("== What the (emulated) marketplace accepted"))
         #expect(text.contains("The query service's ledger agrees with the marketplace's accepted totals for every dimension."))
         #expect(text.contains("== Each subscription's run-rate now"))
+        // The plans come from the catalog, with display prices: the summary shows money.
+        #expect(text.contains("4 plans defined in the plan catalog, with display prices"))
+        #expect(text.contains("overage cost"))
+        #expect(text.contains("USD 180.00"), "an enterprise subscription's 15 seats over at USD 12: \(text.suffix(2400))")
+        #expect(text.contains("Overage this period at the plans' display prices (from the plan catalog"))
         // Halfway, one plan change and one void, both accepted by ingest.
         #expect(text.contains("demo-starter-1 changed plan to starter-plus at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")
         #expect(text.contains(" voided at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")

@@ -50,8 +50,17 @@ struct MessageGenerator {
             }
             dimensions.append((meterName: "m\(index)" + text(maximum: 4), dimension: dimension))
         }
-        return Plan(planId: text(), billingDimensions: dimensions)
+        var plan = Plan(planId: text(), billingDimensions: dimensions)
+        if chance(30) {
+            let priced = Array(Set(plan.dimensions)).sorted().prefix(int(1...3))
+            plan.prices = DisplayPrices(
+                currency: ["USD", "EUR"][int(0...1)], perUnit: priced.map { .init(dimension: $0, price: quantity()) })
+        }
+        return plan
     }
+
+    /// A plan of the catalog named by its id alone, as a purchase or plan change may give it.
+    mutating func planOrReference() -> Plan { chance(20) ? Plan(planId: text(), billingDimensions: []) : plan() }
 
     mutating func usage() -> UsageReported {
         var properties: [String: String] = [:]
@@ -62,13 +71,14 @@ struct MessageGenerator {
     mutating func id() -> String? { chance(60) ? text(maximum: 40) : nil }
 
     mutating func message() throws -> Message {
-        switch int(0...7) {
+        switch int(0...8) {
         case 0:
             let interval = RenewalInterval.allCases[int(0...RenewalInterval.allCases.count - 1)]
             return Message(
                 id: id(),
                 body: .subscriptionPurchased(
-                    SubscriptionPurchased(resource: resource(), subscriptionStart: time(), renewalInterval: interval, plan: plan())))
+                    SubscriptionPurchased(
+                        resource: resource(), subscriptionStart: time(), renewalInterval: interval, plan: planOrReference())))
         case 1: return Message(id: id(), body: .usageReported(usage()))
         case 2: return Message(id: id(), body: .subscriptionDeleted(resource()))
         case 3:
@@ -97,7 +107,8 @@ struct MessageGenerator {
                     Ping(
                         partition: int(0...1023), localTime: chance(80) ? time() : nil, reason: text(), attribution: attribution,
                         sender: chance(50) ? "meter-ingest" : nil)))
-        case 6: return Message(id: id(), body: .planChanged(PlanChanged(resource: resource(), plan: plan())))
+        case 6: return Message(id: id(), body: .planChanged(PlanChanged(resource: resource(), plan: planOrReference())))
+        case 7: return Message(id: id(), body: .planDefined(PlanDefined(plan: plan(), version: chance(50) ? int(1...1000) : nil)))
         default:
             if chance(50) {
                 let key = text(maximum: 40)

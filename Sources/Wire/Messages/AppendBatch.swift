@@ -15,6 +15,10 @@ public struct ValidatedEvent: Sendable {
     /// A usage report's `timestamp` (the sender's clock), which ingest checks under event-time
     /// attribution; nil for other messages.
     public var eventTime: Timestamp?
+    /// The plan catalog's id this message defines (`PlanDefined`) or names instead of a whole plan
+    /// (a purchase or plan change whose plan gives only its `planId`): ingest resolves it when it
+    /// commits the message, in log order; nil for other messages.
+    public var catalogPlanId: String?
 
     /// A message the fast path read: its fields and canonical bytes (the digests are set by it).
     init(type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8], eventTime: Timestamp?) {
@@ -33,7 +37,13 @@ public struct ValidatedEvent: Sendable {
         self.resource = message.resource
         self.addressedPartition = message.addressedPartition
         self.payload = CanonicalJSON.bytes(json)
-        if case .usageReported(let usage) = message.body { eventTime = usage.timestamp }
+        switch message.body {
+        case .usageReported(let usage): eventTime = usage.timestamp
+        case .subscriptionPurchased(let purchase) where purchase.plan.isCatalogReference: catalogPlanId = purchase.plan.planId
+        case .planChanged(let change) where change.plan.isCatalogReference: catalogPlanId = change.plan.planId
+        case .planDefined(let definition): catalogPlanId = definition.plan.planId
+        default: break
+        }
         if let key = message.id {
             keyDigest = PayloadDigest.hash(key)
             payloadDigest = PayloadDigest.ofMessage(json)

@@ -66,17 +66,38 @@ public enum BillingDimension: Hashable, Sendable {
 }
 
 /// A plan: its id and, per internal meter name, the billing dimension (in document order).
+///
+/// A plan with no billing dimensions is a reference to the plan catalog (`{"planId": "gold"}`, an
+/// extension): ingest replaces it with the catalog's plan before it stores the message, so the log
+/// only ever holds whole plans.
 public struct Plan: Hashable, Sendable {
     public var planId: String
     public var billingDimensions: [(meterName: String, dimension: BillingDimension)]
+    /// Prices to show customers (an extension): display only, never part of billing.
+    public var prices: DisplayPrices?
 
-    public init(planId: String, billingDimensions: [(meterName: String, dimension: BillingDimension)]) {
+    public init(planId: String, billingDimensions: [(meterName: String, dimension: BillingDimension)], prices: DisplayPrices? = nil) {
         self.planId = planId
         self.billingDimensions = billingDimensions
+        self.prices = prices
+    }
+
+    /// Whether the plan only names a plan of the catalog, for ingest to fill in.
+    public var isCatalogReference: Bool { billingDimensions.isEmpty }
+
+    /// Every marketplace dimension the plan bills, in document order (a waterfall's tiers in order).
+    public var dimensions: [String] {
+        billingDimensions.flatMap { entry -> [String] in
+            switch entry.dimension {
+            case .simple(let dimension, _, _): return [dimension]
+            case .waterfall(let tiers): return tiers.map(\.dimension)
+            }
+        }
     }
 
     public static func == (lhs: Plan, rhs: Plan) -> Bool {
         lhs.planId == rhs.planId && lhs.billingDimensions.elementsEqual(rhs.billingDimensions, by: { $0 == $1 })
+            && lhs.prices == rhs.prices
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -85,6 +106,41 @@ public struct Plan: Hashable, Sendable {
             hasher.combine(meter)
             hasher.combine(dimension)
         }
+        hasher.combine(prices)
+    }
+}
+
+/// A plan's display prices (an extension): a currency and a price per unit of some of its
+/// marketplace dimensions. The run-rate page shows money with them; billing never reads them, and
+/// nothing of them is sent to the marketplace (which bills by its own price list).
+public struct DisplayPrices: Hashable, Sendable {
+    /// One marketplace dimension's price per unit.
+    public struct Entry: Hashable, Sendable {
+        public var dimension: String
+        public var price: Quantity
+
+        public init(dimension: String, price: Quantity) {
+            self.dimension = dimension
+            self.price = price
+        }
+    }
+
+    /// An ISO 4217 code: three capital letters, such as `USD`.
+    public var currency: String
+    /// Per marketplace dimension, the price of one unit (in document order).
+    public var perUnit: [Entry]
+
+    public init(currency: String, perUnit: [Entry]) {
+        self.currency = currency
+        self.perUnit = perUnit
+    }
+
+    /// The price of one unit of `dimension`, if it has one.
+    public func price(of dimension: String) -> Quantity? { perUnit.first { $0.dimension == dimension }?.price }
+
+    /// `{"currency": "USD", "perUnit": 0.02}`: one dimension's price as the run-rate answer carries it.
+    public func json(of dimension: String) -> JSONValue? {
+        price(of: dimension).map { .object(JSONObject([.init("currency", .string(currency)), .init("perUnit", $0.json)])) }
     }
 }
 
@@ -183,6 +239,27 @@ public struct PlanChanged: Hashable, Sendable {
     }
 }
 
+/// A plan of the plan catalog (an extension of the reference format; docs/BILLING.md, "The plan
+/// catalog"): purchases and plan changes may then name it by its `planId` alone.
+///
+/// Ingest numbers the versions of each plan id: the first definition is version 1, a different
+/// plan under the same id the next version (later purchases get it; earlier ones keep theirs), the
+/// same plan again changes nothing. It writes the number into the record (`version`).
+public struct PlanDefined: Hashable, Sendable {
+    /// The most plans the catalog holds.
+    public static let maximumPlans = 10_000
+
+    /// The plan, whole (with its display prices, if any).
+    public var plan: Plan
+    /// The version ingest gave it; nil in a client's message.
+    public var version: Int?
+
+    public init(plan: Plan, version: Int? = nil) {
+        self.plan = plan
+        self.version = version
+    }
+}
+
 /// Earlier usage reports to take out of the accounting, named by their idempotency keys (an
 /// extension of the reference format; docs/BILLING.md, "Corrections").
 ///
@@ -253,11 +330,12 @@ public enum MessageType: String, Sendable, Hashable, CaseIterable {
     case ping = "Ping"
     case planChanged = "PlanChanged"
     case usageVoided = "UsageVoided"
+    case planDefined = "PlanDefined"
 
     /// Client messages may be appended on the client socket; the others only on the admin socket.
     public var isClientMessage: Bool {
         switch self {
-        case .subscriptionPurchased, .usageReported, .subscriptionDeleted, .planChanged, .usageVoided: return true
+        case .subscriptionPurchased, .usageReported, .subscriptionDeleted, .planChanged, .usageVoided, .planDefined: return true
         case .usageSubmittedToAPI, .removeUnprocessedMessages, .ping: return false
         }
     }
@@ -274,6 +352,7 @@ public struct Message: Hashable, Sendable {
         case ping(Ping)
         case planChanged(PlanChanged)
         case usageVoided(UsageVoided)
+        case planDefined(PlanDefined)
     }
 
     /// The idempotency key (an extension of the reference format), if the sender gave one.
@@ -295,12 +374,14 @@ public struct Message: Hashable, Sendable {
         case .ping: return .ping
         case .planChanged: return .planChanged
         case .usageVoided: return .usageVoided
+        case .planDefined: return .planDefined
         }
     }
 
     /// The resource the message is about, which decides its partition; nil for partition-addressed
-    /// messages (`Ping`, `RemoveUnprocessedMessages`) and for a client's `UsageVoided` (ingest
-    /// places it with the usage it voids; in the log it names that usage's resource).
+    /// messages (`Ping`, `RemoveUnprocessedMessages`), for a client's `UsageVoided` (ingest
+    /// places it with the usage it voids; in the log it names that usage's resource) and for
+    /// `PlanDefined` (ingest keeps the catalog in partition 0).
     public var resource: ResourceName? {
         switch body {
         case .subscriptionPurchased(let purchase): return purchase.resource
@@ -309,7 +390,7 @@ public struct Message: Hashable, Sendable {
         case .usageSubmittedToAPI(let outcome): return outcome.resource
         case .planChanged(let change): return change.resource
         case .usageVoided(let void): return void.voided?.usage.resource
-        case .removeUnprocessedMessages, .ping: return nil
+        case .removeUnprocessedMessages, .ping, .planDefined: return nil
         }
     }
 

@@ -66,6 +66,7 @@ private enum MessageReader {
         case .ping: body = .ping(try ping(object))
         case .planChanged: body = .planChanged(try planChange(object))
         case .usageVoided: body = .usageVoided(try void(object))
+        case .planDefined: body = .planDefined(try definition(object))
         }
         return Message(id: id, body: body)
     }
@@ -144,14 +145,26 @@ private enum MessageReader {
             throw Failure(path: "\(path).renewalInterval", reason: "unknown renewal interval \"\(intervalName)\"; expected one of \(known)")
         }
         guard let planValue = subscription["plan"] else { throw Failure(path: "\(path).plan", reason: "missing") }
-        let plan = try self.plan(try objectValue(planValue, "\(path).plan"), "\(path).plan")
+        let plan = try self.plan(try objectValue(planValue, "\(path).plan"), "\(path).plan", reference: true)
         return SubscriptionPurchased(resource: resource, subscriptionStart: start, renewalInterval: interval, plan: plan)
     }
 
-    static func plan(_ object: JSONObject, _ path: String) throws(Failure) -> Plan {
+    /// A plan; with `reference`, a plan that gives only its `planId` (no `billingDimensions`) names a
+    /// plan of the catalog.
+    static func plan(_ object: JSONObject, _ path: String, reference: Bool = false) throws(Failure) -> Plan {
         let planId = try string(object, "planId", path)
         guard let dimensionsValue = object["billingDimensions"] else {
-            throw Failure(path: "\(path).billingDimensions", reason: "missing; a plan maps meter names to billing dimensions")
+            guard reference else {
+                throw Failure(path: "\(path).billingDimensions", reason: "missing; a plan maps meter names to billing dimensions")
+            }
+            if let prices = object["prices"], prices != .null {
+                throw Failure(
+                    path: "\(path).prices",
+                    reason:
+                        "a plan named by its planId alone is the catalog's, with the catalog's prices; give billingDimensions too, or no prices"
+                )
+            }
+            return Plan(planId: planId, billingDimensions: [])
         }
         let dimensions = try objectValue(dimensionsValue, "\(path).billingDimensions")
         guard !dimensions.members.isEmpty else {
@@ -163,7 +176,57 @@ private enum MessageReader {
             guard !member.key.isEmpty else { throw Failure(path: memberPath, reason: "meter names must not be empty") }
             result.append((member.key, try dimension(try objectValue(member.value, memberPath), memberPath)))
         }
-        return Plan(planId: planId, billingDimensions: result)
+        var plan = Plan(planId: planId, billingDimensions: result)
+        if let pricesValue = object["prices"], pricesValue != .null {
+            plan.prices = try prices(try objectValue(pricesValue, "\(path).prices"), "\(path).prices", dimensions: plan.dimensions)
+        }
+        return plan
+    }
+
+    /// `{"currency": "USD", "perUnit": {"<dimension>": price, ...}}`: every priced dimension must be
+    /// one the plan bills, so a typo cannot leave a price unused.
+    static func prices(_ object: JSONObject, _ path: String, dimensions: [String]) throws(Failure) -> DisplayPrices {
+        let currency = try string(object, "currency", path)
+        guard currency.utf8.count == 3, currency.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
+            throw Failure(path: "\(path).currency", reason: "\"\(currency)\" is not an ISO 4217 currency code such as \"USD\"")
+        }
+        guard let perUnitValue = object["perUnit"] else {
+            throw Failure(path: "\(path).perUnit", reason: "missing; map marketplace dimensions to a price per unit")
+        }
+        let perUnit = try objectValue(perUnitValue, "\(path).perUnit")
+        guard !perUnit.members.isEmpty else {
+            throw Failure(path: "\(path).perUnit", reason: "is empty; map marketplace dimensions to a price per unit, or leave prices out")
+        }
+        var result: [DisplayPrices.Entry] = []
+        for member in perUnit.members {
+            let memberPath = "\(path).perUnit.\(member.key)"
+            guard dimensions.contains(member.key) else {
+                let known = dimensions.map { "\"\($0)\"" }.joined(separator: ", ")
+                throw Failure(
+                    path: memberPath,
+                    reason: "\"\(member.key)\" is not a dimension of this plan; prices are per marketplace dimension: \(known)")
+            }
+            result.append(DisplayPrices.Entry(dimension: member.key, price: try quantity(member.value, memberPath)))
+        }
+        return DisplayPrices(currency: currency, perUnit: result)
+    }
+
+    static func definition(_ object: JSONObject) throws(Failure) -> PlanDefined {
+        guard let planValue = object["plan"] else {
+            throw Failure(path: "value.plan", reason: "missing; give the plan as in SubscriptionPurchased, with billingDimensions")
+        }
+        let plan = try plan(try objectValue(planValue, "value.plan"), "value.plan")
+        guard plan.planId.utf8.count <= Message.maximumIdLength else {
+            throw Failure(path: "value.plan.planId", reason: "a catalog plan's id must be at most \(Message.maximumIdLength) bytes")
+        }
+        var version: Int?
+        if let value = object["version"], value != .null {
+            guard let number = value.intValue, number >= 1 else {
+                throw Failure(path: "value.version", reason: "must be a version number of at least 1 (ingest writes it)")
+            }
+            version = number
+        }
+        return PlanDefined(plan: plan, version: version)
     }
 
     static func dimension(_ object: JSONObject, _ path: String) throws(Failure) -> BillingDimension {
@@ -308,7 +371,7 @@ private enum MessageReader {
         guard let planValue = object["plan"] else {
             throw Failure(path: "value.plan", reason: "missing; give the new plan as in SubscriptionPurchased")
         }
-        return PlanChanged(resource: resource, plan: try plan(try objectValue(planValue, "value.plan"), "value.plan"))
+        return PlanChanged(resource: resource, plan: try plan(try objectValue(planValue, "value.plan"), "value.plan", reference: true))
     }
 
     static func void(_ object: JSONObject) throws(Failure) -> UsageVoided {

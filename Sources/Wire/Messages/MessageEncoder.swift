@@ -23,6 +23,10 @@ extension Message {
         case .ping(let ping): return ping.json
         case .planChanged(let change): return JSONObject(change.resource.members + [.init("plan", change.plan.json)])
         case .usageVoided(let void): return void.json
+        case .planDefined(let definition):
+            var members: [JSONObject.Member] = [.init("plan", definition.plan.json)]
+            if let version = definition.version { members.append(.init("version", .number(String(version)))) }
+            return JSONObject(members)
         }
     }
 }
@@ -49,10 +53,21 @@ extension SubscriptionPurchased {
 }
 
 extension Plan {
-    /// `{"planId": ..., "billingDimensions": {meter: dimension, ...}}`, meters in the plan's order.
+    /// `{"planId": ..., "billingDimensions": {meter: dimension, ...}, "prices"?: ...}`, meters in
+    /// the plan's order; a reference to the catalog is `{"planId": ...}` alone.
     public var json: JSONValue {
+        var members: [JSONObject.Member] = [.init("planId", .string(planId))]
+        guard !isCatalogReference else { return .object(JSONObject(members)) }
         let dimensions = billingDimensions.map { JSONObject.Member($0.meterName, $0.dimension.json) }
-        return .object(JSONObject([.init("planId", .string(planId)), .init("billingDimensions", .object(JSONObject(dimensions)))]))
+        members.append(.init("billingDimensions", .object(JSONObject(dimensions))))
+        if let prices {
+            let perUnit = prices.perUnit.map { JSONObject.Member($0.dimension, $0.price.json) }
+            members.append(
+                .init(
+                    "prices",
+                    .object(JSONObject([.init("currency", .string(prices.currency)), .init("perUnit", .object(JSONObject(perUnit)))]))))
+        }
+        return .object(JSONObject(members))
     }
 }
 
