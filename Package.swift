@@ -36,7 +36,11 @@ let package = Package(
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
         .target(name: "HTTP", dependencies: ["Wire", "CWireShims"]),
         .target(name: "EventStore", dependencies: ["Wire", "CSystemIO"]),
-        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore"]),
+        // A NATS client written for this project: the core protocol, reconnection, JetStream's API.
+        .target(name: "NATS", dependencies: ["Wire"]),
+        // The event store on a JetStream stream, for deployments beyond one host.
+        .target(name: "JetStreamStore", dependencies: ["Wire", "EventStore", "NATS"]),
+        .executableTarget(name: "Ingest", dependencies: ["Wire", "EventStore", "JetStreamStore", "NATS"]),
         // What every process that folds the log shares: following ingest, snapshots.
         .target(name: "Projection", dependencies: ["Wire", "Billing", "EventStore"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
@@ -67,6 +71,7 @@ let package = Package(
         .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport", "TestFixtures"]),
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire"]),
+        .testTarget(name: "NATSTests", dependencies: ["NATS", "JetStreamStore", "EventStore", "Wire", "StackTestSupport"]),
         // Starting real executables for integration tests: shared by the test targets below.
         .target(name: "StackTestSupport", dependencies: ["Wire"], path: "Tests/StackTestSupport"),
         .testTarget(name: "IngestTests", dependencies: ["Wire", "StackTestSupport", "TestFixtures"]),

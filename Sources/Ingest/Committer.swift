@@ -52,7 +52,7 @@ final class Committer: @unchecked Sendable {
         case ticks(reason: String, completion: @Sendable ([IdempotencyIndex.Position]) -> Void)
     }
 
-    let log: EventLog
+    let log: any RecordStore
     let clock: Clock
     private let condition = NSCondition()
     private var queue: [Work] = []
@@ -68,11 +68,24 @@ final class Committer: @unchecked Sendable {
     /// Group-commit counters since start: groups committed, fdatasync calls, records written.
     var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
 
-    init(log: EventLog, clock: Clock, router: PartitionRouter, idempotency: IdempotencyIndex) {
+    init(log: any RecordStore, clock: Clock, router: PartitionRouter, idempotency: IdempotencyIndex) {
         self.log = log
         self.clock = clock
         self.router = router
         self.idempotency = idempotency
+        log.observeOthers { [unowned self] partition, sequence, time, meta in learn(partition, sequence, time, meta) }
+    }
+
+    /// A record another ingest instance committed to the shared store: its key and route count here too.
+    private func learn(_ partition: Int, _ sequence: UInt64, _ time: Timestamp, _ meta: RecordMeta) {
+        condition.withLock {
+            if let resource = meta.purchasedResource { router.learnPurchase(resource) }
+            if let digest = meta.keyDigest {
+                idempotency.remember(
+                    digest: digest,
+                    at: IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
+            }
+        }
     }
 
     /// Idempotency keys remembered (for status).
@@ -129,8 +142,27 @@ final class Committer: @unchecked Sendable {
         }
     }
 
+    /// What one attempt at a group came to: answers to send, or decide the group again (another
+    /// writer of a shared store appended first).
+    private enum Attempt {
+        case done([() -> Void])
+        case again
+    }
+
     private func commit(_ group: [Work]) {
-        let partitions = log.partitions
+        while true {
+            switch log.exclusive({ attempt(group) }) {
+            case .done(let answers):
+                for answer in answers { answer() }
+                return
+            case .again:
+                continue
+            }
+        }
+    }
+
+    private func attempt(_ group: [Work]) -> Attempt {
+        let partitions = log.storedPartitions
         let now = clock.now
         var records: [EventLog.Pending] = []
         var placedCount = [UInt64](repeating: 0, count: partitions.count)
@@ -219,20 +251,28 @@ final class Committer: @unchecked Sendable {
         condition.unlock()
 
         do {
-            try log.commit(records)
-        } catch .notWritten(let message) {
-            // Nothing reached the log (a new segment could not be made, say, out of descriptors):
-            // refuse this group and go on; clients retry with their idempotency keys.
-            Log.error("\(message); refusing this group of appends (nothing was written) and going on")
-            refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
-            return
+            try log.commitRecords(records)
         } catch {
-            // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
-            // acknowledged. Stop; on restart, recovery cuts any torn tail and clients retry
-            // (their idempotency keys make the retry safe).
-            Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
-            refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
-            exit(75)
+            switch error {
+            case .notWritten(let message):
+                // Nothing reached the log (a new segment could not be made, say, out of descriptors):
+                // refuse this group and go on; clients retry with their idempotency keys.
+                Log.error("\(message); refusing this group of appends (nothing was written) and going on")
+                refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
+                return .done([])
+            case .superseded(let message):
+                // The store has read what the other writer appended (keys and routes included):
+                // the same group, decided again, sees it.
+                Log.debug("\(message); deciding the group again")
+                return .again
+            case .unknown:
+                // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
+                // acknowledged. Stop; on restart, recovery cuts any torn tail and clients retry
+                // (their idempotency keys make the retry safe).
+                Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
+                refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
+                exit(75)
+            }
         }
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
@@ -242,7 +282,7 @@ final class Committer: @unchecked Sendable {
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
         }
-        for answer in answers { answer() }
+        return .done(answers)
     }
 
     /// Answers every job of `group` with `error` (ticks with no position).

@@ -1,4 +1,6 @@
 import EventStore
+import JetStreamStore
+import NATS
 import Wire
 
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
@@ -9,6 +11,14 @@ struct IngestConfiguration {
 
     enum ClockChange: String, CaseIterable {
         case refuse, allow
+    }
+
+    /// Where the records are kept.
+    enum StoreKind: String, CaseIterable {
+        /// The log under `$METERING_HOME/data/log` (fsync before every acknowledgement).
+        case embedded
+        /// A stream on the NATS JetStream cluster (docs/SCALING.md).
+        case jetstream
     }
 
     var home: String
@@ -30,6 +40,11 @@ struct IngestConfiguration {
     /// the submitter out.
     var adminConnections: Int
     var idleTimeoutSeconds: Int
+    var store: StoreKind
+    /// The NATS server(s) of this host, for the JetStream store.
+    var natsServers: [NATSServerAddress]
+    var natsStream: String
+    var natsReplicas: Int
 
     static let usage = """
         meter-ingest: the only writer of the metering event log.
@@ -49,10 +64,17 @@ struct IngestConfiguration {
           --admin-connections  METERING_INGEST_ADMIN_CONNECTIONS  64 (admin socket, a budget of its own)
           --idle-timeout       METERING_INGEST_IDLE_SECONDS  60 (a connection with nothing in flight
                                                              is closed after this many seconds)
+          --store              METERING_STORE                embedded | jetstream
+          --nats-url           METERING_NATS_URL             nats://127.0.0.1:4222 (the NATS server on this
+                                                             host; nats://user:password@host:port)
+          --nats-stream        METERING_NATS_STREAM          METERING (the JetStream stream)
+          --nats-replicas      METERING_NATS_REPLICAS        3 (copies of every record: 1, 3 or 5)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
         The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
         starting it on the other clock is refused unless METERING_CLOCK_CHANGE=allow.
+        With METERING_STORE=jetstream the records live in a JetStream stream instead, shared by
+        the ingest instances of every host (docs/SCALING.md).
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -76,6 +98,18 @@ struct IngestConfiguration {
         adminConnections = try settings.integer(
             "admin-connections", "METERING_INGEST_ADMIN_CONNECTIONS", default: 64, range: 1...10_000)
         idleTimeoutSeconds = try settings.integer("idle-timeout", "METERING_INGEST_IDLE_SECONDS", default: 60, range: 1...86_400)
+        store = try settings.choice("store", "METERING_STORE", default: StoreKind.embedded)
+        let url = settings.string("nats-url", "METERING_NATS_URL", default: "nats://127.0.0.1:4222")
+        guard let servers = NATSServerAddress.list(url) else {
+            throw SettingsError("METERING_NATS_URL must be nats://[user:password@]host[:port] (commas between several), not \"\(url.prefix(200))\"")
+        }
+        natsServers = servers
+        natsStream = settings.string("nats-stream", "METERING_NATS_STREAM", default: "METERING")
+        guard JetStreamStore.Options.isValidStreamName(natsStream) else {
+            throw SettingsError("METERING_NATS_STREAM must be letters, digits, - and _ (at most 64), not \"\(natsStream.prefix(100))\"")
+        }
+        natsReplicas = try settings.integer("nats-replicas", "METERING_NATS_REPLICAS", default: 3, range: 1...5)
+        guard [1, 3, 5].contains(natsReplicas) else { throw SettingsError("METERING_NATS_REPLICAS must be 1, 3 or 5, not \(natsReplicas)") }
         try settings.rejectUnknownFlags()
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")

@@ -1,0 +1,28 @@
+import EventStore
+import JetStreamStore
+import Wire
+
+/// Opens the store the configuration names, recovering as `EventLog`'s initializer describes.
+func openStore(
+    _ configuration: IngestConfiguration, willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void,
+    visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
+) throws(EventLogError) -> any RecordStore {
+    switch configuration.store {
+    case .embedded:
+        var options = EventLog.Options(partitionCount: configuration.partitions)
+        options.partitionCountIsExplicit = configuration.partitionsExplicit
+        options.segmentBytes = configuration.segmentBytes
+        options.clock = configuration.clock.rawValue
+        options.allowClockChange = configuration.allowClockChange
+        return try EventLog(directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit)
+    case .jetstream:
+        var options = JetStreamStore.Options(servers: configuration.natsServers, partitionCount: configuration.partitions)
+        options.partitionCountIsExplicit = configuration.partitionsExplicit
+        options.stream = configuration.natsStream
+        options.replicas = configuration.natsReplicas
+        options.clock = configuration.clock.rawValue
+        options.allowClockChange = configuration.allowClockChange
+        options.duplicateWindowSeconds = max(7, configuration.idempotencyDays) * 86_400
+        return try JetStreamStore(options: options, willVisit: willVisit, visit: visit)
+    }
+}
