@@ -90,6 +90,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     private var tailRunning = true
     private var tailFinished = false
     private var tailNudged = false
+    private var tailFailing = false
     private var tailThread: Thread?
 
     public var storedPartitions: [any RecordPartition] { partitionsList }
@@ -140,13 +141,15 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         partitionsList = (0..<manifest.partitions).map { JetStreamPartition(partition: $0, store: self) }
         // The newest time is the last group's when the stream ends with a whole one.
         var newest: Timestamp?
-        if let last = try? fetch(info.lastSequence, deadline: deadline), last.headers[Self.kindHeader] == "group",
-            let position = last.headers[Self.chunkHeader].flatMap(GroupFold.position), position.index == position.count - 1
+        applied = 1
+        let last = try streamLastSequence(deadline: deadline)
+        if last > 1, let message = try? fetch(last, deadline: deadline), message.headers[Self.kindHeader] == "group",
+            let position = message.headers[Self.chunkHeader].flatMap(GroupFold.position), position.index == position.count - 1
         {
-            newest = Self.newestTime(last.payload)
+            newest = Self.newestTime(message.payload)
         }
         willVisit(0, newest)
-        try catchUp(through: info.lastSequence, deadline: deadline, visit: visit)
+        try catchUp(through: last, deadline: deadline, visit: visit)
         do {
             try connection.subscribe(subject: subject) { [weak self] _ in self?.nudgeTail() }
         } catch {
@@ -282,6 +285,8 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             }
             switch JetStream.storedMessage(answer) {
             case .success(let message): return message
+            case .failure(let error) where error.transport == nil:
+                throw EventLogError("cannot read message \(sequence) of the stream \(options.stream): \(error)")
             case .failure(let error): lastError = error.description
             }
             _ = connection.waitUntilConnected(timeout: 1)
@@ -524,11 +529,16 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         }
     }
 
-    private func streamLastSequence() throws(EventLogError) -> UInt64 {
-        switch jetStream.streamInfo(options.stream) {
-        case .success(let info?): return info.lastSequence
-        case .success(nil): throw EventLogError("the stream \(options.stream) is gone")
-        case .failure(let error): throw EventLogError("\(error)")
+    /// The stream's last sequence, asked of its leader (again while out of reach, until `deadline`).
+    private func streamLastSequence(deadline: Date = Date(timeIntervalSinceNow: 10)) throws(EventLogError) -> UInt64 {
+        while true {
+            switch jetStream.streamInfo(options.stream) {
+            case .success(let info?): return info.lastSequence
+            case .success(nil): throw EventLogError("the stream \(options.stream) is gone")
+            case .failure(let error):
+                guard Date() < deadline else { throw EventLogError("cannot ask JetStream about the stream \(options.stream): \(error)") }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
         }
     }
 
@@ -542,30 +552,36 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     }
 
     private func startTail() {
-        let thread = Thread { [weak self] in self?.tail() }
+        // Weak between rounds: a store nobody holds any more goes away (and stops its tail).
+        let thread = Thread { [weak self] in
+            while let store = self, store.tailRound() {}
+            self?.tailDone()
+        }
         thread.name = "jetstream-tail"
         tailThread = thread
         thread.start()
     }
 
-    /// Reads what other writers append (woken by their publishes, and once a second besides).
-    private func tail() {
-        var failing = false
-        while tailCondition.withLock({ tailRunning }) {
-            tailCondition.withLock {
-                if !tailNudged { _ = tailCondition.wait(until: Date(timeIntervalSinceNow: 1)) }
-                tailNudged = false
-            }
-            guard tailCondition.withLock({ tailRunning }) else { break }
-            do {
-                try readAhead()
-                if failing { Log.notice("reading the stream \(options.stream) again") }
-                failing = false
-            } catch {
-                if !failing { Log.error("cannot follow the stream \(options.stream): \(error); retrying") }
-                failing = true
-            }
+    /// One round of the tail: waits for a nudge (another writer published) or a second, then
+    /// reads what other writers appended. False once the store shuts down.
+    private func tailRound() -> Bool {
+        tailCondition.withLock {
+            if !tailNudged && tailRunning { _ = tailCondition.wait(until: Date(timeIntervalSinceNow: 1)) }
+            tailNudged = false
         }
+        guard tailCondition.withLock({ tailRunning }) else { return false }
+        do {
+            try readAhead()
+            if tailFailing { Log.notice("reading the stream \(options.stream) again") }
+            tailFailing = false
+        } catch {
+            if !tailFailing { Log.error("cannot follow the stream \(options.stream): \(error); retrying") }
+            tailFailing = true
+        }
+        return true
+    }
+
+    private func tailDone() {
         tailCondition.withLock {
             tailFinished = true
             tailCondition.broadcast()
@@ -605,8 +621,12 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             tailCondition.broadcast()
             return tailRunning
         }
-        if wasRunning && tailThread != nil {
-            tailCondition.withLock { while !tailFinished { tailCondition.wait() } }
+        if wasRunning, let tailThread, tailThread != Thread.current {
+            // Bounded: a store released by its last owner has no tail left to report back.
+            let deadline = Date(timeIntervalSinceNow: 3)
+            tailCondition.withLock {
+                while !tailFinished { if !tailCondition.wait(until: deadline) { break } }
+            }
         }
         connection.close()
         for partition in partitionsList { partition.wakeFollowers() }
