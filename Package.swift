@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(name: "Aggregator", dependencies: ["Wire", "Billing", "Projection"]),
         .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
-        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit"]),
+        .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit", "JetStreamStore", "NATS"]),
         .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, for meter-query.
