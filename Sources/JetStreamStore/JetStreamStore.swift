@@ -86,10 +86,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     private var cacheHead = 0
     private var cachedBytes = 0
     // The tail: wakes on any message published to the subject, polls once a second besides.
-    private let tailCondition = NSCondition()
-    private var tailRunning = true
-    private var tailFinished = false
-    private var tailNudged = false
+    private let tail = TailControl()
     private var tailFailing = false
     private var tailThread: Thread?
 
@@ -466,17 +463,32 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         }
         groupCounter += 1
         let group = writerID + "." + String(groupCounter)
-        var expected = applied
+        func headers(_ index: Int, expecting expected: UInt64) -> NATSHeaders {
+            NATSHeaders([
+                (Self.kindHeader, "group"), (Self.groupHeader, group), (Self.chunkHeader, "\(index)/\(chunks.count)"),
+                (JetStream.messageID, group + "." + String(index)), (JetStream.expectedLastSequence, String(expected)),
+            ])
+        }
         var published: [GroupFold.Chunk] = []
-        for (index, payload) in chunks.enumerated() {
-            var headers = NATSHeaders()
-            headers.append(Self.kindHeader, "group")
-            headers.append(Self.groupHeader, group)
-            headers.append(Self.chunkHeader, "\(index)/\(chunks.count)")
-            headers.append(JetStream.messageID, group + "." + String(index))
-            headers.append(JetStream.expectedLastSequence, String(expected))
-            let sequence = try publish(headers: headers, payload: payload, isFirst: index == 0)
-            published.append(GroupFold.Chunk(streamSequence: sequence, group: group, index: index, count: chunks.count, payload: payload))
+        if chunks.count > 1 {
+            // All chunks in flight at once, chunk k expecting the sequence chunk k-1 gets when all
+            // goes well; from the first that does not, they are sent one by one (same ids).
+            let requests = chunks.indices.map { index in
+                try? jetStream.publishAsync(subject: subject, headers: headers(index, expecting: applied + UInt64(index)), payload: chunks[index])
+            }
+            for (index, request) in requests.enumerated() {
+                guard let request, case .success(let message) = request.wait(timeout: jetStream.timeout),
+                    case .success(let ack) = PublishAck.decode(message.payload), ack.stream == options.stream,
+                    ack.sequence == applied + UInt64(index) + 1
+                else { break }
+                published.append(
+                    GroupFold.Chunk(streamSequence: ack.sequence, group: group, index: index, count: chunks.count, payload: chunks[index]))
+            }
+        }
+        var expected = published.last?.streamSequence ?? applied
+        for index in published.count..<chunks.count {
+            let sequence = try publish(headers: headers(index, expecting: expected), payload: chunks[index], isFirst: index == 0)
+            published.append(GroupFold.Chunk(streamSequence: sequence, group: group, index: index, count: chunks.count, payload: chunks[index]))
             expected = sequence
         }
         // Stored: apply it as any reader would (a group waiting in the fold is dropped by it, as by them).
@@ -545,17 +557,17 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     // MARK: the tail: others' groups
 
     private func nudgeTail() {
-        tailCondition.withLock {
-            tailNudged = true
-            tailCondition.signal()
+        tail.condition.withLock {
+            tail.nudged = true
+            tail.condition.signal()
         }
     }
 
     private func startTail() {
         // Weak between rounds: a store nobody holds any more goes away (and stops its tail).
-        let thread = Thread { [weak self] in
+        let thread = Thread { [weak self, tail] in
             while let store = self, store.tailRound() {}
-            self?.tailDone()
+            tail.finish()
         }
         thread.name = "jetstream-tail"
         tailThread = thread
@@ -565,11 +577,11 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     /// One round of the tail: waits for a nudge (another writer published) or a second, then
     /// reads what other writers appended. False once the store shuts down.
     private func tailRound() -> Bool {
-        tailCondition.withLock {
-            if !tailNudged && tailRunning { _ = tailCondition.wait(until: Date(timeIntervalSinceNow: 1)) }
-            tailNudged = false
+        tail.condition.withLock {
+            if !tail.nudged && tail.running { _ = tail.condition.wait(until: Date(timeIntervalSinceNow: 1)) }
+            tail.nudged = false
         }
-        guard tailCondition.withLock({ tailRunning }) else { return false }
+        guard tail.isRunning else { return false }
         do {
             try readAhead()
             if tailFailing { Log.notice("reading the stream \(options.stream) again") }
@@ -581,16 +593,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         return true
     }
 
-    private func tailDone() {
-        tailCondition.withLock {
-            tailFinished = true
-            tailCondition.broadcast()
-        }
-    }
-
     /// Fetches messages after the applied one until the stream has no more, applying each.
     private func readAhead() throws(EventLogError) {
-        while tailCondition.withLock({ tailRunning }) {
+        while tail.isRunning {
             let start = writerLock.withLock { applied } + 1
             var requests: [(UInt64, NATSRequest)] = []
             for sequence in start..<(start + 32) {
@@ -616,19 +621,33 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     public func checkpoint() throws(EventLogError) {}
 
     public func shutDown() {
-        let wasRunning = tailCondition.withLock { () -> Bool in
-            defer { tailRunning = false }
-            tailCondition.broadcast()
-            return tailRunning
+        let wasRunning = tail.condition.withLock { () -> Bool in
+            defer { tail.running = false }
+            tail.condition.broadcast()
+            return tail.running
         }
         if wasRunning, let tailThread, tailThread != Thread.current {
-            // Bounded: a store released by its last owner has no tail left to report back.
-            let deadline = Date(timeIntervalSinceNow: 3)
-            tailCondition.withLock {
-                while !tailFinished { if !tailCondition.wait(until: deadline) { break } }
-            }
+            tail.condition.withLock { while !tail.finished { tail.condition.wait() } }
         }
         connection.close()
         for partition in partitionsList { partition.wakeFollowers() }
+    }
+}
+
+/// The tail thread's flags, held apart from the store so the thread can report its end after the
+/// store is gone.
+final class TailControl: @unchecked Sendable {
+    let condition = NSCondition()
+    var running = true
+    var finished = false
+    var nudged = false
+
+    var isRunning: Bool { condition.withLock { running } }
+
+    func finish() {
+        condition.withLock {
+            finished = true
+            condition.broadcast()
+        }
     }
 }
