@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(name: "Query", dependencies: ["Wire", "Billing", "Projection", "QueryModel", "QueryWeb", "HTTP"]),
         .executableTarget(name: "Submitter", dependencies: ["Wire"]),
         .executableTarget(name: "MeterCtl", dependencies: ["Wire", "EventStore", "FrontDoorKit", "JetStreamStore", "NATS"]),
-        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing"]),
+        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "EventStore", "Billing", "NATS"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, for meter-query.
         .target(name: "QueryWeb", dependencies: ["Wire", "HTTP"]),

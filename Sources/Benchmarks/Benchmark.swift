@@ -24,7 +24,7 @@ enum Benchmark {
 
           meter-bench [--seconds N] [--events N] [--partitions N] [--catch-up-events N] [--query-subscriptions N]
                       [--query-events N] [--home DIR] [--only NAME] [--json FILE]
-                      [--store embedded|jetstream] [--nats-url URL] [--nats-replicas N]
+                      [--store embedded|jetstream] [--nats-url URL] [--nats-replicas N] [--ids N] [--nats-pid PID]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
@@ -34,6 +34,9 @@ enum Benchmark {
         --store jetstream: ingest keeps its records in a JetStream stream (a fresh one per ingest
         started, named BENCH<pid>_<n>) on the NATS server at --nats-url (default nats://127.0.0.1:4222)
         with --nats-replicas copies (default 1); the servers are not started by meter-bench.
+        Memory cases (only with --only): index-memory (ingest's idempotency index holding --ids ids, default
+        10,000,000) and window-memory (JetStream's duplicate window holding --ids Nats-Msg-Ids, measured on
+        the nats-server of --nats-pid on this machine).
         Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
         batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
         (meter-query with --query-subscriptions subscriptions × 5 meters, default 100,000, and --query-events usage
@@ -52,6 +55,8 @@ enum Benchmark {
         var json: String?
         var index = 0
         var store = StoreChoice()
+        var ids = 10_000_000
+        var natsPID: Int32?
         while index < arguments.count {
             switch arguments[index] {
             case "--seconds":
@@ -107,6 +112,14 @@ enum Benchmark {
                 guard index + 1 < arguments.count else { return 64 }
                 store.url = arguments[index + 1]
                 index += 2
+            case "--ids":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                ids = value
+                index += 2
+            case "--nats-pid":
+                guard index + 1 < arguments.count, let value = Int32(arguments[index + 1]), value > 0 else { return 64 }
+                natsPID = value
+                index += 2
             case "--nats-replicas":
                 guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), [1, 3, 5].contains(value) else { return 64 }
                 store.replicas = value
@@ -125,6 +138,19 @@ enum Benchmark {
         func wanted(_ name: String) -> Bool { only == nil || only == name }
         for stage in DecodeStage.allCases where wanted(stage.rawValue) || wanted("decode") {
             rows.append(decodeBenchmark(stage, seconds: seconds))
+        }
+        if only == "index-memory" { rows.append(indexMemoryBenchmark(ids: ids)) }
+        if only == "window-memory" {
+            guard let natsPID else {
+                FileHandle.standardError.write(Data("meter-bench: window-memory needs --nats-pid (the local nats-server)\n".utf8))
+                return 64
+            }
+            do {
+                rows.append(try windowMemoryBenchmark(ids: ids, url: store.url, pid: natsPID))
+            } catch {
+                FileHandle.standardError.write(Data("meter-bench: \(error)\n".utf8))
+                return 1
+            }
         }
         if wanted("fold") { rows.append(foldBenchmark(decode: false, seconds: seconds)) }
         if wanted("decode-fold") { rows.append(foldBenchmark(decode: true, seconds: seconds)) }
