@@ -42,7 +42,7 @@ nonisolated func runIngest() -> Never {
             }
         }
     } catch {
-        fail("cannot open the event log: \(error)")
+        fail("cannot open the event log: \(error)", code: openingFailureCode(error))
     }
     for notice in log.notices { Log.notice(notice) }
     // Routes follow the log's own partition count, which is fixed when the log is created.

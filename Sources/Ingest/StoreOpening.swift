@@ -26,3 +26,7 @@ func openStore(
         return try JetStreamStore(options: options, willVisit: willVisit, visit: visit)
     }
 }
+
+/// The exit status for a store that cannot be opened: 75 (start again later) when the NATS
+/// server or JetStream was out of reach, 78 (a configuration or data problem) otherwise.
+func openingFailureCode(_ error: EventLogError) -> Int32 { JetStreamStore.isUnreachable(error) ? 75 : 78 }

@@ -126,7 +126,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         do {
             try connection.start(timeout: options.startTimeout)
         } catch {
-            throw EventLogError("cannot reach NATS: \(error.message)")
+            throw EventLogError("\(Self.unreachable): \(error.message)")
         }
         if let payload = connection.serverInfo?.maximumPayload {
             // Headroom for the headers; a chunk never exceeds 8 MiB whatever the server allows.
@@ -156,6 +156,15 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     }
 
     deinit { shutDown() }
+
+    /// Whether opening failed because NATS or JetStream could not be reached in time (worth
+    /// starting again later), rather than because of what the stream or the settings are.
+    public static func isUnreachable(_ error: EventLogError) -> Bool {
+        error.message.hasPrefix(unreachable) || error.message.hasPrefix(unanswered)
+    }
+
+    static let unreachable = "cannot reach NATS"
+    static let unanswered = "cannot ask JetStream"
 
     private static func newestTime(_ payload: [UInt8]) -> Timestamp? {
         payload.withUnsafeBytes { bytes -> Timestamp? in
@@ -196,7 +205,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
                     }
                 }
             case .failure(let error):
-                lastError = "cannot ask JetStream about the stream \(options.stream): \(error)"
+                lastError = "\(Self.unanswered) about the stream \(options.stream): \(error)"
             }
             Thread.sleep(forTimeInterval: 0.25)
         }
