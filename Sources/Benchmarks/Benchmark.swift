@@ -503,7 +503,9 @@ enum Benchmark {
 
     static func report(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, store: StoreChoice, arguments: [String]) {
         print("meter-bench — DESIGN.md §7")
-        print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
+        // A NATS URL's password is never printed.
+        let shown = arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }
+        print("command: .build/release/meter-bench \(shown.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
         let extent =
             events.map { "\(format(Double($0))) events per ingest case, \(format(seconds)) s per other case" }
             ?? "\(format(seconds)) s per case"
@@ -540,7 +542,7 @@ enum Benchmark {
             ]
         }
         return [
-            "command": .string((["meter-bench"] + arguments).joined(separator: " ")),
+            "command": .string((["meter-bench"] + arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }).joined(separator: " ")),
             "cores": .number(String(ProcessInfo.processInfo.activeProcessorCount)), "kernel": .string(kernel),
             "partitions": .number(String(partitions)), "seconds": number(seconds),
             "events": events.map { .number(String($0)) } ?? .null, "cases": .array(cases),
