@@ -542,7 +542,8 @@ enum Benchmark {
             ]
         }
         return [
-            "command": .string((["meter-bench"] + arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }).joined(separator: " ")),
+            "command": .string(
+                (["meter-bench"] + arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }).joined(separator: " ")),
             "cores": .number(String(ProcessInfo.processInfo.activeProcessorCount)), "kernel": .string(kernel),
             "partitions": .number(String(partitions)), "seconds": number(seconds),
             "events": events.map { .number(String($0)) } ?? .null, "cases": .array(cases),

@@ -27,7 +27,9 @@ extension Benchmark {
         let after = residentBytes(getpid()) ?? 0
         precondition(index.count == ids)
         return Row(
-            name: "index-memory", description: "ingest's idempotency index with \(format(Double(ids))) ids: \(megabytes(after - before)) resident (\(megabytes(index.memoryBytes)) table)",
+            name: "index-memory",
+            description:
+                "ingest's idempotency index with \(format(Double(ids))) ids: \(megabytes(after - before)) resident (\(megabytes(index.memoryBytes)) table)",
             events: ids, elapsed: elapsed, latencies: [elapsed])
     }
 
@@ -45,8 +47,9 @@ extension Benchmark {
             "name": .string(stream), "subjects": [.string(stream + ".ids")], "storage": "memory", "num_replicas": 1, "max_msgs": 1,
             "discard": "old", "duplicate_window": .number(String(UInt64(7 * 86_400) * 1_000_000_000)),
         ]
-        guard case .success(let message) = connection.requestAndWait(
-            subject: "$JS.API.STREAM.CREATE." + stream, payload: JSONWriter.bytes(config), timeout: 10),
+        guard
+            case .success(let message) = connection.requestAndWait(
+                subject: "$JS.API.STREAM.CREATE." + stream, payload: JSONWriter.bytes(config), timeout: 10),
             (try? JSONParser.parse(message.payload))?["error"] == nil
         else { throw Failure("cannot create the stream \(stream)") }
         Thread.sleep(forTimeInterval: 1)
@@ -73,7 +76,9 @@ extension Benchmark {
         let after = residentBytes(pid) ?? 0
         _ = connection.requestAndWait(subject: "$JS.API.STREAM.DELETE." + stream, payload: [], timeout: 30)
         return Row(
-            name: "window-memory", description: "JetStream's duplicate window with \(format(Double(ids))) ids: \(megabytes(after - before)) more resident in nats-server (one replica)",
+            name: "window-memory",
+            description:
+                "JetStream's duplicate window with \(format(Double(ids))) ids: \(megabytes(after - before)) more resident in nats-server (one replica)",
             events: ids, elapsed: elapsed, latencies: [elapsed])
     }
 }

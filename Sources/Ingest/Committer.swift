@@ -83,7 +83,8 @@ final class Committer: @unchecked Sendable {
             if let digest = meta.keyDigest {
                 idempotency.remember(
                     digest: digest,
-                    at: IdempotencyIndex.Position(partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
+                    at: IdempotencyIndex.Position(
+                        partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
             }
         }
     }

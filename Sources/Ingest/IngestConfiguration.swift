@@ -101,7 +101,8 @@ struct IngestConfiguration {
         store = try settings.choice("store", "METERING_STORE", default: StoreKind.embedded)
         let url = settings.string("nats-url", "METERING_NATS_URL", default: "nats://127.0.0.1:4222")
         guard let servers = NATSServerAddress.list(url) else {
-            throw SettingsError("METERING_NATS_URL must be nats://[user:password@]host[:port] (commas between several), not \"\(url.prefix(200))\"")
+            throw SettingsError(
+                "METERING_NATS_URL must be nats://[user:password@]host[:port] (commas between several), not \"\(url.prefix(200))\"")
         }
         natsServers = servers
         natsStream = settings.string("nats-stream", "METERING_NATS_STREAM", default: "METERING")

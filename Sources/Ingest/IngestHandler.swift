@@ -115,7 +115,8 @@ final class IngestHandler: RequestHandler {
         guard let partition = partitionValue.intValue else { throw WireError(.badRequest, "\"partition\" must be a whole number") }
         guard log.storedPartitions.indices.contains(partition) else {
             throw WireError(
-                .notFound, "partition \(partition) does not exist; the log has \(log.storedPartitions.count) (0 to \(log.storedPartitions.count - 1))")
+                .notFound,
+                "partition \(partition) does not exist; the log has \(log.storedPartitions.count) (0 to \(log.storedPartitions.count - 1))")
         }
         var from: UInt64 = 0
         if let fromValue = request["from"] {

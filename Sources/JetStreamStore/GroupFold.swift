@@ -61,7 +61,8 @@ public struct GroupFold: Sendable {
     /// Parses `k/n` as a chunk's position; nil when malformed.
     public static func position(_ text: String) -> (index: Int, count: Int)? {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 1, count <= 1 << 20, index >= 0, index < count
+        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 1, count <= 1 << 20, index >= 0,
+            index < count
         else { return nil }
         return (index, count)
     }

@@ -1,5 +1,5 @@
-import Foundation
 public import EventStore
+import Foundation
 public import Wire
 
 /// One partition of the stream, as readers see it: its records lie in the stream's group
@@ -103,13 +103,15 @@ public final class JetStreamPartition: RecordPartition, @unchecked Sendable {
                 var offset = 0
                 while offset < bytes.count && next < extent.nextSequence && visited < maxRecords && bytesRead < maxBytes {
                     guard let checked = RecordCodec.check(bytes, at: offset, salt: 0) else {
-                        failure = EventLogError("partition \(partition): stream message \(extent.streamSequence) is damaged at byte \(offset)")
+                        failure = EventLogError(
+                            "partition \(partition): stream message \(extent.streamSequence) is damaged at byte \(offset)")
                         return
                     }
                     if checked.partition == partition && checked.sequence >= next {
                         guard checked.sequence == next else {
                             failure = EventLogError(
-                                "partition \(partition): stream message \(extent.streamSequence) holds record \(checked.sequence) where \(next) was expected")
+                                "partition \(partition): stream message \(extent.streamSequence) holds record \(checked.sequence) where \(next) was expected"
+                            )
                             return
                         }
                         body(bytes, offset, checked)

@@ -1,5 +1,5 @@
-import Foundation
 public import EventStore
+import Foundation
 public import NATS
 public import Wire
 
@@ -111,7 +111,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         guard Options.isValidStreamName(options.stream) else {
             throw EventLogError("\"\(options.stream)\" cannot name a stream: use letters, digits, - and _")
         }
-        guard [1, 3, 5].contains(options.replicas) else { throw EventLogError("the replica count must be 1, 3 or 5, not \(options.replicas)") }
+        guard [1, 3, 5].contains(options.replicas) else {
+            throw EventLogError("the replica count must be 1, 3 or 5, not \(options.replicas)")
+        }
         self.options = options
         subject = options.stream + ".records"
         var connectionOptions = NATSConnection.Options(servers: options.servers)
@@ -189,7 +191,8 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
                 return info
             case .success(nil):
                 switch jetStream.createStream(
-                    name: options.stream, subject: subject, replicas: options.replicas, duplicateWindowSeconds: options.duplicateWindowSeconds)
+                    name: options.stream, subject: subject, replicas: options.replicas,
+                    duplicateWindowSeconds: options.duplicateWindowSeconds)
                 {
                 case .success(let info):
                     notices.append("created the stream \(options.stream) (\(options.replicas) replicas, file storage)")
@@ -218,13 +221,15 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         }
         guard info.replicas == options.replicas else {
             throw EventLogError(
-                "the stream \(options.stream) keeps \(info.replicas) replicas but METERING_NATS_REPLICAS=\(options.replicas); change one to match")
+                "the stream \(options.stream) keeps \(info.replicas) replicas but METERING_NATS_REPLICAS=\(options.replicas); change one to match"
+            )
         }
         guard info.storage == "file" else { throw EventLogError("the stream \(options.stream) uses \(info.storage) storage, not file") }
         guard info.allowDirect else { throw EventLogError("the stream \(options.stream) does not allow direct get") }
         if info.duplicateWindow < UInt64(options.duplicateWindowSeconds) * 1_000_000_000 {
             notices.append(
-                "the stream's de-duplication window is \(info.duplicateWindow / 1_000_000_000) s, shorter than \(options.duplicateWindowSeconds) s")
+                "the stream's de-duplication window is \(info.duplicateWindow / 1_000_000_000) s, shorter than \(options.duplicateWindowSeconds) s"
+            )
         }
     }
 
@@ -330,7 +335,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
 
     /// Reads and applies messages after the last applied one through `last`, several requests
     /// in flight at once; every message up to `last` must arrive (replicas that lag are asked again).
-    private func catchUp(through last: UInt64, deadline: Date, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true) throws(EventLogError) {
+    private func catchUp(through last: UInt64, deadline: Date, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true)
+        throws(EventLogError)
+    {
         writerLock.lock()
         defer { writerLock.unlock() }
         let window: UInt64 = 64
@@ -338,17 +345,22 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             let start = applied + 1
             let end = min(last, start + window - 1)
             var requests: [(UInt64, NATSRequest?)] = []
-            for sequence in start...end { requests.append((sequence, try? jetStream.directGetAsync(stream: options.stream, sequence: sequence))) }
+            for sequence in start...end {
+                requests.append((sequence, try? jetStream.directGetAsync(stream: options.stream, sequence: sequence)))
+            }
             for (sequence, request) in requests {
                 var message: StoredMessage?
                 if let request, case .success(let found?) = JetStream.storedMessage(request.wait(timeout: 5)) { message = found }
                 if message == nil {
-                    guard Date() < deadline else { throw EventLogError("cannot read message \(sequence) of the stream \(options.stream) in time") }
+                    guard Date() < deadline else {
+                        throw EventLogError("cannot read message \(sequence) of the stream \(options.stream) in time")
+                    }
                     // Not there on the replica asked (it lags), or the connection broke: ask again.
                     message = try fetch(sequence, deadline: deadline)
                 }
                 guard let message else {
-                    throw EventLogError("message \(sequence) of the stream \(options.stream) is missing although the stream goes to \(last)")
+                    throw EventLogError(
+                        "message \(sequence) of the stream \(options.stream) is missing although the stream goes to \(last)")
                 }
                 try apply(message, visit: visit, notify: notify)
             }
@@ -356,7 +368,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     }
 
     /// Applies the next message of the stream (the writer lock held).
-    private func apply(_ message: StoredMessage, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true) throws(EventLogError) {
+    private func apply(_ message: StoredMessage, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true)
+        throws(EventLogError)
+    {
         guard message.sequence == applied + 1 else { return }
         applied = message.sequence
         guard message.headers[Self.kindHeader] == "group", let group = message.headers[Self.groupHeader],
@@ -373,7 +387,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
 
     /// Applies a whole group: checks that its records follow each partition's, then makes them
     /// readable.
-    private func applyGroup(_ chunks: [GroupFold.Chunk], visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true) throws(EventLogError) {
+    private func applyGroup(_ chunks: [GroupFold.Chunk], visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true)
+        throws(EventLogError)
+    {
         var next = partitionsList.map(\.nextSequence)
         var times = partitionsList.map(\.lastTime)
         struct Piece {
@@ -391,13 +407,15 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             chunk.payload.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
-                    guard case .record(let record, let length) = RecordCodec.decode(bytes, at: offset, salt: 0, includePayload: false) else {
+                    guard case .record(let record, let length) = RecordCodec.decode(bytes, at: offset, salt: 0, includePayload: false)
+                    else {
                         failure = EventLogError("stream message \(chunk.streamSequence) is damaged at byte \(offset)")
                         return
                     }
                     let partition = record.partition
                     guard partition < next.count else {
-                        failure = EventLogError("stream message \(chunk.streamSequence) names partition \(partition); the stream has \(next.count)")
+                        failure = EventLogError(
+                            "stream message \(chunk.streamSequence) names partition \(partition); the stream has \(next.count)")
                         return
                     }
                     guard record.sequence == next[partition] else {
@@ -412,7 +430,9 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
                     }
                     next[partition] += 1
                     times[partition] = record.enqueuedTime
-                    if let last = pieces.last, last.partition == partition, last.stream == chunk.streamSequence, last.next == record.sequence {
+                    if let last = pieces.last, last.partition == partition, last.stream == chunk.streamSequence,
+                        last.next == record.sequence
+                    {
                         pieces[pieces.count - 1].next += 1
                         pieces[pieces.count - 1].time = record.enqueuedTime
                         pieces[pieces.count - 1].bytes += length
@@ -483,7 +503,8 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             // All chunks in flight at once, chunk k expecting the sequence chunk k-1 gets when all
             // goes well; from the first that does not, they are sent one by one (same ids).
             let requests = chunks.indices.map { index in
-                try? jetStream.publishAsync(subject: subject, headers: headers(index, expecting: applied + UInt64(index)), payload: chunks[index])
+                try? jetStream.publishAsync(
+                    subject: subject, headers: headers(index, expecting: applied + UInt64(index)), payload: chunks[index])
             }
             for (index, request) in requests.enumerated() {
                 guard let request, case .success(let message) = request.wait(timeout: jetStream.timeout),
@@ -497,7 +518,8 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         var expected = published.last?.streamSequence ?? applied
         for index in published.count..<chunks.count {
             let sequence = try publish(headers: headers(index, expecting: expected), payload: chunks[index], isFirst: index == 0)
-            published.append(GroupFold.Chunk(streamSequence: sequence, group: group, index: index, count: chunks.count, payload: chunks[index]))
+            published.append(
+                GroupFold.Chunk(streamSequence: sequence, group: group, index: index, count: chunks.count, payload: chunks[index]))
             expected = sequence
         }
         // Stored: apply it as any reader would (a group waiting in the fold is dropped by it, as by them).

@@ -1,5 +1,5 @@
-import Foundation
 public import EventStore
+import Foundation
 import Wire
 
 /// The stream's first message: its identity, partition count and clock, fixed when the stream is
@@ -38,12 +38,13 @@ public struct StreamManifest: Sendable, Hashable {
     public static func decode(_ bytes: [UInt8]) -> Result<StreamManifest, EventLogError> {
         guard let value = try? JSONParser.parse(bytes) else { return .failure(EventLogError("the stream's manifest is not JSON")) }
         guard value["format"]?.intValue == format else {
-            return .failure(EventLogError("the stream's manifest has format \(value["format"].map { JSONWriter.string($0) } ?? "none"), not \(format)"))
+            return .failure(
+                EventLogError("the stream's manifest has format \(value["format"].map { JSONWriter.string($0) } ?? "none"), not \(format)"))
         }
-        guard let identity = value["identity"]?.stringValue, let partitions = value["partitions"]?.intValue, (1...1024).contains(partitions),
+        guard let identity = value["identity"]?.stringValue, let partitions = value["partitions"]?.intValue,
+            (1...1024).contains(partitions),
             let clock = value["clock"]?.stringValue, let created = value["created"]?.stringValue
         else { return .failure(EventLogError("the stream's manifest lacks identity, partitions, clock or created")) }
         return .success(StreamManifest(identity: identity, partitions: partitions, clock: clock, created: created))
     }
 }
-

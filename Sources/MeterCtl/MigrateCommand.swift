@@ -18,7 +18,8 @@ enum MigrateCommand {
         choices: ["1", "3", "5"])
 
     static let command = Command(
-        name: "migrate", summary: "copy the embedded log into a JetStream stream, to run ingest with METERING_STORE=jetstream (ingest stopped)",
+        name: "migrate",
+        summary: "copy the embedded log into a JetStream stream, to run ingest with METERING_STORE=jetstream (ingest stopped)",
         details:
             "The stream is made (or, when a copy was interrupted, continued) with the log's identity, partition count and clock; every record keeps its partition, sequence and enqueued time. Then every record is read back from the stream and compared. The log itself is left as it was.",
         options: [natsURL, stream, replicas, .home],
@@ -30,7 +31,9 @@ enum MigrateCommand {
 
     static func migrate(_ invocation: Invocation) throws {
         let directory = invocation.home + "/data/log"
-        guard FileManager.default.fileExists(atPath: directory + "/log.json") else { throw MeterCtl.Failure("there is no log at \(directory)") }
+        guard FileManager.default.fileExists(atPath: directory + "/log.json") else {
+            throw MeterCtl.Failure("there is no log at \(directory)")
+        }
         let url = invocation.value(natsURL) ?? "nats://127.0.0.1:4222"
         guard let servers = NATSServerAddress.list(url) else { throw UsageError("--nats-url must be nats://[user:password@]host[:port]") }
         let streamName = invocation.value(stream) ?? "METERING"
@@ -60,7 +63,8 @@ enum MigrateCommand {
         defer { store.shutDown() }
         guard store.identity == log.manifest.identity else {
             throw MeterCtl.Failure(
-                "the stream \(streamName) already holds another log (identity \(store.identity), not \(log.manifest.identity)); name another with --nats-stream")
+                "the stream \(streamName) already holds another log (identity \(store.identity), not \(log.manifest.identity)); name another with --nats-stream"
+            )
         }
         let resumed = store.partitions.contains { $0.nextSequence > 0 }
         print(
@@ -87,21 +91,28 @@ enum MigrateCommand {
             var next: UInt64 = 0
             let copy = store.partitions[partition.partition]
             guard copy.durableNextSequence == partition.durableNextSequence else {
-                throw MeterCtl.Failure("partition \(partition.partition): the stream has \(copy.durableNextSequence) records, the log \(partition.durableNextSequence)")
+                throw MeterCtl.Failure(
+                    "partition \(partition.partition): the stream has \(copy.durableNextSequence) records, the log \(partition.durableNextSequence)"
+                )
             }
             while next < partition.durableNextSequence {
                 let original = try partition.read(from: next, maxRecords: groupRecords, maxBytes: groupBytes)
                 let copied = try copy.read(from: next, maxRecords: original.count, maxBytes: 2 * groupBytes)
-                guard copied.count == original.count else { throw MeterCtl.Failure("partition \(partition.partition): the stream lacks records from \(next)") }
+                guard copied.count == original.count else {
+                    throw MeterCtl.Failure("partition \(partition.partition): the stream lacks records from \(next)")
+                }
                 for (left, right) in zip(original, copied) where !same(left, right) {
-                    throw MeterCtl.Failure("partition \(partition.partition), record \(left.sequence): the stream's copy differs from the log")
+                    throw MeterCtl.Failure(
+                        "partition \(partition.partition), record \(left.sequence): the stream's copy differs from the log")
                 }
                 next += UInt64(original.count)
             }
         }
         print("copied \(copied) records; every record of the stream compared with the log")
         print("")
-        print("Next: start meter-ingest with METERING_STORE=jetstream METERING_NATS_STREAM=\(streamName) METERING_NATS_REPLICAS=\(replicaCount)")
+        print(
+            "Next: start meter-ingest with METERING_STORE=jetstream METERING_NATS_STREAM=\(streamName) METERING_NATS_REPLICAS=\(replicaCount)"
+        )
         print("and METERING_NATS_URL; the aggregator and query keep their state (the identity is the log's).")
     }
 
@@ -110,7 +121,9 @@ enum MigrateCommand {
         var meta = record.meta
         if let key = meta.idempotencyKey {
             if meta.keyDigest == nil { meta.keyDigest = IdempotencyIndex.digest(key) }
-            if meta.payloadDigest == nil, let json = try? JSONParser.parse(record.payload) { meta.payloadDigest = PayloadDigest.ofMessage(json) }
+            if meta.payloadDigest == nil, let json = try? JSONParser.parse(record.payload) {
+                meta.payloadDigest = PayloadDigest.ofMessage(json)
+            }
         }
         return EventLog.Pending(partition: record.partition, time: record.enqueuedTime, meta: meta, payload: record.payload)
     }

@@ -51,7 +51,8 @@ struct ClusterFailoverTests {
             case .number(let text)?, .string(let text)?: quantity = Quantity(exactly: text)?.description ?? text
             default: quantity = "?"
             }
-            return "\(entry["resourceId"]?.stringValue ?? "?") \(entry["dimension"]?.stringValue ?? "?") \(entry["effectiveStartTime"]?.stringValue ?? "?") \(quantity)"
+            return
+                "\(entry["resourceId"]?.stringValue ?? "?") \(entry["dimension"]?.stringValue ?? "?") \(entry["effectiveStartTime"]?.stringValue ?? "?") \(quantity)"
         }.sorted()
     }
 

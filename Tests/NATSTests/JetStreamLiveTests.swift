@@ -97,7 +97,8 @@ struct JetStreamLiveTests {
         #expect(String(decoding: json, as: UTF8.self) == #"{"partition":1,"sequence":0,"enqueuedTime":"1970-01-01T00:01:40Z","event":{}}"#)
         // A third store opened now rebuilds everything from the stream.
         let visited = Learned()
-        let third = try JetStreamStore(options: Self.options(cluster, replicas: 1), willVisit: { _, _ in }) { partition, sequence, _, meta in
+        let third = try JetStreamStore(options: Self.options(cluster, replicas: 1), willVisit: { _, _ in }) {
+            partition, sequence, _, meta in
             visited.add(partition, sequence, meta.idempotencyKey)
         }
         #expect(visited.keys == ["k1", "k2"])

@@ -66,7 +66,9 @@ struct MigrateTests {
             _ = try ingest.client().call(appendRequest([usage("x", "1", id: "k")]))
             ingest.kill(SIGTERM)
         }
-        let arguments = { (home: StackHome) in ["log", "migrate", "--home", home.path, "--nats-url", cluster.url(0), "--nats-replicas", "1"] }
+        let arguments = { (home: StackHome) in
+            ["log", "migrate", "--home", home.path, "--nats-url", cluster.url(0), "--nats-replicas", "1"]
+        }
         #expect(try runToEnd("meterctl", arguments(homes[0]), environment: environment).status == 0)
         let refused = try runToEnd("meterctl", arguments(homes[1]), environment: environment)
         #expect(refused.status != 0 && refused.errors.contains("already holds another log"), "\(refused.output) \(refused.errors)")

@@ -25,7 +25,8 @@ struct NATSParserTests {
             .message(NATSMessage(subject: "metering.records", sid: 7, replyTo: "_INBOX.x.1", payload: Array("hello".utf8))),
             .message(NATSMessage(subject: "_INBOX.x.2", sid: 1, headers: notFound, payload: Array("abcde".utf8))),
             .message(
-                NATSMessage(subject: "a.b", sid: 2, replyTo: "reply.to", headers: NATSHeaders([("Nats-Msg-Id", "g.1")]), payload: Array("{}".utf8))),
+                NATSMessage(
+                    subject: "a.b", sid: 2, replyTo: "reply.to", headers: NATSHeaders([("Nats-Msg-Id", "g.1")]), payload: Array("{}".utf8))),
             .error("Authorization Violation"), .ok, .pong,
             .message(NATSMessage(subject: "empty", sid: 3, payload: [])),
         ]
@@ -79,7 +80,8 @@ struct NATSParserTests {
     @Test("malformed operations are refused, not guessed at")
     func malformed() {
         for text in [
-            "FOO bar\r\n", "MSG s x 3\r\nabc\r\n", "MSG s 1 3\r\nabcd\r\n", "MSG s 1\r\n", "HMSG s 1 50 10\r\n", "HMSG s 1 12 12\r\nnot headers\r\n\r\n",
+            "FOO bar\r\n", "MSG s x 3\r\nabc\r\n", "MSG s 1 3\r\nabcd\r\n", "MSG s 1\r\n", "HMSG s 1 50 10\r\n",
+            "HMSG s 1 12 12\r\nnot headers\r\n\r\n",
             "INFO nope\r\n", "MSG s 1 -3\r\n",
         ] {
             var parser = NATSParser()
@@ -117,13 +119,16 @@ struct NATSParserTests {
         #expect(NATSServerAddress("localhost")?.port == 4222)
         #expect(NATSServerAddress("nats://[::1]:4222")?.host == "::1")
         #expect(NATSServerAddress.list("nats://a:1,nats://b:2")?.count == 2)
-        for bad in ["http://x", "nats://", "nats://h:0", "nats://h:99999", "nats://a b"] { #expect(NATSServerAddress(bad) == nil, "\(bad)") }
+        for bad in ["http://x", "nats://", "nats://h:0", "nats://h:99999", "nats://a b"] {
+            #expect(NATSServerAddress(bad) == nil, "\(bad)")
+        }
         #expect(NATSServerAddress.list("nats://a:1,http://b") == nil)
     }
 
     @Test("INFO gives the payload limit and the cluster's other servers")
     func info() throws {
-        let info = try NATSServerInfo.decode(Array(#"{"server_id":"S","headers":true,"max_payload":8388608,"connect_urls":["10.0.0.2:4222"]}"#.utf8))
+        let info = try NATSServerInfo.decode(
+            Array(#"{"server_id":"S","headers":true,"max_payload":8388608,"connect_urls":["10.0.0.2:4222"]}"#.utf8))
         #expect(info.maximumPayload == 8_388_608 && info.headers && info.connectURLs == ["10.0.0.2:4222"])
     }
 

@@ -93,7 +93,10 @@ public final class NATSCluster {
 
     /// A CA, and one certificate for 127.0.0.1 (every node is on loopback) signed by it.
     private func makeCertificates() throws {
-        try run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=metering test CA"])
+        try run([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj",
+            "/CN=metering test CA",
+        ])
         try run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node-key.pem", "-out", "node.csr", "-subj", "/CN=127.0.0.1"])
         try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n".write(
             toFile: directory + "/node.ext", atomically: true, encoding: .utf8)
@@ -126,7 +129,9 @@ public final class NATSCluster {
             """
         if routePorts.count == 1 {
             // nats-server refuses variables it does not use: no cluster, no route or TLS values.
-            host = host.split(separator: "\n").filter { !$0.hasPrefix("HOST_ROUTE") && !$0.hasPrefix("HOST_TLS") }.joined(separator: "\n") + "\n"
+            host =
+                host.split(separator: "\n").filter { !$0.hasPrefix("HOST_ROUTE") && !$0.hasPrefix("HOST_TLS") }.joined(separator: "\n")
+                + "\n"
         }
         try host.write(toFile: nodeDirectory + "/host.conf", atomically: true, encoding: .utf8)
         var shared = try String(contentsOfFile: Self.deployDirectory + "/nats-server.conf", encoding: .utf8)
@@ -150,7 +155,9 @@ public final class NATSCluster {
     private func waitUntilListening(_ node: Int) throws {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            guard processes[node]?.isRunning == true else { throw Failure(description: "nats-server n\(node) exited: \(log(node).suffix(2000))") }
+            guard processes[node]?.isRunning == true else {
+                throw Failure(description: "nats-server n\(node) exited: \(log(node).suffix(2000))")
+            }
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
