@@ -93,46 +93,55 @@ struct ClusterFailoverTests {
         try Self.advance(ingestA, "2024-03-01T10:10:00Z")
         try Self.advance(ingestB, "2024-03-01T10:10:00Z")
 
-        // Two writers, each preferring its own host's ingest and falling back to the other's.
+        // Two writers, each preferring its own host's ingest and falling back to the other's,
+        // appending until told to stop (at most 400 batches each).
         let appenderA = Appender(name: "a", sockets: [homeA.clientSocket, homeB.clientSocket])
         let appenderB = Appender(name: "b", sockets: [homeB.clientSocket, homeA.clientSocket])
-        let batches = 40
-        let threads = [appenderA, appenderB].map { appender in
-            let thread = Thread { appender.run(batches: batches, size: 10, resources: Self.subscriptions) }
-            thread.start()
-            return thread
+        for appender in [appenderA, appenderB] {
+            Thread { appender.run(maximumBatches: 400, size: 10, resources: Self.subscriptions) }.start()
         }
-        _ = threads
+        func waitForMore(_ batches: Int, _ what: String) {
+            let target = appenderA.done + appenderB.done + batches
+            let deadline = Date().addingTimeInterval(60)
+            while appenderA.done + appenderB.done < target && Date() < deadline { usleep(20_000) }
+            #expect(appenderA.done + appenderB.done >= target, "no appends acknowledged \(what)")
+        }
+        waitForMore(10, "at the start")
 
-        // The stream leader dies (SIGKILL) a third of the way in, and comes back (as systemd would restart it).
-        func waitForProgress(_ fraction: Double) {
-            let deadline = Date().addingTimeInterval(90)
-            while Date() < deadline && Double(appenderA.done + appenderB.done) < fraction * Double(2 * batches) { usleep(20_000) }
-        }
-        waitForProgress(0.3)
+        // The stream leader dies (SIGKILL): another server leads, appends go on, and the killed
+        // one comes back (as systemd would restart it).
         let observer = NATSConnection(options: NATSConnection.Options(servers: (0..<3).map { NATSServerAddress(cluster.url($0))! }))
         try observer.start(timeout: 20)
         let leaderName = try #require(try JetStream(connection: observer).streamInfo("METERING").get()?.leader)
         let leader = try #require(Int(leaderName.dropFirst()), "leader \(leaderName)")
         cluster.kill(leader)
-        let killedAt = appenderA.done + appenderB.done
-        Thread.sleep(forTimeInterval: 3)
+        var newLeader: String?
+        let elected = Date().addingTimeInterval(30)
+        while Date() < elected {
+            newLeader = try? JetStream(connection: observer).streamInfo("METERING").get()?.leader
+            if let newLeader, newLeader != leaderName { break }
+            usleep(100_000)
+        }
+        #expect(newLeader != nil && newLeader != leaderName, "no new stream leader after \(leaderName) was killed")
+        waitForMore(5, "while \(leaderName) was down")
         try cluster.restart(leader)
+        waitForMore(5, "after \(leaderName) came back")
 
-        // Ingest b dies (SIGKILL) two thirds of the way in: its writer goes on with ingest a.
-        waitForProgress(0.65)
+        // Ingest b dies (SIGKILL): its writer goes on with ingest a.
         ingestB.kill(SIGKILL)
-        let ingestKilledAt = appenderA.done + appenderB.done
-        #expect(killedAt < ingestKilledAt && ingestKilledAt < 2 * batches, "the kills came outside the appends")
-        let finished = Date().addingTimeInterval(150)
+        waitForMore(10, "after ingest b was killed")
+        appenderA.stop()
+        appenderB.stop()
+        let finished = Date().addingTimeInterval(120)
         while (appenderA.running || appenderB.running) && Date() < finished { usleep(50_000) }
         #expect(!appenderA.running && !appenderB.running, "the writers did not finish: \(ingestA.log().suffix(3000))")
         #expect(appenderA.failures.isEmpty && appenderB.failures.isEmpty, "\(appenderA.failures) \(appenderB.failures)")
+        #expect(appenderB.failovers > 0, "the writer of the killed ingest never went to the other")
         ingestB = try IngestProcess(home: homeB, environment: Self.jetStreamEnvironment(cluster, node: 1))
 
         // Every acknowledged event is in the stream once; sequences run 0, 1, 2, … and times never go back.
         let acknowledged = appenderA.acknowledged.union(appenderB.acknowledged)
-        #expect(acknowledged.count == 2 * batches * 10)
+        #expect(acknowledged.count == 10 * (appenderA.done + appenderB.done))
         var recordsA: [[JSONValue]] = []
         let caughtUp = Date().addingTimeInterval(60)
         repeat {
@@ -204,6 +213,8 @@ final class Appender: @unchecked Sendable {
     private var keys: Set<String> = []
     private var problems: [String] = []
     private var active = true
+    private var switched = 0
+    private var stopping = false
 
     init(name: String, sockets: [String]) {
         self.name = name
@@ -214,11 +225,17 @@ final class Appender: @unchecked Sendable {
     var running: Bool { lock.withLock { active } }
     var acknowledged: Set<String> { lock.withLock { keys } }
     var failures: [String] { lock.withLock { problems } }
+    /// Times a batch was sent again on the next socket.
+    var failovers: Int { lock.withLock { switched } }
 
-    func run(batches: Int, size: Int, resources: [String]) {
+    /// Asks the writer to stop after the batch it is sending.
+    func stop() { lock.withLock { stopping = true } }
+
+    func run(maximumBatches: Int, size: Int, resources: [String]) {
         var socket = 0
         var counter = 0
-        for batch in 0..<batches {
+        for batch in 0..<maximumBatches {
+            if lock.withLock({ stopping }) { break }
             var events: [JSONValue] = []
             var batchKeys: [String] = []
             for _ in 0..<size {
@@ -243,6 +260,7 @@ final class Appender: @unchecked Sendable {
                     }
                 } catch {
                     socket = (socket + 1) % sockets.count
+                    lock.withLock { switched += 1 }
                     usleep(100_000)
                 }
             }

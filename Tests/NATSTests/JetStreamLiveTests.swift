@@ -6,6 +6,10 @@ import StackTestSupport
 import Testing
 import Wire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Against real nats-server processes (scripts/bootstrap installs nats-server).
 @Suite("JetStream on a real nats-server", .enabled(if: NATSCluster.isAvailable), .serialized)
 struct JetStreamLiveTests {
@@ -143,4 +147,42 @@ final class Learned: @unchecked Sendable {
     private var seen: [(Int, UInt64, String?)] = []
     func add(_ partition: Int, _ sequence: UInt64, _ key: String?) { lock.withLock { seen.append((partition, sequence, key)) } }
     var keys: [String] { lock.withLock { seen.compactMap(\.2) } }
+}
+
+@Suite("The shipped nats-server configuration", .enabled(if: NATSCluster.isAvailable))
+struct ShippedConfigurationTests {
+    /// What a server sends on `port` of 127.0.0.1 within 5 s after `hello`, until it closes.
+    static func greeting(port: Int, hello: String = "") throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = Array(hello.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
+    }
+
+    @Test("servers talk to each other only over TLS, clients need the password, and no other host's address is advertised")
+    func security() throws {
+        let cluster = try NATSCluster(nodes: 3)
+        // A route speaking plain NATS gets nothing back: the server waits for a TLS handshake.
+        let route = try Self.greeting(port: cluster.routePorts[0], hello: "CONNECT {}\r\nPING\r\n")
+        #expect(!route.contains("INFO") && !route.contains("PONG"), "\(route)")
+        let client = try Self.greeting(port: cluster.clientPorts[0])
+        #expect(client.contains(#""auth_required":true"#), "\(client)")
+        #expect(!client.contains("connect_urls"), "\(client)")
+        let anonymous = NATSConnection(
+            options: NATSConnection.Options(servers: [NATSServerAddress("nats://127.0.0.1:\(cluster.clientPorts[0])")!]))
+        #expect(throws: NATSError.self) { try anonymous.start(timeout: 2) }
+        anonymous.close()
+    }
 }
