@@ -294,9 +294,11 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             } catch {
                 answer = .failure(error)
             }
-            switch JetStream.storedMessage(answer) {
+            if case .success(let message?) = JetStream.storedMessage(answer) { return message }
+            // Not there on the replica that answered (it may lag), or no answer: the leader's word is final.
+            switch jetStream.leaderGet(stream: options.stream, sequence: sequence) {
             case .success(let message): return message
-            case .failure(let error) where error.transport == nil:
+            case .failure(let error) where error.transport == nil && error.code != 503 && error.code != 0:
                 throw EventLogError("cannot read message \(sequence) of the stream \(options.stream): \(error)")
             case .failure(let error): lastError = error.description
             }

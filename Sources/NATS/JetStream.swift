@@ -1,3 +1,4 @@
+import Foundation
 import Wire
 
 /// An error JetStream answered with (`{"error":{"code","err_code","description"}}`), or a failure
@@ -194,6 +195,29 @@ public struct JetStream: Sendable {
     public func directGetAsync(stream: String, sequence: UInt64) throws(NATSError) -> NATSRequest {
         try connection.request(subject: "$JS.API.DIRECT.GET." + stream, payload: Array(#"{"seq":\#(sequence)}"#.utf8))
     }
+
+    /// Message `sequence` of `stream` as its leader has it (`STREAM.MSG.GET`): authoritative where
+    /// a direct get may be answered by a replica that lags. Nil when the stream has none there.
+    public func leaderGet(stream: String, sequence: UInt64) -> Result<StoredMessage?, JetStreamError> {
+        switch api("STREAM.MSG.GET." + stream, ["seq": .number(String(sequence))]) {
+        case .failure(let error) where error.code == 404: return .success(nil)
+        case .failure(let error): return .failure(error)
+        case .success(let value):
+            guard let message = value["message"], case .number(let digits)? = message["seq"], let found = UInt64(digits),
+                let data = Self.base64(message["data"]?.stringValue ?? "")
+            else { return .failure(JetStreamError(code: 0, errorCode: 0, message: "STREAM.MSG.GET answered without a message")) }
+            var headers = NATSHeaders()
+            if let encoded = message["hdrs"]?.stringValue, !encoded.isEmpty {
+                guard let block = Self.base64(encoded), let parsed = try? NATSHeaders.parse(block[...]) else {
+                    return .failure(JetStreamError(code: 0, errorCode: 0, message: "STREAM.MSG.GET answered with unreadable headers"))
+                }
+                headers = parsed
+            }
+            return .success(StoredMessage(sequence: found, subject: message["subject"]?.stringValue ?? "", headers: headers, payload: data))
+        }
+    }
+
+    static func base64(_ text: String) -> [UInt8]? { Data(base64Encoded: text).map { Array($0) } }
 
     /// Reads a direct get answer: the message, nil when the stream has no message at that
     /// sequence (a 404: not yet there, or never).

@@ -94,17 +94,19 @@ struct ClusterFailoverTests {
         try Self.advance(ingestB, "2024-03-01T10:10:00Z")
 
         // Two writers, each preferring its own host's ingest and falling back to the other's,
-        // appending until told to stop (at most 400 batches each).
+        // appending until told to stop (at most 5,000 batches each).
         let appenderA = Appender(name: "a", sockets: [homeA.clientSocket, homeB.clientSocket])
         let appenderB = Appender(name: "b", sockets: [homeB.clientSocket, homeA.clientSocket])
         for appender in [appenderA, appenderB] {
-            Thread { appender.run(maximumBatches: 400, size: 10, resources: Self.subscriptions) }.start()
+            Thread { appender.run(maximumBatches: 5000, size: 10, resources: Self.subscriptions) }.start()
         }
         func waitForMore(_ batches: Int, _ what: String) {
             let target = appenderA.done + appenderB.done + batches
             let deadline = Date().addingTimeInterval(60)
             while appenderA.done + appenderB.done < target && Date() < deadline { usleep(20_000) }
-            #expect(appenderA.done + appenderB.done >= target, "no appends acknowledged \(what)")
+            #expect(
+                appenderA.done + appenderB.done >= target,
+                "no appends acknowledged \(what): ingest a: \(ingestA.log().suffix(3000)) ingest b: \(ingestB.log().suffix(3000))")
         }
         waitForMore(10, "at the start")
 
