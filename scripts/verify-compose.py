@@ -17,14 +17,20 @@ LISTENS = {
     "meter-ingest": ["METERING_INGEST_SOCKET", "METERING_INGEST_ADMIN_SOCKET"],
     "meter-aggregator": ["METERING_AGGREGATOR_SOCKET"],
     "meter-query": ["METERING_QUERY_SOCKET"],
+    "meter-notifier": ["METERING_NOTIFIER_SOCKET"],
 }
 CONNECTS = {
     "meter-aggregator": {"METERING_INGEST_SOCKET": "meter-ingest"},
     "meter-query": {"METERING_INGEST_SOCKET": "meter-ingest"},
-    "meter-submitter": {"METERING_INGEST_ADMIN_SOCKET": "meter-ingest", "METERING_AGGREGATOR_SOCKETS": "meter-aggregator"},
+    "meter-notifier": {"METERING_INGEST_SOCKET": "meter-ingest"},
+    "meter-submitter": {
+        "METERING_INGEST_ADMIN_SOCKET": "meter-ingest",
+        "METERING_AGGREGATOR_SOCKETS": "meter-aggregator",
+        "METERING_QUERY_SOCKET": "meter-query",
+    },
 }
 # Processes that keep state which must outlive the container.
-STATEFUL = {"meter-ingest", "meter-aggregator", "meter-query"}
+STATEFUL = {"meter-ingest", "meter-aggregator", "meter-query", "meter-notifier"}
 DEFAULT_PARTITIONS = 4
 
 

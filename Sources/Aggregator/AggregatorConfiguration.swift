@@ -1,8 +1,12 @@
+import Daemon
 import Foundation
+import Metrics
 import Wire
 
 /// How `meter-aggregator` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct AggregatorConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     var home: String
     var ingestSocket: String
     var socket: String
@@ -26,6 +30,7 @@ struct AggregatorConfiguration {
           --snapshot-seconds    METERING_AGGREGATOR_SNAPSHOT_SECONDS   3600 (log time between snapshots)
           --snapshots-kept      METERING_AGGREGATOR_SNAPSHOTS_KEPT     3
           --max-frame-bytes     METERING_MAX_FRAME_BYTES               16777216
+        \(MetricsAddress.usageLine)
 
         Snapshots live in $METERING_HOME/data/aggregator/p<partition>/. Under systemd the socket
         comes from the .socket unit (FileDescriptorName=aggregator).
@@ -55,6 +60,7 @@ struct AggregatorConfiguration {
         snapshotsKept = try settings.integer("snapshots-kept", "METERING_AGGREGATOR_SNAPSHOTS_KEPT", default: 3, range: 1...100)
         maximumFrameBytes = try settings.integer(
             "max-frame-bytes", "METERING_MAX_FRAME_BYTES", default: FrameEncoder.defaultMaximumFrameLength, range: 1024...(256 << 20))
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
     }
 }

@@ -1,6 +1,7 @@
 import Billing
 import Foundation
 import Projection
+import Transport
 import Wire
 
 /// Answers `aggregator.sock`: `pending`, `state`, `status` (DESIGN.md §3.5).

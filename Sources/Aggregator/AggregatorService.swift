@@ -1,7 +1,10 @@
 import Billing
+import Daemon
 import Dispatch
 import Foundation
+import Metrics
 import Projection
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -36,8 +39,17 @@ nonisolated func runAggregator() -> Never {
     }
     let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
     let handler = AggregatorHandler(workers: workers)
+    let metrics = MetricsRegistry()
+    FoldMetrics.register(
+        metrics, component: "aggregator",
+        partitions: workers.map { worker in
+            FoldMetrics.Partition(
+                partition: worker.partition, position: { worker.nextSequence() }, ingestNext: { worker.progress.follower.ingestNext },
+                figures: { worker.read { FoldMetrics.Figures($0) } })
+        })
+    let endpoint = MetricsEndpoint.start(configuration.metrics, component: "meter-aggregator", home: configuration.home, registry: metrics)
 
-    let server = ServiceLifecycle.serveOneSocket(
+    let server = UnixServer.serveOneSocket(
         component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
         maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
 
@@ -56,6 +68,7 @@ nonisolated func runAggregator() -> Never {
     }.start()
 
     ServiceLifecycle.runUntilTerminated(stopping: "writing snapshots") {
+        endpoint?.stop()
         server.stop()
         for worker in workers { worker.stop() }
     }

@@ -1,4 +1,5 @@
 import Billing
+import Daemon
 import Foundation
 import Projection
 import Wire

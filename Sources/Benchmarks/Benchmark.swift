@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 /// URLs printed without their credentials.
@@ -527,6 +528,66 @@ enum Benchmark {
             print(line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
             if number == 0 { print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
         }
+        let goals = targets(rows)
+        guard goals.count > 1 else { return }
+        print("")
+        print("against the targets (the ratios to SQLite and PostgreSQL: scripts/bench-compare):")
+        var goalWidths = goals[0].map(\.count)
+        for line in goals { for (index, cell) in line.enumerated() { goalWidths[index] = max(goalWidths[index], cell.count) } }
+        for (number, line) in goals.enumerated() {
+            print(line.enumerated().map { $1.padding(toLength: goalWidths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            if number == 0 { print(goalWidths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+    }
+
+    /// The project's targets that this run's rows measure, each with the figure that decides it:
+    /// printed under the table, so a run says plainly which are met.
+    static func targets(_ rows: [Row]) -> [[String]] {
+        func row(_ name: String) -> Row? { rows.first { $0.name == name } }
+        func rate(_ row: Row) -> String { format(row.perSecond) + "/s" }
+        var lines: [[String]] = [["target", "figure", "met", "from"]]
+        func add(_ target: String, _ figure: String, _ met: Bool, _ from: String) {
+            lines.append([target, figure, met ? "yes" : "no", from])
+        }
+        if let batch = row("batch-1000") {
+            add("batched durable ingest ≥ 1,000,000 events/s", rate(batch), batch.perSecond >= 1_000_000, "batch-1000")
+        }
+        if let sixteen = row("single-16") {
+            add("1 event per request, 16 clients ≥ 50,000 events/s", rate(sixteen), sixteen.perSecond >= 50_000, "single-16")
+        }
+        if let catchUp = row("catch-up") {
+            add(
+                "aggregator catch-up ≥ 2,000,000 records/s", rate(catchUp), catchUp.perSecond >= 2_000_000,
+                "catch-up (\(format(Double(catchUp.events))) records)")
+        }
+        if let catchUp = row("query-catch-up") {
+            add(
+                "query catch-up ≥ 1,000,000 records/s", rate(catchUp), catchUp.perSecond >= 1_000_000,
+                "query-catch-up (\(format(Double(catchUp.events))) records)")
+        }
+        if let restart = row("ingest-restart") {
+            add(
+                "ingest restart to serving ≤ 1 s", milliseconds(restart.elapsed), restart.elapsed <= 1,
+                "ingest-restart (\(format(Double(restart.events))) records)")
+        }
+        if let restart = row("restart") {
+            add(
+                "aggregator restart to serving ≤ 1 s", milliseconds(restart.elapsed), restart.elapsed <= 1,
+                "restart (\(format(Double(restart.events))) records)")
+        }
+        if let restart = row("query-restart") {
+            add(
+                "query restart to serving ≤ 2 s", milliseconds(restart.elapsed), restart.elapsed <= 2,
+                "query-restart (\(format(Double(restart.events))) records)")
+        }
+        if let load = row("runrate-4") {
+            let p99 = percentile(load.latencies.sorted(), 0.99)
+            add("runrate p99 ≤ 1 ms, 4 clients", milliseconds(p99), p99 <= 0.001, "runrate-4")
+        }
+        if let memory = row("query-memory") {
+            add("memory per subscription-meter ≤ 1 KiB", "\(memory.events) B", memory.events <= 1024, "query-memory")
+        }
+        return lines
     }
 
     /// The figures as one JSON object (times in seconds), so scripts need not parse the table.

@@ -1,5 +1,7 @@
-import EventStore
+import Daemon
 import Foundation
+import Metrics
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -49,6 +51,8 @@ nonisolated func runConnector() -> Never {
             .init("ingestSocket", .string(settings.ingestSocket)), .init("clock", .string(settings.clock.rawValue)),
             .init("started", .string(Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601)),
         ])
+    let endpoint = MetricsEndpoint.start(
+        settings.metrics, component: "meter-connector", home: settings.home, registry: connectorMetrics(board))
     let workers = zip(config.sources, states).map { source, state in
         SourceWorker(
             config: source, state: state, pollSeconds: Double(config.pollMilliseconds) / 1000, store: store,
@@ -73,6 +77,7 @@ nonisolated func runConnector() -> Never {
         // A command in flight is stopped and its run discarded; everything else stops at once.
         if done.wait(timeout: .now() + 20) == .timedOut { Log.warning("a source did not stop in 20 s") }
         board.stopped()
+        endpoint?.stop()
         close(lock)
     }
 }
@@ -101,4 +106,30 @@ private func check(_ state: SourceState, against source: SourceConfig, store: Wa
                 "the watermark \(store.path(source.name)) holds usage not emitted yet for meter \"\(meter)\", which source \"\(source.name)\" no longer configures; configure it again until that usage is emitted"
         )
     }
+}
+
+/// The connector's figures, read from what each source last published: how far behind its input
+/// it is and the lines it could not read.
+nonisolated func connectorMetrics(_ board: StatusBoard) -> MetricsRegistry {
+    let registry = MetricsRegistry()
+    func each(_ name: String, _ help: String, kind: MetricsRegistry.Kind, _ value: @escaping @Sendable (JSONValue) -> JSONValue?) {
+        registry.collect(name, help, kind: kind, labels: ["source"]) {
+            board.statuses.compactMap { name, status in
+                guard case .number(let text)? = value(status), let number = Double(text) else { return nil }
+                return MetricsRegistry.Sample([name], number)
+            }
+        }
+    }
+    each("metering_connector_lag_bytes", "Bytes of a file source not read yet.", kind: .gauge) { $0["lag"]?["bytes"] }
+    each("metering_connector_open_records", "Records counted into hours that are not sent yet.", kind: .gauge) { $0["lag"]?["records"] }
+    each("metering_connector_malformed_lines_total", "Lines of a source that could not be read as a record.", kind: .counter) {
+        $0["records"]?["malformed"]
+    }
+    each("metering_connector_late_records_total", "Records for hours already sent, not counted.", kind: .counter) {
+        $0["records"]?["late"]
+    }
+    each("metering_connector_accepted_events_total", "Usage events ingest accepted from a source.", kind: .counter) {
+        $0["events"]?["accepted"]
+    }
+    return registry
 }

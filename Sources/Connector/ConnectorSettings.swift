@@ -1,9 +1,13 @@
+import Daemon
 import Foundation
+import Metrics
 import Wire
 
 /// How `meter-connector` runs: from flags and `METERING_*` variables; what it reads is in the
 /// configuration file they name.
 struct ConnectorSettings {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     /// What "now" is when deciding that an hour's grace has passed.
     enum Clock: String, CaseIterable {
         /// meter-ingest's business clock (its `status` time): the clock that bills, manual in tests.
@@ -41,6 +45,7 @@ struct ConnectorSettings {
           --status-file  METERING_CONNECTOR_STATUS     $METERING_HOME/run/connector.status.json
           --clock        METERING_CONNECTOR_CLOCK      ingest (meter-ingest's business clock) or system
           --failpoint    METERING_CONNECTOR_FAILPOINT  (tests only) before-append or after-append: SIGKILL itself there
+        \(MetricsAddress.usageLine)
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -54,6 +59,7 @@ struct ConnectorSettings {
         if settings.isGiven("failpoint", "METERING_CONNECTOR_FAILPOINT") {
             failpoint = try settings.choice("failpoint", "METERING_CONNECTOR_FAILPOINT", default: Failpoint.beforeAppend)
         }
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
     }
 

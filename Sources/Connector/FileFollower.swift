@@ -1,5 +1,6 @@
-import EventStore
+import Daemon
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 /// One source's connection to meter-ingest's client socket: appends, and the clock. A failed call

@@ -31,6 +31,9 @@ final class StatusBoard: @unchecked Sendable {
         if due { write() }
     }
 
+    /// Every source's latest status, by name (for the metrics).
+    var statuses: [(name: String, status: JSONValue)] { lock.withLock { order.compactMap { name in sources[name].map { (name, $0) } } } }
+
     /// Marks the connector stopped and writes the file.
     func stopped() {
         lock.withLock { state = "stopped" }

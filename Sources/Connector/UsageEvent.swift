@@ -1,3 +1,4 @@
+import Crypto
 import Wire
 
 /// The `UsageReported` message emitted for one closed bucket, and its idempotency key.

@@ -1,3 +1,4 @@
+import Crypto
 import Wire
 
 /// Where a file source is: which file (by device and inode, so a rotation is recognized), how far

@@ -1,5 +1,5 @@
-import EventStore
 import Foundation
+import SystemIO
 import Wire
 
 /// The watermark files: `<state directory>/<source>.watermark.json`, one JSON document each,

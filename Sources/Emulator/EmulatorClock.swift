@@ -1,6 +1,7 @@
 import Foundation
 import HTTP
 import Synchronization
+import Transport
 import Wire
 
 /// The emulator's business clock: what "now" means for the 24-hour window and `messageTime`.

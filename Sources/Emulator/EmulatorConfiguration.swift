@@ -1,3 +1,4 @@
+import Daemon
 import Foundation
 import Wire
 
@@ -30,6 +31,10 @@ struct EmulatorConfiguration {
     var unknownResources: Set<String>
     var unknownDimensions: Set<String>
     var maximumConnections: Int
+    /// What `usageEvents` names the offer.
+    var offerId: String
+    /// The Azure subscription `usageEvents` gives a SaaS resource (a managed application's is in its URI).
+    var azureSubscriptionId: String
 
     /// Where the bound address is written, for tests and scripts.
     var addressFile: String { home + "/run/emulator.addr" }
@@ -52,6 +57,8 @@ struct EmulatorConfiguration {
           --unknown-resources   METERING_EMULATOR_UNKNOWN_RESOURCES  none (comma-separated: answered ResourceNotFound)
           --unknown-dimensions  METERING_EMULATOR_UNKNOWN_DIMENSIONS none (comma-separated: answered InvalidDimension)
           --max-connections     METERING_EMULATOR_MAX_CONNECTIONS    256
+          --offer-id            METERING_EMULATOR_OFFER_ID           metering-emulator-offer (usageEvents' offerId)
+          --azure-subscription-id METERING_EMULATOR_AZURE_SUBSCRIPTION_ID 00000000-0000-0000-0000-000000000000 (of SaaS resources)
 
         The bound address is printed and written to $METERING_HOME/run/emulator.addr as
         http://HOST:PORT. The manual clock starts at 1970-01-01T00:00:00Z.
@@ -59,13 +66,17 @@ struct EmulatorConfiguration {
         Metering API (a bearer token unless --no-auth):
           POST /api/batchUsageEvent?api-version=2018-08-31   {"request":[1 to 25 items]}
           POST /api/usageEvent?api-version=2018-08-31        one item: 200 Accepted, 409 Duplicate, 400 otherwise
-          GET  /api/usageEvents?usageStartDate=..&usageEndDate=..  accepted items by effectiveStartTime
+          GET  /api/usageEvents?usageStartDate=..&usageEndDate=..&offerId=&planId=&dimension=&azureSubscriptionId=&reconStatus=
+               per day, resource and dimension: submitted and processed quantities, reconStatus
+               (days before the clock's are Accepted, the clock's day Submitted)
         Tokens (client credentials, resource or scope 20e940b3-4c77-4b0b-9a53-9e16a1b010a7):
           POST /{tenant}/oauth2/token, POST /{tenant}/oauth2/v2.0/token
           GET  /metadata/identity/oauth2/token?resource=..   (managed identity; header Metadata: true)
         Control (for tests and demos):
           GET  /emulator/ledger   GET /emulator/stats   GET|POST /emulator/clock {"time":".."}
           GET|POST /emulator/faults {"failRate":0.3,"status":503,"dropRate":0.1,"dropMode":"both","delayMs":0,"seed":42}
+          GET|POST /emulator/reconciliation {"resourceId":"..","dimension":"..","usageDate":"2024-03-01",
+               "submittedQuantity":5,"processedQuantity":4,"reconStatus":"Mismatch"}: plants what usageEvents reports
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -86,6 +97,9 @@ struct EmulatorConfiguration {
         unknownDimensions = Self.list(settings.string("unknown-dimensions", "METERING_EMULATOR_UNKNOWN_DIMENSIONS", default: ""))
         maximumConnections = try settings.integer(
             "max-connections", "METERING_EMULATOR_MAX_CONNECTIONS", default: 256, range: 1...10_000)
+        offerId = settings.string("offer-id", "METERING_EMULATOR_OFFER_ID", default: "metering-emulator-offer")
+        azureSubscriptionId = settings.string(
+            "azure-subscription-id", "METERING_EMULATOR_AZURE_SUBSCRIPTION_ID", default: "00000000-0000-0000-0000-000000000000")
         try settings.rejectUnknownFlags()
     }
 

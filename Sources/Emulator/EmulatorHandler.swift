@@ -1,3 +1,4 @@
+import Daemon
 import Foundation
 import HTTP
 import Synchronization
@@ -16,6 +17,9 @@ final class EmulatorHandler: HTTPHandler {
     let clock: EmulatorClock
     let tokens: TokenIssuer
     let requiresAuthorization: Bool
+    /// What `usageEvents` names the offer and a SaaS resource's Azure subscription.
+    let offerId: String
+    let azureSubscriptionId: String
     let faults = Mutex(FaultInjector())
     let counters = Mutex(Counters())
 
@@ -39,11 +43,16 @@ final class EmulatorHandler: HTTPHandler {
         case batchUsageEvent, usageEvent, usageEvents, token, managedIdentityToken, control
     }
 
-    init(marketplace: Marketplace, clock: EmulatorClock, tokens: TokenIssuer, requiresAuthorization: Bool) {
+    init(
+        marketplace: Marketplace, clock: EmulatorClock, tokens: TokenIssuer, requiresAuthorization: Bool,
+        offerId: String = "metering-emulator-offer", azureSubscriptionId: String = "00000000-0000-0000-0000-000000000000"
+    ) {
         self.marketplace = marketplace
         self.clock = clock
         self.tokens = tokens
         self.requiresAuthorization = requiresAuthorization
+        self.offerId = offerId
+        self.azureSubscriptionId = azureSubscriptionId
     }
 
     func handle(_ request: HTTPRequest) -> HTTPReply {
@@ -80,8 +89,8 @@ final class EmulatorHandler: HTTPHandler {
                 count(.managedIdentityToken)
                 return .respond(tokens.issueForManagedIdentity(request))
             }
-        case "/emulator/ledger", "/emulator/stats", "/emulator/clock", "/emulator/faults":
-            let methods = path == "/emulator/clock" || path == "/emulator/faults" ? ["GET", "POST"] : ["GET"]
+        case "/emulator/ledger", "/emulator/stats", "/emulator/clock", "/emulator/faults", "/emulator/reconciliation":
+            let methods = ["/emulator/clock", "/emulator/faults", "/emulator/reconciliation"].contains(path) ? ["GET", "POST"] : ["GET"]
             return only(methods, request) {
                 count(.control)
                 return .respond(control(path, request))
@@ -201,33 +210,49 @@ final class EmulatorHandler: HTTPHandler {
         }
     }
 
-    /// `GET /api/usageEvents?usageStartDate=..&usageEndDate=..`: the accepted events whose
-    /// effective start time is in `[start, end)`; a date without a time as the end covers that day.
+    /// `GET /api/usageEvents?usageStartDate=..&usageEndDate=..&offerId=&planId=&dimension=&azureSubscriptionId=&reconStatus=`:
+    /// per UTC day, resource, plan and dimension, the quantity accepted (`submittedQuantity`, in
+    /// `submittedCount` events), the quantity processed and the reconciliation status. The start
+    /// is required; the end (its day included) defaults to the clock's day.
     private func usageEvents(_ request: HTTPRequest) -> HTTPResponse {
         count(.usageEvents)
         if let version = request.query["api-version"], version != Self.apiVersion {
             return badRequest("api-version must be \(Self.apiVersion)", target: "api-version")
         }
         if let refusal = authorize(request) { return refusal }
-        var bounds: [Timestamp?] = []
-        for (name, isEnd) in [("usageStartDate", false), ("usageEndDate", true)] {
-            guard let text = request.query[name] else {
-                bounds.append(nil)
-                continue
-            }
-            guard let time = Self.parseDate(text, isEnd: isEnd) else {
-                return badRequest("\(name) must be a date (2024-01-31) or an ISO 8601 UTC time", target: name)
-            }
-            bounds.append(time)
+        let now: Timestamp
+        do {
+            now = try clock.now()
+        } catch {
+            return .error(error.status, code: "ServiceUnavailable", message: error.message)
         }
-        return .json(200, .array(marketplace.entries(from: bounds[0], to: bounds[1]).map(\.json)))
-    }
-
-    private static func parseDate(_ text: String, isEnd: Bool) -> Timestamp? {
-        if text.utf8.count == 10, let day = Timestamp(iso8601: text + "T00:00:00Z") {
-            return isEnd ? day.adding(microseconds: Timestamp.microsecondsPerDay) : day
+        guard let startText = request.query["usageStartDate"] else {
+            return badRequest("usageStartDate is required: a date (2024-01-31) or an ISO 8601 UTC time", target: "usageStartDate")
         }
-        return Timestamp(iso8601: text)
+        guard let start = UsageEventSummary.day(startText) else {
+            return badRequest("usageStartDate must be a date (2024-01-31) or an ISO 8601 UTC time", target: "usageStartDate")
+        }
+        var end = UsageEventSummary.dayStart(now).adding(microseconds: Timestamp.microsecondsPerDay)
+        if let text = request.query["usageEndDate"] {
+            guard let day = UsageEventSummary.day(text) else {
+                return badRequest("usageEndDate must be a date (2024-01-31) or an ISO 8601 UTC time", target: "usageEndDate")
+            }
+            end = day.adding(microseconds: Timestamp.microsecondsPerDay)
+        }
+        if let status = request.query["reconStatus"], !UsageEventSummary.statuses.contains(status) {
+            return badRequest("reconStatus must be one of \(UsageEventSummary.statuses.joined(separator: ", "))", target: "reconStatus")
+        }
+        let query = request.query
+        let rows = marketplace.usageEvents(from: start, to: end, now: now).filter { row in
+            (query["offerId"].map { $0 == offerId } ?? true) && (query["planId"].map { $0 == row.planId } ?? true)
+                && (query["dimension"].map { $0 == row.dimension } ?? true)
+                && (query["azureSubscriptionId"].map {
+                    $0.lowercased() == row.azureSubscriptionId(default: azureSubscriptionId).lowercased()
+                }
+                    ?? true)
+                && (query["reconStatus"].map { $0 == row.reconStatus } ?? true)
+        }
+        return .json(200, .array(rows.map { $0.json(offerId: offerId, azureSubscriptionId: azureSubscriptionId) }))
     }
 
     // MARK: Control
@@ -256,6 +281,23 @@ final class EmulatorHandler: HTTPHandler {
                 return .json(200, ["time": .string(now.iso8601), "mode": .string(clock.mode.rawValue)])
             } catch {
                 return .error(error.status, code: "Conflict", message: error.message)
+            }
+        case ("/emulator/reconciliation", "GET"):
+            return .json(200, .array(marketplace.adjustments().map(\.json)))
+        case ("/emulator/reconciliation", _):
+            do throws(HTTPError) {
+                guard let body = try? JSONParser.parse(request.body) else {
+                    throw HTTPError(
+                        400,
+                        #"the body must be a JSON object such as {"resourceId":"sub-1","dimension":"emails","usageDate":"2024-03-01","submittedQuantity":5}"#
+                    )
+                }
+                let adjustment = try UsageEventSummary.Adjustment(json: body)
+                marketplace.plant(adjustment)
+                Log.info("planted a usageEvents difference: \(JSONWriter.string(adjustment.json))")
+                return .json(200, adjustment.json)
+            } catch {
+                return .error(error.status, code: "BadArgument", message: error.message)
             }
         case ("/emulator/faults", "GET"):
             return .json(200, faults.withLock { $0.configuration.json })

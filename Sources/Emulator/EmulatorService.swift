@@ -1,5 +1,7 @@
+import Daemon
 import Foundation
 import HTTP
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -17,7 +19,8 @@ nonisolated func runEmulator() -> Never {
     let handler = EmulatorHandler(
         marketplace: marketplace, clock: clock,
         tokens: TokenIssuer(requiredSecret: configuration.clientSecret, lifetime: configuration.tokenLifetime),
-        requiresAuthorization: configuration.requiresAuthorization)
+        requiresAuthorization: configuration.requiresAuthorization, offerId: configuration.offerId,
+        azureSubscriptionId: configuration.azureSubscriptionId)
     var limits = HTTPServer.Limits()
     limits.maximumConnections = configuration.maximumConnections
     let server: HTTPServer

@@ -31,6 +31,7 @@ final class Marketplace: Sendable {
         var ledger: [LedgerEntry] = []
         var slots: [UsageItem.Slot: Int] = [:]
         var statuses: [UsageStatus: Int] = [:]
+        var adjustments: [UsageEventSummary.Key: UsageEventSummary.Adjustment] = [:]
     }
 
     init(unknownResources: Set<String>, unknownDimensions: Set<String>) {
@@ -122,6 +123,30 @@ final class Marketplace: Sendable {
             state.ledger.filter { entry in
                 let time = entry.item.effectiveStartTime
                 return (from.map { time >= $0 } ?? true) && (to.map { time < $0 } ?? true)
+            }
+        }
+    }
+
+    /// The `usageEvents` rows of the accepted events whose day is in `[from, to)`, processed as
+    /// of `now`, with the planted adjustments.
+    func usageEvents(from: Timestamp, to: Timestamp, now: Timestamp) -> [UsageEventSummary] {
+        state.withLock { state in
+            UsageEventSummary.summarize(state.ledger, adjustments: state.adjustments, now: now).filter {
+                $0.usageDate >= from && $0.usageDate < to
+            }
+        }
+    }
+
+    /// Plants `adjustment`: the marketplace then reports its row so (replacing an earlier one for the same row).
+    func plant(_ adjustment: UsageEventSummary.Adjustment) {
+        state.withLock { $0.adjustments[adjustment.key] = adjustment }
+    }
+
+    /// The planted adjustments, by day.
+    func adjustments() -> [UsageEventSummary.Adjustment] {
+        state.withLock { state in
+            state.adjustments.values.sorted {
+                ($0.key.day, $0.key.resource, $0.key.dimension) < ($1.key.day, $1.key.resource, $1.key.dimension)
             }
         }
     }

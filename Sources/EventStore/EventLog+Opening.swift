@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -41,9 +43,10 @@ extension EventLog {
             var validRecordsFollow: Bool
         }
 
-        mutating func run(willVisit: (Int, Timestamp?) -> Void, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void) throws(EventLogError)
-            -> Opened
-        {
+        mutating func run(
+            willVisit: (Int, Timestamp?) -> Void, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void,
+            keys: (([SegmentSummary.Key]) -> Void)? = nil
+        ) throws(EventLogError) -> Opened {
             // The high-water marks, when there are any.
             var marks: HighWaterMarks?
             let marksExist = FileManager.default.fileExists(atPath: marksPath)
@@ -241,7 +244,7 @@ extension EventLog {
 
             // The partitions as readers see them, and what indexes need.
             let partitions = (0..<count).map { PartitionLog(partition: $0) }
-            var keys = 0
+            var keyCount = 0
             var newest: Timestamp?
             var stored = 0
             for item in found {
@@ -249,17 +252,21 @@ extension EventLog {
                     partitions[extent.partition].adopt(extent, in: item.segment)
                     stored += extent.bytes
                 }
-                keys += item.summary.keys.count
+                keyCount += item.summary.keys.count
                 if let time = item.summary.newestTime { newest = max(newest ?? time, time) }
             }
             for partition in partitions { partition.recovered() }
-            willVisit(keys, newest)
+            willVisit(keyCount, newest)
             for item in found {
                 for purchase in item.summary.purchases {
                     visit(purchase.partition, 0, newest ?? .epoch, RecordMeta(purchasedResource: purchase.resource))
                 }
-                for key in item.summary.keys {
-                    visit(key.partition, key.sequence, key.time, RecordMeta(payloadDigest: key.payload, keyDigest: key.key))
+                if let keys {
+                    keys(item.summary.keys)
+                } else {
+                    for key in item.summary.keys {
+                        visit(key.partition, key.sequence, key.time, RecordMeta(payloadDigest: key.payload, keyDigest: key.key))
+                    }
                 }
             }
             let last = found[found.count - 1]
@@ -361,35 +368,39 @@ extension EventLog {
             var offset = WALSegment.headerLength
             let bytes = segment.fileBytes
             while true {
-                switch RecordCodec.decode(bytes, at: offset, salt: segment.salt, includePayload: false) {
-                case .end:
-                    return (summary, nil)
-                case .incomplete:
-                    return (summary, (offset, "incomplete record"))
-                case .invalid(let reason):
-                    return (summary, (offset, reason))
-                case .record(let record, let length):
-                    let partition = record.partition
-                    guard partition < partitions else {
-                        return (summary, (offset, "record of partition \(partition), which does not exist"))
+                // Most records need only their header and digests: no text is built for them.
+                var record: (partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, length: Int)
+                if let checked = RecordCodec.check(bytes, at: offset, salt: segment.salt),
+                    let meta = RecordCodec.digestsOnly(bytes, at: offset)
+                {
+                    record = (checked.partition, checked.sequence, checked.time, meta, checked.length)
+                } else {
+                    switch RecordCodec.decode(bytes, at: offset, salt: segment.salt, includePayload: false) {
+                    case .end: return (summary, nil)
+                    case .incomplete: return (summary, (offset, "incomplete record"))
+                    case .invalid(let reason): return (summary, (offset, reason))
+                    case .record(let decoded, let length):
+                        var meta = decoded.meta
+                        if let key = meta.idempotencyKey, meta.keyDigest == nil { meta.keyDigest = IdempotencyIndex.digest(key) }
+                        record = (decoded.partition, decoded.sequence, decoded.enqueuedTime, meta, length)
                     }
-                    guard record.sequence == next[partition] else {
-                        return (
-                            summary, (offset, "partition \(partition): record \(record.sequence) where \(next[partition]) was expected")
-                        )
-                    }
-                    guard record.enqueuedTime.microseconds >= lastTimes[partition] else {
-                        return (summary, (offset, "partition \(partition): enqueued time goes backwards"))
-                    }
-                    var meta = record.meta
-                    if let key = meta.idempotencyKey, meta.keyDigest == nil { meta.keyDigest = IdempotencyIndex.digest(key) }
-                    summary.note(
-                        partition: partition, sequence: record.sequence, time: record.enqueuedTime, meta: meta, offset: offset,
-                        length: length)
-                    next[partition] += 1
-                    lastTimes[partition] = record.enqueuedTime.microseconds
-                    offset += length
                 }
+                let partition = record.partition
+                guard partition < partitions else {
+                    return (summary, (offset, "record of partition \(partition), which does not exist"))
+                }
+                guard record.sequence == next[partition] else {
+                    return (summary, (offset, "partition \(partition): record \(record.sequence) where \(next[partition]) was expected"))
+                }
+                guard record.time.microseconds >= lastTimes[partition] else {
+                    return (summary, (offset, "partition \(partition): enqueued time goes backwards"))
+                }
+                summary.note(
+                    partition: partition, sequence: record.sequence, time: record.time, meta: record.meta, offset: offset,
+                    length: record.length)
+                next[partition] += 1
+                lastTimes[partition] = record.time.microseconds
+                offset += record.length
             }
         }
 

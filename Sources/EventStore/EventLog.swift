@@ -1,5 +1,7 @@
+import Daemon
 import Dispatch
 import Foundation
+import SystemIO
 public import Wire
 
 #if canImport(Glibc)
@@ -97,11 +99,14 @@ public final class EventLog: @unchecked Sendable {
         try self.init(directory: directory, options: options, willVisit: willVisit, visit: visit)
     }
 
-    /// Opens the log in `directory` as `options` say (see the other initializer).
+    /// Opens the log in `directory` as `options` say (see the other initializer). With `keys`, the
+    /// idempotency keys come to it a segment at a time (for a bulk rebuild of the index) instead of
+    /// to `visit` one by one.
     public init(
         directory: String, options: Options,
         willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void = { _, _ in },
-        visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in }
+        visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in },
+        keys: (([SegmentSummary.Key]) -> Void)? = nil
     ) throws(EventLogError) {
         self.directory = directory
         walDirectory = directory + "/" + Self.walName
@@ -122,7 +127,7 @@ public final class EventLog: @unchecked Sendable {
         let opened: Opened
         do {
             var opening = Opening(directory: directory, options: options)
-            opened = try opening.run(willVisit: willVisit, visit: visit)
+            opened = try opening.run(willVisit: willVisit, visit: visit, keys: keys)
         } catch {
             close(lockFD)
             throw error

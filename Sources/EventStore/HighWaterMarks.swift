@@ -1,3 +1,4 @@
+import SystemIO
 import Wire
 
 /// The durable high-water mark of every partition: how many records had been acknowledged when it

@@ -1,3 +1,4 @@
+import CSystemIO
 public import Wire
 
 /// Remembers idempotency keys and where their first record landed, for a retention window of
@@ -128,6 +129,46 @@ public struct IdempotencyIndex: Sendable {
         guard inserted else { return }
         count += 1
         oldest = min(oldest, position.enqueuedTime.microseconds)
+    }
+
+    /// Records the keys a segment holds (a rebuild), those at or after `horizon` only. The table's
+    /// slots are reached in a random order, so each insert would wait for memory: the slot of the
+    /// key a few places ahead is asked for while this one is inserted.
+    public mutating func remember(_ keys: [SegmentSummary.Key], retainedFrom horizon: Timestamp) {
+        reserveCapacity(keys.count)
+        let mask = self.mask
+        let sequenceMask: UInt64 = (1 << Self.sequenceBits) - 1
+        var added = 0
+        var oldestAdded = oldest
+        entries.withUnsafeMutableBufferPointer { table in
+            let lookahead = 12
+            for index in keys.indices {
+                if index + lookahead < keys.count {
+                    let ahead = Self.normalized(keys[index + lookahead].key)
+                    csystemio_prefetch(table.baseAddress! + (Int(truncatingIfNeeded: ahead.low) & mask))
+                }
+                let key = keys[index]
+                guard key.time.microseconds >= horizon.microseconds else { continue }
+                let digest = Self.normalized(key.key)
+                var slot = Int(truncatingIfNeeded: digest.low) & mask
+                var known = false
+                while !table[slot].isEmpty {
+                    if table[slot].keyLow == digest.low && table[slot].keyHigh == digest.high {
+                        known = true
+                        break
+                    }
+                    slot = (slot + 1) & mask
+                }
+                if known { continue }
+                table[slot] = Entry(
+                    keyHigh: digest.high, keyLow: digest.low, payload: key.payload.low,
+                    location: UInt64(key.partition) << Self.sequenceBits | (key.sequence & sequenceMask), time: key.time.microseconds)
+                added += 1
+                oldestAdded = min(oldestAdded, key.time.microseconds)
+            }
+        }
+        count += added
+        oldest = oldestAdded
     }
 
     /// Makes room for `additional` more keys (a rebuild knows how many records it will visit).

@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import SystemIO
 import Wire
 
 /// The record format of logs before format 3 (one file per partition segment, no partition in the

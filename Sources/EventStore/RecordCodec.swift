@@ -1,3 +1,4 @@
+import SystemIO
 public import Wire
 
 /// The binary format of a record in the write-ahead log, where the records of every partition
@@ -204,6 +205,29 @@ public enum RecordCodec {
             time: Timestamp(
                 microseconds: Int64(bitPattern: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self).littleEndian)),
             partition: Int(bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt16.self).littleEndian), payload: payloadStart..<end)
+    }
+
+    /// The meta of a checked record as an index needs it (its digests), read without building the
+    /// key's text; nil for a purchase (its names are needed) or a key written without its digest.
+    @inline(__always)
+    public static func digestsOnly(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> RecordMeta? {
+        let flags = bytes.loadUnaligned(fromByteOffset: offset + 26, as: UInt16.self).littleEndian
+        let keyLength = bytes.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self).littleEndian
+        guard flags & purchaseFlag == 0, keyLength == 0 || flags & keyDigestFlag != 0 else { return nil }
+        var meta = RecordMeta()
+        var cursor = offset + fixedHeaderLength
+        if flags & payloadDigestFlag != 0 {
+            meta.payloadDigest = PayloadDigest(
+                high: bytes.loadUnaligned(fromByteOffset: cursor, as: UInt64.self).littleEndian,
+                low: bytes.loadUnaligned(fromByteOffset: cursor + 8, as: UInt64.self).littleEndian)
+            cursor += digestLength
+        }
+        if flags & keyDigestFlag != 0 {
+            meta.keyDigest = PayloadDigest(
+                high: bytes.loadUnaligned(fromByteOffset: cursor, as: UInt64.self).littleEndian,
+                low: bytes.loadUnaligned(fromByteOffset: cursor + 8, as: UInt64.self).littleEndian)
+        }
+        return meta
     }
 
     /// Whether every byte from `offset` to the end is zero.

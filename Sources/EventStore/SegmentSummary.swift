@@ -1,3 +1,4 @@
+import SystemIO
 public import Wire
 
 /// What recovery needs to know of one segment without reading its records: where each

@@ -1,4 +1,5 @@
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)

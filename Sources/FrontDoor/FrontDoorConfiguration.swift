@@ -1,4 +1,6 @@
+import Daemon
 import FrontDoorKit
+import Metrics
 import Wire
 
 #if canImport(Glibc)
@@ -7,6 +9,8 @@ import Wire
 
 /// How `meter-frontdoor` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct FrontDoorConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     /// Where requests arrive: loopback TCP (a reverse proxy terminates TLS in front), or a Unix
     /// socket the proxy connects to.
     enum Listen: Equatable, CustomStringConvertible {
@@ -56,6 +60,7 @@ struct FrontDoorConfiguration {
           --max-body-bytes   METERING_FRONTDOOR_MAX_BODY_BYTES  1048576
           --nonce-capacity   METERING_FRONTDOOR_NONCE_CAPACITY  1000000 (nonces remembered at once)
           --max-connections  METERING_FRONTDOOR_MAX_CONNECTIONS 256
+        \(MetricsAddress.usageLine)
 
         The bound address is printed and written to $METERING_HOME/run/frontdoor.addr
         (http://HOST:PORT or unix:PATH). The credential file is re-read when it changes
@@ -89,6 +94,7 @@ struct FrontDoorConfiguration {
             "nonce-capacity", "METERING_FRONTDOOR_NONCE_CAPACITY", default: 1_000_000, range: 1...100_000_000)
         maximumConnections = try settings.integer(
             "max-connections", "METERING_FRONTDOOR_MAX_CONNECTIONS", default: 256, range: 1...10_000)
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
     }
 

@@ -1,6 +1,9 @@
+import Daemon
 import Foundation
 import FrontDoorKit
 import HTTP
+import Metrics
+import Transport
 import Wire
 
 /// Serves the front door's endpoints: authenticates each request, checks each message against
@@ -66,6 +69,7 @@ final class FrontDoorHandler: HTTPHandler {
     }
 
     func refused(_ status: Int, reason: String) {
+        frontDoorMetrics.refusedRequests.labels("http_\(status)").add()
         Log.notice("refused \(status) before reading a request: \(reason)")
     }
 
@@ -84,6 +88,7 @@ final class FrontDoorHandler: HTTPHandler {
             let outcome = Submission.prepare(message, for: credential)
             if case .failure(let error) = outcome {
                 refusedCount += 1
+                frontDoorMetrics.refusedEvents.labels(error.code.rawValue).add()
                 Log.notice(
                     "refused event: \(error.code): \(error.message) credential=\(credential.id) client=\(client(of: request))"
                 )
@@ -226,6 +231,7 @@ final class FrontDoorHandler: HTTPHandler {
     /// Answers `refusal` and logs it with its reason (never a secret or a signature). Client text
     /// (the path, a resource name in the message) is logged as it is: `Log` escapes it.
     private func refuse(_ refusal: Refusal, _ request: HTTPRequest, allow: String? = nil) -> HTTPReply {
+        frontDoorMetrics.refusedRequests.labels(refusal.code).add()
         Log.notice(
             "refused \(refusal.status) \(refusal.code): \(refusal.message) credential=\(refusal.credential ?? "-") client=\(client(of: request)) \(request.method) \(request.path)"
         )

@@ -1,6 +1,9 @@
+import Daemon
 import Foundation
 import FrontDoorKit
 import HTTP
+import Metrics
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -50,12 +53,15 @@ nonisolated func runFrontDoor() -> Never {
         ServiceLifecycle.fail("cannot listen on METERING_FRONTDOOR_LISTEN=\(configuration.listen): \(error)")
     }
     ServiceLifecycle.publishAddress(address, to: configuration.addressFile)
+    let endpoint = MetricsEndpoint.start(
+        configuration.metrics, component: "meter-frontdoor", home: configuration.home, registry: frontDoorMetrics.registry)
     server.start()
     Log.info(
         "listening on \(address); appending to \(configuration.ingestSocket); \(credentials.count) credentials in \(configuration.credentials); skew \(configuration.maximumSkewSeconds) s, \(configuration.rate) requests/s per credential (burst \(configuration.burst)), \(configuration.maximumEvents) messages and \(configuration.maximumBodyBytes) bytes per request"
     )
     Systemd.notifyReady(status: "listening on \(address)")
     ServiceLifecycle.runUntilTerminated(stopping: "answering the requests in hand") {
+        endpoint?.stop()
         server.stop(waitingUpTo: 5)
         ServiceLifecycle.removeAddressFile(address, at: configuration.addressFile)
     }

@@ -1,3 +1,4 @@
+import Crypto
 public import Wire
 
 /// What a managed application's deployment holds to call home: the credential's id and its

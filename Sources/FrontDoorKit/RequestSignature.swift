@@ -1,3 +1,4 @@
+import Crypto
 import Wire
 
 /// The signature of one front-door request (docs/FRONTDOOR.md §4): what the client computes and

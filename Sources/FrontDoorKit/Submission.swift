@@ -1,3 +1,4 @@
+import Crypto
 public import Wire
 
 /// The body of a front-door request and what is done to each of its messages before ingest sees

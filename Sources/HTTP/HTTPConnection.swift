@@ -1,3 +1,4 @@
+import SystemIO
 import Wire
 
 #if canImport(Glibc)

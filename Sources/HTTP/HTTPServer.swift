@@ -1,6 +1,9 @@
 import CWireShims
+import Daemon
 import Foundation
-public import Wire
+public import SystemIO
+import Transport
+import Wire
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,8 @@
+import Daemon
 import EventStore
 import Foundation
+import Metrics
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -189,6 +192,8 @@ final class Committer: @unchecked Sendable {
         }
 
         var answers: [() -> Void] = []
+        var duplicates = 0
+        var conflicts = 0
         condition.lock()
         for work in group {
             switch work {
@@ -201,8 +206,10 @@ final class Committer: @unchecked Sendable {
                     {
                         if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
                             results.append(.duplicate(original))
+                            duplicates += 1
                         } else {
                             results.append(.conflict(original, key: key))
+                            conflicts += 1
                         }
                         continue
                     }
@@ -250,7 +257,10 @@ final class Committer: @unchecked Sendable {
             }
         }
         condition.unlock()
+        if duplicates > 0 { ingestMetrics.duplicates.add(duplicates) }
+        if conflicts > 0 { ingestMetrics.refusals.labels("conflict").add(conflicts) }
 
+        let started = MonotonicClock.now()
         do {
             try log.commitRecords(records)
         } catch {
@@ -275,6 +285,12 @@ final class Committer: @unchecked Sendable {
                 exit(75)
             }
         }
+        if !records.isEmpty {
+            ingestMetrics.syncSeconds.observe(MonotonicClock.now() - started)
+            ingestMetrics.groupRecords.observe(Double(records.count))
+            ingestMetrics.records.add(records.count)
+            ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
+        }
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
             router.adopt(newRoutes)
@@ -290,7 +306,9 @@ final class Committer: @unchecked Sendable {
     private func refuse(_ group: [Work], _ error: WireError) {
         for work in group {
             switch work {
-            case .events(let events, let completion): completion(events.map { _ in .rejected(error) })
+            case .events(let events, let completion):
+                ingestMetrics.refusals.labels(error.code.rawValue).add(events.count)
+                completion(events.map { _ in .rejected(error) })
             case .ticks(_, let completion): completion([])
             }
         }

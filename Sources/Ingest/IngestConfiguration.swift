@@ -1,10 +1,15 @@
+import Daemon
 import EventStore
 import JetStreamStore
+import Metrics
 import NATS
+import Transport
 import Wire
 
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct IngestConfiguration {
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     enum ClockMode: String, CaseIterable {
         case system, manual
     }
@@ -69,6 +74,7 @@ struct IngestConfiguration {
                                                              host; nats://user:password@host:port)
           --nats-stream        METERING_NATS_STREAM          METERING (the JetStream stream)
           --nats-replicas      METERING_NATS_REPLICAS        3 (copies of every record: 1, 3 or 5)
+        \(MetricsAddress.usageLine)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
         The log lives in $METERING_HOME/data/log; it records the clock it was written on, and
@@ -111,6 +117,7 @@ struct IngestConfiguration {
         }
         natsReplicas = try settings.integer("nats-replicas", "METERING_NATS_REPLICAS", default: 3, range: 1...5)
         guard [1, 3, 5].contains(natsReplicas) else { throw SettingsError("METERING_NATS_REPLICAS must be 1, 3 or 5, not \(natsReplicas)") }
+        metrics = try MetricsAddress.setting(&settings)
         try settings.rejectUnknownFlags()
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")

@@ -1,5 +1,8 @@
+import Daemon
 import EventStore
 import Foundation
+import Metrics
+import Transport
 import Wire
 
 /// Answers the requests of ingest's two sockets (docs/PROTOCOL.md).
@@ -84,6 +87,7 @@ final class IngestHandler: RequestHandler {
                 validIndexes.append(index)
             case .failure(let error):
                 Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
+                ingestMetrics.refusals.labels(error.code.rawValue).add()
                 results[index] = .rejected(error)
             }
         }

@@ -1,6 +1,9 @@
+import Daemon
 import Dispatch
 import EventStore
 import Foundation
+import Metrics
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -30,17 +33,24 @@ nonisolated func runIngest() -> Never {
                 recordCount = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
-            }
-        ) { partition, sequence, time, meta in
-            if let resource = meta.purchasedResource { purchases.append(resource) }
-            // Keys already outside the window are never remembered: the log's newest time is known.
-            if let digest = meta.keyDigest, idempotency.isRetained(time, now: newestTime ?? time) {
-                idempotency.remember(
-                    digest: digest,
-                    at: IdempotencyIndex.Position(
-                        partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
-            }
-        }
+            },
+            visit: { partition, sequence, time, meta in
+                if let resource = meta.purchasedResource { purchases.append(resource) }
+                // The JetStream store shows keys one by one (the embedded log gives them to `keys`).
+                if let digest = meta.keyDigest ?? meta.idempotencyKey.map(IdempotencyIndex.digest),
+                    idempotency.isRetained(time, now: newestTime ?? time)
+                {
+                    idempotency.remember(
+                        digest: digest,
+                        at: IdempotencyIndex.Position(
+                            partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
+                }
+            },
+            keys: { keys in
+                // Keys already outside the window are never remembered: the log's newest time is known.
+                let horizon = (newestTime ?? .epoch).adding(microseconds: -idempotency.retentionMicroseconds)
+                idempotency.remember(keys, retainedFrom: horizon)
+            })
     } catch {
         fail("cannot open the event log: \(error)", code: openingFailureCode(error))
     }
@@ -123,6 +133,11 @@ nonisolated func runIngest() -> Never {
         fail("cannot start the server: \(error)")
     }
     serverReference = server
+    ingestMetrics.registry.collect("metering_ingest_connections", "Connections open on ingest's sockets.", kind: .gauge) {
+        [MetricsRegistry.Sample(Double(connectionCount()))]
+    }
+    let endpoint = MetricsEndpoint.start(
+        configuration.metrics, component: "meter-ingest", home: configuration.home, registry: ingestMetrics.registry)
 
     // A tick on every partition at start-up, then shortly after every full hour (system clock).
     let startTick = DispatchSemaphore(value: 0)
@@ -171,6 +186,7 @@ nonisolated func runIngest() -> Never {
 
     // SIGTERM / SIGINT: stop accepting, finish what is queued, release the log.
     ServiceLifecycle.runUntilTerminated(stopping: "shutting down") {
+        endpoint?.stop()
         server.stop()
         committer.stop()
         do { try log.checkpoint() } catch { Log.error("\(error) at shutdown") }

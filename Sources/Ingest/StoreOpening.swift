@@ -2,10 +2,12 @@ import EventStore
 import JetStreamStore
 import Wire
 
-/// Opens the store the configuration names, recovering as `EventLog`'s initializer describes.
+/// Opens the store the configuration names, recovering as `EventLog`'s initializer describes: the
+/// embedded log gives its idempotency keys to `keys` a segment at a time, the JetStream store shows
+/// them to `visit` with the other records.
 func openStore(
     _ configuration: IngestConfiguration, willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void,
-    visit: (Int, UInt64, Timestamp, RecordMeta) -> Void
+    visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, keys: (([SegmentSummary.Key]) -> Void)?
 ) throws(EventLogError) -> any RecordStore {
     switch configuration.store {
     case .embedded:
@@ -14,7 +16,8 @@ func openStore(
         options.segmentBytes = configuration.segmentBytes
         options.clock = configuration.clock.rawValue
         options.allowClockChange = configuration.allowClockChange
-        return try EventLog(directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit)
+        return try EventLog(
+            directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit, keys: keys)
     case .jetstream:
         var options = JetStreamStore.Options(servers: configuration.natsServers, partitionCount: configuration.partitions)
         options.partitionCountIsExplicit = configuration.partitionsExplicit

@@ -1,3 +1,4 @@
+import Daemon
 public import EventStore
 import Foundation
 public import NATS

@@ -112,6 +112,26 @@ enum AggregatorCommands {
 
 /// `meterctl submitter-status`: the counters the submitter leaves after each pass.
 enum SubmitterStatus {
+    /// The status's `reconciliation` member for people: its state, the days compared and the
+    /// mismatches listed.
+    static func reconciliationText(_ value: JSONValue) -> String {
+        let text = AggregatorCommands.text
+        switch value["state"]?.stringValue {
+        case "off"?: return "reconciliation: off (METERING_RECONCILE_INTERVAL=0)\n"
+        case "waiting"?:
+            return "reconciliation: waiting (\(value["note"]?.stringValue ?? "no pass yet"), last attempt \(text(value["lastAttempt"])))\n"
+        default: break
+        }
+        var out =
+            "reconciliation: \(text(value["state"])), last run \(text(value["ranAt"])) over \(text(value["from"]))..\(text(value["to"])): \(text(value["checked"])) checked, \(text(value["matched"])) agree, \(text(value["mismatches"])) differ\n"
+        for item in value["items"]?.arrayValue ?? [] {
+            out +=
+                "  \(text(item["kind"])): \(text(item["usageDate"])) \(item["resourceId"]?.stringValue ?? text(item["resourceUri"])) \(text(item["dimension"])): ours \(text(item["ours"])), marketplace submitted \(text(item["submitted"])), processed \(text(item["processed"])), \(text(item["reconStatus"]))\n"
+        }
+        if let error = value["lastError"]?.stringValue { out += "  last error: \(error)\n" }
+        return out
+    }
+
     static let maxAge = Option("max-age", .value("SECONDS"), "fail (exit 1) when the last pass is older: a health check")
 
     static let command = Command(
@@ -148,6 +168,7 @@ enum SubmitterStatus {
                 }
             }
             if let error = status["lastError"]?.stringValue { print("last error: \(error)") }
+            if let reconciliation = status["reconciliation"] { print(reconciliationText(reconciliation), terminator: "") }
         }
         // The health check of a process with no socket: it is alive while its passes keep coming
         // (a pass starts at least every interval plus the longest backoff).

@@ -1,4 +1,7 @@
+import AdapterKit
 import Foundation
+import Reconciliation
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -117,7 +120,83 @@ enum Demo {
         let query = home + "/run/query.sock"
         waitUntilCaughtUp(query)
         try summary(subscriptions.map(\.id), aggregator: aggregator, query: query, marketplace: marketplace, sent: sent)
+        reconcile(home: home, environment: invocation.environment, query: query, last: clock)
+        try usageAPI(home: home)
         Up.say("the data stays in \(home); explore it with: METERING_CLOCK=manual \(Up.binary("meterctl")) up --home \(home)")
+    }
+
+    /// The reconciliation of every simulated day the marketplace has processed (those before the
+    /// last one) against the query service's accepted ledger.
+    static func reconcile(home: String, environment: [String: String], query: String, last: Timestamp) {
+        print("")
+        let day = Timestamp.microsecondsPerDay
+        let from = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
+        let to = Timestamp(microseconds: last.microseconds / day * day)
+        print("== Reconciliation: what we recorded accepted against the marketplace's usage events, per day, subscription and dimension")
+        do {
+            let reconciler = Reconciler(
+                access: try ReconcileCommand.access(home: home, environment: environment, url: nil), querySocket: query)
+            print(ReconcileCommand.text(try reconciler.run(from: from, to: to)), terminator: "")
+            print("(meter-submitter runs this every hour; meterctl submitter-status shows the last result, meterctl reconcile runs it now)")
+        } catch {
+            print("the reconciliation could not run: \(error)")
+        }
+    }
+
+    /// A key for the usage API and the first records it serves, as a billing adapter reads them.
+    static func usageAPI(home: String) throws {
+        print("")
+        print("== The usage API for billing adapters (docs/BILLING-ADAPTERS.md)")
+        guard
+            let address = (try? String(contentsOfFile: home + "/run/query-adapters.addr", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines), address.hasPrefix("http")
+        else {
+            print("meter-query does not serve it (METERING_QUERY_ADAPTER_HTTP)")
+            return
+        }
+        let key = AdapterKey.generate()
+        let store = AdapterCredentialStore(path: AdapterCredentialStore.defaultPath(home: home))
+        let created = Timestamp(seconds: Int64(Date().timeIntervalSince1970))
+        try store.update { $0.append(AdapterCredential(key: key, name: "demo", subscriptions: nil, created: created)) }
+        var request = URLRequest(url: URL(string: address + "/v1/usage?startId=0&batchSize=3")!)
+        request.setValue("Bearer \(key.text)", forHTTPHeaderField: "Authorization")
+        guard let data = try? synchronousData(request), let page = try? JSONParser.parse(Array(data)) else {
+            print("the usage API at \(address) did not answer")
+            return
+        }
+        var rows = [["id", "resource", "meter", "dimension", "hour (UTC)", "quantity", "billed", "status"]]
+        for record in page["records"]?.arrayValue ?? [] {
+            rows.append(
+                ["id", "resourceId", "meterName", "dimension", "hour", "quantity", "billed", "status"].map {
+                    AggregatorCommands.text(record[$0])
+                })
+        }
+        Table.print(rows)
+        print(
+            "\(AggregatorCommands.text(page["total"])) usage records in all, the same ids on every replica. With the key made for the demo:"
+        )
+        print("  curl -H 'Authorization: Bearer \(key.text)' '\(address)/v1/usage?startId=0&batchSize=100'")
+    }
+
+    /// The body of a GET, waiting for it (URLSession has no synchronous call on Linux).
+    static func synchronousData(_ request: URLRequest) throws -> Data {
+        final class Box: @unchecked Sendable {
+            var result: Result<Data, any Error> = .failure(MeterCtl.Failure("no answer"))
+        }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error {
+                box.result = .failure(error)
+            } else if let status = (response as? HTTPURLResponse)?.statusCode, status != 200 {
+                box.result = .failure(MeterCtl.Failure("HTTP \(status)"))
+            } else {
+                box.result = .success(data ?? Data())
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        return try box.result.get()
     }
 
     /// Waits (at most 20 s) until the aggregators have nothing left to report.

@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -15,10 +17,13 @@ enum MeterCtl {
     static let commands: [Command] = [
         Demo.command, Up.command, Send.command, Tail.command, StatusCommand.command, AdvanceClock.command,
         AggregatorCommands.pendingCommand, AggregatorCommands.stateCommand, AggregatorCommands.statusCommand, SubmitterStatus.command,
+        ReconcileCommand.command,
         Ping.command, QueryCommands.runRateCommand, QueryCommands.usageCommand, QueryCommands.eventsCommand,
         QueryCommands.submissionsCommand, QueryCommands.breakdownCommand, QueryCommands.subscriptionsCommand, QueryStatus.command,
         TokenCommand.command,
-        UnprocessableCommand.command, CredentialsCommand.command, ConnectorCommand.command, RecoveryCommands.logCommand,
+        UnprocessableCommand.command, CredentialsCommand.command, NotificationsCommand.command, AdaptersCommand.command,
+        ConnectorCommand.command,
+        RecoveryCommands.logCommand,
         RecoveryCommands.rebuildCommand, HelpCommand.command, HelpCommand.completion,
     ]
 
@@ -97,7 +102,9 @@ enum MeterCtl {
             return try UnixClient(path: path)
         } catch {
             let process =
-                path.hasSuffix("aggregator.sock") ? "meter-aggregator" : path.hasSuffix("query.sock") ? "meter-query" : "meter-ingest"
+                path.hasSuffix("aggregator.sock")
+                ? "meter-aggregator"
+                : path.hasSuffix("query.sock") ? "meter-query" : path.hasSuffix("notifier.sock") ? "meter-notifier" : "meter-ingest"
             throw Failure("cannot reach \(process) at \(path) (\(error)); is it running? (METERING_HOME or --home chooses the stack)")
         }
     }

@@ -1,4 +1,6 @@
 import Foundation
+import SystemIO
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -34,8 +34,9 @@ enum QueryCommands {
         })
 
     static let usageCommand = Command(
-        name: "usage", summary: "closed-hour usage records with gap-free ids, page by page (query)",
-        details: "A record appears once its hour has closed; 'billed' is the overage reported for it.",
+        name: "usage", summary: "closed-hour usage records, page by page, under ids every query replica shares (query)",
+        details:
+            "A record appears once its hour has closed in every partition; 'billed' is the overage reported for it. Ids below the first readable one have aged out (METERING_QUERY_USAGE_RETENTION_DAYS).",
         options: [startId, batchSize, filterId, filterUri] + connection,
         examples: ["meterctl usage --start-id 100 --batch-size 50", "meterctl usage --resource-id sub-1"],
         run: { try usage($0) })
@@ -287,5 +288,12 @@ enum QueryStatus {
         print(
             "\(AggregatorCommands.text(response["usageRecords"])) usage records, \(AggregatorCommands.text(response["submissionRecords"])) marketplace outcomes, \(AggregatorCommands.text(response["watchers"])) run-rate watchers"
         )
+        if let usage = response["usage"] {
+            let text = AggregatorCommands.text
+            let cutoff = usage["expiredBefore"].flatMap { $0 == .null ? nil : "; closed before \(text($0)) aged out" } ?? ""
+            print(
+                "usage ids \(text(usage["firstId"]))..<\(text(usage["nextId"])) readable, numbered up to the horizon \(text(usage["horizon"])), kept \(text(usage["retentionDays"])) days\(cutoff)"
+            )
+        }
     }
 }

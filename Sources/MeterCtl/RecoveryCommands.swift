@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -37,7 +38,7 @@ enum RecoveryCommands {
     static let rebuildCommand = Command(
         name: "rebuild", summary: "move a stopped meter-aggregator's or meter-query's state aside, to fold the log again from its start",
         details:
-            "Nothing is deleted: the state is moved to <directory>.replaced-<time>. Refused while the process runs. After a rebuild of the query, usage and submission ids start again at 1.",
+            "Nothing is deleted: the state is moved to <directory>.replaced-<time>. Refused while the process runs. After a rebuild of the query, usage ids follow from the log as it is; the ledger's line ids start again at 0.",
         arguments: [Argument(name: "PROCESS", summary: "aggregator or query", choices: ["aggregator", "query"])],
         options: [partitions, queryData, .home], examples: ["meterctl rebuild aggregator", "meterctl rebuild query"],
         run: { try rebuild($0) })
@@ -119,7 +120,9 @@ enum RecoveryCommands {
             let aside = "\(data).replaced-\(stamp)"
             try moveAside(data, to: aside)
             print("read models moved to \(aside)")
-            print("meter-query folds the log from its first record at its next start (usage and submission ids start again at 1)")
+            print(
+                "meter-query folds the log from its first record at its next start (usage ids follow from the log as it is; the ledger's line ids start again at 0)"
+            )
         }
     }
 

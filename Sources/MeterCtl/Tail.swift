@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 /// `meterctl tail`: follows every partition and prints one line per record.

@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import Transport
 import Wire
 
 /// `meterctl token`: mints a run-rate access token for one subscription, as an ISV's backend

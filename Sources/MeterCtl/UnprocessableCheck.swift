@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 /// `meterctl unprocessable`: the records the aggregator could not bill, counted per subscription

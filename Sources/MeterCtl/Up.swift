@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -141,8 +143,8 @@ enum Up {
     static let command = Command(
         name: "up", summary: "start the whole stack, supervised, until Ctrl-C (or SIGTERM)",
         details: """
-            Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page on a loopback
-            port), the marketplace emulator and meter-submitter under one home, each once the one
+            Starts meter-ingest, meter-aggregator, meter-query (with the run-rate page and the usage API
+            on loopback ports), meter-notifier, the marketplace emulator and meter-submitter under one home, each once the one
             before answers; restarts any that dies; stops them all on Ctrl-C or SIGTERM. A process
             that exits with a configuration error (64 or 78) is not restarted: the stack stops. A
             home whose stack already runs is refused before anything starts.
@@ -159,10 +161,15 @@ enum Up {
         // A page address left by an earlier run is not this run's.
         let pageFile = home + "/run/query-http.addr"
         let earlierPage = ServiceLifecycle.RunFileIdentity(path: pageFile)
+        let adapterFile = home + "/run/query-adapters.addr"
+        let earlierAdapters = ServiceLifecycle.RunFileIdentity(path: adapterFile)
         let (children, marketplace) = try startStack(home: home, environment: [:])
         say("marketplace emulator at \(marketplace); try: METERING_HOME=\(home) \(binary("meterctl")) status")
         if let address = newAddress(at: pageFile, replacing: earlierPage) {
             say("run-rate page at \(address); a link for one subscription: \(binary("meterctl")) token --resource-id ID --url \(address)")
+        }
+        if let address = newAddress(at: adapterFile, replacing: earlierAdapters) {
+            say("usage API for billing adapters at \(address)/v1/usage; a key: \(binary("meterctl")) adapters create --name NAME")
         }
         say("Ctrl-C stops everything")
         waitForStop()
@@ -194,6 +201,7 @@ enum Up {
             ("meter-ingest", environment["METERING_INGEST_ADMIN_SOCKET"] ?? run + "ingest-admin.sock"),
             ("meter-aggregator", environment["METERING_AGGREGATOR_SOCKET"] ?? run + "aggregator.sock"),
             ("meter-query", environment["METERING_QUERY_SOCKET"] ?? run + "query.sock"),
+            ("meter-notifier", environment["METERING_NOTIFIER_SOCKET"] ?? run + "notifier.sock"),
         ]
         let answering = sockets.compactMap { _, path -> String? in
             guard let connection = try? UnixSocket.connect(path: path) else { return nil }
@@ -237,7 +245,9 @@ enum Up {
     nonisolated(unsafe) private static var heldLock: Int32 = -1
 
     /// The processes of the stack, in the order they start.
-    static let stackNames = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+    static let stackNames = [
+        "meter-ingest", "meter-aggregator", "meter-query", "meter-notifier", "meter-marketplace-emulator", "meter-submitter",
+    ]
 
     /// The file name of the program process `pid` runs (from `/proc`), or nil.
     static func executableName(of pid: Int32) -> String? {
@@ -285,7 +295,10 @@ enum Up {
         var queryEnvironment = aggregatorEnvironment
         // The customer run-rate page, on a loopback port of the kernel's choosing.
         queryEnvironment["METERING_QUERY_HTTP"] = base["METERING_QUERY_HTTP"] ?? "127.0.0.1:0"
+        // The usage API for billing adapters, likewise (keys from meterctl adapters create).
+        queryEnvironment["METERING_QUERY_ADAPTER_HTTP"] = base["METERING_QUERY_ADAPTER_HTTP"] ?? "127.0.0.1:0"
         let query = Child(name: "meter-query", environment: queryEnvironment, home: home)
+        let notifier = Child(name: "meter-notifier", environment: aggregatorEnvironment, home: home)
         var emulatorEnvironment = base
         emulatorEnvironment["METERING_EMULATOR_PORT"] = base["METERING_EMULATOR_PORT"] ?? "0"
         emulatorEnvironment["METERING_EMULATOR_CLOCK"] = base["METERING_EMULATOR_CLOCK"] ?? "ingest"
@@ -301,6 +314,11 @@ enum Up {
         started.append(query)
         try query.start()
         try waitFor(query) { (try? UnixClient(path: home + "/run/query.sock").call("status")) != nil }
+        started.append(notifier)
+        try notifier.start()
+        try waitFor(notifier) {
+            (try? UnixClient(path: base["METERING_NOTIFIER_SOCKET"] ?? home + "/run/notifier.sock").call("status")) != nil
+        }
         started.append(emulator)
         try emulator.start()
         var marketplace = ""
@@ -308,19 +326,10 @@ enum Up {
             marketplace = newAddress(at: addressFile, replacing: earlierAddress) ?? ""
             return marketplace.hasPrefix("http")
         }
-        var submitterEnvironment = base
-        if base["METERING_MARKETPLACE_URL"] == nil {
-            // The emulator stands in for Azure, with a service principal it accepts.
-            submitterEnvironment["METERING_MARKETPLACE_URL"] = marketplace
-            submitterEnvironment["METERING_TOKEN_URL"] = marketplace + "/local/oauth2/token"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_TENANT_ID"] = "local"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_CLIENT_ID"] = "meterctl-up"
-            submitterEnvironment["AZURE_METERING_MARKETPLACE_CLIENT_SECRET"] = "local"
-        }
-        let submitter = Child(name: "meter-submitter", environment: submitterEnvironment, home: home)
+        let submitter = Child(name: "meter-submitter", environment: marketplaceEnvironment(base, emulator: marketplace), home: home)
         started.append(submitter)
         try submitter.start()
-        let children = [ingest, aggregator, query, emulator, submitter]
+        let children = [ingest, aggregator, query, notifier, emulator, submitter]
         for child in children { Thread { child.supervise() }.start() }
         say("running:")
         for child in children {
@@ -346,9 +355,23 @@ enum Up {
         withExtendedLifetime(sources) { stopRequested.wait() }
     }
 
+    /// `environment` with the marketplace settings of a stack whose emulator listens at `emulator`:
+    /// unless `METERING_MARKETPLACE_URL` names a real marketplace, the emulator stands in for
+    /// Azure with a service principal it accepts (the submitter and `meterctl reconcile` use it).
+    static func marketplaceEnvironment(_ environment: [String: String], emulator: String) -> [String: String] {
+        guard environment["METERING_MARKETPLACE_URL"] == nil else { return environment }
+        var changed = environment
+        changed["METERING_MARKETPLACE_URL"] = emulator
+        changed["METERING_TOKEN_URL"] = emulator + "/local/oauth2/token"
+        changed["AZURE_METERING_MARKETPLACE_TENANT_ID"] = "local"
+        changed["AZURE_METERING_MARKETPLACE_CLIENT_ID"] = "meterctl-up"
+        changed["AZURE_METERING_MARKETPLACE_CLIENT_SECRET"] = "local"
+        return changed
+    }
+
     /// Stops the children, the submitter first and ingest last.
     static func stop(_ children: [Child]) {
-        say("stopping (submitter, emulator, query, aggregator, ingest)")
+        say("stopping (submitter, emulator, notifier, query, aggregator, ingest)")
         for child in children.reversed() { child.stop() }
         say("stopped")
     }

@@ -1,5 +1,7 @@
+import Daemon
 import EventStore
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)

@@ -1,5 +1,7 @@
 public import Billing
+import Daemon
 import Foundation
+import Transport
 public import Wire
 
 /// The owner of one partition's folded state, fed by a `PartitionFollower`.

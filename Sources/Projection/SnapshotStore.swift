@@ -1,5 +1,7 @@
+import Daemon
 import EventStore
 import Foundation
+import SystemIO
 public import Wire
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import Daemon
 import Foundation
 import Wire
 
@@ -5,35 +6,56 @@ import Wire
     import Glibc
 #endif
 
-/// An append-only file of JSON lines with stable, gap-free ids: the query service's record of closed
-/// usage hours and of marketplace outcomes, which billing adapters page through.
+/// An append-only file of JSON lines with stable, gap-free ids: the query service's record of
+/// marketplace outcomes (one file) and, one file per segment of each partition, of closed usage hours.
 ///
-/// Every line starts `{"id":n,"partition":p,"ordinal":o,` — the id is the line's number, the
-/// partition and ordinal say which record of which partition's fold it is. A fold replayed after a
-/// restart produces the same records with the same ordinals, and `nextOrdinal(partition:)` tells which
-/// of them the file already has, so nothing is written twice and ids never change. Lines become
+/// Every line starts `{"id":n,"partition":p,"ordinal":o,` (a usage line then `"closed":s,`, the
+/// Unix second at which its hour was closed) — the id is the file's first id plus the line's number,
+/// the partition and ordinal say which record of which partition's fold it is. A fold replayed after
+/// a restart produces the same records with the same ordinals, and `nextOrdinal(partition:)` tells
+/// which of them the file already has, so nothing is written twice and ids never change. Lines become
 /// readable only once they are synced (`sync()`), so a page never shows a line a crash could take back.
 /// A torn last line (a crash mid-write) is cut at start-up; damage anywhere else stops start-up.
 final class Journal: @unchecked Sendable {
     let path: String
-    private let fd: Int32
+    /// The id of the file's first line.
+    let firstId: Int
+    /// Open while the file takes lines; a sealed file (`seal()`) opens it for each read instead, so
+    /// that many old usage segments hold no descriptors.
+    private var fd: Int32
     private let lock = NSLock()
     /// Offsets of every `indexStride`-th line, for paging without reading from the start.
     private var index: [UInt64] = []
     private static let indexStride = 128
+    /// Per partition, the line of every `indexStride`-th of its records: where to start reading
+    /// a partition's records from a given ordinal on (`line(partition:atOrBefore:)`).
+    private var partitionIndex: [Int: [(ordinal: UInt64, line: Int)]] = [:]
+    private var partitionCounts: [Int: Int] = [:]
     private var durableCount = 0
     private var durableBytes: UInt64 = 0
     private var pending: [UInt8] = []
-    private var pendingCount = 0
+    private var pendingHeaders: [Header] = []
     private var nextOrdinals: [Int: UInt64] = [:]
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
 
-    /// Opens (or creates) the journal at `path`, checks every line and cuts a torn tail.
-    init(path: String) throws(Failure) {
+    /// What every line starts with.
+    struct Header: Equatable {
+        var id: Int
+        var partition: Int
+        var ordinal: UInt64
+        /// Usage lines: the Unix second the record's hour was closed at (the log time of the
+        /// partition's first record past it).
+        var closed: Int64?
+    }
+
+    /// Opens (or creates) the journal at `path`, checks every line (`visit` sees each header in
+    /// order) and cuts a torn tail.
+    init(path: String, firstId: Int = 0, visit: (Header) -> Void = { _ in }) throws(Failure) {
         self.path = path
+        self.firstId = firstId
         let existed = access(path, F_OK) == 0
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -43,15 +65,21 @@ final class Journal: @unchecked Sendable {
             let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             defer { if directoryFD >= 0 { close(directoryFD) } }
             guard directoryFD >= 0, fsync(directoryFD) == 0 else {
+                close(fd)
                 throw Failure(description: "cannot make \(path) durable: fsync of its directory: \(String(cString: strerror(errno)))")
             }
         }
-        try recover()
+        do {
+            try recover(visit: visit)
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
-    private func recover() throws(Failure) {
+    private func recover(visit: (Header) -> Void) throws(Failure) {
         var offset: UInt64 = 0
         var lineStart: UInt64 = 0
         var line: [UInt8] = []
@@ -64,12 +92,12 @@ final class Journal: @unchecked Sendable {
             for position in 0..<read {
                 let byte = buffer[position]
                 if byte == 0x0A {
-                    guard let header = Self.header(line), header.id == count else {
+                    guard let header = Self.header(line), header.id == firstId + count else {
                         throw Failure(
                             description: "\(path): line \(count + 1) at byte \(lineStart) is damaged; move the file aside to rebuild it")
                     }
-                    if count % Self.indexStride == 0 { index.append(lineStart) }
-                    nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
+                    indexLine(header, line: count, offset: lineStart)
+                    visit(header)
                     count += 1
                     line.removeAll(keepingCapacity: true)
                     lineStart = offset + UInt64(position) + 1
@@ -89,13 +117,26 @@ final class Journal: @unchecked Sendable {
         durableBytes = lineStart
     }
 
-    /// The id, partition and ordinal at the start of a line; nil when the line is not one of ours.
-    static func header(_ line: [UInt8]) -> (id: Int, partition: Int, ordinal: UInt64)? {
+    /// Adds line number `line` (of the file) to the indexes (lock held, or during recovery).
+    private func indexLine(_ header: Header, line: Int, offset: UInt64) {
+        if line % Self.indexStride == 0 { index.append(offset) }
+        let seen = partitionCounts[header.partition, default: 0]
+        if seen % Self.indexStride == 0 { partitionIndex[header.partition, default: []].append((header.ordinal, line)) }
+        partitionCounts[header.partition] = seen + 1
+        nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
+    }
+
+    /// The id, partition, ordinal (and close time) at the start of a line; nil when the line is not one of ours.
+    static func header(_ line: [UInt8]) -> Header? {
         guard line.last == UInt8(ascii: "}") else { return nil }
         var position = 0
         func expect(_ text: String) -> Bool {
+            let start = position
             for byte in text.utf8 {
-                guard position < line.count, line[position] == byte else { return false }
+                guard position < line.count, line[position] == byte else {
+                    position = start
+                    return false
+                }
                 position += 1
             }
             return true
@@ -110,30 +151,45 @@ final class Journal: @unchecked Sendable {
             return position > start ? value : nil
         }
         guard expect("{\"id\":"), let id = number(), expect(",\"partition\":"), let partition = number(), expect(",\"ordinal\":"),
-            let ordinal = number(), expect(",")
+            let ordinal = number()
         else { return nil }
-        return (Int(id), Int(partition), ordinal)
+        var closed: Int64?
+        if expect(",\"closed\":") {
+            guard let seconds = number() else { return nil }
+            closed = Int64(seconds)
+        }
+        guard expect(",") else { return nil }
+        return Header(id: Int(id), partition: Int(partition), ordinal: ordinal, closed: closed)
     }
 
     /// Lines that are synced and readable.
     var count: Int { lock.withLock { durableCount } }
 
+    /// The id the next line will get once synced.
+    var nextId: Int { lock.withLock { firstId + durableCount + pendingHeaders.count } }
+
     /// The ordinal of the next record of `partition` that is not in the journal yet.
     func nextOrdinal(partition: Int) -> UInt64 { lock.withLock { nextOrdinals[partition] ?? 0 } }
 
-    /// Adds the record of `partition` numbered `ordinal`, with `fields`, unless the journal has
-    /// it already; it becomes readable at the next `sync()`.
-    func append(partition: Int, ordinal: UInt64, _ fields: JSONObject) {
+    /// Adds the record of `partition` numbered `ordinal`, with `fields` (and, for usage, the
+    /// second its hour closed at), unless the journal has it already: false then. It becomes
+    /// readable at the next `sync()`.
+    @discardableResult
+    func append(partition: Int, ordinal: UInt64, closed: Int64? = nil, _ fields: JSONObject) -> Bool {
         lock.withLock {
-            guard ordinal >= nextOrdinals[partition] ?? 0 else { return }
-            let header: [JSONObject.Member] = [
-                .init("id", .number(String(durableCount + pendingCount))), .init("partition", .number(String(partition))),
+            guard ordinal >= nextOrdinals[partition] ?? 0 else { return false }
+            let header = Header(
+                id: firstId + durableCount + pendingHeaders.count, partition: partition, ordinal: ordinal, closed: closed)
+            var members: [JSONObject.Member] = [
+                .init("id", .number(String(header.id))), .init("partition", .number(String(partition))),
                 .init("ordinal", .number(String(ordinal))),
             ]
-            pending += JSONWriter.bytes(.object(JSONObject(header + fields.members)))
+            if let closed { members.append(.init("closed", .number(String(closed)))) }
+            pending += JSONWriter.bytes(.object(JSONObject(members + fields.members)))
             pending.append(0x0A)
-            pendingCount += 1
+            pendingHeaders.append(header)
             nextOrdinals[partition] = ordinal + 1
+            return true
         }
     }
 
@@ -141,7 +197,8 @@ final class Journal: @unchecked Sendable {
     func sync() throws(Failure) {
         lock.lock()
         defer { lock.unlock() }
-        guard pendingCount > 0 else { return }
+        guard !pendingHeaders.isEmpty else { return }
+        guard fd >= 0 else { throw Failure(description: "\(path) is sealed; it takes no more lines") }
         var written = 0
         while written < pending.count {
             let result = pending.withUnsafeBytes { bytes in
@@ -153,26 +210,62 @@ final class Journal: @unchecked Sendable {
         }
         guard fdatasync(fd) == 0 else { throw Failure(description: "cannot sync \(path): \(String(cString: strerror(errno)))") }
         var lineStart = durableBytes
+        var headers = pendingHeaders.makeIterator()
         var line = durableCount
         for (position, byte) in pending.enumerated() where byte == 0x0A {
-            if line % Self.indexStride == 0 { index.append(lineStart) }
+            if let header = headers.next() { indexLine(header, line: line, offset: lineStart) }
             line += 1
             lineStart = durableBytes + UInt64(position) + 1
         }
         durableBytes += UInt64(pending.count)
-        durableCount += pendingCount
+        durableCount += pendingHeaders.count
         pending.removeAll(keepingCapacity: true)
-        pendingCount = 0
+        pendingHeaders.removeAll(keepingCapacity: true)
+    }
+
+    /// Closes the file for writing (after syncing it): it keeps its lines, readable, and no descriptor.
+    func seal() throws(Failure) {
+        try sync()
+        lock.withLock {
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
+
+    /// The id of a line at or before the first record of `partition` with an ordinal of at least
+    /// `ordinal` (the file's end when it has none): reading from there and skipping that
+    /// partition's lower ordinals finds them all.
+    func line(partition: Int, atOrBefore ordinal: UInt64) -> Int {
+        lock.withLock {
+            guard ordinal < nextOrdinals[partition] ?? 0 else { return firstId + durableCount }
+            let entries = partitionIndex[partition] ?? []
+            var low = 0
+            var high = entries.count
+            while low < high {
+                let middle = (low + high) / 2
+                if entries[middle].ordinal <= ordinal { low = middle + 1 } else { high = middle }
+            }
+            return firstId + (low == 0 ? 0 : entries[low - 1].line)
+        }
     }
 
     /// Up to `maximum` synced lines from id `start` on, parsed.
     func read(from start: Int, maximum: Int) throws(Failure) -> [JSONObject] {
-        let (count, offset, skip, end) = lock.withLock { () -> (Int, UInt64, Int, UInt64) in
-            guard start < durableCount else { return (0, 0, 0, 0) }
-            let slot = start / Self.indexStride
-            return (min(maximum, durableCount - start), index[slot], start - slot * Self.indexStride, durableBytes)
+        let (count, offset, skip, end, descriptor) = lock.withLock { () -> (Int, UInt64, Int, UInt64, Int32) in
+            let line = start - firstId
+            guard line >= 0, line < durableCount else { return (0, 0, 0, 0, -1) }
+            let slot = line / Self.indexStride
+            return (min(maximum, durableCount - line), index[slot], line - slot * Self.indexStride, durableBytes, fd)
         }
         guard count > 0 else { return [] }
+        // A sealed file is opened for this read alone; an unsealed one's descriptor stays open
+        // while the journal lives.
+        var readFD = descriptor
+        if readFD < 0 {
+            readFD = open(path, O_RDONLY | O_CLOEXEC)
+            guard readFD >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        }
+        defer { if descriptor < 0 { close(readFD) } }
         var records: [JSONObject] = []
         records.reserveCapacity(count)
         var position = offset
@@ -181,7 +274,7 @@ final class Journal: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 256 << 10)
         while records.count < count && position < end {
             let want = Int(min(UInt64(buffer.count), end - position))
-            let read = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(position)) }
+            let read = buffer.withUnsafeMutableBytes { pread(readFD, $0.baseAddress, want, off_t(position)) }
             guard read > 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
             for index in 0..<read where records.count < count {
                 let byte = buffer[index]

@@ -2,22 +2,24 @@ import Billing
 import Foundation
 import Projection
 import QueryModel
+import QueryWeb
+import Transport
 import Wire
 
 /// Answers `query.sock` (DESIGN.md §3.4): `runrate`, `usage`, `subscriptions`, `events`,
 /// `submissions`, `breakdown`, `watch`, `status`.
 final class QueryHandler: RequestHandler {
     let workers: [ViewWorker]
-    let usage: Journal
+    let usage: UsageStore
     let submissions: Journal
     let watchers: WatcherRegistry
     let configuration: QueryConfiguration
 
-    static let operations = "runrate, usage, subscriptions, events, submissions, breakdown, watch, status"
+    static let operations = "runrate, usage, subscriptions, events, submissions, accepted, breakdown, watch, status"
     /// `events` reads at most this many log records per request; the answer's `next` continues.
     static let eventsScanLimit = 20_000
 
-    init(workers: [ViewWorker], usage: Journal, submissions: Journal, watchers: WatcherRegistry, configuration: QueryConfiguration) {
+    init(workers: [ViewWorker], usage: UsageStore, submissions: Journal, watchers: WatcherRegistry, configuration: QueryConfiguration) {
         self.workers = workers
         self.usage = usage
         self.submissions = submissions
@@ -42,6 +44,7 @@ final class QueryHandler: RequestHandler {
             case "subscriptions": return try subscriptionPage(request)
             case "events": return try events(request)
             case "submissions": return try submissionPage(request)
+            case "accepted": return try acceptedLedger(request)
             case "breakdown": return try breakdown(request)
             case "status": return status()
             default: throw WireError(.unknownOp, "unknown op \"\(request.op)\"; query.sock serves \(Self.operations)")
@@ -142,36 +145,78 @@ final class QueryHandler: RequestHandler {
 
     /// `{"startId":n,"batchSize":k,"resourceId"|"resourceUri"?}` → closed-hour usage records with
     /// ids n, n+1, ... (gap-free; with a subscription, that subscription's among them).
-    private func usagePage(_ request: Request) throws -> JSONObject {
+    private func usagePage(_ request: Request) throws(WireError) -> JSONObject {
         let start = try Self.position(request, "startId")
         let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
         let names = try Self.nameFilter(request)
-        let (lines, next) = try Self.page(usage, from: start, size: size, keep: names.map { names in { Self.names($0, oneOf: names) } })
-        let records = lines.map { line -> JSONValue in
-            var object = line
-            let partition = line["partition"]?.intValue ?? -1
-            var status: String?
-            if let key = line["subscription"]?.stringValue, let dimension = line["dimension"]?.stringValue,
-                let hour = line["hour"]?.stringValue.flatMap(Timestamp.init(iso8601:)),
-                workers.indices.contains(partition), case let worker = workers[partition]
-            {
-                status = worker.read { $0.marketplaceStatus(subscription: key, dimension: dimension, hour: hour) }
-            }
-            let billed = line["billed"].flatMap { value -> Quantity? in
-                if case .number(let text) = value { return Quantity(exactly: text) }
-                return nil
-            }
-            object["status"] = .string(status ?? ((billed ?? .zero) > .zero ? "settled" : "included"))
-            return .object(JSONObject(object.members.filter { $0.key != "ordinal" }))
+        do {
+            return try usagePage(from: start, size: size, names: names)
+        } catch {
+            // The socket's error carries the first readable id in its message.
+            throw WireError(ErrorCode(error.code), error.message)
         }
-        return JSONObject([
-            .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(usage.count))),
-        ])
     }
 
-    /// `{"startId","batchSize","status"?,"resourceId"|"resourceUri"?}` → the marketplace ledger, oldest first.
+    /// Up to `size` usage records from id `start` that name one of `names` (all without it; with
+    /// it, at most ten pages' worth are read), each with its marketplace status, and where the
+    /// next page starts; `expired` when `start` has aged out.
+    func usagePage(from start: Int, size: Int, names: Set<String>?) throws(AdapterProblem) -> JSONObject {
+        let scanned: [(id: Int, line: JSONObject)]
+        do {
+            scanned = try usage.page(from: start, size: names == nil ? size : size * 10)
+        } catch {
+            switch error {
+            case .expired(let first, let before):
+                let cutoff = before.map { " (closed before \($0.iso8601); they are kept \(usage.retentionDays) days)" } ?? ""
+                throw AdapterProblem(
+                    AdapterProblem.expiredCode,
+                    "usage records below id \(first) have aged out\(cutoff); id \(start) can no longer be read: continue from id \(first)",
+                    details: [.init("firstId", .number(String(first)))])
+            case .failed(let message): throw AdapterProblem(WireError(.internalError, message))
+            }
+        }
+        var records: [JSONValue] = []
+        var next = start
+        for (id, line) in scanned {
+            next = id + 1
+            if let names, !Self.names(line, oneOf: names) { continue }
+            records.append(.object(usageRecord(id: id, line)))
+            if records.count == size { break }
+        }
+        let position = usage.position
+        var members: [JSONObject.Member] = [
+            .init("records", .array(records)), .init("nextId", .number(String(next))), .init("firstId", .number(String(position.firstId))),
+            .init("total", .number(String(position.nextId))),
+        ]
+        members.append(.init("horizon", position.horizon.map { .string($0.iso8601) } ?? .null))
+        return JSONObject(members)
+    }
+
+    /// A usage journal line as served: its id (the record's place in every replica's order), the
+    /// record and its slot's marketplace status.
+    private func usageRecord(id: Int, _ line: JSONObject) -> JSONObject {
+        var object = JSONObject(line.members.filter { !["id", "ordinal", "closed"].contains($0.key) })
+        object.members.insert(.init("id", .number(String(id))), at: 0)
+        let partition = line["partition"]?.intValue ?? -1
+        var status: String?
+        if let key = line["subscription"]?.stringValue, let dimension = line["dimension"]?.stringValue,
+            let hour = line["hour"]?.stringValue.flatMap(Timestamp.init(iso8601:)),
+            workers.indices.contains(partition), case let worker = workers[partition]
+        {
+            status = worker.read { $0.marketplaceStatus(subscription: key, dimension: dimension, hour: hour) }
+        }
+        let billed = line["billed"].flatMap { value -> Quantity? in
+            if case .number(let text) = value { return Quantity(exactly: text) }
+            return nil
+        }
+        object["status"] = .string(status ?? ((billed ?? .zero) > .zero ? "settled" : "included"))
+        return object
+    }
+
+    /// `{"startId","batchSize","status"?,"resourceId"|"resourceUri"?}` → the marketplace ledger in
+    /// this replica's order; with `"cursor"` instead of `startId`, from a cursor that any replica
+    /// continues.
     private func submissionPage(_ request: Request) throws -> JSONObject {
-        let start = try Self.position(request, "startId")
         let size = try Self.count(request, "batchSize", default: 100, maximum: 10_000)
         var status: String?
         if let given = request["status"] {
@@ -181,18 +226,149 @@ final class QueryHandler: RequestHandler {
             status = text
         }
         let names = try Self.nameFilter(request)
-        let keep: ((JSONObject) -> Bool)? =
-            status == nil && names == nil
-            ? nil
-            : { line in
-                (status == nil || line["status"]?.stringValue == status || line["settled"]?.stringValue == status)
-                    && (names.map { Self.names(line, oneOf: $0) } ?? true)
+        if let cursor = request["cursor"] {
+            guard let text = cursor.stringValue else { throw WireError(.badRequest, "\"cursor\" must be the cursor of a previous page") }
+            do {
+                return try submissionPage(cursor: text, size: size, status: status, names: names)
+            } catch {
+                throw WireError(ErrorCode(error.code), error.message)
             }
-        let (lines, next) = try Self.page(submissions, from: start, size: size, keep: keep)
+        }
+        let start = try Self.position(request, "startId")
+        let (lines, next) = try Self.page(submissions, from: start, size: size, keep: Self.submissionFilter(status: status, names: names))
         let records = lines.map { JSONValue.object(JSONObject($0.members.filter { $0.key != "ordinal" })) }
         return JSONObject([
             .init("records", .array(records)), .init("nextId", .number(String(next))), .init("total", .number(String(submissions.count))),
         ])
+    }
+
+    /// What keeps a submission line: its status or settlement, and its subscription.
+    static func submissionFilter(status: String?, names: Set<String>?) -> ((JSONObject) -> Bool)? {
+        guard status != nil || names != nil else { return nil }
+        return { line in
+            (status == nil || line["status"]?.stringValue == status || line["settled"]?.stringValue == status)
+                && (names.map { Self.names(line, oneOf: $0) } ?? true)
+        }
+    }
+
+    /// Marketplace outcomes from `cursor` (each partition's next ordinal, `-` between them; empty
+    /// or absent: from the start): the lines this replica holds past it, and the cursor after
+    /// them. Every replica keeps every partition's outcomes in the same order, so a cursor of one
+    /// continues on another without a gap or a repeat.
+    func submissionPage(cursor text: String?, size: Int, status: String?, names: Set<String>?) throws(AdapterProblem) -> JSONObject {
+        var cursor = [UInt64](repeating: 0, count: workers.count)
+        if let text, !text.isEmpty {
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { UInt64($0) }
+            guard parts.count == workers.count, parts.allSatisfy({ $0 != nil }) else {
+                throw AdapterProblem(
+                    "bad_request",
+                    "the cursor must be \(workers.count) whole numbers joined by '-', as a previous page's \"cursor\" gives it")
+            }
+            cursor = parts.map { $0! }
+        }
+        let keep = Self.submissionFilter(status: status, names: names)
+        var line = cursor.indices.map { submissions.line(partition: $0, atOrBefore: cursor[$0]) }.min() ?? 0
+        var records: [JSONValue] = []
+        var scanned = 0
+        let budget = max(size * 10, 1000)
+        scan: while records.count < size && scanned < budget {
+            let lines: [JSONObject]
+            do {
+                lines = try submissions.read(from: line, maximum: min(1000, budget - scanned))
+            } catch {
+                throw AdapterProblem(WireError(.internalError, "\(error)"))
+            }
+            if lines.isEmpty { break }
+            for object in lines {
+                line += 1
+                scanned += 1
+                guard let partition = object["partition"]?.intValue, cursor.indices.contains(partition),
+                    let ordinal = object["ordinal"]?.intValue.map(UInt64.init), ordinal >= cursor[partition]
+                else { continue }
+                cursor[partition] = ordinal + 1
+                if let keep, !keep(object) { continue }
+                records.append(.object(JSONObject(object.members.filter { $0.key != "ordinal" && $0.key != "id" })))
+                if records.count == size { break scan }
+            }
+        }
+        return JSONObject([
+            .init("records", .array(records)), .init("cursor", .string(cursor.map(String.init).joined(separator: "-"))),
+        ])
+    }
+
+    /// `{"from": day, "to": day}` (UTC dates or times; `to` excluded) → what the marketplace
+    /// accepted per usage day, resource and dimension, from the marketplace ledger: `Accepted`
+    /// items (a `Duplicate` of the same quantity included) at their quantity, conflicts at the
+    /// quantity the marketplace holds. `asOf` is the log time up to which every partition's
+    /// outcomes are folded: days ending well before it are complete. Reads the whole ledger.
+    private func acceptedLedger(_ request: Request) throws -> JSONObject {
+        guard let from = try Self.day(request, "from"), let to = try Self.day(request, "to"), from < to else {
+            throw WireError(
+                .badRequest, "accepted needs \"from\" and \"to\" (UTC dates such as 2024-03-01, \"to\" excluded), from before to")
+        }
+        struct Key: Hashable {
+            var day: Timestamp
+            var resource: String
+            var dimension: String
+        }
+        var totals: [Key: (names: [JSONObject.Member], planId: String, quantity: Quantity, count: Int)] = [:]
+        // The position read before the ledger: every outcome folded up to it is in what follows.
+        let asOf = workers.compactMap { worker in worker.read { $0.state.time } }.min()
+        var next = 0
+        while true {
+            let lines = try submissions.read(from: next, maximum: 5000)
+            if lines.isEmpty { break }
+            next += lines.count
+            for line in lines {
+                let settled = line["settled"]?.stringValue
+                guard settled == "Accepted" || settled == "Conflict",
+                    let hour = line["effectiveStartTime"]?.stringValue.flatMap(Timestamp.init(iso8601:)), hour >= from, hour < to,
+                    let dimension = line["dimension"]?.stringValue,
+                    let quantity = exact(settled == "Conflict" ? line["acceptedQuantity"] : line["quantity"])
+                else { continue }
+                let names = ResourceName(resourceId: line["resourceId"]?.stringValue, resourceUri: line["resourceUri"]?.stringValue)
+                let key = Key(
+                    day: Self.dayStart(hour), resource: (names.resourceId ?? names.resourceUri ?? "").lowercased(), dimension: dimension)
+                var entry = totals[key] ?? (names.members, line["planId"]?.stringValue ?? "", .zero, 0)
+                entry.quantity = entry.quantity.saturatingAdding(quantity)
+                entry.count += 1
+                totals[key] = entry
+            }
+        }
+        let days = totals.sorted { ($0.key.day, $0.key.resource, $0.key.dimension) < ($1.key.day, $1.key.resource, $1.key.dimension) }
+            .map { key, entry -> JSONValue in
+                var members: [JSONObject.Member] = [.init("usageDate", .string(String(key.day.iso8601.prefix(10))))]
+                members += entry.names
+                members += [
+                    .init("planId", .string(entry.planId)), .init("dimension", .string(key.dimension)),
+                    .init("quantity", entry.quantity.json),
+                    .init("count", .number(String(entry.count))),
+                ]
+                return .object(JSONObject(members))
+            }
+        return JSONObject([.init("days", .array(days)), .init("asOf", asOf.map { .string($0.iso8601) } ?? .null)])
+    }
+
+    /// A quantity member of a journal line.
+    private func exact(_ value: JSONValue?) -> Quantity? {
+        switch value {
+        case .number(let text)?, .string(let text)?: return Quantity(exactly: text)
+        default: return nil
+        }
+    }
+
+    /// A UTC date (`2024-03-01`) or time member, as the midnight it falls on.
+    static func day(_ request: Request, _ key: String) throws(WireError) -> Timestamp? {
+        guard let given = request[key] else { return nil }
+        guard let text = given.stringValue,
+            let time = text.utf8.count == 10 ? Timestamp(iso8601: text + "T00:00:00Z") : Timestamp(iso8601: text)
+        else { throw WireError(.badRequest, "\"\(key)\" must be a UTC date such as 2024-03-01") }
+        return dayStart(time)
+    }
+
+    static func dayStart(_ time: Timestamp) -> Timestamp {
+        let day = Timestamp.microsecondsPerDay
+        return Timestamp(microseconds: (time.microseconds >= 0 ? time.microseconds / day : (time.microseconds - day + 1) / day) * day)
     }
 
     /// `{"after"?: key, "max"?: n}` → subscriptions by key.
@@ -203,11 +379,22 @@ final class QueryHandler: RequestHandler {
             guard let text = given.stringValue else { throw WireError(.badRequest, "\"after\" must be the key a page ended with") }
             after = text
         }
+        return subscriptionPage(after: after, size: size, names: nil)
+    }
+
+    /// Up to `size` subscriptions by key after `after`, only those named in `names` when given.
+    func subscriptionPage(after: String?, size: Int, names: Set<String>?) -> JSONObject {
         // Keys only, then lines for the page alone: a page costs the sort, not a line per subscription.
         var keys: [(key: String, worker: ViewWorker)] = []
         var total = 0
         for worker in workers {
-            let (held, count) = worker.read { ($0.subscriptionKeys(after: after), $0.state.subscriptionCount) }
+            let (held, count) = worker.read { view -> ([String], Int) in
+                guard let names else { return (view.subscriptionKeys(after: after), view.state.subscriptionCount) }
+                let named = view.subscriptionKeys(after: nil).filter { key in
+                    names.contains(key) || view.state.terms(ofKey: key).map { Self.resource($0.resource, oneOf: names) } == true
+                }
+                return (named.filter { after == nil || $0 > after! }, named.count)
+            }
             keys += held.map { ($0, worker) }
             total += count
         }
@@ -219,6 +406,11 @@ final class QueryHandler: RequestHandler {
         ]
         members.append(.init("next", keys.count > size ? page.last.map { .string($0.key) } ?? .null : .null))
         return JSONObject(members)
+    }
+
+    /// Whether `resource` has one of `names`.
+    static func resource(_ resource: ResourceName, oneOf names: Set<String>) -> Bool {
+        [resource.resourceId, resource.resourceUri].contains { $0.map(names.contains) ?? false }
     }
 
     /// `{"resourceId"|"resourceUri", "meterName", "property"}` → the period's usage per property value.
@@ -239,7 +431,7 @@ final class QueryHandler: RequestHandler {
 
     /// `{"resourceId"|"resourceUri", "from"?, "to"?, "after"?: sequence, "max"?}` → the subscription's
     /// recorded events with their enqueued times, read from ingest's log: the audit trail.
-    private func events(_ request: Request) throws -> JSONObject {
+    func events(_ request: Request) throws -> JSONObject {
         let name = try Self.name(request)
         let from = try Self.time(request, "from")
         let to = try Self.time(request, "to")
@@ -365,8 +557,17 @@ final class QueryHandler: RequestHandler {
             if let error = progress.lastError ?? worker.lastJournalError { members.append(.init("lastError", .string(error))) }
             partitions.append(.object(JSONObject(members)))
         }
+        let position = usage.position
         var result = JSONObject([
-            .init("partitions", .array(partitions)), .init("usageRecords", .number(String(usage.count))),
+            .init("partitions", .array(partitions)), .init("usageRecords", .number(String(position.nextId - position.firstId))),
+            .init(
+                "usage",
+                [
+                    "firstId": .number(String(position.firstId)), "nextId": .number(String(position.nextId)),
+                    "horizon": position.horizon.map { .string($0.iso8601) } ?? .null,
+                    "expiredBefore": position.expiredBefore.map { .string($0.iso8601) } ?? .null,
+                    "retentionDays": .number(String(usage.retentionDays)),
+                ]),
             .init("submissionRecords", .number(String(submissions.count))), .init("watchers", .number(String(watchers.openCount))),
         ])
         // Folding stopped because the read model and ingest's log disagree; the process exits shortly.

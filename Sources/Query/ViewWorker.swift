@@ -1,4 +1,5 @@
 import Billing
+import Daemon
 import Foundation
 import Projection
 import QueryModel
@@ -6,14 +7,16 @@ import Wire
 
 /// One partition's read model in the query service: restored from the newest snapshot that the
 /// journals agree with, fed by a `PartitionFollower`; the usage records and outcomes it produces go
-/// to the journals (synced before any snapshot that counts them), and watchers of the
-/// subscriptions a batch touched are told.
+/// to the journals (synced before any snapshot that counts them, and before the usage store is told
+/// how far the partition has come), and watchers of the subscriptions a batch touched are told.
 final class ViewWorker: PartitionFolding, @unchecked Sendable {
     let partition: Int
     private let configuration: QueryConfiguration
     private let store: SnapshotStore
-    private let usage: Journal
+    private let usage: UsageStore
     private let submissions: Journal
+    /// Usage records journaled but not yet reported durable to the usage store (a sync failed).
+    private var unreported: [(ordinal: UInt64, closed: Timestamp)] = []
     private let watchers: WatcherRegistry
     private let lock = NSLock()
     private var view: PartitionView
@@ -24,7 +27,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     private let binding: LogBinding
 
     init(
-        partition: Int, configuration: QueryConfiguration, usage: Journal, submissions: Journal, watchers: WatcherRegistry,
+        partition: Int, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal, watchers: WatcherRegistry,
         binding: LogBinding
     ) {
         self.partition = partition
@@ -40,7 +43,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 throw SnapshotStore.Failure("contents do not match the header")
             }
             // A snapshot that counts records the journals lost would leave a gap in the ids.
-            guard view.usageOrdinal <= usage.nextOrdinal(partition: partition),
+            guard view.usageOrdinal <= usage.journals[partition].nextOrdinal,
                 view.submissionOrdinal <= submissions.nextOrdinal(partition: partition)
             else { throw SnapshotStore.Failure("it counts journal lines that are not in the journals") }
             return view
@@ -51,6 +54,8 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         schedule = SnapshotSchedule(
             everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
             restoredAt: restored?.state.lastSequence, time: restored?.state.time)
+        // Every record the snapshot counts is journaled: the partition's usage is complete up to its time.
+        usage.journaled(partition: partition, records: [], clock: restored?.state.time)
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
             binding: binding, owner: self)
@@ -79,16 +84,26 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         let watched = watchers.openCount > 0
         let touched = lock.withLock { () -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            for record in records { view.apply(record, into: &output) }
-            for record in output.usage { usage.append(partition: partition, ordinal: record.ordinal, record.fields) }
+            for record in records {
+                let before = output.usage.count
+                view.apply(record, into: &output)
+                guard output.usage.count > before, let now = view.state.time else { continue }
+                // The hours before the one `now` falls in closed with this record.
+                for closed in output.usage[before...]
+                where usage.append(partition: partition, ordinal: closed.ordinal, closed: now.hourStart, closed.fields) {
+                    unreported.append((closed.ordinal, now.hourStart))
+                }
+            }
             for record in output.submissions { submissions.append(partition: partition, ordinal: record.ordinal, record.fields) }
             do {
-                if !output.usage.isEmpty { try usage.sync() }
+                try usage.journals[partition].sync()
                 if !output.submissions.isEmpty { try submissions.sync() }
                 journalError = nil
+                usage.journaled(partition: partition, records: unreported, clock: view.state.time)
+                unreported.removeAll()
             } catch {
                 // The lines stay buffered and are written with the next sync; no snapshot counts
-                // them until then.
+                // them, and the usage store numbers none of them, until then.
                 journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
@@ -103,7 +118,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     private func saveSnapshot() {
         guard let sequence = view.state.lastSequence, schedule.isWorthWriting else { return }
         do {
-            try usage.sync()
+            try usage.journals[partition].sync()
             try submissions.sync()
             try store.save(sequence: sequence, body: view.snapshot(), log: binding.identity)
             schedule.saved(sequence: sequence, time: view.state.time)

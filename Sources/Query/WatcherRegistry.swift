@@ -1,4 +1,5 @@
 import Foundation
+import Transport
 import Wire
 
 /// The open `watch` streams: each waits for its subscription to change and then sends the new

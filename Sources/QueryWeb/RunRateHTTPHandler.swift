@@ -1,3 +1,5 @@
+public import Crypto
+import Daemon
 public import HTTP
 public import Wire
 

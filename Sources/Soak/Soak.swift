@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import Transport
 import Wire
 
 #if canImport(Glibc)

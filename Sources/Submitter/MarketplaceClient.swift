@@ -1,4 +1,6 @@
 import Foundation
+import HTTP
+import Reconciliation
 import Wire
 
 /// The Azure Marketplace Metering Service's `batchUsageEvent`, with every way it can answer.

@@ -1,4 +1,9 @@
+import Daemon
 import Foundation
+import HTTP
+import Metrics
+import Reconciliation
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -19,6 +24,7 @@ import Wire
 final class Submitter: @unchecked Sendable {
     let configuration: SubmitterConfiguration
     let marketplace: MarketplaceClient
+    let reconciliation: ReconciliationPass
     private let lock = NSLock()
     private let statusLock = NSLock()
     private var running = true
@@ -90,7 +96,7 @@ final class Submitter: @unchecked Sendable {
             "retries": .number(String(counters.retries)), "atRisk": .number(String(lanes.reduce(0) { $0 + $1.atRisk })),
             "lastError": failing?.lastError.map { .string($0) } ?? .null, "lastPass": Self.time(counters.lastPass),
             "unreachable": .array(lanes.filter(\.unreachable).map { .string($0.socket) }),
-            "aggregators": .array(lanes.map(\.json)),
+            "aggregators": .array(lanes.map(\.json)), "reconciliation": reconciliation.statusJSON,
         ]
     }
 
@@ -107,16 +113,23 @@ final class Submitter: @unchecked Sendable {
         self.configuration = configuration
         let http = HTTPClient(timeout: configuration.requestTimeout)
         marketplace = MarketplaceClient(
-            baseURL: configuration.marketplaceURL, http: http, tokens: TokenProvider(credentials: configuration.credentials, http: http))
+            baseURL: configuration.marketplaceURL, http: http,
+            tokens: TokenProvider(credentials: configuration.credentials, http: http) { submitterMetrics.tokenRefreshes.add() })
         lanes = configuration.aggregatorSockets.map(Lane.init(socket:))
+        reconciliation = ReconciliationPass(configuration: configuration)
     }
 
     func stop() { lock.withLock { running = false } }
     private var isRunning: Bool { lock.withLock { running } }
 
-    /// Runs every lane on a thread of its own until stopped.
+    /// Runs every lane on a thread of its own, and the reconciliation on another, until stopped.
     func run() {
         let done = DispatchGroup()
+        done.enter()
+        Thread {
+            self.reconciliation.serve(while: { self.isRunning }, after: { self.writeStatus() })
+            done.leave()
+        }.start()
         for lane in lanes.indices {
             done.enter()
             Thread {
@@ -152,6 +165,7 @@ final class Submitter: @unchecked Sendable {
 
     private func failed(_ lane: Int, _ message: String, retryAfter: Double? = nil, unreachable: Bool = false) {
         let now = Date()
+        submitterMetrics.retries.add()
         let backoff = lock.withLock { () -> Double in
             counters.retries += 1
             var state = lanes[lane]
@@ -169,6 +183,7 @@ final class Submitter: @unchecked Sendable {
     }
 
     private func succeeded(_ lane: Int) {
+        submitterMetrics.lastSuccess.set(Date().timeIntervalSince1970)
         let recovered = lock.withLock { () -> Lane? in
             let before = lanes[lane]
             lanes[lane].backoff = 0
@@ -204,11 +219,13 @@ final class Submitter: @unchecked Sendable {
             return 0
         }
         let atRisk = items.filter { $0["atRisk"] == .bool(true) }
-        lock.withLock {
+        let allAtRisk = lock.withLock {
             lanes[lane].pending = items.count
             lanes[lane].atRisk = atRisk.count
             lanes[lane].unreachable = false
+            return lanes.reduce(0) { $0 + $1.atRisk }
         }
+        submitterMetrics.atRisk.set(allAtRisk)
         guard !items.isEmpty else {
             succeeded(lane)
             return 0
@@ -275,6 +292,7 @@ final class Submitter: @unchecked Sendable {
             }
             let status = complete["status"]?.stringValue ?? "Unknown"
             lock.withLock { counters.outcomes[status, default: 0] += 1 }
+            submitterMetrics.outcomes.labels(status).add()
             if status != "Accepted" && status != "Duplicate" {
                 Log.notice(
                     "\(status) for \(item["resourceId"]?.stringValue ?? item["resourceUri"]?.stringValue ?? "?") \(item["dimension"]?.stringValue ?? "?") \(item["effectiveStartTime"]?.stringValue ?? "?")"

@@ -1,36 +1,31 @@
+import Daemon
 import Foundation
+import Metrics
+import Reconciliation
 import Wire
 
 /// How `meter-submitter` runs: from flags and `METERING_*` / `AZURE_METERING_*` variables.
 struct SubmitterConfiguration {
-    /// How the submitter gets its bearer token.
-    enum Credentials: CustomStringConvertible {
-        /// A service principal (SaaS): client credentials against Microsoft Entra ID.
-        case servicePrincipal(tenant: String, clientId: String, secret: String, tokenURL: URL)
-        /// The managed identity of the host (managed applications): IMDS, or App Service's
-        /// `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`.
-        case managedIdentity
-
-        /// Never shows the secret.
-        var description: String {
-            switch self {
-            case .servicePrincipal(let tenant, let clientId, _, let tokenURL):
-                return "service principal \(clientId) of tenant \(tenant) via \(tokenURL.absoluteString)"
-            case .managedIdentity: return "managed identity"
-            }
-        }
-    }
-
+    /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
+    var metrics: MetricsAddress?
     var home: String
     var aggregatorSockets: [String]
     var ingestAdminSocket: String
-    var marketplaceURL: URL
-    var credentials: Credentials
+    /// The metering service and how to get its tokens.
+    var marketplace: MarketplaceAccess
+    var marketplaceURL: URL { marketplace.baseURL }
+    var credentials: MarketplaceAccess.Credentials { marketplace.credentials }
     var interval: Double
     var requestTimeout: Double
     var maximumBackoff: Double
-
-    static let resource = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7"
+    /// meter-query's socket, for the accepted ledger the reconciliation compares.
+    var querySocket: String
+    /// Seconds between reconciliation passes; 0: none.
+    var reconcileInterval: Int
+    /// How many complete days each pass compares.
+    var reconcileDays: Int
+    /// A day is complete once the log time is this many hours past its end.
+    var reconcileSettleHours: Int
 
     static let usage = """
         meter-submitter: reports ready usage to the marketplace metering API, 25 items a batch, and
@@ -45,6 +40,11 @@ struct SubmitterConfiguration {
           --interval             METERING_SUBMIT_INTERVAL           10 (seconds between passes)
           --timeout              METERING_SUBMIT_TIMEOUT            30 (seconds per HTTP request)
           --max-backoff          METERING_SUBMIT_MAX_BACKOFF        300 (seconds)
+        \(MetricsAddress.usageLine)
+          --query-socket         METERING_QUERY_SOCKET              $METERING_HOME/run/query.sock (the accepted ledger)
+          --reconcile-interval   METERING_RECONCILE_INTERVAL        3600 (seconds between reconciliation passes; 0: none)
+          --reconcile-days       METERING_RECONCILE_DAYS            7 (complete usage days each pass compares)
+          --reconcile-settle-hours METERING_RECONCILE_SETTLE_HOURS  26 (log hours after a day's end before it is complete)
           AZURE_METERING_MARKETPLACE_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET: a service principal
           (all three, or none for the managed identity).
         """
@@ -56,35 +56,7 @@ struct SubmitterConfiguration {
         guard !aggregatorSockets.isEmpty else { throw SettingsError("METERING_AGGREGATOR_SOCKETS is empty") }
         ingestAdminSocket = Settings.absolute(
             settings.string("ingest-admin-socket", "METERING_INGEST_ADMIN_SOCKET", default: home + "/run/ingest-admin.sock"))
-        let base = settings.string("marketplace-url", "METERING_MARKETPLACE_URL", default: "https://marketplaceapi.microsoft.com")
-        guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-            throw SettingsError(
-                "invalid METERING_MARKETPLACE_URL=\"\(base)\": expected an http(s) URL such as https://marketplaceapi.microsoft.com")
-        }
-        marketplaceURL = url
-        let tenant = settings.optionalString("tenant-id", "AZURE_METERING_MARKETPLACE_TENANT_ID")
-        let clientId = settings.optionalString("client-id", "AZURE_METERING_MARKETPLACE_CLIENT_ID")
-        let secret = settings.optionalString("client-secret", "AZURE_METERING_MARKETPLACE_CLIENT_SECRET")
-        switch (tenant, clientId, secret) {
-        case (let tenant?, let clientId?, let secret?):
-            let defaultTokenURL = "https://login.microsoftonline.com/\(tenant)/oauth2/token"
-            let text = settings.string("token-url", "METERING_TOKEN_URL", default: defaultTokenURL)
-            guard let tokenURL = URL(string: text), tokenURL.scheme != nil, tokenURL.host != nil else {
-                throw SettingsError("invalid METERING_TOKEN_URL=\"\(text)\": expected an http(s) URL")
-            }
-            credentials = .servicePrincipal(tenant: tenant, clientId: clientId, secret: secret, tokenURL: tokenURL)
-        case (nil, nil, nil):
-            _ = settings.optionalString("token-url", "METERING_TOKEN_URL")
-            credentials = .managedIdentity
-        default:
-            let given = [
-                ("AZURE_METERING_MARKETPLACE_TENANT_ID", tenant), ("AZURE_METERING_MARKETPLACE_CLIENT_ID", clientId),
-                ("AZURE_METERING_MARKETPLACE_CLIENT_SECRET", secret),
-            ].filter { $0.1 != nil }.map(\.0)
-            throw SettingsError(
-                "a service principal needs all of AZURE_METERING_MARKETPLACE_TENANT_ID, _CLIENT_ID and _CLIENT_SECRET (only \(given.joined(separator: ", ")) given), or none of them for the managed identity"
-            )
-        }
+        marketplace = try MarketplaceAccess(settings: &settings)
         interval = Double(try settings.integer("interval-ms", "METERING_SUBMIT_INTERVAL_MS", default: -1, range: -1...3_600_000)) / 1000
         if interval < 0 {
             interval = Double(try settings.integer("interval", "METERING_SUBMIT_INTERVAL", default: 10, range: 1...86_400))
@@ -93,6 +65,12 @@ struct SubmitterConfiguration {
         }
         requestTimeout = Double(try settings.integer("timeout", "METERING_SUBMIT_TIMEOUT", default: 30, range: 1...600))
         maximumBackoff = Double(try settings.integer("max-backoff", "METERING_SUBMIT_MAX_BACKOFF", default: 300, range: 1...3600))
+        metrics = try MetricsAddress.setting(&settings)
+        querySocket = Settings.absolute(settings.string("query-socket", "METERING_QUERY_SOCKET", default: home + "/run/query.sock"))
+        reconcileInterval = try settings.integer("reconcile-interval", "METERING_RECONCILE_INTERVAL", default: 3600, range: 0...604_800)
+        reconcileDays = try settings.integer("reconcile-days", "METERING_RECONCILE_DAYS", default: 7, range: 1...90)
+        reconcileSettleHours = try settings.integer(
+            "reconcile-settle-hours", "METERING_RECONCILE_SETTLE_HOURS", default: 26, range: 0...240)
         try settings.rejectUnknownFlags()
     }
 }

@@ -1,4 +1,6 @@
+import Daemon
 import Foundation
+import Metrics
 import Wire
 
 /// Starts the submitter and runs passes until SIGTERM.
@@ -7,6 +9,8 @@ nonisolated func runSubmitter() -> Never {
         (settings: inout Settings) throws(SettingsError) in try SubmitterConfiguration(settings: &settings)
     }
     let submitter = Submitter(configuration: configuration)
+    let endpoint = MetricsEndpoint.start(
+        configuration.metrics, component: "meter-submitter", home: configuration.home, registry: submitterMetrics.registry)
     let done = DispatchSemaphore(value: 0)
     Thread {
         submitter.run()
@@ -17,6 +21,7 @@ nonisolated func runSubmitter() -> Never {
     Systemd.notifyReady(status: ready)
     Log.info("ready: \(ready)")
     ServiceLifecycle.runUntilTerminated(stopping: "finishing the batch in flight") {
+        endpoint?.stop()
         submitter.stop()
         // The batch in flight finishes (its outcomes are appended) unless it takes too long;
         // anything cut short is resent by the next start.

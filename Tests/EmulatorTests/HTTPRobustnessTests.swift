@@ -1,7 +1,9 @@
 import Dispatch
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -235,7 +235,9 @@ struct MeteringAPITests {
         #expect(bad.json?["details"]?.arrayValue?.first?["target"] == "quantity")
     }
 
-    @Test("the ledger holds exactly the accepted events in acceptance order, and usageEvents filters them by effective start time")
+    @Test(
+        "the ledger holds exactly the accepted events in acceptance order; usageEvents sums them per day, resource and dimension, as submitted and processed"
+    )
     func ledgerAndUsageEvents() throws {
         let (emulator, token) = try Self.start()
         _ = try emulator.batch(
@@ -263,15 +265,59 @@ struct MeteringAPITests {
             #expect(entry["messageTime"] == .string(Self.now))
         }
         let headers = ["Authorization": "Bearer \(token)"]
-        let day = try emulator.call("GET", "/api/usageEvents?usageStartDate=2024-01-31&usageEndDate=2024-01-31", headers: headers)
-        #expect(day.status == 200)
-        #expect(day.json?.arrayValue?.compactMap { $0["resourceId"]?.stringValue } == ["res-1", "res-3"])
-        let range = try emulator.call(
-            "GET", "/api/usageEvents?usageStartDate=2024-01-30T23:00:00Z&usageEndDate=2024-01-31T09:00:00Z", headers: headers)
-        #expect(range.json?.arrayValue?.compactMap { $0["resourceId"]?.stringValue } == ["res-2", "res-3"])
-        #expect(try emulator.call("GET", "/api/usageEvents", headers: headers).json?.arrayValue?.count == 3)
+        func rows(_ query: String) throws -> [String] {
+            let answer = try emulator.call("GET", "/api/usageEvents?" + query, headers: headers)
+            #expect(answer.status == 200, "\(query): \(answer.json.map(JSONWriter.string) ?? "")")
+            return (answer.json?.arrayValue ?? []).map { row in
+                [
+                    "usageDate", "usageResourceId", "dimension", "planId", "reconStatus", "submittedQuantity", "processedQuantity",
+                    "submittedCount",
+                ]
+                .map { row[$0].map { $0.stringValue ?? JSONWriter.string($0) } ?? "?" }.joined(separator: " ")
+            }
+        }
+        // The clock is on the 31st: that day is submitted, not processed yet; the 30th is processed.
+        #expect(
+            try rows("usageStartDate=2024-01-31&usageEndDate=2024-01-31") == [
+                "2024-01-31T00:00:00Z res-1 emails plan-1 Submitted 1 0 1", "2024-01-31T00:00:00Z res-3 emails plan-1 Submitted 4 0 1",
+            ])
+        #expect(
+            try rows("usageStartDate=2024-01-30T15:00") == [
+                "2024-01-30T00:00:00Z res-2 emails plan-1 Accepted 2.5 2.5 1", "2024-01-31T00:00:00Z res-1 emails plan-1 Submitted 1 0 1",
+                "2024-01-31T00:00:00Z res-3 emails plan-1 Submitted 4 0 1",
+            ])
+        #expect(
+            try rows("usageStartDate=2024-01-30&reconStatus=Accepted") == ["2024-01-30T00:00:00Z res-2 emails plan-1 Accepted 2.5 2.5 1"])
+        #expect(try rows("usageStartDate=2024-01-30&dimension=texts").isEmpty)
+        #expect(try rows("usageStartDate=2024-01-30&planId=plan-1&offerId=metering-emulator-offer").count == 3)
+        #expect(try rows("usageStartDate=2024-01-30&azureSubscriptionId=00000000-0000-0000-0000-000000000000").count == 3)
+        let first = try emulator.call("GET", "/api/usageEvents?usageStartDate=2024-01-30", headers: headers).json?.arrayValue?.first
+        #expect(first?["offerId"] == "metering-emulator-offer")
+        #expect(first?["offerType"] == "SaaS")
+        #expect(first?["planName"] == "plan-1")
+
+        // Planted differences: the marketplace processed less than it accepted, and holds an
+        // event nobody here sent.
+        let mismatch = try emulator.call(
+            "POST", "/emulator/reconciliation",
+            json: [
+                "resourceId": "res-2", "dimension": "emails", "usageDate": "2024-01-30", "processedQuantity": 2, "reconStatus": "Mismatch",
+            ])
+        #expect(mismatch.status == 200)
+        _ = try emulator.call(
+            "POST", "/emulator/reconciliation",
+            json: ["resourceId": "res-9", "dimension": "emails", "usageDate": "2024-01-30", "submittedQuantity": 7])
+        #expect(
+            try rows("usageStartDate=2024-01-30&usageEndDate=2024-01-30") == [
+                "2024-01-30T00:00:00Z res-2 emails plan-1 Mismatch 2.5 2 1", "2024-01-30T00:00:00Z res-9 emails  Accepted 7 7 1",
+            ])
+        #expect(try emulator.call("GET", "/emulator/reconciliation").json?.arrayValue?.count == 2)
+        #expect(try emulator.call("POST", "/emulator/reconciliation", json: ["resourceId": "res-2", "dimension": "emails"]).status == 400)
+
+        #expect(try emulator.call("GET", "/api/usageEvents", headers: headers).status == 400, "usageStartDate is required")
         #expect(try emulator.call("GET", "/api/usageEvents?usageStartDate=soon", headers: headers).status == 400)
-        #expect(try emulator.call("GET", "/api/usageEvents").status == 401)
+        #expect(try emulator.call("GET", "/api/usageEvents?usageStartDate=2024-01-30&reconStatus=Fine", headers: headers).status == 400)
+        #expect(try emulator.call("GET", "/api/usageEvents?usageStartDate=2024-01-30").status == 401)
     }
 
     @Test("the stats count items by status, calls and requests")

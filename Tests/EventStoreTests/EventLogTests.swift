@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import SystemIO
 import Testing
 import Wire
 

@@ -1,7 +1,9 @@
 import Foundation
 import HTTP
 import StackTestSupport
+import SystemIO
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import Crypto
 import FrontDoorKit
 import Testing
 import Wire

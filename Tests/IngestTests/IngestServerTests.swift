@@ -2,6 +2,7 @@ import Foundation
 import StackTestSupport
 import TestFixtures
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

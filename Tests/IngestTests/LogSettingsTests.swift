@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// `METERING_LOG_LEVEL` and `METERING_LOG_FORMAT`, read by every process the same way.

@@ -1,6 +1,8 @@
 import Foundation
 import StackTestSupport
+import SystemIO
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

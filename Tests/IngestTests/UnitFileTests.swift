@@ -181,4 +181,23 @@ struct UnitFileTests {
             #expect(directory & 0o022 == 0, "\(name): DirectoryMode=\(String(directory, radix: 8)) lets others create files there")
         }
     }
+
+    @Test(
+        "the notifier's data (the subscribers' secrets) is its own alone, its socket the metering user's, and it reaches out over TCP only")
+    func notifier() throws {
+        let unit = try UnitFile("meter-notifier.service")
+        let socket = try UnitFile("meter-notifier.socket")
+        #expect(unit.value("StateDirectoryMode") == "0700")
+        #expect(unit.value("UMask") == "0077")
+        #expect(unit.writablePaths == ["/var/lib/metering/data/notifier"])
+        #expect(unit.environment["METERING_NOTIFIER_DATA"] == "/var/lib/metering/data/notifier")
+        #expect(unit.list("InaccessiblePaths").contains("-" + (try Self.logDirectory())))
+        #expect(Set(unit.list("RestrictAddressFamilies")) == ["AF_UNIX", "AF_INET", "AF_INET6"])
+        #expect(unit.value("PrivateNetwork") != "yes", "webhooks need the network")
+        #expect(socket.value("SocketMode", in: "Socket") == "0600")
+        #expect(socket.value("FileDescriptorName", in: "Socket") == "notifier")
+        #expect(socket.value("Service", in: "Socket") == "meter-notifier.service")
+        let target = try UnitFile("metering.target")
+        #expect(target.list("Wants", in: "Unit").contains("meter-notifier.socket"))
+    }
 }

@@ -143,7 +143,7 @@ struct CommandLineTests {
         "every server answers --version with the same version line and -h with its settings",
         arguments: [
             "meter-ingest", "meter-aggregator", "meter-submitter", "meter-query", "meter-marketplace-emulator", "meter-connector",
-            "meter-frontdoor",
+            "meter-frontdoor", "meter-notifier",
         ])
     func serverVersions(_ name: String) throws {
         let version = try TestCommand.run(Binaries.path(name), ["--version"], environment: ["PATH": "/usr/bin:/bin"], timeout: 30)

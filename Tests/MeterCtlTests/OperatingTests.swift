@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// The procedures of docs/OPERATING.md, run as written.

@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// ingest (manual clock), and optionally the aggregator and the query service, on a fresh home,

@@ -99,7 +99,7 @@ struct WalkthroughTests {
         Thread.sleep(forTimeInterval: 2)
         #expect(script.process.isRunning)
         let logs = try FileManager.default.contentsOfDirectory(atPath: home + "/log")
-        for name in ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"] {
+        for name in ["meter-ingest", "meter-aggregator", "meter-query", "meter-notifier", "meter-marketplace-emulator", "meter-submitter"] {
             #expect(logs.contains(name + ".log"), "\(logs)")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: home).filter { $0.hasSuffix(".log") }.isEmpty)
@@ -127,7 +127,7 @@ struct WalkthroughTests {
         let pids = try FileManager.default.contentsOfDirectory(atPath: home + "/run").filter { $0.hasSuffix(".pid") }.compactMap {
             try? String(contentsOfFile: home + "/run/" + $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         }.compactMap { Int32($0) }
-        #expect(pids.count == 5)
+        #expect(pids.count == 6)
         kill(script.process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(90)
         while script.process.isRunning && Date() < deadline { usleep(100_000) }

@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

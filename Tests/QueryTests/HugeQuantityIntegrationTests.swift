@@ -1,6 +1,8 @@
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)

@@ -1,3 +1,5 @@
+import Crypto
+import Daemon
 import Dispatch
 import Foundation
 import StackTestSupport

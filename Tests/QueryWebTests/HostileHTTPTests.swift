@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
 import Wire

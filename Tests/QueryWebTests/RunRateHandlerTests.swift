@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
 import Wire

@@ -1,6 +1,8 @@
 import Foundation
+import HTTP
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// The run-rate page served by the real `meter-query`, folded from a real `meter-ingest` log,

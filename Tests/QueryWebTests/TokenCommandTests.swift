@@ -1,8 +1,10 @@
+import Crypto
 import Foundation
 import HTTP
 import QueryWeb
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// `meterctl token`, the real executable: the tokens it prints verify with the secret the

@@ -1,4 +1,5 @@
 public import Foundation
+public import Transport
 public import Wire
 
 #if canImport(Glibc)
@@ -176,18 +177,31 @@ public final class QueryProcess: ServerProcess {
     /// The port of its run-rate page (started with `METERING_QUERY_HTTP=127.0.0.1:0`), from the
     /// address file it writes.
     public func pagePort(timeout: Double = 20) throws -> Int {
-        let addressFile = home.path + "/run/query-http.addr"
+        try port(addressFile: home.path + "/run/query-http.addr", timeout: timeout)
+    }
+
+    /// The port of its usage API (started with `METERING_QUERY_ADAPTER_HTTP=127.0.0.1:0`).
+    public func adapterPort(timeout: Double = 20) throws -> Int {
+        try port(addressFile: home.path + "/run/query-adapters.addr", timeout: timeout)
+    }
+}
+
+extension ServerProcess {
+    /// The port in the address file (`http://HOST:PORT`) a process writes once it listens.
+    public func port(addressFile: String, timeout: Double = 20) throws -> Int {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let address = ((try? String(contentsOfFile: addressFile, encoding: .utf8)) ?? "").trimmingCharacters(
                 in: .whitespacesAndNewlines)
             if address.hasPrefix("http"), let port = Int(address.split(separator: ":").last ?? "") { return port }
-            if !process.isRunning { throw StartFailure(message: "meter-query exited: \(readErrors())") }
+            if !process.isRunning { throw StartFailure(message: "\(name) exited: \(readErrors())") }
             usleep(20_000)
         }
-        throw StartFailure(message: "meter-query wrote no page address in \(timeout) s")
+        throw StartFailure(message: "\(name) wrote no address to \(addressFile) in \(timeout) s")
     }
+}
 
+extension QueryProcess {
     /// Waits until every partition has folded everything ingest had when asked.
     public func waitUntilCaughtUp(with ingest: IngestProcess, timeout: Double = 30) throws {
         try waitUntilFolded(socket: home.querySocket, with: ingest, everyPartition: true, timeout: timeout)

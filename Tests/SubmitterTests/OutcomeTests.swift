@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// Each marketplace outcome of DESIGN.md §4.5, produced by the real emulator and applied through

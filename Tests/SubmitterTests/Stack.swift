@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 /// The whole stack of real processes on one `StackHome`, the emulator following ingest's clock.

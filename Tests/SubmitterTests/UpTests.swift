@@ -1,6 +1,7 @@
 import Foundation
 import StackTestSupport
 import Testing
+import Transport
 import Wire
 
 #if canImport(Glibc)
@@ -26,7 +27,9 @@ struct UpTests {
         return false
     }
 
-    static let names = ["meter-ingest", "meter-aggregator", "meter-query", "meter-marketplace-emulator", "meter-submitter"]
+    static let names = [
+        "meter-ingest", "meter-aggregator", "meter-query", "meter-notifier", "meter-marketplace-emulator", "meter-submitter",
+    ]
 
     /// Starts `meterctl up` on `home` (manual clock), its output going to `output`.
     static func up(_ home: StackHome, output: Pipe? = nil) throws -> Process {
@@ -102,9 +105,10 @@ struct UpTests {
         defer { if first.isRunning { first.interrupt() } }
         try #require(Self.waitUntilRunning(home))
         let processes = Self.stackProcesses(home)
-        #expect(processes.count == 5)
+        #expect(processes.count == 6)
         let files = Self.runFiles(home)
-        #expect(files.count == 7, "\(files.keys.sorted())")
+        // Six pid files, and the addresses of the emulator, the run-rate page and the usage API.
+        #expect(files.count == 9, "\(files.keys.sorted())")
 
         let output = Pipe()
         let second = try Self.up(home, output: output)
@@ -127,8 +131,9 @@ struct UpTests {
         #expect(first.terminationStatus == 0)
         #expect(Self.waitUntil(10) { !processes.contains(where: Self.alive) })
         // The first stack removed its own pid files and the emulator its address as they stopped
-        // (the query service leaves its page address).
-        #expect(Self.runFiles(home).keys.sorted() == ["query-http.addr"], "\(Self.runFiles(home).keys.sorted())")
+        // (the query service leaves its page's and its usage API's addresses).
+        #expect(
+            Self.runFiles(home).keys.sorted() == ["query-adapters.addr", "query-http.addr"], "\(Self.runFiles(home).keys.sorted())")
     }
 
     @Test(
@@ -202,7 +207,7 @@ struct UpTests {
         #expect(Self.waitUntil { (Self.pid(home, "meter-aggregator") ?? first) != first })
         #expect(Self.waitUntil { (try? UnixClient(path: home.aggregatorSocket).call("status")) != nil })
         let pids = names.compactMap { Self.pid(home, $0) }
-        #expect(pids.count == 5)
+        #expect(pids.count == names.count)
         up.interrupt()
         up.waitUntilExit()
         #expect(up.terminationStatus == 0)

@@ -9,4 +9,6 @@ int csystemio_has_crc32c_instruction(void);
 /// CRC-32C (Castagnoli) of `count` bytes at `bytes`, continuing from `crc` (0 to start), with the
 /// CPU's CRC32 instruction. Call only when csystemio_has_crc32c_instruction() is 1.
 uint32_t csystemio_crc32c(uint32_t crc, const void *bytes, size_t count);
+/// Asks the CPU to bring the cache line at `address` in for writing (a hint; it never faults).
+static inline void csystemio_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
 #endif

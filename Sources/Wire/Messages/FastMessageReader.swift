@@ -37,6 +37,8 @@ struct FastMessageReader {
     let maximumDepth: Int
     var index = 0
     var canonical: [UInt8] = []
+    var enqueuedMemo = TimeMemo()
+    var timestampMemo = TimeMemo()
 
     init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
         self.bytes = bytes
@@ -75,7 +77,22 @@ struct FastMessageReader {
         let start = index + 1
         var position = start
         var highBit = false
-        while position < bytes.count {
+        let count = bytes.count
+        guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
+        // Eight bytes at a time: a quote, a backslash, a control character or a high bit in any
+        // of them stops the word loop (the classic "has a byte less than / equal to" tricks).
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        while position + 8 <= count {
+            let word = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let special =
+                ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word) | word
+            if special & highs != 0 { break }
+            position += 8
+        }
+        while position < count {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 if highBit, String(validating: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self) == nil {
@@ -89,6 +106,21 @@ struct FastMessageReader {
             position += 1
         }
         return nil
+    }
+
+    /// A time text read before, and its value: records of one commit group share their time, and a
+    /// sender's batch usually its timestamp, so most times are compared, not parsed.
+    struct TimeMemo {
+        var text: Range<Int>?
+        var time: Timestamp?
+    }
+
+    /// The time in `range`, parsed or remembered from the same text just before.
+    func time(_ range: Range<Int>, memo: inout TimeMemo) -> Timestamp? {
+        if let text = memo.text, text.count == range.count, bytes[text].elementsEqual(bytes[range]) { return memo.time }
+        let time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[range]))
+        memo = TimeMemo(text: range, time: time)
+        return time
     }
 
     func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
@@ -261,8 +293,7 @@ struct FastMessageReader {
 
     /// A `UsageReported` message read as the billing fold takes it, or nil.
     mutating func usageMessage() -> Message? {
-        guard let (id, value) = usageParts(), let time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[value.timestamp]))
-        else { return nil }
+        guard let (id, value) = usageParts(), let time = time(value.timestamp, memo: &timestampMemo) else { return nil }
         var properties: [String: String] = [:]
         for property in value.properties ?? [] { properties[text(property.key)] = text(property.value) }
         let usage = UsageReported(
@@ -367,9 +398,7 @@ struct FastMessageReader {
                 guard resourceUri == nil, let read = plainString(), !read.isEmpty else { return nil }
                 resourceUri = read
             case UInt8(ascii: "t") where equals(key, "timestamp"):
-                guard timestamp == nil, let read = plainString(),
-                    Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[read])) != nil
-                else { return nil }
+                guard timestamp == nil, let read = plainString(), time(read, memo: &timestampMemo) != nil else { return nil }
                 timestamp = read
             case UInt8(ascii: "m") where equals(key, "meterName"):
                 guard meterName == nil, let read = plainString(), !read.isEmpty else { return nil }
@@ -507,7 +536,7 @@ extension FastMessageReader {
                 sequence = unsigned()
             } else if equals(key, "enqueuedTime") {
                 guard let value = plainString() else { return nil }
-                time = Timestamp.parse(iso8601: UnsafeBufferPointer(rebasing: bytes[value]))
+                time = self.time(value, memo: &enqueuedMemo)
             } else if equals(key, "event") {
                 skipWhitespace()
                 let start = index

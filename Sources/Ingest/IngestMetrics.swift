@@ -1,0 +1,31 @@
+import Metrics
+
+/// Ingest's figures (docs/OPERATIONS.md, metrics). Counted once per commit group or append
+/// request, never once per event, so the counting costs the commit path nothing measurable.
+struct IngestMetrics: Sendable {
+    let registry = MetricsRegistry()
+    let records: Counter
+    let bytes: Counter
+    let groupRecords: Histogram
+    let syncSeconds: Histogram
+    let refusals: MetricsRegistry.Family<Counter>
+    let duplicates: Counter
+
+    init() {
+        records = registry.counter("metering_ingest_appended_records_total", "Records made durable in the log (ticks included).")
+        bytes = registry.counter("metering_ingest_appended_bytes_total", "Bytes of the messages made durable in the log.")
+        groupRecords = registry.histogram(
+            "metering_ingest_commit_group_records", "Records per commit group (one fdatasync each).",
+            buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100_000])
+        syncSeconds = registry.histogram(
+            "metering_ingest_commit_sync_seconds", "Time to write and fdatasync one commit group: the durable part of an append.",
+            buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
+        refusals = registry.counters(
+            "metering_ingest_refused_events_total",
+            "Events refused, by reason: the error code (invalid_event, forbidden, conflict, unavailable, ...).", labels: ["reason"])
+        duplicates = registry.counter("metering_ingest_duplicate_events_total", "Events answered duplicate (their id was seen before).")
+    }
+}
+
+/// The process's one set of ingest figures.
+let ingestMetrics = IngestMetrics()

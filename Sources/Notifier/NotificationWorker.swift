@@ -1,0 +1,115 @@
+import Billing
+import Daemon
+import Foundation
+import Metrics
+import Projection
+import Wire
+
+/// One partition in the notifier: the notification fold restored from its newest snapshot, fed by
+/// a `PartitionFollower`; the notifications of each batch go to the partition's outbox (synced)
+/// before anything else, and a snapshot never counts records whose notifications are not there.
+///
+/// After a restart from an older snapshot, records up to the outbox's last one are folded again
+/// for the state only: their notifications are in the outbox already, so none is made twice.
+final class NotificationWorker: PartitionFolding, @unchecked Sendable {
+    let partition: Int
+    let outbox: Outbox
+    private let store: SnapshotStore
+    private let lock = NSLock()
+    private var fold: NotificationFold
+    private var schedule: SnapshotSchedule
+    /// Notifications made but not yet written (the outbox failed): written before anything newer.
+    private var unwritten: [(sequence: UInt64, notifications: [JSONObject])] = []
+    private var follower: PartitionFollower!
+    private let binding: LogBinding
+    private let rules: @Sendable () -> ThresholdRules
+    private let wrote: @Sendable () -> Void
+    private let metrics: NotifierMetrics
+
+    init(
+        partition: Int, configuration: NotifierConfiguration, outbox: Outbox, binding: LogBinding, metrics: NotifierMetrics,
+        rules: @escaping @Sendable () -> ThresholdRules, wrote: @escaping @Sendable () -> Void
+    ) {
+        self.partition = partition
+        self.outbox = outbox
+        self.binding = binding
+        self.rules = rules
+        self.wrote = wrote
+        self.metrics = metrics
+        store = SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
+        let loaded = store.loadNewest(log: binding.identity) { json, sequence throws -> NotificationFold in
+            let fold = try NotificationFold(snapshot: json)
+            guard fold.partition == partition, fold.lastSequence == sequence else {
+                throw SnapshotStore.Failure("contents do not match the header")
+            }
+            return fold
+        }
+        binding.adopt(loaded?.log)
+        let restored = loaded?.state
+        fold = restored ?? NotificationFold(partition: partition)
+        schedule = SnapshotSchedule(
+            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+            restoredAt: restored?.lastSequence, time: restored?.state.time)
+        follower = PartitionFollower(
+            partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
+            binding: binding, owner: self)
+    }
+
+    var followerProgress: PartitionFollower.Progress { follower.progress }
+    var nextSequenceFolded: UInt64 { nextSequence() }
+
+    func start() { follower.start(threadName: "notifier-p\(partition)") }
+
+    func waitUntilCaughtUp(timeout: Double) -> Bool { follower.waitUntilCaughtUp(timeout: timeout) }
+
+    /// Stops following and writes a final snapshot.
+    func stop() {
+        follower.stop()
+        lock.withLock { saveSnapshot() }
+    }
+
+    func nextSequence() -> UInt64 { lock.withLock { fold.lastSequence.map { $0 + 1 } ?? 0 } }
+
+    func fold(_ records: [BillingRecord]) {
+        let rules = rules()
+        let appended = lock.withLock { () -> Bool in
+            let journaled = outbox.lastSequence
+            var made: [(sequence: UInt64, notifications: [JSONObject])] = []
+            for record in records {
+                let notifications = fold.apply(record, rules: rules)
+                guard !notifications.isEmpty, journaled.map({ record.sequence > $0 }) ?? true else { continue }
+                made.append((record.sequence, notifications))
+                for notification in notifications {
+                    metrics.notifications.labels(notification["type"]?.stringValue ?? "?").add()
+                }
+            }
+            unwritten += made
+            if !unwritten.isEmpty {
+                do {
+                    try outbox.append(unwritten)
+                    unwritten = []
+                } catch {
+                    Log.error("partition \(partition): \(error); the notifications stay in memory and are written with the next batch")
+                }
+            }
+            if schedule.folded(records.count, time: fold.state.time) && unwritten.isEmpty { saveSnapshot() }
+            return !made.isEmpty
+        }
+        if appended { wrote() }
+    }
+
+    /// The fold's figures for the metrics: pending items and the oldest pending hour.
+    func read<T>(_ body: (NotificationFold) -> T) -> T { lock.withLock { body(fold) } }
+
+    // MARK: snapshots (lock held)
+
+    private func saveSnapshot() {
+        guard let sequence = fold.lastSequence, schedule.isWorthWriting, unwritten.isEmpty else { return }
+        do {
+            try store.save(sequence: sequence, body: fold.snapshot(), log: binding.identity)
+            schedule.saved(sequence: sequence, time: fold.state.time)
+        } catch {
+            Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import Daemon
+import Foundation
+import SystemIO
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The closed-hour usage records of every partition under one sequence of ids that follows from
+/// the log alone, so that every replica of the query service gives every record the same id and a
+/// billing adapter can move between replicas without a gap or a repeat (docs/PROTOCOL.md §12).
+///
+/// A partition closes the hours before `T` (a whole hour) when it folds its first record at or
+/// after `T`; the records closed then form a group `(T, partition)` of consecutive ordinals. The
+/// id of a record is its rank in the order `(T, partition, ordinal)`: the number of records of
+/// any partition that come before it. A group gets its ids only once every partition has folded
+/// (and journaled) its records up to `T` — the *horizon*, the lowest of the partitions' clocks —
+/// because only then is nothing left that could sort before it. Partitions that run at different
+/// speeds (a replica catching up, a slow disk) therefore only hold back when records appear, never
+/// what ids they get; ingest's hourly ticks move every partition's clock, so an hour's records are
+/// numbered moments after it ends.
+///
+/// Records stay readable for `retentionDays` of log time after their hour closed. The cutoff moves
+/// by whole UTC days and is written down before any file is deleted, so an id below it is refused
+/// with `expired` (naming the first id still readable), never skipped over in silence.
+final class UsageStore: @unchecked Sendable {
+    let journals: [PartitionUsageJournal]
+    let retentionDays: Int
+    private let expiryPath: String
+    private let lock = NSLock()
+    /// Numbered groups still readable, in id order.
+    private var served: [Group] = []
+    /// Per partition, groups not numbered yet, oldest first (`heads[p]` is the first one left).
+    private var waiting: [[Group]]
+    private var heads: [Int]
+    /// Per partition, the log time up to which its records are all journaled; nil until known.
+    private var clocks: [Timestamp?]
+    private var firstReadable = 0
+    private var nextId = 0
+    /// Unix seconds (a midnight UTC): records closed before it have aged out.
+    private var expiredBefore: Int64?
+
+    /// A run of consecutive records of one partition closed at the same hour boundary.
+    struct Group: Equatable {
+        var closed: Int64
+        var partition: Int
+        var firstOrdinal: UInt64
+        var count: Int
+        /// The id of its first record, once numbered.
+        var start = -1
+    }
+
+    /// Why a page cannot be served.
+    enum PageError: Error {
+        /// The ids below `firstId` aged out: they closed before `before`.
+        case expired(firstId: Int, before: Timestamp?)
+        case failed(String)
+    }
+
+    /// Opens the journals of `partitions` partitions under `directory` (`pNNN/` each, and
+    /// `expired.json`, the cutoff) and counts what they hold. The ids are known again as soon as
+    /// every partition's clock is (`journaled(partition:…)`).
+    init(directory: String, partitions: Int, retentionDays: Int) throws(Journal.Failure) {
+        self.retentionDays = retentionDays
+        expiryPath = directory + "/expired.json"
+        waiting = Array(repeating: [], count: partitions)
+        heads = Array(repeating: 0, count: partitions)
+        clocks = Array(repeating: nil, count: partitions)
+        if let data = FileManager.default.contents(atPath: expiryPath) {
+            guard let text = (try? JSONParser.parse(Array(data)))?["before"]?.stringValue, let time = Timestamp(iso8601: text) else {
+                throw Journal.Failure(description: "\(expiryPath) is damaged; move the query's data aside to rebuild it")
+            }
+            expiredBefore = time.microseconds / 1_000_000
+        }
+        var expired = 0
+        var opened: [PartitionUsageJournal] = []
+        for partition in 0..<partitions {
+            let digits = String(partition)
+            let path = directory + "/p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
+            let cutoff = expiredBefore
+            var groups: [Group] = []
+            let journal = try PartitionUsageJournal(directory: path, partition: partition) { ordinal, closed in
+                if let cutoff, closed < cutoff {
+                    expired += 1
+                } else {
+                    Self.add(ordinal: ordinal, closed: closed, partition: partition, to: &groups)
+                }
+            }
+            if journal.firstOrdinal > 0 && expiredBefore == nil {
+                throw Journal.Failure(
+                    description:
+                        "\(path) starts at record \(journal.firstOrdinal), but no usage has aged out (\(expiryPath) is missing); move the query's data aside to rebuild it (meterctl rebuild query)"
+                )
+            }
+            expired += Int(journal.firstOrdinal)
+            waiting[partition] = groups
+            opened.append(journal)
+        }
+        journals = opened
+        firstReadable = expired
+        nextId = expired
+    }
+
+    /// Adds a record to a partition's groups not numbered yet (from `head` on).
+    private static func add(ordinal: UInt64, closed: Int64, partition: Int, to groups: inout [Group], head: Int = 0) {
+        if groups.count > head, let last = groups.last, last.closed == closed, last.firstOrdinal + UInt64(last.count) == ordinal {
+            groups[groups.count - 1].count += 1
+        } else {
+            groups.append(Group(closed: closed, partition: partition, firstOrdinal: ordinal, count: 1))
+        }
+    }
+
+    /// Journals record `ordinal` of `partition`, closed at `closed` (a whole hour), unless the
+    /// journal has it already; false then. It is numbered once it is synced and reported with
+    /// `journaled(partition:records:clock:)`.
+    func append(partition: Int, ordinal: UInt64, closed: Timestamp, _ fields: JSONObject) -> Bool {
+        journals[partition].append(ordinal: ordinal, closed: closed.microseconds / 1_000_000, fields)
+    }
+
+    /// Tells that `partition`'s records `records` (ordinal and close time, in order) are durable
+    /// and that all of its records closed up to `clock` are: numbers every group that no record
+    /// still to come can precede, and lets the oldest records age out.
+    func journaled(partition: Int, records: [(ordinal: UInt64, closed: Timestamp)], clock: Timestamp?) {
+        lock.withLock {
+            for (ordinal, closed) in records {
+                let seconds = closed.microseconds / 1_000_000
+                if let cutoff = expiredBefore, seconds < cutoff {
+                    // Cannot happen: the cutoff trails every partition's clock by the retention.
+                    Log.error(
+                        "partition \(partition): usage record \(ordinal) closed \(closed.iso8601), before the retention cutoff; not numbered"
+                    )
+                    continue
+                }
+                Self.add(ordinal: ordinal, closed: seconds, partition: partition, to: &waiting[partition], head: heads[partition])
+            }
+            if let clock, clocks[partition].map({ clock > $0 }) ?? true { clocks[partition] = clock }
+            number()
+        }
+    }
+
+    /// The lowest partition clock: every record closed up to it is journaled (lock held).
+    private var horizon: Timestamp? {
+        var lowest: Timestamp?
+        for clock in clocks {
+            guard let clock else { return nil }
+            lowest = min(lowest ?? clock, clock)
+        }
+        return lowest
+    }
+
+    /// Numbers the groups closed up to the horizon, in `(T, partition)` order (lock held).
+    private func number() {
+        guard let horizon else { return }
+        let limit = horizon.microseconds / 1_000_000
+        var ready: [Group] = []
+        for partition in waiting.indices {
+            var head = heads[partition]
+            while head < waiting[partition].count, waiting[partition][head].closed <= limit {
+                ready.append(waiting[partition][head])
+                head += 1
+            }
+            if head > 256 && head * 2 > waiting[partition].count {
+                waiting[partition].removeFirst(head)
+                head = 0
+            }
+            heads[partition] = head
+        }
+        ready.sort { ($0.closed, $0.partition) < ($1.closed, $1.partition) }
+        for var group in ready {
+            group.start = nextId
+            nextId += group.count
+            served.append(group)
+        }
+        expire(horizon: limit)
+    }
+
+    /// Moves the cutoff to the midnight `retentionDays` before the horizon, writes it down, forgets
+    /// the groups before it and deletes the segments wholly before it (lock held).
+    private func expire(horizon: Int64) {
+        let day: Int64 = 86_400
+        let target = horizon - Int64(retentionDays) * day
+        let cutoff = target >= 0 ? target / day * day : (target - day + 1) / day * day
+        guard cutoff > expiredBefore ?? Int64.min else { return }
+        let text = Timestamp(microseconds: cutoff * 1_000_000).iso8601
+        do {
+            try FileIO.writeAtomically(JSONWriter.bytes(["before": .string(text)]) + [0x0A], to: expiryPath)
+        } catch {
+            // Nothing is deleted until the cutoff is durable; the next numbering tries again.
+            Log.error("cannot write the usage retention cutoff to \(expiryPath): \(error); keeping every record for now")
+            return
+        }
+        expiredBefore = cutoff
+        let kept = served.firstIndex { $0.closed >= cutoff } ?? served.count
+        if kept > 0 {
+            firstReadable = kept < served.count ? served[kept].start : nextId
+            served.removeFirst(kept)
+        }
+        var removed = 0
+        for journal in journals { removed += journal.removeSegments(closedBefore: cutoff) }
+        Log.info(
+            "usage records closed before \(text) aged out (kept \(retentionDays) days); first readable id \(firstReadable)\(removed > 0 ? ", \(removed) segment files deleted" : "")"
+        )
+    }
+
+    /// Where the ids stand: the first readable, the next to be given, the horizon and the cutoff.
+    var position: (firstId: Int, nextId: Int, horizon: Timestamp?, expiredBefore: Timestamp?) {
+        lock.withLock { (firstReadable, nextId, horizon, expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) }) }
+    }
+
+    /// Up to `size` records from id `start` on, each with its id; empty when `start` is not numbered yet.
+    func page(from start: Int, size: Int) throws(PageError) -> [(id: Int, line: JSONObject)] {
+        struct Run {
+            var partition: Int
+            var ordinal: UInt64
+            var count: Int
+            var id: Int
+        }
+        lock.lock()
+        let planned = plan()
+        lock.unlock()
+        let runs = try planned.get()
+        func plan() -> Result<[Run], PageError> {
+            guard start >= firstReadable else {
+                return .failure(
+                    .expired(firstId: firstReadable, before: expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) }))
+            }
+            guard start < nextId else { return .success([]) }
+            var low = 0
+            var high = served.count
+            while low < high {
+                let middle = (low + high) / 2
+                if served[middle].start + served[middle].count <= start { low = middle + 1 } else { high = middle }
+            }
+            var runs: [Run] = []
+            var id = start
+            var left = size
+            var index = low
+            while left > 0 && index < served.count {
+                let group = served[index]
+                let skip = id - group.start
+                let count = min(left, group.count - skip)
+                runs.append(Run(partition: group.partition, ordinal: group.firstOrdinal + UInt64(skip), count: count, id: id))
+                id += count
+                left -= count
+                index += 1
+            }
+            return .success(runs)
+        }
+        var page: [(id: Int, line: JSONObject)] = []
+        for run in runs {
+            let lines: [JSONObject]
+            do {
+                lines = try journals[run.partition].read(from: run.ordinal, maximum: run.count)
+            } catch {
+                throw .failed("\(error)")
+            }
+            guard lines.count == run.count else {
+                // The segment was deleted while this page was read: the retention caught up with it.
+                let (first, before) = lock.withLock { (firstReadable, expiredBefore) }
+                if run.id < first { throw .expired(firstId: first, before: before.map { Timestamp(microseconds: $0 * 1_000_000) }) }
+                throw .failed(
+                    "partition \(run.partition)'s usage journal lacks records \(run.ordinal)..<\(run.ordinal + UInt64(run.count))")
+            }
+            for (offset, line) in lines.enumerated() { page.append((run.id + offset, line)) }
+        }
+        return page
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+
+#if canImport(Glibc)
+    public import Glibc
+#endif
+
+/// Thin, typed wrappers over the file system calls the log (and the connector's watermarks) use:
+/// EINTR retried, partial writes finished, errors naming the file.
+public enum FileIO {
+    /// Opens `path` with `O_CLOEXEC` added. The corresponding C function is `open`.
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o640) throws(SystemError) -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw SystemError("open", path) }
+        }
+    }
+
+    /// Writes all of `bytes` at `offset`. The corresponding C function is `pwrite`.
+    public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
+        let failure = bytes.withUnsafeBytes { buffer -> SystemError? in
+            do throws(SystemError) {
+                try pwriteAll(fd, buffer, at: offset, path: path)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes all of `bytes` at `offset`. The corresponding C function is `pwrite`.
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let written = Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path)
+            }
+            done += written
+        }
+    }
+
+    /// Makes the file's data and metadata durable. The corresponding C function is `fsync`.
+    public static func fsync(_ fd: Int32, path: String) throws(SystemError) {
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw SystemError("fsync", path) }
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset` (fewer at end of file). The corresponding C function is `pread`.
+    public static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws(SystemError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = buffer.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path)
+            }
+            if got == 0 { break }
+            done += got
+        }
+        if done < count { buffer.removeLast(count - done) }
+        return buffer
+    }
+
+    /// The corresponding C function is `fdatasync`.
+    public static func fdatasync(_ fd: Int32, path: String) throws(SystemError) {
+        while Glibc.fdatasync(fd) != 0 {
+            if errno != EINTR { throw SystemError("fdatasync", path) }
+        }
+    }
+
+    /// Makes a directory's entries (a rename, a new file) durable.
+    public static func fsyncDirectory(_ path: String) throws(SystemError) {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw SystemError("fsync", path) }
+        }
+    }
+
+    /// The size of the open file. The corresponding C function is `fstat`.
+    public static func size(_ fd: Int32, path: String) throws(SystemError) -> Int {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SystemError("fstat", path) }
+        return Int(info.st_size)
+    }
+
+    /// Creates `path` and its missing parents; each new directory's entry is made durable (its
+    /// parent fsync'd), so a crash never loses a directory that files were already written into.
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o750) throws(SystemError) {
+        var info = stat()
+        if stat(path, &info) == 0 { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try makeDirectory(parent, mode: mode) }
+        if mkdir(path, mode) != 0 {
+            if errno == EEXIST { return }
+            throw SystemError("mkdir", path)
+        }
+        try fsyncDirectory(parent.isEmpty ? "." : parent)
+    }
+
+    /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(SystemError) {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do throws(SystemError) {
+            try pwriteAll(fd, bytes, at: 0, path: temporary)
+            try fsync(fd, path: temporary)
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw SystemError("rename", "\(temporary) to \(path)") }
+        try fsyncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Takes the `flock` on the lock file at `path` for this process and writes its pid there, or
+    /// fails naming the pid that holds it: one owner per directory, released when the process dies.
+    public static func lockExclusively(_ path: String) throws(LockFailure) -> Int32 {
+        let fd: Int32
+        do {
+            fd = try open(path, O_RDWR | O_CREAT, 0o640)
+        } catch {
+            throw LockFailure(path: path, owner: nil, cause: error)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let owner = (try? pread(fd, count: 32, at: 0, path: path)).map {
+                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            close(fd)
+            throw LockFailure(path: path, owner: owner ?? "?", cause: nil)
+        }
+        ftruncate(fd, 0)
+        _ = try? pwriteAll(fd, Array("\(getpid())\n".utf8), at: 0, path: path)
+        return fd
+    }
+
+    /// Why a lock file could not be taken: held by `owner` (a pid), or `cause`.
+    public struct LockFailure: Error, CustomStringConvertible {
+        public var path: String
+        public var owner: String?
+        public var cause: SystemError?
+        public var description: String {
+            if let owner { return "\(path) is held by another process (pid \(owner))" }
+            return "cannot open the lock file: \(cause.map(String.init(describing:)) ?? "?")"
+        }
+    }
+}

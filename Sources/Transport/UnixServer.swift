@@ -1,0 +1,690 @@
+import CWireShims
+import Daemon
+import Dispatch
+import Foundation
+public import SystemIO
+public import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Serves requests arriving on a connection. Called on a worker thread, one request at a time
+/// per connection (pipelined requests wait their turn, so responses keep their order).
+public protocol RequestHandler: Sendable {
+    /// Handles `request` and calls `done` once its last frame has been sent. A streaming
+    /// operation may send many frames, and may never call `done` (it ends with the connection).
+    func handle(_ request: Request, on connection: Connection, done: @escaping @Sendable () -> Void)
+
+    /// Offered every frame before it is decoded as a request: a handler that reads some requests
+    /// straight from their bytes (ingest's appends) answers true when it took this one, and then
+    /// calls `done` as `handle` would. The default takes none.
+    func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool
+}
+
+extension RequestHandler {
+    public func handle(frame: [UInt8], on connection: Connection, done: @escaping @Sendable () -> Void) -> Bool { false }
+}
+
+/// A listening socket, the name the handler sees it by (`client`, `admin`, ...), and how many
+/// connections it may hold at once.
+///
+/// Each listener has a budget of its own, so a flood on one (the client socket) can never take
+/// the connections another needs (the admin socket).
+public struct Listener: Sendable {
+    /// The listening socket.
+    public var descriptor: Int32
+    /// What the handler sees the connections' `listener` as.
+    public var name: String
+    /// The most connections it holds at once (a new one beyond is refused, or takes the place
+    /// of the longest idle).
+    public var maximumConnections: Int
+    /// A listener for `descriptor`, known as `name`, with a budget of `maximumConnections`.
+    public init(descriptor: Int32, name: String, maximumConnections: Int = 1024) {
+        self.descriptor = descriptor
+        self.name = name
+        self.maximumConnections = max(1, maximumConnections)
+    }
+}
+
+/// A length-prefixed JSON server on Unix sockets: one epoll thread does the I/O, requests are
+/// handled on Dispatch's worker threads.
+///
+/// Memory per connection is bounded: a frame is at most `maximumFrameLength`; reading pauses
+/// while `maximumQueuedRequests` requests or `inputHighWater` bytes of them wait; and while more
+/// than `outputHighWater` bytes of answers are unsent, the connection neither reads nor starts
+/// its next request (streams wait in `waitForOutputSpace`). So a client that sends and never
+/// reads costs at most the high-water marks, one answer and one frame, whatever the operation.
+/// A protocol error gets an error frame and closes that connection only.
+///
+/// Connections are bounded per listener. A connection with nothing in flight (no request queued
+/// or being handled, no answer unsent, no stream) is idle: it is closed after
+/// `idleTimeoutSeconds`, and when its listener is full, the longest-idle ones (idle at least
+/// `minimumIdleBeforeEviction`) are closed to admit a new connection, so idle connections can
+/// never lock others out. A connection whose client has taken none of its answers for
+/// `idleTimeoutSeconds` is closed as well.
+public final class UnixServer: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var maximumFrameLength = FrameEncoder.defaultMaximumFrameLength
+        public var maximumQueuedRequests = 32
+        public var maximumJSONDepth = JSONParser.defaultMaximumDepth
+        /// Unsent answer bytes above which a connection stops reading and handling requests.
+        public var outputHighWater = 256 << 10
+        /// Queued request bytes above which a connection stops reading (at least one request is
+        /// always taken, whatever its size).
+        public var inputHighWater = 256 << 10
+        /// An idle connection is closed after this long, and so is one whose client has taken
+        /// none of its answers for this long.
+        public var idleTimeoutSeconds = 60.0
+        /// When a listener is full, connections idle at least this long make room for new ones.
+        public var minimumIdleBeforeEviction = 1.0
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    let handler: any RequestHandler
+    private let listeners: [Listener]
+    let epollFD: Int32
+    private let wakeFD: Int32
+    private let lock = NSLock()
+    private var connections: [UInt64: Connection] = [:]
+    private var perListener: [Int]
+    private var nextConnectionID: UInt64 = 1
+    private var stopping = false
+    private var loopThread: Thread?
+    private let stopped = DispatchSemaphore(value: 0)
+    private var lastLimitWarning = 0.0
+    // Touched by the I/O thread only: listeners out of descriptors, and when to try them again.
+    private var pausedListeners: [Int: Double] = [:]
+    private var nextSweep = 0.0
+    private var noIdleUntil: [Int: Double] = [:]
+
+    private static let listenerTag: UInt64 = 1 << 63
+    private static let wakeTag: UInt64 = 1 << 62
+
+    public init(listeners: [Listener], configuration: Configuration = Configuration(), handler: any RequestHandler) throws(SystemError) {
+        UnixSocket.ignoreSIGPIPE()
+        self.listeners = listeners
+        self.configuration = configuration
+        self.handler = handler
+        perListener = Array(repeating: 0, count: listeners.count)
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epollFD >= 0 else { throw SystemError("epoll_create1") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0 else { throw SystemError("eventfd") }
+        var wake = cwire_epoll_event(EPOLLIN.rawValue, Self.wakeTag)
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &wake)
+        for (index, listener) in listeners.enumerated() {
+            let flags = fcntl(listener.descriptor, F_GETFL)
+            _ = fcntl(listener.descriptor, F_SETFL, flags | O_NONBLOCK)
+            var event = cwire_epoll_event(EPOLLIN.rawValue, Self.listenerTag | UInt64(index))
+            guard epoll_ctl(epollFD, EPOLL_CTL_ADD, listener.descriptor, &event) == 0 else {
+                throw SystemError("epoll_ctl", "listener \(listener.name)")
+            }
+        }
+    }
+
+    /// The number of open connections.
+    public var connectionCount: Int { lock.withLock { connections.count } }
+
+    /// Starts the I/O thread.
+    public func start() {
+        let thread = Thread { [self] in runLoop() }
+        thread.name = "wire-epoll"
+        thread.stackSize = 1 << 20
+        loopThread = thread
+        thread.start()
+    }
+
+    /// Stops accepting, closes every connection and waits for the I/O thread to end.
+    public func stop() {
+        let alreadyStopping = lock.withLock { () -> Bool in
+            defer { stopping = true }
+            return stopping
+        }
+        if alreadyStopping { return }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+        if loopThread != nil { stopped.wait() }
+        let open = lock.withLock { Array(connections.values) }
+        for connection in open { connection.close() }
+        for listener in listeners { close(listener.descriptor) }
+        close(wakeFD)
+        close(epollFD)
+    }
+
+    private func runLoop() {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let timeout = Int32(max(1, min(1000, (nextTimer() - MonotonicClock.now()) * 1000)))
+            let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                Log.error("epoll_wait failed: \(SystemError("epoll_wait")); the server stops")
+                break
+            }
+            if lock.withLock({ stopping }) { break }
+            for index in 0..<Int(count) {
+                let data = withUnsafePointer(to: &events[index]) { cwire_epoll_event_data($0) }
+                let flags = events[index].events
+                if data == Self.wakeTag {
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
+                } else if data & Self.listenerTag != 0 {
+                    accept(listenerIndex: Int(data & ~Self.listenerTag))
+                } else if let connection = lock.withLock({ connections[data] }) {
+                    connection.handleEvents(flags, buffer: &buffer)
+                }
+            }
+            runTimers()
+        }
+        stopped.signal()
+    }
+
+    private func nextTimer() -> Double {
+        pausedListeners.values.reduce(nextSweep, min)
+    }
+
+    /// Resumes listeners that ran out of descriptors, and closes connections idle too long.
+    private func runTimers() {
+        let now = MonotonicClock.now()
+        for (index, until) in pausedListeners where until <= now {
+            pausedListeners[index] = nil
+            var event = cwire_epoll_event(EPOLLIN.rawValue, Self.listenerTag | UInt64(index))
+            epoll_ctl(epollFD, EPOLL_CTL_MOD, listeners[index].descriptor, &event)
+        }
+        guard now >= nextSweep else { return }
+        nextSweep = now + 1
+        let open = lock.withLock { Array(connections.values) }
+        var idle = 0
+        var stalled = 0
+        for connection in open {
+            if connection.idleSeconds(now: now) ?? 0 > configuration.idleTimeoutSeconds {
+                connection.close()
+                idle += 1
+            } else if connection.stalledSeconds(now: now) ?? 0 > configuration.idleTimeoutSeconds {
+                connection.close()
+                stalled += 1
+            }
+        }
+        let timeout = Int(configuration.idleTimeoutSeconds)
+        if idle > 0 { Log.debug("closed \(idle) connections idle for more than \(timeout) s") }
+        if stalled > 0 { Log.notice("closed \(stalled) connections whose client read none of its answers for \(timeout) s") }
+    }
+
+    private func accept(listenerIndex index: Int) {
+        let listener = listeners[index]
+        while true {
+            let fd = cwire_accept_nonblocking(listener.descriptor)
+            if fd < 0 {
+                switch errno {
+                case EINTR, ECONNABORTED: continue
+                case EAGAIN: return
+                case EMFILE, ENFILE:
+                    // Out of descriptors: stop watching this listener for a moment (waiting
+                    // clients stay in its backlog) instead of spinning on it.
+                    warnLimit("cannot accept on \(listener.name): \(SystemError("accept4")); raise LimitNOFILE")
+                    var event = cwire_epoll_event(0, Self.listenerTag | UInt64(index))
+                    epoll_ctl(epollFD, EPOLL_CTL_MOD, listener.descriptor, &event)
+                    pausedListeners[index] = MonotonicClock.now() + 0.1
+                    return
+                default:
+                    Log.warning("accept on \(listener.name) failed: \(SystemError("accept4"))")
+                    return
+                }
+            }
+            var pid: pid_t = 0
+            var uid: uid_t = 0
+            var gid: gid_t = 0
+            _ = cwire_peercred(fd, &pid, &uid, &gid)
+            let peer = PeerCredentials(pid: pid, uid: uid, gid: gid)
+            var admitted = admit(index)
+            if admitted == nil && evictIdle(index) > 0 { admitted = admit(index) }
+            guard let id = admitted else {
+                warnLimit(
+                    "refused a connection on \(listener.name) from \(peer): its \(listener.maximumConnections) connections are open and busy"
+                )
+                let refusal = FrameEncoder.frame(Response.error(id: nil, WireError(.unavailable, "too many connections; try again later")))
+                _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                close(fd)
+                continue
+            }
+            let connection = Connection(id: id, fd: fd, listenerIndex: index, listener: listener.name, peer: peer, server: self)
+            lock.withLock { connections[id] = connection }
+            var event = cwire_epoll_event(EPOLLIN.rawValue | EPOLLRDHUP.rawValue, id)
+            if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 {
+                Log.warning("epoll_ctl add failed: \(SystemError("epoll_ctl"))")
+                connection.close()
+            }
+        }
+    }
+
+    /// A connection id when listener `index` has room, counted at once.
+    private func admit(_ index: Int) -> UInt64? {
+        lock.withLock { () -> UInt64? in
+            guard perListener[index] < listeners[index].maximumConnections else { return nil }
+            perListener[index] += 1
+            defer { nextConnectionID += 1 }
+            return nextConnectionID
+        }
+    }
+
+    /// Closes the longest-idle connections of listener `index` (a 32nd of its budget at a time,
+    /// so a flood does not scan them all for every new connection); how many were closed.
+    private func evictIdle(_ index: Int) -> Int {
+        let now = MonotonicClock.now()
+        // Found none a moment ago: refuse without scanning again, or a flood would keep the
+        // I/O thread scanning.
+        if let until = noIdleUntil[index], now < until { return 0 }
+        let open = lock.withLock { connections.values.filter { $0.listenerIndex == index } }
+        var idle: [(since: Double, connection: Connection)] = []
+        for connection in open {
+            if let seconds = connection.idleSeconds(now: now), seconds >= configuration.minimumIdleBeforeEviction,
+                !connection.hasUnreadInput
+            {
+                idle.append((now - seconds, connection))
+            }
+        }
+        let victims = idle.sorted { $0.since < $1.since }.prefix(max(1, listeners[index].maximumConnections / 32))
+        for victim in victims { victim.connection.close() }
+        if victims.isEmpty { noIdleUntil[index] = now + 0.1 }
+        if !victims.isEmpty {
+            warnLimit(
+                "\(listeners[index].name) has all its \(listeners[index].maximumConnections) connections open: closed the \(victims.count) idle longest to admit new ones"
+            )
+        }
+        return victims.count
+    }
+
+    private func warnLimit(_ message: String) {
+        let now = MonotonicClock.now()
+        let due = lock.withLock { () -> Bool in
+            guard now - lastLimitWarning > 5 else { return false }
+            lastLimitWarning = now
+            return true
+        }
+        if due { Log.warning(message) }
+    }
+
+    func remove(_ connection: Connection) {
+        lock.withLock {
+            if connections.removeValue(forKey: connection.id) != nil { perListener[connection.listenerIndex] -= 1 }
+        }
+    }
+}
+
+/// One client connection. Thread-safe: the I/O thread reads, handlers send from any thread.
+public final class Connection: @unchecked Sendable {
+    private enum Item {
+        case frame([UInt8])
+        case protocolError(WireError)
+    }
+
+    let id: UInt64
+    let listenerIndex: Int
+    /// The name of the listener it arrived on (`client`, `admin`, ...).
+    public let listener: String
+    /// Who connected (`SO_PEERCRED`), for logs.
+    public let peer: PeerCredentials
+    private let fd: Int32
+    private unowned let server: UnixServer
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var closed = false
+    private var closeAfterFlush = false
+    private var inbox: [Item] = []
+    private var inboxBytes = 0
+    private var busy = false
+    /// The next request waits until the unsent output is back under the high-water mark.
+    private var awaitingOutput = false
+    private var readPaused = false
+    private var readEOF = false
+    /// The peer hung up while reading was paused: the socket is no longer watched.
+    private var detached = false
+    private var streaming = false
+    private var interest: UInt32
+    private var closeHandlers: [@Sendable () -> Void] = []
+    /// When the connection last did anything (monotonic seconds), for the idle timeout.
+    private var lastActive: Double
+    /// When the client last took some of its answers, or an answer began to wait for it.
+    private var lastSent: Double
+    // Touched by the I/O thread only.
+    private var decoder: FrameDecoder
+
+    init(id: UInt64, fd: Int32, listenerIndex: Int, listener: String, peer: PeerCredentials, server: UnixServer) {
+        self.id = id
+        self.fd = fd
+        self.listenerIndex = listenerIndex
+        self.listener = listener
+        self.peer = peer
+        self.server = server
+        self.decoder = FrameDecoder(maximumFrameLength: server.configuration.maximumFrameLength)
+        self.interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        self.lastActive = MonotonicClock.now()
+        self.lastSent = lastActive
+    }
+
+    /// True once the connection is closed (by either side).
+    public var isClosed: Bool { condition.withLock { closed } }
+
+    /// Marks the current request as a stream: when the peer hangs up the connection closes at once.
+    public func markStreaming() { condition.withLock { streaming = true } }
+
+    /// Runs `handler` once when the connection closes (at once if it is closed already).
+    public func onClose(_ handler: @escaping @Sendable () -> Void) {
+        let runNow = condition.withLock { () -> Bool in
+            if closed { return true }
+            closeHandlers.append(handler)
+            return false
+        }
+        if runNow { handler() }
+    }
+
+    /// Sends one frame carrying `payload`. Never blocks; a dead peer closes the connection.
+    public func send(_ payload: [UInt8]) {
+        condition.lock()
+        guard !closed else {
+            condition.unlock()
+            return
+        }
+        // The stall clock starts when answers begin to wait, not at the last send long ago.
+        if unsentLocked == 0 { lastSent = MonotonicClock.now() }
+        FrameEncoder.append(payload, to: &output)
+        let handlers = flushLocked()
+        condition.unlock()
+        for handler in handlers { handler() }
+    }
+
+    /// Blocks while more than the configured high-water mark of output is unsent. Returns false
+    /// when the connection closed. Streams call this between batches, so a slow reader slows the
+    /// stream instead of growing memory.
+    public func waitForOutputSpace() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !closed && unsentLocked > server.configuration.outputHighWater { condition.wait() }
+        return !closed
+    }
+
+    /// Closes the connection now.
+    public func close() {
+        condition.lock()
+        let handlers = closeLocked()
+        condition.unlock()
+        for handler in handlers { handler() }
+    }
+
+    /// How long it has been idle (nothing queued, in hand, unsent or streaming), or nil when it
+    /// is not idle.
+    func idleSeconds(now: Double) -> Double? {
+        condition.withLock {
+            guard !closed, !busy, inbox.isEmpty, unsentLocked == 0, !streaming else { return nil }
+            return now - lastActive
+        }
+    }
+
+    /// How long its unsent answers have not moved (the client reads nothing), or nil when
+    /// nothing is unsent.
+    func stalledSeconds(now: Double) -> Double? {
+        condition.withLock {
+            guard !closed, unsentLocked > 0 else { return nil }
+            return now - lastSent
+        }
+    }
+
+    /// Whether the peer has sent bytes not read yet (a request on its way: not idle after all).
+    var hasUnreadInput: Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
+
+    // MARK: I/O thread
+
+    func handleEvents(_ flags: UInt32, buffer: inout [UInt8]) {
+        if flags & (EPOLLERR.rawValue) != 0 {
+            close()
+            return
+        }
+        if flags & EPOLLOUT.rawValue != 0 {
+            condition.lock()
+            let handlers = flushLocked()
+            condition.unlock()
+            for handler in handlers { handler() }
+        }
+        if flags & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 { readAvailable(&buffer) }
+        if flags & EPOLLHUP.rawValue != 0 { hungUp() }
+    }
+
+    /// The peer is gone for good (it can receive nothing more) while reading is paused or over:
+    /// epoll would report the hang-up again and again, so stop watching the socket. Requests
+    /// already queued are still handled (their answers fail to send, which closes it); with
+    /// nothing queued, or answers stuck unsent, it closes now.
+    private func hungUp() {
+        condition.lock()
+        guard !closed, !detached, readEOF || readPaused || unsentLocked > server.configuration.outputHighWater else {
+            condition.unlock()
+            return
+        }
+        readEOF = true
+        detached = true
+        epoll_ctl(server.epollFD, EPOLL_CTL_DEL, fd, nil)
+        let handlers: [@Sendable () -> Void] = (!busy && inbox.isEmpty) || unsentLocked > 0 ? closeLocked() : []
+        condition.unlock()
+        for handler in handlers { handler() }
+    }
+
+    private func readAvailable(_ buffer: inout [UInt8]) {
+        for _ in 0..<8 {
+            if condition.withLock({ closed || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater }) {
+                return
+            }
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count > 0 {
+                condition.withLock { lastActive = MonotonicClock.now() }
+                do {
+                    let frames = try decoder.decode(buffer[0..<count])
+                    enqueue(frames.map { .frame($0) })
+                } catch {
+                    Log.warning("protocol error on \(listener) from \(peer): \(error); closing the connection")
+                    enqueue([.protocolError(WireError(.badFrame, error.description))], stopReading: true)
+                    return
+                }
+            } else if count == 0 {
+                var failure: WireError?
+                do { try decoder.finish() } catch {
+                    Log.warning("\(listener) connection from \(peer) ended inside a frame: \(error)")
+                    failure = WireError(.badFrame, error.description)
+                }
+                endOfInput(failure)
+                return
+            } else {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { return }
+                close()
+                return
+            }
+        }
+    }
+
+    private func endOfInput(_ failure: WireError?) {
+        if let failure, !condition.withLock({ streaming }) {
+            // A half-closed peer can still read why its last frame was dropped.
+            enqueue([.protocolError(failure)], stopReading: true)
+            return
+        }
+        condition.lock()
+        readEOF = true
+        let handlers: [@Sendable () -> Void]
+        if streaming || (!busy && inbox.isEmpty) {
+            handlers = closeLocked()
+        } else {
+            updateInterestLocked()
+            handlers = []
+        }
+        condition.unlock()
+        for handler in handlers { handler() }
+    }
+
+    private func enqueue(_ items: [Item], stopReading: Bool = false) {
+        guard !items.isEmpty else { return }
+        condition.lock()
+        inbox.append(contentsOf: items)
+        for case .frame(let payload) in items { inboxBytes += payload.count }
+        if stopReading || inbox.count >= server.configuration.maximumQueuedRequests
+            || inboxBytes >= server.configuration.inputHighWater
+        {
+            readPaused = true
+            if stopReading { readEOF = true }
+            updateInterestLocked()
+        }
+        let start = !busy
+        busy = true
+        condition.unlock()
+        if start { scheduleNext() }
+    }
+
+    // MARK: request processing
+
+    /// The handler is done with the current request: go on with the next queued one, if any.
+    /// With nothing queued the connection just becomes idle, without a trip through Dispatch.
+    private func requestFinished() {
+        condition.lock()
+        lastActive = MonotonicClock.now()
+        if !closed && inbox.isEmpty && !readEOF {
+            busy = false
+            condition.unlock()
+            return
+        }
+        condition.unlock()
+        scheduleNext()
+    }
+
+    private func scheduleNext() {
+        DispatchQueue.global().async { self.processNext() }
+    }
+
+    private func processNext() {
+        condition.lock()
+        guard !closed, !inbox.isEmpty else {
+            busy = false
+            var handlers: [@Sendable () -> Void] = []
+            if !closed && readEOF {
+                closeAfterFlush = true
+                handlers = flushLocked()
+            }
+            condition.unlock()
+            for handler in handlers { handler() }
+            return
+        }
+        if unsentLocked > server.configuration.outputHighWater {
+            // The peer is not reading its answers: the next request waits (still counted as
+            // busy) until a flush makes room, so what it would answer is never built.
+            awaitingOutput = true
+            condition.unlock()
+            return
+        }
+        let item = inbox.removeFirst()
+        if case .frame(let payload) = item { inboxBytes -= payload.count }
+        if readPaused && !readEOF && inbox.count < server.configuration.maximumQueuedRequests / 2
+            && inboxBytes < server.configuration.inputHighWater / 2
+        {
+            readPaused = false
+            updateInterestLocked()
+        }
+        condition.unlock()
+        switch item {
+        case .protocolError(let error):
+            condition.lock()
+            FrameEncoder.append(Response.error(id: nil, error), to: &output)
+            closeAfterFlush = true
+            let handlers = flushLocked()
+            condition.unlock()
+            for handler in handlers { handler() }
+        case .frame(let payload):
+            if server.handler.handle(frame: payload, on: self, done: { [self] in requestFinished() }) { return }
+            switch Request.decode(payload, maximumDepth: server.configuration.maximumJSONDepth) {
+            case .failure(let failure):
+                Log.notice("rejected a request on \(listener) from \(peer): \(failure.error)")
+                send(Response.error(id: failure.id, failure.error))
+                requestFinished()
+            case .success(let request):
+                server.handler.handle(request, on: self) { [self] in requestFinished() }
+            }
+        }
+    }
+
+    // MARK: helpers (condition held)
+
+    private var unsentLocked: Int { output.count - outputOffset }
+
+    private func flushLocked() -> [@Sendable () -> Void] {
+        let before = unsentLocked
+        var blocked = false
+        while outputOffset < output.count {
+            let written = output.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if written > 0 {
+                outputOffset += written
+                lastSent = MonotonicClock.now()
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else if written < 0 && errno == EAGAIN {
+                blocked = true
+                break
+            } else {
+                return closeLocked()
+            }
+        }
+        if !blocked {
+            if output.capacity > 1 << 20 { output = [] } else { output.removeAll(keepingCapacity: true) }
+            outputOffset = 0
+            lastActive = MonotonicClock.now()
+        } else if outputOffset >= 256 << 10 && outputOffset >= unsentLocked {
+            // A reader that keeps up only partly: drop what was sent, so the buffer holds the
+            // unsent bytes only (the copy is paid for by the bytes sent since the last one).
+            output.removeFirst(outputOffset)
+            outputOffset = 0
+        }
+        let highWater = server.configuration.outputHighWater
+        if unsentLocked < before && unsentLocked <= highWater {
+            condition.broadcast()
+            if awaitingOutput {
+                awaitingOutput = false
+                scheduleNext()
+            }
+        }
+        if !blocked && closeAfterFlush { return closeLocked() }
+        updateInterestLocked()
+        return []
+    }
+
+    private func updateInterestLocked() {
+        guard !closed, !detached else { return }
+        var wanted: UInt32 = 0
+        if !readPaused && !readEOF && unsentLocked <= server.configuration.outputHighWater {
+            wanted |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        }
+        if outputOffset < output.count { wanted |= EPOLLOUT.rawValue }
+        guard wanted != interest else { return }
+        interest = wanted
+        var event = cwire_epoll_event(wanted, id)
+        epoll_ctl(server.epollFD, EPOLL_CTL_MOD, fd, &event)
+    }
+
+    private func closeLocked() -> [@Sendable () -> Void] {
+        guard !closed else { return [] }
+        closed = true
+        epoll_ctl(server.epollFD, EPOLL_CTL_DEL, fd, nil)
+        Glibc.close(fd)
+        inbox.removeAll()
+        output = []
+        outputOffset = 0
+        condition.broadcast()
+        server.remove(self)
+        defer { closeHandlers = [] }
+        return closeHandlers
+    }
+}
