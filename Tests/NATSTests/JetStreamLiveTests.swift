@@ -11,7 +11,7 @@ import Wire
 #endif
 
 /// Against real nats-server processes (scripts/bootstrap installs nats-server).
-@Suite("JetStream on a real nats-server", .enabled(if: NATSCluster.isAvailable), .serialized)
+@Suite("JetStream on a real nats-server", .serialized)
 struct JetStreamLiveTests {
     static func connect(_ cluster: NATSCluster, node: Int = 0) throws -> NATSConnection {
         let connection = NATSConnection(options: NATSConnection.Options(servers: [NATSServerAddress(cluster.url(node))!]))
@@ -149,7 +149,7 @@ final class Learned: @unchecked Sendable {
     var keys: [String] { lock.withLock { seen.compactMap(\.2) } }
 }
 
-@Suite("The shipped nats-server configuration", .enabled(if: NATSCluster.isAvailable))
+@Suite("The shipped nats-server configuration")
 struct ShippedConfigurationTests {
     /// What a server sends on `port` of 127.0.0.1 within 5 s after `hello`, until it closes.
     static func greeting(port: Int, hello: String = "") throws -> String {

@@ -8,7 +8,7 @@ import Wire
     import Glibc
 #endif
 
-@Suite("meterctl log migrate", .enabled(if: NATSCluster.isAvailable), .serialized)
+@Suite("meterctl log migrate", .serialized)
 struct MigrateTests {
     @Test("an embedded log copied into a stream serves the same records, keeps its keys and identity, and the aggregator goes on")
     func migrate() throws {

@@ -22,9 +22,6 @@ public final class NATSCluster {
     private var processes: [Process?]
     private var logs: [String]
 
-    /// Whether `nats-server` is installed (scripts/bootstrap installs it).
-    public static var isAvailable: Bool { executable != nil }
-
     static let executable: String? = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first {
         FileManager.default.isExecutableFile(atPath: $0)
     }
@@ -37,7 +34,10 @@ public final class NATSCluster {
 
     /// Starts `nodes` servers routed to each other and waits until each accepts clients.
     public init(nodes: Int) throws {
-        guard NATSCluster.executable != nil else { throw Failure(description: "nats-server is not installed (scripts/bootstrap)") }
+        guard NATSCluster.executable != nil else {
+            throw Failure(
+                description: "nats-server is not installed; install it with: apt-get install -y nats-server (scripts/bootstrap does)")
+        }
         directory = "/tmp/mt-nats-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         clientPorts = try (0..<nodes).map { _ in try LoopbackPort.free() }
