@@ -51,7 +51,12 @@ let package = Package(
         // opt-in loopback endpoint every daemon serves them on (METERING_METRICS_ADDR).
         .target(name: "Metrics", dependencies: ["Wire", "Daemon", "HTTP"]),
         .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO"]),
-        .executableTarget(name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Metrics"]),
+        // A NATS client written for this project: the core protocol, reconnection, JetStream's API.
+        .target(name: "NATS", dependencies: ["Wire", "Daemon"]),
+        // The event store on a JetStream stream, for deployments beyond one host.
+        .target(name: "JetStreamStore", dependencies: ["Wire", "Daemon", "EventStore", "NATS"]),
+        .executableTarget(
+            name: "Ingest", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "JetStreamStore", "NATS", "Metrics"]),
         // What every process that folds the log shares: following ingest, snapshots.
         .target(name: "Projection", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "Metrics"]),
         // The query service's read models, pure: the billing fold plus slot statuses, hourly usage, breakdowns.
@@ -68,9 +73,11 @@ let package = Package(
         .executableTarget(
             name: "MeterCtl",
             dependencies: [
-                "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "FrontDoorKit", "AdapterKit", "Reconciliation",
+                "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "JetStreamStore", "NATS", "FrontDoorKit", "AdapterKit",
+                "Reconciliation",
             ]),
-        .executableTarget(name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing"]),
+        .executableTarget(
+            name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "NATS"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, and the usage API for billing
         // adapters (/v1/...), for meter-query.
@@ -103,6 +110,7 @@ let package = Package(
         .testTarget(name: "BillingTests", dependencies: ["Billing", "BillingTestSupport", "TestFixtures"]),
         .testTarget(name: "QueryModelTests", dependencies: ["QueryModel", "Billing", "BillingTestSupport"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "Wire", "SystemIO"]),
+        .testTarget(name: "NATSTests", dependencies: ["NATS", "JetStreamStore", "EventStore", "Wire", "Transport", "StackTestSupport"]),
         // Starting real executables for integration tests: shared by the test targets below.
         .target(
             name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),

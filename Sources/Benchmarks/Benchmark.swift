@@ -2,6 +2,17 @@ import Foundation
 import Transport
 import Wire
 
+/// URLs printed without their credentials.
+enum NATSRedaction {
+    static func redact(_ url: String) -> String {
+        url.split(separator: ",").map { part -> String in
+            guard let at = part.lastIndex(of: "@") else { return String(part) }
+            let scheme = part.hasPrefix("nats://") ? "nats://" : ""
+            return scheme + part[part.index(after: at)...]
+        }.joined(separator: ",")
+    }
+}
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -14,12 +25,19 @@ enum Benchmark {
 
           meter-bench [--seconds N] [--events N] [--partitions N] [--catch-up-events N] [--query-subscriptions N]
                       [--query-events N] [--home DIR] [--only NAME] [--json FILE]
+                      [--store embedded|jetstream] [--nats-url URL] [--nats-replicas N] [--ids N] [--nats-pid PID]
 
         Starts the meter-ingest beside this executable on a fresh METERING_HOME (default: a new
         directory under /tmp), measures each case for N seconds (default 5), and prints a table.
         --events N: the ingest cases append N events in all (split over their clients) instead of
         running for --seconds, so another system can be given exactly the same work.
         --json FILE: also writes the figures to FILE as JSON, for scripts (scripts/bench-compare).
+        --store jetstream: ingest keeps its records in a JetStream stream (a fresh one per ingest
+        started, named BENCH<pid>_<n>) on the NATS server at --nats-url (default nats://127.0.0.1:4222)
+        with --nats-replicas copies (default 1); the servers are not started by meter-bench.
+        Memory cases (only with --only): index-memory (ingest's idempotency index holding --ids ids, default
+        10,000,000) and window-memory (JetStream's duplicate window holding --ids Nats-Msg-Ids, measured on
+        the nats-server of --nats-pid on this machine).
         Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
         batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
         (meter-query with --query-subscriptions subscriptions × 5 meters, default 100,000, and --query-events usage
@@ -37,6 +55,9 @@ enum Benchmark {
         var events: Int?
         var json: String?
         var index = 0
+        var store = StoreChoice()
+        var ids = 10_000_000
+        var natsPID: Int32?
         while index < arguments.count {
             switch arguments[index] {
             case "--seconds":
@@ -81,6 +102,29 @@ enum Benchmark {
                 guard index + 1 < arguments.count else { return 64 }
                 only = arguments[index + 1]
                 index += 2
+            case "--store":
+                guard index + 1 < arguments.count, ["embedded", "jetstream"].contains(arguments[index + 1]) else {
+                    FileHandle.standardError.write(Data("meter-bench: --store takes embedded or jetstream\n".utf8))
+                    return 64
+                }
+                store.kind = arguments[index + 1]
+                index += 2
+            case "--nats-url":
+                guard index + 1 < arguments.count else { return 64 }
+                store.url = arguments[index + 1]
+                index += 2
+            case "--ids":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
+                ids = value
+                index += 2
+            case "--nats-pid":
+                guard index + 1 < arguments.count, let value = Int32(arguments[index + 1]), value > 0 else { return 64 }
+                natsPID = value
+                index += 2
+            case "--nats-replicas":
+                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), [1, 3, 5].contains(value) else { return 64 }
+                store.replicas = value
+                index += 2
             case "--help":
                 print(usage)
                 return 0
@@ -90,10 +134,24 @@ enum Benchmark {
             }
         }
         UnixSocket.ignoreSIGPIPE()
+        IngestServer.store = store
         var rows: [Row] = []
         func wanted(_ name: String) -> Bool { only == nil || only == name }
         for stage in DecodeStage.allCases where wanted(stage.rawValue) || wanted("decode") {
             rows.append(decodeBenchmark(stage, seconds: seconds))
+        }
+        if only == "index-memory" { rows.append(indexMemoryBenchmark(ids: ids)) }
+        if only == "window-memory" {
+            guard let natsPID else {
+                FileHandle.standardError.write(Data("meter-bench: window-memory needs --nats-pid (the local nats-server)\n".utf8))
+                return 64
+            }
+            do {
+                rows.append(try windowMemoryBenchmark(ids: ids, url: store.url, pid: natsPID))
+            } catch {
+                FileHandle.standardError.write(Data("meter-bench: \(error)\n".utf8))
+                return 1
+            }
         }
         if wanted("fold") { rows.append(foldBenchmark(decode: false, seconds: seconds)) }
         if wanted("decode-fold") { rows.append(foldBenchmark(decode: true, seconds: seconds)) }
@@ -131,7 +189,7 @@ enum Benchmark {
                 return 1
             }
         }
-        report(rows, seconds: seconds, events: events, partitions: partitions, arguments: arguments)
+        report(rows, seconds: seconds, events: events, partitions: partitions, store: store, arguments: arguments)
         if let json {
             let document = jsonReport(rows, seconds: seconds, events: events, partitions: partitions, arguments: arguments)
             guard FileManager.default.createFile(atPath: json, contents: Data(JSONWriter.bytes(document) + [10])) else {
@@ -217,10 +275,27 @@ enum Benchmark {
 
     // MARK: durable ingest
 
+    /// Where the ingest under test keeps its records.
+    struct StoreChoice {
+        var kind = "embedded"
+        var url = "nats://127.0.0.1:4222"
+        var replicas = 1
+
+        var method: String {
+            kind == "embedded"
+                ? "every append is acknowledged only after fdatasync"
+                : "JetStream store (R\(replicas), \(NATSRedaction.redact(url))): every append is acknowledged only after JetStream acknowledged it"
+        }
+    }
+
     final class IngestServer {
+        nonisolated(unsafe) static var store = StoreChoice()
+        nonisolated(unsafe) static var started = 0
         let home: String
         let partitions: Int
         var process = Process()
+        /// The stream of this server's records (JetStream store), kept across a restart.
+        let stream: String
 
         /// SIGKILLs ingest and starts it again on the same log; returns the seconds until it answers.
         func crashAndRestart() throws -> Double {
@@ -235,6 +310,8 @@ enum Benchmark {
         init(home: String, partitions: Int) throws {
             self.home = home
             self.partitions = partitions
+            Self.started += 1
+            stream = "BENCH\(getpid())_\(Self.started)"
             try launch(removing: true)
         }
 
@@ -251,6 +328,12 @@ enum Benchmark {
             environment["METERING_CLOCK"] = "manual"
             environment["METERING_PARTITIONS"] = String(partitions)
             environment["METERING_LOG_LEVEL"] = "warning"
+            environment["METERING_STORE"] = Self.store.kind
+            if Self.store.kind == "jetstream" {
+                environment["METERING_NATS_URL"] = Self.store.url
+                environment["METERING_NATS_REPLICAS"] = String(Self.store.replicas)
+                environment["METERING_NATS_STREAM"] = stream
+            }
             environment.removeValue(forKey: "NOTIFY_SOCKET")
             process.environment = environment
             try process.run()
@@ -419,14 +502,16 @@ enum Benchmark {
         return withUnsafeBytes(of: uname.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
-    static func report(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, arguments: [String]) {
+    static func report(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, store: StoreChoice, arguments: [String]) {
         print("meter-bench — DESIGN.md §7")
-        print("command: .build/release/meter-bench \(arguments.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
+        // A NATS URL's password is never printed.
+        let shown = arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }
+        print("command: .build/release/meter-bench \(shown.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
         let extent =
             events.map { "\(format(Double($0))) events per ingest case, \(format(seconds)) s per other case" }
             ?? "\(format(seconds)) s per case"
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, Linux \(kernel); release build; \(extent)")
-        print("method: a fresh meter-ingest (\(partitions) partitions, manual clock); every append is acknowledged only after fdatasync;")
+        print("method: a fresh meter-ingest (\(partitions) partitions, manual clock); \(store.method);")
         print("        each event carries a unique idempotency key; client and server share the machine's cores.")
         print("")
         var table = [["case", "events/s", "events", "requests", "p50 ack", "p99 ack", "what"]]
@@ -518,7 +603,8 @@ enum Benchmark {
             ]
         }
         return [
-            "command": .string((["meter-bench"] + arguments).joined(separator: " ")),
+            "command": .string(
+                (["meter-bench"] + arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }).joined(separator: " ")),
             "cores": .number(String(ProcessInfo.processInfo.activeProcessorCount)), "kernel": .string(kernel),
             "partitions": .number(String(partitions)), "seconds": number(seconds),
             "events": events.map { .number(String($0)) } ?? .null, "cases": .array(cases),

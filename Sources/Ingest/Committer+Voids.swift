@@ -84,7 +84,7 @@ extension Committer {
                 payload = inGroup
             } else {
                 do {
-                    guard let record = try log.partitions[position.partition].record(at: position.sequence) else {
+                    guard let record = try log.storedPartitions[position.partition].record(at: position.sequence) else {
                         return .refused(
                             WireError(.internalError, "the record of id \"\(key.prefix(200))\" cannot be read; nothing was appended"))
                     }

@@ -55,7 +55,7 @@ final class Committer: @unchecked Sendable {
         case ticks(reason: String, completion: @Sendable ([IdempotencyIndex.Position]) -> Void)
     }
 
-    let log: EventLog
+    let log: any RecordStore
     let clock: Clock
     /// Written into every tick, so the folds attribute usage as ingest checks it.
     let attribution: Attribution
@@ -76,7 +76,7 @@ final class Committer: @unchecked Sendable {
     var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
 
     init(
-        log: EventLog, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex,
+        log: any RecordStore, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex,
         catalog: PlanCatalog = PlanCatalog()
     ) {
         self.log = log
@@ -85,6 +85,28 @@ final class Committer: @unchecked Sendable {
         self.router = router
         self.idempotency = idempotency
         self.catalog = catalog
+        log.observeOthers { [unowned self] partition, sequence, time, meta in learn(partition, sequence, time, meta) }
+    }
+
+    /// A record another ingest instance committed to the shared store: its key, route and plan
+    /// definition count here too.
+    private func learn(_ partition: Int, _ sequence: UInt64, _ time: Timestamp, _ meta: RecordMeta) {
+        condition.withLock {
+            if let resource = meta.purchasedResource { router.learnPurchase(resource) }
+            if let digest = meta.keyDigest {
+                idempotency.remember(
+                    digest: digest,
+                    at: IdempotencyIndex.Position(
+                        partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
+            }
+            if meta.definesPlan {
+                do {
+                    try catalog.learn(definitionAt: partition, sequence, in: log)
+                } catch {
+                    Log.error("a plan definition another ingest committed cannot be read: \(error)")
+                }
+            }
+        }
     }
 
     /// How many plans the catalog holds (for status).
@@ -147,8 +169,27 @@ final class Committer: @unchecked Sendable {
         }
     }
 
+    /// What one attempt at a group came to: answers to send, or decide the group again (another
+    /// writer of a shared store appended first).
+    private enum Attempt {
+        case done([() -> Void])
+        case again
+    }
+
     private func commit(_ group: [Work]) {
-        let partitions = log.partitions
+        while true {
+            switch log.exclusive({ attempt(group) }) {
+            case .done(let answers):
+                for answer in answers { answer() }
+                return
+            case .again:
+                continue
+            }
+        }
+    }
+
+    private func attempt(_ group: [Work]) -> Attempt {
+        let partitions = log.storedPartitions
         let now = clock.now
         var records: [EventLog.Pending] = []
         var placedCount = [UInt64](repeating: 0, count: partitions.count)
@@ -346,20 +387,28 @@ final class Committer: @unchecked Sendable {
 
         let started = MonotonicClock.now()
         do {
-            try log.commit(records)
-        } catch .notWritten(let message) {
-            // Nothing reached the log (a new segment could not be made, say, out of descriptors):
-            // refuse this group and go on; clients retry with their idempotency keys.
-            Log.error("\(message); refusing this group of appends (nothing was written) and going on")
-            refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
-            return
+            try log.commitRecords(records)
         } catch {
-            // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
-            // acknowledged. Stop; on restart, recovery cuts any torn tail and clients retry
-            // (their idempotency keys make the retry safe).
-            Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
-            refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
-            exit(75)
+            switch error {
+            case .notWritten(let message):
+                // Nothing reached the log (a new segment could not be made, say, out of descriptors):
+                // refuse this group and go on; clients retry with their idempotency keys.
+                Log.error("\(message); refusing this group of appends (nothing was written) and going on")
+                refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
+                return .done([])
+            case .superseded(let message):
+                // The store has read what the other writer appended (keys and routes included):
+                // the same group, decided again, sees it.
+                Log.debug("\(message); deciding the group again")
+                return .again
+            case .unknown:
+                // The disk refused a write or a sync: what is on disk is unknown, so nothing may be
+                // acknowledged. Stop; on restart, recovery cuts any torn tail and clients retry
+                // (their idempotency keys make the retry safe).
+                Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
+                refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
+                exit(75)
+            }
         }
         if !records.isEmpty {
             ingestMetrics.syncSeconds.observe(MonotonicClock.now() - started)
@@ -376,7 +425,7 @@ final class Committer: @unchecked Sendable {
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
         }
-        for answer in answers { answer() }
+        return .done(answers)
     }
 
     /// Answers every job of `group` with `error` (ticks with no position).

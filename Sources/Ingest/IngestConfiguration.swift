@@ -1,6 +1,8 @@
 import Daemon
 import EventStore
+import JetStreamStore
 import Metrics
+import NATS
 import Transport
 import Wire
 
@@ -18,6 +20,14 @@ struct IngestConfiguration {
 
     enum AttributionMode: String, CaseIterable {
         case enqueued, event
+    }
+
+    /// Where the records are kept.
+    enum StoreKind: String, CaseIterable {
+        /// The log under `$METERING_HOME/data/log` (fsync before every acknowledgement).
+        case embedded
+        /// A stream on the NATS JetStream cluster (docs/SCALING.md).
+        case jetstream
     }
 
     var home: String
@@ -41,6 +51,11 @@ struct IngestConfiguration {
     var idleTimeoutSeconds: Int
     /// How the folds attribute usage to hours; written into every tick, so they follow the log.
     var attribution: Attribution
+    var store: StoreKind
+    /// The NATS server(s) of this host, for the JetStream store.
+    var natsServers: [NATSServerAddress]
+    var natsStream: String
+    var natsReplicas: Int
 
     static let usage = """
         meter-ingest: the only writer of the metering event log.
@@ -64,6 +79,11 @@ struct IngestConfiguration {
                                                              its hour while the hour is open)
           --late-grace         METERING_LATE_GRACE           1h (event only: how long an hour stays open
                                                              after its end; seconds, or 90m, 2h; at most 6h)
+          --store              METERING_STORE                embedded | jetstream
+          --nats-url           METERING_NATS_URL             nats://127.0.0.1:4222 (the NATS server on this
+                                                             host; nats://user:password@host:port)
+          --nats-stream        METERING_NATS_STREAM          METERING (the JetStream stream)
+          --nats-replicas      METERING_NATS_REPLICAS        3 (copies of every record: 1, 3 or 5)
         \(MetricsAddress.usageLine)
 
         Under systemd the sockets come from the .socket unit (FileDescriptorName=client / admin).
@@ -71,6 +91,8 @@ struct IngestConfiguration {
         starting it on the other clock is refused unless METERING_CLOCK_CHANGE=allow.
         The attribution is written into every tick of the log: the aggregator and the query service
         take it from there (docs/BILLING.md, "Late usage").
+        With METERING_STORE=jetstream the records live in a JetStream stream instead, shared by
+        the ingest instances of every host (docs/SCALING.md).
         """
 
     init(settings: inout Settings) throws(SettingsError) {
@@ -94,6 +116,19 @@ struct IngestConfiguration {
         adminConnections = try settings.integer(
             "admin-connections", "METERING_INGEST_ADMIN_CONNECTIONS", default: 64, range: 1...10_000)
         idleTimeoutSeconds = try settings.integer("idle-timeout", "METERING_INGEST_IDLE_SECONDS", default: 60, range: 1...86_400)
+        store = try settings.choice("store", "METERING_STORE", default: StoreKind.embedded)
+        let url = settings.string("nats-url", "METERING_NATS_URL", default: "nats://127.0.0.1:4222")
+        guard let servers = NATSServerAddress.list(url) else {
+            throw SettingsError(
+                "METERING_NATS_URL must be nats://[user:password@]host[:port] (commas between several), not \"\(url.prefix(200))\"")
+        }
+        natsServers = servers
+        natsStream = settings.string("nats-stream", "METERING_NATS_STREAM", default: "METERING")
+        guard JetStreamStore.Options.isValidStreamName(natsStream) else {
+            throw SettingsError("METERING_NATS_STREAM must be letters, digits, - and _ (at most 64), not \"\(natsStream.prefix(100))\"")
+        }
+        natsReplicas = try settings.integer("nats-replicas", "METERING_NATS_REPLICAS", default: 3, range: 1...5)
+        guard [1, 3, 5].contains(natsReplicas) else { throw SettingsError("METERING_NATS_REPLICAS must be 1, 3 or 5, not \(natsReplicas)") }
         metrics = try MetricsAddress.setting(&settings)
         let mode = try settings.choice("attribution", "METERING_ATTRIBUTION", default: AttributionMode.enqueued)
         let graceText = settings.optionalString("late-grace", "METERING_LATE_GRACE")

@@ -17,13 +17,13 @@ final class IngestHandler: RequestHandler {
     static let adminListener = "admin"
     static let maximumReadRecords = 10_000
 
-    let log: EventLog
+    let log: any RecordStore
     let committer: Committer
     let clock: Clock
     let startedAt = Date()
     let server: @Sendable () -> Int
 
-    init(log: EventLog, committer: Committer, clock: Clock, connectionCount: @escaping @Sendable () -> Int) {
+    init(log: any RecordStore, committer: Committer, clock: Clock, connectionCount: @escaping @Sendable () -> Int) {
         self.log = log
         self.committer = committer
         self.clock = clock
@@ -115,14 +115,15 @@ final class IngestHandler: RequestHandler {
 
     // MARK: read / follow
 
-    private func readArguments(_ request: Request) throws(WireError) -> (PartitionLog, UInt64, Int) {
+    private func readArguments(_ request: Request) throws(WireError) -> (any RecordPartition, UInt64, Int) {
         guard let partitionValue = request["partition"] else {
-            throw WireError(.badRequest, "\(request.op) needs \"partition\" (0 to \(log.partitions.count - 1))")
+            throw WireError(.badRequest, "\(request.op) needs \"partition\" (0 to \(log.storedPartitions.count - 1))")
         }
         guard let partition = partitionValue.intValue else { throw WireError(.badRequest, "\"partition\" must be a whole number") }
-        guard log.partitions.indices.contains(partition) else {
+        guard log.storedPartitions.indices.contains(partition) else {
             throw WireError(
-                .notFound, "partition \(partition) does not exist; the log has \(log.partitions.count) (0 to \(log.partitions.count - 1))")
+                .notFound,
+                "partition \(partition) does not exist; the log has \(log.storedPartitions.count) (0 to \(log.storedPartitions.count - 1))")
         }
         var from: UInt64 = 0
         if let fromValue = request["from"] {
@@ -138,12 +139,12 @@ final class IngestHandler: RequestHandler {
             }
             maximum = number
         }
-        return (log.partitions[partition], from, maximum)
+        return (log.storedPartitions[partition], from, maximum)
     }
 
     /// A response frame with records from `from` on, written straight from the log's bytes. It
     /// names the log's identity, so a follower notices when the log it folded was replaced.
-    private func recordsFrame(id: JSONValue?, _ partition: PartitionLog, from: UInt64, maximum: Int) throws(EventLogError) -> (
+    private func recordsFrame(id: JSONValue?, _ partition: any RecordPartition, from: UInt64, maximum: Int) throws(EventLogError) -> (
         frame: [UInt8], count: Int, next: UInt64
     ) {
         var out = Response.beginOK(id: id, arrayMember: "records", capacity: 64 << 10)
@@ -151,7 +152,7 @@ final class IngestHandler: RequestHandler {
         out.append(contentsOf: #"],"next":"#.utf8)
         JSONWriter.writeInteger(next, to: &out)
         out.append(contentsOf: #","log":""#.utf8)
-        out.append(contentsOf: log.manifest.identity.utf8)
+        out.append(contentsOf: log.identity.utf8)
         out.append(contentsOf: #""}"#.utf8)
         return (out, count, next)
     }
@@ -159,7 +160,7 @@ final class IngestHandler: RequestHandler {
     /// `read` answers one frame; `follow` answers one, then streams a frame whenever new records
     /// are durable, on a thread of its own, until the peer disconnects.
     private func readOrFollow(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
-        let arguments: (PartitionLog, UInt64, Int)
+        let arguments: (any RecordPartition, UInt64, Int)
         do {
             arguments = try readArguments(request)
         } catch {
@@ -234,7 +235,7 @@ final class IngestHandler: RequestHandler {
     private func status() -> JSONObject {
         let counters = committer.commitCounters
         var partitions: [JSONValue] = []
-        for partition in log.partitions {
+        for partition in log.storedPartitions {
             let next = partition.durableNextSequence
             let storage = partition.storage
             partitions.append([
@@ -248,8 +249,8 @@ final class IngestHandler: RequestHandler {
         }
         return JSONObject([
             "log": [
-                "identity": .string(log.manifest.identity), "clock": .string(log.manifest.clock),
-                "created": .string(log.manifest.created), "lossesAccepted": .number(String(log.manifest.losses.count)),
+                "identity": .string(log.identity), "clock": .string(log.clock),
+                "created": .string(log.created), "lossesAccepted": .number(String(log.lossesAccepted)),
             ],
             "partitions": .array(partitions),
             "storeBytes": .number(String(log.storageBytes)),

@@ -26,23 +26,27 @@ nonisolated func runIngest() -> Never {
     var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
     var newestTime: Timestamp?
     var recordCount = 0
-    let log: EventLog
-    var options = EventLog.Options(partitionCount: configuration.partitions)
-    options.partitionCountIsExplicit = configuration.partitionsExplicit
-    options.segmentBytes = configuration.segmentBytes
-    options.clock = configuration.clock.rawValue
-    options.allowClockChange = configuration.allowClockChange
+    let log: any RecordStore
     do {
-        log = try EventLog(
-            directory: configuration.dataDirectory + "/log", options: options,
+        log = try openStore(
+            configuration,
             willVisit: { records, newest in
                 recordCount = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
             },
-            visit: { partition, sequence, _, meta in
+            visit: { partition, sequence, time, meta in
                 if let resource = meta.purchasedResource { purchases.append(resource) }
                 if meta.definesPlan { definitions.append((partition, sequence)) }
+                // The JetStream store shows keys one by one (the embedded log gives them to `keys`).
+                if let digest = meta.keyDigest ?? meta.idempotencyKey.map(IdempotencyIndex.digest),
+                    idempotency.isRetained(time, now: newestTime ?? time)
+                {
+                    idempotency.remember(
+                        digest: digest,
+                        at: IdempotencyIndex.Position(
+                            partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
+                }
             },
             keys: { keys in
                 // Keys already outside the window are never remembered: the log's newest time is known.
@@ -50,11 +54,11 @@ nonisolated func runIngest() -> Never {
                 idempotency.remember(keys, retainedFrom: horizon)
             })
     } catch {
-        fail("cannot open the event log: \(error)")
+        fail("cannot open the event log: \(error)", code: openingFailureCode(error))
     }
     for notice in log.notices { Log.notice(notice) }
     // Routes follow the log's own partition count, which is fixed when the log is created.
-    var router = PartitionRouter(partitionCount: log.partitions.count)
+    var router = PartitionRouter(partitionCount: log.storedPartitions.count)
     for resource in purchases { router.learnPurchase(resource) }
     purchases = []
     // The plan catalog, from the few records the segment summaries point at, in log order.
@@ -66,7 +70,7 @@ nonisolated func runIngest() -> Never {
     }
     if let newestTime { idempotency.expire(now: newestTime) }
     Log.info(
-        "recovered \(recordCount) records in \(log.partitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.manifest.identity), clock \(log.manifest.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names, \(catalog.count) catalog plans"
+        "recovered \(recordCount) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names, \(catalog.count) catalog plans"
     )
 
     let clock = Clock(
@@ -155,7 +159,7 @@ nonisolated func runIngest() -> Never {
         })
     startTick.wait()
     // A start whose first write failed is not a start: never report it ready.
-    guard ticked == log.partitions.count else { fail("cannot write the start-up tick to the log; see the error above", code: 75) }
+    guard ticked == log.storedPartitions.count else { fail("cannot write the start-up tick to the log; see the error above", code: 75) }
     server.start()
 
     // The high-water marks follow what was acknowledged at least once a second (never per append),
@@ -165,7 +169,7 @@ nonisolated func runIngest() -> Never {
     nonisolated(unsafe) var marksFailing = false
     marks.setEventHandler {
         do {
-            try log.writeHighWaterMarks()
+            try log.checkpoint()
             if marksFailing { Log.notice("high-water marks written again") }
             marksFailing = false
         } catch {
@@ -191,17 +195,17 @@ nonisolated func runIngest() -> Never {
     if clock.mode == .system { scheduleHourlyTick() }
 
     let readyStatus =
-        "serving \(log.partitions.count) partitions, clock \(configuration.clock.rawValue), attribution \(configuration.attribution)"
+        "serving \(log.storedPartitions.count) partitions, clock \(configuration.clock.rawValue), attribution \(configuration.attribution)"
     Systemd.notifyReady(status: readyStatus)
-    Log.info("ready: \(readyStatus), log at \(log.directory)")
+    Log.info("ready: \(readyStatus), log at \(log.location)")
 
     // SIGTERM / SIGINT: stop accepting, finish what is queued, release the log.
     ServiceLifecycle.runUntilTerminated(stopping: "shutting down") {
         endpoint?.stop()
         server.stop()
         committer.stop()
-        do { try log.writeHighWaterMarks() } catch { Log.error("\(error) at shutdown") }
-        for partition in log.partitions { partition.wakeFollowers() }
+        do { try log.checkpoint() } catch { Log.error("\(error) at shutdown") }
+        log.shutDown()
     }
 }
 

@@ -34,24 +34,34 @@ struct PlanCatalog: Sendable {
 
     /// The catalog of `log`, from its `PlanDefined` records at `definitions` (as the segment
     /// summaries list them): each record's plan becomes its id's newest version, in log order.
-    static func recovered(from log: EventLog, definitions: [(partition: Int, sequence: UInt64)]) throws -> PlanCatalog {
+    static func recovered(from log: any RecordStore, definitions: [(partition: Int, sequence: UInt64)]) throws -> PlanCatalog {
         var catalog = PlanCatalog()
         for (partition, sequence) in definitions.sorted(by: { ($0.partition, $0.sequence) < ($1.partition, $1.sequence) }) {
-            guard log.partitions.indices.contains(partition), let record = try log.partitions[partition].record(at: sequence) else {
-                throw EventLogError("partition \(partition) has no record \(sequence), which a segment summary lists as a plan definition")
-            }
-            let json = try JSONParser.parse(record.payload)
-            guard case .success(let message) = Message.decode(json), case .planDefined(let definition) = message.body,
-                let plan = json["value"]?["plan"]
-            else {
-                throw EventLogError("partition \(partition), record \(sequence) is listed as a plan definition but is none")
-            }
-            let version = definition.version ?? (catalog[definition.plan.planId]?.version ?? 0) + 1
-            let position = IdempotencyIndex.Position(
-                partition: partition, sequence: sequence, enqueuedTime: record.enqueuedTime, payloadDigest: record.meta.payloadDigest)
-            catalog.adopt(definition.plan.planId, Entry(version: version, plan: plan, position: position))
+            try catalog.learn(definitionAt: partition, sequence, in: log)
         }
         return catalog
+    }
+
+    /// Takes the plan defined by the record at `partition`, `sequence` of `log` as its id's newest
+    /// version: at start, and for definitions another ingest instance committed to a shared store.
+    mutating func learn(definitionAt partition: Int, _ sequence: UInt64, in log: any RecordStore) throws {
+        let partitions = log.storedPartitions
+        guard partitions.indices.contains(partition),
+            let record = try partitions[partition].read(from: sequence, maxRecords: 1, maxBytes: Self.maximumDefinitionBytes * 2).first,
+            record.sequence == sequence
+        else {
+            throw EventLogError("partition \(partition) has no record \(sequence), which the log lists as a plan definition")
+        }
+        let json = try JSONParser.parse(record.payload)
+        guard case .success(let message) = Message.decode(json), case .planDefined(let definition) = message.body,
+            let plan = json["value"]?["plan"]
+        else {
+            throw EventLogError("partition \(partition), record \(sequence) is listed as a plan definition but is none")
+        }
+        let version = definition.version ?? (self[definition.plan.planId]?.version ?? 0) + 1
+        let position = IdempotencyIndex.Position(
+            partition: partition, sequence: sequence, enqueuedTime: record.enqueuedTime, payloadDigest: record.meta.payloadDigest)
+        adopt(definition.plan.planId, Entry(version: version, plan: plan, position: position))
     }
 
     /// The plan object of a definition's canonical payload (`{"type":"PlanDefined","value":{"plan":…}}`).

@@ -32,6 +32,7 @@ enum RecoveryCommands {
                     "Without --yes, shows what meter-ingest refuses. With it, the log is cut where it is damaged (the bytes kept aside), the missing records are written into log.json, and the log gets a new identity: meter-aggregator and meter-query then refuse it until `meterctl rebuild` (docs/OPERATIONS.md).",
                 options: [yes, .home], examples: ["meterctl log accept-loss", "meterctl log accept-loss --yes"],
                 run: { try acceptLoss($0) }),
+            MigrateCommand.command,
         ])
 
     static let rebuildCommand = Command(
