@@ -66,6 +66,10 @@ final class Committer: @unchecked Sendable {
     private var router: PartitionRouter
     private var idempotency: IdempotencyIndex
     private var catalog: PlanCatalog
+    /// Plan definitions other ingest instances committed to a shared store, not read yet.
+    private var othersDefinitions: [(partition: Int, sequence: UInt64)] = []
+    /// Lets one thread at a time take `othersDefinitions` into the catalog, so versions keep their order.
+    private let adoption = NSLock()
     private var retentionDays: Int { Int(idempotency.retentionMicroseconds / Timestamp.microsecondsPerDay) }
     private var thread: Thread?
     private var groups = 0
@@ -99,21 +103,54 @@ final class Committer: @unchecked Sendable {
                     at: IdempotencyIndex.Position(
                         partition: partition, sequence: sequence, enqueuedTime: time, payloadDigest: meta.payloadDigest))
             }
-            if meta.definesPlan {
+            // Its record is readable only once the store has applied the whole group: read later.
+            if meta.definesPlan { othersDefinitions.append((partition, sequence)) }
+        }
+    }
+
+    /// Takes the plans other ingest instances defined (noted by `learn`) into the catalog, in log
+    /// order, as far as their records are readable; called before the catalog is used.
+    private func adoptOthersDefinitions() {
+        adoption.withLock {
+            let pending = condition.withLock { othersDefinitions }
+            guard !pending.isEmpty else { return }
+            var adopted = 0
+            for (partition, sequence) in pending {
+                let record: LogRecord?
                 do {
-                    try catalog.learn(definitionAt: partition, sequence, in: log)
+                    let partitions = log.storedPartitions
+                    record = partitions.indices.contains(partition) ? try partitions[partition].record(at: sequence) : nil
                 } catch {
-                    Log.error("a plan definition another ingest committed cannot be read: \(error)")
+                    Log.error("a plan definition another ingest committed cannot be read yet: \(error)")
+                    break
                 }
+                guard let record else { break }
+                let failure = condition.withLock { () -> (any Error)? in
+                    do {
+                        try catalog.learn(definition: record)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                if let failure { Log.error("a plan definition another ingest committed is unusable: \(failure)") }
+                adopted += 1
             }
+            condition.withLock { othersDefinitions.removeFirst(adopted) }
         }
     }
 
     /// How many plans the catalog holds (for status).
-    var catalogCount: Int { condition.withLock { catalog.count } }
+    var catalogCount: Int {
+        adoptOthersDefinitions()
+        return condition.withLock { catalog.count }
+    }
 
     /// The plan catalog's entries as the `plans` operation answers them (one plan with `planId`).
-    func catalogJSON(only planId: String? = nil) -> [JSONValue] { condition.withLock { catalog.json(only: planId) } }
+    func catalogJSON(only planId: String? = nil) -> [JSONValue] {
+        adoptOthersDefinitions()
+        return condition.withLock { catalog.json(only: planId) }
+    }
 
     /// Idempotency keys remembered (for status).
     var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
@@ -178,6 +215,7 @@ final class Committer: @unchecked Sendable {
 
     private func commit(_ group: [Work]) {
         while true {
+            adoptOthersDefinitions()
             switch log.exclusive({ attempt(group) }) {
             case .done(let answers):
                 for answer in answers { answer() }

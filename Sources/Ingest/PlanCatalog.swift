@@ -43,24 +43,27 @@ struct PlanCatalog: Sendable {
     }
 
     /// Takes the plan defined by the record at `partition`, `sequence` of `log` as its id's newest
-    /// version: at start, and for definitions another ingest instance committed to a shared store.
+    /// version (at start, from the records the segment summaries list).
     mutating func learn(definitionAt partition: Int, _ sequence: UInt64, in log: any RecordStore) throws {
         let partitions = log.storedPartitions
-        guard partitions.indices.contains(partition),
-            let record = try partitions[partition].read(from: sequence, maxRecords: 1, maxBytes: Self.maximumDefinitionBytes * 2).first,
-            record.sequence == sequence
-        else {
+        guard partitions.indices.contains(partition), let record = try partitions[partition].record(at: sequence) else {
             throw EventLogError("partition \(partition) has no record \(sequence), which the log lists as a plan definition")
         }
+        try learn(definition: record)
+    }
+
+    /// Takes the plan `record` defines as its id's newest version.
+    mutating func learn(definition record: LogRecord) throws {
         let json = try JSONParser.parse(record.payload)
         guard case .success(let message) = Message.decode(json), case .planDefined(let definition) = message.body,
             let plan = json["value"]?["plan"]
         else {
-            throw EventLogError("partition \(partition), record \(sequence) is listed as a plan definition but is none")
+            throw EventLogError("partition \(record.partition), record \(record.sequence) is listed as a plan definition but is none")
         }
         let version = definition.version ?? (self[definition.plan.planId]?.version ?? 0) + 1
         let position = IdempotencyIndex.Position(
-            partition: partition, sequence: sequence, enqueuedTime: record.enqueuedTime, payloadDigest: record.meta.payloadDigest)
+            partition: record.partition, sequence: record.sequence, enqueuedTime: record.enqueuedTime,
+            payloadDigest: record.meta.payloadDigest)
         adopt(definition.plan.planId, Entry(version: version, plan: plan, position: position))
     }
 
