@@ -74,7 +74,7 @@ let package = Package(
             name: "MeterCtl",
             dependencies: [
                 "Wire", "SystemIO", "Daemon", "Transport", "Crypto", "EventStore", "JetStreamStore", "NATS", "FrontDoorKit", "AdapterKit",
-                "Reconciliation",
+                "Reconciliation", "HTTP",
             ]),
         .executableTarget(
             name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "NATS"]),

@@ -1,5 +1,6 @@
 import AdapterKit
 import Foundation
+import HTTP
 import Reconciliation
 import Transport
 import Wire
@@ -69,6 +70,20 @@ enum Demo {
         let client = try MeterCtl.connect(home + "/run/ingest.sock")
         let admin = try MeterCtl.connect(home + "/run/ingest-admin.sock")
         let aggregator = home + "/run/aggregator.sock"
+
+        // A webhook receiver, registered with meter-notifier for usage thresholds and plan changes.
+        let receiver = DemoWebhookReceiver()
+        let webhooks = try HTTPServer(host: "127.0.0.1", port: 0, limits: HTTPServer.Limits(), handler: receiver)
+        webhooks.start()
+        defer { webhooks.stop(waitingUpTo: 1) }
+        _ = try MeterCtl.call(
+            try MeterCtl.connect(home + "/run/notifier.sock"),
+            Request(
+                op: "subscriber-add",
+                fields: JSONObject([
+                    "url": .string("http://127.0.0.1:\(webhooks.port)/metering-hooks"),
+                    "events": ["usage.threshold", "subscription.planChanged"], "percents": [80, 100],
+                ])))
 
         // The plans, defined once in the catalog (with display prices); purchases name them by id.
         var clock = Timestamp(iso8601: "2024-01-31T00:00:00Z")!
@@ -175,9 +190,32 @@ enum Demo {
                 )
             }
         }
+        webhookSummary(receiver)
         reconcile(home: home, environment: invocation.environment, query: query, last: clock)
         try usageAPI(home: home)
         Up.say("the data stays in \(home); explore it with: METERING_CLOCK=manual \(Up.binary("meterctl")) up --home \(home)")
+    }
+
+    /// What the demo's webhook received from meter-notifier, once deliveries have settled.
+    static func webhookSummary(_ receiver: DemoWebhookReceiver) {
+        var count = -1
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            let now = receiver.notifications.count
+            if now == count && now > 0 { break }
+            count = now
+            Thread.sleep(forTimeInterval: 1)
+        }
+        let received = receiver.notifications
+        print("")
+        print("== Notifications meter-notifier delivered to a webhook (signed; docs/NOTIFICATIONS.md)")
+        var perType: [String: Int] = [:]
+        for notification in received { perType[notification["type"]?.stringValue ?? "?", default: 0] += 1 }
+        print("received \(received.count): " + perType.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        let shown =
+            received.filter { $0["type"] == "subscription.planChanged" }.prefix(2)
+            + received.filter { $0["type"] == "usage.threshold" }.prefix(4)
+        for notification in shown { print(DemoWebhookReceiver.line(notification)) }
     }
 
     /// The reconciliation of every simulated day the marketplace has processed (those before the

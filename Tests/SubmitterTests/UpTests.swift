@@ -239,6 +239,10 @@ struct UpTests {
         // Halfway, one plan change and one void, both accepted by ingest.
         #expect(text.contains("demo-starter-1 changed plan to starter-plus at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")
         #expect(text.contains(" voided at 2024-02-04T00:00:00Z (accepted)"), "\(text.suffix(1200))")
+        // meter-notifier delivered to the demo's webhook: the plan change, and thresholds crossed.
+        #expect(text.contains("== Notifications meter-notifier delivered to a webhook"))
+        #expect(text.contains("subscription.planChanged demo-starter-1: from starter to starter-plus"), "\(text.suffix(2400))")
+        #expect(text.contains("usage.threshold demo-"), "\(text.suffix(2400))")
         let summary = try #require(text.split(separator: "\n").first { $0.contains("usage items accepted by the marketplace") })
         // "N usage events sent; M usage items accepted by the marketplace, M settled in the aggregator's books; ..."
         let numbers = summary.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
