@@ -87,9 +87,8 @@ public struct AdapterCredentialStore: Sendable {
         }
         var credentials = try load()
         let result = try change(&credentials)
-        // FileIO.writeAtomically creates the temporary file 0640; the secrets' hashes stay the owner's.
-        try FileIO.writeAtomically(Self.serialize(credentials), to: path)
-        chmod(path, 0o600)
+        // The secrets' hashes stay the owner's, from the temporary file on.
+        try FileIO.writeAtomically(Self.serialize(credentials), to: path, mode: 0o600)
         return result
     }
 }
@@ -126,16 +125,8 @@ public final class AdapterCredentialDirectory: Sendable {
     public let store: AdapterCredentialStore
     private let state = Mutex(Loaded())
 
-    private struct Identity: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var seconds: Int
-        var nanoseconds: Int
-    }
-
     private struct Loaded {
-        var identity: Identity?
+        var identity: FileIO.Identity?
         var byId: [String: AdapterCredential] = [:]
         var failure: AdapterCredentialError?
         var loadedOnce = false
@@ -176,16 +167,11 @@ public final class AdapterCredentialDirectory: Sendable {
 
     /// Reloads when the file changed; the error when the current file cannot be used.
     private func refresh(_ loaded: inout Loaded) -> AdapterCredentialError? {
-        var info = stat()
-        let identity: Identity?
-        if stat(store.path, &info) == 0 {
-            identity = Identity(
-                device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
-                nanoseconds: info.st_mtim.tv_nsec)
-        } else if errno == ENOENT {
-            identity = nil
-        } else {
-            loaded.failure = AdapterCredentialError("cannot stat \(store.path): \(String(cString: strerror(errno)))")
+        let identity: FileIO.Identity?
+        do {
+            identity = try FileIO.identity(of: store.path)
+        } catch {
+            loaded.failure = AdapterCredentialError("cannot use \(store.path): \(error)")
             return loaded.failure
         }
         if loaded.loadedOnce && identity == loaded.identity { return loaded.failure }

@@ -8,15 +8,8 @@ extension Message {
         var value: JSONObject
         switch body {
         case .usageReported(let usage):
-            value = JSONObject(usage.resource.members)
-            value["timestamp"] = .string(usage.timestamp.iso8601)
-            value["meterName"] = .string(usage.meterName)
-            value["quantity"] = usage.quantity.json
-            if !usage.properties.isEmpty {
-                // Sorted, so the same message always has the same JSON (the fold is deterministic).
-                let properties = usage.properties.sorted { $0.key < $1.key }.map { JSONObject.Member($0.key, .string($0.value)) }
-                value["properties"] = .object(JSONObject(properties))
-            }
+            // Properties sorted, so the same message always has the same JSON (the fold is deterministic).
+            value = usage.json
         case .subscriptionDeleted(let resource):
             value = JSONObject(resource.members)
         case .subscriptionPurchased(let purchase):

@@ -1,6 +1,7 @@
 import Daemon
 import Foundation
 import Synchronization
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -96,45 +97,12 @@ public struct CredentialStore: Sendable {
         }
         var credentials = try load()
         let result = try change(&credentials)
-        try write(Self.serialize(credentials), directory: directory)
+        do {
+            try FileIO.writeAtomically(Self.serialize(credentials), to: path, mode: 0o600)
+        } catch {
+            throw CredentialStoreError("cannot write \(path): \(error)")
+        }
         return result
-    }
-
-    private func write(_ bytes: [UInt8], directory: String) throws(CredentialStoreError) {
-        func failure(_ what: String, _ subject: String) -> CredentialStoreError {
-            CredentialStoreError("cannot \(what) \(subject): \(String(cString: strerror(errno)))")
-        }
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failure("create", temporary) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let error = failure("write", temporary)
-                close(fd)
-                unlink(temporary)
-                throw error
-            }
-            offset += written
-        }
-        guard fsync(fd) == 0 else {
-            let error = failure("fsync", temporary)
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            let error = failure("rename", "\(temporary) to \(path)")
-            unlink(temporary)
-            throw error
-        }
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw failure("open", directory) }
-        defer { close(directoryFD) }
-        guard fsync(directoryFD) == 0 else { throw failure("fsync", directory) }
     }
 }
 
@@ -149,16 +117,8 @@ public final class CredentialDirectory: Sendable {
     public let store: CredentialStore
     private let state = Mutex(Loaded())
 
-    private struct Identity: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var seconds: Int
-        var nanoseconds: Int
-    }
-
     private struct Loaded {
-        var identity: Identity?
+        var identity: FileIO.Identity?
         var byId: [String: Credential] = [:]
         var failure: CredentialStoreError?
         var loadedOnce = false
@@ -184,16 +144,11 @@ public final class CredentialDirectory: Sendable {
 
     /// Reloads when the file changed; the error when the current file cannot be used.
     private func refresh(_ loaded: inout Loaded) -> CredentialStoreError? {
-        var info = stat()
-        let identity: Identity?
-        if stat(store.path, &info) == 0 {
-            identity = Identity(
-                device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
-                nanoseconds: info.st_mtim.tv_nsec)
-        } else if errno == ENOENT {
-            identity = nil
-        } else {
-            loaded.failure = CredentialStoreError("cannot stat \(store.path): \(String(cString: strerror(errno)))")
+        let identity: FileIO.Identity?
+        do {
+            identity = try FileIO.identity(of: store.path)
+        } catch {
+            loaded.failure = CredentialStoreError("cannot use \(store.path): \(error)")
             return loaded.failure
         }
         if loaded.loadedOnce && identity == loaded.identity { return loaded.failure }

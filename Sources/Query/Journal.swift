@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import SystemIO
 import Wire
 
 #if canImport(Glibc)
@@ -199,16 +200,12 @@ final class Journal: @unchecked Sendable {
         defer { lock.unlock() }
         guard !pendingHeaders.isEmpty else { return }
         guard fd >= 0 else { throw Failure(description: "\(path) is sealed; it takes no more lines") }
-        var written = 0
-        while written < pending.count {
-            let result = pending.withUnsafeBytes { bytes in
-                pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(durableBytes + UInt64(written)))
-            }
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { throw Failure(description: "cannot write \(path): \(String(cString: strerror(errno)))") }
-            written += result
+        do {
+            try FileIO.pwriteAll(fd, pending, at: Int(durableBytes), path: path)
+            try FileIO.fdatasync(fd, path: path)
+        } catch {
+            throw Failure(description: "\(error)")
         }
-        guard fdatasync(fd) == 0 else { throw Failure(description: "cannot sync \(path): \(String(cString: strerror(errno)))") }
         var lineStart = durableBytes
         var headers = pendingHeaders.makeIterator()
         var line = durableCount

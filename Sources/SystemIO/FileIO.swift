@@ -103,20 +103,50 @@ public enum FileIO {
         try fsyncDirectory(parent.isEmpty ? "." : parent)
     }
 
-    /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(SystemError) {
+    /// Writes `bytes` to `path` atomically: a temporary file made with `mode` (so a secret's file
+    /// is never readable by others, not even for a moment), fsync, rename, directory fsync. A
+    /// failure leaves `path` as it was and removes the temporary file.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o640) throws(SystemError) {
         let temporary = path + ".tmp"
-        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        unlink(temporary)
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_EXCL, mode)
         do throws(SystemError) {
             try pwriteAll(fd, bytes, at: 0, path: temporary)
             try fsync(fd, path: temporary)
         } catch {
             close(fd)
+            unlink(temporary)
             throw error
         }
         close(fd)
-        guard rename(temporary, path) == 0 else { throw SystemError("rename", "\(temporary) to \(path)") }
+        guard rename(temporary, path) == 0 else {
+            let error = SystemError("rename", "\(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
         try fsyncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// What tells one version of a file from another: device, inode, size and modification time
+    /// (an atomic replace always makes a new inode). Compared on each use, it costs one `stat`.
+    public struct Identity: Equatable, Sendable {
+        public var device: UInt64
+        public var inode: UInt64
+        public var size: Int64
+        public var seconds: Int
+        public var nanoseconds: Int
+    }
+
+    /// The identity of the file at `path`, or nil when there is none.
+    public static func identity(of path: String) throws(SystemError) -> Identity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT { return nil }
+            throw SystemError("stat", path)
+        }
+        return Identity(
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
+            nanoseconds: info.st_mtim.tv_nsec)
     }
 
     /// Takes the `flock` on the lock file at `path` for this process and writes its pid there, or
