@@ -477,9 +477,17 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         var next = partitionsList.map(\.nextSequence)
+        var times = partitionsList.map(\.lastTime)
         var chunks: [[UInt8]] = [[]]
         for record in records {
             guard record.partition < next.count else { throw .notWritten("partition \(record.partition) does not exist") }
+            // Checked before publishing: every reader would refuse the stream from such a record on.
+            if let last = times[record.partition], record.time < last {
+                throw .notWritten(
+                    "a record at \(record.time.iso8601) would go back in time in partition \(record.partition), whose last record is at \(last.iso8601)"
+                )
+            }
+            times[record.partition] = record.time
             let length = RecordCodec.length(meta: record.meta, payloadCount: record.payload.count)
             guard length <= maximumChunk else {
                 throw .notWritten("a record of \(length) bytes does not fit the NATS server's max_payload (\(maximumChunk + 1024) bytes)")

@@ -99,6 +99,8 @@ struct JetStreamLiveTests {
         let (count, next) = try first.partitions[1].appendJSON(from: 0, maxRecords: 10, to: &json)
         #expect(count == 1 && next == 1)
         #expect(String(decoding: json, as: UTF8.self) == #"{"partition":1,"sequence":0,"enqueuedTime":"1970-01-01T00:01:40Z","event":{}}"#)
+        // A record that would go back in time is refused before it is published: the stream stays readable.
+        #expect(throws: RecordStoreFailure.self) { try first.commitRecords([Self.pending(0, Timestamp(seconds: 10))]) }
         // A third store opened now rebuilds everything from the stream.
         let visited = Learned()
         let third = try JetStreamStore(options: Self.options(cluster, replicas: 1), willVisit: { _, _ in }) {
