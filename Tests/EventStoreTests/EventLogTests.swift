@@ -287,13 +287,45 @@ struct PlanDefinitionIndexTests {
         #expect(visited.map(\.0) == defined.map(\.0) && visited.map(\.1) == defined.map(\.1), "\(visited)")
     }
 
+    @Test("a summary file is read with its keys, or without reading them; the format before still reads either way")
+    func summaryReadWithoutKeys() throws {
+        var summary = SegmentSummary(number: 7, dataEnd: 4096)
+        for sequence in 0..<100 {
+            summary.note(
+                partition: sequence % 2, sequence: UInt64(sequence / 2), time: Timestamp(seconds: Int64(sequence)),
+                meta: RecordMeta(
+                    purchasedResource: sequence == 3 ? ResourceName(resourceId: "r", resourceUri: nil) : nil,
+                    payloadDigest: PayloadDigest(high: 1, low: UInt64(sequence)), keyDigest: PayloadDigest(high: 2, low: UInt64(sequence))),
+                offset: 64 + sequence * 40, length: 40)
+        }
+        let directory = TemporaryDirectory()
+        for (name, bytes) in [("current.idx", summary.bytes), ("previous.idx", summary.previousFormatBytes)] {
+            let path = directory.path + "/" + name
+            try FileIO.writeAtomically(bytes, to: path)
+            #expect(SegmentSummary.read(path: path, keys: true) == summary)
+            let withoutKeys = try #require(SegmentSummary.read(path: path, keys: false))
+            #expect(withoutKeys.keys.isEmpty && withoutKeys.keyCount == 100)
+            #expect(withoutKeys.extents == summary.extents && withoutKeys.purchases == summary.purchases)
+        }
+        // A damaged key is noticed when the keys are read, and only then.
+        var damaged = summary.bytes
+        damaged[damaged.count - 3] ^= 0x40
+        let path = directory.path + "/damaged.idx"
+        try FileIO.writeAtomically(damaged, to: path)
+        #expect(SegmentSummary.read(path: path, keys: true) == nil)
+        #expect(SegmentSummary.read(path: path, keys: false) != nil)
+        // A file cut short is refused even without its keys.
+        try FileIO.writeAtomically(Array(summary.bytes.dropLast(52)), to: path)
+        #expect(SegmentSummary.read(path: path, keys: false) == nil)
+    }
+
     @Test("a summary holds its definitions, and a summary of the format before them still reads, with none")
     func summaryFormats() throws {
         var summary = SegmentSummary(number: 3, dataEnd: 32)
         summary.definitions = [SegmentSummary.Definition(partition: 0, sequence: 9)]
         #expect(SegmentSummary.decode(summary.bytes) == summary)
         // The format before: MTRIDX02 and no definitions list at the end.
-        var earlier = SegmentSummary(number: 3, dataEnd: 32).bytes
+        var earlier = SegmentSummary(number: 3, dataEnd: 32).previousFormatBytes
         earlier.removeLast(4)
         earlier.replaceSubrange(0..<8, with: Array("MTRIDX02".utf8))
         let body = Array(earlier[12...])
