@@ -32,6 +32,8 @@ extension EventLog {
             var summary: SegmentSummary
             /// The summary was rebuilt by reading the segment (a sealed one's file must be rewritten).
             var scanned: Bool
+            /// The summary was read without its keys (they are read again when wanted).
+            var keysLeftOut = false
         }
 
         /// Where reading the log had to stop before the end of the written bytes.
@@ -45,7 +47,7 @@ extension EventLog {
 
         mutating func run(
             willVisit: (Int, Timestamp?) -> Void, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void,
-            keys: (([SegmentSummary.Key]) -> Void)? = nil
+            keys: (([SegmentSummary.Key]) -> Void)? = nil, keysFrom: ((_ identity: String, _ next: [UInt64]) -> [UInt64])? = nil
         ) throws(EventLogError) -> Opened {
             // The high-water marks, when there are any.
             var marks: HighWaterMarks?
@@ -143,7 +145,8 @@ extension EventLog {
             }
 
             // The segments, each with its summary.
-            var (found, stop, missingSegments) = try recoverSegments(identity: manifest.identity, partitions: manifest.partitions)
+            var (found, stop, missingSegments) = try recoverSegments(
+                identities: [manifest.identity] + manifest.losses.map(\.previousIdentity), partitions: manifest.partitions)
             let count = manifest.partitions
             var next = [UInt64](repeating: 0, count: count)
             var lastTimes = [Timestamp?](repeating: nil, count: count)
@@ -244,7 +247,6 @@ extension EventLog {
 
             // The partitions as readers see them, and what indexes need.
             let partitions = (0..<count).map { PartitionLog(partition: $0) }
-            var keyCount = 0
             var newest: Timestamp?
             var stored = 0
             for item in found {
@@ -252,10 +254,26 @@ extension EventLog {
                     partitions[extent.partition].adopt(extent, in: item.segment)
                     stored += extent.bytes
                 }
-                keyCount += item.summary.keys.count
                 if let time = item.summary.newestTime { newest = max(newest ?? time, time) }
             }
             for partition in partitions { partition.recovered() }
+            // Keys of records before `from` are known to the index already (a table file taken over).
+            var from = keysFrom?(manifest.identity, finalNext) ?? []
+            if from.count != count { from = [UInt64](repeating: 0, count: count) }
+            var keyCount = 0
+            for index in found.indices {
+                guard found[index].summary.extents.contains(where: { $0.nextSequence > from[$0.partition] }) else { continue }
+                if found[index].keysLeftOut {
+                    let path = walDirectory + "/" + EventLog.summaryName(found[index].segment.number)
+                    guard let read = SegmentSummary.read(path: path, keys: true), read.extents == found[index].summary.extents
+                    else {
+                        throw EventLogError("\(path) changed while the log was being opened; start again")
+                    }
+                    found[index].summary = read
+                    found[index].keysLeftOut = false
+                }
+                keyCount += found[index].summary.keys.count(where: { $0.sequence >= from[$0.partition] })
+            }
             willVisit(keyCount, newest)
             for item in found {
                 for purchase in item.summary.purchases {
@@ -264,10 +282,14 @@ extension EventLog {
                 for definition in item.summary.definitions {
                     visit(definition.partition, definition.sequence, newest ?? .epoch, RecordMeta(definesPlan: true))
                 }
+                guard !item.keysLeftOut else { continue }
+                let wanted =
+                    item.summary.extents.allSatisfy { $0.firstSequence >= from[$0.partition] }
+                    ? item.summary.keys : item.summary.keys.filter { $0.sequence >= from[$0.partition] }
                 if let keys {
-                    keys(item.summary.keys)
+                    keys(wanted)
                 } else {
-                    for key in item.summary.keys {
+                    for key in wanted {
                         visit(key.partition, key.sequence, key.time, RecordMeta(payloadDigest: key.payload, keyDigest: key.key))
                     }
                 }
@@ -284,8 +306,9 @@ extension EventLog {
         /// Opens every segment in order with its summary (read from its file when sealed and the
         /// file is sound, else rebuilt by reading the segment), checking that each partition's
         /// sequences continue from segment to segment. Returns where reading had to stop, if it did,
-        /// and segment numbers missing in the middle.
-        func recoverSegments(identity: String, partitions: Int) throws(EventLogError) -> (
+        /// and segment numbers missing in the middle. A summary is trusted only beside a segment
+        /// written under one of `identities` (the log's, and those it had before accepted losses).
+        func recoverSegments(identities: [String], partitions: Int) throws(EventLogError) -> (
             [Found], Stop?, [UInt64]
         ) {
             var names: [String] = []
@@ -315,9 +338,11 @@ extension EventLog {
                 }
                 let isLast = position == names.count - 1
                 var summary: SegmentSummary?
-                if !isLast, segmentIdentity == identity || options.acceptingLoss,
-                    let data = FileManager.default.contents(atPath: walDirectory + "/" + EventLog.summaryName(segment.number)),
-                    let read = SegmentSummary.decode(Array(data)), read.number == segment.number, read.dataEnd <= segment.capacity,
+                // A segment's header holds the first 16 digits of the log's identity when it was written
+                // (an earlier one for segments from before an accepted loss).
+                if !isLast, identities.contains(where: { $0.prefix(16) == segmentIdentity }) || options.acceptingLoss,
+                    let read = SegmentSummary.read(path: walDirectory + "/" + EventLog.summaryName(segment.number), keys: false),
+                    read.number == segment.number, read.dataEnd <= segment.capacity,
                     Self.continues(read, next: next, lastTimes: lastTimes)
                 {
                     summary = read
@@ -328,7 +353,7 @@ extension EventLog {
                         next[extent.partition] = extent.nextSequence
                         lastTimes[extent.partition] = extent.lastTime.microseconds
                     }
-                    found.append(Found(segment: segment, summary: summary, scanned: false))
+                    found.append(Found(segment: segment, summary: summary, scanned: false, keysLeftOut: true))
                     continue
                 }
                 let (scanned, problem) = Self.scan(segment, partitions: partitions, next: &next, lastTimes: &lastTimes)

@@ -16,6 +16,7 @@ public import Wire
 /// <directory>/high-water.json   acknowledged records per partition (`HighWaterMarks`)
 /// <directory>/wal/<n>.wal       the write-ahead log: every partition's records in commit order
 /// <directory>/wal/<n>.idx       the summary of a sealed segment (`SegmentSummary`), rebuildable
+/// <directory>/idempotency.table ingest's idempotency index, mapped (`IdempotencyTable`), rebuildable
 /// ```
 ///
 /// Partitions are logical: each has gap-free sequence numbers and is read on its own, but a commit
@@ -59,6 +60,8 @@ public final class EventLog: @unchecked Sendable {
     static let manifestName = "log.json"
     static let marksName = "high-water.json"
     static let walName = "wal"
+    /// The file ingest keeps its idempotency index in (`IdempotencyIndex.opening`).
+    public static let idempotencyTableName = "idempotency.table"
 
     /// How the log is opened.
     public struct Options: Sendable {
@@ -102,12 +105,16 @@ public final class EventLog: @unchecked Sendable {
 
     /// Opens the log in `directory` as `options` say (see the other initializer). With `keys`, the
     /// idempotency keys come to it a segment at a time (for a bulk rebuild of the index) instead of
-    /// to `visit` one by one.
+    /// to `visit` one by one. `keysFrom`, told the log's identity and each partition's next
+    /// sequence before any key is visited, answers per partition the first sequence whose key is
+    /// wanted (an index kept in a file already holds the others); sealed segments holding none of
+    /// them are not read for keys at all.
     public init(
         directory: String, options: Options,
         willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void = { _, _ in },
         visit: (Int, UInt64, Timestamp, RecordMeta) -> Void = { _, _, _, _ in },
-        keys: (([SegmentSummary.Key]) -> Void)? = nil
+        keys: (([SegmentSummary.Key]) -> Void)? = nil,
+        keysFrom: ((_ identity: String, _ next: [UInt64]) -> [UInt64])? = nil
     ) throws(EventLogError) {
         self.directory = directory
         walDirectory = directory + "/" + Self.walName
@@ -128,7 +135,7 @@ public final class EventLog: @unchecked Sendable {
         let opened: Opened
         do {
             var opening = Opening(directory: directory, options: options)
-            opened = try opening.run(willVisit: willVisit, visit: visit, keys: keys)
+            opened = try opening.run(willVisit: willVisit, visit: visit, keys: keys, keysFrom: keysFrom)
         } catch {
             close(lockFD)
             throw error

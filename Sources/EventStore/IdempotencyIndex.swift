@@ -43,24 +43,81 @@ public struct IdempotencyIndex: Sendable {
     }
 
     public let retentionMicroseconds: Int64
-    private var entries: [Entry]
-    private var mask: Int
-    public private(set) var count = 0
-    /// The oldest time of any entry (a lower bound), so expiry sweeps only when something expired.
-    private var oldest = Int64.max
-    private var lastSweep: Int64?
+    /// The slots and counters (shared by copies of this value: there is one table).
+    private var table: IdempotencyTable
+    private var mask: Int { table.slots - 1 }
+    public var count: Int { table.count }
 
     static let sequenceBits: UInt64 = 48
     static let maximumLoad = 0.7
 
+    /// An index in memory only (rebuilt from the log at every start).
     public init(retentionDays: Int = 7, capacity: Int = 1024) {
         self.retentionMicroseconds = Int64(retentionDays) * Timestamp.microsecondsPerDay
-        let slots = Self.slots(for: capacity)
-        entries = Array(repeating: Entry(), count: slots)
-        mask = slots - 1
+        table = IdempotencyTable.anonymous(slots: Self.slots(for: capacity), retention: retentionMicroseconds)
     }
 
-    private static func slots(for keys: Int) -> Int {
+    private init(retentionMicroseconds: Int64, table: IdempotencyTable) {
+        self.retentionMicroseconds = retentionMicroseconds
+        self.table = table
+    }
+
+    /// The index kept in the file at `path` for the log `identity` (`partitions` partitions, each
+    /// holding records up to `logNext`), so a process restarted after a crash or a stop takes it
+    /// over instead of rebuilding it. When the file cannot be trusted (see `IdempotencyTable`) a
+    /// new, empty one replaces it. Returns the index, per partition the first sequence whose key
+    /// recovery must still give it (everything when new), and, when the file was not used or
+    /// cannot be kept, why (for the operator's log). When no file can be made (the disk is full,
+    /// say) the index lives in memory only.
+    public static func opening(
+        path: String, identity: String, partitions: Int, logNext: [UInt64], retentionDays: Int = 7, expectedKeys: Int = 0
+    ) -> (index: IdempotencyIndex, from: [UInt64], notice: String?) {
+        let retention = Int64(retentionDays) * Timestamp.microsecondsPerDay
+        let everything = [UInt64](repeating: 0, count: partitions)
+        guard let boot = IdempotencyTable.currentBootID else {
+            return (
+                IdempotencyIndex(retentionDays: retentionDays, capacity: expectedKeys), everything,
+                "the idempotency index is kept in memory only: this system has no boot id to tell a table file of this boot"
+            )
+        }
+        let owner = IdempotencyTable.Owner(identity: identity, bootID: boot, partitions: partitions, retention: retention)
+        var reason: String
+        switch IdempotencyTable.open(path: path, owner: owner) {
+        case .success(let table):
+            let covered = table.covered
+            if covered.count == logNext.count, zip(covered, logNext).allSatisfy({ $0 <= $1 }) {
+                return (IdempotencyIndex(retentionMicroseconds: retention, table: table), covered, nil)
+            }
+            reason = "it holds keys of records the log does not have"
+        case .failure(.missing):
+            reason = ""
+        case .failure(let refusal):
+            reason = refusal.description
+        }
+        do {
+            let table = try IdempotencyTable.create(path: path, slots: slots(for: expectedKeys), owner: owner)
+            try table.install()
+            let notice = reason.isEmpty ? nil : "rebuilt the idempotency table \(path) from the log: \(reason)"
+            return (IdempotencyIndex(retentionMicroseconds: retention, table: table), everything, notice)
+        } catch {
+            return (
+                IdempotencyIndex(retentionDays: retentionDays, capacity: expectedKeys), everything,
+                "the idempotency index is kept in memory only (a restart rebuilds it from the log): cannot make \(path): \(error)"
+            )
+        }
+    }
+
+    /// Whether the index is kept in a file that a restarted process takes over.
+    public var isKeptInFile: Bool { table.path != nil }
+
+    /// Records that the keys of every record before `next` (per partition) are remembered, so a
+    /// process taking the file over starts from there. Call after remembering a committed group.
+    public func cover(_ next: [UInt64]) { table.cover(next) }
+
+    /// Per partition, the next sequence whose key the index holds (what `cover` last recorded).
+    public var covered: [UInt64] { table.covered }
+
+    static func slots(for keys: Int) -> Int {
         var slots = 1024
         while Double(keys) > Double(slots) * maximumLoad { slots <<= 1 }
         return slots
@@ -83,20 +140,20 @@ public struct IdempotencyIndex: Sendable {
     /// Where the key with `digest` was first recorded, if it is remembered.
     public func lookup(digest: PayloadDigest) -> Position? {
         let digest = Self.normalized(digest)
-        return entries.withUnsafeBufferPointer { table in
-            var slot = Int(truncatingIfNeeded: digest.low) & mask
-            while !table[slot].isEmpty {
-                let entry = table[slot]
-                if entry.keyLow == digest.low && entry.keyHigh == digest.high {
-                    return Position(
-                        partition: Int(entry.location >> Self.sequenceBits), sequence: entry.location & ((1 << Self.sequenceBits) - 1),
-                        enqueuedTime: Timestamp(microseconds: entry.time),
-                        payloadDigest: entry.payload == 0 ? nil : PayloadDigest(high: 0, low: entry.payload))
-                }
-                slot = (slot + 1) & mask
+        let table = self.table.entries
+        let mask = self.mask
+        var slot = Int(truncatingIfNeeded: digest.low) & mask
+        while !table[slot].isEmpty {
+            let entry = table[slot]
+            if entry.keyLow == digest.low && entry.keyHigh == digest.high {
+                return Position(
+                    partition: Int(entry.location >> Self.sequenceBits), sequence: entry.location & ((1 << Self.sequenceBits) - 1),
+                    enqueuedTime: Timestamp(microseconds: entry.time),
+                    payloadDigest: entry.payload == 0 ? nil : PayloadDigest(high: 0, low: entry.payload))
             }
-            return nil
+            slot = (slot + 1) & mask
         }
+        return nil
     }
 
     /// Whether two payload digests name the same message, as far as the table keeps them (the low
@@ -111,24 +168,37 @@ public struct IdempotencyIndex: Sendable {
 
     /// Records the key with `digest` at `position` unless it is known already.
     public mutating func remember(digest: PayloadDigest, at position: Position) {
-        let digest = Self.normalized(digest)
         if Double(count + 1) > Double(mask + 1) * Self.maximumLoad { grow(to: (mask + 1) * 2) }
+        insert(
+            Self.normalized(digest), payload: position.payloadDigest?.low ?? 0, partition: position.partition,
+            sequence: position.sequence, time: position.enqueuedTime.microseconds)
+    }
+
+    /// Puts an entry in its slot unless its key is there; false when it was.
+    ///
+    /// A process can be killed between any two stores, and a file-backed table keeps what it had
+    /// written: the oldest time is lowered first, the entry's fields are written before its key
+    /// (a slot whose key is not complete is never found), and the count last (a count a few short
+    /// only sweeps or grows a little later).
+    @discardableResult
+    private func insert(_ digest: PayloadDigest, payload: UInt64, partition: Int, sequence: UInt64, time: Int64) -> Bool {
+        let table = self.table.entries
         let mask = self.mask
-        let inserted = entries.withUnsafeMutableBufferPointer { table -> Bool in
-            var slot = Int(truncatingIfNeeded: digest.low) & mask
-            while !table[slot].isEmpty {
-                if table[slot].keyLow == digest.low && table[slot].keyHigh == digest.high { return false }
-                slot = (slot + 1) & mask
-            }
-            table[slot] = Entry(
-                keyHigh: digest.high, keyLow: digest.low, payload: position.payloadDigest?.low ?? 0,
-                location: UInt64(position.partition) << Self.sequenceBits | (position.sequence & ((1 << Self.sequenceBits) - 1)),
-                time: position.enqueuedTime.microseconds)
-            return true
+        var slot = Int(truncatingIfNeeded: digest.low) & mask
+        while !table[slot].isEmpty {
+            if table[slot].keyLow == digest.low && table[slot].keyHigh == digest.high { return false }
+            slot = (slot + 1) & mask
         }
-        guard inserted else { return }
-        count += 1
-        oldest = min(oldest, position.enqueuedTime.microseconds)
+        if time < self.table.oldest { self.table.oldest = time }
+        table[slot].payload = payload
+        table[slot].location = UInt64(partition) << Self.sequenceBits | (sequence & ((1 << Self.sequenceBits) - 1))
+        table[slot].time = time
+        csystemio_store_fence()
+        table[slot].keyLow = digest.low
+        table[slot].keyHigh = digest.high
+        csystemio_store_fence()
+        self.table.count += 1
+        return true
     }
 
     /// Records the keys a segment holds (a rebuild), those at or after `horizon` only. The table's
@@ -136,39 +206,20 @@ public struct IdempotencyIndex: Sendable {
     /// key a few places ahead is asked for while this one is inserted.
     public mutating func remember(_ keys: [SegmentSummary.Key], retainedFrom horizon: Timestamp) {
         reserveCapacity(keys.count)
+        let table = self.table.entries
         let mask = self.mask
-        let sequenceMask: UInt64 = (1 << Self.sequenceBits) - 1
-        var added = 0
-        var oldestAdded = oldest
-        entries.withUnsafeMutableBufferPointer { table in
-            let lookahead = 12
-            for index in keys.indices {
-                if index + lookahead < keys.count {
-                    let ahead = Self.normalized(keys[index + lookahead].key)
-                    csystemio_prefetch(table.baseAddress! + (Int(truncatingIfNeeded: ahead.low) & mask))
-                }
-                let key = keys[index]
-                guard key.time.microseconds >= horizon.microseconds else { continue }
-                let digest = Self.normalized(key.key)
-                var slot = Int(truncatingIfNeeded: digest.low) & mask
-                var known = false
-                while !table[slot].isEmpty {
-                    if table[slot].keyLow == digest.low && table[slot].keyHigh == digest.high {
-                        known = true
-                        break
-                    }
-                    slot = (slot + 1) & mask
-                }
-                if known { continue }
-                table[slot] = Entry(
-                    keyHigh: digest.high, keyLow: digest.low, payload: key.payload.low,
-                    location: UInt64(key.partition) << Self.sequenceBits | (key.sequence & sequenceMask), time: key.time.microseconds)
-                added += 1
-                oldestAdded = min(oldestAdded, key.time.microseconds)
+        let lookahead = 12
+        for index in keys.indices {
+            if index + lookahead < keys.count {
+                let ahead = Self.normalized(keys[index + lookahead].key)
+                csystemio_prefetch(table + (Int(truncatingIfNeeded: ahead.low) & mask))
             }
+            let key = keys[index]
+            guard key.time.microseconds >= horizon.microseconds else { continue }
+            insert(
+                Self.normalized(key.key), payload: key.payload.low, partition: key.partition, sequence: key.sequence,
+                time: key.time.microseconds)
         }
-        count += added
-        oldest = oldestAdded
     }
 
     /// Makes room for `additional` more keys (a rebuild knows how many records it will visit).
@@ -177,18 +228,40 @@ public struct IdempotencyIndex: Sendable {
         if slots > mask + 1 { grow(to: slots) }
     }
 
+    /// Moves the entries into a table of `slots` slots: for a file, a new file that replaces the
+    /// old one once complete (a process killed meanwhile leaves the old one, still whole).
     private mutating func grow(to slots: Int) {
-        let old = entries
-        entries = Array(repeating: Entry(), count: slots)
-        mask = slots - 1
-        let mask = self.mask
-        entries.withUnsafeMutableBufferPointer { table in
-            for entry in old where !entry.isEmpty {
-                var slot = Int(truncatingIfNeeded: entry.keyLow) & mask
-                while !table[slot].isEmpty { slot = (slot + 1) & mask }
-                table[slot] = entry
+        let old = table
+        let new: IdempotencyTable
+        if let path = old.path {
+            let owner = IdempotencyTable.Owner(
+                identity: old.identity, bootID: old.bootID, partitions: old.partitions, retention: old.retention)
+            do {
+                new = try IdempotencyTable.create(path: path, slots: slots, owner: owner)
+            } catch {
+                fatalError("cannot grow the idempotency table \(path) to \(slots) slots: \(error)")
+            }
+        } else {
+            new = IdempotencyTable.anonymous(slots: slots, retention: old.retention, partitions: old.partitions)
+        }
+        let mask = slots - 1
+        for index in 0..<old.slots where !old.entries[index].isEmpty {
+            var slot = Int(truncatingIfNeeded: old.entries[index].keyLow) & mask
+            while !new.entries[slot].isEmpty { slot = (slot + 1) & mask }
+            new.entries[slot] = old.entries[index]
+        }
+        new.count = old.count
+        new.oldest = old.oldest
+        new.lastSweep = old.lastSweep
+        new.cover(old.covered)
+        if new.path != nil {
+            do {
+                try new.install()
+            } catch {
+                fatalError("cannot put the grown idempotency table in place: \(error)")
             }
         }
+        table = new
     }
 
     /// Whether a key recorded at `time` is still inside the window when the log is at `now`.
@@ -200,11 +273,14 @@ public struct IdempotencyIndex: Sendable {
     /// log time and only when an entry can have expired; a key kept up to an hour longer is harmless.
     public mutating func expire(now: Timestamp) {
         let horizon = now.microseconds &- retentionMicroseconds
-        guard oldest < horizon else { return }
-        if let lastSweep, now.microseconds &- lastSweep < Timestamp.microsecondsPerHour { return }
-        lastSweep = now.microseconds
+        guard table.oldest < horizon else { return }
+        if let lastSweep = table.lastSweep, now.microseconds &- lastSweep < Timestamp.microsecondsPerHour { return }
+        table.lastSweep = now.microseconds
+        let entries = table.entries
+        let mask = self.mask
         // Start at an empty slot, so no run of entries wraps past the start of the sweep.
-        guard let start = entries.firstIndex(where: \.isEmpty) else { return }
+        guard let start = (0...mask).first(where: { entries[$0].isEmpty }) else { return }
+        table.changing = true
         var newOldest = Int64.max
         var visited = 0
         var slot = (start + 1) & mask
@@ -217,11 +293,14 @@ public struct IdempotencyIndex: Sendable {
             slot = (slot + 1) & mask
             visited += 1
         }
-        oldest = newOldest
+        table.oldest = newOldest
+        table.changing = false
     }
 
     /// Removes the entry at `slot`, shifting back the entries after it that probed past it.
-    private mutating func delete(_ slot: Int) {
+    private func delete(_ slot: Int) {
+        let entries = table.entries
+        let mask = self.mask
         var hole = slot
         var next = (hole + 1) & mask
         while !entries[next].isEmpty {
@@ -234,6 +313,6 @@ public struct IdempotencyIndex: Sendable {
             next = (next + 1) & mask
         }
         entries[hole] = Entry()
-        count -= 1
+        table.count -= 1
     }
 }

@@ -1,0 +1,193 @@
+import EventStore
+import Foundation
+import SystemIO
+import Testing
+import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@Suite("The idempotency index kept in a file")
+struct IdempotencyTableTests {
+    static let identity = "0123456789abcdef0123456789abcdef"
+
+    static func position(_ sequence: Int, partition: Int = 0) -> IdempotencyIndex.Position {
+        IdempotencyIndex.Position(
+            partition: partition, sequence: UInt64(sequence), enqueuedTime: Timestamp(seconds: 1_000 + Int64(sequence)),
+            payloadDigest: PayloadDigest(high: 0, low: UInt64(sequence) + 1))
+    }
+
+    /// Remembers keys k0..<k`count` in partition 0 of a file-backed index at `path` and records
+    /// them as covered; the index is then dropped as a killed process would leave it.
+    static func fillAndDrop(_ path: String, count: Int, covered: UInt64? = nil) -> [UInt64] {
+        var opened = IdempotencyIndex.opening(path: path, identity: identity, partitions: 2, logNext: [0, 0])
+        #expect(opened.index.isKeptInFile)
+        for sequence in 0..<count { opened.index.remember("k\(sequence)", at: position(sequence)) }
+        let next: [UInt64] = [covered ?? UInt64(count), 0]
+        opened.index.cover(next)
+        return next
+    }
+
+    static func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
+        let fd = try FileIO.open(path, O_RDWR)
+        defer { close(fd) }
+        try FileIO.pwriteAll(fd, bytes, at: offset, path: path)
+    }
+
+    @Test("a process started after another was killed takes the table over, and starts its keys where the table was covered")
+    func takenOverAfterACrash() {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        // More keys than the first table holds: it grows (into a new file) on the way.
+        let next = Self.fillAndDrop(path, count: 5_000)
+        let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [6_000, 0])
+        #expect(reopened.notice == nil)
+        #expect(reopened.from == next)
+        #expect(reopened.index.count == 5_000)
+        for sequence in [0, 1_234, 4_999] {
+            let found = reopened.index.lookup("k\(sequence)")
+            #expect(found == Self.position(sequence), "k\(sequence)")
+        }
+        #expect(reopened.index.lookup("k5000") == nil)
+        #expect(!FileManager.default.fileExists(atPath: path + ".new"))
+    }
+
+    @Test("a table of another log, another retention window or another boot is rebuilt, never trusted")
+    func refusedWhenItIsNotThisLogs() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        _ = Self.fillAndDrop(path, count: 10)
+        let otherLog = IdempotencyIndex.opening(
+            path: path, identity: "ffffffffffffffffffffffffffffffff", partitions: 2, logNext: [10, 0])
+        #expect(otherLog.from == [0, 0] && otherLog.index.count == 0)
+        #expect(otherLog.notice?.contains("another log") == true)
+
+        _ = Self.fillAndDrop(path, count: 10)
+        let otherWindow = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0], retentionDays: 30)
+        #expect(otherWindow.from == [0, 0] && otherWindow.index.count == 0)
+
+        _ = Self.fillAndDrop(path, count: 10)
+        try Self.overwrite(path, at: 128, with: Array("00000000-0000-0000-0000-000000000000".utf8))
+        let otherBoot = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0])
+        #expect(otherBoot.from == [0, 0] && otherBoot.index.count == 0)
+        #expect(otherBoot.notice?.contains("machine restarted") == true)
+    }
+
+    @Test("a table covering records the log does not have is rebuilt")
+    func refusedWhenAheadOfTheLog() {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        _ = Self.fillAndDrop(path, count: 10)
+        let opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [9, 0])
+        #expect(opened.from == [0, 0] && opened.index.count == 0)
+        #expect(opened.notice?.contains("does not have") == true)
+    }
+
+    @Test("a copied table file is rebuilt: only the file the table was made as is trusted")
+    func refusedWhenCopied() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        _ = Self.fillAndDrop(path, count: 10)
+        try FileManager.default.copyItem(atPath: path, toPath: path + ".copy")
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.moveItem(atPath: path + ".copy", toPath: path)
+        let opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0])
+        #expect(opened.from == [0, 0] && opened.index.count == 0)
+        #expect(opened.notice?.contains("copy") == true)
+    }
+
+    @Test("a table left while a sweep was moving entries, or damaged in its header, is rebuilt")
+    func refusedWhenCutShortOrDamaged() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        _ = Self.fillAndDrop(path, count: 10)
+        try Self.overwrite(path, at: 56, with: [1])
+        let cutShort = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0])
+        #expect(cutShort.from == [0, 0] && cutShort.index.count == 0)
+        #expect(cutShort.notice?.contains("moving entries") == true)
+
+        _ = Self.fillAndDrop(path, count: 10)
+        try Self.overwrite(path, at: 16, with: [0xFF, 0xFF, 0xFF])
+        let damaged = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0])
+        #expect(damaged.from == [0, 0] && damaged.index.count == 0)
+
+        try Self.overwrite(path, at: 0, with: Array("garbage!".utf8))
+        let garbage = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [10, 0])
+        #expect(garbage.from == [0, 0] && garbage.index.count == 0)
+    }
+
+    @Test("keys expired by a sweep stay expired in the file, and the file stays trusted after the sweep")
+    func sweepKeepsTheFileTrusted() {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        do {
+            var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 1, logNext: [0], retentionDays: 1)
+            opened.index.remember("old", at: .init(partition: 0, sequence: 0, enqueuedTime: Timestamp(seconds: 0)))
+            opened.index.remember("new", at: .init(partition: 0, sequence: 1, enqueuedTime: Timestamp(seconds: 2 * 86_400)))
+            opened.index.expire(now: Timestamp(seconds: 2 * 86_400))
+            opened.index.cover([2])
+        }
+        let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 1, logNext: [2], retentionDays: 1)
+        #expect(reopened.from == [2])
+        #expect(reopened.index.lookup("old") == nil && reopened.index.lookup("new") != nil)
+        #expect(reopened.index.count == 1)
+    }
+
+    @Test("opening a log hands over only the keys of records the table does not cover")
+    func logGivesOnlyTheUncoveredKeys() throws {
+        let directory = TemporaryDirectory()
+        var options = EventLog.Options(partitionCount: 2)
+        options.segmentBytes = 64 << 10
+        do {
+            let log = try EventLog(directory: directory.path, options: options)
+            try fill(log, partition: 0, count: 3_000, key: { "a\($0)" })
+            try fill(log, partition: 1, count: 500, key: { "b\($0)" })
+            log.settle()
+        }
+        var handed: [SegmentSummary.Key] = []
+        var told: (identity: String, next: [UInt64])?
+        let log = try EventLog(
+            directory: directory.path, options: options, keys: { handed += $0 },
+            keysFrom: { identity, next in
+                told = (identity, next)
+                return [2_900, 100]
+            })
+        #expect(told?.identity == log.identity && told?.next == [3_000, 500])
+        #expect(handed.count == 100 + 400)
+        #expect(handed.allSatisfy { $0.sequence >= ($0.partition == 0 ? 2_900 : 100) })
+        #expect(log.segments > 3)
+    }
+
+    @Test("a restart reads the sealed segments' summaries, and leaves them as they are, instead of reading the segments again")
+    func summariesAreUsed() throws {
+        let directory = TemporaryDirectory()
+        var options = EventLog.Options(partitionCount: 2)
+        options.segmentBytes = 64 << 10
+        do {
+            let log = try EventLog(directory: directory.path, options: options)
+            try fill(log, partition: 0, count: 3_000, key: { "a\($0)" })
+            log.settle()
+        }
+        let wal = directory.path + "/wal"
+        func summaryFiles() throws -> [String: FileIO.Identity] {
+            var files: [String: FileIO.Identity] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: wal) where name.hasSuffix(".idx") {
+                files[name] = try FileIO.identity(of: wal + "/" + name)
+            }
+            return files
+        }
+        let before = try summaryFiles()
+        #expect(before.count >= 3)
+        var keysHanded = 0
+        do {
+            let log = try EventLog(directory: directory.path, options: options, keys: { keysHanded += $0.count })
+            log.settle()
+        }
+        #expect(keysHanded == 3_000)
+        // A summary rebuilt by reading its segment is written again (a new file); the segment that
+        // was current when the log closed gets its first summary now.
+        let after = try summaryFiles()
+        #expect(before.allSatisfy { after[$0.key] == $0.value }, "\(after.filter { before[$0.key] != $0.value }.keys.sorted())")
+    }
+}
