@@ -456,6 +456,8 @@ final class Committer: @unchecked Sendable {
         }
         condition.withLock {
             for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
+            // A process taking the index's file over after a crash remembers only the keys after these.
+            if idempotency.isKeptInFile && !records.isEmpty { idempotency.cover(log.storedPartitions.map(\.nextSequence)) }
             router.adopt(newRoutes)
             for (planId, entry) in newDefinitions { catalog.adopt(planId, entry) }
             groups += 1

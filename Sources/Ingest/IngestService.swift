@@ -25,13 +25,13 @@ nonisolated func runIngest() -> Never {
     var definitions: [(partition: Int, sequence: UInt64)] = []
     var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
     var newestTime: Timestamp?
-    var recordCount = 0
+    var keysRead = 0
     let log: any RecordStore
     do {
         log = try openStore(
             configuration,
             willVisit: { records, newest in
-                recordCount = records
+                keysRead = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
             },
@@ -52,6 +52,15 @@ nonisolated func runIngest() -> Never {
                 // Keys already outside the window are never remembered: the log's newest time is known.
                 let horizon = (newestTime ?? .epoch).adding(microseconds: -idempotency.retentionMicroseconds)
                 idempotency.remember(keys, retainedFrom: horizon)
+            },
+            keysFrom: { identity, next in
+                // The embedded log: the index lives in a file beside it, taken over when it can be trusted.
+                let opened = IdempotencyIndex.opening(
+                    path: configuration.dataDirectory + "/log/" + EventLog.idempotencyTableName, identity: identity,
+                    partitions: next.count, logNext: next, retentionDays: configuration.idempotencyDays)
+                idempotency = opened.index
+                if let notice = opened.notice { Log.notice(notice) }
+                return opened.from
             })
     } catch {
         fail("cannot open the event log: \(error)", code: openingFailureCode(error))
@@ -69,8 +78,9 @@ nonisolated func runIngest() -> Never {
         fail("cannot read the plan catalog from the event log: \(error)")
     }
     if let newestTime { idempotency.expire(now: newestTime) }
+    if idempotency.isKeptInFile { idempotency.cover(log.storedPartitions.map(\.nextSequence)) }
     Log.info(
-        "recovered \(recordCount) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys, \(router.knownNames) purchased names, \(catalog.count) catalog plans"
+        "recovered \(log.storedPartitions.reduce(0) { $0 + Int($1.nextSequence) }) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys (\(idempotency.isKeptInFile ? "\(keysRead) read from the log, \(max(0, idempotency.count - keysRead)) taken over from its table file" : "kept in memory only"), \(router.knownNames) purchased names, \(catalog.count) catalog plans"
     )
 
     let clock = Clock(

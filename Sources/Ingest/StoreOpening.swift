@@ -7,7 +7,8 @@ import Wire
 /// them to `visit` with the other records.
 func openStore(
     _ configuration: IngestConfiguration, willVisit: (_ records: Int, _ newestTime: Timestamp?) -> Void,
-    visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, keys: (([SegmentSummary.Key]) -> Void)?
+    visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, keys: (([SegmentSummary.Key]) -> Void)?,
+    keysFrom: ((_ identity: String, _ next: [UInt64]) -> [UInt64])? = nil
 ) throws(EventLogError) -> any RecordStore {
     switch configuration.store {
     case .embedded:
@@ -17,7 +18,8 @@ func openStore(
         options.clock = configuration.clock.rawValue
         options.allowClockChange = configuration.allowClockChange
         return try EventLog(
-            directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit, keys: keys)
+            directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit, keys: keys,
+            keysFrom: keysFrom)
     case .jetstream:
         var options = JetStreamStore.Options(servers: configuration.natsServers, partitionCount: configuration.partitions)
         options.partitionCountIsExplicit = configuration.partitionsExplicit

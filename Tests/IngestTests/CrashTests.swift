@@ -88,6 +88,29 @@ struct CrashTests {
             #expect(found == position, "\(key) moved")
         }
         #expect(lost == 0, "\(lost) acknowledged events lost")
+        // The restarted process took the idempotency table over from the killed one (it read no key
+        // from the sealed segments again), and every key is remembered where it landed: a retry of
+        // any acknowledged event is a duplicate pointing at its record.
+        let takenOver = ingest.log().firstMatch(of: /(\d+) taken over from its table file/).map { Int($0.1) ?? 0 } ?? 0
+        #expect(takenOver > 100, "\(ingest.log())")
+        #expect(!ingest.log().contains("rebuilt the idempotency table"), "\(ingest.log())")
+        let retrying = try ingest.client()
+        let keys = Array(acknowledged.keys)
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            let slice = keys[start..<min(keys.count, start + 500)]
+            let events = slice.map { key -> JSONValue in
+                let parts = key.dropFirst().split(separator: "-")
+                let (writer, number) = (Int(parts[0])!, Int(parts[1])!)
+                // The same message as first sent (a retry must match, or it is a conflict).
+                return usage("sub-\(writer)-\(number % 13)", "1", id: key)
+            }
+            let results = try retrying.call(appendRequest(events))["results"]?.arrayValue ?? []
+            for (key, result) in zip(slice, results) {
+                #expect(result["status"] == "duplicate", "\(key): \(result)")
+                let (partition, sequence) = acknowledged[key]!
+                #expect(result["partition"]?.intValue == partition && result["sequence"]?.intValue == sequence, "\(key): \(result)")
+            }
+        }
         // Each writer's acknowledged events keep their order within a partition.
         for keys in acks.order {
             var last: [Int: Int] = [:]
