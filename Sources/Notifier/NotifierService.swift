@@ -3,6 +3,7 @@ import EventStore
 import Foundation
 import Metrics
 import Projection
+import Synchronization
 import SystemIO
 import Transport
 import Wire
@@ -12,13 +13,12 @@ import Wire
 #endif
 
 /// The thresholds the folds check, replaced whenever a registration changes.
-final class RulesBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var rules = ThresholdRules([])
+final class RulesBox: Sendable {
+    private let rules = Mutex(ThresholdRules([]))
 
     var current: ThresholdRules {
-        get { lock.withLock { rules } }
-        set { lock.withLock { rules = newValue } }
+        get { rules.withLock { $0 } }
+        set { rules.withLock { $0 = newValue } }
     }
 }
 
