@@ -132,7 +132,7 @@ public enum ServiceLifecycle {
     /// Wakes `runUntilTerminated` for a signal or an exit request.
     private static let woken = DispatchSemaphore(value: 0)
     private static let stop = Mutex(StopRequests())
-    nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
+    private static let signalSources = Mutex<[any DispatchSourceSignal]>([])
 
     /// What has asked the process to stop: the first signal and the first exit request.
     private struct StopRequests {
@@ -176,22 +176,24 @@ public enum ServiceLifecycle {
     /// shows any sign of readiness: a signal sent as soon as it looks ready must never fall into
     /// the gap between ignoring the default action and the handler taking over.
     public static func installTerminationHandling() {
-        guard signalSources.isEmpty else { return }
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let queue = DispatchQueue(label: "signals")
-        signalSources = [SIGTERM, SIGINT].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                let first = stop.withLock { stop in
-                    guard stop.signal == nil else { return false }
-                    stop.signal = number
-                    return true
+        signalSources.withLock { sources in
+            guard sources.isEmpty else { return }
+            signal(SIGTERM, SIG_IGN)
+            signal(SIGINT, SIG_IGN)
+            let queue = DispatchQueue(label: "signals")
+            sources = [SIGTERM, SIGINT].map { number in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler {
+                    let first = stop.withLock { stop in
+                        guard stop.signal == nil else { return false }
+                        stop.signal = number
+                        return true
+                    }
+                    if first { woken.signal() }
                 }
-                if first { woken.signal() }
+                source.resume()
+                return source
             }
-            source.resume()
-            return source
         }
     }
 
