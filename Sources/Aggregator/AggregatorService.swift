@@ -47,16 +47,13 @@ nonisolated func runAggregator() -> Never {
                 partition: worker.partition, position: { worker.nextSequence() }, ingestNext: { worker.progress.follower.ingestNext },
                 figures: { worker.read { FoldMetrics.Figures($0) } })
         })
-    let endpoint: MetricsEndpoint?
-    let server: UnixServer
-    do {
-        endpoint = try MetricsEndpoint.serve(
-            configuration.metrics, component: "meter-aggregator", home: configuration.home, registry: metrics)
-        server = try UnixServer.oneSocket(
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(configuration.metrics, component: "meter-aggregator", home: configuration.home, registry: metrics)
+    }
+    let server = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try UnixServer.oneSocket(
             component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
             maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
-    } catch {
-        ServiceLifecycle.fail(error.message)
     }
 
     let started = Date()

@@ -52,6 +52,16 @@ public enum ServiceLifecycle {
         exit(code)
     }
 
+    /// What `start` returns, or a failed start-up (`fail`, status 78) with the failure it throws:
+    /// how a process's main starts what a library reports failures of.
+    public static func starting<T>(_ start: () throws(StartupFailure) -> T) -> T {
+        do {
+            return try start()
+        } catch {
+            fail(error.message)
+        }
+    }
+
     /// Creates the directory that will hold a socket file (mode 0750).
     public static func makeSocketDirectory(for path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent

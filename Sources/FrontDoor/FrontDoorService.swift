@@ -53,12 +53,9 @@ nonisolated func runFrontDoor() -> Never {
         ServiceLifecycle.fail("cannot listen on METERING_FRONTDOOR_LISTEN=\(configuration.listen): \(error)")
     }
     ServiceLifecycle.publishAddress(address, to: configuration.addressFile)
-    let endpoint: MetricsEndpoint?
-    do {
-        endpoint = try MetricsEndpoint.serve(
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
             configuration.metrics, component: "meter-frontdoor", home: configuration.home, registry: frontDoorMetrics.registry)
-    } catch {
-        ServiceLifecycle.fail(error.message)
     }
     server.start()
     Log.info(

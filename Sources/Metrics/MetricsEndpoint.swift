@@ -84,11 +84,7 @@ public final class MetricsEndpoint: Sendable {
     /// `serve`, failing start-up (`ServiceLifecycle.fail`, status 78) when it throws: kept for
     /// the service files that have not moved to `serve` yet (ingest's and the query service's).
     public static func start(_ address: MetricsAddress?, component: String, home: String, registry: MetricsRegistry) -> MetricsEndpoint? {
-        do {
-            return try serve(address, component: component, home: home, registry: registry)
-        } catch {
-            ServiceLifecycle.fail(error.message)
-        }
+        ServiceLifecycle.starting { () throws(StartupFailure) in try serve(address, component: component, home: home, registry: registry) }
     }
 
     /// Starts serving `registry` at `address` (nil: metrics off, nothing happens), with the

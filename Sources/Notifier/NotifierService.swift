@@ -69,24 +69,18 @@ nonisolated func runNotifier() -> Never {
             rules: { rules.current }, wrote: { dispatcher.outboxesGrew() })
     }
     let handler = NotifierHandler(dispatcher: dispatcher, workers: workers)
-    let server: UnixServer
-    do {
-        server = try UnixServer.oneSocket(
+    let server = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try UnixServer.oneSocket(
             component: "meter-notifier", name: "notifier", path: configuration.socket, setting: "METERING_NOTIFIER_SOCKET",
             maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
-    } catch {
-        ServiceLifecycle.fail(error.message)
     }
     // Registering a URL sends it billing events: the socket is the owner's alone when bound here.
     if Systemd.inheritedSockets().isEmpty { chmod(configuration.socket, 0o600) }
 
     registerMetrics(metrics.registry, workers: workers, dispatcher: dispatcher)
-    let endpoint: MetricsEndpoint?
-    do {
-        endpoint = try MetricsEndpoint.serve(
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
             configuration.metrics, component: "meter-notifier", home: configuration.home, registry: metrics.registry)
-    } catch {
-        ServiceLifecycle.fail(error.message)
     }
 
     for worker in workers { worker.start() }

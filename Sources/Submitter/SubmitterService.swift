@@ -9,12 +9,9 @@ nonisolated func runSubmitter() -> Never {
         (settings: inout Settings) throws(SettingsError) in try SubmitterConfiguration(settings: &settings)
     }
     let submitter = Submitter(configuration: configuration)
-    let endpoint: MetricsEndpoint?
-    do {
-        endpoint = try MetricsEndpoint.serve(
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
             configuration.metrics, component: "meter-submitter", home: configuration.home, registry: submitterMetrics.registry)
-    } catch {
-        ServiceLifecycle.fail(error.message)
     }
     let done = DispatchSemaphore(value: 0)
     Thread {

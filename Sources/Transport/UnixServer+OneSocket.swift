@@ -50,12 +50,10 @@ extension UnixServer {
         component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, reservedDescriptors: Int = 128,
         handler: any RequestHandler
     ) -> UnixServer {
-        do {
-            return try oneSocket(
+        ServiceLifecycle.starting { () throws(StartupFailure) in
+            try oneSocket(
                 component: component, name: name, path: path, setting: setting, maximumFrameBytes: maximumFrameBytes,
                 reservedDescriptors: reservedDescriptors, handler: handler)
-        } catch {
-            ServiceLifecycle.fail(error.message)
         }
     }
 }
