@@ -119,7 +119,9 @@ let package = Package(
             dependencies: ["Ingest", "EventStore", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
         .testTarget(
             name: "AggregatorTests",
-            dependencies: ["Aggregator", "Billing", "BillingTestSupport", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
+            dependencies: [
+                "Aggregator", "Billing", "BillingTestSupport", "Wire", "SystemIO", "Daemon", "Transport", "Projection", "StackTestSupport",
+            ]),
         .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),

@@ -47,11 +47,14 @@ nonisolated func runAggregator() -> Never {
                 partition: worker.partition, position: { worker.nextSequence() }, ingestNext: { worker.progress.follower.ingestNext },
                 figures: { worker.read { FoldMetrics.Figures($0) } })
         })
-    let endpoint = MetricsEndpoint.start(configuration.metrics, component: "meter-aggregator", home: configuration.home, registry: metrics)
-
-    let server = UnixServer.serveOneSocket(
-        component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
-        maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(configuration.metrics, component: "meter-aggregator", home: configuration.home, registry: metrics)
+    }
+    let server = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try UnixServer.oneSocket(
+            component: "meter-aggregator", name: "aggregator", path: configuration.socket, setting: "METERING_AGGREGATOR_SOCKET",
+            maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
+    }
 
     let started = Date()
     for worker in workers { worker.start() }

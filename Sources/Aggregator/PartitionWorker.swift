@@ -2,18 +2,25 @@ import Billing
 import Daemon
 import Foundation
 import Projection
+import Synchronization
 import Wire
 
 /// One partition's billing state in the aggregator: restored from the newest valid snapshot, fed
 /// by a `PartitionFollower`, snapshotted every N records or T of log time and at shutdown.
+///
+/// Unchecked only for `follower`, which needs `self` as its owner and so is set at the end of
+/// `init`, never after; everything that changes is in `folded`.
 final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     let partition: Int
     private let configuration: AggregatorConfiguration
     private let store: SnapshotStore
-    private let lock = NSLock()
-    private var state: PartitionState
-    private var schedule: SnapshotSchedule
+    private let folded: Mutex<Folded>
     private var follower: PartitionFollower!
+
+    private struct Folded {
+        var state: PartitionState
+        var schedule: SnapshotSchedule
+    }
 
     /// The log the state was folded from: the restored snapshot's, else the first one followed.
     private let binding: LogBinding
@@ -31,17 +38,19 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         }
         let restored = loaded?.state
         binding = LogBinding(identity: loaded?.log)
-        state = restored ?? PartitionState(partition: partition)
-        schedule = SnapshotSchedule(
-            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
-            restoredAt: restored?.lastSequence, time: restored?.time)
+        folded = Mutex(
+            Folded(
+                state: restored ?? PartitionState(partition: partition),
+                schedule: SnapshotSchedule(
+                    everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+                    restoredAt: restored?.lastSequence, time: restored?.time)))
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
             binding: binding, owner: self)
     }
 
     /// Reads the state under the lock.
-    func read<T>(_ body: (PartitionState) -> T) -> T { lock.withLock { body(state) } }
+    func read<T: Sendable>(_ body: (PartitionState) -> T) -> T { folded.withLock { body($0.state) } }
 
     struct Progress {
         var nextSequence: UInt64
@@ -51,8 +60,10 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
 
     var progress: Progress {
         let following = follower.progress
-        return lock.withLock {
-            Progress(nextSequence: state.lastSequence.map { $0 + 1 } ?? 0, follower: following, snapshotSequence: schedule.lastSequence)
+        return folded.withLock { folded in
+            Progress(
+                nextSequence: folded.state.lastSequence.map { $0 + 1 } ?? 0, follower: following,
+                snapshotSequence: folded.schedule.lastSequence)
         }
     }
 
@@ -64,25 +75,25 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     /// Stops following and writes a final snapshot.
     func stop() {
         follower.stop()
-        lock.withLock { saveSnapshot() }
+        folded.withLock { saveSnapshot(&$0) }
     }
 
-    func nextSequence() -> UInt64 { lock.withLock { state.lastSequence.map { $0 + 1 } ?? 0 } }
+    func nextSequence() -> UInt64 { folded.withLock { $0.state.lastSequence.map { $0 + 1 } ?? 0 } }
 
     func fold(_ records: [BillingRecord]) {
-        lock.withLock {
-            for record in records { state.apply(record) }
-            if schedule.folded(records.count, time: state.time) { saveSnapshot() }
+        folded.withLock { folded in
+            for record in records { folded.state.apply(record) }
+            if folded.schedule.folded(records.count, time: folded.state.time) { saveSnapshot(&folded) }
         }
     }
 
     // MARK: snapshots (lock held)
 
-    private func saveSnapshot() {
-        guard let sequence = state.lastSequence, schedule.isWorthWriting else { return }
+    private func saveSnapshot(_ folded: inout Folded) {
+        guard let sequence = folded.state.lastSequence, folded.schedule.isWorthWriting else { return }
         do {
-            try store.save(sequence: sequence, body: state.snapshot(), log: binding.identity)
-            schedule.saved(sequence: sequence, time: state.time)
+            try store.save(sequence: sequence, body: folded.state.snapshot(), log: binding.identity)
+            folded.schedule.saved(sequence: sequence, time: folded.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
@@ -360,11 +361,15 @@ enum Benchmark {
         init(_ description: String) { self.description = description }
     }
 
-    final class Results: @unchecked Sendable {
-        let lock = NSLock()
-        var events = 0
-        var latencies: [Double] = []
-        var failures: [String] = []
+    /// What the client threads of a run report, added up as they finish.
+    final class Results: Sendable {
+        struct Totals {
+            var events = 0
+            var latencies: [Double] = []
+            var failures: [String] = []
+        }
+
+        let totals = Mutex(Totals())
     }
 
     /// When an ingest case stops: after a time, or after a fixed number of events in all.
@@ -434,21 +439,22 @@ enum Benchmark {
                         }
                         acknowledged += size
                     }
-                    results.lock.withLock {
-                        results.events += acknowledged
-                        results.latencies += latencies
+                    results.totals.withLock { totals in
+                        totals.events += acknowledged
+                        totals.latencies += latencies
                     }
                 } catch {
-                    results.lock.withLock { results.failures.append("\(error)") }
+                    results.totals.withLock { $0.failures.append("\(error)") }
                 }
             }.start()
         }
         group.wait()
         let elapsed = Date().timeIntervalSince(start)
+        let totals = results.totals.withLock { $0 }
         if let status = try? UnixClient(path: socket).call("status"), let commit = status["commit"] {
             progress("\(name): ingest commit counters so far: \(JSONWriter.string(commit))")
         }
-        if let failure = results.failures.first { throw Failure("\(name): \(failure)") }
+        if let failure = totals.failures.first { throw Failure("\(name): \(failure)") }
         let description: String
         switch (clients, batch, depth) {
         case (1, 1000, 1): description = "1 client, 1,000 events per request, waits for each ack"
@@ -456,7 +462,7 @@ enum Benchmark {
         case (1, 1, _): description = "1 client, 1 event per request"
         default: description = "\(clients) concurrent clients, 1 event per request (group commit)"
         }
-        return Row(name: name, description: description, events: results.events, elapsed: elapsed, latencies: results.latencies)
+        return Row(name: name, description: description, events: totals.events, elapsed: elapsed, latencies: totals.latencies)
     }
 
     static let acceptedMarker = Array(#""status":"accepted""#.utf8)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
@@ -145,9 +146,7 @@ extension Benchmark {
 
     /// `runrate` for random subscriptions from `clients` connections, one request in flight each.
     static func runRateLoad(socket: String, subscriptions: Int, clients: Int, seconds: Double) throws -> Row {
-        let lock = NSLock()
-        nonisolated(unsafe) var latencies: [Double] = []
-        nonisolated(unsafe) var failure: String?
+        let results = Results()
         let group = DispatchGroup()
         let start = Date()
         for number in 0..<clients {
@@ -167,13 +166,14 @@ extension Benchmark {
                         guard response["meters"]?.arrayValue?.count == 5 else { throw Failure("runrate of \(name) has not 5 meters") }
                     }
                 } catch {
-                    lock.withLock { failure = "\(error)" }
+                    results.totals.withLock { $0.failures.append("\(error)") }
                 }
-                lock.withLock { latencies += mine }
+                results.totals.withLock { $0.latencies += mine }
             }.start()
         }
         group.wait()
-        if let failure { throw Failure("runrate load failed: \(failure)") }
+        let latencies = results.totals.withLock { $0.latencies }
+        if let failure = results.totals.withLock({ $0.failures.last }) { throw Failure("runrate load failed: \(failure)") }
         let elapsed = Date().timeIntervalSince(start)
         return Row(
             name: "runrate-\(clients)",

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -84,21 +85,25 @@ enum CommandRunner {
     }
 
     /// Reads one pipe to its end on a thread of its own, keeping at most `limit` bytes.
-    private final class Collector: @unchecked Sendable {
-        private let lock = NSLock()
-        private var data: [UInt8] = []
-        private var over = false
+    private final class Collector: Sendable {
+        private let state = Mutex(Collected())
         let limit: Int
         /// Keep the last `limit` bytes (standard error: the end says what went wrong).
         let keepsTail: Bool
+
+        private struct Collected {
+            var data: [UInt8] = []
+            /// Whether more than `limit` bytes came (when the head is kept).
+            var over = false
+        }
 
         init(limit: Int, keepsTail: Bool) {
             self.limit = limit
             self.keepsTail = keepsTail
         }
 
-        var bytes: [UInt8] { lock.withLock { data } }
-        var overflowed: Bool { lock.withLock { over } }
+        var bytes: [UInt8] { state.withLock { $0.data } }
+        var overflowed: Bool { state.withLock { $0.over } }
 
         /// `: <the end of standard error>` when there is any.
         var suffix: String {
@@ -113,14 +118,14 @@ enum CommandRunner {
                 while true {
                     let chunk = handle.availableData
                     if chunk.isEmpty { break }
-                    self.lock.withLock {
+                    self.state.withLock { state in
                         if self.keepsTail {
-                            self.data.append(contentsOf: chunk)
-                            if self.data.count > self.limit { self.data.removeFirst(self.data.count - self.limit) }
-                        } else if self.data.count + chunk.count > self.limit {
-                            self.over = true
-                        } else if !self.over {
-                            self.data.append(contentsOf: chunk)
+                            state.data.append(contentsOf: chunk)
+                            if state.data.count > self.limit { state.data.removeFirst(state.data.count - self.limit) }
+                        } else if state.data.count + chunk.count > self.limit {
+                            state.over = true
+                        } else if !state.over {
+                            state.data.append(contentsOf: chunk)
                         }
                     }
                 }

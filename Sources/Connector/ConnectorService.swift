@@ -51,8 +51,10 @@ nonisolated func runConnector() -> Never {
             .init("ingestSocket", .string(settings.ingestSocket)), .init("clock", .string(settings.clock.rawValue)),
             .init("started", .string(Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601)),
         ])
-    let endpoint = MetricsEndpoint.start(
-        settings.metrics, component: "meter-connector", home: settings.home, registry: connectorMetrics(board))
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
+            settings.metrics, component: "meter-connector", home: settings.home, registry: connectorMetrics(board))
+    }
     let workers = zip(config.sources, states).map { source, state in
         SourceWorker(
             config: source, state: state, pollSeconds: Double(config.pollMilliseconds) / 1000, store: store,

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -7,14 +8,18 @@ import Wire
 
 /// The status file operators read (`meterctl connector status`): every source's latest status,
 /// rewritten (temporary file, rename) at most four times a second and at shutdown.
-final class StatusBoard: @unchecked Sendable {
+final class StatusBoard: Sendable {
     let path: String
     private let header: [JSONObject.Member]
-    private let lock = NSLock()
     private let order: [String]
-    private var sources: [String: JSONValue] = [:]
-    private var lastWrite = Date.distantPast
-    private var state = "running"
+    /// Also held while the file is written, so two writes never race on the temporary file.
+    private let board = Mutex(Board())
+
+    private struct Board {
+        var sources: [String: JSONValue] = [:]
+        var lastWrite = Date.distantPast
+        var state = "running"
+    }
 
     init(path: String, sources: [String], header: [JSONObject.Member]) {
         self.path = path
@@ -24,29 +29,31 @@ final class StatusBoard: @unchecked Sendable {
 
     /// Records a source's status; writes the file unless it was written very recently.
     func publish(_ source: String, _ status: JSONValue) {
-        let due = lock.withLock {
-            sources[source] = status
-            return Date().timeIntervalSince(lastWrite) >= 0.25
+        let due = board.withLock { board in
+            board.sources[source] = status
+            return Date().timeIntervalSince(board.lastWrite) >= 0.25
         }
         if due { write() }
     }
 
     /// Every source's latest status, by name (for the metrics).
-    var statuses: [(name: String, status: JSONValue)] { lock.withLock { order.compactMap { name in sources[name].map { (name, $0) } } } }
+    var statuses: [(name: String, status: JSONValue)] {
+        board.withLock { board in order.compactMap { name in board.sources[name].map { (name, $0) } } }
+    }
 
     /// Marks the connector stopped and writes the file.
     func stopped() {
-        lock.withLock { state = "stopped" }
+        board.withLock { $0.state = "stopped" }
         write()
     }
 
     func write() {
-        lock.withLock {
-            lastWrite = Date()
+        board.withLock { board in
+            board.lastWrite = Date()
             var members = header
-            members.append(.init("state", .string(state)))
+            members.append(.init("state", .string(board.state)))
             members.append(.init("updated", .string(Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601)))
-            members.append(.init("sources", .array(order.compactMap { sources[$0] })))
+            members.append(.init("sources", .array(order.compactMap { board.sources[$0] })))
             let temporary = path + ".tmp"
             // 0640: malformed examples quote log lines, which may hold what only operators should see.
             let contents = Data(JSONWriter.bytes(.object(JSONObject(members))) + [0x0A])

@@ -47,11 +47,12 @@ public enum Log {
     private static let toJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
     private static let minimum = Atomic<Int>(Level.info.rawValue)
     private static let json = Atomic<Bool>(false)
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var component = "metering"
+    private static let component = Mutex("metering")
+    /// Held while a line is written, so lines from several threads never interleave.
+    private static let standardError = Mutex(())
 
     /// Names the process in every line (call once at start-up).
-    public static func setComponent(_ name: String) { lock.withLock { component = name } }
+    public static func setComponent(_ name: String) { component.withLock { $0 = name } }
 
     /// Reads `METERING_LOG_LEVEL` (debug, info, notice, warning, error; default info) and
     /// `METERING_LOG_FORMAT` (text, json; default text) from `environment`. An unknown value
@@ -89,10 +90,10 @@ public enum Log {
 
     private static func write(_ level: Level, _ message: () -> String) {
         guard isEnabled(level) else { return }
-        let name = lock.withLock { component }
+        let name = component.withLock { $0 }
         let time = Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601
         let line = self.line(level, message(), component: name, time: time, json: json.load(ordering: .relaxed), journal: toJournal)
-        lock.withLock {
+        standardError.withLock { _ in
             var bytes = Array(line.utf8)
             bytes.withUnsafeMutableBytes { buffer in
                 var offset = 0

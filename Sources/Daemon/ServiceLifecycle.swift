@@ -1,6 +1,7 @@
 import CWireShims
 import Dispatch
 import Foundation
+import Synchronization
 import SystemIO
 import Wire
 
@@ -51,6 +52,16 @@ public enum ServiceLifecycle {
         exit(code)
     }
 
+    /// What `start` returns, or a failed start-up (`fail`, status 78) with the failure it throws:
+    /// how a process's main starts what a library reports failures of.
+    public static func starting<T>(_ start: () throws(StartupFailure) -> T) -> T {
+        do {
+            return try start()
+        } catch {
+            fail(error.message)
+        }
+    }
+
     /// Creates the directory that will hold a socket file (mode 0750).
     public static func makeSocketDirectory(for path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
@@ -85,8 +96,7 @@ public enum ServiceLifecycle {
     }
 
     /// The run files (addresses, pids) this process wrote, by path.
-    nonisolated(unsafe) private static var ownRunFiles: [String: RunFileIdentity] = [:]
-    private static let runFilesLock = NSLock()
+    private static let ownRunFiles = Mutex([String: RunFileIdentity]())
 
     /// A run file's device and inode. Every write of a run file makes a new file renamed into
     /// place, so a file written over it later, by whichever process, has another identity,
@@ -116,39 +126,84 @@ public enum ServiceLifecycle {
             unlink(temporary)
             throw error
         }
-        runFilesLock.withLock { ownRunFiles[path] = written }
+        ownRunFiles.withLock { $0[path] = written }
     }
 
     /// Removes the run file at `path` only if it is still the one this process wrote there: a
     /// process never deletes another's address or pid file.
     public static func removeRunFile(at path: String) {
-        runFilesLock.withLock {
+        ownRunFiles.withLock { ownRunFiles in
             guard let own = ownRunFiles[path], RunFileIdentity(path: path) == own else { return }
             unlink(path)
             ownRunFiles[path] = nil
         }
     }
 
-    private static let terminated = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
-    nonisolated(unsafe) private static var receivedSignal: Int32 = 0
+    /// Wakes `runUntilTerminated` for a signal or an exit request.
+    private static let woken = DispatchSemaphore(value: 0)
+    private static let stop = Mutex(StopRequests())
+    private static let signalSources = Mutex<[any DispatchSourceSignal]>([])
+
+    /// What has asked the process to stop: the first signal and the first exit request.
+    private struct StopRequests {
+        var signal: Int32?
+        var exit: ExitRequest?
+    }
+
+    /// A library's request that the process end on its own (it never exits the process itself):
+    /// the process's main loop, `runUntilTerminated`, keeps serving for `linger` seconds, logs
+    /// `message` at error level and exits with `status`, without the orderly stop.
+    public struct ExitRequest: Equatable, Sendable {
+        /// The exit status.
+        public var status: Int32
+        /// How long the process goes on serving first (so `status` can say why).
+        public var linger: Double
+        /// The last line logged.
+        public var message: String
+
+        public init(status: Int32, linger: Double, message: String) {
+            self.status = status
+            self.linger = linger
+            self.message = message
+        }
+    }
+
+    /// Asks the process to exit as `request` says (the first request wins); a signal that arrives
+    /// before it has lingered still stops the process in order, with status 0.
+    public static func requestExit(_ request: ExitRequest) {
+        let first = stop.withLock { stop in
+            guard stop.exit == nil else { return false }
+            stop.exit = request
+            return true
+        }
+        if first { woken.signal() }
+    }
+
+    /// The exit requested so far, nil when none was.
+    public static var exitRequest: ExitRequest? { stop.withLock { $0.exit } }
 
     /// Starts catching SIGTERM and SIGINT. Called first thing (by `configure`), before the process
     /// shows any sign of readiness: a signal sent as soon as it looks ready must never fall into
     /// the gap between ignoring the default action and the handler taking over.
     public static func installTerminationHandling() {
-        guard signalSources.isEmpty else { return }
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let queue = DispatchQueue(label: "signals")
-        signalSources = [SIGTERM, SIGINT].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                receivedSignal = number
-                terminated.signal()
+        signalSources.withLock { sources in
+            guard sources.isEmpty else { return }
+            signal(SIGTERM, SIG_IGN)
+            signal(SIGINT, SIG_IGN)
+            let queue = DispatchQueue(label: "signals")
+            sources = [SIGTERM, SIGINT].map { number in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler {
+                    let first = stop.withLock { stop in
+                        guard stop.signal == nil else { return false }
+                        stop.signal = number
+                        return true
+                    }
+                    if first { woken.signal() }
+                }
+                source.resume()
+                return source
             }
-            source.resume()
-            return source
         }
     }
 
@@ -157,11 +212,19 @@ public enum ServiceLifecycle {
     public static func releaseFreeMemory() { _ = cwire_release_free_memory() }
 
     /// Serves until SIGTERM or SIGINT, then runs `stop` (which must finish the work in hand),
-    /// tells systemd, and exits 0.
+    /// tells systemd, and exits 0. When a library requested an exit (`requestExit`) first, it
+    /// exits as requested instead, unless a signal arrives while it lingers.
     public static func runUntilTerminated(stopping status: String, _ stop: @escaping @Sendable () -> Void) -> Never {
         installTerminationHandling()
-        terminated.wait()
-        Log.info("received signal \(receivedSignal); shutting down")
+        woken.wait()
+        if self.stop.withLock({ $0.signal == nil }), let request = exitRequest {
+            let signalled = woken.wait(timeout: .now() + request.linger) == .success
+            if !signalled {
+                Log.error(request.message)
+                exit(request.status)
+            }
+        }
+        Log.info("received signal \(self.stop.withLock { $0.signal ?? 0 }); shutting down")
         Systemd.notifyStopping(status: status)
         stop()
         Log.info("stopped cleanly")

@@ -53,8 +53,10 @@ nonisolated func runFrontDoor() -> Never {
         ServiceLifecycle.fail("cannot listen on METERING_FRONTDOOR_LISTEN=\(configuration.listen): \(error)")
     }
     ServiceLifecycle.publishAddress(address, to: configuration.addressFile)
-    let endpoint = MetricsEndpoint.start(
-        configuration.metrics, component: "meter-frontdoor", home: configuration.home, registry: frontDoorMetrics.registry)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
+            configuration.metrics, component: "meter-frontdoor", home: configuration.home, registry: frontDoorMetrics.registry)
+    }
     server.start()
     Log.info(
         "listening on \(address); appending to \(configuration.ingestSocket); \(credentials.count) credentials in \(configuration.credentials); skew \(configuration.maximumSkewSeconds) s, \(configuration.rate) requests/s per credential (burst \(configuration.burst)), \(configuration.maximumEvents) messages and \(configuration.maximumBodyBytes) bytes per request"

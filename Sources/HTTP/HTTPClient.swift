@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -56,19 +57,18 @@ public final class HTTPClient: Sendable {
         return try box.wait().get()
     }
 
-    private final class ResultBox: @unchecked Sendable {
+    private final class ResultBox: Sendable {
         private let semaphore = DispatchSemaphore(value: 0)
-        private let lock = NSLock()
-        private var result: Result<Reply, TransportError>?
+        private let result = Mutex<Result<Reply, TransportError>?>(nil)
 
         func set(_ value: Result<Reply, TransportError>) {
-            lock.withLock { result = value }
+            result.withLock { $0 = value }
             semaphore.signal()
         }
 
         func wait() -> Result<Reply, TransportError> {
             semaphore.wait()
-            return lock.withLock { result! }
+            return result.withLock { $0! }
         }
     }
 }

@@ -1,6 +1,7 @@
 import CWireShims
 import Daemon
 import Foundation
+import Synchronization
 public import SystemIO
 import Transport
 import Wire
@@ -32,6 +33,9 @@ public protocol HTTPHandler: Sendable {
 ///   has waited longest for its client (idle, or still sending its request): a trickle of header
 ///   bytes keeps nobody out. Only when every connection has a request in hand is a new one
 ///   refused, with 503.
+///
+/// Unchecked because the connection table and what follows it are the I/O thread's alone; what
+/// the workers and callers share with that thread is in `shared`.
 public final class HTTPServer: @unchecked Sendable {
     public struct Limits: Sendable {
         /// Request line and header fields together.
@@ -60,13 +64,7 @@ public final class HTTPServer: @unchecked Sendable {
     private let wakeFD: Int32
     let workers: WorkerPool
 
-    private let lock = NSLock()
-    // Guarded by `lock`: connections handed back by workers, the count, and the stop.
-    private var returned: [(HTTPConnection, keep: Bool)] = []
-    private var openCount = 0
-    private var stopping = false
-    /// Requests being handled or answered right now: a stop waits for them.
-    private var busy = 0
+    private let shared = Mutex(Shared())
     private let stopped = DispatchSemaphore(value: 0)
     private var loopThread: Thread?
 
@@ -78,6 +76,16 @@ public final class HTTPServer: @unchecked Sendable {
     private var lastAcceptWarning = -Double.infinity
     private var evicted = 0
     private var lastEvictionWarning = -Double.infinity
+
+    /// What the workers and the callers share with the I/O thread.
+    private struct Shared {
+        /// Connections handed back by workers.
+        var returned: [(HTTPConnection, keep: Bool)] = []
+        var openCount = 0
+        var stopping = false
+        /// Requests being handled or answered right now: a stop waits for them.
+        var busy = 0
+    }
     private var timedOut = 0
     private var lastTimeoutWarning = -Double.infinity
     private var scratch = [UInt8](repeating: 0, count: 64 << 10)
@@ -166,19 +174,19 @@ public final class HTTPServer: @unchecked Sendable {
     /// Stops accepting, closes the connections waiting for their clients, and waits up to
     /// `seconds` for the requests in hand to be answered.
     public func stop(waitingUpTo seconds: Double) {
-        let already = lock.withLock { () -> Bool in
-            defer { stopping = true }
-            return stopping
+        let already = shared.withLock { shared -> Bool in
+            defer { shared.stopping = true }
+            return shared.stopping
         }
         guard !already else { return }
         wake()
         if loopThread != nil { stopped.wait() }
         let deadline = Date().addingTimeInterval(seconds)
-        while lock.withLock({ busy }) > 0 && Date() < deadline { usleep(10_000) }
+        while shared.withLock({ $0.busy }) > 0 && Date() < deadline { usleep(10_000) }
     }
 
     /// The number of open connections.
-    public var connectionCount: Int { lock.withLock { openCount } }
+    public var connectionCount: Int { shared.withLock { $0.openCount } }
 
     // MARK: the I/O thread
 
@@ -190,7 +198,7 @@ public final class HTTPServer: @unchecked Sendable {
                 Log.error("epoll_wait failed: \(SystemError("epoll_wait")); the HTTP server stops")
                 break
             }
-            if lock.withLock({ stopping }) { break }
+            if shared.withLock({ $0.stopping }) { break }
             for index in 0..<max(0, Int(count)) {
                 let data = withUnsafePointer(to: &events[index]) { cwire_epoll_event_data($0) }
                 if data == Self.wakeTag {
@@ -273,7 +281,7 @@ public final class HTTPServer: @unchecked Sendable {
         nextID += 1
         connection.awaitRequest(now: now)
         connections[connection.id] = connection
-        lock.withLock { openCount += 1 }
+        shared.withLock { $0.openCount += 1 }
         var event = cwire_epoll_event(EPOLLIN.rawValue | EPOLLRDHUP.rawValue, connection.id)
         if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 { discard(connection) }
     }
@@ -310,17 +318,17 @@ public final class HTTPServer: @unchecked Sendable {
         case .ready:
             epoll_ctl(epollFD, EPOLL_CTL_DEL, connection.fd, nil)
             connection.phase = .serving
-            lock.withLock { busy += 1 }
+            shared.withLock { $0.busy += 1 }
             workers.run { [self] in
                 let keep = connection.serve()
-                let closing = lock.withLock { () -> Bool in
-                    busy -= 1
+                let closing = shared.withLock { shared -> Bool in
+                    shared.busy -= 1
                     // Stopped meanwhile: the I/O thread is gone, so the worker closes it.
-                    if stopping {
-                        openCount -= 1
+                    if shared.stopping {
+                        shared.openCount -= 1
                         return true
                     }
-                    returned.append((connection, keep))
+                    shared.returned.append((connection, keep))
                     return false
                 }
                 if closing { close(connection.fd) } else { wake() }
@@ -330,13 +338,13 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Connections whose requests are answered: back to waiting, or closed.
     private func takeBack() {
-        let back = lock.withLock { () -> [(HTTPConnection, keep: Bool)] in
-            defer { returned.removeAll() }
-            return returned
+        let back = shared.withLock { shared -> [(HTTPConnection, keep: Bool)] in
+            defer { shared.returned.removeAll() }
+            return shared.returned
         }
         let now = MonotonicClock.now()
         for (connection, keep) in back {
-            guard keep, !lock.withLock({ stopping }) else {
+            guard keep, !shared.withLock({ $0.stopping }) else {
                 discard(connection)
                 continue
             }
@@ -383,7 +391,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
         epoll_ctl(epollFD, EPOLL_CTL_DEL, connection.fd, nil)
         close(connection.fd)
-        lock.withLock { openCount -= 1 }
+        shared.withLock { $0.openCount -= 1 }
     }
 
     private func wake() {
@@ -396,6 +404,7 @@ public final class HTTPServer: @unchecked Sendable {
 /// is work.
 final class WorkerPool: @unchecked Sendable {
     private let maximum: Int
+    /// A condition variable, not just a lock: idle workers wait on it for the next job (30 s at most).
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []
     private var threads = 0

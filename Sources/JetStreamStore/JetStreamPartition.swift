@@ -14,6 +14,7 @@ public final class JetStreamPartition: RecordPartition, @unchecked Sendable {
 
     public let partition: Int
     private unowned let store: JetStreamStore
+    /// A condition variable, not just a lock: followers wait on it for new records (`waitForRecords`).
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var extents: [Extent] = []

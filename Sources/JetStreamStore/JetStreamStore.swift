@@ -2,6 +2,7 @@ import Daemon
 public import EventStore
 import Foundation
 public import NATS
+import Synchronization
 public import Wire
 
 /// The event store on a NATS JetStream stream, replicated by the NATS cluster: ingest's commit
@@ -72,6 +73,8 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     public private(set) var notices: [String] = []
     private var partitionsList: [JetStreamPartition] = []
     /// Held while a group is decided and committed, and while others' messages are applied.
+    /// Recursive, so not a `Mutex`: `commitRecords` runs inside `exclusive` (RecordStore's
+    /// contract) and takes it again, and so does the catch-up it starts when another writer won.
     private let writerLock = NSRecursiveLock()
     // Guarded by `writerLock`.
     private var applied: UInt64 = 0
@@ -80,12 +83,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     private var groupCounter: UInt64 = 0
     private let writerID: String
     private var maximumChunk: Int
-    // The message cache, guarded by `cacheLock`.
-    private let cacheLock = NSLock()
-    private var cache: [UInt64: [UInt8]] = [:]
-    private var cacheOrder: [UInt64] = []
-    private var cacheHead = 0
-    private var cachedBytes = 0
+    private let cache = Mutex(MessageCache())
     // The tail: wakes on any message published to the subject, polls once a second besides.
     private let tail = TailControl()
     private var tailFailing = false
@@ -311,7 +309,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
 
     /// The payload of group message `sequence`, from the cache or the stream.
     func payload(of sequence: UInt64) throws(EventLogError) -> [UInt8] {
-        if let cached = cacheLock.withLock({ cache[sequence] }) { return cached }
+        if let cached = cache.withLock({ $0.payloads[sequence] }) { return cached }
         guard let message = try fetch(sequence, deadline: Date(timeIntervalSinceNow: 10)) else {
             throw EventLogError("message \(sequence) of the stream \(options.stream) is missing")
         }
@@ -320,18 +318,18 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     }
 
     private func remember(_ sequence: UInt64, _ payload: [UInt8]) {
-        cacheLock.withLock {
-            guard cache[sequence] == nil, payload.count <= options.cacheBytes else { return }
-            cache[sequence] = payload
-            cacheOrder.append(sequence)
-            cachedBytes += payload.count
-            while cachedBytes > options.cacheBytes, cacheHead < cacheOrder.count {
-                if let evicted = cache.removeValue(forKey: cacheOrder[cacheHead]) { cachedBytes -= evicted.count }
-                cacheHead += 1
+        cache.withLock { cache in
+            guard cache.payloads[sequence] == nil, payload.count <= options.cacheBytes else { return }
+            cache.payloads[sequence] = payload
+            cache.order.append(sequence)
+            cache.bytes += payload.count
+            while cache.bytes > options.cacheBytes, cache.head < cache.order.count {
+                if let evicted = cache.payloads.removeValue(forKey: cache.order[cache.head]) { cache.bytes -= evicted.count }
+                cache.head += 1
             }
-            if cacheHead > 4096 && cacheHead * 2 > cacheOrder.count {
-                cacheOrder.removeFirst(cacheHead)
-                cacheHead = 0
+            if cache.head > 4096 && cache.head * 2 > cache.order.count {
+                cache.order.removeFirst(cache.head)
+                cache.head = 0
             }
         }
     }
@@ -676,9 +674,20 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
     }
 }
 
+/// Group messages recently read, by stream sequence, evicted oldest first beyond the byte budget.
+struct MessageCache {
+    var payloads: [UInt64: [UInt8]] = [:]
+    /// Sequences in the order cached; those before `head` are evicted.
+    var order: [UInt64] = []
+    var head = 0
+    var bytes = 0
+}
+
 /// The tail thread's flags, held apart from the store so the thread can report its end after the
 /// store is gone.
 final class TailControl: @unchecked Sendable {
+    /// A condition variable, not just a lock: the tail thread waits on it for a nudge (or a
+    /// second), and `shutDown` waits on it for the thread's end.
     let condition = NSCondition()
     var running = true
     var finished = false

@@ -1,19 +1,19 @@
 import Foundation
 import HTTP
+import Synchronization
 import Wire
 
 /// The demo's stand-in for an ISV's webhook endpoint: takes every notification meter-notifier
 /// delivers (answering 200) and keeps them, so the demo can show what a receiver gets.
-final class DemoWebhookReceiver: HTTPHandler, @unchecked Sendable {
-    private let lock = NSLock()
-    private var received: [JSONValue] = []
+final class DemoWebhookReceiver: HTTPHandler, Sendable {
+    private let received = Mutex([JSONValue]())
 
     /// The notifications received so far, in order.
-    var notifications: [JSONValue] { lock.withLock { received } }
+    var notifications: [JSONValue] { received.withLock { $0 } }
 
     func handle(_ request: HTTPRequest) -> HTTPReply {
         if request.method == "POST", let json = try? JSONParser.parse(request.body) {
-            lock.withLock { received.append(json) }
+            received.withLock { $0.append(json) }
         }
         return .respond(HTTPResponse(status: 200))
     }

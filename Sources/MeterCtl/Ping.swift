@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SystemIO
 import Transport
 import Wire
@@ -97,19 +98,18 @@ enum Ping {
     }
 
     /// Hands the completion handler's result to the waiting command.
-    private final class ReplyBox: @unchecked Sendable {
+    private final class ReplyBox: Sendable {
         private let done = DispatchSemaphore(value: 0)
-        private let lock = NSLock()
-        private var result: Result<Int, MeterCtl.Failure>?
+        private let result = Mutex<Result<Int, MeterCtl.Failure>?>(nil)
 
         func set(_ value: Result<Int, MeterCtl.Failure>) {
-            lock.withLock { result = value }
+            result.withLock { $0 = value }
             done.signal()
         }
 
         func wait() -> Result<Int, MeterCtl.Failure> {
             done.wait()
-            return lock.withLock { result! }
+            return result.withLock { $0! }
         }
     }
 }

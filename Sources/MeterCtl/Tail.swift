@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
@@ -25,7 +26,8 @@ enum Tail {
         }
         let chosen = partitions.filter { only == nil || $0.0 == only }
         guard !chosen.isEmpty else { throw MeterCtl.Failure("no such partition; the log has \(partitions.count)") }
-        let output = NSLock()
+        /// Held while a batch is printed, so the lines of two partitions never interleave.
+        let output = Mutex(())
         let group = DispatchGroup()
         for (partition, next) in chosen {
             group.enter()
@@ -41,13 +43,13 @@ enum Tail {
                     while true {
                         let frame = try client.receive()
                         let records = try Response.check(frame).get()["records"]?.arrayValue ?? []
-                        output.withLock {
+                        output.withLock { _ in
                             for record in records { print(json ? JSONWriter.string(record) : line(record)) }
                             fflush(nil)
                         }
                     }
                 } catch {
-                    output.withLock { FileHandle.standardError.write(Data("meterctl: partition \(partition): \(error)\n".utf8)) }
+                    output.withLock { _ in FileHandle.standardError.write(Data("meterctl: partition \(partition): \(error)\n".utf8)) }
                 }
             }.start()
         }

@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
@@ -19,20 +20,27 @@ enum Up {
     static let permanentFailures: Set<Int32> = [64, 78]
 
     /// One supervised process.
-    final class Child: @unchecked Sendable {
+    final class Child: Sendable {
         let name: String
         let environment: [String: String]
         let logPath: String
         let pidPath: String
-        private let lock = NSLock()
-        private var process: Process?
-        /// Signalled when `process` exits: Foundation's `waitUntilExit` spins its run loop on a
-        /// thread that has no other input, a core's worth of CPU per supervised process.
-        private var exited = DispatchSemaphore(value: 0)
-        private var stopping = false
-        private(set) var restarts = 0
+        private let state = Mutex(State())
+
+        private struct State {
+            var process: Process?
+            /// Signalled when `process` exits: Foundation's `waitUntilExit` spins its run loop on a
+            /// thread that has no other input, a core's worth of CPU per supervised process.
+            var exited = DispatchSemaphore(value: 0)
+            var stopping = false
+            var restarts = 0
+            var gaveUp: Int32?
+        }
+
+        /// How many times it was started again.
+        var restarts: Int { state.withLock { $0.restarts } }
         /// The exit status it was given up with (see `permanentFailures`).
-        private(set) var gaveUp: Int32?
+        var gaveUp: Int32? { state.withLock { $0.gaveUp } }
 
         init(name: String, environment: [String: String], home: String) {
             self.name = name
@@ -41,12 +49,12 @@ enum Up {
             self.pidPath = home + "/run/" + name + ".pid"
         }
 
-        var pid: Int32? { lock.withLock { process?.isRunning == true ? process?.processIdentifier : nil } }
+        var pid: Int32? { state.withLock { $0.process?.isRunning == true ? $0.process?.processIdentifier : nil } }
 
         /// Its exit status once it has exited (nil while it runs or before it started).
         var exitStatus: Int32? {
-            lock.withLock {
-                guard let process, !process.isRunning else { return nil }
+            state.withLock { state in
+                guard let process = state.process, !process.isRunning else { return nil }
                 return process.terminationStatus
             }
         }
@@ -63,9 +71,9 @@ enum Up {
             let exited = DispatchSemaphore(value: 0)
             process.terminationHandler = { _ in exited.signal() }
             try process.run()
-            lock.withLock {
-                self.process = process
-                self.exited = exited
+            state.withLock { state in
+                state.process = process
+                state.exited = exited
             }
             try? ServiceLifecycle.writeRunFile("\(process.processIdentifier)", to: pidPath)
         }
@@ -76,13 +84,13 @@ enum Up {
         func supervise() {
             var backoff = 0.5
             while true {
-                guard let (process, exited) = lock.withLock({ self.process.map { ($0, self.exited) } }) else { return }
+                guard let (process, exited) = state.withLock({ state in state.process.map { ($0, state.exited) } }) else { return }
                 let started = Date()
                 exited.wait()
-                if lock.withLock({ stopping }) { return }
+                if state.withLock({ $0.stopping }) { return }
                 let status = process.terminationStatus
                 if process.terminationReason == .exit && Up.permanentFailures.contains(status) {
-                    lock.withLock { gaveUp = status }
+                    state.withLock { $0.gaveUp = status }
                     Up.say(
                         "\(name) exited with status \(status) (\(Up.meaning(status))); a restart would fail the same way, so the stack stops. \(Up.lastLine(of: logPath))"
                     )
@@ -93,10 +101,10 @@ enum Up {
                 Up.say("\(name) exited (status \(process.terminationStatus)); restarting in \(backoff) s (log: \(logPath))")
                 Thread.sleep(forTimeInterval: backoff)
                 backoff = min(backoff * 2, 10)
-                if lock.withLock({ stopping }) { return }
+                if state.withLock({ $0.stopping }) { return }
                 do {
                     try start()
-                    lock.withLock { restarts += 1 }
+                    state.withLock { $0.restarts += 1 }
                 } catch {
                     Up.say("cannot restart \(name): \(error)")
                 }
@@ -104,9 +112,9 @@ enum Up {
         }
 
         func stop() {
-            let process = lock.withLock { () -> Process? in
-                stopping = true
-                return self.process
+            let process = state.withLock { state -> Process? in
+                state.stopping = true
+                return state.process
             }
             // Only the pid file this process wrote: never one another stack wrote since.
             defer { ServiceLifecycle.removeRunFile(at: pidPath) }

@@ -81,10 +81,18 @@ public final class MetricsEndpoint: Sendable {
     /// The address file of `component` under `home`.
     public static func addressFile(home: String, component: String) -> String { home + "/run/metrics/" + component + ".addr" }
 
-    /// Starts serving `registry` at `address` (nil: metrics off, nothing happens), with the
-    /// process figures every daemon has added to it. Fails start-up, naming the setting, when the
-    /// address cannot be bound.
+    /// `serve`, failing start-up (`ServiceLifecycle.fail`, status 78) when it throws: kept for
+    /// the service files that have not moved to `serve` yet (ingest's and the query service's).
     public static func start(_ address: MetricsAddress?, component: String, home: String, registry: MetricsRegistry) -> MetricsEndpoint? {
+        ServiceLifecycle.starting { () throws(StartupFailure) in try serve(address, component: component, home: home, registry: registry) }
+    }
+
+    /// Starts serving `registry` at `address` (nil: metrics off, nothing happens), with the
+    /// process figures every daemon has added to it. Throws, naming the setting, when the
+    /// address cannot be bound or its address file written.
+    public static func serve(_ address: MetricsAddress?, component: String, home: String, registry: MetricsRegistry) throws(StartupFailure)
+        -> MetricsEndpoint?
+    {
         guard let address else { return nil }
         registerProcessMetrics(registry, component: component)
         var limits = HTTPServer.Limits()
@@ -105,13 +113,13 @@ public final class MetricsEndpoint: Sendable {
                 text = "unix:\(path)"
             }
         } catch {
-            ServiceLifecycle.fail("cannot serve metrics at \(address) (METERING_METRICS_ADDR): \(error)")
+            throw StartupFailure("cannot serve metrics at \(address) (METERING_METRICS_ADDR): \(error)")
         }
         let file = addressFile(home: home, component: component)
         do {
             try ServiceLifecycle.writeAddressFile(text, to: file)
         } catch {
-            ServiceLifecycle.fail("cannot write \(file): \(error)")
+            throw StartupFailure("cannot write \(file): \(error)")
         }
         server.start()
         Log.info("metrics on \(text)/metrics")

@@ -1,4 +1,4 @@
-import Foundation
+import Synchronization
 
 /// The metrics of one process: counters, gauges and histograms registered by name, and figures
 /// computed when they are read, written out in Prometheus's text format (`exposition()`).
@@ -6,9 +6,8 @@ import Foundation
 /// Pure bookkeeping: no I/O, no clock. Every metric is safe to update from any thread; an update is
 /// a lock and an addition, so the hot paths that count (ingest's commit, a fold) add their counts
 /// once per batch, never once per event.
-public final class MetricsRegistry: @unchecked Sendable {
-    private let lock = NSLock()
-    private var families: [Entry] = []
+public final class MetricsRegistry: Sendable {
+    private let families = Mutex([Entry]())
 
     /// An empty registry.
     public init() {}
@@ -35,7 +34,7 @@ public final class MetricsRegistry: @unchecked Sendable {
     }
 
     /// A family: a name, its help, its label names, and where its samples come from.
-    private struct Entry {
+    private struct Entry: Sendable {
         var name: String
         var help: String
         var kind: Kind
@@ -44,7 +43,7 @@ public final class MetricsRegistry: @unchecked Sendable {
     }
 
     private func add(_ family: Entry) {
-        lock.withLock {
+        families.withLock { families in
             precondition(!families.contains { $0.name == family.name }, "metric \(family.name) registered twice")
             families.append(family)
         }
@@ -102,7 +101,7 @@ public final class MetricsRegistry: @unchecked Sendable {
 
     /// Every family in the order registered, in the text format (version 0.0.4).
     public func exposition() -> [UInt8] {
-        let all = lock.withLock { families }
+        let all = families.withLock { $0 }
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         for family in all {
@@ -113,12 +112,16 @@ public final class MetricsRegistry: @unchecked Sendable {
     }
 
     /// Metrics of one kind told apart by label values, created on first use.
-    public final class Family<Metric: Sendable>: @unchecked Sendable {
+    public final class Family<Metric: Sendable>: Sendable {
         let labelNames: [String]
         private let make: @Sendable () -> Metric
-        private let lock = NSLock()
-        private var byValues: [[String]: Metric] = [:]
-        private var order: [[String]] = []
+        private let state = Mutex(Members())
+
+        private struct Members {
+            var byValues: [[String]: Metric] = [:]
+            /// The label values in the order first used.
+            var order: [[String]] = []
+        }
 
         init(labelNames: [String], make: @escaping @Sendable () -> Metric) {
             self.labelNames = labelNames
@@ -131,87 +134,89 @@ public final class MetricsRegistry: @unchecked Sendable {
         /// The metric with these label values (one per label name, in order), created at zero.
         public func labels(_ values: [String]) -> Metric {
             precondition(values.count == labelNames.count, "\(labelNames.count) label values expected")
-            return lock.withLock {
-                if let metric = byValues[values] { return metric }
+            return state.withLock { state in
+                if let metric = state.byValues[values] { return metric }
                 let metric = make()
-                byValues[values] = metric
-                order.append(values)
+                state.byValues[values] = metric
+                state.order.append(values)
                 return metric
             }
         }
 
         /// Every metric so far, in the order first used.
-        var members: [([String], Metric)] { lock.withLock { order.map { ($0, byValues[$0]!) } } }
+        var members: [([String], Metric)] { state.withLock { state in state.order.map { ($0, state.byValues[$0]!) } } }
     }
 }
 
 /// A value that only goes up (events, bytes), from zero when the process starts.
-public final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current = 0.0
+public final class Counter: Sendable {
+    private let current = Mutex(0.0)
 
     init() {}
 
     /// Adds `amount` (never negative: a counter that went down would read as a restart).
     public func add(_ amount: Double = 1) {
         precondition(amount >= 0, "a counter only goes up")
-        lock.withLock { current += amount }
+        current.withLock { $0 += amount }
     }
 
     /// Adds a whole number.
     public func add(_ amount: Int) { add(Double(amount)) }
 
     /// The count so far.
-    public var value: Double { lock.withLock { current } }
+    public var value: Double { current.withLock { $0 } }
 }
 
 /// A value that goes up and down (connections, items waiting).
-public final class Gauge: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current = 0.0
+public final class Gauge: Sendable {
+    private let current = Mutex(0.0)
 
     init() {}
 
     /// Sets the value.
-    public func set(_ value: Double) { lock.withLock { current = value } }
+    public func set(_ value: Double) { current.withLock { $0 = value } }
 
     /// Sets the value to a whole number.
     public func set(_ value: Int) { set(Double(value)) }
 
     /// Adds `amount` (negative to take away).
-    public func add(_ amount: Double) { lock.withLock { current += amount } }
+    public func add(_ amount: Double) { current.withLock { $0 += amount } }
 
     /// The value now.
-    public var value: Double { lock.withLock { current } }
+    public var value: Double { current.withLock { $0 } }
 }
 
 /// Observations counted in buckets by upper bound, with their sum and count (latencies, sizes).
-public final class Histogram: @unchecked Sendable {
+public final class Histogram: Sendable {
     /// The upper bounds, ascending, without `+Inf`.
     public let bounds: [Double]
-    private let lock = NSLock()
-    private var counts: [UInt64]
-    private var sum = 0.0
-    private var count: UInt64 = 0
+    private let state: Mutex<Observations>
+
+    private struct Observations {
+        /// Per bound, the observations above the previous bound.
+        var counts: [UInt64]
+        var sum = 0.0
+        var count: UInt64 = 0
+    }
 
     init(bounds: [Double]) {
         self.bounds = bounds
-        counts = [UInt64](repeating: 0, count: bounds.count)
+        state = Mutex(Observations(counts: [UInt64](repeating: 0, count: bounds.count)))
     }
 
     /// Counts one observation of `value`.
     public func observe(_ value: Double) {
         let bucket = bounds.firstIndex { value <= $0 }
-        lock.withLock {
-            if let bucket { counts[bucket] += 1 }
-            sum += value
-            count += 1
+        state.withLock { state in
+            if let bucket { state.counts[bucket] += 1 }
+            state.sum += value
+            state.count += 1
         }
     }
 
     /// The cumulative count per bound (the last for `+Inf`), the sum and the count.
     public var snapshot: (cumulative: [UInt64], sum: Double, count: UInt64) {
-        let (counts, sum, count) = lock.withLock { (self.counts, self.sum, self.count) }
+        let (counts, sum, count) = state.withLock { ($0.counts, $0.sum, $0.count) }
         var running: UInt64 = 0
         var cumulative = counts.map { bucket -> UInt64 in
             running += bucket

@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -34,6 +35,7 @@ public struct NATSError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// A request in flight: its answer arrives on the connection's inbox.
 public final class NATSRequest: @unchecked Sendable {
+    /// A condition variable, not just a lock: `wait` blocks on it until the answer arrives.
     private let condition = NSCondition()
     private var result: Result<NATSMessage, NATSError>?
     fileprivate let token: UInt64
@@ -106,6 +108,8 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     public let options: Options
+    /// A condition variable, not just a lock: callers wait on it for a connection
+    /// (`waitUntilConnected`) and for the reader's end (`close`), the reader for its next attempt.
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var connected = false
@@ -121,11 +125,10 @@ public final class NATSConnection: @unchecked Sendable {
     private var readerFD: Int32 = -1
     private var connections = 0
     private var lastFailure = "not tried yet"
-    // Guarded by `writeLock`: the socket writes go to (closed only under the lock, so a write
-    // never reaches a reused descriptor).
-    private let writeLock = NSLock()
-    private var writeFD: Int32 = -1
-    private var output: [UInt8] = []
+    /// The socket writes go to, -1 while disconnected (closed only under the lock, so a write
+    /// never reaches a reused descriptor). Taken inside `condition` (the reader connecting), so
+    /// `condition` is never taken inside it.
+    private let writeFD = Mutex<Int32>(-1)
     private let inboxPrefix: String
     private var inboxSID: UInt64 = 0
     private var thread: Thread?
@@ -263,15 +266,23 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     private func send(_ bytes: [UInt8]) throws(NATSError) {
-        writeLock.lock()
-        defer { writeLock.unlock() }
-        guard writeFD >= 0 else {
-            throw NATSError(condition.withLock { closed } ? .closed : .disconnected, "not connected to a NATS server")
+        let sent = writeFD.withLock { fd -> Bool? in
+            guard fd >= 0 else { return nil }
+            guard Self.writeAll(fd, bytes) else {
+                // The reader notices the broken connection and reconnects.
+                shutdown(fd, Int32(SHUT_RDWR))
+                return false
+            }
+            return true
         }
-        guard Self.writeAll(writeFD, bytes) else {
-            // The reader notices the broken connection and reconnects.
-            shutdown(writeFD, Int32(SHUT_RDWR))
+        switch sent {
+        case nil:
+            // Asked after the write lock is released: the reader takes the two the other way round.
+            throw NATSError(condition.withLock { closed } ? .closed : .disconnected, "not connected to a NATS server")
+        case false?:
             throw NATSError(.disconnected, "the connection to the NATS server broke while sending")
+        case true?:
+            break
         }
     }
 
@@ -406,7 +417,7 @@ public final class NATSConnection: @unchecked Sendable {
             condition.unlock()
             throw NATSError(.disconnected, "the connection broke while subscribing")
         }
-        writeLock.withLock { writeFD = fd }
+        writeFD.withLock { $0 = fd }
         connected = true
         readerFD = fd
         info = serverInfo
@@ -496,7 +507,7 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     private func teardown(_ fd: Int32) {
-        writeLock.withLock {
+        writeFD.withLock { writeFD in
             Glibc.close(fd)
             writeFD = -1
         }

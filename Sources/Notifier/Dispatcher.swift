@@ -97,6 +97,8 @@ final class Dispatcher: @unchecked Sendable {
     let settings: Settings
     let metrics: NotifierMetrics
     private let http: HTTPClient
+    /// A condition variable, not just a lock: lane threads wait on it for new notifications or
+    /// their next attempt, and `stop` waits on it for the threads' end.
     private let condition = NSCondition()
     private var lanes: [Lane] = []
     private var running = true

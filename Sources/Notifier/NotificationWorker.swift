@@ -3,6 +3,7 @@ import Daemon
 import Foundation
 import Metrics
 import Projection
+import Synchronization
 import Wire
 
 /// One partition in the notifier: the notification fold restored from its newest snapshot, fed by
@@ -11,16 +12,22 @@ import Wire
 ///
 /// After a restart from an older snapshot, records up to the outbox's last one are folded again
 /// for the state only: their notifications are in the outbox already, so none is made twice.
+///
+/// Unchecked only for `follower`, which needs `self` as its owner and so is set at the end of
+/// `init`, never after; everything that changes is in `folded`.
 final class NotificationWorker: PartitionFolding, @unchecked Sendable {
     let partition: Int
     let outbox: Outbox
     private let store: SnapshotStore
-    private let lock = NSLock()
-    private var fold: NotificationFold
-    private var schedule: SnapshotSchedule
-    /// Notifications made but not yet written (the outbox failed): written before anything newer.
-    private var unwritten: [(sequence: UInt64, notifications: [JSONObject])] = []
+    private let folded: Mutex<Folded>
     private var follower: PartitionFollower!
+
+    private struct Folded {
+        var fold: NotificationFold
+        var schedule: SnapshotSchedule
+        /// Notifications made but not yet written (the outbox failed): written before anything newer.
+        var unwritten: [(sequence: UInt64, notifications: [JSONObject])] = []
+    }
     private let binding: LogBinding
     private let rules: @Sendable () -> ThresholdRules
     private let wrote: @Sendable () -> Void
@@ -46,10 +53,12 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
         }
         binding.adopt(loaded?.log)
         let restored = loaded?.state
-        fold = restored ?? NotificationFold(partition: partition)
-        schedule = SnapshotSchedule(
-            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
-            restoredAt: restored?.lastSequence, time: restored?.state.time)
+        folded = Mutex(
+            Folded(
+                fold: restored ?? NotificationFold(partition: partition),
+                schedule: SnapshotSchedule(
+                    everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+                    restoredAt: restored?.lastSequence, time: restored?.state.time)))
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
             binding: binding, owner: self)
@@ -65,49 +74,49 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
     /// Stops following and writes a final snapshot.
     func stop() {
         follower.stop()
-        lock.withLock { saveSnapshot() }
+        folded.withLock { saveSnapshot(&$0) }
     }
 
-    func nextSequence() -> UInt64 { lock.withLock { fold.lastSequence.map { $0 + 1 } ?? 0 } }
+    func nextSequence() -> UInt64 { folded.withLock { $0.fold.lastSequence.map { $0 + 1 } ?? 0 } }
 
     func fold(_ records: [BillingRecord]) {
         let rules = rules()
-        let appended = lock.withLock { () -> Bool in
+        let appended = folded.withLock { folded -> Bool in
             let journaled = outbox.lastSequence
             var made: [(sequence: UInt64, notifications: [JSONObject])] = []
             for record in records {
-                let notifications = fold.apply(record, rules: rules)
+                let notifications = folded.fold.apply(record, rules: rules)
                 guard !notifications.isEmpty, journaled.map({ record.sequence > $0 }) ?? true else { continue }
                 made.append((record.sequence, notifications))
                 for notification in notifications {
                     metrics.notifications.labels(notification["type"]?.stringValue ?? "?").add()
                 }
             }
-            unwritten += made
-            if !unwritten.isEmpty {
+            folded.unwritten += made
+            if !folded.unwritten.isEmpty {
                 do {
-                    try outbox.append(unwritten)
-                    unwritten = []
+                    try outbox.append(folded.unwritten)
+                    folded.unwritten = []
                 } catch {
                     Log.error("partition \(partition): \(error); the notifications stay in memory and are written with the next batch")
                 }
             }
-            if schedule.folded(records.count, time: fold.state.time) && unwritten.isEmpty { saveSnapshot() }
+            if folded.schedule.folded(records.count, time: folded.fold.state.time) && folded.unwritten.isEmpty { saveSnapshot(&folded) }
             return !made.isEmpty
         }
         if appended { wrote() }
     }
 
     /// The fold's figures for the metrics: pending items and the oldest pending hour.
-    func read<T>(_ body: (NotificationFold) -> T) -> T { lock.withLock { body(fold) } }
+    func read<T: Sendable>(_ body: (NotificationFold) -> T) -> T { folded.withLock { body($0.fold) } }
 
     // MARK: snapshots (lock held)
 
-    private func saveSnapshot() {
-        guard let sequence = fold.lastSequence, schedule.isWorthWriting, unwritten.isEmpty else { return }
+    private func saveSnapshot(_ folded: inout Folded) {
+        guard let sequence = folded.fold.lastSequence, folded.schedule.isWorthWriting, folded.unwritten.isEmpty else { return }
         do {
-            try store.save(sequence: sequence, body: fold.snapshot(), log: binding.identity)
-            schedule.saved(sequence: sequence, time: fold.state.time)
+            try store.save(sequence: sequence, body: folded.fold.snapshot(), log: binding.identity)
+            folded.schedule.saved(sequence: sequence, time: folded.fold.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
         }

@@ -3,6 +3,7 @@ import EventStore
 import Foundation
 import Metrics
 import Projection
+import Synchronization
 import SystemIO
 import Transport
 import Wire
@@ -12,13 +13,12 @@ import Wire
 #endif
 
 /// The thresholds the folds check, replaced whenever a registration changes.
-final class RulesBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var rules = ThresholdRules([])
+final class RulesBox: Sendable {
+    private let rules = Mutex(ThresholdRules([]))
 
     var current: ThresholdRules {
-        get { lock.withLock { rules } }
-        set { lock.withLock { rules = newValue } }
+        get { rules.withLock { $0 } }
+        set { rules.withLock { $0 = newValue } }
     }
 }
 
@@ -69,15 +69,19 @@ nonisolated func runNotifier() -> Never {
             rules: { rules.current }, wrote: { dispatcher.outboxesGrew() })
     }
     let handler = NotifierHandler(dispatcher: dispatcher, workers: workers)
-    let server = UnixServer.serveOneSocket(
-        component: "meter-notifier", name: "notifier", path: configuration.socket, setting: "METERING_NOTIFIER_SOCKET",
-        maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
+    let server = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try UnixServer.oneSocket(
+            component: "meter-notifier", name: "notifier", path: configuration.socket, setting: "METERING_NOTIFIER_SOCKET",
+            maximumFrameBytes: configuration.maximumFrameBytes, handler: handler)
+    }
     // Registering a URL sends it billing events: the socket is the owner's alone when bound here.
     if Systemd.inheritedSockets().isEmpty { chmod(configuration.socket, 0o600) }
 
     registerMetrics(metrics.registry, workers: workers, dispatcher: dispatcher)
-    let endpoint = MetricsEndpoint.start(
-        configuration.metrics, component: "meter-notifier", home: configuration.home, registry: metrics.registry)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
+            configuration.metrics, component: "meter-notifier", home: configuration.home, registry: metrics.registry)
+    }
 
     for worker in workers { worker.start() }
     dispatcher.start()

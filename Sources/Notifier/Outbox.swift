@@ -1,6 +1,7 @@
 import Daemon
 import EventStore
 import Foundation
+import Synchronization
 import SystemIO
 import Wire
 
@@ -18,13 +19,17 @@ import Wire
 /// the last whole record at start-up; the fold then makes the cut notifications again, with the
 /// same ordinals and ids. A line is readable only once synced, so nothing a crash can take back is
 /// ever delivered. Segments every cursor has passed are deleted.
-final class Outbox: @unchecked Sendable {
+final class Outbox: Sendable {
     let partition: Int
     let directory: String
-    private let lock = NSLock()
-    private var segments: [Segment] = []
-    private var appendFD: Int32 = -1
-    private var sequence: UInt64?
+    private let state: Mutex<State>
+
+    /// The segments, the descriptor the last one is written through, and the last record written.
+    private struct State {
+        var segments: [Segment] = []
+        var appendFD: Int32 = -1
+        var sequence: UInt64?
+    }
 
     /// A segment is closed once it holds this many bytes (at a record's boundary).
     static let segmentBytes = 4 << 20
@@ -57,24 +62,31 @@ final class Outbox: @unchecked Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
             $0.hasSuffix(".ndjson") && $0.count == 27 && UInt64($0.prefix(20)) != nil
         }.sorted()
+        var state = State()
         for (index, name) in names.enumerated() {
             var segment = Segment(first: UInt64(name.prefix(20))!, path: directory + "/" + name)
-            if let previous = segments.last, previous.first + previous.count != segment.first {
+            if let previous = state.segments.last, previous.first + previous.count != segment.first {
                 throw Failure(
                     "\(segment.path) starts at notification \(segment.first), but the segment before it ends at \(previous.first + previous.count); move the outbox aside to rebuild it"
                 )
             }
-            try scan(&segment, isLast: index == names.count - 1)
-            segments.append(segment)
+            try Self.scan(&segment, isLast: index == names.count - 1, sequence: &state.sequence)
+            state.segments.append(segment)
         }
-        if segments.isEmpty { try startSegment(first: 0) } else { try openForAppend() }
+        do {
+            if state.segments.isEmpty { try Self.startSegment(first: 0, in: directory, &state) } else { try Self.openForAppend(&state) }
+        } catch {
+            if state.appendFD >= 0 { close(state.appendFD) }
+            throw error
+        }
+        self.state = Mutex(state)
     }
 
-    deinit { if appendFD >= 0 { close(appendFD) } }
+    deinit { state.withLock { if $0.appendFD >= 0 { close($0.appendFD) } } }
 
     /// Reads a segment's lines, indexes them, and (the last segment) cuts what follows the last
-    /// whole record.
-    private func scan(_ segment: inout Segment, isLast: Bool) throws(Failure) {
+    /// whole record, setting `sequence` to the last record's.
+    private static func scan(_ segment: inout Segment, isLast: Bool, sequence: inout UInt64?) throws(Failure) {
         guard let data = FileManager.default.contents(atPath: segment.path) else { throw Failure("cannot read \(segment.path)") }
         let bytes = [UInt8](data)
         var start = 0
@@ -119,18 +131,18 @@ final class Outbox: @unchecked Sendable {
         segment.bytes = keep
     }
 
-    private func openForAppend() throws(Failure) {
-        if appendFD >= 0 { close(appendFD) }
-        let path = segments[segments.count - 1].path
-        appendFD = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard appendFD >= 0 else { throw Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
+    private static func openForAppend(_ state: inout State) throws(Failure) {
+        if state.appendFD >= 0 { close(state.appendFD) }
+        let path = state.segments[state.segments.count - 1].path
+        state.appendFD = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard state.appendFD >= 0 else { throw Failure("cannot open \(path): \(String(cString: strerror(errno)))") }
     }
 
-    private func startSegment(first: UInt64) throws(Failure) {
+    private static func startSegment(first: UInt64, in directory: String, _ state: inout State) throws(Failure) {
         let digits = String(first)
         let path = directory + "/" + String(repeating: "0", count: 20 - digits.count) + digits + ".ndjson"
-        segments.append(Segment(first: first, path: path))
-        try openForAppend()
+        state.segments.append(Segment(first: first, path: path))
+        try openForAppend(&state)
         do {
             try FileIO.fsyncDirectory(directory)
         } catch {
@@ -139,27 +151,29 @@ final class Outbox: @unchecked Sendable {
     }
 
     /// The ordinal the next notification gets.
-    var nextOrdinal: UInt64 { lock.withLock { segments.last.map { $0.first + $0.count } ?? 0 } }
+    var nextOrdinal: UInt64 { state.withLock { $0.segments.last.map { $0.first + $0.count } ?? 0 } }
 
     /// The sequence of the last record whose notifications are in the outbox (nil: none yet).
-    var lastSequence: UInt64? { lock.withLock { sequence } }
+    var lastSequence: UInt64? { state.withLock { $0.sequence } }
 
     /// The ordinal of the oldest notification kept.
-    var firstOrdinal: UInt64 { lock.withLock { segments.first?.first ?? 0 } }
+    var firstOrdinal: UInt64 { state.withLock { $0.segments.first?.first ?? 0 } }
 
     /// Writes the notifications of `records` (in log order, each record's together), syncs them,
     /// then makes them readable. After a failure nothing of the call is readable, and the next
     /// call writes over what it left.
     func append(_ records: [(sequence: UInt64, notifications: [JSONObject])]) throws(Failure) {
-        lock.lock()
-        defer { lock.unlock() }
-        var current = segments[segments.count - 1]
+        try state.withLock { (state) throws(Failure) in try append(records, to: &state) }
+    }
+
+    private func append(_ records: [(sequence: UInt64, notifications: [JSONObject])], to state: inout State) throws(Failure) {
+        var current = state.segments[state.segments.count - 1]
         var written: UInt64?
         for record in records where !record.notifications.isEmpty {
             if current.bytes >= Self.segmentBytes {
-                try sync(current, sequence: written)
-                try startSegment(first: current.first + current.count)
-                current = segments[segments.count - 1]
+                try Self.sync(current, sequence: written, &state)
+                try Self.startSegment(first: current.first + current.count, in: directory, &state)
+                current = state.segments[state.segments.count - 1]
             }
             var out: [UInt8] = []
             for (index, notification) in record.notifications.enumerated() {
@@ -175,32 +189,33 @@ final class Outbox: @unchecked Sendable {
                 current.count += 1
             }
             do {
-                try FileIO.pwriteAll(appendFD, out, at: current.bytes, path: current.path)
+                try FileIO.pwriteAll(state.appendFD, out, at: current.bytes, path: current.path)
             } catch {
                 throw Failure("cannot write \(current.path): \(error)")
             }
             current.bytes += out.count
             written = record.sequence
         }
-        if written != nil { try sync(current, sequence: written) }
+        if written != nil { try Self.sync(current, sequence: written, &state) }
     }
 
     /// Syncs the segment being written and makes `segment` (its lines so far) readable.
-    private func sync(_ segment: Segment, sequence written: UInt64?) throws(Failure) {
+    private static func sync(_ segment: Segment, sequence written: UInt64?, _ state: inout State) throws(Failure) {
         do {
-            try FileIO.fdatasync(appendFD, path: segment.path)
+            try FileIO.fdatasync(state.appendFD, path: segment.path)
         } catch {
             throw Failure("cannot sync \(segment.path): \(error)")
         }
-        segments[segments.count - 1] = segment
-        if let written { sequence = written }
+        state.segments[state.segments.count - 1] = segment
+        if let written { state.sequence = written }
     }
 
     /// Up to `maximum` notifications from ordinal `from` on, with their ordinals, from the one
     /// segment that holds `from` (the caller asks again from the next ordinal); from the oldest
     /// kept when `from` is older.
     func read(from: UInt64, maximum: Int) throws(Failure) -> [(ordinal: UInt64, notification: JSONObject)] {
-        let found = lock.withLock { () -> (Segment, UInt64)? in
+        let found = state.withLock { state -> (Segment, UInt64)? in
+            let segments = state.segments
             guard let index = segments.lastIndex(where: { $0.first <= from }) ?? (segments.isEmpty ? nil : 0) else { return nil }
             let segment = segments[index]
             let start = max(from, segment.first)
@@ -242,10 +257,10 @@ final class Outbox: @unchecked Sendable {
     /// written); returns how many.
     @discardableResult
     func prune(below ordinal: UInt64) -> Int {
-        let doomed = lock.withLock { () -> [String] in
+        let doomed = state.withLock { state -> [String] in
             var paths: [String] = []
-            while segments.count > 1, segments[0].first + segments[0].count <= ordinal {
-                paths.append(segments.removeFirst().path)
+            while state.segments.count > 1, state.segments[0].first + state.segments[0].count <= ordinal {
+                paths.append(state.segments.removeFirst().path)
             }
             return paths
         }

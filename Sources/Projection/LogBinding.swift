@@ -1,12 +1,9 @@
 import Daemon
 import EventStore
 import Foundation
+import Synchronization
 import SystemIO
 import Wire
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// Ties a folding process's state to the identity of the log it was folded from, compared with the
 /// identity every `read`/`follow` answer of ingest carries: in `<root>/log-identity` for state kept
@@ -16,19 +13,24 @@ import Wire
 /// A state folded from another log (the log was replaced, or an operator accepted lost records
 /// and the sequence numbers are being reused) must never be continued: its positions point at
 /// other records. The process refuses instead, and `meterctl rebuild` folds from scratch.
-public final class LogBinding: @unchecked Sendable {
+public final class LogBinding: Sendable {
     /// The file that keeps the binding, nil for a binding held in memory.
     public let path: String?
     private let root: String?
-    private let lock = NSLock()
-    private var bound: String?
-    private var written = false
+    private let state: Mutex<State>
+
+    private struct State {
+        /// The identity of the log the state was folded from.
+        var bound: String?
+        /// Whether `path` holds `bound`.
+        var written = false
+    }
 
     /// A binding held in memory: to `identity` (a restored snapshot's), or to the first log seen.
     public init(identity: String?) {
         path = nil
         root = nil
-        bound = identity
+        state = Mutex(State(bound: identity))
     }
 
     /// The binding kept under `root` (the process's data directory), read if it exists.
@@ -36,7 +38,10 @@ public final class LogBinding: @unchecked Sendable {
         self.root = root
         let path = root + "/log-identity"
         self.path = path
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        guard FileManager.default.fileExists(atPath: path) else {
+            state = Mutex(State())
+            return
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Refusal("cannot read \(path); check its permissions")
         }
@@ -44,40 +49,37 @@ public final class LogBinding: @unchecked Sendable {
         guard text.utf8.count == 32 else {
             throw Refusal("\(path) is damaged (it must hold a log identity of 32 hexadecimal digits); rebuild with `meterctl rebuild`")
         }
-        bound = text
-        written = true
+        state = Mutex(State(bound: text, written: true))
     }
 
     /// Binds to the log a restored state says it came from, when nothing else says so yet (state
     /// written before the binding file existed); `check` then holds the log to it.
     public func adopt(_ identity: String?) {
-        lock.withLock { if bound == nil { bound = identity } }
+        state.withLock { state in if state.bound == nil { state.bound = identity } }
     }
 
     /// The identity of the log the state was folded from, nil before the first fold.
-    public var identity: String? { lock.withLock { bound } }
+    public var identity: String? { state.withLock { $0.bound } }
 
     /// Checks that ingest's log is the one the state belongs to, binding to it (durably) when the
     /// state is new.
     public func check(_ ingestIdentity: String) throws(Refusal) {
-        lock.lock()
-        defer { lock.unlock() }
-        do {
-            if let bound, bound != ingestIdentity {
+        try state.withLock { (state) throws(Refusal) in
+            if let bound = state.bound, bound != ingestIdentity {
                 throw Refusal(
                     "the log was replaced: this state was folded from log \(bound), but ingest now serves log \(ingestIdentity) (its sequence numbers name other records). Folding stopped; rebuild this read model from the log with `meterctl rebuild` (docs/OPERATIONS.md)"
                 )
             }
-            if let root, let path, !written {
+            if let root, let path, !state.written {
                 do {
                     try FileIO.makeDirectory(root)
                     try FileIO.writeAtomically(Array((ingestIdentity + "\n").utf8), to: path)
                 } catch {
                     throw Refusal("cannot write \(path): \(error)")
                 }
-                written = true
+                state.written = true
             }
-            bound = ingestIdentity
+            state.bound = ingestIdentity
         }
     }
 
@@ -89,11 +91,11 @@ public final class LogBinding: @unchecked Sendable {
 }
 
 /// What a folding process does when its state and ingest's log disagree: stop folding, say so at
-/// error level and in `status` (and to systemd), then exit non-zero so the service shows as failed
-/// and is not restarted into the same refusal.
+/// error level and in `status` (and to systemd), and ask the process's main loop to exit non-zero
+/// after a linger (`ServiceLifecycle.requestExit`), so the service shows as failed and is not
+/// restarted into the same refusal. The library itself never ends the process.
 public enum FoldingRefusal {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var reason: String?
+    private static let reason = Mutex<String?>(nil)
 
     /// The exit status of a refusing process: a configuration problem (systemd's
     /// `RestartPreventExitStatus=78` keeps it from restarting in a loop).
@@ -102,12 +104,12 @@ public enum FoldingRefusal {
     public static let linger = 2.0
 
     /// The reason folding stopped, nil while it runs.
-    public static var current: String? { lock.withLock { reason } }
+    public static var current: String? { reason.withLock { $0 } }
 
     /// Stops the process's folding for `message` (the first refusal wins): logs it at error
-    /// level, tells systemd, and exits after `linger` seconds.
+    /// level, tells systemd, and requests the exit (with `exitStatus`, after `linger` seconds).
     public static func refuse(_ message: String) {
-        let first = lock.withLock { () -> Bool in
+        let first = reason.withLock { reason in
             guard reason == nil else { return false }
             reason = message
             return true
@@ -115,11 +117,10 @@ public enum FoldingRefusal {
         guard first else { return }
         Log.error("refusing to fold: \(message)")
         Systemd.notifyStatus("failed: \(message)")
-        Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: linger)
-            Log.error("exiting (status \(exitStatus)) because folding was refused; see the error above")
-            exit(exitStatus)
-        }
+        ServiceLifecycle.requestExit(
+            .init(
+                status: exitStatus, linger: linger,
+                message: "exiting (status \(exitStatus)) because folding was refused; see the error above"))
     }
 }
 

@@ -1,15 +1,15 @@
 import Foundation
 public import HTTP
+import Synchronization
 import Wire
 
 /// Bearer tokens for the metering API, cached until shortly before they expire, and fetched again
 /// at once when the API refuses one (401/403).
-public final class TokenProvider: @unchecked Sendable {
+public final class TokenProvider: Sendable {
     private let credentials: MarketplaceAccess.Credentials
     private let http: HTTPClient
     private let refreshed: @Sendable () -> Void
-    private let lock = NSLock()
-    private var cached: (token: String, refreshAt: Date)?
+    private let cached = Mutex<(token: String, refreshAt: Date)?>(nil)
 
     /// Tokens for `credentials`, fetched with `http`; `refreshed` is told of every new token
     /// (the submitter counts them in its metrics).
@@ -24,15 +24,15 @@ public final class TokenProvider: @unchecked Sendable {
     }
 
     /// Forgets the cached token (after a 401 from the API).
-    public func invalidate() { lock.withLock { cached = nil } }
+    public func invalidate() { cached.withLock { $0 = nil } }
 
     /// A live token: the cached one, or a new one from the token endpoint.
     public func token() throws -> String {
-        if let cached = lock.withLock({ cached }), cached.refreshAt > Date() { return cached.token }
+        if let cached = cached.withLock({ $0 }), cached.refreshAt > Date() { return cached.token }
         let (token, lifetime) = try fetch()
         refreshed()
         // Refreshed well before it expires: 5 minutes early, or a tenth of a short lifetime.
-        lock.withLock { cached = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
+        cached.withLock { $0 = (token, Date().addingTimeInterval(lifetime - min(300, lifetime / 10))) }
         return token
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -6,12 +7,16 @@ import Wire
 #endif
 
 /// One kind of hostile client, run on a thread of its own until `stop`, counting what it did.
-final class Attack: @unchecked Sendable {
+final class Attack: Sendable {
     let name: String
-    private let lock = NSLock()
-    private var running = true
-    private var counts: [String: Int] = [:]
+    private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
+
+    private struct State {
+        var running = true
+        /// What it did, by kind.
+        var counts: [String: Int] = [:]
+    }
 
     init(_ name: String, _ body: @escaping @Sendable (Attack) -> Void) {
         self.name = name
@@ -23,13 +28,13 @@ final class Attack: @unchecked Sendable {
         thread.start()
     }
 
-    var isRunning: Bool { lock.withLock { running } }
+    var isRunning: Bool { state.withLock { $0.running } }
 
-    func count(_ what: String, _ amount: Int = 1) { lock.withLock { counts[what, default: 0] += amount } }
+    func count(_ what: String, _ amount: Int = 1) { state.withLock { $0.counts[what, default: 0] += amount } }
 
     /// Ends the attack and waits for its thread (which closes its connections).
     func stop() {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         finished.wait()
     }
 
@@ -40,7 +45,7 @@ final class Attack: @unchecked Sendable {
     }
 
     var summary: String {
-        let text = lock.withLock { counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
+        let text = state.withLock { $0.counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
         return "\(name): \(text.isEmpty ? "nothing" : text)"
     }
 }

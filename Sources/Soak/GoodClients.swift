@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
@@ -31,19 +32,21 @@ struct Latencies {
 /// The well-behaved client: appends usage with idempotency ids on ingest's client socket, as an
 /// application would, retrying a failed call with the same ids, and records every id that was
 /// acknowledged (accepted, or duplicate of an earlier accepted attempt).
-final class GoodAppender: @unchecked Sendable {
+final class GoodAppender: Sendable {
     static let resource = "soak-subscription"
     private let socket: String
-    private let lock = NSLock()
-    private var running = true
+    private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
-    // Guarded by `lock`.
-    private var acknowledged: Set<String> = []
-    private var latencies = Latencies()
-    private var failedCalls = 0
-    private var rejected: [String] = []
-    private var lastAcknowledgement = Date()
-    private var longestWait = 0.0
+
+    private struct State {
+        var running = true
+        var acknowledged: Set<String> = []
+        var latencies = Latencies()
+        var failedCalls = 0
+        var rejected: [String] = []
+        var lastAcknowledgement = Date()
+        var longestWait = 0.0
+    }
 
     init(socket: String) {
         self.socket = socket
@@ -60,7 +63,7 @@ final class GoodAppender: @unchecked Sendable {
                 #"{"type":"SubscriptionPurchased","id":"soak-purchase","value":{"subscription":{"resourceId":"\#(Self.resource)","subscriptionStart":"2024-01-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"soak","billingDimensions":{"cpu":{"type":"simple","dimension":"cpu","included":100}}}}}}"#
                     .utf8))
         var batch: [JSONValue] = purchase.map { [$0] } ?? []
-        while lock.withLock({ running }) {
+        while state.withLock({ $0.running }) {
             if batch.isEmpty {
                 batch = (next..<next + 3).map { Self.usage(id: "good-\($0)") }
                 next += 3
@@ -74,24 +77,24 @@ final class GoodAppender: @unchecked Sendable {
                 let response = try client!.call(Request(op: "append", fields: JSONObject(["events": .array(batch)])))
                 let results = response["results"]?.arrayValue ?? []
                 let now = Date()
-                lock.withLock {
-                    latencies.add(now.timeIntervalSince(started))
+                state.withLock { state in
+                    state.latencies.add(now.timeIntervalSince(started))
                     for (event, result) in zip(batch, results) {
                         guard let id = event["id"]?.stringValue else { continue }
                         switch result["status"]?.stringValue {
-                        case "accepted", "duplicate": acknowledged.insert(id)
-                        default: rejected.append("\(id): \(JSONWriter.string(result))")
+                        case "accepted", "duplicate": state.acknowledged.insert(id)
+                        default: state.rejected.append("\(id): \(JSONWriter.string(result))")
                         }
                     }
-                    longestWait = max(longestWait, now.timeIntervalSince(lastAcknowledgement))
-                    lastAcknowledgement = now
+                    state.longestWait = max(state.longestWait, now.timeIntervalSince(state.lastAcknowledgement))
+                    state.lastAcknowledgement = now
                 }
                 batch = []
                 usleep(10_000)
             } catch {
                 // Unknown whether it was recorded: try again with the same ids.
                 client = nil
-                lock.withLock { failedCalls += 1 }
+                state.withLock { $0.failedCalls += 1 }
                 usleep(50_000)
             }
         }
@@ -111,27 +114,33 @@ final class GoodAppender: @unchecked Sendable {
     }
 
     func stop() {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         finished.wait()
     }
 
     /// The ids acknowledged, the latencies, failed calls, rejections, and the longest time
     /// without an acknowledgement (seconds).
     var outcome: (acknowledged: Set<String>, latencies: Latencies, failedCalls: Int, rejected: [String], longestWait: Double) {
-        lock.withLock {
-            (acknowledged, latencies, failedCalls, rejected, max(longestWait, Date().timeIntervalSince(lastAcknowledgement)))
+        state.withLock { state in
+            (
+                state.acknowledged, state.latencies, state.failedCalls, state.rejected,
+                max(state.longestWait, Date().timeIntervalSince(state.lastAcknowledgement))
+            )
         }
     }
 }
 
 /// Well-behaved HTTP clients: a `GET` of each health endpoint in turn, a few a second.
-final class GoodPoller: @unchecked Sendable {
+final class GoodPoller: Sendable {
     private let targets: [(port: Int, path: String)]
-    private let lock = NSLock()
-    private var running = true
+    private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
-    private var latencies = Latencies()
-    private var failures: [String] = []
+
+    private struct State {
+        var running = true
+        var latencies = Latencies()
+        var failures: [String] = []
+    }
 
     init(_ targets: [(port: Int, path: String)]) {
         self.targets = targets
@@ -142,14 +151,15 @@ final class GoodPoller: @unchecked Sendable {
 
     private func run() {
         var turn = 0
-        while lock.withLock({ running }) {
+        while state.withLock({ $0.running }) {
             let target = targets[turn % targets.count]
             turn += 1
             let (status, seconds) = HTTPProbe.get(port: target.port, path: target.path, within: 10)
-            lock.withLock {
-                latencies.add(seconds)
+            state.withLock { state in
+                state.latencies.add(seconds)
                 if status != 200 {
-                    failures.append(String(format: "GET %@ on port %d: status %d after %.1f s", target.path, target.port, status, seconds))
+                    state.failures.append(
+                        String(format: "GET %@ on port %d: status %d after %.1f s", target.path, target.port, status, seconds))
                 }
             }
             usleep(250_000)
@@ -158,9 +168,9 @@ final class GoodPoller: @unchecked Sendable {
     }
 
     func stop() {
-        lock.withLock { running = false }
+        state.withLock { $0.running = false }
         finished.wait()
     }
 
-    var outcome: (latencies: Latencies, failures: [String]) { lock.withLock { (latencies, failures) } }
+    var outcome: (latencies: Latencies, failures: [String]) { state.withLock { ($0.latencies, $0.failures) } }
 }

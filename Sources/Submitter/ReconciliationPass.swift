@@ -1,6 +1,7 @@
 import Daemon
 import Foundation
 import Reconciliation
+import Synchronization
 import Wire
 
 /// The submitter's periodic reconciliation: every `METERING_RECONCILE_INTERVAL` seconds, the last
@@ -8,14 +9,18 @@ import Wire
 /// usage events. The latest outcome is part of the submitter's status (`reconciliation`) and is
 /// written whole to `$METERING_HOME/run/reconciliation.json`: where operators, metrics and
 /// notifications read mismatches from.
-final class ReconciliationPass: @unchecked Sendable {
+final class ReconciliationPass: Sendable {
     let configuration: SubmitterConfiguration
     private let reconciler: Reconciler
-    private let lock = NSLock()
-    private var report: ReconciliationReport?
-    private var lastError: String?
-    private var lastAttempt: Date?
-    private var note: String?
+    private let outcome = Mutex(Outcome())
+
+    /// The latest pass's result, as the status shows it.
+    private struct Outcome {
+        var report: ReconciliationReport?
+        var lastError: String?
+        var lastAttempt: Date?
+        var note: String?
+    }
 
     /// At most this many mismatches are listed in the status (the report file has them all).
     static let listed = 20
@@ -31,23 +36,23 @@ final class ReconciliationPass: @unchecked Sendable {
     /// One pass now; its report, or nil when no day is complete yet or a side cannot be read.
     @discardableResult
     func run() -> ReconciliationReport? {
-        lock.withLock { lastAttempt = Date() }
+        outcome.withLock { $0.lastAttempt = Date() }
         do {
             guard let time = try reconciler.queryTime(),
                 let (from, to) = Reconciler.settledDays(
                     asOf: time, settleHours: configuration.reconcileSettleHours, lookbackDays: configuration.reconcileDays)
             else {
-                lock.withLock {
-                    note = "no complete usage day yet"
-                    lastError = nil
+                outcome.withLock { outcome in
+                    outcome.note = "no complete usage day yet"
+                    outcome.lastError = nil
                 }
                 return nil
             }
             let report = try reconciler.run(from: from, to: to)
-            lock.withLock {
-                self.report = report
-                lastError = nil
-                note = nil
+            outcome.withLock { outcome in
+                outcome.report = report
+                outcome.lastError = nil
+                outcome.note = nil
             }
             writeReport(report)
             if report.mismatches.isEmpty {
@@ -61,7 +66,7 @@ final class ReconciliationPass: @unchecked Sendable {
             }
             return report
         } catch {
-            lock.withLock { lastError = "\(error)" }
+            outcome.withLock { $0.lastError = "\(error)" }
             Log.warning("reconciliation with the marketplace failed: \(error); will retry at the next pass")
             return nil
         }
@@ -89,7 +94,7 @@ final class ReconciliationPass: @unchecked Sendable {
     /// report with its first mismatches, and the last error.
     var statusJSON: JSONValue {
         guard configuration.reconcileInterval > 0 else { return ["state": "off"] }
-        let (report, lastError, lastAttempt, note) = lock.withLock { (self.report, self.lastError, self.lastAttempt, self.note) }
+        let (report, lastError, lastAttempt, note) = outcome.withLock { ($0.report, $0.lastError, $0.lastAttempt, $0.note) }
         var members: [JSONObject.Member] = []
         let state: String
         if lastError != nil {

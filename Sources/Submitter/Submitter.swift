@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import Metrics
 import Reconciliation
+import Synchronization
 import Transport
 import Wire
 
@@ -21,15 +22,19 @@ import Wire
 /// before its outcomes are appended only means the next pass sends the same items again; the
 /// marketplace keeps the first write and answers `Duplicate` with the accepted quantity, which
 /// settles the items just the same.
-final class Submitter: @unchecked Sendable {
+final class Submitter: Sendable {
     let configuration: SubmitterConfiguration
     let marketplace: MarketplaceClient
     let reconciliation: ReconciliationPass
-    private let lock = NSLock()
-    private let statusLock = NSLock()
-    private var running = true
-    private var counters = Counters()
-    private var lanes: [Lane]
+    private let state: Mutex<State>
+    /// Held while the status file is written, so two lanes never race on its temporary file.
+    private let statusFile = Mutex(())
+
+    private struct State {
+        var running = true
+        var counters = Counters()
+        var lanes: [Lane]
+    }
 
     struct Counters {
         var passes = 0
@@ -86,7 +91,7 @@ final class Submitter: @unchecked Sendable {
 
     /// The status document: totals, and per aggregator socket whether it answers.
     var statusJSON: JSONValue {
-        let (counters, lanes) = lock.withLock { (self.counters, self.lanes) }
+        let (counters, lanes) = state.withLock { ($0.counters, $0.lanes) }
         // The latest failure of an aggregator that is still failing: cleared once all answer.
         let failing = lanes.filter { $0.failures > 0 }.max { ($0.lastErrorAt ?? .distantPast) < ($1.lastErrorAt ?? .distantPast) }
         return [
@@ -101,7 +106,7 @@ final class Submitter: @unchecked Sendable {
     }
 
     private func writeStatus() {
-        statusLock.withLock {
+        statusFile.withLock { _ in
             let temporary = statusPath + ".tmp"
             if FileManager.default.createFile(atPath: temporary, contents: Data(JSONWriter.bytes(statusJSON))) {
                 _ = rename(temporary, statusPath)
@@ -115,12 +120,12 @@ final class Submitter: @unchecked Sendable {
         marketplace = MarketplaceClient(
             baseURL: configuration.marketplaceURL, http: http,
             tokens: TokenProvider(credentials: configuration.credentials, http: http) { submitterMetrics.tokenRefreshes.add() })
-        lanes = configuration.aggregatorSockets.map(Lane.init(socket:))
+        state = Mutex(State(lanes: configuration.aggregatorSockets.map(Lane.init(socket:))))
         reconciliation = ReconciliationPass(configuration: configuration)
     }
 
-    func stop() { lock.withLock { running = false } }
-    private var isRunning: Bool { lock.withLock { running } }
+    func stop() { state.withLock { $0.running = false } }
+    private var isRunning: Bool { state.withLock { $0.running } }
 
     /// Runs every lane on a thread of its own, and the reconciliation on another, until stopped.
     func run() {
@@ -130,7 +135,7 @@ final class Submitter: @unchecked Sendable {
             self.reconciliation.serve(while: { self.isRunning }, after: { self.writeStatus() })
             done.leave()
         }.start()
-        for lane in lanes.indices {
+        for lane in state.withLock({ $0.lanes.indices }) {
             done.enter()
             Thread {
                 self.serve(lane)
@@ -145,12 +150,12 @@ final class Submitter: @unchecked Sendable {
     private func serve(_ lane: Int) {
         while isRunning {
             let sent = pass(lane)
-            let backoff = lock.withLock { lanes[lane].backoff }
+            let backoff = state.withLock { $0.lanes[lane].backoff }
             let pause: Double
             if backoff > 0 {
                 // Exponential backoff with full jitter, so many submitters do not retry in step.
                 pause = Double.random(in: backoff / 2...backoff)
-                lock.withLock { lanes[lane].nextAttempt = Date().addingTimeInterval(pause) }
+                state.withLock { $0.lanes[lane].nextAttempt = Date().addingTimeInterval(pause) }
                 writeStatus()
             } else {
                 pause = sent == 0 ? configuration.interval : min(configuration.interval, 0.05)
@@ -166,17 +171,17 @@ final class Submitter: @unchecked Sendable {
     private func failed(_ lane: Int, _ message: String, retryAfter: Double? = nil, unreachable: Bool = false) {
         let now = Date()
         submitterMetrics.retries.add()
-        let backoff = lock.withLock { () -> Double in
-            counters.retries += 1
-            var state = lanes[lane]
-            state.backoff = max(retryAfter ?? 0, state.backoff == 0 ? 1 : min(state.backoff * 2, configuration.maximumBackoff))
-            state.unreachable = unreachable
-            state.lastError = message
-            state.lastErrorAt = now
-            state.failingSince = state.failingSince ?? now
-            state.failures += 1
-            lanes[lane] = state
-            return state.backoff
+        let backoff = state.withLock { state -> Double in
+            state.counters.retries += 1
+            var trouble = state.lanes[lane]
+            trouble.backoff = max(retryAfter ?? 0, trouble.backoff == 0 ? 1 : min(trouble.backoff * 2, configuration.maximumBackoff))
+            trouble.unreachable = unreachable
+            trouble.lastError = message
+            trouble.lastErrorAt = now
+            trouble.failingSince = trouble.failingSince ?? now
+            trouble.failures += 1
+            state.lanes[lane] = trouble
+            return trouble.backoff
         }
         Log.warning("\(message); retrying in about \(Int(backoff.rounded())) s")
         Systemd.notifyStatus("retrying: \(message)")
@@ -184,14 +189,14 @@ final class Submitter: @unchecked Sendable {
 
     private func succeeded(_ lane: Int) {
         submitterMetrics.lastSuccess.set(Date().timeIntervalSince1970)
-        let recovered = lock.withLock { () -> Lane? in
-            let before = lanes[lane]
-            lanes[lane].backoff = 0
-            lanes[lane].unreachable = false
-            lanes[lane].lastError = nil
-            lanes[lane].failingSince = nil
-            lanes[lane].failures = 0
-            lanes[lane].nextAttempt = nil
+        let recovered = state.withLock { state -> Lane? in
+            let before = state.lanes[lane]
+            state.lanes[lane].backoff = 0
+            state.lanes[lane].unreachable = false
+            state.lanes[lane].lastError = nil
+            state.lanes[lane].failingSince = nil
+            state.lanes[lane].failures = 0
+            state.lanes[lane].nextAttempt = nil
             return before.failures > 0 ? before : nil
         }
         if let recovered {
@@ -201,10 +206,10 @@ final class Submitter: @unchecked Sendable {
 
     /// One pass over one aggregator socket; returns how many items were sent.
     func pass(_ lane: Int) -> Int {
-        let socket = lock.withLock {
-            counters.passes += 1
-            counters.lastPass = Date()
-            return lanes[lane].socket
+        let socket = state.withLock { state in
+            state.counters.passes += 1
+            state.counters.lastPass = Date()
+            return state.lanes[lane].socket
         }
         defer { writeStatus() }
         let items: [JSONValue]
@@ -219,11 +224,11 @@ final class Submitter: @unchecked Sendable {
             return 0
         }
         let atRisk = items.filter { $0["atRisk"] == .bool(true) }
-        let allAtRisk = lock.withLock {
-            lanes[lane].pending = items.count
-            lanes[lane].atRisk = atRisk.count
-            lanes[lane].unreachable = false
-            return lanes.reduce(0) { $0 + $1.atRisk }
+        let allAtRisk = state.withLock { state in
+            state.lanes[lane].pending = items.count
+            state.lanes[lane].atRisk = atRisk.count
+            state.lanes[lane].unreachable = false
+            return state.lanes.reduce(0) { $0 + $1.atRisk }
         }
         submitterMetrics.atRisk.set(allAtRisk)
         guard !items.isEmpty else {
@@ -251,9 +256,9 @@ final class Submitter: @unchecked Sendable {
 
     /// Sends one batch and records its outcomes; false when the pass should stop (retry later).
     private func submit(_ batch: [JSONValue], lane: Int) -> Bool {
-        lock.withLock {
-            counters.batches += 1
-            counters.itemsSent += batch.count
+        state.withLock { state in
+            state.counters.batches += 1
+            state.counters.itemsSent += batch.count
         }
         switch marketplace.submit(batch) {
         case .retry(let reason, let retryAfter):
@@ -291,7 +296,7 @@ final class Submitter: @unchecked Sendable {
                 if let value = item[key] { complete[key] = value }
             }
             let status = complete["status"]?.stringValue ?? "Unknown"
-            lock.withLock { counters.outcomes[status, default: 0] += 1 }
+            state.withLock { $0.counters.outcomes[status, default: 0] += 1 }
             submitterMetrics.outcomes.labels(status).add()
             if status != "Accepted" && status != "Duplicate" {
                 Log.notice(

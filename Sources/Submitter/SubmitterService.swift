@@ -9,8 +9,10 @@ nonisolated func runSubmitter() -> Never {
         (settings: inout Settings) throws(SettingsError) in try SubmitterConfiguration(settings: &settings)
     }
     let submitter = Submitter(configuration: configuration)
-    let endpoint = MetricsEndpoint.start(
-        configuration.metrics, component: "meter-submitter", home: configuration.home, registry: submitterMetrics.registry)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
+            configuration.metrics, component: "meter-submitter", home: configuration.home, registry: submitterMetrics.registry)
+    }
     let done = DispatchSemaphore(value: 0)
     Thread {
         submitter.run()

@@ -10,6 +10,8 @@ public import Wire
 public final class MemoryConnection: Connection, @unchecked Sendable {
     public let listener: String
     public let peer: PeerCredentials
+    /// A condition variable, not just a lock: tests wait on it for frames and finished requests,
+    /// and a held-back stream waits on it for output space.
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var frames: [[UInt8]] = []

@@ -1,4 +1,4 @@
-import Daemon
+public import Daemon
 import SystemIO
 import Wire
 
@@ -7,16 +7,15 @@ extension UnixServer {
     /// systemd passed (`FileDescriptorName=name`), or else on `path` (mode 0660), whose setting
     /// `setting` a failure names. It takes up to 16,384 connections, fewer when the open-file
     /// limit cannot hold them besides `reservedDescriptors` (files and connections of its own).
-    /// Fails start-up cleanly.
-    public static func serveOneSocket(
+    public static func oneSocket(
         component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, reservedDescriptors: Int = 128,
         handler: any RequestHandler
-    ) -> UnixServer {
+    ) throws(StartupFailure) -> UnixServer {
         var listener: Listener
         let inherited = Systemd.inheritedSockets()
         if let socket = inherited.first {
             if inherited.count > 1 || ![name, name + ".socket", "unknown"].contains(socket.name) {
-                ServiceLifecycle.fail(
+                throw StartupFailure(
                     "systemd passed \(inherited.count) sockets (\(inherited.map(\.name))); \(component) takes one, FileDescriptorName=\(name)"
                 )
             }
@@ -27,13 +26,13 @@ extension UnixServer {
                 try ServiceLifecycle.makeSocketDirectory(for: path)
                 listener = Listener(descriptor: try UnixSocket.listen(path: path, mode: 0o660), name: name)
             } catch {
-                ServiceLifecycle.fail("cannot listen on \(path) (\(setting)): \(error)")
+                throw StartupFailure("cannot listen on \(path) (\(setting)): \(error)")
             }
             Log.info("listening on \(path) (mode 0660)")
         }
         let descriptors = DescriptorBudget.measure(reserve: reservedDescriptors)
         let connections = descriptors.cap(16_384)
-        guard connections >= 8 else { ServiceLifecycle.fail(descriptors.tooFew(8)) }
+        guard connections >= 8 else { throw StartupFailure(descriptors.tooFew(8)) }
         listener.maximumConnections = connections
         Log.info("connections: \(connections) (\(descriptors))")
         var configuration = UnixServer.Configuration()
@@ -41,7 +40,20 @@ extension UnixServer {
         do {
             return try UnixServer(listeners: [listener], configuration: configuration, handler: handler)
         } catch {
-            ServiceLifecycle.fail("cannot start the server: \(error)")
+            throw StartupFailure("cannot start the server: \(error)")
+        }
+    }
+
+    /// `oneSocket`, failing start-up (`ServiceLifecycle.fail`, status 78) when it throws: kept for
+    /// the service files that have not moved to `oneSocket` yet (the query service's).
+    public static func serveOneSocket(
+        component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, reservedDescriptors: Int = 128,
+        handler: any RequestHandler
+    ) -> UnixServer {
+        ServiceLifecycle.starting { () throws(StartupFailure) in
+            try oneSocket(
+                component: component, name: name, path: path, setting: setting, maximumFrameBytes: maximumFrameBytes,
+                reservedDescriptors: reservedDescriptors, handler: handler)
         }
     }
 }

@@ -2,6 +2,7 @@ import CWireShims
 import Daemon
 import Dispatch
 import Foundation
+import Synchronization
 public import SystemIO
 public import Wire
 
@@ -77,6 +78,9 @@ public struct Listener: Sendable {
 /// `minimumIdleBeforeEviction`) are closed to admit a new connection, so idle connections can
 /// never lock others out. A connection whose client has taken none of its answers for
 /// `idleTimeoutSeconds` is closed as well.
+///
+/// Unchecked because the timers' state (and `loopThread`, set before the thread starts) is the I/O
+/// thread's alone; what connections and callers share with that thread is in `shared`.
 public final class UnixServer: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var maximumFrameLength = FrameEncoder.defaultMaximumFrameLength
@@ -100,18 +104,23 @@ public final class UnixServer: @unchecked Sendable {
     private let listeners: [Listener]
     let epollFD: Int32
     private let wakeFD: Int32
-    private let lock = NSLock()
-    private var connections: [UInt64: SocketConnection] = [:]
-    private var perListener: [Int]
-    private var nextConnectionID: UInt64 = 1
-    private var stopping = false
+    private let shared: Mutex<Shared>
     private var loopThread: Thread?
     private let stopped = DispatchSemaphore(value: 0)
-    private var lastLimitWarning = 0.0
     // Touched by the I/O thread only: listeners out of descriptors, and when to try them again.
     private var pausedListeners: [Int: Double] = [:]
     private var nextSweep = 0.0
     private var noIdleUntil: [Int: Double] = [:]
+
+    /// What the connections and the callers share with the I/O thread.
+    private struct Shared {
+        var connections: [UInt64: SocketConnection] = [:]
+        /// Open connections per listener.
+        var perListener: [Int]
+        var nextConnectionID: UInt64 = 1
+        var stopping = false
+        var lastLimitWarning = 0.0
+    }
 
     private static let listenerTag: UInt64 = 1 << 63
     private static let wakeTag: UInt64 = 1 << 62
@@ -121,7 +130,7 @@ public final class UnixServer: @unchecked Sendable {
         self.listeners = listeners
         self.configuration = configuration
         self.handler = handler
-        perListener = Array(repeating: 0, count: listeners.count)
+        shared = Mutex(Shared(perListener: Array(repeating: 0, count: listeners.count)))
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epollFD >= 0 else { throw SystemError("epoll_create1") }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
@@ -139,7 +148,7 @@ public final class UnixServer: @unchecked Sendable {
     }
 
     /// The number of open connections.
-    public var connectionCount: Int { lock.withLock { connections.count } }
+    public var connectionCount: Int { shared.withLock { $0.connections.count } }
 
     /// Starts the I/O thread.
     public func start() {
@@ -152,15 +161,15 @@ public final class UnixServer: @unchecked Sendable {
 
     /// Stops accepting, closes every connection and waits for the I/O thread to end.
     public func stop() {
-        let alreadyStopping = lock.withLock { () -> Bool in
-            defer { stopping = true }
-            return stopping
+        let alreadyStopping = shared.withLock { shared -> Bool in
+            defer { shared.stopping = true }
+            return shared.stopping
         }
         if alreadyStopping { return }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
         if loopThread != nil { stopped.wait() }
-        let open = lock.withLock { Array(connections.values) }
+        let open = shared.withLock { Array($0.connections.values) }
         for connection in open { connection.close() }
         for listener in listeners { close(listener.descriptor) }
         close(wakeFD)
@@ -178,7 +187,7 @@ public final class UnixServer: @unchecked Sendable {
                 Log.error("epoll_wait failed: \(SystemError("epoll_wait")); the server stops")
                 break
             }
-            if lock.withLock({ stopping }) { break }
+            if shared.withLock({ $0.stopping }) { break }
             for index in 0..<Int(count) {
                 let data = withUnsafePointer(to: &events[index]) { cwire_epoll_event_data($0) }
                 let flags = events[index].events
@@ -187,7 +196,7 @@ public final class UnixServer: @unchecked Sendable {
                     _ = read(wakeFD, &value, 8)
                 } else if data & Self.listenerTag != 0 {
                     accept(listenerIndex: Int(data & ~Self.listenerTag))
-                } else if let connection = lock.withLock({ connections[data] }) {
+                } else if let connection = shared.withLock({ $0.connections[data] }) {
                     connection.handleEvents(flags, buffer: &buffer)
                 }
             }
@@ -210,7 +219,7 @@ public final class UnixServer: @unchecked Sendable {
         }
         guard now >= nextSweep else { return }
         nextSweep = now + 1
-        let open = lock.withLock { Array(connections.values) }
+        let open = shared.withLock { Array($0.connections.values) }
         var idle = 0
         var stalled = 0
         for connection in open {
@@ -265,7 +274,7 @@ public final class UnixServer: @unchecked Sendable {
                 continue
             }
             let connection = SocketConnection(id: id, fd: fd, listenerIndex: index, listener: listener.name, peer: peer, server: self)
-            lock.withLock { connections[id] = connection }
+            shared.withLock { $0.connections[id] = connection }
             var event = cwire_epoll_event(EPOLLIN.rawValue | EPOLLRDHUP.rawValue, id)
             if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) != 0 {
                 Log.warning("epoll_ctl add failed: \(SystemError("epoll_ctl"))")
@@ -276,11 +285,11 @@ public final class UnixServer: @unchecked Sendable {
 
     /// A connection id when listener `index` has room, counted at once.
     private func admit(_ index: Int) -> UInt64? {
-        lock.withLock { () -> UInt64? in
-            guard perListener[index] < listeners[index].maximumConnections else { return nil }
-            perListener[index] += 1
-            defer { nextConnectionID += 1 }
-            return nextConnectionID
+        shared.withLock { shared -> UInt64? in
+            guard shared.perListener[index] < listeners[index].maximumConnections else { return nil }
+            shared.perListener[index] += 1
+            defer { shared.nextConnectionID += 1 }
+            return shared.nextConnectionID
         }
     }
 
@@ -291,7 +300,7 @@ public final class UnixServer: @unchecked Sendable {
         // Found none a moment ago: refuse without scanning again, or a flood would keep the
         // I/O thread scanning.
         if let until = noIdleUntil[index], now < until { return 0 }
-        let open = lock.withLock { connections.values.filter { $0.listenerIndex == index } }
+        let open = shared.withLock { $0.connections.values.filter { $0.listenerIndex == index } }
         var idle: [(since: Double, connection: SocketConnection)] = []
         for connection in open {
             if let seconds = connection.idleSeconds(now: now), seconds >= configuration.minimumIdleBeforeEviction,
@@ -313,17 +322,17 @@ public final class UnixServer: @unchecked Sendable {
 
     private func warnLimit(_ message: String) {
         let now = MonotonicClock.now()
-        let due = lock.withLock { () -> Bool in
-            guard now - lastLimitWarning > 5 else { return false }
-            lastLimitWarning = now
+        let due = shared.withLock { shared -> Bool in
+            guard now - shared.lastLimitWarning > 5 else { return false }
+            shared.lastLimitWarning = now
             return true
         }
         if due { Log.warning(message) }
     }
 
     func remove(_ connection: SocketConnection) {
-        lock.withLock {
-            if connections.removeValue(forKey: connection.id) != nil { perListener[connection.listenerIndex] -= 1 }
+        shared.withLock { shared in
+            if shared.connections.removeValue(forKey: connection.id) != nil { shared.perListener[connection.listenerIndex] -= 1 }
         }
     }
 }
@@ -344,6 +353,8 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     public let peer: PeerCredentials
     private let fd: Int32
     private unowned let server: UnixServer
+    /// A condition variable, not just a lock: a handler sending a stream waits on it until the
+    /// client has taken enough of the output (`waitForOutputSpace`).
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var output: [UInt8] = []

@@ -10,17 +10,11 @@ import Wire
 
 @Suite("meter-ingest crash safety", .serialized)
 struct CrashTests {
-    /// What a writer thread saw acknowledged: its idempotency key → (partition, sequence).
-    final class Acks: @unchecked Sendable {
-        let lock = NSLock()
+    /// What the writer threads saw acknowledged: idempotency key → (partition, sequence), and
+    /// each writer's keys in order.
+    struct Acks {
         var positions: [String: (Int, Int)] = [:]
         var order: [[String]] = []
-        func record(writer: Int, key: String, partition: Int, sequence: Int) {
-            lock.withLock {
-                positions[key] = (partition, sequence)
-                order[writer].append(key)
-            }
-        }
     }
 
     @Test("SIGKILL during concurrent appends loses no acknowledged event and leaves no gap or duplicate")
@@ -28,10 +22,8 @@ struct CrashTests {
         let home = StackHome()
         var ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "4"])
         let writers = 8
-        let acks = Acks()
-        acks.order = Array(repeating: [], count: writers)
-        let stop = NSLock()
-        nonisolated(unsafe) var stopping = false
+        let acks = Locked(Acks(order: Array(repeating: [], count: writers)))
+        let stopping = Locked(false)
         let group = DispatchGroup()
         let socket = home.clientSocket
         for writer in 0..<writers {
@@ -40,7 +32,7 @@ struct CrashTests {
                 defer { group.leave() }
                 guard let client = try? UnixClient(path: socket) else { return }
                 var counter = 0
-                while !stop.withLock({ stopping }) {
+                while !stopping.value {
                     // Mostly one event per request, sometimes a batch.
                     let size = counter % 10 == 0 ? 20 : 1
                     let events = (0..<size).map { offset in
@@ -51,7 +43,11 @@ struct CrashTests {
                         if result["status"] == "accepted", let partition = result["partition"]?.intValue,
                             let sequence = result["sequence"]?.intValue
                         {
-                            acks.record(writer: writer, key: "w\(writer)-\(counter + offset)", partition: partition, sequence: sequence)
+                            let key = "w\(writer)-\(counter + offset)"
+                            acks.withLock { acks in
+                                acks.positions[key] = (partition, sequence)
+                                acks.order[writer].append(key)
+                            }
                         }
                     }
                     counter += size
@@ -60,9 +56,9 @@ struct CrashTests {
         }
         usleep(1_500_000)
         ingest.kill(SIGKILL)
-        stop.withLock { stopping = true }
+        stopping.withLock { $0 = true }
         group.wait()
-        let acknowledged = acks.lock.withLock { acks.positions }
+        let acknowledged = acks.value.positions
         #expect(acknowledged.count > 100, "too few appends to test anything: \(acknowledged.count)")
 
         ingest = try IngestProcess(home: home)
@@ -112,7 +108,7 @@ struct CrashTests {
             }
         }
         // Each writer's acknowledged events keep their order within a partition.
-        for keys in acks.order {
+        for keys in acks.value.order {
             var last: [Int: Int] = [:]
             for key in keys {
                 guard let (partition, sequence) = acknowledged[key] else { continue }

@@ -52,19 +52,19 @@ struct OperatingTests {
 
         // Appends go on while the backup is copied: usage of subscriptions nobody bought, which
         // changes no run-rate but fills (and starts) segments.
-        let stop = Stopper()
+        let stop = Locked(false)
         let socket = original.home.clientSocket
         let noise = Thread {
             guard let client = try? UnixClient(path: socket) else { return }
             var round = 0
-            while !stop.isSet {
+            while !stop.value {
                 let events = (0..<50).map { usage("noise-\(round % 97)-\($0)", "1", meter: "email") }
                 _ = try? client.call(appendRequest(events))
                 round += 1
             }
         }
         noise.start()
-        defer { stop.set() }
+        defer { stop.withLock { $0 = true } }
         // Copy only once the log has started new segments, while the appends go on.
         let log = original.home.path + "/data/log"
         let deadline = Date().addingTimeInterval(120)
@@ -76,7 +76,7 @@ struct OperatingTests {
         let backup = original.home.path + "-backup"
         defer { try? FileManager.default.removeItem(atPath: backup) }
         try Self.run(backupBlock, home: original.home.path, backup: backup)
-        stop.set()
+        stop.withLock { $0 = true }
         #expect(segments(backup + "/log").count >= 4, "\(segments(backup + "/log"))")
 
         let restored = try CommandStack(ingestEnvironment: Self.ingestEnvironment) { home in
@@ -107,12 +107,4 @@ struct OperatingTests {
         #expect(data.contains { $0.hasPrefix("log.replaced-") }, "\(data)")
         #expect(!data.contains("aggregator") && !data.contains("query"), "\(data)")
     }
-}
-
-/// A flag one thread sets and another reads.
-final class Stopper: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import StackTestSupport
+import Synchronization
 import Testing
 import Transport
 import Wire
@@ -219,37 +220,40 @@ struct ClusterFailoverTests {
 
 /// A client appending batches of usage with idempotency keys, each batch sent again (same keys)
 /// until acknowledged, on the next socket when one fails.
-final class Appender: @unchecked Sendable {
+final class Appender: Sendable {
     let name: String
     let sockets: [String]
-    private let lock = NSLock()
-    private var finishedBatches = 0
-    private var keys: Set<String> = []
-    private var problems: [String] = []
-    private var active = true
-    private var switched = 0
-    private var stopping = false
+    private let state = Mutex(State())
+
+    private struct State {
+        var finishedBatches = 0
+        var keys: Set<String> = []
+        var problems: [String] = []
+        var active = true
+        var switched = 0
+        var stopping = false
+    }
 
     init(name: String, sockets: [String]) {
         self.name = name
         self.sockets = sockets
     }
 
-    var done: Int { lock.withLock { finishedBatches } }
-    var running: Bool { lock.withLock { active } }
-    var acknowledged: Set<String> { lock.withLock { keys } }
-    var failures: [String] { lock.withLock { problems } }
+    var done: Int { state.withLock { $0.finishedBatches } }
+    var running: Bool { state.withLock { $0.active } }
+    var acknowledged: Set<String> { state.withLock { $0.keys } }
+    var failures: [String] { state.withLock { $0.problems } }
     /// Times a batch was sent again on the next socket.
-    var failovers: Int { lock.withLock { switched } }
+    var failovers: Int { state.withLock { $0.switched } }
 
     /// Asks the writer to stop after the batch it is sending.
-    func stop() { lock.withLock { stopping = true } }
+    func stop() { state.withLock { $0.stopping = true } }
 
     func run(maximumBatches: Int, size: Int, resources: [String]) {
         var socket = 0
         var counter = 0
         for batch in 0..<maximumBatches {
-            if lock.withLock({ stopping }) { break }
+            if state.withLock({ $0.stopping }) { break }
             var events: [JSONValue] = []
             var batchKeys: [String] = []
             for _ in 0..<size {
@@ -274,15 +278,15 @@ final class Appender: @unchecked Sendable {
                     }
                 } catch {
                     socket = (socket + 1) % sockets.count
-                    lock.withLock { switched += 1 }
+                    state.withLock { $0.switched += 1 }
                     usleep(100_000)
                 }
             }
-            lock.withLock {
-                if stored { keys.formUnion(batchKeys) } else { problems.append("batch \(batch) never acknowledged") }
-                finishedBatches += 1
+            state.withLock { state in
+                if stored { state.keys.formUnion(batchKeys) } else { state.problems.append("batch \(batch) never acknowledged") }
+                state.finishedBatches += 1
             }
         }
-        lock.withLock { active = false }
+        state.withLock { $0.active = false }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import JetStreamStore
 import NATS
 import StackTestSupport
+import Synchronization
 import Testing
 import Wire
 
@@ -144,11 +145,10 @@ struct JetStreamLiveTests {
 }
 
 /// Records seen by a visit closure, from any thread.
-final class Learned: @unchecked Sendable {
-    private let lock = NSLock()
-    private var seen: [(Int, UInt64, String?)] = []
-    func add(_ partition: Int, _ sequence: UInt64, _ key: String?) { lock.withLock { seen.append((partition, sequence, key)) } }
-    var keys: [String] { lock.withLock { seen.compactMap(\.2) } }
+final class Learned: Sendable {
+    private let seen = Mutex([(Int, UInt64, String?)]())
+    func add(_ partition: Int, _ sequence: UInt64, _ key: String?) { seen.withLock { $0.append((partition, sequence, key)) } }
+    var keys: [String] { seen.withLock { $0.compactMap(\.2) } }
 }
 
 @Suite("The shipped nats-server configuration")

@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import Synchronization
 import Wire
 
 @testable import Notifier
@@ -7,7 +8,7 @@ import Wire
 /// A receiver of notifications for the tests: an HTTP server on a fixed loopback port that checks
 /// every signature, keeps every delivery, and can be told to fail (HTTP 500) or be stopped and
 /// started again on the same port.
-final class WebhookReceiver: @unchecked Sendable {
+final class WebhookReceiver: Sendable {
     struct Delivery {
         var id: String
         var body: JSONObject
@@ -16,10 +17,13 @@ final class WebhookReceiver: @unchecked Sendable {
 
     let port: Int
     let secret: String
-    private let lock = NSLock()
-    private var all: [Delivery] = []
-    private var failing = false
-    private var server: HTTPServer?
+    private let state = Mutex(State())
+
+    private struct State {
+        var all: [Delivery] = []
+        var failing = false
+        var server: HTTPServer?
+    }
 
     init(port: Int, secret: String) throws {
         self.port = port
@@ -34,22 +38,22 @@ final class WebhookReceiver: @unchecked Sendable {
         limits.maximumConnections = 8
         let server = try HTTPServer(host: "127.0.0.1", port: port, limits: limits, handler: Handler(receiver: self))
         server.start()
-        lock.withLock { self.server = server }
+        state.withLock { $0.server = server }
     }
 
     func stop() {
-        let running = lock.withLock { () -> HTTPServer? in
-            defer { server = nil }
-            return server
+        let running = state.withLock { state -> HTTPServer? in
+            defer { state.server = nil }
+            return state.server
         }
         running?.stop(waitingUpTo: 2)
     }
 
     /// While set, every delivery is answered 500 (and not kept).
-    func fail(_ on: Bool) { lock.withLock { failing = on } }
+    func fail(_ on: Bool) { state.withLock { $0.failing = on } }
 
     /// Every delivery taken (200), duplicates included, in arrival order.
-    var deliveries: [Delivery] { lock.withLock { all } }
+    var deliveries: [Delivery] { state.withLock { $0.all } }
 
     /// What a receiver that de-duplicates by id keeps: the first delivery of each id, in order.
     var unique: [Delivery] {
@@ -68,7 +72,7 @@ final class WebhookReceiver: @unchecked Sendable {
     }
 
     fileprivate func take(_ request: HTTPRequest) -> Int {
-        guard !lock.withLock({ failing }) else { return 500 }
+        guard !state.withLock({ $0.failing }) else { return 500 }
         let id = request.header(WebhookSignature.idHeader) ?? ""
         let signed =
             request.header(WebhookSignature.timestampHeader).flatMap(Int64.init).map { timestamp in
@@ -77,7 +81,7 @@ final class WebhookReceiver: @unchecked Sendable {
                     signature: request.header(WebhookSignature.signatureHeader) ?? "", now: Int64(Date().timeIntervalSince1970))
             } ?? false
         guard let body = (try? JSONParser.parse(request.body))?.objectValue else { return 400 }
-        lock.withLock { all.append(Delivery(id: id, body: body, signed: signed && body["id"]?.stringValue == id)) }
+        state.withLock { $0.all.append(Delivery(id: id, body: body, signed: signed && body["id"]?.stringValue == id)) }
         return 200
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -7,13 +8,15 @@ import Foundation
 /// The slowloris attack on an HTTP server, on a thread of its own: `connections` connections each
 /// send the start of a request head, then one more header byte every `interval` seconds, and
 /// never finish it. A connection the server closes is opened again at once.
+///
+/// Unchecked only for `held`, which `start` fills before the attack's thread exists.
 public final class Slowloris: @unchecked Sendable {
     private let port: Int
     private let connections: Int
     private let interval: Double
-    private let lock = NSLock()
-    private var running = true
-    private var reopened = 0
+    private let running = Mutex(true)
+    /// Connections the server closed and the attack opened again.
+    private let reopened = Mutex(0)
     private let finished = DispatchSemaphore(value: 0)
     /// The attack's connections: filled by `start`, then touched by the attack's thread only.
     private var held: [TestHTTPClient] = []
@@ -29,11 +32,11 @@ public final class Slowloris: @unchecked Sendable {
     public func start() throws {
         for _ in 0..<connections { held.append(try Self.open(port)) }
         let thread = Thread { [self] in
-            while lock.withLock({ running }) {
+            while running.withLock({ $0 }) {
                 for index in held.indices {
                     if !held[index].send("a"), let fresh = try? Self.open(port) {
                         held[index] = fresh
-                        lock.withLock { reopened += 1 }
+                        reopened.withLock { $0 += 1 }
                     }
                 }
                 usleep(UInt32(interval * 1_000_000))
@@ -45,12 +48,12 @@ public final class Slowloris: @unchecked Sendable {
     }
 
     /// Connections the server closed and the attack opened again.
-    public var reopenedCount: Int { lock.withLock { reopened } }
+    public var reopenedCount: Int { reopened.withLock { $0 } }
 
     /// Ends the attack and closes its connections.
     public func stop() {
         guard
-            lock.withLock({ () -> Bool in
+            running.withLock({ running -> Bool in
                 defer { running = false }
                 return running
             })

@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 public import Transport
 public import Wire
 
@@ -362,11 +363,11 @@ public final class ConnectorProcess: ServerProcess {
 }
 
 /// Collects what a process writes to a pipe, on a thread of its own.
-final class LogCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes: [UInt8] = []
+final class LogCollector: Sendable {
+    private let bytes = Mutex([UInt8]())
     private let done = DispatchSemaphore(value: 0)
-    private var finished = false
+    /// Whether `finish` has waited already.
+    private let finished = Mutex(false)
 
     func collect(from handle: FileHandle) {
         let thread = Thread { [self] in
@@ -375,7 +376,7 @@ final class LogCollector: @unchecked Sendable {
                 let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress!, $0.count) }
                 if count < 0 && errno == EINTR { continue }
                 guard count > 0 else { break }
-                lock.withLock { bytes += buffer[0..<count] }
+                bytes.withLock { $0 += buffer[0..<count] }
             }
             done.signal()
         }
@@ -384,12 +385,12 @@ final class LogCollector: @unchecked Sendable {
 
     /// Waits (a little) until the writer's end of the pipe is closed and everything is read.
     func finish() {
-        let wait = lock.withLock { () -> Bool in
+        let wait = finished.withLock { finished -> Bool in
             defer { finished = true }
             return !finished
         }
         if wait { _ = done.wait(timeout: .now() + 5) }
     }
 
-    var text: String { lock.withLock { String(decoding: bytes, as: UTF8.self) } }
+    var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
 }

@@ -13,11 +13,17 @@ import Wire
 /// reported twice or with a wrong quantity, everyone catches up).
 @Suite("Chaos: SIGKILL anything under load", .serialized)
 struct ChaosTests {
-    /// Everything the chaos may replace, behind one lock.
+    /// The stack, handed to the chaos thread: only that thread kills and restarts processes (the
+    /// test's own calls retry through the gaps).
     final class Processes: @unchecked Sendable {
-        let lock = NSLock()
         let stack: Stack
         init(_ stack: Stack) { self.stack = stack }
+    }
+
+    /// Whether the chaos must stop, and the kills so far by process.
+    struct Chaos {
+        var stop = false
+        var kills: [String: Int] = [:]
     }
 
     /// Retries `body` until it succeeds (ingest may be down for a moment).
@@ -46,35 +52,31 @@ struct ChaosTests {
         try stack.send(subscriptions.map { try EndToEndTests.purchase($0, start: "2024-03-01T00:00:00Z", plan: plan) })
 
         let processes = Processes(stack)
-        let chaosStop = NSLock()
-        nonisolated(unsafe) var stopChaos = false
-        nonisolated(unsafe) var kills: [String: Int] = [:]
+        let state = Locked(Chaos())
         let chaos = Thread {
             var random = SystemRandomNumberGenerator()
-            while !chaosStop.withLock({ stopChaos }) {
+            while !state.value.stop {
                 usleep(UInt32.random(in: 300_000...700_000, using: &random))
-                if chaosStop.withLock({ stopChaos }) { break }
+                if state.value.stop { break }
                 let victim = ["ingest", "aggregator", "query", "submitter"].randomElement(using: &random)!
                 let stack = processes.stack
-                processes.lock.withLock {
-                    switch victim {
-                    case "ingest": stack.ingest.kill(SIGKILL)
-                    case "aggregator": stack.aggregator.kill(SIGKILL)
-                    case "query": stack.query?.kill(SIGKILL)
-                    default: stack.submitter?.kill(SIGKILL)
-                    }
-                    do {
-                        switch victim {
-                        case "ingest": try stack.restartIngest()
-                        case "aggregator": try stack.restartAggregator()
-                        case "query": try stack.startQuery()
-                        default: try stack.startSubmitter()
-                        }
-                    } catch {
-                        Issue.record("restart of \(victim) failed: \(error)")
-                    }
+                switch victim {
+                case "ingest": stack.ingest.kill(SIGKILL)
+                case "aggregator": stack.aggregator.kill(SIGKILL)
+                case "query": stack.query?.kill(SIGKILL)
+                default: stack.submitter?.kill(SIGKILL)
                 }
-                chaosStop.withLock { kills[victim, default: 0] += 1 }
+                do {
+                    switch victim {
+                    case "ingest": try stack.restartIngest()
+                    case "aggregator": try stack.restartAggregator()
+                    case "query": try stack.startQuery()
+                    default: try stack.startSubmitter()
+                    }
+                } catch {
+                    Issue.record("restart of \(victim) failed: \(error)")
+                }
+                state.withLock { $0.kills[victim, default: 0] += 1 }
             }
         }
         chaos.start()
@@ -106,9 +108,9 @@ struct ChaosTests {
             try UnixClient(path: stack.home.adminSocket).call(
                 Request(op: "advance-clock", fields: JSONObject(["to": "2024-03-01T09:00:01Z"])))
         }
-        chaosStop.withLock { stopChaos = true }
+        state.withLock { $0.stop = true }
         while chaos.isExecuting { usleep(20_000) }
-        #expect(chaosStop.withLock { kills.values.reduce(0, +) } >= 5)
+        #expect(state.value.kills.values.reduce(0, +) >= 5)
 
         // Every acknowledged event is in the log exactly once.
         let records = try Self.retrying("read the log") { try readAll(stack.ingest.client(), partitions: 4) }
