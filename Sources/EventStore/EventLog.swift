@@ -1,6 +1,7 @@
 import Daemon
 import Dispatch
 import Foundation
+import Synchronization
 import SystemIO
 public import Wire
 
@@ -38,21 +39,23 @@ public final class EventLog: @unchecked Sendable {
     /// What opening did that an operator should know of (an upgrade, a clock switch, a loss accepted).
     public private(set) var notices: [String] = []
     private let lockFD: Int32
-    private let marksLock = NSLock()
-    private var lastMarks: [UInt64]?
+    /// The marks last written (held while writing, so two writers never race).
+    private let lastMarks: Mutex<[UInt64]?>
     // The writer (one thread at a time: ingest's committer).
     private let walDirectory: String
     private let segmentBytes: Int
     private var current: WALSegment
     private var currentSummary: SegmentSummary
     private var buffer: [UInt8] = []
-    // Segments for storage figures, and the spare prepared in the background.
-    private let stateLock = NSLock()
-    private var segmentCount: Int
-    private var storedBytes: Int
-    private var spare: WALSegment?
-    private var spareFailure: String?
-    private var preparing = false
+    /// Segments for storage figures, and the spare prepared in the background.
+    private struct Shared {
+        var segmentCount: Int
+        var storedBytes: Int
+        var spare: WALSegment?
+        var spareFailure: String?
+        var preparing = false
+    }
+    private let shared: Mutex<Shared>
     private let background = DispatchQueue(label: "event-log-background")
 
     /// Default size of a write-ahead log segment.
@@ -145,9 +148,8 @@ public final class EventLog: @unchecked Sendable {
         notices = opened.notices
         current = opened.current
         currentSummary = opened.currentSummary
-        segmentCount = opened.segmentCount
-        storedBytes = opened.storedBytes
-        lastMarks = opened.marks
+        shared = Mutex(Shared(segmentCount: opened.segmentCount, storedBytes: opened.storedBytes))
+        lastMarks = Mutex(opened.marks)
         for summary in opened.unsummarized { writeSummaryInBackground(summary) }
     }
 
@@ -158,10 +160,10 @@ public final class EventLog: @unchecked Sendable {
     }
 
     /// Total bytes of the log's records.
-    public var storageBytes: Int { stateLock.withLock { storedBytes } }
+    public var storageBytes: Int { shared.withLock { $0.storedBytes } }
 
     /// The number of segment files.
-    public var segments: Int { stateLock.withLock { segmentCount } }
+    public var segments: Int { shared.withLock { $0.segmentCount } }
 
     // MARK: writing (one thread)
 
@@ -240,7 +242,8 @@ public final class EventLog: @unchecked Sendable {
                 partition: place.partition, sequence: place.sequence, time: record.time, meta: record.meta, offset: place.offset,
                 length: place.length)
         }
-        stateLock.withLock { storedBytes += buffer.count }
+        let written = buffer.count
+        shared.withLock { $0.storedBytes += written }
         for partition in partitions where next[partition.partition] != partition.durableNextSequence { partition.publish() }
         if segment.wantsExtension { extendInBackground(segment) }
         if segment.end > segment.capacity / 2 { prepareSpare() }
@@ -261,18 +264,18 @@ public final class EventLog: @unchecked Sendable {
     /// spare, or in a new segment when the spare is missing or too small.
     private func switchSegment(minimumCapacity: Int) throws(SystemError) {
         let next: WALSegment
-        let ready = stateLock.withLock { () -> WALSegment? in
-            guard let spare, spare.capacity >= minimumCapacity else { return nil }
-            self.spare = nil
+        let ready = shared.withLock { state -> WALSegment? in
+            guard let spare = state.spare, spare.capacity >= minimumCapacity else { return nil }
+            state.spare = nil
             return spare
         }
         if let ready {
             next = ready
         } else {
             background.sync {}  // a spare being made would take the same number
-            let leftover = stateLock.withLock { () -> WALSegment? in
-                defer { spare = nil }
-                return spare
+            let leftover = shared.withLock { state -> WALSegment? in
+                defer { state.spare = nil }
+                return state.spare
             }
             let number = current.number + 1
             if let leftover {
@@ -281,7 +284,7 @@ public final class EventLog: @unchecked Sendable {
             }
             next = try WALSegment.create(
                 directory: walDirectory, number: number, capacity: max(segmentBytes, minimumCapacity), identity: manifest.identity)
-            if leftover == nil { stateLock.withLock { segmentCount += 1 } }
+            if leftover == nil { shared.withLock { $0.segmentCount += 1 } }
         }
         let sealed = currentSummary
         current = next
@@ -293,9 +296,9 @@ public final class EventLog: @unchecked Sendable {
     /// Prepares the next segment in the background, so a roll does not wait for the zeros.
     private func prepareSpare() {
         let number = current.number + 1
-        let go = stateLock.withLock { () -> Bool in
-            guard spare == nil, !preparing else { return false }
-            preparing = true
+        let go = shared.withLock { state -> Bool in
+            guard state.spare == nil, !state.preparing else { return false }
+            state.preparing = true
             return true
         }
         guard go else { return }
@@ -307,16 +310,16 @@ public final class EventLog: @unchecked Sendable {
                 try WALSegment.create(directory: directory, number: number, capacity: capacity, identity: identity)
             }
             guard let self else { return }
-            self.stateLock.withLock {
-                self.preparing = false
+            self.shared.withLock { state in
+                state.preparing = false
                 switch result {
                 case .success(let segment):
-                    self.spare = segment
-                    self.segmentCount += 1
-                    self.spareFailure = nil
+                    state.spare = segment
+                    state.segmentCount += 1
+                    state.spareFailure = nil
                 case .failure(let error):
-                    if self.spareFailure == nil { Log.warning("cannot prepare the next log segment: \(error); will retry at the roll") }
-                    self.spareFailure = "\(error)"
+                    if state.spareFailure == nil { Log.warning("cannot prepare the next log segment: \(error); will retry at the roll") }
+                    state.spareFailure = "\(error)"
                 }
             }
         }
@@ -347,18 +350,18 @@ public final class EventLog: @unchecked Sendable {
     /// when it changed since the last write. Called at least once a second by ingest, at every
     /// segment roll and at shutdown; safe from any thread.
     public func writeHighWaterMarks() throws(EventLogError) {
-        marksLock.lock()
-        defer { marksLock.unlock() }
-        let next = partitions.map(\.durableNextSequence)
-        guard next != lastMarks else { return }
-        let now = Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601
-        let marks = HighWaterMarks(identity: manifest.identity, next: next, written: now)
-        do {
-            try FileIO.writeAtomically(marks.bytes, to: directory + "/" + Self.marksName)
-        } catch {
-            throw EventLogError("cannot write the high-water marks: \(error)")
+        try lastMarks.withLock { (lastMarks: inout [UInt64]?) throws(EventLogError) in
+            let next = partitions.map(\.durableNextSequence)
+            guard next != lastMarks else { return }
+            let now = Timestamp(microseconds: Int64(Date().timeIntervalSince1970 * 1_000_000)).iso8601
+            let marks = HighWaterMarks(identity: manifest.identity, next: next, written: now)
+            do {
+                try FileIO.writeAtomically(marks.bytes, to: directory + "/" + Self.marksName)
+            } catch {
+                throw EventLogError("cannot write the high-water marks: \(error)")
+            }
+            lastMarks = next
         }
-        lastMarks = next
     }
 
     private func writeMarksQuietly(reason: String) {

@@ -17,6 +17,7 @@ public struct EventLogError: Error, Hashable, Sendable, CustomStringConvertible 
 /// is only ever what is durable.
 public final class PartitionLog: @unchecked Sendable {
     public let partition: Int
+    /// A condition, not a `Mutex`: followers wait here for records (`waitForRecords`).
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var extents: [(segment: WALSegment, extent: SegmentSummary.Extent)] = []

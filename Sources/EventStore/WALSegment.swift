@@ -41,6 +41,7 @@ final class WALSegment: @unchecked Sendable {
     var end: Int
     /// How much zero-filled space extensions add at a time.
     static let allocationStep = 4 << 20
+    /// A condition, not a `Mutex`: the writer waits here for an extension in flight to finish.
     private let allocation = NSCondition()
     // Guarded by `allocation`: the file's size (zero-filled up to it), and an extension in flight.
     private var allocatedBytes: Int

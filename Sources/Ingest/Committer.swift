@@ -2,6 +2,7 @@ import Daemon
 import EventStore
 import Foundation
 import Metrics
+import Synchronization
 import SystemIO
 import Wire
 
@@ -59,6 +60,7 @@ final class Committer: @unchecked Sendable {
     let clock: Clock
     /// Written into every tick, so the folds attribute usage as ingest checks it.
     let attribution: Attribution
+    /// A condition, not a `Mutex`: the committer thread waits here for work, and `stop` for it.
     private let condition = NSCondition()
     private var queue: [Work] = []
     private var running = true
@@ -69,7 +71,7 @@ final class Committer: @unchecked Sendable {
     /// Plan definitions other ingest instances committed to a shared store, not read yet.
     private var othersDefinitions: [(partition: Int, sequence: UInt64)] = []
     /// Lets one thread at a time take `othersDefinitions` into the catalog, so versions keep their order.
-    private let adoption = NSLock()
+    private let adoption = Mutex(())
     private var retentionDays: Int { Int(idempotency.retentionMicroseconds / Timestamp.microsecondsPerDay) }
     private var thread: Thread?
     private var groups = 0
@@ -111,7 +113,7 @@ final class Committer: @unchecked Sendable {
     /// Takes the plans other ingest instances defined (noted by `learn`) into the catalog, in log
     /// order, as far as their records are readable; called before the catalog is used.
     private func adoptOthersDefinitions() {
-        adoption.withLock {
+        adoption.withLock { _ in
             let pending = condition.withLock { othersDefinitions }
             guard !pending.isEmpty else { return }
             var adopted = 0

@@ -156,8 +156,10 @@ nonisolated func runIngest() -> Never {
     ingestMetrics.registry.collect("metering_ingest_connections", "Connections open on ingest's sockets.", kind: .gauge) {
         [MetricsRegistry.Sample(Double(connectionCount()))]
     }
-    let endpoint = MetricsEndpoint.start(
-        configuration.metrics, component: "meter-ingest", home: configuration.home, registry: ingestMetrics.registry)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(
+            configuration.metrics, component: "meter-ingest", home: configuration.home, registry: ingestMetrics.registry)
+    }
 
     // A tick on every partition at start-up, then shortly after every full hour (system clock).
     let startTick = DispatchSemaphore(value: 0)
