@@ -326,6 +326,19 @@ final class Committer: @unchecked Sendable {
         var duplicates = 0
         var conflicts = 0
         condition.lock()
+        // The table is far larger than the caches: ask for every key's slot first, so the
+        // lookups below find them there instead of waiting for memory one after another.
+        var keyed = 0
+        for work in group {
+            guard case .events(let events, _) = work else { continue }
+            for event in events {
+                guard let digest = event.keyDigest else { continue }
+                idempotency.prefetch(digest: digest)
+                keyed += 1
+            }
+        }
+        newKeys.reserveCapacity(keyed)
+        newKeyOrder.reserveCapacity(keyed)
         for work in group {
             switch work {
             case .events(let events, let completion):
