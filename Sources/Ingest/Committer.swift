@@ -361,7 +361,8 @@ final class Committer: @unchecked Sendable {
                         }
                         continue
                     }
-                    var event = event
+                    // Only the payload may change (a catalog plan written out whole): no copy of the event.
+                    var payload = event.payload
                     if let planId = event.catalogPlanId {
                         if event.type == .planDefined {
                             results.append(placeDefinition(event, planId: planId))
@@ -371,12 +372,12 @@ final class Committer: @unchecked Sendable {
                         // as defined before it in the log. Its key's digest stays that of the message
                         // as sent, so a resend is still a duplicate after the plan got a new version.
                         guard let entry = newDefinitions[planId] ?? catalog[planId],
-                            let payload = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
+                            let expanded = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
                         else {
                             results.append(.rejected(PlanCatalog.unknown(planId, type: event.type)))
                             continue
                         }
-                        event.payload = payload
+                        payload = expanded
                     }
                     let partition: Int
                     if var addressed = event.addressedPartition {
@@ -415,7 +416,7 @@ final class Committer: @unchecked Sendable {
                         idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
                         payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
                         keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
-                    let position = place(partition, meta: meta, payload: event.payload)
+                    let position = place(partition, meta: meta, payload: payload)
                     if let digest = meta.keyDigest {
                         newKeys[digest] = position
                         newKeyOrder.append(digest)
