@@ -238,8 +238,8 @@ final class IdempotencyTable: @unchecked Sendable {
             return .failure(reason)
         }
         guard base.load(fromByteOffset: 0, as: UInt64.self) == magic, base.load(fromByteOffset: 8, as: UInt32.self) == format,
-            header >= headerLength(partitions: 0), header % 4096 == 0, slots >= 1024, slots & (slots - 1) == 0,
-            length == header + slots * entryStride
+            header >= headerLength(partitions: 0), header % 4096 == 0, header <= length, slots >= 1024, slots & (slots - 1) == 0,
+            slots <= (length - header) / entryStride, length == header + slots * entryStride
         else { return refuse(.unusable("it is not an idempotency table of this format")) }
         let table = IdempotencyTable(base: base, mappedLength: length, headerLength: header, slots: slots, descriptor: fd, path: path)
         guard table.partitions == owner.partitions, header == headerLength(partitions: owner.partitions),

@@ -190,4 +190,50 @@ struct IdempotencyTableTests {
         let after = try summaryFiles()
         #expect(before.allSatisfy { after[$0.key] == $0.value }, "\(after.filter { before[$0.key] != $0.value }.keys.sorted())")
     }
+
+    @Test("damaged table headers and summary files of every kind are refused or read, never trapped on")
+    func damagedBytesNeverTrap() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<200 {
+            _ = Self.fillAndDrop(path, count: 5)
+            // Random bytes over the header's fields (slots, header length, counts, partitions).
+            let offset = [8, 12, 16, 24, 176, 200][round % 6]
+            try Self.overwrite(path, at: offset, with: (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [5, 0])
+            #expect(opened.index.count <= 5)
+        }
+        // A slot count that is a power of two so large that the file's size cannot be computed.
+        _ = Self.fillAndDrop(path, count: 5)
+        try Self.overwrite(path, at: 16, with: withUnsafeBytes(of: (UInt64(1) << 60).littleEndian) { Array($0) })
+        let huge = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [5, 0])
+        #expect(huge.from == [0, 0] && huge.index.count == 0)
+        var summary = SegmentSummary(number: 2, dataEnd: 9_000)
+        for sequence in 0..<40 {
+            summary.note(
+                partition: sequence % 3, sequence: UInt64(sequence / 3), time: Timestamp(seconds: Int64(sequence)),
+                meta: RecordMeta(
+                    purchasedResource: sequence % 7 == 0 ? ResourceName(resourceId: "r\(sequence)", resourceUri: "/u/\(sequence)") : nil,
+                    payloadDigest: PayloadDigest(high: 3, low: UInt64(sequence)), keyDigest: PayloadDigest(high: 4, low: UInt64(sequence))),
+                offset: 64 + sequence * 200, length: 200)
+        }
+        for original in [summary.bytes, summary.previousFormatBytes] {
+            for _ in 0..<2_000 {
+                var bytes = original
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+                case 1: bytes.removeLast(Int.random(in: 1..<bytes.count, using: &generator))
+                default:
+                    let at = Int.random(in: 8..<max(9, bytes.count - 8), using: &generator)
+                    for index in at..<min(bytes.count, at + 8) { bytes[index] = 0xFF }
+                }
+                for keys in [true, false] {
+                    if let read = SegmentSummary.decode(bytes, keys: keys) {
+                        #expect(read.keyCount >= 0)
+                    }
+                }
+            }
+        }
+    }
 }
