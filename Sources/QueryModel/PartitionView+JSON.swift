@@ -126,7 +126,9 @@ extension PartitionView {
     /// Where the slot `(subscription, dimension, hour)` stands at the marketplace: nil when nothing
     /// was billed for it, `settled` when it was settled before the retention horizon.
     public func marketplaceStatus(subscription: String, dimension: String, hour: Timestamp) -> String? {
-        ledger[subscription]?[Slot(dimension: dimension, hour: hour)]?.status.rawValue
+        // Pending first: a slot settled once can hold a new item again (an expired one rebilled).
+        if state.hasPendingItem(key: subscription, dimension: dimension, hour: hour) { return MarketplaceStatus.pending.rawValue }
+        return ledger[subscription]?[Slot(dimension: dimension, hour: hour)]?.status.rawValue
     }
 
     /// The period's usage of meter `meterName` of the subscription named by `name`, per value of
@@ -189,22 +191,24 @@ extension PartitionView {
 
     // MARK: - Snapshots
 
-    static let snapshotFormat = "query-view-2"
-    /// The format before plan changes and voids (no credits or voids in the open usage): still read.
-    static let earlierSnapshotFormat = "query-view-1"
+    static let snapshotFormat = "query-view-3"
+    /// The formats before pending slots were left to the billing state (their `slots` list them
+    /// too, and they are skipped on reading) and, for 1, before plan changes and voids (no credits
+    /// or voids in the open usage): still read.
+    static let earlierSnapshotFormats = ["query-view-2", "query-view-1"]
 
     /// The whole view as JSON, in a canonical order.
     public func snapshot() -> JSONValue {
         var slots: [JSONValue] = []
         for (key, entries) in ledger.sorted(by: { $0.key < $1.key }) {
             for (slot, status) in entries.sorted(by: { ($0.key.hour, $0.key.dimension) < ($1.key.hour, $1.key.dimension) }) {
-                var members: [JSONObject.Member] = [
-                    .init("subscription", .string(key)), .init("dimension", .string(slot.dimension)),
-                    .init("hour", .string(slot.hour.iso8601)),
-                    .init("status", .string(status.status.rawValue)),
-                ]
-                if let settledAt = status.settledAt { members.append(.init("settledAt", .string(settledAt.iso8601))) }
-                slots.append(.object(JSONObject(members)))
+                slots.append(
+                    .object(
+                        JSONObject([
+                            .init("subscription", .string(key)), .init("dimension", .string(slot.dimension)),
+                            .init("hour", .string(slot.hour.iso8601)), .init("status", .string(status.status.rawValue)),
+                            .init("settledAt", .string(status.settledAt.iso8601)),
+                        ])))
             }
         }
         let usage = openUsage.sorted { Self.order($0.key, $1.key) }.map { key, total -> JSONValue in
@@ -323,7 +327,8 @@ extension PartitionView {
     /// Restores a view from `snapshot()`'s JSON.
     public init(snapshot: JSONValue) throws(ModelError) {
         let object = try ModelReader.object(snapshot, "snapshot")
-        guard let format = object["format"]?.stringValue, format == Self.snapshotFormat || format == Self.earlierSnapshotFormat else {
+        guard let format = object["format"]?.stringValue, format == Self.snapshotFormat || Self.earlierSnapshotFormats.contains(format)
+        else {
             throw ModelError("snapshot format is not \(Self.snapshotFormat)")
         }
         do {
@@ -339,9 +344,12 @@ extension PartitionView {
             guard let status = MarketplaceStatus(rawValue: try ModelReader.string(slot, "status")) else {
                 throw ModelError("bad slot status")
             }
-            let settledAt = try slot["settledAt"].map { _ throws(ModelError) in try ModelReader.timestamp(slot, "settledAt") }
+            // Earlier formats list pending slots too: the billing state has them.
+            if status == .pending && format != Self.snapshotFormat { continue }
+            guard status != .pending else { throw ModelError("a pending slot in the settled slots") }
             let key = Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))
-            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(status: status, settledAt: settledAt)
+            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(
+                status: status, settledAt: try ModelReader.timestamp(slot, "settledAt"))
         }
         for entry in object["market"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "market totals")
@@ -359,7 +367,7 @@ extension PartitionView {
             market[try ModelReader.string(table, "subscription")] = totals
         }
         // The order slots settled in follows from their times.
-        settledOrder = ledger.flatMap { key, slots in slots.compactMap { slot, status in status.settledAt.map { ($0, key, slot) } } }
+        settledOrder = ledger.flatMap { key, slots in slots.map { slot, status in (status.settledAt, key, slot) } }
             .sorted { ($0.at, $0.key, $0.slot.hour, $0.slot.dimension) < ($1.at, $1.key, $1.slot.hour, $1.slot.dimension) }
         for entry in object["openUsage"]?.arrayValue ?? [] {
             let usage = try ModelReader.object(entry, "open usage")

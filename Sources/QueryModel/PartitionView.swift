@@ -11,7 +11,9 @@ import Wire
 /// after a restart from an older snapshot, skip the ones already journaled.
 public struct PartitionView: Sendable {
     public internal(set) var state: PartitionState
-    /// Marketplace slots per subscription key: pending ones, and settled ones for a while.
+    /// Settled marketplace slots per subscription key, for a while. Pending slots are not kept
+    /// here: the billing state holds every pending item, and a second copy of each would cost the
+    /// read model more than anything else it keeps while many items wait for the submitter.
     var ledger: [String: [Slot: SlotStatus]] = [:]
     /// Settled slots in the order they settled (log time never goes back), for forgetting them.
     var settledOrder: [(at: Timestamp, key: String, slot: Slot)] = []
@@ -51,10 +53,10 @@ public struct PartitionView: Sendable {
         case pending, accepted, rejected, conflict, expired
     }
 
-    /// Where a slot stands at the marketplace, and since when (for forgetting it once settled).
+    /// How a slot was settled at the marketplace, and since when (for forgetting it).
     struct SlotStatus: Equatable, Sendable {
         var status: MarketplaceStatus
-        var settledAt: Timestamp?
+        var settledAt: Timestamp
     }
 
     /// One dimension's items of the current period, by where they stand at the marketplace.
@@ -168,8 +170,6 @@ public struct PartitionView: Sendable {
             case .planChanged(let key, _):
                 prices[key] = Self.plan(of: record)?.prices
             case .ready(let key, let dimension, let hour, let quantity):
-                let slot = Slot(dimension: dimension, hour: hour)
-                ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
                 count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
@@ -187,10 +187,7 @@ public struct PartitionView: Sendable {
                     case .pending: break
                     }
                 }
-                guard var entry = ledger[key]?[slot] else { break }
-                entry.status = outcome
-                entry.settledAt = now
-                ledger[key]?[slot] = entry
+                ledger[key, default: [:]][slot] = SlotStatus(status: outcome, settledAt: now)
                 settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
                 breakdowns[key] = nil
@@ -398,7 +395,7 @@ public struct PartitionView: Sendable {
         while settledHead < settledOrder.count, settledOrder[settledHead].at < horizon {
             let (_, key, slot) = settledOrder[settledHead]
             settledHead += 1
-            guard let entry = ledger[key]?[slot], let at = entry.settledAt, at < horizon else { continue }
+            guard let entry = ledger[key]?[slot], entry.settledAt < horizon else { continue }
             ledger[key]?[slot] = nil
             if ledger[key]?.isEmpty == true { ledger[key] = nil }
         }
