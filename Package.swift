@@ -120,7 +120,9 @@ let package = Package(
         .testTarget(
             name: "AggregatorTests",
             dependencies: ["Aggregator", "Billing", "BillingTestSupport", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
-        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
+        .testTarget(
+            name: "QueryTests",
+            dependencies: ["Query", "Projection", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),

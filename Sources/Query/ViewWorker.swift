@@ -152,7 +152,9 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
-            if schedule.folded(records.count, time: view.state.time) && journalError == nil { saveSnapshot() }
+            // Behind the head ingest reported when the follower connected: catching up.
+            let catchingUp = (follower.progress.ingestNext ?? 0) > view.nextSequence
+            if schedule.folded(records.count, time: view.state.time, catchingUp: catchingUp) && journalError == nil { saveSnapshot() }
             return output.touched
         }
         if !touched.isEmpty { watchers.changed(partition: partition, keys: touched) }
