@@ -323,7 +323,17 @@ public struct PartitionView: Sendable {
         key: String, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool = true,
         _ change: (Quantity) -> Quantity
     ) {
-        var breakdown = breakdowns.removeValue(forKey: key) ?? Breakdown(periodStart: period.start)
+        // Changed in place: taking the entry out and putting it back hashed the key twice and
+        // moved entries of the table each time.
+        Self.update(
+            &breakdowns[key, default: Breakdown(periodStart: period.start)], period: period, meterName: meterName, properties: properties,
+            creating: creating, change)
+    }
+
+    private static func update(
+        _ breakdown: inout Breakdown, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool,
+        _ change: (Quantity) -> Quantity
+    ) {
         if breakdown.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
         for (property, value) in properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
@@ -337,7 +347,6 @@ public struct PartitionView: Sendable {
                 breakdown.truncated = true
             }
         }
-        breakdowns[key] = breakdown
     }
 
     /// Adds the usage to the subscription's series, in the step of the period its hour falls in.
@@ -347,16 +356,27 @@ public struct PartitionView: Sendable {
         // A waterfall meter splits one usage over its tiers; a gauge report is one part.
         var quantity = Quantity.zero
         for part in parts { quantity = quantity.figureAdding(part.quantity) }
-        var usage = series.removeValue(forKey: key) ?? UsageSeries(periodStart: period.start)
+        let step = UsageSeries.index(of: hour, in: period)
+        // Changed in place (no taking out and putting back); the meter's kind is looked up in
+        // the billing state only the first time the meter has usage in the period.
+        if let index = series.index(forKey: key), series.values[index].periodStart == period.start,
+            let meter = series.values[index].meterIndex(named: meterName)
+        {
+            series.values[index].record(quantity, meter: meter, step: step)
+            return
+        }
+        let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
+        Self.record(
+            quantity, meterName: meterName, kind: kind, step: step, in: &series[key, default: UsageSeries(periodStart: period.start)],
+            period: period)
+    }
+
+    private static func record(
+        _ quantity: Quantity, meterName: String, kind: MeterRunRate.Kind, step: Int, in usage: inout UsageSeries, period: BillingPeriod
+    ) {
         if usage.periodStart != period.start { usage = UsageSeries(periodStart: period.start) }
-        let index =
-            usage.meterIndex(named: meterName)
-            ?? usage.addMeter(
-                meterName,
-                // Once per meter and period: the rule (sum, gauge, tiers) is the billing state's.
-                kind: state.meterKind(ofKey: key, meterName: meterName) ?? .sum)
-        usage.record(quantity, meter: index, step: UsageSeries.index(of: hour, in: period))
-        series[key] = usage
+        let index = usage.meterIndex(named: meterName) ?? usage.addMeter(meterName, kind: kind)
+        usage.record(quantity, meter: index, step: step)
     }
 
     /// Turns the usage of every hour that ended before `now` into records, in a fixed order.
@@ -384,10 +404,14 @@ public struct PartitionView: Sendable {
     /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in it.
     private mutating func count(_ key: String, dimension: String, hour: Timestamp, _ change: (inout DimensionTotals) -> Void) {
         guard let period = state.terms(ofKey: key)?.period, period.contains(hour) else { return }
-        var totals = market.removeValue(forKey: key) ?? MarketTotals(periodStart: period.start)
+        Self.update(&market[key, default: MarketTotals(periodStart: period.start)], period: period, dimension: dimension, change)
+    }
+
+    private static func update(
+        _ totals: inout MarketTotals, period: BillingPeriod, dimension: String, _ change: (inout DimensionTotals) -> Void
+    ) {
         if totals.periodStart != period.start { totals = MarketTotals(periodStart: period.start) }
         totals.update(dimension, change)
-        market[key] = totals
     }
 
     /// Forgets the slots settled before `horizon`.
