@@ -137,10 +137,7 @@ struct Subscription: Equatable, Sendable {
     }
 
     func meterIndex(named name: String) -> Int? {
-        // By position, reading each meter's name in place: a closure over the elements copied
-        // every meter it passed (with its rule and usage), on every usage record.
-        for index in meters.indices where meters[index].name == name { return index }
-        return nil
+        meters.firstIndex { $0.name == name }
     }
 
     // MARK: - Hours
