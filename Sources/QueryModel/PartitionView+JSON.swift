@@ -137,7 +137,13 @@ extension PartitionView {
     public func breakdownJSON(_ name: ResourceName, meterName: String, property: String) -> JSONObject? {
         guard let runRate = state.runRate(name) else { return nil }
         let breakdown = breakdowns[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil }
-        let values = (breakdown?.totals ?? [:]).filter { $0.key.meterName == meterName && $0.key.property == property }
+        var values: [(key: BreakdownGroup, value: Quantity)] = []
+        if let breakdown {
+            for index in breakdown.groups.indices
+            where breakdown.groups[index].meterName == meterName && breakdown.groups[index].property == property {
+                values.append((breakdown.groups[index], breakdown.quantities[index]))
+            }
+        }
         var total = Quantity.zero
         let groups = values.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.value < $1.key.value }.map {
             group, quantity -> JSONValue in
@@ -225,9 +231,8 @@ extension PartitionView {
             return .object(JSONObject(members))
         }
         let groups = breakdowns.sorted(by: { $0.key < $1.key }).map { key, breakdown -> JSONValue in
-            let totals = breakdown.totals.sorted {
-                ($0.key.meterName, $0.key.property, $0.key.value) < ($1.key.meterName, $1.key.property, $1.key.value)
-            }.map { group, quantity -> JSONValue in
+            // Kept in (meter, property, value) order already.
+            let totals = zip(breakdown.groups, breakdown.quantities).map { group, quantity -> JSONValue in
                 .object(
                     JSONObject([
                         .init("meterName", .string(group.meterName)), .init("property", .string(group.property)),
@@ -391,7 +396,7 @@ extension PartitionView {
                 let key = BreakdownGroup(
                     meterName: try ModelReader.string(group, "meterName"), property: try ModelReader.string(group, "property"),
                     value: try ModelReader.string(group, "value"))
-                breakdown.totals[key] = try ModelReader.quantity(group, "quantity")
+                breakdown.set(key, try ModelReader.quantity(group, "quantity"))
             }
             breakdowns[try ModelReader.string(table, "subscription")] = breakdown
         }

@@ -110,12 +110,61 @@ public struct PartitionView: Sendable {
         var value: String
     }
 
-    /// One flat table per subscription: nested dictionaries per meter and property would cost
-    /// more than the figures they hold.
+    /// One flat table per subscription, as two arrays in group order (meter, property, value)
+    /// grown one entry at a time: nested dictionaries per meter and property would cost more than
+    /// the figures they hold, and even one hash table per subscription kept a third of its room
+    /// empty and grew by doubling — with every subscription holding a breakdown, that was the read
+    /// model's largest part after the billing state. A group is found by binary search.
     struct Breakdown: Equatable, Sendable {
         var periodStart: Timestamp
-        var totals: [BreakdownGroup: Quantity] = [:]
+        private(set) var groups: [BreakdownGroup] = []
+        private(set) var quantities: [Quantity] = []
         var truncated = false
+
+        init(periodStart: Timestamp) { self.periodStart = periodStart }
+
+        var count: Int { groups.count }
+
+        /// The index of `group`, or where it would be inserted.
+        func position(of group: BreakdownGroup) -> (found: Bool, index: Int) {
+            var low = 0
+            var high = groups.count
+            while low < high {
+                let middle = (low + high) / 2
+                if Self.precedes(groups[middle], group) { low = middle + 1 } else { high = middle }
+            }
+            return (low < groups.count && groups[low] == group, low)
+        }
+
+        static func precedes(_ lhs: BreakdownGroup, _ rhs: BreakdownGroup) -> Bool {
+            (lhs.meterName, lhs.property, lhs.value) < (rhs.meterName, rhs.property, rhs.value)
+        }
+
+        /// Changes the quantity of the group at `index`.
+        mutating func change(at index: Int, _ change: (Quantity) -> Quantity) { quantities[index] = change(quantities[index]) }
+
+        /// Adds `group` with `quantity` at `index` (from `position(of:)`).
+        mutating func insert(_ group: BreakdownGroup, _ quantity: Quantity, at index: Int) {
+            // Room for exactly one more: doubling would leave up to half of it empty, for good.
+            groups.reserveCapacity(groups.count + 1)
+            quantities.reserveCapacity(quantities.count + 1)
+            groups.insert(group, at: index)
+            quantities.insert(quantity, at: index)
+        }
+
+        /// Heap bytes the table's arrays hold (without the allocator's rounding, and without the
+        /// view's dictionary entry for it), for measuring the read model's memory.
+        var heapBytes: Int {
+            let header = 32
+            return (groups.capacity > 0 ? header + groups.capacity * MemoryLayout<BreakdownGroup>.stride : 0)
+                + (quantities.capacity > 0 ? header + quantities.capacity * MemoryLayout<Quantity>.stride : 0)
+        }
+
+        /// Sets the quantity of `group`, adding it when new.
+        mutating func set(_ group: BreakdownGroup, _ quantity: Quantity) {
+            let (found, index) = position(of: group)
+            if found { quantities[index] = quantity } else { insert(group, quantity, at: index) }
+        }
     }
 
     /// What one record produced.
@@ -337,12 +386,13 @@ public struct PartitionView: Sendable {
         if breakdown.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
         for (property, value) in properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
-            if let index = breakdown.totals.index(forKey: group) {
-                breakdown.totals.values[index] = change(breakdown.totals.values[index])
+            let (found, index) = breakdown.position(of: group)
+            if found {
+                breakdown.change(at: index, change)
             } else if !creating {
                 continue
-            } else if breakdown.totals.count < Self.maximumBreakdownGroups {
-                breakdown.totals[group] = change(.zero)
+            } else if breakdown.count < Self.maximumBreakdownGroups {
+                breakdown.insert(group, change(.zero), at: index)
             } else {
                 breakdown.truncated = true
             }
