@@ -356,6 +356,7 @@ extension PartitionView {
             ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(
                 status: status, settledAt: try ModelReader.timestamp(slot, "settledAt"))
         }
+        market.reserveCapacity(object["market"]?.arrayValue?.count ?? 0)
         for entry in object["market"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "market totals")
             var totals = MarketTotals(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -387,6 +388,7 @@ extension PartitionView {
             if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
             openUsage[key] = total
         }
+        breakdowns.reserveCapacity(object["breakdowns"]?.arrayValue?.count ?? 0)
         for entry in object["breakdowns"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "breakdown")
             var breakdown = Breakdown(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -401,6 +403,7 @@ extension PartitionView {
             breakdowns[try ModelReader.string(table, "subscription")] = breakdown
         }
         // Snapshots written before the series existed have none: they fill from the next usage on.
+        series.reserveCapacity(object["series"]?.arrayValue?.count ?? 0)
         for entry in object["series"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "series")
             series[try ModelReader.string(table, "subscription")] = try Self.series(table)
