@@ -122,7 +122,9 @@ let package = Package(
             dependencies: [
                 "Aggregator", "Billing", "BillingTestSupport", "Wire", "SystemIO", "Daemon", "Transport", "Projection", "StackTestSupport",
             ]),
-        .testTarget(name: "QueryTests", dependencies: ["Query", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
+        .testTarget(
+            name: "QueryTests",
+            dependencies: ["Query", "Projection", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),

@@ -89,7 +89,11 @@ extension PartitionState {
             }
         }
 
-        for (index, value) in try SnapshotReader.array(root, "subscriptions", "snapshot").enumerated() {
+        // Sized once: tables of 100,000s of entries grown one insert at a time are rehashed at
+        // every doubling.
+        let subscriptionList = try SnapshotReader.array(root, "subscriptions", "snapshot")
+        subscriptions.reserveCapacity(subscriptionList.count)
+        for (index, value) in subscriptionList.enumerated() {
             let path = "snapshot.subscriptions[\(index)]"
             let (key, subscription) = try Subscription.restore(value, path: path)
             for name in [subscription.resource.resourceId, subscription.resource.resourceUri] {
@@ -104,7 +108,9 @@ extension PartitionState {
             if !subscription.openHours.isEmpty { openHours.insert(key) }
         }
 
-        for (index, value) in try SnapshotReader.array(root, "pending", "snapshot").enumerated() {
+        let pendingList = try SnapshotReader.array(root, "pending", "snapshot")
+        pendingItems.reserveCapacity(pendingList.count)
+        for (index, value) in pendingList.enumerated() {
             let path = "snapshot.pending[\(index)]"
             let key = try SnapshotReader.string(try SnapshotReader.object(value, path), "subscription", path)
             guard subscriptions[key] != nil else { throw SnapshotError("\(path).subscription: no subscription \"\(key)\"") }

@@ -112,6 +112,12 @@ public struct PartitionState: Sendable, Equatable {
     /// The number of pending items, without sorting them.
     public var pendingCount: Int { pendingItems.count - emptied.count }
 
+    /// Whether the slot `(dimension, hour)` of the subscription keyed `key` holds an item not yet
+    /// settled (one a void emptied included: its outcome may still come).
+    public func hasPendingItem(key: String, dimension: String, hour: Timestamp) -> Bool {
+        pendingItems.index(forKey: Slot(subscription: key, dimension: dimension, hour: hour)) != nil
+    }
+
     /// Subscriptions held, including deleted ones whose items are not all settled yet.
     public var subscriptionCount: Int { subscriptions.count }
 

@@ -21,10 +21,15 @@ public struct SnapshotSchedule: Sendable {
     }
 
     /// Counts `records` folded, the state now at log time `time`; true when a snapshot is due.
-    public mutating func folded(_ records: Int, time: Timestamp?) -> Bool {
+    ///
+    /// `catchingUp`: the log's head is well ahead of the state (a fresh or restarted process).
+    /// Log time then races through hours in seconds, and a snapshot per hour of it would write
+    /// the whole partition over and over for nothing a restart needs: the record count bounds
+    /// what a restart replays. Only the record count counts until the state has caught up.
+    public mutating func folded(_ records: Int, time: Timestamp?, catchingUp: Bool = false) -> Bool {
         foldedSince += records
         if foldedSince >= everyRecords { return true }
-        guard foldedSince > 0, let time else { return false }
+        guard foldedSince > 0, !catchingUp, let time else { return false }
         guard let last = lastTime else {
             lastTime = time
             return false

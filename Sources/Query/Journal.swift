@@ -83,30 +83,48 @@ final class Journal: @unchecked Sendable {
     private func recover(visit: (Header) -> Void) throws(Failure) {
         var offset: UInt64 = 0
         var lineStart: UInt64 = 0
-        var line: [UInt8] = []
+        // The start of a line that the previous read cut; lines within one read are checked where
+        // they lie (a restart reads every line of every journal: no copy per line).
+        var carried: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var count = 0
-        while true {
+        var damaged = false
+        while !damaged {
             let read = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
             guard read >= 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
             if read == 0 { break }
-            for position in 0..<read {
-                let byte = buffer[position]
-                if byte == 0x0A {
-                    guard let header = Self.header(line), header.id == firstId + count else {
-                        throw Failure(
-                            description: "\(path): line \(count + 1) at byte \(lineStart) is damaged; move the file aside to rebuild it")
+            buffer.withUnsafeBufferPointer { bytes in
+                guard let base = bytes.baseAddress else { return }
+                var position = 0
+                while position < read {
+                    guard let found = memchr(base + position, 0x0A, read - position) else {
+                        carried.append(contentsOf: bytes[position..<read])
+                        return
+                    }
+                    let end = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
+                    let header: Header?
+                    if carried.isEmpty {
+                        header = Self.header(bytes[position..<end])
+                    } else {
+                        carried.append(contentsOf: bytes[position..<end])
+                        header = Self.header(carried[...])
+                        carried.removeAll(keepingCapacity: true)
+                    }
+                    guard let header, header.id == firstId + count else {
+                        damaged = true
+                        return
                     }
                     indexLine(header, line: count, offset: lineStart)
                     visit(header)
                     count += 1
-                    line.removeAll(keepingCapacity: true)
-                    lineStart = offset + UInt64(position) + 1
-                } else {
-                    line.append(byte)
+                    position = end + 1
+                    lineStart = offset + UInt64(position)
                 }
             }
             offset += UInt64(read)
+        }
+        if damaged {
+            throw Failure(description: "\(path): line \(count + 1) at byte \(lineStart) is damaged; move the file aside to rebuild it")
         }
         if lineStart < offset {
             Log.warning("\(path): cutting a torn last line of \(offset - lineStart) bytes (a crash during a write)")
@@ -127,14 +145,15 @@ final class Journal: @unchecked Sendable {
         nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
     }
 
-    /// The id, partition, ordinal (and close time) at the start of a line; nil when the line is not one of ours.
-    static func header(_ line: [UInt8]) -> Header? {
+    /// The id, partition, ordinal (and close time) at the start of a line (without its newline);
+    /// nil when the line is not one of ours.
+    static func header<Line: RandomAccessCollection<UInt8>>(_ line: Line) -> Header? where Line.Index == Int {
         guard line.last == UInt8(ascii: "}") else { return nil }
-        var position = 0
+        var position = line.startIndex
         func expect(_ text: String) -> Bool {
             let start = position
             for byte in text.utf8 {
-                guard position < line.count, line[position] == byte else {
+                guard position < line.endIndex, line[position] == byte else {
                     position = start
                     return false
                 }
@@ -145,7 +164,7 @@ final class Journal: @unchecked Sendable {
         func number() -> UInt64? {
             var value: UInt64 = 0
             let start = position
-            while position < line.count, line[position] >= 0x30, line[position] <= 0x39, position - start < 19 {
+            while position < line.endIndex, line[position] >= 0x30, line[position] <= 0x39, position - start < 19 {
                 value = value * 10 + UInt64(line[position] - 0x30)
                 position += 1
             }

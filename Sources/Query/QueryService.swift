@@ -43,10 +43,9 @@ nonisolated func runQuery() -> Never {
         ServiceLifecycle.fail("cannot open the read models in \(configuration.dataDirectory) (METERING_QUERY_DATA): \(error)")
     }
     let watchers = WatcherRegistry(maximum: configuration.maximumWatchers)
-    let workers = (0..<partitionCount).map {
-        ViewWorker(
-            partition: $0, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers, binding: binding)
-    }
+    let workers = ViewWorker.restoreAll(
+        partitions: partitionCount, configuration: configuration, usage: usage, submissions: submissions, watchers: watchers,
+        binding: binding)
     let handler = QueryHandler(workers: workers, usage: usage, submissions: submissions, watchers: watchers, configuration: configuration)
     let metrics = MetricsRegistry()
     FoldMetrics.register(

@@ -73,29 +73,54 @@ final class UsageStore: @unchecked Sendable {
             }
             expiredBefore = time.microseconds / 1_000_000
         }
-        var expired = 0
-        var opened: [PartitionUsageJournal] = []
-        for partition in 0..<partitions {
+        // Opening reads every line of every journal: the partitions are read in parallel.
+        struct Opened {
+            var journal: PartitionUsageJournal
+            var groups: [Group]
+            var expired: Int
+        }
+        let cutoff = expiredBefore
+        let expiryPath = expiryPath
+        let lock = NSLock()
+        nonisolated(unsafe) var results = [Result<Opened, Journal.Failure>?](repeating: nil, count: partitions)
+        DispatchQueue.concurrentPerform(iterations: partitions) { partition in
             let digits = String(partition)
             let path = directory + "/p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
-            let cutoff = expiredBefore
             var groups: [Group] = []
-            let journal = try PartitionUsageJournal(directory: path, partition: partition) { ordinal, closed in
-                if let cutoff, closed < cutoff {
-                    expired += 1
-                } else {
-                    Self.add(ordinal: ordinal, closed: closed, partition: partition, to: &groups)
+            var expired = 0
+            let result: Result<Opened, Journal.Failure>
+            do throws(Journal.Failure) {
+                let journal = try PartitionUsageJournal(directory: path, partition: partition) { ordinal, closed in
+                    if let cutoff, closed < cutoff {
+                        expired += 1
+                    } else {
+                        Self.add(ordinal: ordinal, closed: closed, partition: partition, to: &groups)
+                    }
                 }
+                if journal.firstOrdinal > 0 && cutoff == nil {
+                    throw Journal.Failure(
+                        description:
+                            "\(path) starts at record \(journal.firstOrdinal), but no usage has aged out (\(expiryPath) is missing); move the query's data aside to rebuild it (meterctl rebuild query)"
+                    )
+                }
+                result = .success(Opened(journal: journal, groups: groups, expired: expired + Int(journal.firstOrdinal)))
+            } catch {
+                result = .failure(error)
             }
-            if journal.firstOrdinal > 0 && expiredBefore == nil {
-                throw Journal.Failure(
-                    description:
-                        "\(path) starts at record \(journal.firstOrdinal), but no usage has aged out (\(expiryPath) is missing); move the query's data aside to rebuild it (meterctl rebuild query)"
-                )
+            lock.withLock { results[partition] = result }
+        }
+        var expired = 0
+        var opened: [PartitionUsageJournal] = []
+        for case let result? in results {
+            // The first failing partition in order is the one reported, as when they were read one by one.
+            let partition: Opened
+            switch result {
+            case .success(let value): partition = value
+            case .failure(let error): throw error
             }
-            expired += Int(journal.firstOrdinal)
-            waiting[partition] = groups
-            opened.append(journal)
+            expired += partition.expired
+            waiting[opened.count] = partition.groups
+            opened.append(partition.journal)
         }
         journals = opened
         firstReadable = expired

@@ -26,18 +26,23 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
 
     private let binding: LogBinding
 
-    init(
-        partition: Int, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal, watchers: WatcherRegistry,
-        binding: LogBinding
-    ) {
-        self.partition = partition
-        self.binding = binding
-        self.configuration = configuration
-        self.usage = usage
-        self.submissions = submissions
-        self.watchers = watchers
-        store = SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
-        let loaded = store.loadNewest(log: binding.identity) { json, sequence throws -> PartitionView in
+    /// A partition's view as restored from its newest usable snapshot, with the identity of the
+    /// log it was folded from.
+    struct Restored {
+        var view: PartitionView
+        var log: String?
+    }
+
+    /// The newest snapshot of `partition` that verifies, belongs to log `log` (when both are
+    /// known) and that the journals agree with; nil when there is none (the partition is folded
+    /// from the start). Unusable files are moved aside. Touches only the partition's own files,
+    /// so partitions restore in parallel.
+    static func restore(
+        partition: Int, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal, log: String?
+    ) -> Restored? {
+        let store = SnapshotStore(
+            root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
+        let loaded = store.loadNewest(log: log) { json, sequence throws -> PartitionView in
             let view = try PartitionView(snapshot: json)
             guard view.partition == partition, view.state.lastSequence == sequence else {
                 throw SnapshotStore.Failure("contents do not match the header")
@@ -48,8 +53,48 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
             else { throw SnapshotStore.Failure("it counts journal lines that are not in the journals") }
             return view
         }
-        binding.adopt(loaded?.log)
-        let restored = loaded?.state
+        return loaded.map { Restored(view: $0.state, log: $0.log) }
+    }
+
+    /// The workers of `partitions` partitions, their snapshots read in parallel (a restart's
+    /// largest cost). The log binding is settled in partition order, as if they were read one by
+    /// one: a partition whose snapshot names another log than the one adopted before it is read
+    /// again, refusing that log's snapshots.
+    static func restoreAll(
+        partitions: Int, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal, watchers: WatcherRegistry,
+        binding: LogBinding
+    ) -> [ViewWorker] {
+        let known = binding.identity
+        let lock = NSLock()
+        nonisolated(unsafe) var restored = [Restored?](repeating: nil, count: partitions)
+        DispatchQueue.concurrentPerform(iterations: partitions) { partition in
+            let view = restore(partition: partition, configuration: configuration, usage: usage, submissions: submissions, log: known)
+            lock.withLock { restored[partition] = view }
+        }
+        return (0..<partitions).map { partition in
+            var view = restored[partition]
+            if let log = view?.log, let bound = binding.identity, log != bound {
+                view = restore(partition: partition, configuration: configuration, usage: usage, submissions: submissions, log: bound)
+            }
+            binding.adopt(view?.log)
+            return ViewWorker(
+                partition: partition, restored: view?.view, configuration: configuration, usage: usage, submissions: submissions,
+                watchers: watchers, binding: binding)
+        }
+    }
+
+    /// A worker for `partition` starting from `restored` (nil: from the start of the log).
+    init(
+        partition: Int, restored: PartitionView?, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal,
+        watchers: WatcherRegistry, binding: LogBinding
+    ) {
+        self.partition = partition
+        self.binding = binding
+        self.configuration = configuration
+        self.usage = usage
+        self.submissions = submissions
+        self.watchers = watchers
+        store = SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
         view = restored ?? PartitionView(partition: partition)
         schedule = SnapshotSchedule(
             everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
@@ -107,7 +152,9 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
-            if schedule.folded(records.count, time: view.state.time) && journalError == nil { saveSnapshot() }
+            // Behind the head ingest reported when the follower connected: catching up.
+            let catchingUp = (follower.progress.ingestNext ?? 0) > view.nextSequence
+            if schedule.folded(records.count, time: view.state.time, catchingUp: catchingUp) && journalError == nil { saveSnapshot() }
             return output.touched
         }
         if !touched.isEmpty { watchers.changed(partition: partition, keys: touched) }

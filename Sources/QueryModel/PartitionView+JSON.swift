@@ -126,7 +126,9 @@ extension PartitionView {
     /// Where the slot `(subscription, dimension, hour)` stands at the marketplace: nil when nothing
     /// was billed for it, `settled` when it was settled before the retention horizon.
     public func marketplaceStatus(subscription: String, dimension: String, hour: Timestamp) -> String? {
-        ledger[subscription]?[Slot(dimension: dimension, hour: hour)]?.status.rawValue
+        // Pending first: a slot settled once can hold a new item again (an expired one rebilled).
+        if state.hasPendingItem(key: subscription, dimension: dimension, hour: hour) { return MarketplaceStatus.pending.rawValue }
+        return ledger[subscription]?[Slot(dimension: dimension, hour: hour)]?.status.rawValue
     }
 
     /// The period's usage of meter `meterName` of the subscription named by `name`, per value of
@@ -135,7 +137,13 @@ extension PartitionView {
     public func breakdownJSON(_ name: ResourceName, meterName: String, property: String) -> JSONObject? {
         guard let runRate = state.runRate(name) else { return nil }
         let breakdown = breakdowns[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil }
-        let values = (breakdown?.totals ?? [:]).filter { $0.key.meterName == meterName && $0.key.property == property }
+        var values: [(key: BreakdownGroup, value: Quantity)] = []
+        if let breakdown {
+            for index in breakdown.groups.indices
+            where breakdown.groups[index].meterName == meterName && breakdown.groups[index].property == property {
+                values.append((breakdown.groups[index], breakdown.quantities[index]))
+            }
+        }
         var total = Quantity.zero
         let groups = values.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.value < $1.key.value }.map {
             group, quantity -> JSONValue in
@@ -189,22 +197,24 @@ extension PartitionView {
 
     // MARK: - Snapshots
 
-    static let snapshotFormat = "query-view-2"
-    /// The format before plan changes and voids (no credits or voids in the open usage): still read.
-    static let earlierSnapshotFormat = "query-view-1"
+    static let snapshotFormat = "query-view-3"
+    /// The formats before pending slots were left to the billing state (their `slots` list them
+    /// too, and they are skipped on reading) and, for 1, before plan changes and voids (no credits
+    /// or voids in the open usage): still read.
+    static let earlierSnapshotFormats = ["query-view-2", "query-view-1"]
 
     /// The whole view as JSON, in a canonical order.
     public func snapshot() -> JSONValue {
         var slots: [JSONValue] = []
         for (key, entries) in ledger.sorted(by: { $0.key < $1.key }) {
             for (slot, status) in entries.sorted(by: { ($0.key.hour, $0.key.dimension) < ($1.key.hour, $1.key.dimension) }) {
-                var members: [JSONObject.Member] = [
-                    .init("subscription", .string(key)), .init("dimension", .string(slot.dimension)),
-                    .init("hour", .string(slot.hour.iso8601)),
-                    .init("status", .string(status.status.rawValue)),
-                ]
-                if let settledAt = status.settledAt { members.append(.init("settledAt", .string(settledAt.iso8601))) }
-                slots.append(.object(JSONObject(members)))
+                slots.append(
+                    .object(
+                        JSONObject([
+                            .init("subscription", .string(key)), .init("dimension", .string(slot.dimension)),
+                            .init("hour", .string(slot.hour.iso8601)), .init("status", .string(status.status.rawValue)),
+                            .init("settledAt", .string(status.settledAt.iso8601)),
+                        ])))
             }
         }
         let usage = openUsage.sorted { Self.order($0.key, $1.key) }.map { key, total -> JSONValue in
@@ -221,9 +231,8 @@ extension PartitionView {
             return .object(JSONObject(members))
         }
         let groups = breakdowns.sorted(by: { $0.key < $1.key }).map { key, breakdown -> JSONValue in
-            let totals = breakdown.totals.sorted {
-                ($0.key.meterName, $0.key.property, $0.key.value) < ($1.key.meterName, $1.key.property, $1.key.value)
-            }.map { group, quantity -> JSONValue in
+            // Kept in (meter, property, value) order already.
+            let totals = zip(breakdown.groups, breakdown.quantities).map { group, quantity -> JSONValue in
                 .object(
                     JSONObject([
                         .init("meterName", .string(group.meterName)), .init("property", .string(group.property)),
@@ -323,7 +332,8 @@ extension PartitionView {
     /// Restores a view from `snapshot()`'s JSON.
     public init(snapshot: JSONValue) throws(ModelError) {
         let object = try ModelReader.object(snapshot, "snapshot")
-        guard let format = object["format"]?.stringValue, format == Self.snapshotFormat || format == Self.earlierSnapshotFormat else {
+        guard let format = object["format"]?.stringValue, format == Self.snapshotFormat || Self.earlierSnapshotFormats.contains(format)
+        else {
             throw ModelError("snapshot format is not \(Self.snapshotFormat)")
         }
         do {
@@ -339,10 +349,14 @@ extension PartitionView {
             guard let status = MarketplaceStatus(rawValue: try ModelReader.string(slot, "status")) else {
                 throw ModelError("bad slot status")
             }
-            let settledAt = try slot["settledAt"].map { _ throws(ModelError) in try ModelReader.timestamp(slot, "settledAt") }
+            // Earlier formats list pending slots too: the billing state has them.
+            if status == .pending && format != Self.snapshotFormat { continue }
+            guard status != .pending else { throw ModelError("a pending slot in the settled slots") }
             let key = Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))
-            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(status: status, settledAt: settledAt)
+            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(
+                status: status, settledAt: try ModelReader.timestamp(slot, "settledAt"))
         }
+        market.reserveCapacity(object["market"]?.arrayValue?.count ?? 0)
         for entry in object["market"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "market totals")
             var totals = MarketTotals(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -359,7 +373,7 @@ extension PartitionView {
             market[try ModelReader.string(table, "subscription")] = totals
         }
         // The order slots settled in follows from their times.
-        settledOrder = ledger.flatMap { key, slots in slots.compactMap { slot, status in status.settledAt.map { ($0, key, slot) } } }
+        settledOrder = ledger.flatMap { key, slots in slots.map { slot, status in (status.settledAt, key, slot) } }
             .sorted { ($0.at, $0.key, $0.slot.hour, $0.slot.dimension) < ($1.at, $1.key, $1.slot.hour, $1.slot.dimension) }
         for entry in object["openUsage"]?.arrayValue ?? [] {
             let usage = try ModelReader.object(entry, "open usage")
@@ -374,6 +388,7 @@ extension PartitionView {
             if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
             openUsage[key] = total
         }
+        breakdowns.reserveCapacity(object["breakdowns"]?.arrayValue?.count ?? 0)
         for entry in object["breakdowns"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "breakdown")
             var breakdown = Breakdown(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -383,11 +398,12 @@ extension PartitionView {
                 let key = BreakdownGroup(
                     meterName: try ModelReader.string(group, "meterName"), property: try ModelReader.string(group, "property"),
                     value: try ModelReader.string(group, "value"))
-                breakdown.totals[key] = try ModelReader.quantity(group, "quantity")
+                breakdown.set(key, try ModelReader.quantity(group, "quantity"))
             }
             breakdowns[try ModelReader.string(table, "subscription")] = breakdown
         }
         // Snapshots written before the series existed have none: they fill from the next usage on.
+        series.reserveCapacity(object["series"]?.arrayValue?.count ?? 0)
         for entry in object["series"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "series")
             series[try ModelReader.string(table, "subscription")] = try Self.series(table)

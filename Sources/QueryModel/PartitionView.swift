@@ -11,7 +11,9 @@ import Wire
 /// after a restart from an older snapshot, skip the ones already journaled.
 public struct PartitionView: Sendable {
     public internal(set) var state: PartitionState
-    /// Marketplace slots per subscription key: pending ones, and settled ones for a while.
+    /// Settled marketplace slots per subscription key, for a while. Pending slots are not kept
+    /// here: the billing state holds every pending item, and a second copy of each would cost the
+    /// read model more than anything else it keeps while many items wait for the submitter.
     var ledger: [String: [Slot: SlotStatus]] = [:]
     /// Settled slots in the order they settled (log time never goes back), for forgetting them.
     var settledOrder: [(at: Timestamp, key: String, slot: Slot)] = []
@@ -51,10 +53,10 @@ public struct PartitionView: Sendable {
         case pending, accepted, rejected, conflict, expired
     }
 
-    /// Where a slot stands at the marketplace, and since when (for forgetting it once settled).
+    /// How a slot was settled at the marketplace, and since when (for forgetting it).
     struct SlotStatus: Equatable, Sendable {
         var status: MarketplaceStatus
-        var settledAt: Timestamp?
+        var settledAt: Timestamp
     }
 
     /// One dimension's items of the current period, by where they stand at the marketplace.
@@ -108,12 +110,61 @@ public struct PartitionView: Sendable {
         var value: String
     }
 
-    /// One flat table per subscription: nested dictionaries per meter and property would cost
-    /// more than the figures they hold.
+    /// One flat table per subscription, as two arrays in group order (meter, property, value)
+    /// grown one entry at a time: nested dictionaries per meter and property would cost more than
+    /// the figures they hold, and even one hash table per subscription kept a third of its room
+    /// empty and grew by doubling — with every subscription holding a breakdown, that was the read
+    /// model's largest part after the billing state. A group is found by binary search.
     struct Breakdown: Equatable, Sendable {
         var periodStart: Timestamp
-        var totals: [BreakdownGroup: Quantity] = [:]
+        private(set) var groups: [BreakdownGroup] = []
+        private(set) var quantities: [Quantity] = []
         var truncated = false
+
+        init(periodStart: Timestamp) { self.periodStart = periodStart }
+
+        var count: Int { groups.count }
+
+        /// The index of `group`, or where it would be inserted.
+        func position(of group: BreakdownGroup) -> (found: Bool, index: Int) {
+            var low = 0
+            var high = groups.count
+            while low < high {
+                let middle = (low + high) / 2
+                if Self.precedes(groups[middle], group) { low = middle + 1 } else { high = middle }
+            }
+            return (low < groups.count && groups[low] == group, low)
+        }
+
+        static func precedes(_ lhs: BreakdownGroup, _ rhs: BreakdownGroup) -> Bool {
+            (lhs.meterName, lhs.property, lhs.value) < (rhs.meterName, rhs.property, rhs.value)
+        }
+
+        /// Changes the quantity of the group at `index`.
+        mutating func change(at index: Int, _ change: (Quantity) -> Quantity) { quantities[index] = change(quantities[index]) }
+
+        /// Adds `group` with `quantity` at `index` (from `position(of:)`).
+        mutating func insert(_ group: BreakdownGroup, _ quantity: Quantity, at index: Int) {
+            // Room for exactly one more: doubling would leave up to half of it empty, for good.
+            groups.reserveCapacity(groups.count + 1)
+            quantities.reserveCapacity(quantities.count + 1)
+            groups.insert(group, at: index)
+            quantities.insert(quantity, at: index)
+        }
+
+        /// Heap bytes the table's arrays hold (without the allocator's rounding, and without the
+        /// view's dictionary entry for it), for measuring the read model's memory.
+        var heapBytes: Int {
+            let header = 32
+            return (groups.capacity > 0 ? header + groups.capacity * MemoryLayout<BreakdownGroup>.stride : 0)
+                + (quantities.capacity > 0 ? header + quantities.capacity * MemoryLayout<Quantity>.stride : 0)
+        }
+
+        /// Sets the quantity of `group`, adding it when new.
+        mutating func set(_ group: BreakdownGroup, _ quantity: Quantity) {
+            let (found, index) = position(of: group)
+            if found { quantities[index] = quantity } else { insert(group, quantity, at: index) }
+        }
     }
 
     /// What one record produced.
@@ -168,8 +219,6 @@ public struct PartitionView: Sendable {
             case .planChanged(let key, _):
                 prices[key] = Self.plan(of: record)?.prices
             case .ready(let key, let dimension, let hour, let quantity):
-                let slot = Slot(dimension: dimension, hour: hour)
-                ledger[key, default: [:]][slot] = SlotStatus(status: .pending)
                 count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
@@ -187,10 +236,7 @@ public struct PartitionView: Sendable {
                     case .pending: break
                     }
                 }
-                guard var entry = ledger[key]?[slot] else { break }
-                entry.status = outcome
-                entry.settledAt = now
-                ledger[key]?[slot] = entry
+                ledger[key, default: [:]][slot] = SlotStatus(status: outcome, settledAt: now)
                 settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
                 breakdowns[key] = nil
@@ -326,21 +372,31 @@ public struct PartitionView: Sendable {
         key: String, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool = true,
         _ change: (Quantity) -> Quantity
     ) {
-        var breakdown = breakdowns.removeValue(forKey: key) ?? Breakdown(periodStart: period.start)
+        // Changed in place: taking the entry out and putting it back hashed the key twice and
+        // moved entries of the table each time.
+        Self.update(
+            &breakdowns[key, default: Breakdown(periodStart: period.start)], period: period, meterName: meterName, properties: properties,
+            creating: creating, change)
+    }
+
+    private static func update(
+        _ breakdown: inout Breakdown, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool,
+        _ change: (Quantity) -> Quantity
+    ) {
         if breakdown.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
         for (property, value) in properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
-            if let index = breakdown.totals.index(forKey: group) {
-                breakdown.totals.values[index] = change(breakdown.totals.values[index])
+            let (found, index) = breakdown.position(of: group)
+            if found {
+                breakdown.change(at: index, change)
             } else if !creating {
                 continue
-            } else if breakdown.totals.count < Self.maximumBreakdownGroups {
-                breakdown.totals[group] = change(.zero)
+            } else if breakdown.count < Self.maximumBreakdownGroups {
+                breakdown.insert(group, change(.zero), at: index)
             } else {
                 breakdown.truncated = true
             }
         }
-        breakdowns[key] = breakdown
     }
 
     /// Adds the usage to the subscription's series, in the step of the period its hour falls in.
@@ -350,16 +406,27 @@ public struct PartitionView: Sendable {
         // A waterfall meter splits one usage over its tiers; a gauge report is one part.
         var quantity = Quantity.zero
         for part in parts { quantity = quantity.figureAdding(part.quantity) }
-        var usage = series.removeValue(forKey: key) ?? UsageSeries(periodStart: period.start)
+        let step = UsageSeries.index(of: hour, in: period)
+        // Changed in place (no taking out and putting back); the meter's kind is looked up in
+        // the billing state only the first time the meter has usage in the period.
+        if let index = series.index(forKey: key), series.values[index].periodStart == period.start,
+            let meter = series.values[index].meterIndex(named: meterName)
+        {
+            series.values[index].record(quantity, meter: meter, step: step)
+            return
+        }
+        let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
+        Self.record(
+            quantity, meterName: meterName, kind: kind, step: step, in: &series[key, default: UsageSeries(periodStart: period.start)],
+            period: period)
+    }
+
+    private static func record(
+        _ quantity: Quantity, meterName: String, kind: MeterRunRate.Kind, step: Int, in usage: inout UsageSeries, period: BillingPeriod
+    ) {
         if usage.periodStart != period.start { usage = UsageSeries(periodStart: period.start) }
-        let index =
-            usage.meterIndex(named: meterName)
-            ?? usage.addMeter(
-                meterName,
-                // Once per meter and period: the rule (sum, gauge, tiers) is the billing state's.
-                kind: state.meterKind(ofKey: key, meterName: meterName) ?? .sum)
-        usage.record(quantity, meter: index, step: UsageSeries.index(of: hour, in: period))
-        series[key] = usage
+        let index = usage.meterIndex(named: meterName) ?? usage.addMeter(meterName, kind: kind)
+        usage.record(quantity, meter: index, step: step)
     }
 
     /// Turns the usage of every hour that ended before `now` into records, in a fixed order.
@@ -387,10 +454,14 @@ public struct PartitionView: Sendable {
     /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in it.
     private mutating func count(_ key: String, dimension: String, hour: Timestamp, _ change: (inout DimensionTotals) -> Void) {
         guard let period = state.terms(ofKey: key)?.period, period.contains(hour) else { return }
-        var totals = market.removeValue(forKey: key) ?? MarketTotals(periodStart: period.start)
+        Self.update(&market[key, default: MarketTotals(periodStart: period.start)], period: period, dimension: dimension, change)
+    }
+
+    private static func update(
+        _ totals: inout MarketTotals, period: BillingPeriod, dimension: String, _ change: (inout DimensionTotals) -> Void
+    ) {
         if totals.periodStart != period.start { totals = MarketTotals(periodStart: period.start) }
         totals.update(dimension, change)
-        market[key] = totals
     }
 
     /// Forgets the slots settled before `horizon`.
@@ -398,7 +469,7 @@ public struct PartitionView: Sendable {
         while settledHead < settledOrder.count, settledOrder[settledHead].at < horizon {
             let (_, key, slot) = settledOrder[settledHead]
             settledHead += 1
-            guard let entry = ledger[key]?[slot], let at = entry.settledAt, at < horizon else { continue }
+            guard let entry = ledger[key]?[slot], entry.settledAt < horizon else { continue }
             ledger[key]?[slot] = nil
             if ledger[key]?.isEmpty == true { ledger[key] = nil }
         }

@@ -1,0 +1,68 @@
+import Foundation
+import StackTestSupport
+import Testing
+import Wire
+
+@testable import Query
+
+/// The journal read back at start-up: every line's header checked, in reads of a mebibyte whose
+/// ends cut lines anywhere.
+@Suite("Journal files read back at start-up")
+struct JournalTests {
+    /// Lines of a few hundred bytes each, so that a few thousand cross several read boundaries.
+    static func fill(_ path: String, lines: Int) throws {
+        let journal = try Journal(path: path)
+        let padding = String(repeating: "x", count: 300)
+        for ordinal in 0..<lines {
+            journal.append(
+                partition: ordinal % 3, ordinal: UInt64(ordinal / 3), closed: 1_700_000_000 + Int64(ordinal),
+                JSONObject(["padding": .string(padding), "n": .number(String(ordinal))]))
+        }
+        try journal.sync()
+    }
+
+    @Test("a journal of several reads reopens with every line, id and ordinal, and a torn last line is cut")
+    func reopensAcrossReads() throws {
+        let home = StackHome()
+        let path = home.path + "/usage.journal"
+        let lines = 12_000
+        try Self.fill(path, lines: lines)
+        let whole = try #require(FileManager.default.contents(atPath: path))
+        #expect(whole.count > 3 << 20, "the file spans several reads")
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"id":12000,"partition":0,"ordinal":4000,"closed":1"#.utf8))
+        handle.closeFile()
+
+        var headers: [Journal.Header] = []
+        let journal = try Journal(path: path) { headers.append($0) }
+        #expect(headers.count == lines)
+        #expect(headers.map(\.id) == Array(0..<lines))
+        #expect(headers.map(\.ordinal) == (0..<lines).map { UInt64($0 / 3) })
+        #expect(headers.map(\.closed) == (0..<lines).map { 1_700_000_000 + Int64($0) })
+        #expect(journal.nextId == lines)
+        #expect(journal.nextOrdinal(partition: 2) == UInt64(lines / 3))
+        #expect(FileManager.default.contents(atPath: path)?.count == whole.count, "the torn line is cut")
+        let last = try journal.read(from: lines - 1, maximum: 5)
+        #expect(last.count == 1)
+        #expect(last.first?["n"] == .number(String(lines - 1)))
+    }
+
+    @Test("a damaged line after the first read stops the opening, naming the line")
+    func damagedLineRefused() throws {
+        let home = StackHome()
+        let path = home.path + "/usage.journal"
+        try Self.fill(path, lines: 6_000)
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        // The id of line 5001 (id 5000) is changed: the ids are no longer consecutive.
+        let target = Data(#"{"id":5000,"#.utf8)
+        let range = try #require(bytes.range(of: target))
+        bytes.replaceSubrange(range, with: Data(#"{"id":5001,"#.utf8))
+        try bytes.write(to: URL(fileURLWithPath: path))
+        #expect {
+            _ = try Journal(path: path)
+        } throws: { error in
+            "\(error)".contains("line 5001 at byte")
+        }
+    }
+}
