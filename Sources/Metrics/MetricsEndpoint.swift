@@ -81,12 +81,6 @@ public final class MetricsEndpoint: Sendable {
     /// The address file of `component` under `home`.
     public static func addressFile(home: String, component: String) -> String { home + "/run/metrics/" + component + ".addr" }
 
-    /// `serve`, failing start-up (`ServiceLifecycle.fail`, status 78) when it throws: kept for
-    /// the service files that have not moved to `serve` yet (ingest's and the query service's).
-    public static func start(_ address: MetricsAddress?, component: String, home: String, registry: MetricsRegistry) -> MetricsEndpoint? {
-        ServiceLifecycle.starting { () throws(StartupFailure) in try serve(address, component: component, home: home, registry: registry) }
-    }
-
     /// Starts serving `registry` at `address` (nil: metrics off, nothing happens), with the
     /// process figures every daemon has added to it. Throws, naming the setting, when the
     /// address cannot be bound or its address file written.

@@ -55,7 +55,9 @@ nonisolated func runQuery() -> Never {
                 partition: worker.partition, position: { worker.nextSequence() }, ingestNext: { worker.followerProgress.ingestNext },
                 figures: { worker.read { FoldMetrics.Figures($0.state) } })
         })
-    let endpoint = MetricsEndpoint.start(configuration.metrics, component: "meter-query", home: configuration.home, registry: metrics)
+    let endpoint = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try MetricsEndpoint.serve(configuration.metrics, component: "meter-query", home: configuration.home, registry: metrics)
+    }
 
     // The run-rate page and the usage API take up to a quarter each of the descriptors left for
     // connections (256 at most); the socket's budget is derived from what remains.
@@ -71,9 +73,11 @@ nonisolated func runQuery() -> Never {
             4, DescriptorBudget.measure(reserve: reserved).cap(adapterLimits.maximumConnections, ways: 4))
         reserved += adapterLimits.maximumConnections
     }
-    let server = UnixServer.serveOneSocket(
-        component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
-        maximumFrameBytes: configuration.maximumFrameBytes, reservedDescriptors: reserved, handler: handler)
+    let server = ServiceLifecycle.starting { () throws(StartupFailure) in
+        try UnixServer.oneSocket(
+            component: "meter-query", name: "query", path: configuration.socket, setting: "METERING_QUERY_SOCKET",
+            maximumFrameBytes: configuration.maximumFrameBytes, reservedDescriptors: reserved, handler: handler)
+    }
 
     // The customer run-rate page: read-only, off unless configured, every request with a signed,
     // expiring token for one subscription.

@@ -43,17 +43,4 @@ extension UnixServer {
             throw StartupFailure("cannot start the server: \(error)")
         }
     }
-
-    /// `oneSocket`, failing start-up (`ServiceLifecycle.fail`, status 78) when it throws: kept for
-    /// the service files that have not moved to `oneSocket` yet (the query service's).
-    public static func serveOneSocket(
-        component: String, name: String, path: String, setting: String, maximumFrameBytes: Int, reservedDescriptors: Int = 128,
-        handler: any RequestHandler
-    ) -> UnixServer {
-        ServiceLifecycle.starting { () throws(StartupFailure) in
-            try oneSocket(
-                component: component, name: name, path: path, setting: setting, maximumFrameBytes: maximumFrameBytes,
-                reservedDescriptors: reservedDescriptors, handler: handler)
-        }
-    }
 }
