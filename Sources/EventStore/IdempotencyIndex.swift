@@ -1,5 +1,10 @@
 import CSystemIO
+import Daemon
 public import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Remembers idempotency keys and where their first record landed, for a retention window of
 /// log time (7 days by default), so a retried message is answered `duplicate` and never counted
@@ -236,39 +241,46 @@ public struct IdempotencyIndex: Sendable {
     }
 
     /// Moves the entries into a table of `slots` slots: for a file, a new file that replaces the
-    /// old one once complete (a process killed meanwhile leaves the old one, still whole).
+    /// old one once complete (a process killed meanwhile leaves the old one, still whole). When no
+    /// new file can be made (a full disk), the index goes on in memory and the file is removed, so
+    /// a restart rebuilds the keys from the log instead of taking over a table that stopped.
     private mutating func grow(to slots: Int) {
         let old = table
-        let new: IdempotencyTable
+        var new: IdempotencyTable?
         if let path = old.path {
             let owner = IdempotencyTable.Owner(
                 identity: old.identity, bootID: old.bootID, partitions: old.partitions, retention: old.retention)
             do {
                 new = try IdempotencyTable.create(path: path, slots: slots, owner: owner)
             } catch {
-                fatalError("cannot grow the idempotency table \(path) to \(slots) slots: \(error)")
+                Log.warning(
+                    "cannot grow the idempotency table \(path) to \(slots) slots (\(error)); it is kept in memory from now on, and the next start rebuilds it from the log"
+                )
+                unlink(path)
             }
-        } else {
-            new = IdempotencyTable.anonymous(slots: slots, retention: old.retention, partitions: old.partitions)
         }
+        let grown = new ?? IdempotencyTable.anonymous(slots: slots, retention: old.retention, partitions: old.partitions)
         let mask = slots - 1
         for index in 0..<old.slots where !old.entries[index].isEmpty {
             var slot = Int(truncatingIfNeeded: old.entries[index].keyLow) & mask
-            while !new.entries[slot].isEmpty { slot = (slot + 1) & mask }
-            new.entries[slot] = old.entries[index]
+            while !grown.entries[slot].isEmpty { slot = (slot + 1) & mask }
+            grown.entries[slot] = old.entries[index]
         }
-        new.count = old.count
-        new.oldest = old.oldest
-        new.lastSweep = old.lastSweep
-        new.cover(old.covered)
-        if new.path != nil {
+        grown.count = old.count
+        grown.oldest = old.oldest
+        grown.lastSweep = old.lastSweep
+        grown.cover(old.covered)
+        if let path = grown.path {
             do {
-                try new.install()
+                try grown.install()
             } catch {
-                fatalError("cannot put the grown idempotency table in place: \(error)")
+                // The mapping stays usable; only a restart's takeover is lost.
+                Log.warning("cannot put the grown idempotency table in place (\(error)); the next start rebuilds it from the log")
+                unlink(path + ".new")
+                unlink(path)
             }
         }
-        table = new
+        table = grown
     }
 
     /// Whether a key recorded at `time` is still inside the window when the log is at `now`.

@@ -1,4 +1,5 @@
 import CSystemIO
+import Foundation
 import SystemIO
 
 #if canImport(Glibc)
@@ -159,9 +160,11 @@ final class IdempotencyTable: @unchecked Sendable {
             unlink(temporary)
             throw SystemError("fallocate", "\(temporary) (\(length) bytes)", errno: failure)
         }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let error = SystemError("stat", temporary)
+        let file: FileIO.Identity
+        do throws(SystemError) {
+            guard let identity = try FileIO.identity(of: temporary) else { throw SystemError("stat", temporary, errno: ENOENT) }
+            file = identity
+        } catch {
             close(fd)
             unlink(temporary)
             throw error
@@ -176,7 +179,7 @@ final class IdempotencyTable: @unchecked Sendable {
         let table = IdempotencyTable(base: base, mappedLength: length, headerLength: header, slots: slots, descriptor: fd, path: path)
         table.initializeHeader(
             retention: owner.retention, owner: owner, partitions: owner.partitions,
-            file: (UInt64(status.st_dev), UInt64(status.st_ino)))
+            file: (file.device, file.inode))
         return table
     }
 
@@ -213,13 +216,15 @@ final class IdempotencyTable: @unchecked Sendable {
         } catch {
             return .failure(error.errno == ENOENT ? .missing : .unusable("\(error)"))
         }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let error = SystemError("stat", path)
+        let file: FileIO.Identity
+        do throws(SystemError) {
+            guard let identity = try FileIO.identity(of: path) else { throw SystemError("stat", path, errno: ENOENT) }
+            file = identity
+        } catch {
             close(fd)
             return .failure(.unusable("\(error)"))
         }
-        let length = Int(status.st_size)
+        let length = Int(file.size)
         guard length >= 4096 else {
             close(fd)
             return .failure(.unusable("it is \(length) bytes long, shorter than its header"))
@@ -246,7 +251,7 @@ final class IdempotencyTable: @unchecked Sendable {
             table.identity == owner.identity
         else { return .failure(.otherLog) }
         guard table.bootID == owner.bootID else { return .failure(.otherBoot) }
-        guard table.fileIdentity == (UInt64(status.st_dev), UInt64(status.st_ino)) else { return .failure(.copied) }
+        guard table.fileIdentity == (file.device, file.inode) else { return .failure(.copied) }
         guard table.retention == owner.retention else { return .failure(.otherRetention) }
         guard !table.changing else { return .failure(.cutShort) }
         guard table.count <= slots else { return .failure(.unusable("its count is larger than its slots")) }
@@ -279,19 +284,8 @@ final class IdempotencyTable: @unchecked Sendable {
     /// This boot's identity (`/proc/sys/kernel/random/boot_id`), or nil where there is none (a
     /// table file is then never trusted).
     static let currentBootID: String? = {
-        let fd = Glibc.open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let read = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 64) }
-        guard read > 0 else { return nil }
-        let text = String(decoding: buffer[0..<read], as: UTF8.self).trimmingWhitespace
-        return text.isEmpty ? nil : text
+        let text = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return text?.isEmpty == false ? text : nil
     }()
-}
-
-extension String {
-    fileprivate var trimmingWhitespace: String {
-        String(self.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
-    }
 }

@@ -53,6 +53,20 @@ struct IdempotencyTableTests {
         #expect(!FileManager.default.fileExists(atPath: path + ".new"))
     }
 
+    @Test("a table that cannot grow into a new file goes on in memory, keeps every key, and leaves no file to take over")
+    func growthWithoutAFileGoesOnInMemory() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [0, 0])
+        // A directory where the grown file would be made: creating it fails, as on a full disk.
+        try FileManager.default.createDirectory(atPath: path + ".new", withIntermediateDirectories: false)
+        for sequence in 0..<2_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(!opened.index.isKeptInFile)
+        #expect(opened.index.count == 2_000)
+        #expect(opened.index.lookup("k1999") == Self.position(1_999))
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     @Test("a table of another log, another retention window or another boot is rebuilt, never trusted")
     func refusedWhenItIsNotThisLogs() throws {
         let directory = TemporaryDirectory()
