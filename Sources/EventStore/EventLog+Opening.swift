@@ -260,36 +260,37 @@ extension EventLog {
             // Keys of records before `from` are known to the index already (a table file taken over).
             var from = keysFrom?(manifest.identity, finalNext) ?? []
             if from.count != count { from = [UInt64](repeating: 0, count: count) }
-            var keyCount = 0
+            // Per segment, the keys still wanted: all of them, none (no summary keys read), or those
+            // of a segment the table covers in part.
+            var wanted = [[SegmentSummary.Key]](repeating: [], count: found.count)
             for index in found.indices {
-                guard found[index].summary.extents.contains(where: { $0.nextSequence > from[$0.partition] }) else { continue }
+                let extents = found[index].summary.extents
+                guard extents.contains(where: { $0.nextSequence > from[$0.partition] }) else { continue }
                 if found[index].keysLeftOut {
                     let path = walDirectory + "/" + EventLog.summaryName(found[index].segment.number)
-                    guard let read = SegmentSummary.read(path: path, keys: true), read.extents == found[index].summary.extents
-                    else {
+                    guard let read = SegmentSummary.read(path: path, keys: true), read.extents == extents else {
                         throw EventLogError("\(path) changed while the log was being opened; start again")
                     }
                     found[index].summary = read
                     found[index].keysLeftOut = false
                 }
-                keyCount += found[index].summary.keys.count(where: { $0.sequence >= from[$0.partition] })
+                let keys = found[index].summary.keys
+                wanted[index] =
+                    extents.allSatisfy { $0.firstSequence >= from[$0.partition] } ? keys : keys.filter { $0.sequence >= from[$0.partition] }
             }
-            willVisit(keyCount, newest)
-            for item in found {
+            willVisit(wanted.reduce(0) { $0 + $1.count }, newest)
+            for (index, item) in found.enumerated() {
                 for purchase in item.summary.purchases {
                     visit(purchase.partition, 0, newest ?? .epoch, RecordMeta(purchasedResource: purchase.resource))
                 }
                 for definition in item.summary.definitions {
                     visit(definition.partition, definition.sequence, newest ?? .epoch, RecordMeta(definesPlan: true))
                 }
-                guard !item.keysLeftOut else { continue }
-                let wanted =
-                    item.summary.extents.allSatisfy { $0.firstSequence >= from[$0.partition] }
-                    ? item.summary.keys : item.summary.keys.filter { $0.sequence >= from[$0.partition] }
+                guard !wanted[index].isEmpty else { continue }
                 if let keys {
-                    keys(wanted)
+                    keys(wanted[index])
                 } else {
-                    for key in wanted {
+                    for key in wanted[index] {
                         visit(key.partition, key.sequence, key.time, RecordMeta(payloadDigest: key.payload, keyDigest: key.key))
                     }
                 }
