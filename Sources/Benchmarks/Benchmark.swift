@@ -59,73 +59,58 @@ enum Benchmark {
         var store = StoreChoice()
         var ids = 10_000_000
         var natsPID: Int32?
+        /// The text after the flag at `index`, if there is one.
+        func text() -> String? { index + 1 < arguments.count ? arguments[index + 1] : nil }
+        /// Says what the flag at `index` takes; the exit status of a usage error.
+        func refuse(_ what: String) -> Int32 {
+            FileHandle.standardError.write(Data("meter-bench: \(arguments[index]) takes \(what)\n".utf8))
+            return 64
+        }
         while index < arguments.count {
+            let positive = text().flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
             switch arguments[index] {
             case "--seconds":
-                guard index + 1 < arguments.count, let value = Double(arguments[index + 1]), value > 0 else {
-                    FileHandle.standardError.write(Data("meter-bench: --seconds takes a positive number\n".utf8))
-                    return 64
-                }
+                guard let value = text().flatMap({ Double($0) }), value > 0 else { return refuse("a positive number") }
                 seconds = value
-                index += 2
             case "--partitions":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
-                partitions = value
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                partitions = positive
             case "--catch-up-events":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
-                catchUpEvents = value
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                catchUpEvents = positive
             case "--query-events":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
-                queryEvents = value
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                queryEvents = positive
             case "--query-subscriptions":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
-                querySubscriptions = value
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                querySubscriptions = positive
             case "--events":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else {
-                    FileHandle.standardError.write(Data("meter-bench: --events takes a positive integer\n".utf8))
-                    return 64
-                }
-                events = value
-                index += 2
-            case "--json":
-                guard index + 1 < arguments.count else { return 64 }
-                json = arguments[index + 1]
-                index += 2
-            case "--home":
-                guard index + 1 < arguments.count else { return 64 }
-                home = arguments[index + 1]
-                index += 2
-            case "--only":
-                guard index + 1 < arguments.count else { return 64 }
-                only = arguments[index + 1]
-                index += 2
-            case "--store":
-                guard index + 1 < arguments.count, ["embedded", "jetstream"].contains(arguments[index + 1]) else {
-                    FileHandle.standardError.write(Data("meter-bench: --store takes embedded or jetstream\n".utf8))
-                    return 64
-                }
-                store.kind = arguments[index + 1]
-                index += 2
-            case "--nats-url":
-                guard index + 1 < arguments.count else { return 64 }
-                store.url = arguments[index + 1]
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                events = positive
             case "--ids":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), value > 0 else { return 64 }
-                ids = value
-                index += 2
+                guard let positive else { return refuse("a positive integer") }
+                ids = positive
             case "--nats-pid":
-                guard index + 1 < arguments.count, let value = Int32(arguments[index + 1]), value > 0 else { return 64 }
-                natsPID = value
-                index += 2
+                guard let positive, let pid = Int32(exactly: positive) else { return refuse("a process id") }
+                natsPID = pid
             case "--nats-replicas":
-                guard index + 1 < arguments.count, let value = Int(arguments[index + 1]), [1, 3, 5].contains(value) else { return 64 }
-                store.replicas = value
-                index += 2
+                guard let positive, [1, 3, 5].contains(positive) else { return refuse("1, 3 or 5") }
+                store.replicas = positive
+            case "--store":
+                guard let kind = text(), ["embedded", "jetstream"].contains(kind) else { return refuse("embedded or jetstream") }
+                store.kind = kind
+            case "--json":
+                guard let value = text() else { return refuse("a file") }
+                json = value
+            case "--home":
+                guard let value = text() else { return refuse("a directory") }
+                home = value
+            case "--only":
+                guard let value = text() else { return refuse("a case name") }
+                only = value
+            case "--nats-url":
+                guard let value = text() else { return refuse("a URL") }
+                store.url = value
             case "--help":
                 print(usage)
                 return 0
@@ -133,6 +118,7 @@ enum Benchmark {
                 FileHandle.standardError.write(Data("meter-bench: unknown argument \(arguments[index])\n\(usage)\n".utf8))
                 return 64
             }
+            index += 2  // every flag but --help takes one value
         }
         UnixSocket.ignoreSIGPIPE()
         IngestServer.store = store
