@@ -32,6 +32,8 @@ struct IngestConfiguration {
 
     var home: String
     var dataDirectory: String
+    /// Where the embedded log is (and, beside its segments, the idempotency table file).
+    var logDirectory: String { dataDirectory + "/log" }
     var clientSocket: String
     var adminSocket: String
     var partitions: Int

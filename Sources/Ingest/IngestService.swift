@@ -56,7 +56,7 @@ nonisolated func runIngest() -> Never {
             keysFrom: { identity, next in
                 // The embedded log: the index lives in a file beside it, taken over when it can be trusted.
                 let opened = IdempotencyIndex.opening(
-                    path: configuration.dataDirectory + "/log/" + EventLog.idempotencyTableName, identity: identity,
+                    path: configuration.logDirectory + "/" + EventLog.idempotencyTableName, identity: identity,
                     partitions: next.count, logNext: next, retentionDays: configuration.idempotencyDays)
                 idempotency = opened.index
                 if let notice = opened.notice { Log.notice(notice) }

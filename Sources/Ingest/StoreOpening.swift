@@ -18,7 +18,7 @@ func openStore(
         options.clock = configuration.clock.rawValue
         options.allowClockChange = configuration.allowClockChange
         return try EventLog(
-            directory: configuration.dataDirectory + "/log", options: options, willVisit: willVisit, visit: visit, keys: keys,
+            directory: configuration.logDirectory, options: options, willVisit: willVisit, visit: visit, keys: keys,
             keysFrom: keysFrom)
     case .jetstream:
         var options = JetStreamStore.Options(servers: configuration.natsServers, partitionCount: configuration.partitions)
