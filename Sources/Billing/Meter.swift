@@ -49,7 +49,18 @@ struct Meter: Equatable, Sendable {
     /// The current period's usage.
     var usage = MeterUsage()
     /// The period before the current one, kept for late usage within the grace and for voids.
-    var previous: MeterUsage?
+    var previous: MeterUsage? {
+        get { previousUsage?.value }
+        set { previousUsage = newValue.map(Boxed.init) }
+    }
+    /// `previous`, boxed: it is set once per renewal and read only by late usage and voids, so
+    /// inline it would cost every meter its whole size for the rare times it is consulted.
+    private var previousUsage: Boxed<MeterUsage>?
+
+    static func == (lhs: Meter, rhs: Meter) -> Bool {
+        lhs.name == rhs.name && lhs.rule == rhs.rule && lhs.since == rhs.since && lhs.usage == rhs.usage
+            && lhs.previous == rhs.previous
+    }
 
     init(name: String, rule: Rule, since: UInt64 = 0) {
         self.name = name

@@ -55,7 +55,7 @@ extension PartitionState {
         // Deleting twice is a resend: the first deletion already did everything.
         guard !subscription.deleted else { return }
         subscription.deleted = true
-        subscription.deletion = (record.sequence, now)
+        subscription.deletion = Subscription.Deletion(sequence: record.sequence, time: now)
         if attribution.lateGrace > 0 {
             // Usage from before the deletion may still arrive within the grace: the terms end then.
             subscription.deletedAt = now

@@ -56,8 +56,10 @@ extension Subscription {
         }
         let start = try SnapshotReader.timestamp(object, "subscriptionStart", path)
         let period = try Self.period(try SnapshotReader.member(object, "period", path), start: start, interval: interval, "\(path).period")
+        let meterList = try SnapshotReader.array(object, "meters", path)
         var meters: [Meter] = []
-        for (position, meter) in try SnapshotReader.array(object, "meters", path).enumerated() {
+        meters.reserveCapacity(meterList.count)
+        for (position, meter) in meterList.enumerated() {
             meters.append(try Meter(json: meter, path: "\(path).meters[\(position)]"))
         }
         let planId = try SnapshotReader.string(object, "planId", path)
@@ -84,10 +86,9 @@ extension Subscription {
         }
         if let value = SnapshotReader.optional(object, "deletion") {
             let mark = try SnapshotReader.object(value, "\(path).deletion")
-            subscription.deletion = (
-                try SnapshotReader.sequence(mark, "sequence", "\(path).deletion"),
-                try SnapshotReader.timestamp(mark, "time", "\(path).deletion")
-            )
+            subscription.deletion = Deletion(
+                sequence: try SnapshotReader.sequence(mark, "sequence", "\(path).deletion"),
+                time: try SnapshotReader.timestamp(mark, "time", "\(path).deletion"))
         }
         if let value = SnapshotReader.optional(object, "since") { subscription.since = try SnapshotReader.sequence(value, "\(path).since") }
         if let value = SnapshotReader.optional(object, "firstUnusedHour") {

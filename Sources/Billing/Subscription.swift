@@ -6,10 +6,8 @@ struct Subscription: Equatable, Sendable {
     static func == (lhs: Subscription, rhs: Subscription) -> Bool {
         lhs.resource == rhs.resource && lhs.planId == rhs.planId && lhs.interval == rhs.interval
             && lhs.subscriptionStart == rhs.subscriptionStart && lhs.period == rhs.period && lhs.meters == rhs.meters
-            && lhs.openHours == rhs.openHours && lhs.firstUnusedHour == rhs.firstUnusedHour && lhs.earlyReported == rhs.earlyReported
-            && lhs.deleted == rhs.deleted && lhs.deletedAt == rhs.deletedAt && lhs.deletion?.sequence == rhs.deletion?.sequence
-            && lhs.deletion?.time == rhs.deletion?.time && lhs.since == rhs.since && lhs.plans == rhs.plans
-            && lhs.credits == rhs.credits && lhs.previous == rhs.previous
+            && lhs.openHours == rhs.openHours
+            && lhs.deleted == rhs.deleted && lhs.since == rhs.since && lhs.plans == rhs.plans && lhs.rare?.value == rhs.rare?.value
     }
 
     /// The names it answers to. The first name it was bought under is its key in the partition.
@@ -22,32 +20,78 @@ struct Subscription: Equatable, Sendable {
     /// Hours with overage not reported yet, oldest first. Under enqueued-time attribution at most
     /// the current one; under event-time attribution every hour still within its grace.
     var openHours: [OpenHour] = []
-    /// The earliest hour whose `(resource, dimension, hour)` slots are still unused. Set when an
-    /// hour is closed before it ended (a deletion): usage arriving later in that same hour must not
-    /// create a second item for a slot that may already be at the marketplace, where the first
-    /// write wins, so it goes to the next hour instead.
-    var firstUnusedHour: Timestamp?
-    /// Slots reported before their hour closed because a plan change dropped their dimension:
-    /// should the dimension come back in the same hour, its overage goes to the next one.
-    var earlyReported: [DimensionHour] = []
     /// Deleted subscriptions take no usage; they stay until their last items are settled.
     var deleted = false
-    /// Under event-time attribution: when the deletion was recorded, while its grace runs (usage
-    /// from before it may still arrive); nil once the terms ended.
-    var deletedAt: Timestamp?
-    /// The deletion record's sequence number and time, kept while a deleted subscription is held:
-    /// usage recorded after it was refused (unless it came within the grace), so a void of it
-    /// has nothing to take back.
-    var deletion: (sequence: UInt64, time: Timestamp)?
     /// The sequence number of the record that started the current terms (the purchase).
     var since: UInt64 = 0
     /// The plans in force during the current period, oldest first (one unless the plan changed).
     var plans: [PlanPeriod]
+    /// The members below that most subscriptions never set, boxed (`Boxed`): nil while all are
+    /// empty. They change on deletions, plan changes, voids and renewals only, so the box a write
+    /// replaces costs little, and the subscription stays half the size it would be with them inline.
+    private var rare: Boxed<Rare>?
+
+    /// The rarely set members, together.
+    struct Rare: Equatable, Sendable {
+        var firstUnusedHour: Timestamp?
+        var earlyReported: [DimensionHour] = []
+        var deletedAt: Timestamp?
+        var deletion: Deletion?
+        var credits: [DimensionQuantity] = []
+        var previous: PreviousPeriod?
+    }
+
+    /// The record that deleted a subscription.
+    struct Deletion: Equatable, Sendable {
+        var sequence: UInt64
+        var time: Timestamp
+    }
+
+    /// Changes the rarely set members, dropping the box when they are all empty again.
+    private mutating func changeRare(_ change: (inout Rare) -> Void) {
+        var value = rare?.value ?? Rare()
+        change(&value)
+        rare = value == Rare() ? nil : Boxed(value)
+    }
+
+    /// The earliest hour whose `(resource, dimension, hour)` slots are still unused. Set when an
+    /// hour is closed before it ended (a deletion): usage arriving later in that same hour must not
+    /// create a second item for a slot that may already be at the marketplace, where the first
+    /// write wins, so it goes to the next hour instead.
+    var firstUnusedHour: Timestamp? {
+        get { rare?.value.firstUnusedHour }
+        set { changeRare { $0.firstUnusedHour = newValue } }
+    }
+    /// Slots reported before their hour closed because a plan change dropped their dimension:
+    /// should the dimension come back in the same hour, its overage goes to the next one.
+    var earlyReported: [DimensionHour] {
+        get { rare?.value.earlyReported ?? [] }
+        set { changeRare { $0.earlyReported = newValue } }
+    }
+    /// Under event-time attribution: when the deletion was recorded, while its grace runs (usage
+    /// from before it may still arrive); nil once the terms ended.
+    var deletedAt: Timestamp? {
+        get { rare?.value.deletedAt }
+        set { changeRare { $0.deletedAt = newValue } }
+    }
+    /// The deletion record's sequence number and time, kept while a deleted subscription is held:
+    /// usage recorded after it was refused (unless it came within the grace), so a void of it
+    /// has nothing to take back.
+    var deletion: Deletion? {
+        get { rare?.value.deletion }
+        set { changeRare { $0.deletion = newValue } }
+    }
     /// Overage already accepted by the marketplace and then voided, per dimension, not yet netted
     /// against later overage of the current period.
-    var credits: [DimensionQuantity] = []
+    var credits: [DimensionQuantity] {
+        get { rare?.value.credits ?? [] }
+        set { changeRare { $0.credits = newValue } }
+    }
     /// The period before the current one, while late usage and voids may still concern it.
-    var previous: PreviousPeriod?
+    var previous: PreviousPeriod? {
+        get { rare?.value.previous }
+        set { changeRare { $0.previous = newValue } }
+    }
 
     /// A plan and when it took effect.
     struct PlanPeriod: Equatable, Sendable {
@@ -243,9 +287,11 @@ struct Subscription: Equatable, Sendable {
         case .gauge:
             if inPrevious {
                 var meter = meters[index]
-                swap(&meter.usage, &meter.previous!)
+                let current = meter.usage
+                meter.usage = meter.previous!
                 meter.report(gauge: usage.quantity)
-                swap(&meter.usage, &meter.previous!)
+                meter.previous = meter.usage
+                meter.usage = current
                 meters[index] = meter
             } else {
                 meters[index].report(gauge: usage.quantity)
