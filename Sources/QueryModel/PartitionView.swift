@@ -445,6 +445,9 @@ public struct PartitionView: Sendable {
             output.usage.append(record)
             usageOrdinal += 1
         }
+        // Every open hour closed: the table an hour's usage grew to is given back while no usage
+        // is open, and grows again with the next hour's.
+        if openUsage.isEmpty { openUsage = [:] }
     }
 
     static func order(_ lhs: UsageKey, _ rhs: UsageKey) -> Bool {
