@@ -68,12 +68,12 @@ extension Benchmark {
             let begin = Date()
             if decode {
                 for frame in frames {
-                    guard let read = RecordFrameReader.read(frame) else { fatalError("a follow answer did not read") }
-                    for record in read.records {
-                        guard case .success(let message) = record.message else { continue }
+                    let read = RecordFrameReader.read(frame) { record in
+                        guard case .success(let message) = record.message else { return }
                         state.apply(
                             BillingRecord(partition: 0, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
                     }
+                    guard read != nil else { fatalError("a follow answer did not read") }
                 }
             } else {
                 for record in records { state.apply(record) }

@@ -192,7 +192,20 @@ public final class PartitionFollower: @unchecked Sendable {
     /// A `follow` answer's records as the billing fold takes them, and the log's identity: read on
     /// the fast path (`RecordFrameReader`), or as JSON when it does not recognise the answer.
     static func records(_ frame: [UInt8], partition: Int) throws -> (records: [BillingRecord], log: String?) {
-        guard let read = RecordFrameReader.read(frame) else {
+        var records: [BillingRecord] = []
+        // About what a usage record takes in an answer: one growth at most, no chain of copies.
+        records.reserveCapacity(frame.count / 160)
+        var undecodable: (sequence: UInt64, error: MessageError)?
+        let end = RecordFrameReader.read(frame) { record in
+            switch record.message {
+            case .success(let message):
+                records.append(
+                    BillingRecord(partition: partition, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
+            case .failure(let error):
+                if undecodable == nil { undecodable = (record.sequence, error) }
+            }
+        }
+        guard let end else {
             let response: JSONObject
             switch Response.check(try JSONParser.parse(frame)) {
             case .success(let object): response = object
@@ -201,20 +214,12 @@ public final class PartitionFollower: @unchecked Sendable {
             let records = try (response["records"]?.arrayValue ?? []).map { try billingRecord($0, partition: partition) }
             return (records, response["log"]?.stringValue)
         }
-        var records: [BillingRecord] = []
-        records.reserveCapacity(read.records.count)
-        for record in read.records {
-            switch record.message {
-            case .success(let message):
-                records.append(
-                    BillingRecord(partition: partition, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
-            case .failure(let error):
-                // Ingest validated it when it was appended; a record that no longer decodes means the
-                // two disagree on the format: stop rather than fold wrong numbers.
-                throw WireError(.internalError, "record \(partition)/\(record.sequence) does not decode: \(error)")
-            }
+        if let undecodable {
+            // Ingest validated it when it was appended; a record that no longer decodes means the
+            // two disagree on the format: stop rather than fold wrong numbers.
+            throw WireError(.internalError, "record \(partition)/\(undecodable.sequence) does not decode: \(undecodable.error)")
         }
-        return (records, read.log)
+        return (records, end.log)
     }
 
     /// A record of the wire protocol as the billing fold takes it.

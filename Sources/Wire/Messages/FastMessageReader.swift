@@ -465,9 +465,19 @@ public enum RecordFrameReader {
 
     /// The answer read, or nil.
     public static func read(_ frame: [UInt8]) -> Frame? {
+        var records: [Record] = []
+        guard let end = read(frame, each: { records.append($0) }) else { return nil }
+        return Frame(records: records, next: end.next, log: end.log)
+    }
+
+    /// The answer read with each record handed to `each` as soon as it is read, in order, so the
+    /// caller builds its own list without an intermediate one (a catch-up reads millions); then
+    /// `next` and the log's identity. A nil means the answer was not recognised completely: the
+    /// records already handed over are to be dropped.
+    public static func read(_ frame: [UInt8], each: (Record) -> Void) -> (next: UInt64?, log: String?)? {
         frame.withUnsafeBufferPointer { bytes in
             var reader = FastMessageReader(bytes: bytes, maximumDepth: JSONParser.defaultMaximumDepth)
-            return reader.recordFrame()
+            return reader.recordFrame(each)
         }
     }
 }
@@ -488,10 +498,10 @@ extension FastMessageReader {
         return value
     }
 
-    mutating func recordFrame() -> RecordFrameReader.Frame? {
+    mutating func recordFrame(_ each: (RecordFrameReader.Record) -> Void) -> (next: UInt64?, log: String?)? {
         guard expect(UInt8(ascii: "{")) else { return nil }
         var ok = false
-        var records: [RecordFrameReader.Record]?
+        var records = false
         var next: UInt64?
         var log: String?
         repeat {
@@ -504,16 +514,15 @@ extension FastMessageReader {
                 index += 4
                 ok = true
             } else if equals(key, "records") {
-                guard records == nil, expect(UInt8(ascii: "[")) else { return nil }
-                var read: [RecordFrameReader.Record] = []
+                guard !records, expect(UInt8(ascii: "[")) else { return nil }
                 if !expect(UInt8(ascii: "]")) {
                     repeat {
                         guard let record = record() else { return nil }
-                        read.append(record)
+                        each(record)
                     } while expect(UInt8(ascii: ","))
                     guard expect(UInt8(ascii: "]")) else { return nil }
                 }
-                records = read
+                records = true
             } else if equals(key, "next") {
                 guard let value = unsigned() else { return nil }
                 next = value
@@ -524,8 +533,8 @@ extension FastMessageReader {
                 guard skipValue() != nil else { return nil }
             }
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")), atEndAfterWhitespace, ok, let records else { return nil }
-        return RecordFrameReader.Frame(records: records, next: next, log: log)
+        guard expect(UInt8(ascii: "}")), atEndAfterWhitespace, ok, records else { return nil }
+        return (next, log)
     }
 
     mutating func record() -> RecordFrameReader.Record? {
