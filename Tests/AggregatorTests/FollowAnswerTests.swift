@@ -1,7 +1,8 @@
 import Billing
-@testable import Projection
 import Testing
 import Wire
+
+@testable import Projection
 
 /// A follower's reading of ingest's `follow` answers (`PartitionFollower.records`): the fast path
 /// hands records over as it reads them, so an answer it gives up on half-way must not leave them
