@@ -176,8 +176,9 @@ extension PartitionState {
     /// copying it.
     public func terms(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)? {
         guard let index = subscriptions.index(forKey: key) else { return nil }
-        let values = subscriptions.values
-        return (values[index].resource, values[index].planId, values[index].period, values[index].deleted)
+        // One copy of the subscription, not one per member read (each retains all its storage).
+        let subscription = subscriptions.values[index]
+        return (subscription.resource, subscription.planId, subscription.period, subscription.deleted)
     }
 
     /// The key of the subscription named by `name`, if this partition has it.

@@ -409,10 +409,9 @@ public struct PartitionView: Sendable {
         let step = UsageSeries.index(of: hour, in: period)
         // Changed in place (no taking out and putting back); the meter's kind is looked up in
         // the billing state only the first time the meter has usage in the period.
-        if let index = series.index(forKey: key), series.values[index].periodStart == period.start,
-            let meter = series.values[index].meterIndex(named: meterName)
+        if let index = series.index(forKey: key),
+            series.values[index].recordIfKnown(quantity, meterName: meterName, periodStart: period.start, step: step)
         {
-            series.values[index].record(quantity, meter: meter, step: step)
             return
         }
         let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum

@@ -89,6 +89,15 @@ struct UsageSeries: Sendable, Equatable {
 
     /// Records usage `quantity` of meter `index` in step `step` (never an earlier step than the
     /// last one recorded: log time does not go back; an earlier one counts in the current step).
+    /// Records `quantity` for meter `name` at `step` when the series is of the period starting at
+    /// `periodStart` and already has the meter; false (nothing changed) otherwise. Called through a
+    /// dictionary's values in place, so the series is neither copied nor taken out.
+    mutating func recordIfKnown(_ quantity: Quantity, meterName name: String, periodStart start: Timestamp, step: Int) -> Bool {
+        guard periodStart == start, let index = meterIndex(named: name) else { return false }
+        record(quantity, meter: index, step: step)
+        return true
+    }
+
     mutating func record(_ quantity: Quantity, meter index: Int, step: Int) {
         if step > currentStep {
             packCurrentStep()
