@@ -4,8 +4,9 @@ import Wire
 /// holds, with the same meaning and the same checks on reading, without a JSON tree to build.
 ///
 /// Layout (`ByteWriter`): the magic `MBPS` and a version byte, the string table, then the partition,
-/// its counters and clock, the attribution, the subscriptions by key, the pending items, rejected
-/// items, conflicts, refunds and the unprocessable ledger. Integers are LEB128 varints (zigzag when
+/// its counters and clock, the attribution, the subscriptions by key, the pending items (their
+/// number, then per subscription its key and its items), rejected items, conflicts, refunds and
+/// the unprocessable ledger. Integers are LEB128 varints (zigzag when
 /// signed), times 8 bytes of microseconds, quantities the 16 bytes of their units, all little-endian;
 /// every string is an index into the table. A list is its count, then its elements; an optional
 /// value a flag byte, then the value.
@@ -32,12 +33,21 @@ extension PartitionState {
             out.string(entry.key)
             entry.value.write(to: &out)
         }
-        let pendingList = pendingItems.sorted { lhs, rhs in
-            (lhs.key.hour, lhs.key.subscription, lhs.key.dimension) < (rhs.key.hour, rhs.key.subscription, rhs.key.dimension)
+        // Grouped by subscription: a restore looks each subscription up once, not once per item.
+        var groups: [(key: String, items: [ReadyItem])] = []
+        for (slot, item) in pendingItems.sorted(by: {
+            ($0.key.subscription, $0.key.hour, $0.key.dimension) < ($1.key.subscription, $1.key.hour, $1.key.dimension)
+        }) {
+            if groups.last?.key == slot.subscription {
+                groups[groups.count - 1].items.append(item)
+            } else {
+                groups.append((slot.subscription, [item]))
+            }
         }
-        out.list(pendingList) { out, entry in
-            out.string(entry.key.subscription)
-            out.item(entry.value)
+        out.count(pendingItems.count)
+        out.list(groups) { out, group in
+            out.string(group.key)
+            out.list(group.items) { $0.item($1) }
         }
         out.list(rejected) { out, rejection in
             out.item(rejection.item)
@@ -92,11 +102,18 @@ extension PartitionState {
             let key = try input.name()
             try restore(try Subscription(binary: &input, "snapshot.subscriptions[\(index)]"), key: key, "snapshot.subscriptions[\(index)]")
         }
-        let pendingCount = try input.count(minimumBytes: 1 + ReadyItem.minimumBinaryBytes)
+        let pendingCount = try input.count(minimumBytes: ReadyItem.minimumBinaryBytes)
         pendingItems.reserveCapacity(pendingCount)
-        for index in 0..<pendingCount {
+        let groupCount = try input.count(minimumBytes: 2 + ReadyItem.minimumBinaryBytes)
+        for group in 0..<groupCount {
             let key = try input.name()
-            try restore(pending: try input.item("snapshot.pending[\(index)]"), key: key, "snapshot.pending[\(index)]")
+            let items = try input.list(minimumBytes: ReadyItem.minimumBinaryBytes) { input, position throws(SnapshotError) in
+                try input.item("snapshot.pending[\(group)][\(position)]")
+            }
+            try restore(pending: items, key: key) { "snapshot.pending[\(group)][\($0)]" }
+        }
+        guard pendingItems.count == pendingCount else {
+            throw input.failure("\(pendingItems.count) pending items where \(pendingCount) were counted")
         }
         rejected = try input.list(minimumBytes: ReadyItem.minimumBinaryBytes + 10) { input, index throws(SnapshotError) in
             RejectedItem(

@@ -101,7 +101,7 @@ extension PartitionState {
         for (index, value) in pendingList.enumerated() {
             let path = "snapshot.pending[\(index)]"
             let key = try SnapshotReader.string(try SnapshotReader.object(value, path), "subscription", path)
-            try restore(pending: try ReadyItem(json: value, path: path), key: key, path)
+            try restore(pending: CollectionOfOne(try ReadyItem(json: value, path: path)), key: key) { _ in path }
         }
 
         rejected = try SnapshotReader.array(root, "rejected", "snapshot").enumerated().map { index, value throws(SnapshotError) in
@@ -149,19 +149,24 @@ extension PartitionState {
         if !subscription.openHours.isEmpty { openHours.insert(key) }
     }
 
-    /// Adds a restored pending item of the subscription keyed `key`, after the subscriptions.
-    /// Refuses an item of an unknown subscription, a second item for one slot, and an item of
-    /// nothing that no void emptied.
-    mutating func restore(pending item: ReadyItem, key: String, _ path: @autoclosure () -> String) throws(SnapshotError) {
+    /// Adds restored pending items of the subscription keyed `key`, after the subscriptions;
+    /// `path` names the item at a position of `items`. Refuses items of an unknown subscription, a
+    /// second item for one slot, and an item of nothing that no void emptied.
+    mutating func restore(pending items: some Collection<ReadyItem>, key: String, _ path: (Int) -> String) throws(SnapshotError) {
+        guard !items.isEmpty else { return }
         guard subscriptions.index(forKey: key) != nil else {
-            throw SnapshotError("\(path()).subscription: no subscription \"\(key)\"")
+            throw SnapshotError("\(path(0)).subscription: no subscription \"\(key)\"")
         }
-        let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
-        guard pendingItems.updateValue(item, forKey: slot) == nil else { throw SnapshotError("\(path()): a second item for the same slot") }
-        pendingPerSubscription[key, default: 0] += 1
-        if item.quantity == .zero {
-            guard item.withdrawn > .zero else { throw SnapshotError("\(path()).quantity: an item of nothing") }
-            emptied.insert(slot)
+        for (position, item) in items.enumerated() {
+            let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
+            guard pendingItems.updateValue(item, forKey: slot) == nil else {
+                throw SnapshotError("\(path(position)): a second item for the same slot")
+            }
+            if item.quantity == .zero {
+                guard item.withdrawn > .zero else { throw SnapshotError("\(path(position)).quantity: an item of nothing") }
+                emptied.insert(slot)
+            }
         }
+        pendingPerSubscription[key, default: 0] += items.count
     }
 }
