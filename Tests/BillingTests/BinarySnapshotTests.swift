@@ -20,16 +20,7 @@ struct BinarySnapshotTests {
         var fold = SnapshotTests.busy()
         try Self.expectRoundTrip(fold.state)
         var restored = try PartitionState(binarySnapshot: fold.state.binarySnapshot())
-        let more = [
-            (Messages.usage("/uri/a", "m", "3"), "2024-02-01T12:10:00Z"), (Messages.ping(), "2024-02-29T00:00:00Z"),
-            (Messages.ping(), "2024-03-31T00:00:00Z"),
-        ]
-        for (message, time) in more {
-            guard let record = fold.apply(message, at: at(time)) else { continue }
-            restored.apply(record)
-        }
-        #expect(restored == fold.state)
-        #expect(restored.pending == fold.state.pending)
+        SnapshotTests.foldOn(&fold, &restored)
         try Self.expectRoundTrip(fold.state)
         try Self.expectRoundTrip(PartitionState(partition: 7))
     }
