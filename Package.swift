@@ -124,7 +124,9 @@ let package = Package(
             ]),
         .testTarget(
             name: "QueryTests",
-            dependencies: ["Query", "Projection", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
+            dependencies: [
+                "Query", "Projection", "QueryModel", "Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport",
+            ]),
         .testTarget(name: "SubmitterTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP", "StackTestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport"]),

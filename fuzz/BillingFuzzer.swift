@@ -8,7 +8,8 @@
 // Every record is folded by a PartitionState and by a PartitionView; after each one the run-rate,
 // breakdown, listing and state answers are asked of every subscription. Nothing may trap, both folds
 // must agree, the unprocessable ledger must stay within its bounds with its counts adding up, and
-// snapshots must read back equal. Built by scripts/fuzz from the Wire, Billing and QueryModel
+// snapshots, JSON and binary, must read back equal; the binary one, damaged and cut by the input,
+// may be refused but never trap. Built by scripts/fuzz from the Wire, Billing and QueryModel
 // modules, with -sanitize=fuzzer,address.
 
 import Billing
@@ -204,5 +205,24 @@ public func fuzzBilling(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     precondition(
         restoredView.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(view.snapshot()),
         "the view's snapshot does not read back")
+    let bytes = state.binarySnapshot()
+    let fromBytes = try? PartitionState(binarySnapshot: bytes)
+    precondition(
+        fromBytes == state && fromBytes.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(state.snapshot()),
+        "the state's binary snapshot does not read back equal")
+    let viewFromBytes = try? PartitionView(binarySnapshot: view.binarySnapshot())
+    precondition(
+        viewFromBytes.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(view.snapshot()),
+        "the view's binary snapshot does not read back")
+    // The input's first bytes damage the binary form (a position and a mask each), and its length
+    // cuts it: the decoder may refuse what it gets, never trap.
+    var damaged = bytes
+    var damage = Choices(bytes: choices.bytes)
+    for _ in 0..<Int(damage.byte() % 8) {
+        let position = (Int(damage.byte()) << 8 | Int(damage.byte())) % damaged.count
+        damaged[position] ^= damage.byte()
+    }
+    _ = try? PartitionState(binarySnapshot: damaged)
+    _ = try? PartitionState(binarySnapshot: damaged[..<(choices.bytes.count * 13 % (damaged.count + 1))])
     return 0
 }

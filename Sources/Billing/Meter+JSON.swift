@@ -137,12 +137,21 @@ extension Meter {
                 thresholds.append(
                     (try SnapshotReader.string(tier, "dimension", tierPath), try SnapshotReader.quantity(tier, "threshold", tierPath)))
             }
-            guard !thresholds.isEmpty else { throw SnapshotError("\(path).tiers: a waterfall meter needs at least one tier") }
-            self.init(name: name, rule: .waterfall(tiers: Self.tiers(thresholds)))
+            self.init(name: name, rule: .waterfall(tiers: try Self.restoredTiers(thresholds, path)))
             consumed = try SnapshotReader.quantity(object, "consumed", path)
         default:
             throw SnapshotError("\(path).type: unknown meter type \"\(type)\"")
         }
+    }
+}
+
+extension Meter {
+    /// A restored waterfall meter's tiers, refusing a meter without any.
+    static func restoredTiers(_ thresholds: [(dimension: String, threshold: Quantity)], _ path: @autoclosure () -> String)
+        throws(SnapshotError) -> [Tier]
+    {
+        guard !thresholds.isEmpty else { throw SnapshotError("\(path()).tiers: a waterfall meter needs at least one tier") }
+        return tiers(thresholds)
     }
 }
 

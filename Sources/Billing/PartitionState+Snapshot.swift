@@ -75,11 +75,8 @@ extension PartitionState {
             switch try SnapshotReader.string(members, "mode", "snapshot.attribution") {
             case "enqueued": attribution = .enqueued
             case "event":
-                let seconds = try SnapshotReader.int(members, "lateGraceSeconds", "snapshot.attribution")
-                guard seconds >= 0, Int64(seconds) * 1_000_000 <= Attribution.maximumLateGrace else {
-                    throw SnapshotError("snapshot.attribution.lateGraceSeconds: out of range")
-                }
-                attribution = .event(lateGrace: Int64(seconds) * 1_000_000)
+                attribution = try Self.eventAttribution(
+                    lateGraceSeconds: try SnapshotReader.int(members, "lateGraceSeconds", "snapshot.attribution"))
             case let mode: throw SnapshotError("snapshot.attribution.mode: unknown attribution \"\(mode)\"")
             }
             lateUsage = try SnapshotReader.int(root, "lateUsage", "snapshot")
@@ -96,16 +93,7 @@ extension PartitionState {
         for (index, value) in subscriptionList.enumerated() {
             let path = "snapshot.subscriptions[\(index)]"
             let (key, subscription) = try Subscription.restore(value, path: path)
-            for name in [subscription.resource.resourceId, subscription.resource.resourceUri] {
-                guard let name else { continue }
-                guard isUnclaimed(name) else { throw SnapshotError("\(path): the name \"\(name)\" belongs to two subscriptions") }
-                if name != key { aliases[name] = key }
-            }
-            subscriptions[key] = subscription
-            if !subscription.deleted { deadlines.push(subscription.period.end, key) }
-            if let closes = subscription.previous?.closes { deadlines.push(closes, key) }
-            if let deletedAt = subscription.deletedAt { deadlines.push(deletedAt.adding(microseconds: attribution.lateGrace), key) }
-            if !subscription.openHours.isEmpty { openHours.insert(key) }
+            try restore(subscription, key: key, path)
         }
 
         let pendingList = try SnapshotReader.array(root, "pending", "snapshot")
@@ -113,16 +101,7 @@ extension PartitionState {
         for (index, value) in pendingList.enumerated() {
             let path = "snapshot.pending[\(index)]"
             let key = try SnapshotReader.string(try SnapshotReader.object(value, path), "subscription", path)
-            guard subscriptions[key] != nil else { throw SnapshotError("\(path).subscription: no subscription \"\(key)\"") }
-            let item = try ReadyItem(json: value, path: path)
-            let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
-            guard pendingItems[slot] == nil else { throw SnapshotError("\(path): a second item for the same slot") }
-            pendingItems[slot] = item
-            pendingPerSubscription[key, default: 0] += 1
-            if item.quantity == .zero {
-                guard item.withdrawn > .zero else { throw SnapshotError("\(path).quantity: an item of nothing") }
-                emptied.insert(slot)
-            }
+            try restore(pending: CollectionOfOne(try ReadyItem(json: value, path: path)), key: key) { _ in path }
         }
 
         rejected = try SnapshotReader.array(root, "rejected", "snapshot").enumerated().map { index, value throws(SnapshotError) in
@@ -137,5 +116,57 @@ extension PartitionState {
         } else {
             unprocessable = try UnprocessableLedger(json: ledger, path: "snapshot.unprocessable")
         }
+    }
+}
+
+// MARK: - Restoring, whatever the encoding
+
+extension PartitionState {
+    /// Event-time attribution with a late grace of `seconds`, refusing a grace out of range.
+    static func eventAttribution(lateGraceSeconds seconds: Int) throws(SnapshotError) -> Attribution {
+        guard seconds >= 0, Int64(seconds) <= Attribution.maximumLateGrace / 1_000_000 else {
+            throw SnapshotError("snapshot.attribution.lateGraceSeconds: out of range")
+        }
+        return .event(lateGrace: Int64(seconds) * 1_000_000)
+    }
+
+    /// Adds a restored subscription keyed `key` and rebuilds what folding keeps about it (its other
+    /// names, deadlines, open hours), after the `attribution` is restored. Refuses a key that is not
+    /// one of its names and a name another subscription has.
+    mutating func restore(_ subscription: Subscription, key: String, _ path: @autoclosure () -> String) throws(SnapshotError) {
+        guard subscription.resource.resourceId == key || subscription.resource.resourceUri == key else {
+            throw SnapshotError("\(path()).key: \"\(key)\" is not one of the subscription's names")
+        }
+        for name in [subscription.resource.resourceId, subscription.resource.resourceUri] {
+            guard let name else { continue }
+            guard isUnclaimed(name) else { throw SnapshotError("\(path()): the name \"\(name)\" belongs to two subscriptions") }
+            if name != key { aliases[name] = key }
+        }
+        subscriptions[key] = subscription
+        if !subscription.deleted { deadlines.push(subscription.period.end, key) }
+        if let closes = subscription.previous?.closes { deadlines.push(closes, key) }
+        if let deletedAt = subscription.deletedAt { deadlines.push(deletedAt.adding(microseconds: attribution.lateGrace), key) }
+        if !subscription.openHours.isEmpty { openHours.insert(key) }
+    }
+
+    /// Adds restored pending items of the subscription keyed `key`, after the subscriptions;
+    /// `path` names the item at a position of `items`. Refuses items of an unknown subscription, a
+    /// second item for one slot, and an item of nothing that no void emptied.
+    mutating func restore(pending items: some Collection<ReadyItem>, key: String, _ path: (Int) -> String) throws(SnapshotError) {
+        guard !items.isEmpty else { return }
+        guard subscriptions.index(forKey: key) != nil else {
+            throw SnapshotError("\(path(0)).subscription: no subscription \"\(key)\"")
+        }
+        for (position, item) in items.enumerated() {
+            let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
+            guard pendingItems.updateValue(item, forKey: slot) == nil else {
+                throw SnapshotError("\(path(position)): a second item for the same slot")
+            }
+            if item.quantity == .zero {
+                guard item.withdrawn > .zero else { throw SnapshotError("\(path(position)).quantity: an item of nothing") }
+                emptied.insert(slot)
+            }
+        }
+        pendingPerSubscription[key, default: 0] += items.count
     }
 }

@@ -69,8 +69,13 @@ enum SnapshotReader {
         guard case .number(let text) = value, let quantity = Quantity(exactly: text) else {
             throw SnapshotError("\(path): expected an exact decimal number")
         }
-        // The state never holds a negative quantity; its differences rely on that.
-        guard !quantity.isNegative else { throw SnapshotError("\(path): must not be negative") }
+        return try checked(quantity) { SnapshotError("\(path): must not be negative") }
+    }
+
+    /// `quantity`, or `failure()` when it is negative: the state never holds a negative quantity,
+    /// and its differences rely on that.
+    static func checked(_ quantity: Quantity, _ failure: () -> SnapshotError) throws(SnapshotError) -> Quantity {
+        guard !quantity.isNegative else { throw failure() }
         return quantity
     }
 
@@ -79,9 +84,15 @@ enum SnapshotReader {
     }
 
     static func resource(_ object: JSONObject, _ path: String) throws(SnapshotError) -> ResourceName {
-        let name = ResourceName(
-            resourceId: optional(object, "resourceId")?.stringValue, resourceUri: optional(object, "resourceUri")?.stringValue)
-        guard name.resourceId != nil || name.resourceUri != nil else { throw SnapshotError("\(path): names no resource") }
+        try named(
+            ResourceName(
+                resourceId: optional(object, "resourceId")?.stringValue, resourceUri: optional(object, "resourceUri")?.stringValue),
+            path)
+    }
+
+    /// `name`, refused when it has neither a `resourceId` nor a `resourceUri`.
+    static func named(_ name: ResourceName, _ path: @autoclosure () -> String) throws(SnapshotError) -> ResourceName {
+        guard name.resourceId != nil || name.resourceUri != nil else { throw SnapshotError("\(path()): names no resource") }
         return name
     }
 }

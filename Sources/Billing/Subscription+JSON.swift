@@ -47,9 +47,6 @@ extension Subscription {
         let object = try SnapshotReader.object(json, path)
         let key = try SnapshotReader.string(object, "key", path)
         let resource = try SnapshotReader.resource(object, path)
-        guard resource.resourceId == key || resource.resourceUri == key else {
-            throw SnapshotError("\(path).key: \"\(key)\" is not one of the subscription's names")
-        }
         let intervalName = try SnapshotReader.string(object, "renewalInterval", path)
         guard let interval = RenewalInterval(rawValue: intervalName) else {
             throw SnapshotError("\(path).renewalInterval: unknown interval \"\(intervalName)\"")
@@ -117,11 +114,7 @@ extension Subscription {
             let hourObject = try SnapshotReader.object(value, hourPath)
             var hour = OpenHour(start: try SnapshotReader.timestamp(hourObject, "start", hourPath))
             hour.overage = try DimensionQuantity.list(try SnapshotReader.member(hourObject, "overage", hourPath), "\(hourPath).overage")
-            guard !hour.overage.isEmpty else { throw SnapshotError("\(hourPath).overage: an open hour has overage") }
-            if let last = subscription.openHours.last, last.start >= hour.start {
-                throw SnapshotError("\(hourPath).start: open hours must be in order, one per hour")
-            }
-            subscription.openHours.append(hour)
+            try subscription.appendRestored(hour, hourPath)
         }
         if let value = SnapshotReader.optional(object, "credits") {
             subscription.credits = try DimensionQuantity.list(value, "\(path).credits")
@@ -148,9 +141,30 @@ extension Subscription {
         -> BillingPeriod
     {
         let object = try SnapshotReader.object(value, path)
-        let index = try SnapshotReader.int(object, "index", path)
-        guard index >= 0 else { throw SnapshotError("\(path).index: must not be negative") }
+        return try restoredPeriod(index: try SnapshotReader.int(object, "index", path), start: start, interval: interval, path)
+    }
+
+    /// The years after a subscription's start that a restored period may end in: enough for any
+    /// real subscription, few enough that computing the period's bounds cannot overflow.
+    static let restoredYears = 10_000
+
+    /// Period `index` of a restored subscription, refusing an index below zero or so large that the
+    /// period would end beyond `restoredYears`.
+    static func restoredPeriod(index: Int, start: Timestamp, interval: RenewalInterval, _ path: @autoclosure () -> String)
+        throws(SnapshotError) -> BillingPeriod
+    {
+        guard index >= 0 else { throw SnapshotError("\(path()).index: must not be negative") }
+        guard index < restoredYears * 12 / interval.months else { throw SnapshotError("\(path()).index: out of range") }
         return BillingPeriod(index: index, subscriptionStart: start, interval: interval)
+    }
+
+    /// Appends a restored open hour, refusing one without overage or not after the last one.
+    mutating func appendRestored(_ hour: OpenHour, _ path: @autoclosure () -> String) throws(SnapshotError) {
+        guard !hour.overage.isEmpty else { throw SnapshotError("\(path()).overage: an open hour has overage") }
+        if let last = openHours.last, last.start >= hour.start {
+            throw SnapshotError("\(path()).start: open hours must be in order, one per hour")
+        }
+        openHours.append(hour)
     }
 }
 
@@ -169,12 +183,20 @@ extension DimensionQuantity {
             let object = try SnapshotReader.object(entry, entryPath)
             let dimension = try SnapshotReader.string(object, "dimension", entryPath)
             let quantity = try SnapshotReader.quantity(object, "quantity", entryPath)
-            guard quantity > .zero else { throw SnapshotError("\(entryPath).quantity: must be positive") }
-            guard !list.contains(where: { $0.dimension == dimension }) else {
-                throw SnapshotError("\(entryPath).dimension: \"\(dimension)\" appears twice")
-            }
-            list.append(DimensionQuantity(dimension: dimension, quantity: quantity))
+            try append(DimensionQuantity(dimension: dimension, quantity: quantity), to: &list, entryPath)
         }
         return list
+    }
+
+    /// Appends a restored `entry` to `list`, refusing a quantity that is not positive and a
+    /// dimension already listed.
+    static func append(_ entry: DimensionQuantity, to list: inout [DimensionQuantity], _ path: @autoclosure () -> String)
+        throws(SnapshotError)
+    {
+        guard entry.quantity > .zero else { throw SnapshotError("\(path()).quantity: must be positive") }
+        guard !list.contains(where: { $0.dimension == entry.dimension }) else {
+            throw SnapshotError("\(path()).dimension: \"\(entry.dimension)\" appears twice")
+        }
+        list.append(entry)
     }
 }

@@ -38,18 +38,29 @@ extension UnprocessableLedger {
                 firstSequence: try SnapshotReader.sequence(entry, "firstSequence", groupPath),
                 lastSequence: try SnapshotReader.sequence(entry, "lastSequence", groupPath),
                 latestReason: try SnapshotReader.string(entry, "latestReason", groupPath, allowEmpty: true))
-            let key = Key(subscription: group.subscription, reason: reason)
-            guard group.count > 0, groupsByKey[key] == nil else { throw SnapshotError("\(groupPath): empty or repeated group") }
-            groupsByKey[key] = group
-            count += group.count
+            try restore(group, groupPath)
         }
         examples = try SnapshotReader.array(object, "examples", path).enumerated().map { index, value throws(SnapshotError) in
             try UnprocessableRecord(json: value, path: "\(path).examples[\(index)]")
         }
         completeFrom = try SnapshotReader.sequence(object, "completeFrom", path)
-        guard count == (try SnapshotReader.int(object, "count", path)), groupsByKey.count <= Self.maximumGroups + Reason.allCases.count,
-            examples.count <= Self.maximumExamples
-        else { throw SnapshotError("\(path): the counts do not add up, or a bound is exceeded") }
+        try checkRestored(count: try SnapshotReader.int(object, "count", path), path)
+    }
+
+    /// Adds a restored group, refusing an empty one, one already there, and counts that overflow.
+    mutating func restore(_ group: Group, _ path: @autoclosure () -> String) throws(SnapshotError) {
+        let key = Key(subscription: group.subscription, reason: group.reason)
+        let (total, overflow) = count.addingReportingOverflow(group.count)
+        guard group.count > 0, !overflow, groupsByKey[key] == nil else { throw SnapshotError("\(path()): empty or repeated group") }
+        groupsByKey[key] = group
+        count = total
+    }
+
+    /// Checks a restored ledger: its groups add up to `count`, and it holds no more groups and
+    /// examples than the bounds allow.
+    func checkRestored(count: Int, _ path: @autoclosure () -> String) throws(SnapshotError) {
+        guard count == self.count, groupsByKey.count <= Self.maximumGroups + Reason.allCases.count, examples.count <= Self.maximumExamples
+        else { throw SnapshotError("\(path()): the counts do not add up, or a bound is exceeded") }
     }
 
     /// Reads the list of whole records that snapshots held before records were counted, counting

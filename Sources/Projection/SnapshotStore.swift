@@ -9,7 +9,8 @@ public import Wire
 #endif
 
 /// Snapshots of one partition's folded state: `<sequence, 20 digits>.snapshot` files, each a header
-/// line `{"format":1,"partition":p,"sequence":n,"bytes":b,"crc32c":c}` and the state's JSON.
+/// line `{"format":1,"partition":p,"sequence":n,"bytes":b,"crc32c":c}` and the state's JSON, or
+/// with `"format":2` a body of bytes in the folder's own encoding (the query service's views).
 ///
 /// Written atomically (temporary file, fsync, rename, directory fsync). Loading takes the newest
 /// snapshot whose checksum, partition and contents verify; a damaged one is moved aside and the
@@ -44,15 +45,31 @@ public struct SnapshotStore: Sendable {
             .sorted()
     }
 
+    /// A snapshot's body as it is handed to the decoder: the state's JSON (header format 1), or the
+    /// bytes written by `save(sequence:bytes:log:)` (header format 2).
+    public enum Body {
+        case json(JSONValue)
+        case bytes([UInt8])
+    }
+
     /// Writes `body`, the state after applying records up to `sequence`, and prunes old snapshots.
     /// The header names the identity of the log the state was folded from.
     public func save(sequence: UInt64, body: JSONValue, log: String?) throws {
+        try save(sequence: sequence, format: 1, body: JSONWriter.bytes(body), log: log)
+    }
+
+    /// Writes `bytes`, the state after applying records up to `sequence` in an encoding of the
+    /// caller's, and prunes old snapshots; `loadNewestBody` hands them back as they are.
+    public func save(sequence: UInt64, bytes: [UInt8], log: String?) throws {
+        try save(sequence: sequence, format: 2, body: bytes, log: log)
+    }
+
+    private func save(sequence: UInt64, format: Int, body: [UInt8], log: String?) throws {
         try FileIO.makeDirectory(directory)
-        let body = JSONWriter.bytes(body)
         let crc = body.withUnsafeBytes { CRC32C.checksum($0) }
         let logMember = log.map { #","log":"\#($0)""# } ?? ""
         let header =
-            #"{"format":1,"partition":\#(partition),"sequence":\#(sequence),"bytes":\#(body.count),"crc32c":\#(crc)\#(logMember)}"#
+            #"{"format":\#(format),"partition":\#(partition),"sequence":\#(sequence),"bytes":\#(body.count),"crc32c":\#(crc)\#(logMember)}"#
         try FileIO.writeAtomically(Array(header.utf8) + [0x0A] + body, to: directory + "/" + Self.fileName(sequence))
         let all = names()
         for old in all.dropLast(kept) { unlink(directory + "/" + old) }
@@ -65,6 +82,15 @@ public struct SnapshotStore: Sendable {
     /// It comes with the identity of the log it was folded from (nil in snapshots written before
     /// logs had identities).
     public func loadNewest<State>(log: String?, _ decode: (JSONValue, UInt64) throws -> State) -> (state: State, log: String?)? {
+        loadNewestBody(log: log) { body, sequence in
+            guard case .json(let json) = body else { throw Failure("a body of bytes where JSON was expected") }
+            return try decode(json, sequence)
+        }
+    }
+
+    /// `loadNewest`, for a folder that holds snapshots of bytes (`save(sequence:bytes:log:)`),
+    /// perhaps beside JSON ones written before: `decode` gets either body.
+    public func loadNewestBody<State>(log: String?, _ decode: (Body, UInt64) throws -> State) -> (state: State, log: String?)? {
         for name in names().reversed() {
             let path = directory + "/" + name
             switch load(path, log: log, decode) {
@@ -80,13 +106,13 @@ public struct SnapshotStore: Sendable {
         return nil
     }
 
-    private func load<State>(_ path: String, log: String?, _ decode: (JSONValue, UInt64) throws -> State) -> Result<
+    private func load<State>(_ path: String, log: String?, _ decode: (Body, UInt64) throws -> State) -> Result<
         (state: State, log: String?), Failure
     > {
         guard let data = FileManager.default.contents(atPath: path) else { return .failure(Failure("cannot read")) }
         let bytes = Array(data)
         guard let newline = bytes.firstIndex(of: 0x0A) else { return .failure(Failure("no header line")) }
-        guard let header = try? JSONParser.parse(bytes[..<newline]), header["format"]?.intValue == 1,
+        guard let header = try? JSONParser.parse(bytes[..<newline]), let format = header["format"]?.intValue, format == 1 || format == 2,
             let sequence = header["sequence"]?.intValue, sequence >= 0, let length = header["bytes"]?.intValue,
             let crc = header["crc32c"]?.intValue, header["partition"]?.intValue == partition
         else { return .failure(Failure("bad header")) }
@@ -99,7 +125,8 @@ public struct SnapshotStore: Sendable {
             return .failure(Failure("checksum mismatch"))
         }
         do {
-            return .success((try decode(try JSONParser.parse(body, maximumDepth: 512), UInt64(sequence)), header["log"]?.stringValue))
+            let decoded = format == 1 ? Body.json(try JSONParser.parse(body, maximumDepth: 512)) : Body.bytes(body)
+            return .success((try decode(decoded, UInt64(sequence)), header["log"]?.stringValue))
         } catch {
             return .failure(Failure("\(error)"))
         }

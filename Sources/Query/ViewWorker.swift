@@ -42,8 +42,14 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     ) -> Restored? {
         let store = SnapshotStore(
             root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
-        let loaded = store.loadNewest(log: log) { json, sequence throws -> PartitionView in
-            let view = try PartitionView(snapshot: json)
+        let loaded = store.loadNewestBody(log: log) { body, sequence throws -> PartitionView in
+            // JSON bodies (query-view-3 and before) are those of earlier releases: the next
+            // snapshot is written in bytes.
+            let view =
+                switch body {
+                case .bytes(let bytes): try PartitionView(binarySnapshot: bytes)
+                case .json(let json): try PartitionView(snapshot: json)
+                }
             guard view.partition == partition, view.state.lastSequence == sequence else {
                 throw SnapshotStore.Failure("contents do not match the header")
             }
@@ -167,7 +173,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         do {
             try usage.journals[partition].sync()
             try submissions.sync()
-            try store.save(sequence: sequence, body: view.snapshot(), log: binding.identity)
+            try store.save(sequence: sequence, bytes: view.binarySnapshot(), log: binding.identity)
             schedule.saved(sequence: sequence, time: view.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")

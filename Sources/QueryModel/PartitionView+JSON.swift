@@ -198,6 +198,9 @@ extension PartitionView {
     // MARK: - Snapshots
 
     static let snapshotFormat = "query-view-3"
+    /// The format of `binarySnapshot()`'s JSON part: `snapshotFormat`'s members but the billing
+    /// state, which follows in the binary form.
+    static let binarySnapshotFormat = "query-view-4"
     /// The formats before pending slots were left to the billing state (their `slots` list them
     /// too, and they are skipped on reading) and, for 1, before plan changes and voids (no credits
     /// or voids in the open usage): still read.
@@ -205,6 +208,24 @@ extension PartitionView {
 
     /// The whole view as JSON, in a canonical order.
     public func snapshot() -> JSONValue {
+        snapshot(format: Self.snapshotFormat, state: state.snapshot())
+    }
+
+    /// The whole view as bytes that restore much faster than `snapshot()`'s JSON (for the query
+    /// service's restarts): an 8-byte little-endian length, that many bytes of JSON (`snapshot()`'s
+    /// members but the billing state, with format `query-view-4`), then the billing state's
+    /// `binarySnapshot()`.
+    public func binarySnapshot() -> [UInt8] {
+        let json = JSONWriter.bytes(snapshot(format: Self.binarySnapshotFormat, state: nil))
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes += json
+        bytes += state.binarySnapshot()
+        return bytes
+    }
+
+    /// The view as JSON in `format`, with the billing state's JSON `state` when given.
+    private func snapshot(format: String, state: JSONValue?) -> JSONValue {
         var slots: [JSONValue] = []
         for (key, entries) in ledger.sorted(by: { $0.key < $1.key }) {
             for (slot, status) in entries.sorted(by: { ($0.key.hour, $0.key.dimension) < ($1.key.hour, $1.key.dimension) }) {
@@ -288,13 +309,15 @@ extension PartitionView {
                     .init("perUnit", .object(JSONObject(prices.perUnit.map { .init($0.dimension, $0.price.json) }))),
                 ]))
         }
-        return .object(
-            JSONObject([
-                .init("format", .string(Self.snapshotFormat)), .init("state", state.snapshot()), .init("market", .array(markets)),
-                .init("usageOrdinal", .number(String(usageOrdinal))), .init("submissionOrdinal", .number(String(submissionOrdinal))),
-                .init("slots", .array(slots)), .init("openUsage", .array(usage)), .init("breakdowns", .array(groups)),
-                .init("series", .array(daily)), .init("prices", .array(priced)),
-            ]))
+        var members: [JSONObject.Member] = [.init("format", .string(format))]
+        if let state { members.append(.init("state", state)) }
+        members += [
+            .init("market", .array(markets)), .init("usageOrdinal", .number(String(usageOrdinal))),
+            .init("submissionOrdinal", .number(String(submissionOrdinal))), .init("slots", .array(slots)),
+            .init("openUsage", .array(usage)), .init("breakdowns", .array(groups)), .init("series", .array(daily)),
+            .init("prices", .array(priced)),
+        ]
+        return .object(JSONObject(members))
     }
 
     /// A subscription's series from `snapshot()`'s JSON.
@@ -336,12 +359,45 @@ extension PartitionView {
         else {
             throw ModelError("snapshot format is not \(Self.snapshotFormat)")
         }
+        let state: PartitionState
         do {
             state = try PartitionState(snapshot: object["state"] ?? .null)
         } catch {
             throw ModelError("state: \(error)")
         }
-        state.effects = []
+        try self.init(state: state, object, format: format)
+    }
+
+    /// Restores a view from `binarySnapshot()`'s bytes.
+    public init(binarySnapshot bytes: [UInt8]) throws(ModelError) {
+        guard bytes.count >= 8 else { throw ModelError("snapshot: too short") }
+        let length = bytes[..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard length <= UInt64(bytes.count - 8) else { throw ModelError("snapshot: a JSON part longer than the snapshot") }
+        let stateStart = 8 + Int(length)
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes[8..<stateStart], maximumDepth: 512)
+        } catch {
+            throw ModelError("snapshot: \(error)")
+        }
+        let object = try ModelReader.object(json, "snapshot")
+        guard object["format"]?.stringValue == Self.binarySnapshotFormat, object["state"] == nil else {
+            throw ModelError("snapshot format is not \(Self.binarySnapshotFormat)")
+        }
+        let state: PartitionState
+        do {
+            state = try PartitionState(binarySnapshot: bytes[stateStart...])
+        } catch {
+            throw ModelError("state: \(error)")
+        }
+        try self.init(state: state, object, format: Self.binarySnapshotFormat)
+    }
+
+    /// Restores a view around the restored billing `state` from the rest of a snapshot's JSON
+    /// `object`, written in `format`.
+    private init(state: PartitionState, _ object: JSONObject, format: String) throws(ModelError) {
+        self.state = state
+        self.state.effects = []
         usageOrdinal = UInt64(try ModelReader.int(object, "usageOrdinal"))
         submissionOrdinal = UInt64(try ModelReader.int(object, "submissionOrdinal"))
         for entry in object["slots"]?.arrayValue ?? [] {
@@ -350,7 +406,7 @@ extension PartitionView {
                 throw ModelError("bad slot status")
             }
             // Earlier formats list pending slots too: the billing state has them.
-            if status == .pending && format != Self.snapshotFormat { continue }
+            if status == .pending && Self.earlierSnapshotFormats.contains(format) { continue }
             guard status != .pending else { throw ModelError("a pending slot in the settled slots") }
             let key = Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))
             ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(

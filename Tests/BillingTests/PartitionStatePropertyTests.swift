@@ -274,6 +274,8 @@ struct RandomLog {
         for record in records[split...] { resumed.apply(record) }
         #expect(resumed == fold.state, "seed \(seed): folding on from a snapshot at \(split) differs")
         #expect(try PartitionState(snapshot: fold.state.snapshot()) == fold.state, "seed \(seed)")
+        try BinarySnapshotTests.expectRoundTrip(first, "seed \(seed): binary at \(split)")
+        try BinarySnapshotTests.expectRoundTrip(fold.state, "seed \(seed): binary")
     }
 
     /// Per subscription, sum or waterfall meter and period: the usage's overage equals what was made

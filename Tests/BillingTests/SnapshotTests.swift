@@ -41,6 +41,12 @@ struct SnapshotTests {
         #expect(fold.state.subscriptionCount == 2)
         #expect(!fold.state.rejected.isEmpty && !fold.state.conflicts.isEmpty && !fold.state.unprocessable.isEmpty)
 
+        Self.foldOn(&fold, &restored)
+    }
+
+    /// Folds a few more records (usage, two renewals) into `fold` and `restored`, and expects them
+    /// to stay equal.
+    static func foldOn(_ fold: inout Fold, _ restored: inout PartitionState, sourceLocation: SourceLocation = #_sourceLocation) {
         let more = [
             (Messages.usage("/uri/a", "m", "3"), "2024-02-01T12:10:00Z"), (Messages.ping(), "2024-02-29T00:00:00Z"),
             (Messages.ping(), "2024-03-31T00:00:00Z"),
@@ -49,8 +55,8 @@ struct SnapshotTests {
             guard let record = fold.apply(message, at: at(time)) else { continue }
             restored.apply(record)
         }
-        #expect(restored == fold.state)
-        #expect(restored.pending == fold.state.pending)
+        #expect(restored == fold.state, sourceLocation: sourceLocation)
+        #expect(restored.pending == fold.state.pending, sourceLocation: sourceLocation)
     }
 
     @Test("a damaged snapshot is refused with the member at fault")

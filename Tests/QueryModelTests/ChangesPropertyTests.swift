@@ -390,6 +390,15 @@ struct ChangesLog {
             for record in records[split...] { restored.apply(record, into: &output) }
             #expect(output.usage == usageRecords, "seed \(seed): usage records resumed from \(split)")
             #expect(JSONWriter.string(restored.snapshot()) == JSONWriter.string(view.snapshot()), "seed \(seed): view from \(split)")
+
+            var fromBytes = try PartitionView(binarySnapshot: partial.binarySnapshot())
+            #expect(fromBytes.state == partial.state, "seed \(seed): binary restore at \(split)")
+            var bytesOutput = PartitionView.Output(collectingTouched: false)
+            for record in records[split...] { fromBytes.apply(record, into: &bytesOutput) }
+            #expect(
+                bytesOutput.usage == Array(usageRecords.drop { $0.ordinal < partial.usageOrdinal }), "seed \(seed): binary from \(split)")
+            #expect(
+                JSONWriter.string(fromBytes.snapshot()) == JSONWriter.string(view.snapshot()), "seed \(seed): binary view from \(split)")
         }
     }
 
