@@ -184,7 +184,9 @@ extension Subscription {
         let period = try Self.restoredPeriod(index: try input.int(), start: start, interval: interval, "\(path()).period")
         let deleted = try input.flag()
         let deletedAt = try input.optional { input throws(SnapshotError) in try input.timestamp() }
-        let deletion = try input.optional { input throws(SnapshotError) in Deletion(sequence: try input.varint(), time: try input.timestamp()) }
+        let deletion = try input.optional { input throws(SnapshotError) in
+            Deletion(sequence: try input.varint(), time: try input.timestamp())
+        }
         let since = try input.varint()
         let plans = try input.list(minimumBytes: 9) { input, _ throws(SnapshotError) in
             PlanPeriod(planId: try input.name(), from: try input.timestamp())
