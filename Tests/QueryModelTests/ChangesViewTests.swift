@@ -27,6 +27,27 @@ struct ChangesViewTests {
         fold.apply(Messages.void(id, usage: message, sequence: record.sequence, enqueuedTime: record.enqueuedTime), at: time)
     }
 
+    @Test("a slot whose item a void emptied shows pending until billing forgets it, then nothing billed, in the view and its snapshot")
+    func emptiedSlotForgotten() throws {
+        var fold = Self.bought()
+        fold.apply(Messages.usage("s", "email", "130", id: "a"), at: "2024-02-10T10:00:00Z")
+        fold.ping(at: "2024-02-10T11:00:00Z")
+        let hour = at("2024-02-10T10:00:00Z")
+        #expect(fold.view.marketplaceStatus(subscription: "s", dimension: "emails", hour: hour) == "pending")
+        try Self.void(&fold, "a", at: "2024-02-10T11:10:00Z")
+        // Emptied, not gone: the outcome of a call made before the void may still come.
+        #expect(fold.view.state.pendingCount == 0)
+        #expect(fold.view.state.hasPendingItem(key: "s", dimension: "emails", hour: hour))
+        #expect(fold.view.marketplaceStatus(subscription: "s", dimension: "emails", hour: hour) == "pending")
+        // Past the marketplace's window for the hour, billing forgets the item without an outcome.
+        fold.ping(at: "2024-02-12T00:00:00Z")
+        #expect(!fold.view.state.hasPendingItem(key: "s", dimension: "emails", hour: hour))
+        #expect(fold.view.marketplaceStatus(subscription: "s", dimension: "emails", hour: hour) == nil)
+        let restored = try PartitionView(snapshot: fold.view.snapshot())
+        #expect(restored.marketplaceStatus(subscription: "s", dimension: "emails", hour: hour) == nil)
+        #expect(fold.submissions.isEmpty)
+    }
+
     @Test("the run-rate lists the period's plans, and per meter what was voided and the credit left")
     func runRate() throws {
         var fold = Self.bought()
