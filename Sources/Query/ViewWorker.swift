@@ -33,6 +33,11 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         var log: String?
     }
 
+    /// Where `partition`'s snapshots are kept, for restoring them and for writing new ones.
+    static func snapshotStore(partition: Int, configuration: QueryConfiguration) -> SnapshotStore {
+        SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
+    }
+
     /// The newest snapshot of `partition` that verifies, belongs to log `log` (when both are
     /// known) and that the journals agree with; nil when there is none (the partition is folded
     /// from the start). Unusable files are moved aside. Touches only the partition's own files,
@@ -40,8 +45,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     static func restore(
         partition: Int, configuration: QueryConfiguration, usage: UsageStore, submissions: Journal, log: String?
     ) -> Restored? {
-        let store = SnapshotStore(
-            root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
+        let store = snapshotStore(partition: partition, configuration: configuration)
         let loaded = store.loadNewestBody(log: log) { body, sequence throws -> PartitionView in
             // JSON bodies (query-view-3 and before) are those of earlier releases: the next
             // snapshot is written in bytes.
@@ -100,7 +104,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         self.usage = usage
         self.submissions = submissions
         self.watchers = watchers
-        store = SnapshotStore(root: configuration.dataDirectory + "/snapshots", partition: partition, kept: configuration.snapshotsKept)
+        store = Self.snapshotStore(partition: partition, configuration: configuration)
         view = restored ?? PartitionView(partition: partition)
         schedule = SnapshotSchedule(
             everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
