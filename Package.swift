@@ -77,7 +77,7 @@ let package = Package(
                 "Reconciliation", "HTTP",
             ]),
         .executableTarget(
-            name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "NATS"]),
+            name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "Projection", "NATS"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, and the usage API for billing
         // adapters (/v1/...), for meter-query.

@@ -1,5 +1,6 @@
 import Billing
 import Foundation
+import Projection
 import Transport
 import Wire
 
@@ -49,7 +50,7 @@ extension Benchmark {
         var index = 0
         while decode && index < work.count {
             var frame = Array(#"{"id":1,"ok":true,"records":["#.utf8)
-            let end = min(work.count, index + 5_000)
+            let end = min(work.count, index + PartitionFollower.recordsPerAnswer)
             for position in index..<end {
                 if position > index { frame.append(UInt8(ascii: ",")) }
                 frame += Array(#"{"partition":0,"sequence":\#(position),"enqueuedTime":"\#(work[position].time.iso8601)","event":"#.utf8)
@@ -67,13 +68,15 @@ extension Benchmark {
             var state = PartitionState(partition: 0)
             let begin = Date()
             if decode {
+                // The follower's path exactly: the answer read, the records checked, then folded.
                 for frame in frames {
-                    let read = RecordFrameReader.read(frame) { record in
-                        guard case .success(let message) = record.message else { return }
-                        state.apply(
-                            BillingRecord(partition: 0, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
+                    do {
+                        var records = try PartitionFollower.records(frame, partition: 0).records
+                        _ = try PartitionFollower.dropFolded(&records, expected: state.lastSequence.map { $0 + 1 } ?? 0)
+                        for record in records { state.apply(record) }
+                    } catch {
+                        fatalError("a follow answer did not read: \(error)")
                     }
-                    guard read != nil else { fatalError("a follow answer did not read") }
                 }
             } else {
                 for record in records { state.apply(record) }

@@ -142,29 +142,23 @@ public final class PartitionFollower: @unchecked Sendable {
         try client.send(
             Request(
                 op: "follow",
-                fields: JSONObject(["partition": .number(String(partition)), "from": .number(String(from)), "max": 5000])))
+                fields: JSONObject([
+                    "partition": .number(String(partition)), "from": .number(String(from)), "max": .number(String(Self.recordsPerAnswer)),
+                ])))
         Log.info("partition \(partition): following ingest from sequence \(from) (ingest is at \(head))")
         while true {
-            let records = try Self.records(try client.receiveFrame(), partition: partition)
-            if let frameLog = records.log, frameLog != identity {
+            let (decoded, frameLog) = try Self.records(try client.receiveFrame(), partition: partition)
+            if let frameLog, frameLog != identity {
                 refuse("partition \(partition): ingest switched from log \(identity) to log \(frameLog) while it was being followed")
                 return
             }
-            var expected = owner.nextSequence()
-            var batch: [BillingRecord] = []
-            batch.reserveCapacity(records.records.count)
-            for decoded in records.records {
-                if decoded.sequence < expected { continue }  // already folded (a resend after reconnecting)
-                guard decoded.sequence == expected else {
-                    throw WireError(.internalError, "gap: record \(decoded.sequence) where \(expected) was expected")
-                }
-                batch.append(decoded)
-                expected += 1
-            }
-            if !batch.isEmpty { owner.fold(batch) }
+            var batch = decoded
+            let expected = try Self.dropFolded(&batch, expected: owner.nextSequence())
+            let count = batch.count
+            if count > 0 { owner.fold(batch) }
             head = max(head, expected)
             lock.withLock {
-                recordsFolded += batch.count
+                recordsFolded += count
                 ingestNext = max(ingestNext ?? 0, head)
             }
             if expected >= head { markCaughtUp() }
@@ -189,22 +183,47 @@ public final class PartitionFollower: @unchecked Sendable {
         if first { caughtUp.signal() }
     }
 
+    /// The most records a `follow` answer carries.
+    public static let recordsPerAnswer = 5000
+
+    /// Drops the records already folded (a resend after reconnecting: sequences below `expected`)
+    /// and checks that the rest follow on without a gap; the sequence expected after them. The
+    /// records are read where they lie, and the list is copied only when some are dropped: a
+    /// catch-up hands millions of them on.
+    public static func dropFolded(_ records: inout [BillingRecord], expected: UInt64) throws -> UInt64 {
+        let folded = records.withUnsafeBufferPointer { buffer in
+            var count = 0
+            while count < buffer.count && buffer[count].sequence < expected { count += 1 }
+            return count
+        }
+        if folded > 0 { records.removeFirst(folded) }
+        var next = expected
+        try records.withUnsafeBufferPointer { buffer in
+            for index in buffer.indices {
+                guard buffer[index].sequence == next else {
+                    throw WireError(.internalError, "gap: record \(buffer[index].sequence) where \(next) was expected")
+                }
+                next += 1
+            }
+        }
+        return next
+    }
+
     /// A `follow` answer's records as the billing fold takes them, and the log's identity: read on
     /// the fast path (`RecordFrameReader`), or as JSON when it does not recognise the answer.
-    static func records(_ frame: [UInt8], partition: Int) throws -> (records: [BillingRecord], log: String?) {
+    public static func records(_ frame: [UInt8], partition: Int) throws -> (records: [BillingRecord], log: String?) {
         var records: [BillingRecord] = []
         // About what a usage record takes in an answer: one growth at most, no chain of copies.
         records.reserveCapacity(frame.count / 160)
         var undecodable: (sequence: UInt64, error: MessageError)?
-        let end = RecordFrameReader.read(frame) { record in
-            switch record.message {
-            case .success(let message):
-                records.append(
-                    BillingRecord(partition: partition, sequence: record.sequence, enqueuedTime: record.enqueuedTime, message: message))
-            case .failure(let error):
-                if undecodable == nil { undecodable = (record.sequence, error) }
-            }
-        }
+        let end = RecordFrameReader.read(
+            frame,
+            record: { _, sequence, time, message in
+                records.append(BillingRecord(partition: partition, sequence: sequence, enqueuedTime: time, message: message))
+            },
+            undecodable: { _, sequence, _, error in
+                if undecodable == nil { undecodable = (sequence, error) }
+            })
         guard let end else {
             let response: JSONObject
             switch Response.check(try JSONParser.parse(frame)) {

@@ -74,25 +74,40 @@ struct FastMessageReader {
     mutating func plainString() -> Range<Int>? {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
-        let start = index + 1
+        index += 1
+        return stringBody()
+    }
+
+    /// The rest of a plain string whose opening quote was just read: its bytes up to the closing
+    /// quote (the index then after it), or nil.
+    mutating func stringBody() -> Range<Int>? {
+        let start = index
         var position = start
         var highBit = false
         let count = bytes.count
         guard let base = UnsafeRawPointer(bytes.baseAddress) else { return nil }
         // Eight bytes at a time: a quote, a backslash, a control character or a high bit in any
-        // of them stops the word loop (the classic "has a byte less than / equal to" tricks).
+        // of them is flagged (the classic "has a byte less than / equal to" tricks). A flag can
+        // be false only above a true one, so the lowest flag is the first special byte.
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
-        while position + 8 <= count {
-            let word = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            let special =
-                ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word) | word
-            if special & highs != 0 { break }
-            position += 8
-        }
-        while position < count {
+        while true {
+            #if _endian(little)
+                while position + 8 <= count {
+                    let word = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                    let quote = word ^ (ones &* 0x22)
+                    let backslash = word ^ (ones &* 0x5C)
+                    let special =
+                        (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word) | word)
+                        & highs
+                    if special != 0 {
+                        position += special.trailingZeroBitCount >> 3
+                        break
+                    }
+                    position += 8
+                }
+            #endif
+            guard position < count else { return nil }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 if highBit, String(validating: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self) == nil {
@@ -105,7 +120,32 @@ struct FastMessageReader {
             if byte >= 0x80 { highBit = true }
             position += 1
         }
-        return nil
+    }
+
+    /// Whether the bytes at the index are `text` exactly (no whitespace skipped); if so the index
+    /// moves past them.
+    @inline(__always)
+    mutating func literal(_ text: StaticString) -> Bool {
+        let length = text.utf8CodeUnitCount
+        guard bytes.count - index >= length, let base = bytes.baseAddress else { return false }
+        let here = UnsafeRawPointer(base + index)
+        let expected = UnsafeRawPointer(text.utf8Start)
+        var offset = 0
+        while offset + 8 <= length {
+            guard
+                here.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                    == expected.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            else { return false }
+            offset += 8
+        }
+        while offset < length {
+            guard here.load(fromByteOffset: offset, as: UInt8.self) == expected.load(fromByteOffset: offset, as: UInt8.self) else {
+                return false
+            }
+            offset += 1
+        }
+        index += length
+        return true
     }
 
     /// A time text read before, and its value: records of one commit group share their time, and a
@@ -447,6 +487,10 @@ struct FastMessageReader {
 /// positions and times, and their messages, usage reports in their canonical form without a JSON
 /// tree and every other message through the general parser and decoder. An answer it does not
 /// recognise completely (an error, another shape) is a nil: the caller reads it generally.
+///
+/// A record exactly as ingest writes it (its members in ingest's order, a usage report in its
+/// canonical form) is read by comparing the fixed parts byte for byte; any other record, member
+/// order or message is read member by member, as before.
 public enum RecordFrameReader {
     /// One record of the answer.
     public struct Record: Sendable {
@@ -466,7 +510,15 @@ public enum RecordFrameReader {
     /// The answer read, or nil.
     public static func read(_ frame: [UInt8]) -> Frame? {
         var records: [Record] = []
-        guard let end = read(frame, each: { records.append($0) }) else { return nil }
+        let end = read(
+            frame,
+            record: { partition, sequence, time, message in
+                records.append(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .success(message)))
+            },
+            undecodable: { partition, sequence, time, error in
+                records.append(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .failure(error)))
+            })
+        guard let end else { return nil }
         return Frame(records: records, next: end.next, log: end.log)
     }
 
@@ -475,9 +527,28 @@ public enum RecordFrameReader {
     /// `next` and the log's identity. A nil means the answer was not recognised completely: the
     /// records already handed over are to be dropped.
     public static func read(_ frame: [UInt8], each: (Record) -> Void) -> (next: UInt64?, log: String?)? {
+        read(
+            frame,
+            record: { partition, sequence, time, message in
+                each(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .success(message)))
+            },
+            undecodable: { partition, sequence, time, error in
+                each(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .failure(error)))
+            })
+    }
+
+    /// The answer read with each record's parts handed on as soon as they are read, in order:
+    /// a decoded message to `record`, a message that does not decode to `undecodable`; then
+    /// `next` and the log's identity. No record value is built in between, so the caller builds
+    /// its own where it keeps it. A nil means the answer was not recognised completely: the
+    /// records already handed over are to be dropped.
+    public static func read(
+        _ frame: [UInt8], record: (_ partition: Int, _ sequence: UInt64, _ enqueuedTime: Timestamp, _ message: consuming Message) -> Void,
+        undecodable: (_ partition: Int, _ sequence: UInt64, _ enqueuedTime: Timestamp, _ error: MessageError) -> Void
+    ) -> (next: UInt64?, log: String?)? {
         frame.withUnsafeBufferPointer { bytes in
             var reader = FastMessageReader(bytes: bytes, maximumDepth: JSONParser.defaultMaximumDepth)
-            return reader.recordFrame(each)
+            return reader.recordFrame(record: record, undecodable: undecodable)
         }
     }
 }
@@ -485,20 +556,34 @@ public enum RecordFrameReader {
 extension FastMessageReader {
     /// A whole number without sign, fraction or exponent.
     mutating func unsigned() -> UInt64? {
-        guard let range = number() else { return nil }
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] >= UInt8(ascii: "0") && bytes[index] <= UInt8(ascii: "9") else { return nil }
         var value: UInt64 = 0
-        for byte in bytes[range] {
-            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
-            guard !overflow else { return nil }
-            let (sum, carry) = times.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
-            guard !carry else { return nil }
-            value = sum
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0") && bytes[index] <= UInt8(ascii: "9") {
+                let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                guard !overflow else { return nil }
+                let (sum, carry) = times.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                guard !carry else { return nil }
+                value = sum
+                index += 1
+            }
+        }
+        // A fraction, an exponent or another digit after a leading zero: not a whole number.
+        if index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return nil
+            default: break
+            }
         }
         return value
     }
 
-    mutating func recordFrame(_ each: (RecordFrameReader.Record) -> Void) -> (next: UInt64?, log: String?)? {
+    mutating func recordFrame(
+        record: (Int, UInt64, Timestamp, consuming Message) -> Void, undecodable: (Int, UInt64, Timestamp, MessageError) -> Void
+    ) -> (next: UInt64?, log: String?)? {
         guard expect(UInt8(ascii: "{")) else { return nil }
         var ok = false
         var records = false
@@ -508,17 +593,17 @@ extension FastMessageReader {
             guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
             if equals(key, "ok") {
                 skipWhitespace()
-                guard bytes.count - index >= 4, bytes[index] == UInt8(ascii: "t"), bytes[index + 1] == UInt8(ascii: "r"),
-                    bytes[index + 2] == UInt8(ascii: "u"), bytes[index + 3] == UInt8(ascii: "e")
-                else { return nil }
-                index += 4
+                guard literal("true") else { return nil }
                 ok = true
             } else if equals(key, "records") {
                 guard !records, expect(UInt8(ascii: "[")) else { return nil }
                 if !expect(UInt8(ascii: "]")) {
                     repeat {
-                        guard let record = record() else { return nil }
-                        each(record)
+                        skipWhitespace()
+                        let start = index
+                        if canonicalRecord(record) { continue }
+                        index = start
+                        guard self.record(record, undecodable) else { return nil }
                     } while expect(UInt8(ascii: ","))
                     guard expect(UInt8(ascii: "]")) else { return nil }
                 }
@@ -537,20 +622,77 @@ extension FastMessageReader {
         return (next, log)
     }
 
-    mutating func record() -> RecordFrameReader.Record? {
-        guard expect(UInt8(ascii: "{")) else { return nil }
+    /// A record exactly as ingest writes it with a usage report in its canonical form, handed to
+    /// `each`; false (the index anywhere: the caller rewinds) for anything else.
+    mutating func canonicalRecord(_ each: (Int, UInt64, Timestamp, consuming Message) -> Void) -> Bool {
+        guard literal(#"{"partition":"#), let partition = unsigned(), partition <= UInt64(Int.max), literal(#","sequence":"#),
+            let sequence = unsigned(), literal(#","enqueuedTime":""#), let timeText = stringBody(),
+            let time = self.time(timeText, memo: &enqueuedMemo), literal(#","event":"#), let message = canonicalUsage(), literal("}")
+        else { return false }
+        each(Int(partition), sequence, time, message)
+        return true
+    }
+
+    /// A `UsageReported` message in its canonical form (members in their order, no whitespace),
+    /// checked as `usageMessage` checks it, or nil (the index anywhere: the caller rewinds).
+    mutating func canonicalUsage() -> Message? {
+        guard literal("{") else { return nil }
+        var id: String?
+        if literal(#""id":""#) {
+            guard let read = stringBody(), !read.isEmpty, read.count <= Message.maximumIdLength, literal(",") else { return nil }
+            id = text(read)
+        }
+        guard literal(#""type":"UsageReported","value":{"meterName":""#), let meterName = stringBody(), !meterName.isEmpty
+        else { return nil }
+        var properties: [String: String] = [:]
+        if literal(#","properties":{"#), !literal("}") {
+            repeat {
+                guard literal("\""), let key = stringBody(), literal(#":""#), let value = stringBody(),
+                    properties.updateValue(text(value), forKey: text(key)) == nil
+                else { return nil }
+            } while literal(",")
+            guard literal("}") else { return nil }
+        }
+        guard literal(#","quantity":"#), let number = number(),
+            case .success(let quantity) = Quantity.parse(utf8: UnsafeBufferPointer(rebasing: bytes[number])), !quantity.isNegative
+        else { return nil }
+        var resourceId: String?
+        var resourceUri: String?
+        if literal(#","resourceId":""#) {
+            guard let read = stringBody(), !read.isEmpty else { return nil }
+            resourceId = text(read)
+        }
+        if literal(#","resourceUri":""#) {
+            guard let read = stringBody(), !read.isEmpty else { return nil }
+            resourceUri = text(read)
+        }
+        guard resourceId != nil || resourceUri != nil, literal(#","timestamp":""#), let timestamp = stringBody(),
+            let time = self.time(timestamp, memo: &timestampMemo), literal("}}")
+        else { return nil }
+        let usage = UsageReported(
+            resource: ResourceName(resourceId: resourceId, resourceUri: resourceUri), timestamp: time, meterName: text(meterName),
+            quantity: quantity, properties: properties)
+        return Message(id: id, body: .usageReported(usage))
+    }
+
+    /// A record with its members in any order, handed to `record` or `undecodable`; false when it
+    /// is not one.
+    mutating func record(
+        _ record: (Int, UInt64, Timestamp, consuming Message) -> Void, _ undecodable: (Int, UInt64, Timestamp, MessageError) -> Void
+    ) -> Bool {
+        guard expect(UInt8(ascii: "{")) else { return false }
         var partition: UInt64?
         var sequence: UInt64?
         var time: Timestamp?
         var message: Result<Message, MessageError>?
         repeat {
-            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return false }
             if equals(key, "partition") {
                 partition = unsigned()
             } else if equals(key, "sequence") {
                 sequence = unsigned()
             } else if equals(key, "enqueuedTime") {
-                guard let value = plainString() else { return nil }
+                guard let value = plainString() else { return false }
                 time = self.time(value, memo: &enqueuedMemo)
             } else if equals(key, "event") {
                 skipWhitespace()
@@ -561,16 +703,20 @@ extension FastMessageReader {
                     index = start
                     guard let range = skipValue(),
                         let json = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 3)
-                    else { return nil }
+                    else { return false }
                     message = Message.decode(json)
                 }
             } else {
-                return nil
+                return false
             }
         } while expect(UInt8(ascii: ","))
         guard expect(UInt8(ascii: "}")), let partition, partition <= UInt64(Int.max), let sequence, let time, let message else {
-            return nil
+            return false
         }
-        return RecordFrameReader.Record(partition: Int(partition), sequence: sequence, enqueuedTime: time, message: message)
+        switch message {
+        case .success(let message): record(Int(partition), sequence, time, message)
+        case .failure(let error): undecodable(Int(partition), sequence, time, error)
+        }
+        return true
     }
 }

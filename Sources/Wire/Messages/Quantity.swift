@@ -106,6 +106,16 @@ public struct Quantity: Hashable, Comparable, Sendable {
     /// Parses without allocating: significant digits accumulate in an `Int128`; runs of zeros are
     /// counted and only multiplied in when a non-zero digit follows, so trailing zeros (in any
     /// number) never overflow and the last accumulated digit is never zero.
+    /// 10⁰ to 10³⁸, every power of ten an `Int128` holds: a significand is scaled with one multiplication.
+    static let powersOfTen: [Int128] = {
+        var powers: [Int128] = [1]
+        while true {
+            let (next, overflow) = powers[powers.count - 1].multipliedReportingOverflow(by: 10)
+            if overflow { return powers }
+            powers.append(next)
+        }
+    }()
+
     static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Result<Quantity, ParseError> {
         var index = 0
         var negative = false
@@ -166,13 +176,9 @@ public struct Quantity: Hashable, Comparable, Sendable {
         // value = significand × 10^(zeroRun + exponent − fractionDigits); units = value × 10^scale.
         let shift = zeroRun + exponent - fractionDigits + scale
         if shift < 0 { return .failure(.tooPrecise) }
-        guard shift <= 40 else { return .failure(.outOfRange) }
-        var units = significand
-        for _ in 0..<shift {
-            let (times, overflow) = units.multipliedReportingOverflow(by: 10)
-            if overflow { return .failure(.outOfRange) }
-            units = times
-        }
+        guard shift < powersOfTen.count else { return .failure(.outOfRange) }
+        let (units, overflow) = significand.multipliedReportingOverflow(by: powersOfTen[shift])
+        if overflow { return .failure(.outOfRange) }
         return .success(Quantity(units: negative ? -units : units))
     }
 }
