@@ -191,6 +191,10 @@ struct RecordFrameReaderTests {
         for text in [
             #"{"id":1,"ok":false,"error":{"code":"internal","message":"x"}}"#, #"{"ok":true}"#, #"{"ok":true,"records":[{"partition":1}]}"#,
             #"{"ok":true,"records":[],"next":-1}"#, "[]", "",
+            // Found by the fuzzer: JSON the general parser refuses (an unread member that is not
+            // JSON, a repeated key) is not read here either.
+            #"{"id":nuhl,"ok":true,"records":[],"next":3}"#, #"{"ok":true,"records":[],"next":3,"next":4}"#,
+            #"{"ok":true,"records":[{"partition":1,"partition":1,"sequence":0,"enqueuedTime":"2024-03-01T00:00:00Z","event":{"type":"Ping","value":{"partitionId":"1","reason":"clock"}}}],"next":1}"#,
         ] {
             #expect(RecordFrameReader.read(Array(text.utf8)) == nil, "\(text)")
         }

@@ -522,21 +522,6 @@ public enum RecordFrameReader {
         return Frame(records: records, next: end.next, log: end.log)
     }
 
-    /// The answer read with each record handed to `each` as soon as it is read, in order, so the
-    /// caller builds its own list without an intermediate one (a catch-up reads millions); then
-    /// `next` and the log's identity. A nil means the answer was not recognised completely: the
-    /// records already handed over are to be dropped.
-    public static func read(_ frame: [UInt8], each: (Record) -> Void) -> (next: UInt64?, log: String?)? {
-        read(
-            frame,
-            record: { partition, sequence, time, message in
-                each(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .success(message)))
-            },
-            undecodable: { partition, sequence, time, error in
-                each(Record(partition: partition, sequence: sequence, enqueuedTime: time, message: .failure(error)))
-            })
-    }
-
     /// The answer read with each record's parts handed on as soon as they are read, in order:
     /// a decoded message to `record`, a message that does not decode to `undecodable`; then
     /// `next` and the log's identity. No record value is built in between, so the caller builds
@@ -589,8 +574,12 @@ extension FastMessageReader {
         var records = false
         var next: UInt64?
         var log: String?
+        var keys: [Range<Int>] = []
         repeat {
             guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
+            // A repeated key: the general parser refuses the answer, so this reader does too.
+            for earlier in keys where bytes[earlier].elementsEqual(bytes[key]) { return nil }
+            keys.append(key)
             if equals(key, "ok") {
                 skipWhitespace()
                 guard literal("true") else { return nil }
@@ -615,7 +604,11 @@ extension FastMessageReader {
                 guard let value = plainString() else { return nil }
                 log = text(value)
             } else {
-                guard skipValue() != nil else { return nil }
+                // `id` (echoed) and members nobody reads: checked by the general parser, so the
+                // answer is read here only when it is JSON there.
+                guard let range = skipValue(),
+                    (try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 1)) != nil
+                else { return nil }
             }
         } while expect(UInt8(ascii: ","))
         guard expect(UInt8(ascii: "}")), atEndAfterWhitespace, ok, records else { return nil }
@@ -688,13 +681,16 @@ extension FastMessageReader {
         repeat {
             guard let key = plainString(), expect(UInt8(ascii: ":")) else { return false }
             if equals(key, "partition") {
-                partition = unsigned()
+                guard partition == nil, let value = unsigned() else { return false }
+                partition = value
             } else if equals(key, "sequence") {
-                sequence = unsigned()
+                guard sequence == nil, let value = unsigned() else { return false }
+                sequence = value
             } else if equals(key, "enqueuedTime") {
-                guard let value = plainString() else { return false }
+                guard time == nil, let value = plainString() else { return false }
                 time = self.time(value, memo: &enqueuedMemo)
             } else if equals(key, "event") {
+                guard message == nil else { return false }
                 skipWhitespace()
                 let start = index
                 if let usage = usageMessage() {
