@@ -36,6 +36,23 @@ struct QuantityTests {
 @Suite("Quantities at the edges of their range")
 struct QuantityRangeTests {
     @Test(
+        "a text is scaled to units in one multiplication, exact up to the largest quantity and refused one unit of its scale beyond",
+        arguments: [
+            ("1e20", Int128?.some(100_000_000_000_000_000_000_000_000_000_000_000_000)), ("2e20", nil),
+            ("170141183460469231731", 170_141_183_460_469_231_731_000_000_000_000_000_000), ("170141183460469231732", nil),
+            ("0.000000000000000001", 1), ("12e-18", 12), ("1.000000000000000001", 1_000_000_000_000_000_001),
+            ("0.1e-17", 1), ("10e19", 100_000_000_000_000_000_000_000_000_000_000_000_000), ("100e19", nil),
+        ])
+    func scaledInOneStep(text: String, units: Int128?) {
+        switch Quantity.parse(text) {
+        case .success(let quantity): #expect(quantity.units == units, "\(text)")
+        case .failure(let error):
+            #expect(units == nil, "\(text): \(error)")
+            #expect(error == .outOfRange, "\(text)")
+        }
+    }
+
+    @Test(
         "a text one unit past the range is refused, never trapped on, in every spelling",
         arguments: [
             "170141183460469231731.687303715884105728", "170141183460469231731.687303715884105729",
