@@ -113,9 +113,12 @@ final class WALSegment: @unchecked Sendable {
         }
     }
 
+    /// Writes zeros over `start..<end`, 64 KiB a `pwrite`: each holds the file's inode lock while it
+    /// copies, and the committer's `write` of records waits for it (1 MiB at a time, `batch-1000`
+    /// was 8% slower).
     private static func writeZeros(_ fd: Int32, from start: Int, to end: Int, path: String) throws(SystemError) {
         guard end > start else { return }
-        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: min(1 << 20, end - start), alignment: 16)
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: min(64 << 10, end - start), alignment: 16)
         zeros.initializeMemory(as: UInt8.self, repeating: 0)
         defer { zeros.deallocate() }
         var offset = start
