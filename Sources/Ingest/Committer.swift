@@ -50,6 +50,11 @@ enum AppendResult: Sendable {
 /// The single writer of the log, with group commit: it takes every job waiting, writes their
 /// records, makes them durable with one fdatasync whatever the partitions, and only then answers them.
 /// While it syncs, new jobs queue up and form the next group (LevelDB's `BuildBatchGroup`).
+///
+/// No thread of its own: the thread that submits work to an idle committer commits it (and every
+/// group queued meanwhile) itself, so one client's append is written, synced and answered on the
+/// thread that read it, without waking another. Threads that submit while a commit is under way
+/// only queue their work: the committing thread takes it as the next group and answers it.
 final class Committer: @unchecked Sendable {
     enum Work {
         case events([ValidatedEvent], completion: @Sendable ([AppendResult]) -> Void)
@@ -60,11 +65,12 @@ final class Committer: @unchecked Sendable {
     let clock: Clock
     /// Written into every tick, so the folds attribute usage as ingest checks it.
     let attribution: Attribution
-    /// A condition, not a `Mutex`: the committer thread waits here for work, and `stop` for it.
+    /// A condition, not a `Mutex`: `stop` waits here for the commits under way.
     private let condition = NSCondition()
     private var queue: [Work] = []
     private var running = true
-    private var finished = false
+    /// Whether a thread is committing: it takes every group queued before it lets go.
+    private var committing = false
     private var router: PartitionRouter
     private var idempotency: IdempotencyIndex
     private var catalog: PlanCatalog
@@ -73,7 +79,6 @@ final class Committer: @unchecked Sendable {
     /// Lets one thread at a time take `othersDefinitions` into the catalog, so versions keep their order.
     private let adoption = Mutex(())
     private var retentionDays: Int { Int(idempotency.retentionMicroseconds / Timestamp.microsecondsPerDay) }
-    private var thread: Thread?
     private var groups = 0
     private var syncs = 0
     private var recordsWritten = 0
@@ -157,21 +162,12 @@ final class Committer: @unchecked Sendable {
     /// Idempotency keys remembered (for status).
     var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
 
-    func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "ingest-committer"
-        self.thread = thread
-        thread.start()
-    }
-
-    /// Queues work; its completion runs on the committer thread once the records are durable.
+    /// Queues work and, when no commit is under way, commits it (and whatever queues meanwhile)
+    /// on this thread before returning; its completion runs once the records are durable, on the
+    /// thread that commits them.
     func submit(_ work: Work) {
         condition.lock()
-        if running {
-            queue.append(work)
-            condition.signal()
-            condition.unlock()
-        } else {
+        guard running else {
             condition.unlock()
             switch work {
             case .events(let events, let completion):
@@ -179,33 +175,32 @@ final class Committer: @unchecked Sendable {
             case .ticks(_, let completion):
                 completion([])
             }
+            return
         }
-    }
-
-    /// Finishes the queued work and stops the thread.
-    func stop() {
-        condition.lock()
-        running = false
+        queue.append(work)
+        guard !committing else {
+            condition.unlock()
+            return
+        }
+        committing = true
+        while !queue.isEmpty {
+            let group = queue
+            queue.removeAll()
+            condition.unlock()
+            commit(group)
+            condition.lock()
+        }
+        committing = false
         condition.broadcast()
-        while !finished { condition.wait() }
         condition.unlock()
     }
 
-    private func loop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && running { condition.wait() }
-            let group = queue
-            queue.removeAll()
-            let stop = !running && group.isEmpty
-            condition.unlock()
-            if stop { break }
-            commit(group)
-        }
-        condition.withLock {
-            finished = true
-            condition.broadcast()
-        }
+    /// Refuses new work and waits for the commit under way (which takes every group queued).
+    func stop() {
+        condition.lock()
+        running = false
+        while committing { condition.wait() }
+        condition.unlock()
     }
 
     /// What one attempt at a group came to: answers to send, or decide the group again (another

@@ -10,8 +10,8 @@ import Wire
 /// The client socket takes the client messages (usage, purchases, deletions, plan changes, voids,
 /// plan definitions) and answers `plans` from the catalog; the admin socket also takes the
 /// internal messages (submission outcomes, removals, pings) and, with the manual clock,
-/// `advance-clock`. Validation and JSON work happen here, on the worker threads, so the
-/// committer thread only orders, writes and syncs.
+/// `advance-clock`. Validation and JSON work happen here, on the worker threads, before the
+/// committer orders, writes and syncs.
 final class IngestHandler: RequestHandler {
     static let clientListener = "client"
     static let adminListener = "admin"

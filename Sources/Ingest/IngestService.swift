@@ -11,7 +11,7 @@ import Wire
 #endif
 
 /// Starts ingest and serves until SIGTERM. Not isolated to the main actor: its closures run on
-/// Dispatch queues and the committer thread.
+/// Dispatch queues (the committer commits on the thread that submits to it when idle).
 nonisolated func runIngest() -> Never {
     let configuration = ServiceLifecycle.configure(component: "meter-ingest", usage: IngestConfiguration.usage) {
         (settings: inout Settings) throws(SettingsError) in try IngestConfiguration(settings: &settings)
@@ -87,7 +87,6 @@ nonisolated func runIngest() -> Never {
         mode: configuration.clock == .manual ? .manual : .system, start: newestTime ?? Timestamp.epoch)
     let committer = Committer(
         log: log, clock: clock, attribution: configuration.attribution, router: router, idempotency: idempotency, catalog: catalog)
-    committer.start()
 
     // Sockets: from systemd when socket-activated, else bound at the configured paths.
     var listeners: [Listener] = []

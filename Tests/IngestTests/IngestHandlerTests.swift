@@ -7,7 +7,7 @@ import Wire
 
 @testable import Ingest
 
-/// Ingest's handler with a real log in a temporary directory and its committer thread, driven
+/// Ingest's handler with a real log in a temporary directory and its committer, driven
 /// from bytes through `MemoryConnection`: no process, no socket.
 final class IngestUnderTest {
     let home = StackHome()
@@ -20,7 +20,6 @@ final class IngestUnderTest {
         let clock = Clock(mode: .manual, start: Timestamp(year: 2024, month: 3, day: 1))
         committer = Committer(
             log: log, clock: clock, router: PartitionRouter(partitionCount: partitions), idempotency: IdempotencyIndex(retentionDays: 7))
-        committer.start()
         handler = IngestHandler(log: log, committer: committer, clock: clock, connectionCount: { 1 })
     }
 
