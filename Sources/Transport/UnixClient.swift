@@ -96,9 +96,23 @@ public final class UnixClient {
     /// Receives the next frame's payload.
     public func receiveFrame() throws(Failure) -> [UInt8] {
         while ready.isEmpty {
-            let count = readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if count < 0 {
+            // Wait in poll, then read what is there: a thread blocked in recv on a Unix socket is
+            // woken each time the server takes bytes this side sent (the kernel signals write space
+            // on the same wait queue), only to sleep again; poll wakes for input alone.
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let milliseconds = receiveTimeout.map { $0 > 0 ? Int32(min($0 * 1000, Double(Int32.max)).rounded(.up)) : -1 } ?? -1
+            let waited = poll(&entry, 1, milliseconds)
+            if waited < 0 {
                 if errno == EINTR { continue }
+                throw .system(SystemError("poll", path))
+            }
+            if waited == 0 {
+                errno = EAGAIN
+                throw .system(SystemError("recv", path))
+            }
+            let count = readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
                 throw .system(SystemError("recv", path))
             }
             if count == 0 {
