@@ -96,6 +96,9 @@ public final class UnixServer: @unchecked Sendable {
         public var idleTimeoutSeconds = 60.0
         /// When a listener is full, connections idle at least this long make room for new ones.
         public var minimumIdleBeforeEviction = 1.0
+        /// How long a worker that answered the only busy connection waits on its socket for the
+        /// client's next request before it gives the thread back (0: never waits).
+        public var lingerMilliseconds: Int32 = 1
         public init() {}
     }
 
@@ -105,6 +108,10 @@ public final class UnixServer: @unchecked Sendable {
     let epollFD: Int32
     private let wakeFD: Int32
     private let shared: Mutex<Shared>
+    /// Connections with a request queued or in hand (streams aside): a worker lingers on its
+    /// connection only while that connection is the only one.
+    let busyConnections = Atomic<Int>(0)
+    let lingeringReads = Atomic<Int>(0)
     private var loopThread: Thread?
     private let stopped = DispatchSemaphore(value: 0)
     // Touched by the I/O thread only: listeners out of descriptors, and when to try them again.
@@ -146,6 +153,10 @@ public final class UnixServer: @unchecked Sendable {
             }
         }
     }
+
+    /// How many times a worker waiting on a connection's socket (`Configuration.lingerMilliseconds`)
+    /// read its next request itself.
+    public var requestsReadWhileLingering: Int { lingeringReads.load(ordering: .relaxed) }
 
     /// The number of open connections.
     public var connectionCount: Int { shared.withLock { $0.connections.count } }
@@ -371,13 +382,27 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// The peer hung up while reading was paused: the socket is no longer watched.
     private var detached = false
     private var streaming = false
+    /// A worker is waiting on the socket for this connection's next request (`linger`): the
+    /// I/O thread does not read it meanwhile.
+    private var lingering = false
+    /// Whether the server's `busyConnections` counts it now.
+    private var counted = false
+    /// Whether a request's `done` came while `processNext` was still in its handler: that
+    /// thread goes on with the connection's next request.
+    private var serving = false
+    private var finishedWhileServing = false
+    /// Closed while a worker lingered on the socket: that worker closes the descriptor, so it is
+    /// never reused under its poll.
+    private var descriptorCloseDeferred = false
     private var interest: UInt32
     private var closeHandlers: [@Sendable () -> Void] = []
     /// When the connection last did anything (monotonic seconds), for the idle timeout.
     private var lastActive: Double
     /// When the client last took some of its answers, or an answer began to wait for it.
     private var lastSent: Double
-    // Touched by the I/O thread only.
+    /// Held while reading the socket and decoding: by the I/O thread, or by a lingering worker.
+    private let reading = NSLock()
+    // Touched under `reading` only.
     private var decoder: FrameDecoder
 
     init(id: UInt64, fd: Int32, listenerIndex: Int, listener: String, peer: PeerCredentials, server: UnixServer) {
@@ -397,7 +422,12 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     public var isClosed: Bool { condition.withLock { closed } }
 
     /// Marks the current request as a stream: when the peer hangs up the connection closes at once.
-    public func markStreaming() { condition.withLock { streaming = true } }
+    public func markStreaming() {
+        condition.withLock {
+            streaming = true
+            updateCountLocked()
+        }
+    }
 
     /// Runs `handler` once when the connection closes (at once if it is closed already).
     public func onClose(_ handler: @escaping @Sendable () -> Void) {
@@ -502,21 +532,33 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     }
 
     private func readAvailable(_ buffer: inout [UInt8]) {
+        reading.lock()
+        defer { reading.unlock() }
         for _ in 0..<8 {
-            if condition.withLock({ closed || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater }) {
+            if condition.withLock({ closed || lingering || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater }) {
                 return
             }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let more = buffer.withUnsafeMutableBytes { readOnce(into: $0) }
+            if !more { return }
+        }
+    }
+
+    /// One `recv` into `buffer`, its frames queued; whether there may be more to read now.
+    /// Called with `reading` held.
+    private func readOnce(into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        while true {
+            let count = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if count > 0 {
                 condition.withLock { lastActive = MonotonicClock.now() }
                 do {
-                    let frames = try decoder.decode(buffer[0..<count])
+                    let frames = try decoder.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
                     enqueue(frames.map { .frame($0) })
                 } catch {
                     Log.warning("protocol error on \(listener) from \(peer): \(error); closing the connection")
                     enqueue([.protocolError(WireError(.badFrame, error.description))], stopReading: true)
-                    return
+                    return false
                 }
+                return true
             } else if count == 0 {
                 var failure: WireError?
                 do { try decoder.finish() } catch {
@@ -524,12 +566,12 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                     failure = WireError(.badFrame, error.description)
                 }
                 endOfInput(failure)
-                return
+                return false
             } else {
                 if errno == EINTR { continue }
-                if errno == EAGAIN { return }
+                if errno == EAGAIN { return false }
                 close()
-                return
+                return false
             }
         }
     }
@@ -566,7 +608,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
             updateInterestLocked()
         }
         let start = !busy
-        busy = true
+        if start { setBusyLocked(true) }
         condition.unlock()
         if start { scheduleNext() }
     }
@@ -578,8 +620,14 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     private func requestFinished() {
         condition.lock()
         lastActive = MonotonicClock.now()
+        if serving {
+            // Still inside `processNext`'s handler call: that thread goes on.
+            finishedWhileServing = true
+            condition.unlock()
+            return
+        }
         if !closed && inbox.isEmpty && !readEOF {
-            busy = false
+            setBusyLocked(false)
             condition.unlock()
             return
         }
@@ -591,48 +639,102 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         DispatchQueue.global().async { self.processNext() }
     }
 
+    /// Handles the queued requests one after another on this thread, for as long as each one's
+    /// answer is given before its handler returns; a request answered later (by another thread)
+    /// goes on from `requestFinished` there.
     private func processNext() {
-        condition.lock()
-        guard !closed, !inbox.isEmpty else {
-            busy = false
-            var handlers: [@Sendable () -> Void] = []
-            if !closed && readEOF {
-                closeAfterFlush = true
-                handlers = flushLocked()
-            }
-            condition.unlock()
-            for handler in handlers { handler() }
-            return
-        }
-        if unsentLocked > server.configuration.outputHighWater {
-            // The peer is not reading its answers: the next request waits (still counted as
-            // busy) until a flush makes room, so what it would answer is never built.
-            awaitingOutput = true
-            condition.unlock()
-            return
-        }
-        let item = inbox.removeFirst()
-        if case .frame(let payload) = item { inboxBytes -= payload.count }
-        if readPaused && !readEOF && inbox.count < server.configuration.maximumQueuedRequests / 2
-            && inboxBytes < server.configuration.inputHighWater / 2
-        {
-            readPaused = false
-            updateInterestLocked()
-        }
-        condition.unlock()
-        switch item {
-        case .protocolError(let error):
+        while true {
             condition.lock()
-            FrameEncoder.append(Response.error(id: nil, error), to: &output)
-            closeAfterFlush = true
-            let handlers = flushLocked()
+            guard !closed, !inbox.isEmpty else {
+                setBusyLocked(false)
+                var handlers: [@Sendable () -> Void] = []
+                if !closed && readEOF {
+                    closeAfterFlush = true
+                    handlers = flushLocked()
+                }
+                condition.unlock()
+                for handler in handlers { handler() }
+                return
+            }
+            if unsentLocked > server.configuration.outputHighWater {
+                // The peer is not reading its answers: the next request waits (still counted as
+                // busy) until a flush makes room, so what it would answer is never built.
+                awaitingOutput = true
+                condition.unlock()
+                return
+            }
+            let item = inbox.removeFirst()
+            if case .frame(let payload) = item { inboxBytes -= payload.count }
+            if readPaused && !readEOF && inbox.count < server.configuration.maximumQueuedRequests / 2
+                && inboxBytes < server.configuration.inputHighWater / 2
+            {
+                readPaused = false
+                updateInterestLocked()
+            }
             condition.unlock()
-            for handler in handlers { handler() }
-        case .frame(let payload):
-            server.handler.serve(frame: payload, on: self, maximumDepth: server.configuration.maximumJSONDepth) { [self] in
-                requestFinished()
+            switch item {
+            case .protocolError(let error):
+                condition.lock()
+                FrameEncoder.append(Response.error(id: nil, error), to: &output)
+                closeAfterFlush = true
+                let handlers = flushLocked()
+                condition.unlock()
+                for handler in handlers { handler() }
+                return
+            case .frame(let payload):
+                condition.withLock {
+                    serving = true
+                    finishedWhileServing = false
+                }
+                server.handler.serve(frame: payload, on: self, maximumDepth: server.configuration.maximumJSONDepth) { [self] in
+                    requestFinished()
+                }
+                let finished = condition.withLock { () -> Bool in
+                    serving = false
+                    return finishedWhileServing
+                }
+                // Answered later, from another thread: `requestFinished` goes on there.
+                guard finished else { return }
+                linger()
             }
         }
+    }
+
+    /// With the request answered and nothing else queued, waits a moment on the socket for the
+    /// client's next request and reads it on this thread, when this is the only busy connection:
+    /// a client that sends one request at a time then wakes this thread directly, instead of the
+    /// I/O thread that would hand the request to another worker (two thread wake-ups on the way
+    /// to the disk's sync instead of one).
+    private func linger() {
+        reading.lock()
+        condition.lock()
+        guard server.configuration.lingerMilliseconds > 0, !closed, inbox.isEmpty, !readEOF, !readPaused, !streaming,
+            unsentLocked == 0, server.busyConnections.load(ordering: .relaxed) == 1
+        else {
+            condition.unlock()
+            reading.unlock()
+            return
+        }
+        lingering = true
+        updateInterestLocked()
+        condition.unlock()
+        reading.unlock()
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
+        reading.lock()
+        if ready > 0 && !condition.withLock({ closed }) {
+            withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in _ = readOnce(into: buffer) }
+            if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
+        }
+        condition.lock()
+        lingering = false
+        if descriptorCloseDeferred {
+            descriptorCloseDeferred = false
+            Glibc.close(fd)
+        }
+        updateInterestLocked()
+        condition.unlock()
+        reading.unlock()
     }
 
     // MARK: helpers (condition held)
@@ -681,10 +783,25 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         return []
     }
 
+    /// Marks the connection busy or not.
+    private func setBusyLocked(_ value: Bool) {
+        busy = value
+        updateCountLocked()
+    }
+
+    /// Keeps the server's `busyConnections` counting this connection while it is busy with
+    /// requests (a stream, which keeps its request for good, is not counted).
+    private func updateCountLocked() {
+        let counts = busy && !streaming && !closed
+        guard counts != counted else { return }
+        counted = counts
+        server.busyConnections.add(counts ? 1 : -1, ordering: .relaxed)
+    }
+
     private func updateInterestLocked() {
         guard !closed, !detached else { return }
         var wanted: UInt32 = 0
-        if !readPaused && !readEOF && unsentLocked <= server.configuration.outputHighWater {
+        if !lingering && !readPaused && !readEOF && unsentLocked <= server.configuration.outputHighWater {
             wanted |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue
         }
         if outputOffset < output.count { wanted |= EPOLLOUT.rawValue }
@@ -698,7 +815,15 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         guard !closed else { return [] }
         closed = true
         epoll_ctl(server.epollFD, EPOLL_CTL_DEL, fd, nil)
-        Glibc.close(fd)
+        if lingering {
+            // A worker polls the descriptor: it closes it when the poll ends (the shutdown ends
+            // it now), so the number is not reused under it.
+            shutdown(fd, Int32(SHUT_RDWR))
+            descriptorCloseDeferred = true
+        } else {
+            Glibc.close(fd)
+        }
+        updateCountLocked()
         inbox.removeAll()
         output = []
         outputOffset = 0
