@@ -163,9 +163,10 @@ final class Committer: @unchecked Sendable {
     var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
 
     /// Queues work and, when no commit is under way, commits it (and whatever queues meanwhile)
-    /// on this thread before returning; its completion runs once the records are durable, on the
-    /// thread that commits them.
-    func submit(_ work: Work) {
+    /// on this thread before returning, or with `commitsHere` false on a Dispatch worker (for a
+    /// thread that must not wait for the disk); its completion runs once the records are durable,
+    /// on the thread that commits them.
+    func submit(_ work: Work, commitsHere: Bool = true) {
         condition.lock()
         guard running else {
             condition.unlock()
@@ -183,6 +184,20 @@ final class Committer: @unchecked Sendable {
             return
         }
         committing = true
+        guard commitsHere else {
+            condition.unlock()
+            DispatchQueue.global().async { [self] in
+                condition.lock()
+                commitQueued()
+            }
+            return
+        }
+        commitQueued()
+    }
+
+    /// Commits the queue, group by group, until it is empty. Called by the committing thread with
+    /// `condition` locked; returns with it unlocked.
+    private func commitQueued() {
         while !queue.isEmpty {
             let group = queue
             queue.removeAll()

@@ -66,6 +66,15 @@ final class IngestHandler: RequestHandler {
         return true
     }
 
+    /// A small append on the server's I/O thread: read and checked there, then queued for the
+    /// committer, which commits it on a worker (never on the I/O thread, which must not wait for
+    /// the disk). With many clients, one worker commits what the I/O thread queued meanwhile.
+    func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
+        guard let batch = AppendFastPath.read(frame) else { return false }
+        append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, commitsHere: false, done: done)
+        return true
+    }
+
     private func append(_ request: Request, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
         switch AppendBatch.from(request) {
         case .success(let batch): append(batch, on: connection, isAdmin: isAdmin, done: done)
@@ -73,7 +82,9 @@ final class IngestHandler: RequestHandler {
         }
     }
 
-    private func append(_ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
+    private func append(
+        _ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, commitsHere: Bool = true, done: @escaping @Sendable () -> Void
+    ) {
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
         var valid: [ValidatedEvent] = []
         var validIndexes: [Int] = []
@@ -110,7 +121,7 @@ final class IngestHandler: RequestHandler {
                 var merged = partial
                 for (position, index) in indexes.enumerated() { merged[index] = committed[position] }
                 finish(merged)
-            })
+            }, commitsHere: commitsHere)
     }
 
     // MARK: read / follow

@@ -21,10 +21,20 @@ public protocol RequestHandler: Sendable {
     /// straight from their bytes (ingest's appends) answers true when it took this one, and then
     /// calls `done` as `handle` would. The default takes none.
     func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool
+
+    /// Offered a small frame on the server's I/O thread, when other connections have requests in
+    /// hand: a handler that can take it there without blocking (ingest hands appends to its
+    /// committer) answers true and calls `done` as `handle` would, saving the hand-off to a worker
+    /// thread. The default takes none; the frame then goes to a worker.
+    func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool
 }
 
 extension RequestHandler {
     public func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool { false }
+
+    public func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
+        false
+    }
 
     /// Serves one frame's payload as the server does: offered to `handle(frame:)` first, else
     /// decoded as a request (an undecodable one is answered with its error) and handled.
@@ -538,20 +548,21 @@ public final class SocketConnection: Connection, @unchecked Sendable {
             if condition.withLock({ closed || lingering || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater }) {
                 return
             }
-            let more = buffer.withUnsafeMutableBytes { readOnce(into: $0) }
+            let more = buffer.withUnsafeMutableBytes { readOnce(into: $0, onIOThread: true) }
             if !more { return }
         }
     }
 
     /// One `recv` into `buffer`, its frames queued; whether there may be more to read now.
     /// Called with `reading` held.
-    private func readOnce(into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+    private func readOnce(into buffer: UnsafeMutableRawBufferPointer, onIOThread: Bool) -> Bool {
         while true {
             let count = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if count > 0 {
                 condition.withLock { lastActive = MonotonicClock.now() }
                 do {
                     let frames = try decoder.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                    if onIOThread && frames.count == 1 && handledOnIOThread(frames[0]) { return true }
                     enqueue(frames.map { .frame($0) })
                 } catch {
                     Log.warning("protocol error on \(listener) from \(peer): \(error); closing the connection")
@@ -593,6 +604,33 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         }
         condition.unlock()
         for handler in handlers { handler() }
+    }
+
+    /// Frames up to this size may be handled on the I/O thread (`RequestHandler.handleOnIOThread`).
+    static let ioThreadFrameLimit = 4 << 10
+
+    /// Offers `frame`, the only one just read, to the handler on the I/O thread, when the
+    /// connection has nothing else in hand and other connections are busy (a client alone is
+    /// served faster by a worker that then waits on its socket, `linger`). Whether it was taken.
+    private func handledOnIOThread(_ frame: [UInt8]) -> Bool {
+        condition.lock()
+        guard frame.count <= Self.ioThreadFrameLimit, !busy, inbox.isEmpty, !closed, !readEOF, unsentLocked == 0,
+            server.busyConnections.load(ordering: .relaxed) > 0
+        else {
+            condition.unlock()
+            return false
+        }
+        setBusyLocked(true)
+        lastActive = MonotonicClock.now()
+        condition.unlock()
+        if server.handler.handleOnIOThread(frame: frame, on: self, done: { [self] in requestFinished() }) { return true }
+        // Not taken: a worker handles it (the connection is busy already).
+        condition.lock()
+        inbox.append(.frame(frame))
+        inboxBytes += frame.count
+        condition.unlock()
+        scheduleNext()
+        return true
     }
 
     private func enqueue(_ items: [Item], stopReading: Bool = false) {
@@ -723,7 +761,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         let ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
         reading.lock()
         if ready > 0 && !condition.withLock({ closed }) {
-            withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in _ = readOnce(into: buffer) }
+            withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in _ = readOnce(into: buffer, onIOThread: false) }
             if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
         }
         condition.lock()

@@ -10,10 +10,34 @@ import Wire
 #endif
 
 /// Answers `{"op":"echo","n":…}` with the same `n`: at once on the serving thread, or a moment
-/// later from another thread.
-private final class EchoHandler: RequestHandler {
+/// later from another thread. With `takesOnIOThread`, it takes frames of even `n` on the server's
+/// I/O thread (answering them a moment later) and counts them; odd ones it declines there.
+private final class EchoHandler: RequestHandler, @unchecked Sendable {
     let answersLater: Bool
-    init(answersLater: Bool = false) { self.answersLater = answersLater }
+    let takesOnIOThread: Bool
+    private let lock = NSLock()
+    private var takenOnIOThread: [Int] = []
+    private var offered: [Int] = []
+    init(answersLater: Bool = false, takesOnIOThread: Bool = false) {
+        self.answersLater = answersLater
+        self.takesOnIOThread = takesOnIOThread
+    }
+
+    /// The `n` of the frames offered on the I/O thread, and of those taken there.
+    var onIOThread: (offered: [Int], taken: [Int]) { lock.withLock { (offered, takenOnIOThread) } }
+
+    func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
+        guard takesOnIOThread, case .success(let request) = Request.decode(frame), let n = request["n"]?.intValue else { return false }
+        lock.withLock { offered.append(n) }
+        guard n % 2 == 0 else { return false }
+        lock.withLock { takenOnIOThread.append(n) }
+        let answer = Response.ok(id: request.id, JSONObject(["n": .number(String(n))]))
+        DispatchQueue.global().asyncAfter(deadline: .now() + .microseconds(200)) {
+            connection.send(answer)
+            done()
+        }
+        return true
+    }
 
     func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
         let answer = Response.ok(id: request.id, JSONObject(["n": request["n"] ?? .null]))
@@ -35,16 +59,18 @@ private final class EchoServer {
     let path: String
     let server: UnixServer
 
-    init(lingerMilliseconds: Int32, answersLater: Bool = false) throws {
+    let handler: EchoHandler
+
+    init(lingerMilliseconds: Int32, answersLater: Bool = false, takesOnIOThread: Bool = false) throws {
         directory = "/tmp/linger-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/echo.sock"
         var configuration = UnixServer.Configuration()
         configuration.lingerMilliseconds = lingerMilliseconds
         let descriptor = try UnixSocket.listen(path: path, mode: 0o600)
+        handler = EchoHandler(answersLater: answersLater, takesOnIOThread: takesOnIOThread)
         server = try UnixServer(
-            listeners: [Listener(descriptor: descriptor, name: "client")], configuration: configuration,
-            handler: EchoHandler(answersLater: answersLater))
+            listeners: [Listener(descriptor: descriptor, name: "client")], configuration: configuration, handler: handler)
         server.start()
     }
 
@@ -64,7 +90,7 @@ private final class EchoServer {
     }
 }
 
-private func echo(_ client: UnixClient, _ n: Int) throws -> Int? {
+private func roundTrip(_ client: UnixClient, _ n: Int) throws -> Int? {
     try client.call("echo", JSONObject(["n": .number(String(n))]))["n"]?.intValue
 }
 
@@ -78,7 +104,7 @@ struct UnixServerLingerTests {
     func oneRequestAtATime() throws {
         let echo = try EchoServer(lingerMilliseconds: 200)
         let client = try UnixClient(path: echo.path)
-        for n in 0..<300 { #expect(try Self.echoed(client, n) == n) }
+        for n in 0..<300 { #expect(try roundTrip(client, n) == n) }
         // All but the first are read by a lingering worker (a slow machine may miss a few).
         #expect(echo.server.requestsReadWhileLingering > 200)
     }
@@ -87,7 +113,7 @@ struct UnixServerLingerTests {
     func answeredLater() throws {
         let echo = try EchoServer(lingerMilliseconds: 200, answersLater: true)
         let client = try UnixClient(path: echo.path)
-        for n in 0..<50 { #expect(try Self.echoed(client, n) == n) }
+        for n in 0..<50 { #expect(try roundTrip(client, n) == n) }
         #expect(echo.server.requestsReadWhileLingering == 0)
     }
 
@@ -106,8 +132,8 @@ struct UnixServerLingerTests {
         let second = try UnixClient(path: echo.path)
         let started = Date()
         for n in 0..<100 {
-            #expect(try Self.echoed(first, n) == n)
-            #expect(try Self.echoed(second, 1000 + n) == 1000 + n)
+            #expect(try roundTrip(first, n) == n)
+            #expect(try roundTrip(second, 1000 + n) == 1000 + n)
         }
         // A worker waits only while its connection is the only busy one, and the other client's
         // request wakes it anyway: 200 calls take far less than 200 waits of 500 ms.
@@ -118,13 +144,13 @@ struct UnixServerLingerTests {
     func splitFrame() throws {
         let echo = try EchoServer(lingerMilliseconds: 500)
         let client = try UnixClient(path: echo.path)
-        #expect(try Self.echoed(client, 1) == 1)
+        #expect(try roundTrip(client, 1) == 1)
         let bytes = frame(2)
         try client.sendRaw(Array(bytes[0..<7]))
         usleep(50_000)
         try client.sendRaw(Array(bytes[7...]))
         #expect(try client.receive()["n"]?.intValue == 2)
-        #expect(try Self.echoed(client, 3) == 3)
+        #expect(try roundTrip(client, 3) == 3)
     }
 
     @Test("a client that hangs up while the worker waits is closed, and others are served after it")
@@ -132,11 +158,11 @@ struct UnixServerLingerTests {
         let echo = try EchoServer(lingerMilliseconds: 2000)
         do {
             let client = try UnixClient(path: echo.path)
-            #expect(try Self.echoed(client, 1) == 1)
+            #expect(try roundTrip(client, 1) == 1)
         }
         #expect(echo.eventually { echo.server.connectionCount == 0 })
         let next = try UnixClient(path: echo.path)
-        #expect(try Self.echoed(next, 2) == 2)
+        #expect(try roundTrip(next, 2) == 2)
     }
 
     @Test("stopping the server while a worker waits on a socket ends at once and closes the connection")
@@ -144,7 +170,7 @@ struct UnixServerLingerTests {
         let echo = try EchoServer(lingerMilliseconds: 5000)
         let client = try UnixClient(path: echo.path)
         client.setReceiveTimeout(seconds: 5)
-        #expect(try Self.echoed(client, 1) == 1)
+        #expect(try roundTrip(client, 1) == 1)
         usleep(100_000)  // the worker is waiting on the socket by now
         let started = Date()
         echo.server.stop()
@@ -152,5 +178,56 @@ struct UnixServerLingerTests {
         #expect(throws: UnixClient.Failure.self) { try client.receive() }
     }
 
-    static func echoed(_ client: UnixClient, _ n: Int) throws -> Int? { try echo(client, n) }
+    static func echoed(_ client: UnixClient, _ n: Int) throws -> Int? { try roundTrip(client, n) }
+}
+
+@Suite("With other connections busy, small frames may be handled on the server's I/O thread")
+struct UnixServerIOThreadTests {
+    @Test("many clients calling at once are all answered in order, frames taken on the I/O thread and frames declined there alike")
+    func manyClients() throws {
+        let echo = try EchoServer(lingerMilliseconds: 1, answersLater: true, takesOnIOThread: true)
+        let path = echo.path
+        let clients = 8
+        let calls = 100
+        let failures = NSLock()
+        nonisolated(unsafe) var wrong: [String] = []
+        DispatchQueue.concurrentPerform(iterations: clients) { index in
+            do {
+                let client = try UnixClient(path: path)
+                for call in 0..<calls {
+                    let n = index * 10_000 + call
+                    let answer = try roundTrip(client, n)
+                    guard answer != n else { continue }
+                    failures.withLock { wrong.append("client \(index): sent \(n), answered \(String(describing: answer))") }
+                }
+            } catch {
+                failures.withLock { wrong.append("client \(index): \(error)") }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.prefix(5))")
+        let (offered, taken) = echo.handler.onIOThread
+        #expect(!taken.isEmpty)
+        #expect(taken.allSatisfy { $0 % 2 == 0 })
+        // Odd frames were offered too, declined, and answered by a worker all the same.
+        #expect(offered.contains { $0 % 2 == 1 })
+    }
+
+    @Test("a frame larger than the limit, or a client alone, is never offered on the I/O thread")
+    func largeFramesAndLoneClients() throws {
+        let echo = try EchoServer(lingerMilliseconds: 1, answersLater: true, takesOnIOThread: true)
+        let alone = try UnixClient(path: echo.path)
+        for n in stride(from: 0, to: 40, by: 2) { #expect(try roundTrip(alone, n) == n) }
+        #expect(echo.handler.onIOThread.offered.isEmpty)
+
+        // Another connection kept busy (its requests answered later), while a large frame comes.
+        let busy = try UnixClient(path: echo.path)
+        let padding = String(repeating: "x", count: 8 << 10)
+        for round in 0..<20 {
+            try busy.sendRaw((0..<4).flatMap { frame(1001 + 2 * $0) })
+            let large = try alone.call("echo", JSONObject(["n": .number(String(2 * round)), "padding": .string(padding)]))
+            #expect(large["n"]?.intValue == 2 * round)
+            for offset in 0..<4 { #expect(try busy.receive()["n"]?.intValue == 1001 + 2 * offset) }
+        }
+        #expect(!echo.handler.onIOThread.offered.contains { $0 < 1000 })
+    }
 }
