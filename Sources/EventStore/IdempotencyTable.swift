@@ -32,6 +32,8 @@ final class IdempotencyTable: @unchecked Sendable {
     static let format: UInt32 = 1
     static let coveredOffset = 200
     static let entryStride = MemoryLayout<IdempotencyIndex.Entry>.stride
+    /// `MADV_POPULATE_WRITE` (Linux 5.14), which Glibc's headers here do not name.
+    static let populateWrite: Int32 = 23
 
     let base: UnsafeMutableRawPointer
     let mappedLength: Int
@@ -176,6 +178,11 @@ final class IdempotencyTable: @unchecked Sendable {
             unlink(temporary)
             throw error
         }
+        // Every page is written soon (the header now, the slots as keys come, all of them when a
+        // table grows and its keys are moved in): map them all in one call instead of taking a
+        // fault per page. A kernel without MADV_POPULATE_WRITE (before 5.14) refuses, and the
+        // pages fault in one by one as before.
+        _ = madvise(base, length, Self.populateWrite)
         let table = IdempotencyTable(base: base, mappedLength: length, headerLength: header, slots: slots, descriptor: fd, path: path)
         table.initializeHeader(
             retention: owner.retention, owner: owner, partitions: owner.partitions,
