@@ -69,9 +69,15 @@ final class IngestHandler: RequestHandler {
     /// A small append on the server's I/O thread: read and checked there, then queued for the
     /// committer, which commits it on a worker (never on the I/O thread, which must not wait for
     /// the disk). With many clients, one worker commits what the I/O thread queued meanwhile.
+    /// A batch with an event refused goes to a worker instead: each refusal is logged, and a log
+    /// line may wait on a slow journal, which the I/O thread must not.
     func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
         guard let batch = AppendFastPath.read(frame) else { return false }
-        append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, commitsHere: false, done: done)
+        let isAdmin = connection.listener == Self.adminListener
+        for event in batch.events {
+            guard case .success(let validated) = event, isAdmin || validated.type.isClientMessage else { return false }
+        }
+        append(batch, on: connection, isAdmin: isAdmin, commitsHere: false, done: done)
         return true
     }
 

@@ -56,6 +56,26 @@ struct IngestHandlerTests {
         #expect(again[0]["sequence"] == results[1]["sequence"] && again[0]["partition"] == results[1]["partition"])
     }
 
+    @Test("on the I/O thread an append is taken and answered once durable; one with a refused event is left to a worker")
+    func appendOnIOThread() throws {
+        let ingest = try IngestUnderTest()
+        let connection = MemoryConnection(listener: IngestHandler.clientListener)
+        func frame(_ events: [String]) -> [UInt8] { Array((#"{"op":"append","id":3,"events":["# + events.joined(separator: ",") + "]}").utf8) }
+        let finished = DispatchSemaphore(value: 0)
+        #expect(ingest.handler.handleOnIOThread(frame: frame([Self.purchase, Self.usage("u-1", "1")]), on: connection) { finished.signal() })
+        #expect(finished.wait(timeout: .now() + 10) == .success)
+        let answer = try JSONParser.parse(try #require(connection.take().first))
+        #expect(answer["results"]?.arrayValue?.map { $0["status"]?.stringValue } == ["accepted", "accepted"])
+        // Refusals are logged, which the I/O thread leaves to a worker: nothing is taken or answered.
+        let ping = #"{"type":"Ping","value":{"partitionId":"0","reason":"test"}}"#
+        for events in [[Self.usage("u-2", "1"), #"{"type":"UsageReported","value":{}}"#], [ping]] {
+            #expect(!ingest.handler.handleOnIOThread(frame: frame(events), on: connection) { finished.signal() })
+        }
+        // Not an append read from its bytes either.
+        #expect(!ingest.handler.handleOnIOThread(frame: Array(#"{"op":"status"}"#.utf8), on: connection) { finished.signal() })
+        #expect(connection.take().isEmpty)
+    }
+
     @Test("a read answers the durable records of a partition with the log's identity")
     func read() throws {
         let ingest = try IngestUnderTest(partitions: 1)
