@@ -60,9 +60,14 @@ struct IngestHandlerTests {
     func appendOnIOThread() throws {
         let ingest = try IngestUnderTest()
         let connection = MemoryConnection(listener: IngestHandler.clientListener)
-        func frame(_ events: [String]) -> [UInt8] { Array((#"{"op":"append","id":3,"events":["# + events.joined(separator: ",") + "]}").utf8) }
+        func frame(_ events: [String]) -> [UInt8] {
+            Array((#"{"op":"append","id":3,"events":["# + events.joined(separator: ",") + "]}").utf8)
+        }
         let finished = DispatchSemaphore(value: 0)
-        #expect(ingest.handler.handleOnIOThread(frame: frame([Self.purchase, Self.usage("u-1", "1")]), on: connection) { finished.signal() })
+        let taken = ingest.handler.handleOnIOThread(frame: frame([Self.purchase, Self.usage("u-1", "1")]), on: connection) {
+            finished.signal()
+        }
+        #expect(taken)
         #expect(finished.wait(timeout: .now() + 10) == .success)
         let answer = try JSONParser.parse(try #require(connection.take().first))
         #expect(answer["results"]?.arrayValue?.map { $0["status"]?.stringValue } == ["accepted", "accepted"])
