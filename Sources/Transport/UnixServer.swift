@@ -529,6 +529,14 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// nothing queued, or answers stuck unsent, it closes now.
     private func hungUp() {
         condition.lock()
+        if lingering && !closed && !detached {
+            // A worker waits on the socket and reads the end itself; epoll, which reports a
+            // hang-up whatever it is asked for, would report it again and again until then.
+            detached = true
+            epoll_ctl(server.epollFD, EPOLL_CTL_DEL, fd, nil)
+            condition.unlock()
+            return
+        }
         guard !closed, !detached, readEOF || readPaused || unsentLocked > server.configuration.outputHighWater else {
             condition.unlock()
             return
