@@ -75,10 +75,17 @@ final class IngestHandler: RequestHandler {
         guard let batch = AppendFastPath.read(frame) else { return false }
         let isAdmin = connection.listener == Self.adminListener
         for event in batch.events {
-            guard case .success(let validated) = event, isAdmin || validated.type.isClientMessage else { return false }
+            guard case .success = Self.taken(event, isAdmin: isAdmin) else { return false }
         }
         append(batch, on: connection, isAdmin: isAdmin, commitsHere: false, done: done)
         return true
+    }
+
+    /// An event of an append as this socket takes it: internal messages are refused on the client
+    /// socket.
+    private static func taken(_ event: Result<ValidatedEvent, WireError>, isAdmin: Bool) -> Result<ValidatedEvent, WireError> {
+        guard case .success(let validated) = event, !isAdmin, !validated.type.isClientMessage else { return event }
+        return .failure(WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket"))
     }
 
     private func append(_ request: Request, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
@@ -96,12 +103,7 @@ final class IngestHandler: RequestHandler {
         var validIndexes: [Int] = []
         valid.reserveCapacity(batch.events.count)
         for (index, event) in batch.events.enumerated() {
-            var outcome = event
-            if case .success(let validated) = event, !isAdmin, !validated.type.isClientMessage {
-                outcome = .failure(
-                    WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket"))
-            }
-            switch outcome {
+            switch Self.taken(event, isAdmin: isAdmin) {
             case .success(let validated):
                 valid.append(validated)
                 validIndexes.append(index)

@@ -35,7 +35,8 @@ public final class UnixClient {
     private var decoder: FrameDecoder
     /// Requests sent and not answered yet (a stream's frames count down to zero, never below).
     private var outstanding = 0
-    private var receiveTimeout: Double?
+    /// How long a read waits, for `poll` (-1: forever).
+    private var receiveTimeoutMilliseconds: Int32 = -1
     private var ready: [[UInt8]] = []
     private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
 
@@ -75,7 +76,6 @@ public final class UnixClient {
         close(fd)
         fd = fresh
         decoder = FrameDecoder(maximumFrameLength: decoder.maximumFrameLength)
-        if let receiveTimeout { setReceiveTimeout(seconds: receiveTimeout) }
     }
 
     /// Sends raw bytes (tests use this for malformed input).
@@ -88,9 +88,7 @@ public final class UnixClient {
 
     /// Waits up to `seconds` for each read (0: forever).
     public func setReceiveTimeout(seconds: Double) {
-        receiveTimeout = seconds
-        var timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        receiveTimeoutMilliseconds = seconds > 0 ? Int32(min(seconds * 1000, Double(Int32.max)).rounded(.up)) : -1
     }
 
     /// Receives the next frame's payload.
@@ -100,8 +98,7 @@ public final class UnixClient {
             // woken each time the server takes bytes this side sent (the kernel signals write space
             // on the same wait queue), only to sleep again; poll wakes for input alone.
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let milliseconds = receiveTimeout.map { $0 > 0 ? Int32(min($0 * 1000, Double(Int32.max)).rounded(.up)) : -1 } ?? -1
-            let waited = poll(&entry, 1, milliseconds)
+            let waited = poll(&entry, 1, receiveTimeoutMilliseconds)
             if waited < 0 {
                 if errno == EINTR { continue }
                 throw .system(SystemError("poll", path))

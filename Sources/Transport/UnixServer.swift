@@ -619,7 +619,9 @@ public final class SocketConnection: Connection, @unchecked Sendable {
 
     /// Offers `frame`, the only one just read, to the handler on the I/O thread, when the
     /// connection has nothing else in hand and other connections are busy (a client alone is
-    /// served faster by a worker that then waits on its socket, `linger`). Whether it was taken.
+    /// served faster by a worker that then waits on its socket, `linger`). True when the frame is
+    /// dealt with (taken there, or declined and queued for a worker); false when it was not
+    /// offered, and the caller queues it.
     private func handledOnIOThread(_ frame: [UInt8]) -> Bool {
         condition.lock()
         guard frame.count <= Self.ioThreadFrameLimit, !busy, inbox.isEmpty, !closed, !readEOF, unsentLocked == 0,
@@ -710,7 +712,11 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 return
             }
             let item = inbox.removeFirst()
-            if case .frame(let payload) = item { inboxBytes -= payload.count }
+            if case .frame(let payload) = item {
+                inboxBytes -= payload.count
+                serving = true
+                finishedWhileServing = false
+            }
             if readPaused && !readEOF && inbox.count < server.configuration.maximumQueuedRequests / 2
                 && inboxBytes < server.configuration.inputHighWater / 2
             {
@@ -728,10 +734,6 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 for handler in handlers { handler() }
                 return
             case .frame(let payload):
-                condition.withLock {
-                    serving = true
-                    finishedWhileServing = false
-                }
                 server.handler.serve(frame: payload, on: self, maximumDepth: server.configuration.maximumJSONDepth) { [self] in
                     requestFinished()
                 }

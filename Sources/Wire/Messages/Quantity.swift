@@ -103,9 +103,6 @@ public struct Quantity: Hashable, Comparable, Sendable {
         return text.withUTF8 { parse(utf8: $0) }
     }
 
-    /// Parses without allocating: significant digits accumulate in an `Int128`; runs of zeros are
-    /// counted and only multiplied in when a non-zero digit follows, so trailing zeros (in any
-    /// number) never overflow and the last accumulated digit is never zero.
     /// 10⁰ to 10³⁸, every power of ten an `Int128` holds: a significand is scaled with one multiplication.
     static let powersOfTen: [Int128] = {
         var powers: [Int128] = [1]
@@ -116,6 +113,9 @@ public struct Quantity: Hashable, Comparable, Sendable {
         }
     }()
 
+    /// Parses without allocating: significant digits accumulate in an `Int128`; runs of zeros are
+    /// counted and only multiplied in when a non-zero digit follows, so trailing zeros (in any
+    /// number) never overflow and the last accumulated digit is never zero.
     static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Result<Quantity, ParseError> {
         var index = 0
         var negative = false
