@@ -1,5 +1,6 @@
 import CSystemIO
 import Daemon
+import SystemIO
 public import Wire
 
 #if canImport(Glibc)
@@ -50,11 +51,16 @@ public struct IdempotencyIndex: Sendable {
     public let retentionMicroseconds: Int64
     /// The slots and counters (shared by copies of this value: there is one table).
     private var table: IdempotencyTable
+    /// The larger table made ahead for the next growth (shared by copies, like `table`).
+    private let successor = TableSuccessor()
     private var mask: Int { table.slots - 1 }
     public var count: Int { table.count }
 
     static let sequenceBits: UInt64 = 48
     static let maximumLoad = 0.7
+    /// From this many slots on, the next table is made in the background once the current one is
+    /// half full (smaller ones are made in well under a millisecond when they are needed).
+    static let successorFromSlots = 1 << 16
 
     /// An index in memory only (rebuilt from the log at every start).
     public init(retentionDays: Int = 7, capacity: Int = 1024) {
@@ -180,7 +186,13 @@ public struct IdempotencyIndex: Sendable {
 
     /// Records the key with `digest` at `position` unless it is known already.
     public mutating func remember(digest: PayloadDigest, at position: Position) {
-        if Double(count + 1) > Double(mask + 1) * Self.maximumLoad { grow(to: (mask + 1) * 2) }
+        let slots = mask + 1
+        if Double(count + 1) > Double(slots) * Self.maximumLoad {
+            grow(to: slots * 2)
+        } else if count == slots / 2 && slots >= Self.successorFromSlots {
+            // The count passes here once per table (it grows by one per key).
+            prepareSuccessor(slots: slots * 2)
+        }
         insert(
             Self.normalized(digest), payload: position.payloadDigest?.low ?? 0, partition: position.partition,
             sequence: position.sequence, time: position.enqueuedTime.microseconds)
@@ -246,8 +258,8 @@ public struct IdempotencyIndex: Sendable {
     /// a restart rebuilds the keys from the log instead of taking over a table that stopped.
     private mutating func grow(to slots: Int) {
         let old = table
-        var new: IdempotencyTable?
-        if let path = old.path {
+        var new = successor.take(slots: slots)
+        if new == nil, let path = old.path {
             let owner = IdempotencyTable.Owner(
                 identity: old.identity, bootID: old.bootID, partitions: old.partitions, retention: old.retention)
             do {
@@ -282,6 +294,27 @@ public struct IdempotencyIndex: Sendable {
         }
         table = grown
     }
+
+    /// Starts making the table the next growth moves the entries into, of the same kind as this one
+    /// (a file beside it, or anonymous memory with its pages mapped), on a background thread.
+    private func prepareSuccessor(slots: Int) {
+        let retention = table.retention
+        let partitions = table.partitions
+        if let path = table.path {
+            let owner = IdempotencyTable.Owner(
+                identity: table.identity, bootID: table.bootID, partitions: partitions, retention: retention)
+            successor.prepare(slots: slots) { () throws(SystemError) in
+                try IdempotencyTable.create(path: path, slots: slots, owner: owner)
+            }
+        } else {
+            successor.prepare(slots: slots) {
+                IdempotencyTable.anonymous(slots: slots, retention: retention, partitions: partitions, populated: true)
+            }
+        }
+    }
+
+    /// Whether the next table is being made, or made and waiting (for tests).
+    var hasSuccessor: Bool { successor.isPrepared }
 
     /// Whether a key recorded at `time` is still inside the window when the log is at `now`.
     public func isRetained(_ time: Timestamp, now: Timestamp) -> Bool {

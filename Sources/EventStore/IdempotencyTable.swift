@@ -133,14 +133,16 @@ final class IdempotencyTable: @unchecked Sendable {
         var retention: Int64
     }
 
-    /// A table of `slots` slots in anonymous memory.
-    static func anonymous(slots: Int, retention: Int64, partitions: Int = 0) -> IdempotencyTable {
+    /// A table of `slots` slots in anonymous memory; `populated`, every page mapped now (else as
+    /// they are first touched).
+    static func anonymous(slots: Int, retention: Int64, partitions: Int = 0, populated: Bool = false) -> IdempotencyTable {
         let header = headerLength(partitions: partitions)
         let length = header + slots * entryStride
         let base = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let base, base != MAP_FAILED else {
             fatalError("out of memory: cannot map \(length) bytes for the idempotency index")
         }
+        if populated { _ = madvise(base, length, Self.populateWrite) }
         let table = IdempotencyTable(base: base, mappedLength: length, headerLength: header, slots: slots, descriptor: -1, path: nil)
         table.initializeHeader(retention: retention, owner: nil, partitions: partitions, file: (0, 0))
         return table

@@ -1,8 +1,9 @@
-import EventStore
 import Foundation
 import SystemIO
 import Testing
 import Wire
+
+@testable import EventStore
 
 #if canImport(Glibc)
     import Glibc
@@ -78,6 +79,63 @@ struct IdempotencyTableTests {
         #expect(!opened.index.isKeptInFile)
         #expect(opened.index.count == 2_000)
         #expect(opened.index.lookup("k1999") == Self.position(1_999))
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test("a file-backed table half full is given its successor in the background, and growing into it keeps every key for a restart")
+    func successorMadeAheadForAFile() {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [0, 0])
+        // 65,536 slots from 22,938 keys on: half full at 32,768, full (70%) at 45,876.
+        for sequence in 0..<32_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(!opened.index.hasSuccessor)
+        for sequence in 32_000..<33_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(opened.index.hasSuccessor)
+        for sequence in 33_000..<50_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(!opened.index.hasSuccessor)
+        #expect(opened.index.isKeptInFile)
+        #expect(opened.index.memoryBytes == 131_072 * 40)
+        opened.index.cover([50_000, 0])
+        #expect(!FileManager.default.fileExists(atPath: path + ".new"))
+        let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [50_000, 0])
+        #expect(reopened.notice == nil)
+        #expect(reopened.index.count == 50_000)
+        for sequence in [0, 22_937, 32_768, 45_876, 49_999] {
+            #expect(reopened.index.lookup("k\(sequence)") == Self.position(sequence), "k\(sequence)")
+        }
+    }
+
+    @Test("an index in memory half full is given its successor too, and keeps every key through the growth")
+    func successorMadeAheadInMemory() {
+        var index = IdempotencyIndex(retentionDays: 7, capacity: 40_000)
+        #expect(index.memoryBytes == 65_536 * 40)
+        for sequence in 0..<33_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(index.hasSuccessor)
+        for sequence in 33_000..<50_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(!index.hasSuccessor)
+        #expect(index.memoryBytes == 131_072 * 40)
+        #expect(index.count == 50_000)
+        for sequence in stride(from: 0, to: 50_000, by: 997) {
+            #expect(index.lookup("k\(sequence)") == Self.position(sequence), "k\(sequence)")
+        }
+    }
+
+    @Test("a successor that cannot be made leaves growth to go on in memory as before, with every key")
+    func successorThatFailsFallsBackToMemory() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [0, 0])
+        for sequence in 0..<32_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(opened.index.isKeptInFile)
+        // A directory where the successor's file would be made: making it fails, as on a full disk.
+        try FileManager.default.createDirectory(atPath: path + ".new", withIntermediateDirectories: false)
+        for sequence in 32_000..<50_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(!opened.index.isKeptInFile)
+        #expect(opened.index.count == 50_000)
+        for sequence in [0, 32_768, 49_999] {
+            #expect(opened.index.lookup("k\(sequence)") == Self.position(sequence), "k\(sequence)")
+        }
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
