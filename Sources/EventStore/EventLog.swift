@@ -293,7 +293,8 @@ public final class EventLog: @unchecked Sendable {
         writeMarksQuietly(reason: "a segment roll")
     }
 
-    /// Prepares the next segment in the background, so a roll does not wait for the zeros.
+    /// Prepares the next segment in the background, zero-filled whole, so a roll does not wait for
+    /// the zeros and the segment is never extended while records are appended to it.
     private func prepareSpare() {
         let number = current.number + 1
         let go = shared.withLock { state -> Bool in
@@ -307,7 +308,7 @@ public final class EventLog: @unchecked Sendable {
         let directory = walDirectory
         background.async { [weak self] in
             let result = Result { () throws(SystemError) in
-                try WALSegment.create(directory: directory, number: number, capacity: capacity, identity: identity)
+                try WALSegment.create(directory: directory, number: number, capacity: capacity, identity: identity, initial: capacity)
             }
             guard let self else { return }
             self.shared.withLock { state in

@@ -293,6 +293,9 @@ public struct IdempotencyIndex: Sendable {
             }
         }
         table = grown
+        // The old table's file was replaced: its last close frees its blocks (20 ms for 160 MiB
+        // with discard on this VM's ext4), which the commit whose key made it grow need not wait for.
+        TableSuccessor.release(old)
     }
 
     /// Starts making the table the next growth moves the entries into, of the same kind as this one

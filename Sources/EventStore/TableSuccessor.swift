@@ -50,6 +50,12 @@ final class TableSuccessor: @unchecked Sendable {
         return table
     }
 
+    /// Drops `table` on the background thread: unmapping it and closing a file that was replaced
+    /// (freeing its blocks) happen there.
+    static func release(_ table: IdempotencyTable) {
+        queue.async { withExtendedLifetime(table) {} }
+    }
+
     /// Whether a table is being made or waits to be taken (for tests).
     var isPrepared: Bool { condition.withLock { slots != 0 } }
 }

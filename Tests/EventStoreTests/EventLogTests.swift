@@ -141,6 +141,42 @@ struct EventLogTests {
         #expect(try reopened.partitions[0].read(from: 2_999, maxRecords: 3).map(\.sequence) == [2_999, 3_000, 3_001])
     }
 
+    @Test("segments zero-filled in the background, written back a megabyte at a time, hold every record across extensions and spares")
+    func zeroFilledInTheBackground() throws {
+        let directory = TemporaryDirectory()
+        // 2 MiB segments: the first grows from 1 MiB in a background extension, the later ones are
+        // spares zero-filled whole (more than a megabyte: written back as they are filled).
+        let count = 40_000
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 1, segmentBytes: 2 << 20)
+            try fill(log, count: count, batch: 500)
+            log.settle()
+            #expect(log.partitions[0].storage.segments >= 3)
+        }
+        for file in try segmentFiles(directory.path).dropLast() {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+            #expect(size <= 2 << 20 && size > 1 << 20, "\(file): \(size) bytes")
+        }
+        let reopened = try EventLog(directory: directory.path, partitionCount: 1)
+        #expect(reopened.partitions[0].durableNextSequence == UInt64(count))
+        let all = try reopened.partitions[0].read(from: 0, maxRecords: count + 1, maxBytes: 1 << 30)
+        #expect(all.map(\.sequence) == Array(0..<UInt64(count)))
+        #expect(all[count - 1].payload == payload(count - 1))
+    }
+
+    @Test("a file of several megabytes written atomically reads back byte for byte, and nothing is left beside it")
+    func largeAtomicWrite() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/large"
+        var generator = SplitMix64(seed: 7)
+        let bytes = (0..<(3 << 20) + 12_345).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        try FileIO.writeAtomically([1, 2, 3], to: path)
+        try FileIO.writeAtomically(bytes, to: path)
+        #expect(FileManager.default.contents(atPath: path) == Data(bytes))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["large"])
+        #expect(throws: SystemError.self) { try FileIO.writeBack(-1, from: 0, count: 1, path: path) }
+    }
+
     @Test("only one process may own a log")
     func lockIsExclusive() throws {
         let directory = TemporaryDirectory()

@@ -14,4 +14,7 @@ static inline void csystemio_prefetch(const void *address) { __builtin_prefetch(
 /// Keeps every store before it ahead of every store after it, for the compiler and the CPU: what
 /// a process killed between the two leaves in a shared mapping has the first if it has the second.
 static inline void csystemio_store_fence(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+/// `sync_file_range` with WAIT_BEFORE | WRITE | WAIT_AFTER (Glibc declares it only for
+/// _GNU_SOURCE): writes the range's dirty pages and waits for them; 0, or -1 with errno.
+int csystemio_write_back(int fd, int64_t offset, int64_t count);
 #endif
