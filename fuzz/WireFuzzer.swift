@@ -35,7 +35,26 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     // Appends on the fast path read exactly as on the general one, or not at all; canonical JSON
     // is a fixed point.
     for frame in frames + [bytes] {
-        guard let fast = AppendFastPath.read(frame) else { continue }
+        // Read in two halves (the second first), it reads as in order, or fails where that fails.
+        let halves = AppendFastPath.read(
+            frame,
+            fork: { first, second in
+                second(); first()
+            }, forkFrom: 0)
+        guard let fast = AppendFastPath.read(frame) else {
+            precondition(halves == nil, "read in two halves, an append was read that in order is not")
+            continue
+        }
+        guard let halves, halves.id == fast.id, halves.events.count == fast.events.count else {
+            preconditionFailure("read in two halves, an append read differently")
+        }
+        for (left, right) in zip(halves.events, fast.events) {
+            switch (left, right) {
+            case (.success(let a), .success(let b)): precondition(a.payload == b.payload && a.keyDigest == b.keyDigest, "halves differ")
+            case (.failure(let a), .failure(let b)): precondition(a == b, "halves' errors differ")
+            default: preconditionFailure("read in two halves, an event was taken that in order is refused, or the reverse")
+            }
+        }
         guard case .success(let request) = Request.decode(frame), case .success(let general) = AppendBatch.from(request) else {
             preconditionFailure("the fast path read an append the general path refuses")
         }

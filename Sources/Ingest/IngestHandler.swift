@@ -61,7 +61,7 @@ final class IngestHandler: RequestHandler {
     /// Appends read straight from their bytes (`AppendFastPath`); anything else is decoded as a
     /// request first.
     func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
-        guard let batch = AppendFastPath.read(frame) else { return false }
+        guard let batch = AppendFastPath.read(frame, fork: Self.fork) else { return false }
         append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, done: done)
         return true
     }
@@ -79,6 +79,26 @@ final class IngestHandler: RequestHandler {
         }
         append(batch, on: connection, isAdmin: isAdmin, commitsHere: false, done: done)
         return true
+    }
+
+    /// Runs the two halves of a large append's reading at once: this thread and a Dispatch worker
+    /// (`batch-1000`: the 1,000 events are read in about half the time, while the client waits).
+    static func fork(_ first: () -> Void, _ second: () -> Void) {
+        withoutActuallyEscaping(first) { first in
+            withoutActuallyEscaping(second) { second in
+                let parts = ForkedParts(first: first, second: second)
+                DispatchQueue.concurrentPerform(iterations: 2) { part in
+                    if part == 0 { parts.first() } else { parts.second() }
+                }
+            }
+        }
+    }
+
+    /// The two halves `fork` runs: each touches only its own state (`AppendFastPath.Fork`'s
+    /// contract), which the compiler cannot see through the closures.
+    private struct ForkedParts: @unchecked Sendable {
+        let first: () -> Void
+        let second: () -> Void
     }
 
     /// An event of an append as this socket takes it: internal messages are refused on the client

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Wire
 
@@ -139,6 +140,126 @@ struct AppendFastPathTests {
             }
             let cut = Array(frame[..<index])
             if let batch = AppendFastPath.read(cut) { Self.expectSame(batch, cut) }
+        }
+    }
+}
+
+/// Large appends are read in two halves at once; the answer must be the one reading in order gives.
+@Suite("Appends read in two halves")
+struct ForkedAppendTests {
+    /// Runs the second half, then the first: the halves never overlap, the order is the one least
+    /// like reading in order.
+    static func backwards(_ first: () -> Void, _ second: () -> Void) {
+        second()
+        first()
+    }
+
+    /// Runs the halves on two threads at once.
+    static func concurrently(_ first: () -> Void, _ second: () -> Void) {
+        withoutActuallyEscaping(first) { first in
+            withoutActuallyEscaping(second) { second in
+                let parts = Parts(first: first, second: second)
+                DispatchQueue.concurrentPerform(iterations: 2) { if $0 == 0 { parts.first() } else { parts.second() } }
+            }
+        }
+    }
+
+    struct Parts: @unchecked Sendable {
+        let first: () -> Void
+        let second: () -> Void
+    }
+
+    /// The two readings are the same, event for event (or both nil).
+    static func expectIdentical(_ forked: AppendBatch?, _ inOrder: AppendBatch?, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let forked, let inOrder else {
+            #expect((forked == nil) == (inOrder == nil), "one reading failed, the other did not", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(forked.id == inOrder.id, sourceLocation: sourceLocation)
+        #expect(forked.events.count == inOrder.events.count, sourceLocation: sourceLocation)
+        for (left, right) in zip(forked.events, inOrder.events) {
+            switch (left, right) {
+            case (.success(let a), .success(let b)):
+                #expect(
+                    a.payload == b.payload && a.keyDigest == b.keyDigest && a.payloadDigest == b.payloadDigest,
+                    sourceLocation: sourceLocation)
+            case (.failure(let a), .failure(let b)):
+                #expect(a == b, sourceLocation: sourceLocation)
+            default:
+                Issue.record("one reading accepted what the other refused: \(left) / \(right)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    /// A request of `count` random messages: fast ones, general ones, invalid ones, and property
+    /// values holding the `},{` the halves are guessed at.
+    static func request(_ random: inout SplitMix64, count: Int) -> [UInt8] {
+        var events: [String] = []
+        for index in 0..<count {
+            switch random.next() % 10 {
+            case 0:
+                events.append(
+                    #"{"type":"UsageReported","value":{"resourceId":"r},{x","timestamp":"2022-01-01T00:00:00Z","meterName":"m},{","quantity":\#(index)},"id":"s\#(index)"}"#
+                )
+            case 1: events.append(#"{"type":"SubscriptionDeleted","value":{"resourceId":"a\#(index)"},"id":"d\#(index)"}"#)
+            case 2:
+                events.append(#"{"type":"UsageReported","value":{"resourceId":"a","timestamp":"yesterday","meterName":"m","quantity":2}}"#)
+            default: events.append(AppendFastPathTests.usage(&random))
+            }
+        }
+        return Array(#"{"op":"append","id":7,"events":[\#(events.joined(separator: ","))]}"#.utf8)
+    }
+
+    @Test("a large request read in two halves, backwards or at once, reads exactly as in order")
+    func largeRequests() throws {
+        var random = SplitMix64(seed: 21)
+        for count in [1, 2, 3, 50, 700] {
+            let frame = Self.request(&random, count: count)
+            let inOrder = try #require(AppendFastPath.read(frame))
+            #expect(inOrder.events.count == count)
+            Self.expectIdentical(AppendFastPath.read(frame, fork: Self.backwards, forkFrom: 0), inOrder)
+            Self.expectIdentical(AppendFastPath.read(frame, fork: Self.concurrently, forkFrom: 0), inOrder)
+            Self.expectIdentical(AppendFastPath.read(frame, fork: Self.concurrently), inOrder)
+        }
+        // A request this large is read in two halves (the guess confirmed), not merely in order.
+        var forks = 0
+        let counted: AppendFastPath.Fork = { first, second in
+            forks += 1
+            Self.backwards(first, second)
+        }
+        let frame = Self.request(&random, count: 700)
+        Self.expectIdentical(AppendFastPath.read(frame, fork: counted), AppendFastPath.read(frame))
+        #expect(forks == 1)
+    }
+
+    @Test("a guess that falls inside a string, or past the last event, is dropped and the reading is the same")
+    func wrongGuesses() throws {
+        // One event whose long property holds `},{` in the middle of the request.
+        let filler = String(repeating: "x", count: 5_000) + "},{" + String(repeating: "y", count: 5_000)
+        let event =
+            #"{"type":"UsageReported","value":{"resourceId":"r","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":1,"properties":{"p":"\#(filler)"}}}"#
+        for events in [[event], [event, event], ["1", event, "2"]] {
+            let frame = Array(#"{"op":"append","events":[\#(events.joined(separator: ","))]}"#.utf8)
+            let inOrder = AppendFastPath.read(frame)
+            Self.expectIdentical(AppendFastPath.read(frame, fork: Self.backwards, forkFrom: 0), inOrder)
+            Self.expectIdentical(AppendFastPath.read(frame, fork: Self.concurrently, forkFrom: 0), inOrder)
+        }
+    }
+
+    @Test("damaged requests read in two halves never read differently: every byte near the middle changed, every prefix cut")
+    func damagedRequests() {
+        var random = SplitMix64(seed: 5)
+        let frame = Self.request(&random, count: 12)
+        let replacements: [UInt8] = [0x22, 0x5C, 0x2C, 0x7B, 0x7D, 0x5B, 0x5D, 0x3A, 0x20, 0x31, 0x00, 0xFF]
+        for index in frame.indices {
+            let cut = Array(frame[..<index])
+            Self.expectIdentical(AppendFastPath.read(cut, fork: Self.backwards, forkFrom: 0), AppendFastPath.read(cut))
+            guard abs(index - frame.count / 2) < 400 else { continue }
+            for replacement in replacements where replacement != frame[index] {
+                var damaged = frame
+                damaged[index] = replacement
+                Self.expectIdentical(AppendFastPath.read(damaged, fork: Self.backwards, forkFrom: 0), AppendFastPath.read(damaged))
+            }
         }
     }
 }

@@ -10,10 +10,25 @@
 /// (for one message), and the general path gives the answer and its error message. The property
 /// tests compare both paths on random and hostile input.
 public enum AppendFastPath {
-    /// The request decoded, or nil when the general path must read it.
-    public static func read(_ frame: [UInt8], maximumDepth: Int = JSONParser.defaultMaximumDepth) -> AppendBatch? {
+    /// Runs two pieces of work at the same time and returns when both are done (the caller's
+    /// threads: this module starts none). Each piece touches only its own state.
+    public typealias Fork = (_ first: () -> Void, _ second: () -> Void) -> Void
+
+    /// From this many bytes of events on, a request read with a `Fork` is read in two halves at once.
+    public static let forkFromBytes = 64 << 10
+
+    /// The request decoded, or nil when the general path must read it. With `fork`, a large
+    /// request's events are read in two halves at once: the second half starts at a guess of where
+    /// an event begins in the middle, which the first half's reading confirms (else the second
+    /// half's result is dropped and the first goes on alone), so the answer is always the one
+    /// reading in order gives. `forkFrom` (bytes of events) is lowered by tests only.
+    public static func read(
+        _ frame: [UInt8], maximumDepth: Int = JSONParser.defaultMaximumDepth, fork: Fork? = nil, forkFrom: Int = forkFromBytes
+    ) -> AppendBatch? {
         frame.withUnsafeBufferPointer { bytes in
             var reader = FastMessageReader(bytes: bytes, maximumDepth: maximumDepth)
+            reader.fork = fork
+            reader.forkFrom = forkFrom
             return reader.request()
         }
     }
@@ -39,6 +54,9 @@ struct FastMessageReader {
     var canonical: [UInt8] = []
     var enqueuedMemo = TimeMemo()
     var timestampMemo = TimeMemo()
+    /// Reads a large list of events in two halves at once (`AppendFastPath.read`).
+    var fork: AppendFastPath.Fork?
+    var forkFrom = AppendFastPath.forkFromBytes
 
     init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
         self.bytes = bytes
@@ -285,22 +303,95 @@ struct FastMessageReader {
         guard expect(UInt8(ascii: "[")) else { return nil }
         var events: [Result<ValidatedEvent, WireError>] = []
         if expect(UInt8(ascii: "]")) { return events }
-        repeat {
-            skipWhitespace()
-            let start = index
-            if let event = usage() {
-                events.append(.success(event))
-                continue
+        var listGoesOn = true
+        if let fork, bytes.count - index >= forkFrom, let split = guessedElementStart() {
+            var second: (events: [Result<ValidatedEvent, WireError>], end: Int)?
+            var reachedSplit = false
+            var unreadable = false
+            let maximumDepth = self.maximumDepth
+            let bytes = self.bytes
+            fork(
+                {
+                    while true {
+                        guard element(into: &events) else {
+                            unreadable = true
+                            return
+                        }
+                        guard expect(UInt8(ascii: ",")) else {
+                            listGoesOn = false
+                            return
+                        }
+                        skipWhitespace()
+                        if index >= split {
+                            reachedSplit = index == split
+                            return
+                        }
+                    }
+                },
+                {
+                    var reader = FastMessageReader(bytes: bytes, maximumDepth: maximumDepth)
+                    reader.index = split
+                    if let rest = reader.elementsToEnd() { second = (rest, reader.index) }
+                })
+            if unreadable { return nil }
+            if reachedSplit, let second {
+                events += second.events
+                index = second.end
+                return events
             }
-            // Not one the fast path reads alone: the general parser and decoder, as before.
-            index = start
-            guard let range = skipValue(),
-                let json = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 2)
-            else { return nil }
-            events.append(ValidatedEvent.decode(json))
+            // The guess was not where an event starts, or the second half could not be read from
+            // there: the first half goes on alone from where it stopped (an event's start).
+        }
+        if listGoesOn {
+            repeat {
+                guard element(into: &events) else { return nil }
+            } while expect(UInt8(ascii: ","))
+        }
+        guard expect(UInt8(ascii: "]")) else { return nil }
+        return events
+    }
+
+    /// The list's events from the index (where one starts) up to and including its closing `]`.
+    mutating func elementsToEnd() -> [Result<ValidatedEvent, WireError>]? {
+        var events: [Result<ValidatedEvent, WireError>] = []
+        repeat {
+            guard element(into: &events) else { return nil }
         } while expect(UInt8(ascii: ","))
         guard expect(UInt8(ascii: "]")) else { return nil }
         return events
+    }
+
+    /// Reads the event at the index into `events`: on the fast path when it can, else with the
+    /// general parser and decoder. False when the bytes are not JSON.
+    mutating func element(into events: inout [Result<ValidatedEvent, WireError>]) -> Bool {
+        skipWhitespace()
+        let start = index
+        if let event = usage() {
+            events.append(.success(event))
+            return true
+        }
+        // Not one the fast path reads alone: the general parser and decoder, as before.
+        index = start
+        guard let range = skipValue(),
+            let json = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[range]), maximumDepth: maximumDepth - 2)
+        else { return false }
+        events.append(ValidatedEvent.decode(json))
+        return true
+    }
+
+    /// A guess of where an event of the list starts, near the middle of what is left: the `{` of
+    /// the first `},{` there (which a string may hold too: the caller confirms it).
+    func guessedElementStart() -> Int? {
+        var position = index + (bytes.count - index) / 2
+        let limit = min(bytes.count - 1, position + 32 << 10)
+        while position < limit {
+            if bytes[position] == UInt8(ascii: ",") && bytes[position - 1] == UInt8(ascii: "}") && bytes[position + 1] == UInt8(ascii: "{")
+            {
+                return position + 1
+            }
+            position += 1
+        }
+        return nil
     }
 
     // MARK: one usage report
