@@ -22,6 +22,25 @@ struct QuantityTests {
         #expect(try #require(Quantity(exactly: text)).description == printed)
     }
 
+    @Test("the bytes written without a String are the description's, for random quantities of every size and sign")
+    func appendedBytesAreTheDescription() {
+        var random = SplitMix64(seed: 3)
+        var samples: [Quantity] = [.zero, .largest, Quantity(units: -Int128.max), Quantity(units: 1), Quantity(units: -1)]
+        for _ in 0..<20_000 {
+            let high = Int128(Int64(bitPattern: random.next()) >> Int(random.next() % 64))
+            let units = high << Int(random.next() % 65) | Int128(random.next() % 1_000_000)
+            samples.append(Quantity(units: units))
+        }
+        for edge: Int128 in [1_000_000_000_000_000_000, 18_446_744_073_709_551_615, 18_446_744_073_709_551_616] {
+            samples += [Quantity(units: edge), Quantity(units: edge - 1), Quantity(units: -edge), Quantity(units: edge * 10_000)]
+        }
+        for quantity in samples {
+            var bytes: [UInt8] = [0x41]
+            quantity.appendDescription(to: &bytes)
+            #expect(bytes == [0x41] + Array(quantity.description.utf8), "\(quantity.units)")
+        }
+    }
+
     @Test("more than 18 decimal places or more than about 1.7e20 is refused, never rounded")
     func refusesWhatItCannotRepresent() {
         #expect(Quantity.parse("0.0000000000000000001") == .failure(.tooPrecise))

@@ -21,7 +21,7 @@ public enum CanonicalJSON {
         switch value {
         case .number(let text):
             if let quantity = Quantity(exactly: text) {
-                out.append(contentsOf: quantity.description.utf8)
+                quantity.appendDescription(to: &out)
             } else {
                 out.append(contentsOf: text.utf8)
             }

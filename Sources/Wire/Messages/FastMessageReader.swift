@@ -467,7 +467,7 @@ struct FastMessageReader {
             canonical.append(UInt8(ascii: "}"))
         }
         append(#","quantity":"#)
-        canonical.append(contentsOf: value.quantity.description.utf8)
+        value.quantity.appendDescription(to: &canonical)
         if let resourceId = value.resourceId {
             append(#","resourceId":""#)
             canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[resourceId]))

@@ -184,6 +184,38 @@ public struct Quantity: Hashable, Comparable, Sendable {
 }
 
 extension Quantity: CustomStringConvertible {
+    /// Appends `description`'s bytes to `out` without building a String: with 64-bit arithmetic
+    /// for any quantity below about 18.4 (a 128-bit division otherwise), as the canonical form of
+    /// every usage report writes one.
+    public func appendDescription(to out: inout [UInt8]) {
+        let magnitude = units.magnitude
+        let whole: UInt64
+        var fraction: UInt64
+        if let small = UInt64(exactly: magnitude) {
+            (whole, fraction) = small.quotientAndRemainder(dividingBy: UInt64(Self.unitsPerOne))
+        } else {
+            let (high, low) = magnitude.quotientAndRemainder(dividingBy: UInt128(Self.unitsPerOne))
+            guard let fits = UInt64(exactly: high) else {
+                out.append(contentsOf: description.utf8)
+                return
+            }
+            (whole, fraction) = (fits, UInt64(low))
+        }
+        if units < 0 { out.append(UInt8(ascii: "-")) }
+        JSONWriter.writeInteger(whole, to: &out)
+        guard fraction != 0 else { return }
+        var places = Self.scale
+        while fraction % 10 == 0 {
+            fraction /= 10
+            places -= 1
+        }
+        out.append(UInt8(ascii: "."))
+        let digitsStart = out.count
+        JSONWriter.writeInteger(fraction, to: &out)
+        let missing = places - (out.count - digitsStart)
+        if missing > 0 { out.insert(contentsOf: repeatElement(UInt8(ascii: "0"), count: missing), at: digitsStart) }
+    }
+
     /// The shortest exact decimal text: `1`, `0.1`, `-12.5`.
     public var description: String {
         let magnitude = units.magnitude
