@@ -246,8 +246,7 @@ final class Committer: @unchecked Sendable {
         var times = [Timestamp?](repeating: nil, count: partitions.count)
         // What this group adds to the indexes, applied once it is durable: a group that fails to
         // be written must leave no key and no route behind.
-        var newKeys: [PayloadDigest: IdempotencyIndex.Position] = [:]
-        var newKeyOrder: [PayloadDigest] = []
+        var newKeys = GroupKeys()
         var newRoutes = PartitionRouter(partitionCount: partitions.count)
         var newDefinitions: [String: PlanCatalog.Entry] = [:]
         func time(for partition: Int) -> Timestamp {
@@ -287,10 +286,7 @@ final class Committer: @unchecked Sendable {
                 var first: IdempotencyIndex.Position?
                 for void in voids {
                     let position = place(void.partition, meta: void.meta, payload: void.payload)
-                    if let digest = void.meta.keyDigest {
-                        newKeys[digest] = position
-                        newKeyOrder.append(digest)
-                    }
+                    if let digest = void.meta.keyDigest { newKeys.set(digest, position) }
                     if first == nil { first = position }
                 }
                 return first.map { .accepted($0) } ?? .rejected(WireError(.invalidEvent, "UsageVoided names no usage"))
@@ -324,10 +320,7 @@ final class Committer: @unchecked Sendable {
                 idempotencyKey: event.idempotencyKey, payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
                 keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest, definesPlan: true)
             let position = place(PlanCatalog.partition, meta: meta, payload: payload)
-            if let digest = meta.keyDigest {
-                newKeys[digest] = position
-                newKeyOrder.append(digest)
-            }
+            if let digest = meta.keyDigest { newKeys.set(digest, position) }
             newDefinitions[planId] = PlanCatalog.Entry(version: version, plan: plan, position: position)
             return .accepted(position)
         }
@@ -347,8 +340,7 @@ final class Committer: @unchecked Sendable {
                 keyed += 1
             }
         }
-        newKeys.reserveCapacity(keyed)
-        newKeyOrder.reserveCapacity(keyed)
+        newKeys = GroupKeys(capacity: keyed)
         for work in group {
             switch work {
             case .events(let events, let completion):
@@ -427,10 +419,7 @@ final class Committer: @unchecked Sendable {
                         payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
                         keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
                     let position = place(partition, meta: meta, payload: payload)
-                    if let digest = meta.keyDigest {
-                        newKeys[digest] = position
-                        newKeyOrder.append(digest)
-                    }
+                    if let digest = meta.keyDigest { newKeys.set(digest, position) }
                     results.append(.accepted(position))
                 }
                 answers.append { completion(results) }
@@ -481,7 +470,7 @@ final class Committer: @unchecked Sendable {
             ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
         }
         condition.withLock {
-            for digest in newKeyOrder { idempotency.remember(digest: digest, at: newKeys[digest]!) }
+            for (digest, position) in newKeys.entries { idempotency.remember(digest: digest, at: position) }
             // A process taking the index's file over after a crash remembers only the keys after these.
             if idempotency.isKeptInFile && !records.isEmpty { idempotency.cover(log.storedPartitions.map(\.nextSequence)) }
             router.adopt(newRoutes)
