@@ -201,7 +201,9 @@ public final class EventLog: @unchecked Sendable {
     public func commit(_ records: [Pending]) throws(CommitFailure) {
         guard !records.isEmpty else { return }
         var length = 0
-        for record in records { length += RecordCodec.length(meta: record.meta, payloadCount: record.payload.count) }
+        // By index throughout: `for record in records` copies each record (retains and releases
+        // its strings and payload) only to read it.
+        for index in records.indices { length += RecordCodec.length(meta: records[index].meta, payloadCount: records[index].payload.count) }
         if current.end + length > current.capacity {
             // A group never spans two segments (one sync covers it); one larger than a whole
             // segment gets a segment of its own size.
@@ -217,16 +219,17 @@ public final class EventLog: @unchecked Sendable {
         var placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)] = []
         placed.reserveCapacity(records.count)
         var next = partitions.map(\.nextSequence)
-        for record in records {
-            let sequence = next[record.partition]
-            next[record.partition] = sequence + 1
+        for index in records.indices {
+            let partition = records[index].partition
+            let sequence = next[partition]
+            next[partition] = sequence + 1
             let start = buffer.count
-            record.payload.withUnsafeBytes { payload in
+            records[index].payload.withUnsafeBytes { payload in
                 RecordCodec.encode(
-                    partition: record.partition, sequence: sequence, time: record.time, meta: record.meta, payload: payload,
+                    partition: partition, sequence: sequence, time: records[index].time, meta: records[index].meta, payload: payload,
                     salt: segment.salt, to: &buffer)
             }
-            placed.append((record.partition, sequence, segment.end + start, buffer.count - start))
+            placed.append((partition, sequence, segment.end + start, buffer.count - start))
         }
         do {
             try segment.write(buffer)
@@ -234,13 +237,13 @@ public final class EventLog: @unchecked Sendable {
         } catch {
             throw .unknown("the log could not be made durable: \(error)")
         }
-        for (index, record) in records.enumerated() {
+        for index in records.indices {
             let place = placed[index]
             partitions[place.partition].noteAppended(
-                segment: segment, sequence: place.sequence, time: record.time, offset: place.offset, length: place.length)
+                segment: segment, sequence: place.sequence, time: records[index].time, offset: place.offset, length: place.length)
             currentSummary.note(
-                partition: place.partition, sequence: place.sequence, time: record.time, meta: record.meta, offset: place.offset,
-                length: place.length)
+                partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
+                offset: place.offset, length: place.length)
         }
         let written = buffer.count
         shared.withLock { $0.storedBytes += written }

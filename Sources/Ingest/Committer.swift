@@ -328,6 +328,75 @@ final class Committer: @unchecked Sendable {
         var answers: [() -> Void] = []
         var duplicates = 0
         var conflicts = 0
+        /// What an event of an append comes to: placed, a duplicate, a conflict, or refused.
+        func decide(_ event: ValidatedEvent) -> AppendResult {
+            if event.type == .usageVoided {
+                return placeVoid(event)
+            }
+            if let key = event.idempotencyKey, let digest = event.keyDigest,
+                let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
+            {
+                if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
+                    duplicates += 1
+                    return .duplicate(original)
+                }
+                conflicts += 1
+                return .conflict(original, key: key)
+            }
+            // Only the payload may change (a catalog plan written out whole): no copy of the event.
+            var payload = event.payload
+            if let planId = event.catalogPlanId {
+                if event.type == .planDefined {
+                    return placeDefinition(event, planId: planId)
+                }
+                // A purchase or plan change naming a catalog plan: stored with the plan whole,
+                // as defined before it in the log. Its key's digest stays that of the message
+                // as sent, so a resend is still a duplicate after the plan got a new version.
+                guard let entry = newDefinitions[planId] ?? catalog[planId],
+                    let expanded = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
+                else {
+                    return .rejected(PlanCatalog.unknown(planId, type: event.type))
+                }
+                payload = expanded
+            }
+            let partition: Int
+            if var addressed = event.addressedPartition {
+                if event.type == .ping && addressed >= partitions.count {
+                    // A tick from a deployment with more partitions (the reference's samples
+                    // name partition 7): it only moves time, so any partition may carry it.
+                    addressed %= partitions.count
+                }
+                guard addressed < partitions.count else {
+                    return .rejected(
+                        WireError(
+                            .invalidEvent,
+                            "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))"
+                        ))
+                }
+                partition = addressed
+            } else {
+                if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
+                partition = router.partition(for: event.resource ?? ResourceName(), pending: newRoutes)
+            }
+            if case .event = attribution, let eventTime = event.eventTime,
+                eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
+            {
+                let enqueued = time(for: partition)
+                return .rejected(
+                    WireError(
+                        .invalidEvent,
+                        "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
+                    ))
+            }
+            let meta = RecordMeta(
+                idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
+                payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
+                keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
+            let position = place(partition, meta: meta, payload: payload)
+            if let digest = meta.keyDigest { newKeys.set(digest, position) }
+            return .accepted(position)
+        }
+
         condition.lock()
         // The table is far larger than the caches: ask for every key's slot first, so the
         // lookups below find them there instead of waiting for memory one after another.
@@ -346,82 +415,9 @@ final class Committer: @unchecked Sendable {
             case .events(let events, let completion):
                 var results: [AppendResult] = []
                 results.reserveCapacity(events.count)
-                for event in events {
-                    if event.type == .usageVoided {
-                        results.append(placeVoid(event))
-                        continue
-                    }
-                    if let key = event.idempotencyKey, let digest = event.keyDigest,
-                        let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
-                    {
-                        if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
-                            results.append(.duplicate(original))
-                            duplicates += 1
-                        } else {
-                            results.append(.conflict(original, key: key))
-                            conflicts += 1
-                        }
-                        continue
-                    }
-                    // Only the payload may change (a catalog plan written out whole): no copy of the event.
-                    var payload = event.payload
-                    if let planId = event.catalogPlanId {
-                        if event.type == .planDefined {
-                            results.append(placeDefinition(event, planId: planId))
-                            continue
-                        }
-                        // A purchase or plan change naming a catalog plan: stored with the plan whole,
-                        // as defined before it in the log. Its key's digest stays that of the message
-                        // as sent, so a resend is still a duplicate after the plan got a new version.
-                        guard let entry = newDefinitions[planId] ?? catalog[planId],
-                            let expanded = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
-                        else {
-                            results.append(.rejected(PlanCatalog.unknown(planId, type: event.type)))
-                            continue
-                        }
-                        payload = expanded
-                    }
-                    let partition: Int
-                    if var addressed = event.addressedPartition {
-                        if event.type == .ping && addressed >= partitions.count {
-                            // A tick from a deployment with more partitions (the reference's samples
-                            // name partition 7): it only moves time, so any partition may carry it.
-                            addressed %= partitions.count
-                        }
-                        guard addressed < partitions.count else {
-                            results.append(
-                                .rejected(
-                                    WireError(
-                                        .invalidEvent,
-                                        "value.partitionId: partition \(addressed) does not exist; the log has \(partitions.count) (0 to \(partitions.count - 1))"
-                                    )))
-                            continue
-                        }
-                        partition = addressed
-                    } else {
-                        if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
-                        partition = router.partition(for: event.resource ?? ResourceName(), pending: newRoutes)
-                    }
-                    if case .event = attribution, let eventTime = event.eventTime,
-                        eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
-                    {
-                        let enqueued = time(for: partition)
-                        results.append(
-                            .rejected(
-                                WireError(
-                                    .invalidEvent,
-                                    "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
-                                )))
-                        continue
-                    }
-                    let meta = RecordMeta(
-                        idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
-                        payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
-                        keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
-                    let position = place(partition, meta: meta, payload: payload)
-                    if let digest = meta.keyDigest { newKeys.set(digest, position) }
-                    results.append(.accepted(position))
-                }
+                // By index: `for event in events` would copy each event (a retain and a release of
+                // each of its strings and of its payload) only to read it.
+                for index in events.indices { results.append(decide(events[index])) }
                 answers.append { completion(results) }
             case .ticks(let reason, let completion):
                 var positions: [IdempotencyIndex.Position] = []
