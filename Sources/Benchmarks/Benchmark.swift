@@ -498,7 +498,7 @@ enum Benchmark {
     }
 
     static func report(_ rows: [Row], seconds: Double, events: Int?, partitions: Int, store: StoreChoice, arguments: [String]) {
-        print("meter-bench — DESIGN.md §7")
+        print("meter-bench — the data path's targets (docs/BENCHMARKS.md)")
         // A NATS URL's password is never printed.
         let shown = arguments.map { $0.hasPrefix("nats://") ? NATSRedaction.redact($0) : $0 }
         print("command: .build/release/meter-bench \(shown.joined(separator: " "))".trimmingCharacters(in: .whitespaces))
