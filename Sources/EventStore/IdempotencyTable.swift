@@ -218,7 +218,7 @@ final class IdempotencyTable: @unchecked Sendable {
 
     /// Maps the table file at `path` if it can be trusted for `owner`, else says why not.
     static func open(path: String, owner: Owner) -> Result<IdempotencyTable, TableRefusal> {
-        unlink(path + ".new")  // a growth or creation cut short
+        discardLeftover(of: path)
         let fd: Int32
         do {
             fd = try FileIO.open(path, O_RDWR)
@@ -265,6 +265,25 @@ final class IdempotencyTable: @unchecked Sendable {
         guard !table.changing else { return .failure(.cutShort) }
         guard table.count <= slots else { return .failure(.unusable("its count is larger than its slots")) }
         return .success(table)
+    }
+
+    /// Removes the file a growth or creation of the table at `path` left at `path + ".new"` (cut
+    /// short, or a successor made ahead and never used) without waiting for the file system to free
+    /// its blocks: the successor of a table of ten million keys is 1.3 GB, and removing it in place
+    /// took ingest's restart from 28 to 119 ms. It is renamed aside at once and removed on a
+    /// background thread, with any a process killed meanwhile left aside.
+    static func discardLeftover(of path: String) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let prefix = (path as NSString).lastPathComponent + ".discarded-"
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let aside = path + ".discarded-\(getpid())-\(now.tv_sec)\(now.tv_nsec)"
+        _ = rename(path + ".new", aside)
+        DispatchQueue.global(qos: .utility).async {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+                unlink(directory + "/" + name)
+            }
+        }
     }
 
     /// Why a table file is not used (it is then rebuilt from the log).

@@ -106,6 +106,26 @@ struct IdempotencyTableTests {
         }
     }
 
+    @Test("a successor left by a killed process is put aside at once by the next start and removed in the background")
+    func leftoverSuccessorIsDiscarded() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        _ = Self.fillAndDrop(path, count: 100)
+        // What a process killed after making its successor leaves, and one an earlier start put aside.
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: path + ".new"))
+        try Data(count: 4096).write(to: URL(fileURLWithPath: path + ".discarded-1-2"))
+        let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [100, 0])
+        #expect(reopened.notice == nil && reopened.index.count == 100)
+        #expect(!FileManager.default.fileExists(atPath: path + ".new"))
+        var left: [String] = []
+        for _ in 0..<200 {
+            left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            if left == ["idempotency.table"] { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(left == ["idempotency.table"])
+    }
+
     @Test("an index in memory half full is given its successor too, and keeps every key through the growth")
     func successorMadeAheadInMemory() {
         var index = IdempotencyIndex(retentionDays: 7, capacity: 40_000)
