@@ -59,7 +59,9 @@ public struct IdempotencyIndex: Sendable {
     static let sequenceBits: UInt64 = 48
     static let maximumLoad = 0.7
     /// From this many slots on, the next table is made in the background once the current one is
-    /// half full (smaller ones are made in well under a millisecond when they are needed).
+    /// 60% full (it grows at 70%): long enough ahead for the kernel to zero a gigabyte at the rate
+    /// keys come in a batched benchmark, short enough that the second table's memory and disk are
+    /// held only near the growth. Smaller tables are made in well under a millisecond when needed.
     static let successorFromSlots = 1 << 16
 
     /// An index in memory only (rebuilt from the log at every start).
@@ -189,7 +191,7 @@ public struct IdempotencyIndex: Sendable {
         let slots = mask + 1
         if Double(count + 1) > Double(slots) * Self.maximumLoad {
             grow(to: slots * 2)
-        } else if count == slots / 2 && slots >= Self.successorFromSlots {
+        } else if count == slots / 10 * 6 && slots >= Self.successorFromSlots {
             // The count passes here once per table (it grows by one per key).
             prepareSuccessor(slots: slots * 2)
         }

@@ -82,17 +82,17 @@ struct IdempotencyTableTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
-    @Test("a file-backed table half full is given its successor in the background, and growing into it keeps every key for a restart")
+    @Test("a file-backed table 60% full is given its successor in the background, and growing into it keeps every key for a restart")
     func successorMadeAheadForAFile() {
         let directory = TemporaryDirectory()
         let path = directory.path + "/idempotency.table"
         var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [0, 0])
-        // 65,536 slots from 22,938 keys on: half full at 32,768, full (70%) at 45,876.
-        for sequence in 0..<32_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        // 65,536 slots from 22,938 keys on: 60% full at 39,318, full (70%) at 45,876.
+        for sequence in 0..<39_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
         #expect(!opened.index.hasSuccessor)
-        for sequence in 32_000..<33_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        for sequence in 39_000..<40_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
         #expect(opened.index.hasSuccessor)
-        for sequence in 33_000..<50_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        for sequence in 40_000..<50_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
         #expect(!opened.index.hasSuccessor)
         #expect(opened.index.isKeptInFile)
         #expect(opened.index.memoryBytes == 131_072 * 40)
@@ -101,7 +101,7 @@ struct IdempotencyTableTests {
         let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [50_000, 0])
         #expect(reopened.notice == nil)
         #expect(reopened.index.count == 50_000)
-        for sequence in [0, 22_937, 32_768, 45_876, 49_999] {
+        for sequence in [0, 22_937, 39_318, 45_876, 49_999] {
             #expect(reopened.index.lookup("k\(sequence)") == Self.position(sequence), "k\(sequence)")
         }
     }
@@ -126,13 +126,13 @@ struct IdempotencyTableTests {
         #expect(left == ["idempotency.table"])
     }
 
-    @Test("an index in memory half full is given its successor too, and keeps every key through the growth")
+    @Test("an index in memory 60% full is given its successor too, and keeps every key through the growth")
     func successorMadeAheadInMemory() {
         var index = IdempotencyIndex(retentionDays: 7, capacity: 40_000)
         #expect(index.memoryBytes == 65_536 * 40)
-        for sequence in 0..<33_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
+        for sequence in 0..<40_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
         #expect(index.hasSuccessor)
-        for sequence in 33_000..<50_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
+        for sequence in 40_000..<50_000 { index.remember("k\(sequence)", at: Self.position(sequence)) }
         #expect(!index.hasSuccessor)
         #expect(index.memoryBytes == 131_072 * 40)
         #expect(index.count == 50_000)
