@@ -352,6 +352,9 @@ public struct IdempotencyIndex: Sendable {
         }
         table.oldest = newOldest
         table.changing = false
+        // Keys left the window: a table made ahead for a growth that is now far off would hold
+        // twice this table's memory and disk for nothing.
+        if count < (mask + 1) / 2 { successor.discard() }
     }
 
     /// Removes the entry at `slot`, shifting back the entries after it that probed past it.

@@ -17,6 +17,8 @@ final class TableSuccessor: @unchecked Sendable {
     private var slots = 0
     private var making = false
     private var made: IdempotencyTable?
+    /// `discard` was called while the table was being made: it is dropped once made.
+    private var discarded = false
 
     /// Starts making a table of `slots` slots with `make` on a background thread, unless one of
     /// that size is made or being made already, or one of another size is being made.
@@ -31,7 +33,12 @@ final class TableSuccessor: @unchecked Sendable {
             // A failure is not kept: growing then tries itself and reports why it could not.
             let table = try? make()
             condition.withLock {
-                made = table
+                if discarded, let table {
+                    Self.drop(table)
+                } else {
+                    made = table
+                }
+                discarded = false
                 making = false
                 condition.broadcast()
             }
@@ -48,6 +55,27 @@ final class TableSuccessor: @unchecked Sendable {
         self.slots = 0
         made = nil
         return table
+    }
+
+    /// Drops the table made ahead, or the one being made once it is (the load went back down: a
+    /// sweep took keys out of the window), with its file.
+    func discard() {
+        condition.lock()
+        defer { condition.unlock() }
+        slots = 0
+        if making {
+            discarded = true
+        } else if let made {
+            Self.drop(made)
+            self.made = nil
+        }
+    }
+
+    /// A table made ahead and not used: its file (still at the path's `.new`) is removed and its
+    /// memory unmapped, on the background thread.
+    private static func drop(_ table: IdempotencyTable) {
+        if let path = table.path { IdempotencyTable.discardLeftover(of: path) }
+        release(table)
     }
 
     /// Drops `table` on the background thread: unmapping it and closing a file that was replaced

@@ -126,6 +126,30 @@ struct IdempotencyTableTests {
         #expect(left == ["idempotency.table"])
     }
 
+    @Test("a successor made ahead is dropped, file and all, when a sweep takes the table back under half full")
+    func successorDroppedAfterASweep() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var opened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [0, 0])
+        for sequence in 0..<40_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(opened.index.hasSuccessor)
+        // Eight days later every key has left the seven-day window.
+        opened.index.expire(now: Timestamp(seconds: 1_000 + 8 * 86_400))
+        #expect(opened.index.count == 0)
+        #expect(!opened.index.hasSuccessor)
+        var left: [String] = []
+        for _ in 0..<300 {
+            left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            if left == ["idempotency.table"] { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(left == ["idempotency.table"])
+        // Filled again, it is made again and used.
+        for sequence in 0..<50_000 { opened.index.remember("n\(sequence)", at: Self.position(700_000 + sequence)) }
+        #expect(opened.index.count == 50_000 && opened.index.memoryBytes == 131_072 * 40)
+        #expect(opened.index.lookup("n49999") == Self.position(749_999))
+    }
+
     @Test("an index in memory 60% full is given its successor too, and keeps every key through the growth")
     func successorMadeAheadInMemory() {
         var index = IdempotencyIndex(retentionDays: 7, capacity: 40_000)
