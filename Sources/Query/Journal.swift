@@ -196,16 +196,39 @@ final class Journal: @unchecked Sendable {
     /// readable at the next `sync()`.
     @discardableResult
     func append(partition: Int, ordinal: UInt64, closed: Int64? = nil, _ fields: JSONObject) -> Bool {
+        append(partition: partition, ordinal: ordinal, closed: closed) { Self.writeMembers(fields, to: &$0) }
+    }
+
+    /// `fields`' members, each after a comma, as `JSONWriter` writes them in an object.
+    static func writeMembers(_ fields: JSONObject, to out: inout [UInt8]) {
+        for member in fields.members {
+            out.append(UInt8(ascii: ","))
+            JSONWriter.writeString(member.key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(member.value, to: &out)
+        }
+    }
+
+    /// `append` with the fields written by `writeFields` straight into the line, each member
+    /// after a comma (`UsageRecord.appendFields`): the line is the one the `JSONObject` form writes.
+    @discardableResult
+    func append(partition: Int, ordinal: UInt64, closed: Int64? = nil, writeFields: (inout [UInt8]) -> Void) -> Bool {
         lock.withLock {
             guard ordinal >= nextOrdinals[partition] ?? 0 else { return false }
             let header = Header(
                 id: firstId + durableCount + pendingHeaders.count, partition: partition, ordinal: ordinal, closed: closed)
-            var members: [JSONObject.Member] = [
-                .init("id", .number(String(header.id))), .init("partition", .number(String(partition))),
-                .init("ordinal", .number(String(ordinal))),
-            ]
-            if let closed { members.append(.init("closed", .number(String(closed)))) }
-            pending += JSONWriter.bytes(.object(JSONObject(members + fields.members)))
+            pending.append(contentsOf: #"{"id":"#.utf8)
+            JSONWriter.writeInteger(header.id, to: &pending)
+            pending.append(contentsOf: #","partition":"#.utf8)
+            JSONWriter.writeInteger(partition, to: &pending)
+            pending.append(contentsOf: #","ordinal":"#.utf8)
+            JSONWriter.writeInteger(ordinal, to: &pending)
+            if let closed {
+                pending.append(contentsOf: #","closed":"#.utf8)
+                JSONWriter.writeInteger(Int(closed), to: &pending)
+            }
+            writeFields(&pending)
+            pending.append(UInt8(ascii: "}"))
             pending.append(0x0A)
             pendingHeaders.append(header)
             nextOrdinals[partition] = ordinal + 1

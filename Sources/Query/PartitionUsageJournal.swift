@@ -94,6 +94,11 @@ final class PartitionUsageJournal: @unchecked Sendable {
     /// error) leaves the record in the current one, and the next record tries again.
     @discardableResult
     func append(ordinal: UInt64, closed: Int64, _ fields: JSONObject) -> Bool {
+        append(ordinal: ordinal, closed: closed) { Journal.writeMembers(fields, to: &$0) }
+    }
+
+    /// `append` with the line's fields written by `writeFields` (`UsageRecord.appendFields`).
+    func append(ordinal: UInt64, closed: Int64, writeFields: (inout [UInt8]) -> Void) -> Bool {
         lock.withLock { () -> Bool in
             var active = segments[segments.count - 1]
             let next = Self.next(of: active.journal, partition: partition)
@@ -115,7 +120,7 @@ final class PartitionUsageJournal: @unchecked Sendable {
                     Log.error("partition \(partition): cannot start a new usage segment: \(error); will retry")
                 }
             }
-            active.journal.append(partition: partition, ordinal: ordinal, closed: closed, fields)
+            active.journal.append(partition: partition, ordinal: ordinal, closed: closed, writeFields: writeFields)
             active.firstClosed = active.firstClosed ?? closed
             active.lastClosed = closed
             segments[segments.count - 1] = active

@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import QueryModel
 import SystemIO
 import Wire
 
@@ -141,6 +142,11 @@ final class UsageStore: @unchecked Sendable {
     /// `journaled(partition:records:clock:)`.
     func append(partition: Int, ordinal: UInt64, closed: Timestamp, _ fields: JSONObject) -> Bool {
         journals[partition].append(ordinal: ordinal, closed: closed.microseconds / 1_000_000, fields)
+    }
+
+    /// `append` of a usage record, its line written straight from it (no JSON tree).
+    func append(partition: Int, closed: Timestamp, record: UsageRecord) -> Bool {
+        journals[partition].append(ordinal: record.ordinal, closed: closed.microseconds / 1_000_000) { record.appendFields(to: &$0) }
     }
 
     /// Tells that `partition`'s records `records` (ordinal and close time, in order) are durable

@@ -145,7 +145,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 guard output.usage.count > before, let now = view.state.time else { continue }
                 // The hours before the one `now` falls in closed with this record.
                 for closed in output.usage[before...]
-                where usage.append(partition: partition, ordinal: closed.ordinal, closed: now.hourStart, closed.fields) {
+                where usage.append(partition: partition, closed: now.hourStart, record: closed) {
                     unreported.append((closed.ordinal, now.hourStart))
                 }
             }

@@ -6,6 +6,36 @@ import Wire
 
 @Suite("Closed-hour usage records")
 struct UsageRecordTests {
+    @Test("a record's journal fields written straight into bytes are the JSON tree's, for random records, names and figures")
+    func appendedFieldsAreTheTree() {
+        var random = SplitMix64(seed: 9)
+        let names = ["s", "sub-\u{E9}t\u{E9}", "quote \" and \\ back", "tab\tnew\nline", "\u{1}ctl", "ümlaut-é-日本", ""]
+        let figures: [Quantity] = [.zero, Quantity(units: 1), Quantity(1), Quantity(units: 1_500_000_000_000_000_000), .largest]
+        func name() -> String { names[Int(random.next() % UInt64(names.count))] }
+        func figure() -> Quantity { figures[Int(random.next() % UInt64(figures.count))] }
+        for _ in 0..<2_000 {
+            let resource: ResourceName
+            switch random.next() % 3 {
+            case 0: resource = ResourceName(resourceId: name(), resourceUri: nil)
+            case 1: resource = ResourceName(resourceId: nil, resourceUri: name())
+            default: resource = ResourceName(resourceId: name(), resourceUri: name())
+            }
+            var record = UsageRecord(
+                partition: 1, ordinal: random.next() % 1_000, subscription: name(), resource: resource, planId: name(), meterName: name(),
+                dimension: name(), hour: Timestamp(seconds: Int64(random.next() % 2_000_000_000)), quantity: figure(), billed: figure())
+            record.netted = figure()
+            record.voided = figure()
+            record.reversed = figure()
+            var bytes: [UInt8] = [0x7B]
+            record.appendFields(to: &bytes)
+            bytes.append(0x7D)
+            var expected = JSONWriter.bytes(.object(record.fields))
+            // The tree's object starts with its first member; the bytes with a comma before it.
+            expected.insert(0x2C, at: 1)
+            #expect(bytes == expected, "\(String(decoding: expected, as: UTF8.self))")
+        }
+    }
+
     @Test("each closed hour gives one record per meter and dimension with all usage and the overage among it")
     func recordsPerHour() {
         var fold = RunRateTests.bought()
