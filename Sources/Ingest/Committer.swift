@@ -505,7 +505,9 @@ struct TimeTexts {
 
     mutating func text(_ time: Timestamp) -> [UInt8] {
         for entry in entries where entry.time == time { return entry.text }
-        let text = Array(time.iso8601.utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(27)
+        time.appendISO8601(to: &text)
         if entries.count == 8 { entries.removeFirst() }
         entries.append((time, text))
         return text
