@@ -32,8 +32,22 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         _ = Request.decode(bytes)
     }
 
-    // Appends on the fast path read exactly as on the general one, or not at all; canonical JSON
-    // is a fixed point.
+    /// Two readings of an append agree: same id, same events, byte for byte and digest for digest.
+    func expectSame(_ left: AppendBatch, _ right: AppendBatch, _ what: String) {
+        precondition(left.id == right.id && left.events.count == right.events.count, "\(what): the appends differ")
+        for (one, other) in zip(left.events, right.events) {
+            switch (one, other) {
+            case (.success(let a), .success(let b)):
+                precondition(
+                    a.payload == b.payload && a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, "\(what): payloads differ")
+                precondition(a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, "\(what): fields differ")
+            case (.failure(let a), .failure(let b)): precondition(a == b, "\(what): errors differ")
+            default: preconditionFailure("\(what): one accepted what the other refused")
+            }
+        }
+    }
+    // Appends on the fast path read exactly as on the general one, or not at all; read in two
+    // halves, exactly as in order.
     for frame in frames + [bytes] {
         // Read in two halves (the second first), it reads as in order, or fails where that fails.
         let halves = AppendFastPath.read(
@@ -45,29 +59,12 @@ public func fuzzWire(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             precondition(halves == nil, "read in two halves, an append was read that in order is not")
             continue
         }
-        guard let halves, halves.id == fast.id, halves.events.count == fast.events.count else {
-            preconditionFailure("read in two halves, an append read differently")
-        }
-        for (left, right) in zip(halves.events, fast.events) {
-            switch (left, right) {
-            case (.success(let a), .success(let b)): precondition(a.payload == b.payload && a.keyDigest == b.keyDigest, "halves differ")
-            case (.failure(let a), .failure(let b)): precondition(a == b, "halves' errors differ")
-            default: preconditionFailure("read in two halves, an event was taken that in order is refused, or the reverse")
-            }
-        }
+        guard let halves else { preconditionFailure("read in two halves, an append was refused that in order is read") }
+        expectSame(halves, fast, "read in two halves and in order")
         guard case .success(let request) = Request.decode(frame), case .success(let general) = AppendBatch.from(request) else {
             preconditionFailure("the fast path read an append the general path refuses")
         }
-        precondition(fast.id == general.id && fast.events.count == general.events.count, "fast and general appends differ")
-        for (left, right) in zip(fast.events, general.events) {
-            switch (left, right) {
-            case (.success(let a), .success(let b)):
-                precondition(a.payload == b.payload && a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, "payloads differ")
-                precondition(a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, "fields differ")
-            case (.failure(let a), .failure(let b)): precondition(a == b, "errors differ")
-            default: preconditionFailure("one path accepted what the other refused")
-            }
-        }
+        expectSame(fast, general, "fast and general paths")
     }
     // Follow answers on the fast path read what the general parser and decoder read, or nothing.
     for frame in frames + [bytes] {

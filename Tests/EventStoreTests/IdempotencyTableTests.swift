@@ -30,6 +30,18 @@ struct IdempotencyTableTests {
         return next
     }
 
+    /// The files in `directory` once background removals have left only the table (at most 3 s), or
+    /// as they are then.
+    static func filesOnceSettled(_ directory: String) throws -> [String] {
+        var files: [String] = []
+        for _ in 0..<300 {
+            files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            if files == ["idempotency.table"] { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return files
+    }
+
     static func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
         let fd = try FileIO.open(path, O_RDWR)
         defer { close(fd) }
@@ -117,13 +129,7 @@ struct IdempotencyTableTests {
         let reopened = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [100, 0])
         #expect(reopened.notice == nil && reopened.index.count == 100)
         #expect(!FileManager.default.fileExists(atPath: path + ".new"))
-        var left: [String] = []
-        for _ in 0..<200 {
-            left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-            if left == ["idempotency.table"] { break }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        #expect(left == ["idempotency.table"])
+        #expect(try Self.filesOnceSettled(directory.path) == ["idempotency.table"])
     }
 
     @Test("a successor made ahead is dropped, file and all, when a sweep takes the table back under half full")
@@ -137,13 +143,7 @@ struct IdempotencyTableTests {
         opened.index.expire(now: Timestamp(seconds: 1_000 + 8 * 86_400))
         #expect(opened.index.count == 0)
         #expect(!opened.index.hasSuccessor)
-        var left: [String] = []
-        for _ in 0..<300 {
-            left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-            if left == ["idempotency.table"] { break }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        #expect(left == ["idempotency.table"])
+        #expect(try Self.filesOnceSettled(directory.path) == ["idempotency.table"])
         // Filled again, it is made again and used.
         for sequence in 0..<50_000 { opened.index.remember("n\(sequence)", at: Self.position(700_000 + sequence)) }
         #expect(opened.index.count == 50_000 && opened.index.memoryBytes == 131_072 * 40)

@@ -22,6 +22,11 @@ struct AppendFastPathTests {
                 sourceLocation: sourceLocation)
             return
         }
+        expectSameEvents(fast, general, sourceLocation: sourceLocation)
+    }
+
+    /// Two readings of a request agree: same id, same events, byte for byte and digest for digest.
+    static func expectSameEvents(_ fast: AppendBatch, _ general: AppendBatch, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(fast.id == general.id, sourceLocation: sourceLocation)
         #expect(fast.events.count == general.events.count, sourceLocation: sourceLocation)
         for (left, right) in zip(fast.events, general.events) {
@@ -175,20 +180,7 @@ struct ForkedAppendTests {
             #expect((forked == nil) == (inOrder == nil), "one reading failed, the other did not", sourceLocation: sourceLocation)
             return
         }
-        #expect(forked.id == inOrder.id, sourceLocation: sourceLocation)
-        #expect(forked.events.count == inOrder.events.count, sourceLocation: sourceLocation)
-        for (left, right) in zip(forked.events, inOrder.events) {
-            switch (left, right) {
-            case (.success(let a), .success(let b)):
-                #expect(
-                    a.payload == b.payload && a.keyDigest == b.keyDigest && a.payloadDigest == b.payloadDigest,
-                    sourceLocation: sourceLocation)
-            case (.failure(let a), .failure(let b)):
-                #expect(a == b, sourceLocation: sourceLocation)
-            default:
-                Issue.record("one reading accepted what the other refused: \(left) / \(right)", sourceLocation: sourceLocation)
-            }
-        }
+        AppendFastPathTests.expectSameEvents(forked, inOrder, sourceLocation: sourceLocation)
     }
 
     /// A request of `count` random messages: fast ones, general ones, invalid ones, and property
