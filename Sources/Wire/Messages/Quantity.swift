@@ -189,20 +189,21 @@ extension Quantity: CustomStringConvertible {
     /// every usage report writes one.
     public func appendDescription(to out: inout [UInt8]) {
         let magnitude = units.magnitude
-        let whole: UInt64
         var fraction: UInt64
-        if let small = UInt64(exactly: magnitude) {
-            (whole, fraction) = small.quotientAndRemainder(dividingBy: UInt64(Self.unitsPerOne))
-        } else {
-            let (high, low) = magnitude.quotientAndRemainder(dividingBy: UInt128(Self.unitsPerOne))
-            guard let fits = UInt64(exactly: high) else {
-                out.append(contentsOf: description.utf8)
-                return
-            }
-            (whole, fraction) = (fits, UInt64(low))
-        }
         if units < 0 { out.append(UInt8(ascii: "-")) }
-        JSONWriter.writeInteger(whole, to: &out)
+        if let small = UInt64(exactly: magnitude) {
+            let whole: UInt64
+            (whole, fraction) = small.quotientAndRemainder(dividingBy: UInt64(Self.unitsPerOne))
+            JSONWriter.writeInteger(whole, to: &out)
+        } else {
+            let (whole, rest) = magnitude.quotientAndRemainder(dividingBy: UInt128(Self.unitsPerOne))
+            if let fits = UInt64(exactly: whole) {
+                JSONWriter.writeInteger(fits, to: &out)
+            } else {
+                out.append(contentsOf: String(whole).utf8)
+            }
+            fraction = UInt64(rest)
+        }
         guard fraction != 0 else { return }
         var places = Self.scale
         while fraction % 10 == 0 {
@@ -218,21 +219,9 @@ extension Quantity: CustomStringConvertible {
 
     /// The shortest exact decimal text: `1`, `0.1`, `-12.5`.
     public var description: String {
-        let magnitude = units.magnitude
-        let one = UInt128(Self.unitsPerOne)
-        let whole = magnitude / one
-        var fraction = magnitude % one
-        var text = (units < 0 ? "-" : "") + String(whole)
-        if fraction != 0 {
-            var places = Self.scale
-            while fraction % 10 == 0 {
-                fraction /= 10
-                places -= 1
-            }
-            let digits = String(fraction)
-            text += "." + String(repeating: "0", count: places - digits.count) + digits
-        }
-        return text
+        var bytes: [UInt8] = []
+        appendDescription(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The quantity as a JSON number.

@@ -140,32 +140,19 @@ extension Timestamp {
 
     /// ISO 8601 UTC text: `2022-01-28T15:36:21Z`, with `.ffffff` only when there is a fraction.
     public var iso8601: String {
-        let seconds = floorDiv(microseconds, 1_000_000)
-        let micros = microseconds - seconds * 1_000_000
-        let (year, month, day) = Self.civil(fromDays: floorDiv(seconds, 86_400))
-        let secondOfDay = Int(seconds - floorDiv(seconds, 86_400) * 86_400)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        var text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T"
-        text += "\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
-        if micros != 0 { text += "." + pad(Int(micros), 6) }
-        return text + "Z"
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(27)
+        appendISO8601(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
-}
 
-extension Timestamp {
-    /// Appends `iso8601`'s bytes to `out` without building Strings (years 0 to 9999; any other
-    /// is written through `iso8601`), for the lines and answers written by the thousand.
+    /// Appends `iso8601`'s bytes to `out`, without building Strings for the years 0 to 9999 (the
+    /// lines and answers written by the thousand); a year outside them is written in decimal,
+    /// padded with zeros in front (of its sign too) to four characters.
     public func appendISO8601(to out: inout [UInt8]) {
         let seconds = floorDiv(microseconds, 1_000_000)
         let micros = Int(microseconds - seconds * 1_000_000)
         let (year, month, day) = Self.civil(fromDays: floorDiv(seconds, 86_400))
-        guard (0...9999).contains(year) else {
-            out.append(contentsOf: iso8601.utf8)
-            return
-        }
         let secondOfDay = Int(seconds - floorDiv(seconds, 86_400) * 86_400)
         func digits(_ value: Int, _ width: Int) {
             var divisor = 1
@@ -175,7 +162,13 @@ extension Timestamp {
                 divisor /= 10
             }
         }
-        digits(year, 4)
+        if (0...9999).contains(year) {
+            digits(year, 4)
+        } else {
+            let text = String(year)
+            out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, 4 - text.utf8.count)))
+            out.append(contentsOf: text.utf8)
+        }
         out.append(UInt8(ascii: "-"))
         digits(month, 2)
         out.append(UInt8(ascii: "-"))
