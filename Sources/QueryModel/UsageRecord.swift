@@ -41,25 +41,23 @@ public struct UsageRecord: Sendable, Equatable {
     }
 
     /// The record's fields as the usage journal stores them (the journal puts its id, the
-    /// partition and the ordinal first).
+    /// partition and the ordinal first): what `appendFields` writes, read back.
     public var fields: JSONObject {
-        var members: [JSONObject.Member] = [.init("subscription", .string(subscription))]
-        members += resource.members
-        members += [
-            .init("planId", .string(planId)), .init("meterName", .string(meterName)), .init("dimension", .string(dimension)),
-            .init("hour", .string(hour.iso8601)), .init("quantity", quantity.json), .init("billed", billed.json),
-        ]
-        // Only when there is something: records of hours without credits or voids keep their shape.
-        if netted > .zero { members.append(.init("netted", netted.json)) }
-        if voided > .zero { members.append(.init("voided", voided.json)) }
-        if reversed > .zero { members.append(.init("reversed", reversed.json)) }
-        PartitionView.markSaturated([("quantity", quantity), ("billed", billed), ("voided", voided)], in: &members)
-        return JSONObject(members)
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        appendFields(to: &bytes)
+        bytes[1] = UInt8(ascii: " ")  // the first member's comma
+        bytes.append(UInt8(ascii: "}"))
+        guard let object = (try? JSONParser.parse(bytes))?.objectValue else {
+            preconditionFailure("a usage record's fields are not a JSON object: \(String(decoding: bytes, as: UTF8.self))")
+        }
+        return object
     }
 
-    /// `fields`' members, each after a comma, written straight into `out` exactly as `JSONWriter`
-    /// writes them: the usage journal writes a line per record, and building the JSON tree first
-    /// was most of what a line cost.
+    /// The record's fields, each member after a comma, written straight into `out` as `JSONWriter`
+    /// writes them: the usage journal writes a line per record, and building a JSON tree first
+    /// was most of what a line cost. Only figures above zero among `netted`, `voided` and
+    /// `reversed` are written (records of hours without credits or voids keep their shape), and
+    /// `saturated` names the figures at the largest quantity.
     public func appendFields(to out: inout [UInt8]) {
         func key(_ name: StaticString) {
             out.append(UInt8(ascii: ","))
