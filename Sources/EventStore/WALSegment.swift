@@ -13,8 +13,8 @@ import Wire
 /// being appended to is not extended under the writer: an extension dirties its inode and every
 /// `fdatasync` of the writer would then write the inode too. Only a fresh log's first segment (one
 /// megabyte, not a whole segment, at first) and a segment made when no spare was ready are
-/// extended a few megabytes at a time, in the background. A header names the log and carries the salt every record's CRC is seeded
-/// with.
+/// extended a few megabytes at a time, in the background. A header names the log and carries the
+/// salt every record's CRC is seeded with.
 ///
 /// ```
 /// 0   8 bytes  "MTRWAL02"

@@ -9,7 +9,7 @@ struct GroupKeys {
     /// Each key once, in the order first placed, with its latest position.
     private(set) var entries: [(digest: PayloadDigest, position: IdempotencyIndex.Position)] = []
     /// Per slot, the entry's index + 1, or 0 for an empty slot.
-    private var slots = [Int32](repeating: 0, count: 16)
+    private var slots: [Int32]
 
     init(capacity: Int = 0) {
         var size = 16
@@ -17,8 +17,6 @@ struct GroupKeys {
         slots = [Int32](repeating: 0, count: size)
         entries.reserveCapacity(capacity)
     }
-
-    var isEmpty: Bool { entries.isEmpty }
 
     subscript(digest: PayloadDigest) -> IdempotencyIndex.Position? {
         guard let entry = find(digest).entry else { return nil }

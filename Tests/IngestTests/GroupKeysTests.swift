@@ -29,6 +29,6 @@ struct GroupKeysTests {
         #expect(keys[digests[10]] == Self.position(99_999))
         #expect(keys.entries.count == 5_000 && keys.entries[10].position == Self.position(99_999))
         #expect(keys[PayloadDigest(high: 1, low: 2)] == nil)
-        #expect(GroupKeys().isEmpty && !keys.isEmpty)
+        #expect(GroupKeys().entries.isEmpty && !keys.entries.isEmpty)
     }
 }
