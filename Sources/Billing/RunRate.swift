@@ -181,6 +181,15 @@ extension PartitionState {
         return (subscription.resource, subscription.planId, subscription.period, subscription.deleted)
     }
 
+    /// `terms(ofKey:)` read in place: copying the subscription out of its table (which the
+    /// non-mutating form does) retains and releases all its storage, for a read model folding a
+    /// record into it once per usage event.
+    public mutating func termsInPlace(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)?
+    {
+        guard let index = subscriptions.index(forKey: key) else { return nil }
+        return inPlace(index) { ($0.resource, $0.planId, $0.period, $0.deleted) }
+    }
+
     /// The key of the subscription named by `name`, if this partition has it.
     public func key(named name: ResourceName) -> String? { key(for: name) }
 }

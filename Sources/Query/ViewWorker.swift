@@ -139,9 +139,10 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         let watched = watchers.openCount > 0
         let touched = lock.withLock { () -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            for record in records {
+            // By index: `for record in records` copies each record (retaining all its strings).
+            for index in records.indices {
                 let before = output.usage.count
-                view.apply(record, into: &output)
+                view.apply(records[index], into: &output)
                 guard output.usage.count > before, let now = view.state.time else { continue }
                 // The hours before the one `now` falls in closed with this record.
                 for closed in output.usage[before...]

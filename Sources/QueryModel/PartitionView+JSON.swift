@@ -28,9 +28,10 @@ extension PartitionView {
                         .object(JSONObject([.init("planId", .string(plan.planId)), .init("from", .string(plan.from.iso8601))]))
                     })),
         ]
-        let totals = market[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
-        let usage = withSeries ? series[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil } : nil
-        let prices = self.prices[runRate.key]
+        let view = subscriptionViews[runRate.key]
+        let totals = view?.market.flatMap { $0.periodStart == runRate.period.start ? $0.dimensions : nil } ?? []
+        let usage = withSeries ? view?.series.flatMap { $0.periodStart == runRate.period.start ? $0 : nil } : nil
+        let prices = view?.prices
         members.append(
             .init(
                 "meters",
@@ -128,7 +129,7 @@ extension PartitionView {
     public func marketplaceStatus(subscription: String, dimension: String, hour: Timestamp) -> String? {
         // Pending first: a slot settled once can hold a new item again (an expired one rebilled).
         if state.hasPendingItem(key: subscription, dimension: dimension, hour: hour) { return MarketplaceStatus.pending.rawValue }
-        return ledger[subscription]?[Slot(dimension: dimension, hour: hour)]?.status.rawValue
+        return subscriptionViews[subscription]?.ledger[Slot(dimension: dimension, hour: hour)]?.status.rawValue
     }
 
     /// The period's usage of meter `meterName` of the subscription named by `name`, per value of
@@ -136,7 +137,7 @@ extension PartitionView {
     /// meter's usage that no group holds (usage without the property, or beyond the group limit).
     public func breakdownJSON(_ name: ResourceName, meterName: String, property: String) -> JSONObject? {
         guard let runRate = state.runRate(name) else { return nil }
-        let breakdown = breakdowns[runRate.key].flatMap { $0.periodStart == runRate.period.start ? $0 : nil }
+        let breakdown = subscriptionViews[runRate.key]?.breakdown.flatMap { $0.periodStart == runRate.period.start ? $0 : nil }
         var values: [(key: BreakdownGroup, value: Quantity)] = []
         if let breakdown {
             for index in breakdown.groups.indices
@@ -226,8 +227,9 @@ extension PartitionView {
 
     /// The view as JSON in `format`, with the billing state's JSON `state` when given.
     private func snapshot(format: String, state: JSONValue?) -> JSONValue {
+        let views = subscriptionViews.sorted { $0.key < $1.key }
         var slots: [JSONValue] = []
-        for (key, entries) in ledger.sorted(by: { $0.key < $1.key }) {
+        for (key, entries) in views.lazy.map({ ($0.key, $0.value.ledger) }) where !entries.isEmpty {
             for (slot, status) in entries.sorted(by: { ($0.key.hour, $0.key.dimension) < ($1.key.hour, $1.key.dimension) }) {
                 slots.append(
                     .object(
@@ -238,20 +240,22 @@ extension PartitionView {
                         ])))
             }
         }
-        let usage = openUsage.sorted { Self.order($0.key, $1.key) }.map { key, total -> JSONValue in
-            var members: [JSONObject.Member] = [.init("subscription", .string(key.subscription))]
+        let open = views.flatMap { key, view in view.open.map { (key: key, usage: $0) } }
+        let usage = open.sorted { Self.order($0, $1) }.map { key, open -> JSONValue in
+            let total = open.total
+            var members: [JSONObject.Member] = [.init("subscription", .string(key))]
             members += total.resource.members
             members += [
-                .init("planId", .string(total.planId)), .init("meterName", .string(key.meterName)),
-                .init("dimension", .string(key.dimension)),
-                .init("hour", .string(key.hour.iso8601)), .init("quantity", total.quantity.json), .init("billed", total.billed.json),
+                .init("planId", .string(total.planId)), .init("meterName", .string(open.meterName)),
+                .init("dimension", .string(open.dimension)),
+                .init("hour", .string(open.hour.iso8601)), .init("quantity", total.quantity.json), .init("billed", total.billed.json),
             ]
             if total.netted > .zero { members.append(.init("netted", total.netted.json)) }
             if total.voided > .zero { members.append(.init("voided", total.voided.json)) }
             if total.reversed > .zero { members.append(.init("reversed", total.reversed.json)) }
             return .object(JSONObject(members))
         }
-        let groups = breakdowns.sorted(by: { $0.key < $1.key }).map { key, breakdown -> JSONValue in
+        let groups = views.compactMap { key, view in view.breakdown.map { (key, $0) } }.map { key, breakdown -> JSONValue in
             // Kept in (meter, property, value) order already.
             let totals = zip(breakdown.groups, breakdown.quantities).map { group, quantity -> JSONValue in
                 .object(
@@ -266,7 +270,7 @@ extension PartitionView {
                     .init("truncated", .bool(breakdown.truncated)), .init("groups", .array(totals)),
                 ]))
         }
-        let markets = market.sorted(by: { $0.key < $1.key }).map { key, totals -> JSONValue in
+        let markets = views.compactMap { key, view in view.market.map { (key, $0) } }.map { key, totals -> JSONValue in
             .object(
                 JSONObject([
                     .init("subscription", .string(key)), .init("periodStart", .string(totals.periodStart.iso8601)),
@@ -283,7 +287,7 @@ extension PartitionView {
                             })),
                 ]))
         }
-        let daily = series.sorted(by: { $0.key < $1.key }).map { key, usage -> JSONValue in
+        let daily = views.compactMap { key, view in view.series.map { (key, $0) } }.map { key, usage -> JSONValue in
             .object(
                 JSONObject([
                     .init("subscription", .string(key)), .init("periodStart", .string(usage.periodStart.iso8601)),
@@ -302,7 +306,7 @@ extension PartitionView {
                             })),
                 ]))
         }
-        let priced = prices.sorted(by: { $0.key < $1.key }).map { key, prices -> JSONValue in
+        let priced = views.compactMap { key, view in view.prices.map { (key, $0) } }.map { key, prices -> JSONValue in
             .object(
                 JSONObject([
                     .init("subscription", .string(key)), .init("currency", .string(prices.currency)),
@@ -409,10 +413,13 @@ extension PartitionView {
             if status == .pending && Self.earlierSnapshotFormats.contains(format) { continue }
             guard status != .pending else { throw ModelError("a pending slot in the settled slots") }
             let key = Slot(dimension: try ModelReader.string(slot, "dimension"), hour: try ModelReader.timestamp(slot, "hour"))
-            ledger[try ModelReader.string(slot, "subscription"), default: [:]][key] = SlotStatus(
+            subscriptionViews[try ModelReader.string(slot, "subscription"), default: SubscriptionView()].ledger[key] = SlotStatus(
                 status: status, settledAt: try ModelReader.timestamp(slot, "settledAt"))
         }
-        market.reserveCapacity(object["market"]?.arrayValue?.count ?? 0)
+        subscriptionViews.reserveCapacity(
+            max(
+                object["market"]?.arrayValue?.count ?? 0, object["breakdowns"]?.arrayValue?.count ?? 0,
+                object["series"]?.arrayValue?.count ?? 0))
         for entry in object["market"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "market totals")
             var totals = MarketTotals(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -426,25 +433,28 @@ extension PartitionView {
                 dimension.conflicts = try ModelReader.int(row, "conflicts")
                 totals.dimensions.append(dimension)
             }
-            market[try ModelReader.string(table, "subscription")] = totals
+            subscriptionViews[try ModelReader.string(table, "subscription"), default: SubscriptionView()].market = totals
         }
         // The order slots settled in follows from their times.
-        settledOrder = ledger.flatMap { key, slots in slots.map { slot, status in (status.settledAt, key, slot) } }
+        settledOrder = subscriptionViews.flatMap { key, view in view.ledger.map { slot, status in (status.settledAt, key, slot) } }
             .sorted { ($0.at, $0.key, $0.slot.hour, $0.slot.dimension) < ($1.at, $1.key, $1.slot.hour, $1.slot.dimension) }
         for entry in object["openUsage"]?.arrayValue ?? [] {
             let usage = try ModelReader.object(entry, "open usage")
-            let key = UsageKey(
-                subscription: try ModelReader.string(usage, "subscription"), meterName: try ModelReader.string(usage, "meterName"),
-                dimension: try ModelReader.string(usage, "dimension"), hour: try ModelReader.timestamp(usage, "hour"))
+            let key = try ModelReader.string(usage, "subscription")
+            let meterName = try ModelReader.string(usage, "meterName")
+            let dimension = try ModelReader.string(usage, "dimension")
+            let hour = try ModelReader.timestamp(usage, "hour")
             var total = UsageTotal(
                 resource: try ModelReader.resource(usage), planId: try ModelReader.string(usage, "planId"),
                 quantity: try ModelReader.quantity(usage, "quantity"), billed: try ModelReader.quantity(usage, "billed"))
             if usage["netted"] != nil { total.netted = try ModelReader.quantity(usage, "netted") }
             if usage["voided"] != nil { total.voided = try ModelReader.quantity(usage, "voided") }
             if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
-            openUsage[key] = total
+            let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
+                meterName: meterName, dimension: dimension, hour: hour, resource: total.resource, planId: total.planId
+            ) { $0 = total }
+            if first { openKeys.append(key) }
         }
-        breakdowns.reserveCapacity(object["breakdowns"]?.arrayValue?.count ?? 0)
         for entry in object["breakdowns"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "breakdown")
             var breakdown = Breakdown(periodStart: try ModelReader.timestamp(table, "periodStart"))
@@ -456,13 +466,12 @@ extension PartitionView {
                     value: try ModelReader.string(group, "value"))
                 breakdown.set(key, try ModelReader.quantity(group, "quantity"))
             }
-            breakdowns[try ModelReader.string(table, "subscription")] = breakdown
+            subscriptionViews[try ModelReader.string(table, "subscription"), default: SubscriptionView()].breakdown = breakdown
         }
         // Snapshots written before the series existed have none: they fill from the next usage on.
-        series.reserveCapacity(object["series"]?.arrayValue?.count ?? 0)
         for entry in object["series"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "series")
-            series[try ModelReader.string(table, "subscription")] = try Self.series(table)
+            subscriptionViews[try ModelReader.string(table, "subscription"), default: SubscriptionView()].series = try Self.series(table)
         }
         // Snapshots written before the plan catalog have no prices (and needed none).
         for entry in object["prices"]?.arrayValue ?? [] {
@@ -472,7 +481,7 @@ extension PartitionView {
             for member in perUnit.members {
                 list.append(DisplayPrices.Entry(dimension: member.key, price: try ModelReader.quantity(perUnit, member.key)))
             }
-            prices[try ModelReader.string(table, "subscription")] = DisplayPrices(
+            subscriptionViews[try ModelReader.string(table, "subscription"), default: SubscriptionView()].prices = DisplayPrices(
                 currency: try ModelReader.string(table, "currency"), perUnit: list)
         }
     }

@@ -11,25 +11,14 @@ import Wire
 /// after a restart from an older snapshot, skip the ones already journaled.
 public struct PartitionView: Sendable {
     public internal(set) var state: PartitionState
-    /// Settled marketplace slots per subscription key, for a while. Pending slots are not kept
-    /// here: the billing state holds every pending item, and a second copy of each would cost the
-    /// read model more than anything else it keeps while many items wait for the submitter.
-    var ledger: [String: [Slot: SlotStatus]] = [:]
+    /// Per subscription key: what the read model keeps of it (settled slots, marketplace totals,
+    /// breakdown, series, prices, open usage), one entry holding all of it.
+    var subscriptionViews: [String: SubscriptionView] = [:]
+    /// The keys of the subscriptions with open usage, for closing hours without visiting the others.
+    var openKeys: [String] = []
     /// Settled slots in the order they settled (log time never goes back), for forgetting them.
     var settledOrder: [(at: Timestamp, key: String, slot: Slot)] = []
     var settledHead = 0
-    /// Per subscription key: the current period's items by marketplace status and dimension,
-    /// kept as running totals so a run-rate never scans the period's slots.
-    var market: [String: MarketTotals] = [:]
-    /// Usage of hours not closed yet.
-    var openUsage: [UsageKey: UsageTotal] = [:]
-    /// Per subscription key: the period's usage per meter, property key and value.
-    var breakdowns: [String: Breakdown] = [:]
-    /// Per subscription key: the period's usage per meter and day (or month), for charts.
-    var series: [String: UsageSeries] = [:]
-    /// Per subscription key: the display prices of the plan in force (docs/BILLING.md, "The plan
-    /// catalog"), for the run-rate's money; only subscriptions whose plan has prices.
-    var prices: [String: DisplayPrices] = [:]
     /// Usage records produced so far; the next one gets this ordinal.
     public internal(set) var usageOrdinal: UInt64 = 0
     /// Submission records produced so far; the next one gets this ordinal.
@@ -83,13 +72,6 @@ public struct PartitionView: Sendable {
                 dimensions.append(totals)
             }
         }
-    }
-
-    struct UsageKey: Hashable, Sendable {
-        var subscription: String
-        var meterName: String
-        var dimension: String
-        var hour: Timestamp
     }
 
     struct UsageTotal: Equatable, Sendable {
@@ -195,7 +177,7 @@ public struct PartitionView: Sendable {
         state.apply(record)
         guard let now = state.time else { return }
         if let before, now.hourStart > before.hourStart {
-            if !openUsage.isEmpty { closeHours(before: now, into: &output) }
+            if !openKeys.isEmpty { closeHours(before: now, into: &output) }
             forgetSettled(before: now.adding(microseconds: -Self.slotRetentionMicroseconds))
         }
         let effects = state.effects ?? []
@@ -217,7 +199,7 @@ public struct PartitionView: Sendable {
                     key: key, status: "Refund", dimension: dimension, quantity: quantity, periodStart: periodStart, record: record,
                     into: &output)
             case .planChanged(let key, _):
-                prices[key] = Self.plan(of: record)?.prices
+                setPrices(Self.plan(of: record)?.prices, key: key)
             case .ready(let key, let dimension, let hour, let quantity):
                 count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
@@ -236,28 +218,35 @@ public struct PartitionView: Sendable {
                     case .pending: break
                     }
                 }
-                ledger[key, default: [:]][slot] = SlotStatus(status: outcome, settledAt: now)
+                subscriptionViews[key, default: SubscriptionView()].ledger[slot] = SlotStatus(status: outcome, settledAt: now)
                 settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
-                breakdowns[key] = nil
-                series[key] = nil
-                if case .purchased = effect { prices[key] = Self.plan(of: record)?.prices }
+                if let index = subscriptionViews.index(forKey: key) {
+                    subscriptionViews.values[index].breakdown = nil
+                    subscriptionViews.values[index].series = nil
+                    if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
+                }
+                if case .purchased = effect { setPrices(Self.plan(of: record)?.prices, key: key) }
             case .deleted:
                 break
             case .removed(let key):
-                ledger[key] = nil
-                breakdowns[key] = nil
-                market[key] = nil
-                series[key] = nil
-                prices[key] = nil
+                // Its open usage stays until its hours close: the usage records still come.
+                if let index = subscriptionViews.index(forKey: key) {
+                    let open = subscriptionViews.values[index].open
+                    if open.isEmpty {
+                        subscriptionViews.remove(at: index)
+                    } else {
+                        subscriptionViews.values[index] = SubscriptionView(open: open)
+                    }
+                }
             }
         }
         // A plan change to the plan in force (billing sees no change) may still bring new display
         // prices: a catalog plan redefined with other prices, changed to again.
         if case .planChanged(let change) = record.message.body, let key = state.key(for: change.resource),
-            let terms = state.terms(ofKey: key), !terms.deleted, terms.planId == change.plan.planId
+            let terms = state.termsInPlace(ofKey: key), !terms.deleted, terms.planId == change.plan.planId
         {
-            prices[key] = change.plan.prices
+            setPrices(change.plan.prices, key: key)
         }
         if case .usageSubmittedToAPI(let outcome) = record.message.body {
             var quantity: Quantity?
@@ -299,21 +288,60 @@ public struct PartitionView: Sendable {
     private mutating func recordUsage(
         key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, record: BillingRecord
     ) {
-        guard let terms = state.terms(ofKey: key) else { return }
+        guard let terms = state.termsInPlace(ofKey: key) else { return }
+        // The series and the breakdown are views of the current period.
+        var properties: [String: String] = [:]
+        var reported = Quantity.zero
+        if !previousPeriod, case .usageReported(let usage) = record.message.body {
+            properties = usage.properties
+            reported = usage.quantity
+        }
+        var seriesQuantity = Quantity.zero
+        // A waterfall meter splits one usage over its tiers; a gauge report is one part.
+        for part in parts { seriesQuantity = seriesQuantity.figureAdding(part.quantity) }
+        let step = UsageSeries.index(of: hour, in: terms.period)
+        // One lookup reaches all of the subscription's figures, changed in place.
+        let (opened, seriesRecorded) = Self.recordUsage(
+            in: &subscriptionViews[key, default: SubscriptionView()], terms: terms, meterName: meterName, hour: hour, parts: parts,
+            series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
+        if opened { openKeys.append(key) }
+        guard !previousPeriod, !seriesRecorded else { return }
+        // The meter's first usage of the period: its kind is looked up in the billing state.
+        let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
+        Self.record(
+            seriesQuantity, meterName: meterName, kind: kind, step: step, in: &subscriptionViews[key, default: SubscriptionView()].series,
+            period: terms.period)
+    }
+
+    /// `recordUsage`'s changes to the subscription's entry: the open usage of the hour per
+    /// dimension, and (`series` given: usage of the current period) the series when the meter is in
+    /// it already and the breakdown of `properties`. Returns whether the subscription's first open
+    /// usage was added, and whether the series was changed.
+    private static func recordUsage(
+        in view: inout SubscriptionView, terms: (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool),
+        meterName: String, hour: Timestamp, parts: [UsagePart], series: (quantity: Quantity, step: Int)?, properties: [String: String],
+        reported: Quantity
+    ) -> (opened: Bool, seriesRecorded: Bool) {
+        var opened = false
         for part in parts {
-            addUsage(key: key, terms: terms, meterName: meterName, dimension: part.dimension, hour: hour) { total in
+            let first = view.addUsage(
+                meterName: meterName, dimension: part.dimension, hour: hour, resource: terms.resource, planId: terms.planId
+            ) { total in
                 total.quantity = total.quantity.figureAdding(part.quantity)
                 total.billed = total.billed.figureAdding(part.billed)
                 total.netted = total.netted.figureAdding(part.netted)
             }
+            opened = opened || first
         }
-        // The series and the breakdown are views of the current period.
-        guard !previousPeriod else { return }
-        recordSeries(key: key, meterName: meterName, parts: parts, period: terms.period, hour: hour)
-        guard case .usageReported(let usage) = record.message.body, !usage.properties.isEmpty else { return }
-        updateBreakdown(key: key, period: terms.period, meterName: meterName, properties: usage.properties) { total in
-            total.figureAdding(usage.quantity)
+        guard let series else { return (opened, false) }
+        let recorded =
+            view.series?.recordIfKnown(series.quantity, meterName: meterName, periodStart: terms.period.start, step: series.step) ?? false
+        if !properties.isEmpty {
+            update(&view.breakdown, period: terms.period, meterName: meterName, properties: properties, creating: true) { total in
+                total.figureAdding(reported)
+            }
         }
+        return (opened, recorded)
     }
 
     /// A void: usage taken out in the hour of the void record, and out of the breakdown of the
@@ -322,33 +350,37 @@ public struct PartitionView: Sendable {
     private mutating func recordVoid(
         key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, record: BillingRecord
     ) {
-        guard let terms = state.terms(ofKey: key) else { return }
+        guard let terms = state.termsInPlace(ofKey: key) else { return }
+        var opened = false
         for part in parts {
-            addUsage(key: key, terms: terms, meterName: meterName, dimension: part.dimension, hour: hour) { total in
+            let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
+                meterName: meterName, dimension: part.dimension, hour: hour, resource: terms.resource, planId: terms.planId
+            ) { total in
                 total.voided = total.voided.figureAdding(part.quantity)
                 total.reversed = total.reversed.figureAdding(part.billed)
             }
+            opened = opened || first
         }
+        if opened { openKeys.append(key) }
         guard !previousPeriod, case .usageVoided(let void) = record.message.body, let usage = void.voided?.usage,
             !usage.properties.isEmpty
         else { return }
-        updateBreakdown(key: key, period: terms.period, meterName: meterName, properties: usage.properties, creating: false) { total in
+        Self.update(
+            &subscriptionViews[key, default: SubscriptionView()].breakdown, period: terms.period, meterName: meterName,
+            properties: usage.properties,
+            creating: false
+        ) { total in
             total.figureSubtracting(usage.quantity)
         }
     }
 
-    /// Changes the open usage of `(key, meterName, dimension, hour)`, made when new.
-    private mutating func addUsage(
-        key: String, terms: (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool), meterName: String,
-        dimension: String, hour: Timestamp, _ change: (inout UsageTotal) -> Void
-    ) {
-        let usageKey = UsageKey(subscription: key, meterName: meterName, dimension: dimension, hour: hour)
-        if let index = openUsage.index(forKey: usageKey) {
-            change(&openUsage.values[index])
-        } else {
-            var total = UsageTotal(resource: terms.resource, planId: terms.planId, quantity: .zero, billed: .zero)
-            change(&total)
-            openUsage[usageKey] = total
+    /// Sets the display prices of the subscription's plan in force (nil: it has none).
+    private mutating func setPrices(_ prices: DisplayPrices?, key: String) {
+        if let prices {
+            subscriptionViews[key, default: SubscriptionView()].prices = prices
+        } else if let index = subscriptionViews.index(forKey: key) {
+            subscriptionViews.values[index].prices = nil
+            if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
         }
     }
 
@@ -358,7 +390,7 @@ public struct PartitionView: Sendable {
         key: String, status: String, dimension: String, quantity: Quantity, periodStart: Timestamp? = nil, record: BillingRecord,
         into output: inout Output
     ) {
-        guard let terms = state.terms(ofKey: key) else { return }
+        guard let terms = state.termsInPlace(ofKey: key) else { return }
         output.submissions.append(
             SubmissionRecord(
                 partition: partition, ordinal: submissionOrdinal, sequence: record.sequence, recordedAt: record.enqueuedTime,
@@ -367,103 +399,97 @@ public struct PartitionView: Sendable {
         submissionOrdinal += 1
     }
 
-    /// Changes the period's breakdown groups of the usage's properties.
-    private mutating func updateBreakdown(
-        key: String, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool = true,
-        _ change: (Quantity) -> Quantity
-    ) {
-        // Changed in place: taking the entry out and putting it back hashed the key twice and
-        // moved entries of the table each time.
-        Self.update(
-            &breakdowns[key, default: Breakdown(periodStart: period.start)], period: period, meterName: meterName, properties: properties,
-            creating: creating, change)
-    }
-
+    /// Changes the period's breakdown groups of the usage's properties (a breakdown of another
+    /// period starts again; groups are only changed, not added, when not `creating`).
     private static func update(
-        _ breakdown: inout Breakdown, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool,
+        _ breakdown: inout Breakdown?, period: BillingPeriod, meterName: String, properties: [String: String], creating: Bool,
         _ change: (Quantity) -> Quantity
     ) {
-        if breakdown.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
+        if breakdown == nil || breakdown?.periodStart != period.start { breakdown = Breakdown(periodStart: period.start) }
         for (property, value) in properties {
             let group = BreakdownGroup(meterName: meterName, property: property, value: value)
-            let (found, index) = breakdown.position(of: group)
+            let (found, index) = breakdown!.position(of: group)
             if found {
-                breakdown.change(at: index, change)
+                breakdown!.change(at: index, change)
             } else if !creating {
                 continue
-            } else if breakdown.count < Self.maximumBreakdownGroups {
-                breakdown.insert(group, change(.zero), at: index)
+            } else if breakdown!.count < Self.maximumBreakdownGroups {
+                breakdown!.insert(group, change(.zero), at: index)
             } else {
-                breakdown.truncated = true
+                breakdown!.truncated = true
             }
         }
     }
 
-    /// Adds the usage to the subscription's series, in the step of the period its hour falls in.
-    private mutating func recordSeries(
-        key: String, meterName: String, parts: [UsagePart], period: BillingPeriod, hour: Timestamp
-    ) {
-        // A waterfall meter splits one usage over its tiers; a gauge report is one part.
-        var quantity = Quantity.zero
-        for part in parts { quantity = quantity.figureAdding(part.quantity) }
-        let step = UsageSeries.index(of: hour, in: period)
-        // Changed in place (no taking out and putting back); the meter's kind is looked up in
-        // the billing state only the first time the meter has usage in the period.
-        if let index = series.index(forKey: key),
-            series.values[index].recordIfKnown(quantity, meterName: meterName, periodStart: period.start, step: step)
-        {
-            return
-        }
-        let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
-        Self.record(
-            quantity, meterName: meterName, kind: kind, step: step, in: &series[key, default: UsageSeries(periodStart: period.start)],
-            period: period)
-    }
-
     private static func record(
-        _ quantity: Quantity, meterName: String, kind: MeterRunRate.Kind, step: Int, in usage: inout UsageSeries, period: BillingPeriod
+        _ quantity: Quantity, meterName: String, kind: MeterRunRate.Kind, step: Int, in usage: inout UsageSeries?, period: BillingPeriod
     ) {
-        if usage.periodStart != period.start { usage = UsageSeries(periodStart: period.start) }
-        let index = usage.meterIndex(named: meterName) ?? usage.addMeter(meterName, kind: kind)
-        usage.record(quantity, meter: index, step: step)
+        if usage == nil || usage?.periodStart != period.start { usage = UsageSeries(periodStart: period.start) }
+        let index = usage!.meterIndex(named: meterName) ?? usage!.addMeter(meterName, kind: kind)
+        usage!.record(quantity, meter: index, step: step)
     }
 
-    /// Turns the usage of every hour that ended before `now` into records, in a fixed order.
+    /// Turns the usage of every hour that ended before `now` into records, in a fixed order: hour,
+    /// subscription, meter, dimension.
     private mutating func closeHours(before now: Timestamp, into output: inout Output) {
-        let closed = openUsage.filter { $0.key.hour.adding(microseconds: Timestamp.microsecondsPerHour) <= now }
+        // Visited in key order, each subscription's few entries sorted among themselves: sorting
+        // the whole of an hour's usage (every subscription's) moved large entries many times over.
+        openKeys.sort()
+        var closed: [(key: String, usage: OpenUsage)] = []
+        var stillOpen: [String] = []
+        var firstHour: Timestamp?
+        var severalHours = false
+        for key in openKeys {
+            guard let index = subscriptionViews.index(forKey: key) else { continue }
+            let first = closed.count
+            if subscriptionViews.values[index].takeClosed(key: key, before: now, into: &closed) {
+                stillOpen.append(key)
+            } else if subscriptionViews.values[index].isEmpty {
+                // A removed subscription, kept for its open usage.
+                subscriptionViews.remove(at: index)
+            }
+            if closed.count - first > 1 { closed[first...].sort { Self.order($0, $1) } }
+            for position in first..<closed.count where closed[position].usage.hour != firstHour {
+                if firstHour == nil { firstHour = closed[position].usage.hour } else { severalHours = true }
+            }
+        }
+        openKeys = stillOpen
         guard !closed.isEmpty else { return }
-        for (key, total) in closed.sorted(by: { Self.order($0.key, $1.key) }) {
-            openUsage[key] = nil
+        // Several hours closing at once (a quiet partition, a clock moved on): hour first.
+        let sequence =
+            severalHours ? closed.indices.sorted { (closed[$0].usage.hour, $0) < (closed[$1].usage.hour, $1) } : Array(closed.indices)
+        output.usage.reserveCapacity(output.usage.count + closed.count)
+        for position in sequence {
+            let (key, usage) = closed[position]
+            let total = usage.total
             var record = UsageRecord(
-                partition: partition, ordinal: usageOrdinal, subscription: key.subscription, resource: total.resource,
-                planId: total.planId, meterName: key.meterName, dimension: key.dimension, hour: key.hour, quantity: total.quantity,
-                billed: total.billed)
+                partition: partition, ordinal: usageOrdinal, subscription: key, resource: total.resource, planId: total.planId,
+                meterName: usage.meterName, dimension: usage.dimension, hour: usage.hour, quantity: total.quantity, billed: total.billed)
             record.netted = total.netted
             record.voided = total.voided
             record.reversed = total.reversed
             output.usage.append(record)
             usageOrdinal += 1
         }
-        // Every open hour closed: the table an hour's usage grew to is given back while no usage
-        // is open, and grows again with the next hour's.
-        if openUsage.isEmpty { openUsage = [:] }
     }
 
-    static func order(_ lhs: UsageKey, _ rhs: UsageKey) -> Bool {
-        (lhs.hour, lhs.subscription, lhs.meterName, lhs.dimension) < (rhs.hour, rhs.subscription, rhs.meterName, rhs.dimension)
+    /// The order usage records of closing hours are numbered in: hour, subscription, meter, dimension.
+    static func order(_ lhs: (key: String, usage: OpenUsage), _ rhs: (key: String, usage: OpenUsage)) -> Bool {
+        (lhs.usage.hour, lhs.key, lhs.usage.meterName, lhs.usage.dimension)
+            < (rhs.usage.hour, rhs.key, rhs.usage.meterName, rhs.usage.dimension)
     }
 
     /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in it.
     private mutating func count(_ key: String, dimension: String, hour: Timestamp, _ change: (inout DimensionTotals) -> Void) {
-        guard let period = state.terms(ofKey: key)?.period, period.contains(hour) else { return }
-        Self.update(&market[key, default: MarketTotals(periodStart: period.start)], period: period, dimension: dimension, change)
+        guard let period = state.termsInPlace(ofKey: key)?.period, period.contains(hour) else { return }
+        Self.update(&subscriptionViews[key, default: SubscriptionView()].market, period: period, dimension: dimension, change)
     }
 
     private static func update(
-        _ totals: inout MarketTotals, period: BillingPeriod, dimension: String, _ change: (inout DimensionTotals) -> Void
+        _ totals: inout MarketTotals?, period: BillingPeriod, dimension: String, _ change: (inout DimensionTotals) -> Void
     ) {
-        if totals.periodStart != period.start { totals = MarketTotals(periodStart: period.start) }
-        totals.update(dimension, change)
+        if totals == nil || totals?.periodStart != period.start { totals = MarketTotals(periodStart: period.start) }
+        totals!.update(dimension, change)
     }
 
     /// Forgets the slots settled before `horizon`.
@@ -471,9 +497,11 @@ public struct PartitionView: Sendable {
         while settledHead < settledOrder.count, settledOrder[settledHead].at < horizon {
             let (_, key, slot) = settledOrder[settledHead]
             settledHead += 1
-            guard let entry = ledger[key]?[slot], entry.settledAt < horizon else { continue }
-            ledger[key]?[slot] = nil
-            if ledger[key]?.isEmpty == true { ledger[key] = nil }
+            guard let index = subscriptionViews.index(forKey: key), let entry = subscriptionViews.values[index].ledger[slot],
+                entry.settledAt < horizon
+            else { continue }
+            subscriptionViews.values[index].ledger[slot] = nil
+            if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
         }
         if settledHead > 1024 && settledHead * 2 > settledOrder.count {
             settledOrder.removeFirst(settledHead)

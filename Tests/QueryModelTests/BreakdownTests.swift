@@ -25,7 +25,7 @@ struct BreakdownTests {
     @Test("20 groups of a subscription take at most 70 heap bytes each (a hash table of them took over 100)")
     func memoryOfTwentyGroups() throws {
         let fold = Self.twentyGroups()
-        let breakdown = try #require(fold.view.breakdowns["sub-1"])
+        let breakdown = try #require(fold.view.subscriptionViews["sub-1"]?.breakdown)
         #expect(breakdown.count == 20)
         print("breakdown of 20 groups: \(breakdown.heapBytes) heap bytes")
         #expect(breakdown.heapBytes <= 20 * 70, "\(breakdown.heapBytes) heap bytes for 20 groups")
@@ -43,6 +43,6 @@ struct BreakdownTests {
         #expect(keys.count == 20)
         #expect(keys == keys.sorted())
         let restored = try PartitionView(snapshot: fold.view.snapshot())
-        #expect(restored.breakdowns["sub-1"] == fold.view.breakdowns["sub-1"])
+        #expect(restored.subscriptionViews["sub-1"]?.breakdown == fold.view.subscriptionViews["sub-1"]?.breakdown)
     }
 }

@@ -177,7 +177,7 @@ struct UsageSeriesTests {
         ]
         fold.apply(Messages.purchase("sub-1", start: "2024-03-01T00:00:00Z", dimensions: plan), at: "2024-03-01T00:00:00Z")
         for meter in ["a", "b", "c", "d", "e"] { fold.apply(Messages.usage("sub-1", meter, "12.5"), at: "2024-03-01T10:00:00Z") }
-        let series = try #require(fold.view.series["sub-1"])
+        let series = try #require(fold.view.subscriptionViews["sub-1"]?.series)
         print("usage series of 5 meters × 1 day: \(series.heapBytes) heap bytes")
         #expect(series.heapBytes / 5 <= 64, "\(series.heapBytes) heap bytes for 5 meters × 1 day")
     }
@@ -195,7 +195,7 @@ struct UsageSeriesTests {
             for meter in ["a", "b", "c", "d", "e"] { fold.apply(Messages.usage("sub-1", meter, "12.5"), at: time) }
             time = time.adding(microseconds: 6 * Timestamp.microsecondsPerHour)
         }
-        let series = try #require(fold.view.series["sub-1"])
+        let series = try #require(fold.view.subscriptionViews["sub-1"]?.series)
         #expect(Self.points(fold, "a").count == 31)
         print("usage series of 5 meters × 31 days: \(series.heapBytes) heap bytes")
         let perMeter = series.heapBytes / 5

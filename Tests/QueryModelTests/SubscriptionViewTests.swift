@@ -1,0 +1,82 @@
+import Billing
+import BillingTestSupport
+import Testing
+import Wire
+
+@testable import QueryModel
+
+@Suite("One entry per subscription in the read model: open usage, breakdown, series, ledger and prices together")
+struct SubscriptionViewTests {
+    /// `subscription meter@hour` of each usage record, in ordinal order.
+    static func closed(_ fold: ViewFold) -> [String] {
+        fold.usage.map { "\($0.subscription) \($0.meterName)@\(hourText($0.hour).suffix(2))" }
+    }
+
+    @Test("hours that close together come out hour first, then subscription, meter and dimension, numbered in that order")
+    func severalHoursCloseInOrder() throws {
+        var fold = ViewFold()
+        // Event-time attribution with an hour's grace: late usage goes back to its own hour, which
+        // the read model closed already, so two hours close at the next hour's end.
+        fold.apply(Messages.tick(lateGraceSeconds: 3600), at: "2024-03-01T10:00:00Z")
+        for key in ["b-sub", "a-sub"] {
+            fold.apply(Messages.purchase(key, start: "2024-03-01T00:00:00Z", dimensions: RunRateTests.plan), at: "2024-03-01T10:00:00Z")
+        }
+        fold.apply(Messages.usage("b-sub", "sms", "1", timestamp: "2024-03-01T10:05:00Z"), at: "2024-03-01T10:05:00Z")
+        fold.apply(Messages.usage("a-sub", "sms", "1", timestamp: "2024-03-01T10:06:00Z"), at: "2024-03-01T10:06:00Z")
+        fold.apply(Messages.usage("a-sub", "email", "1", timestamp: "2024-03-01T10:07:00Z"), at: "2024-03-01T10:07:00Z")
+        #expect(fold.usage.isEmpty)
+        fold.apply(Messages.usage("b-sub", "sms", "1", timestamp: "2024-03-01T11:05:00Z"), at: "2024-03-01T11:05:00Z")
+        #expect(Self.closed(fold) == ["a-sub email@10", "a-sub sms@10", "b-sub sms@10"])
+        // Late usage of hour 10, and usage of hour 11 of both.
+        fold.apply(Messages.usage("b-sub", "email", "1", timestamp: "2024-03-01T10:30:00Z"), at: "2024-03-01T11:20:00Z")
+        fold.apply(Messages.usage("a-sub", "sms", "1", timestamp: "2024-03-01T11:25:00Z"), at: "2024-03-01T11:25:00Z")
+        fold.apply(Messages.usage("a-sub", "email", "1", timestamp: "2024-03-01T11:26:00Z"), at: "2024-03-01T11:26:00Z")
+        fold.apply(Messages.ping(), at: "2024-03-01T12:01:00Z")
+        #expect(
+            Self.closed(fold) == [
+                "a-sub email@10", "a-sub sms@10", "b-sub sms@10", "b-sub email@10", "a-sub email@11", "a-sub sms@11", "b-sub sms@11",
+            ])
+        #expect(fold.usage.map(\.ordinal) == Array(0..<7))
+        #expect(fold.view.openKeys.isEmpty)
+        #expect(fold.view.subscriptionViews.values.allSatisfy { $0.open.isEmpty })
+    }
+
+    @Test("a forgotten subscription's open usage still closes into its record, and its entry goes with it")
+    func removedSubscriptionKeepsOpenUsage() throws {
+        var fold = ViewFold()
+        fold.apply(Messages.purchase("gone", start: "2024-03-01T00:00:00Z", dimensions: RunRateTests.plan), at: "2024-03-01T10:00:00Z")
+        fold.apply(Messages.purchase("kept", start: "2024-03-01T00:00:00Z", dimensions: RunRateTests.plan), at: "2024-03-01T10:00:00Z")
+        // Within the included quantity: no item waits for the marketplace, so the deletion forgets it.
+        fold.apply(Messages.usage("gone", "email", "2", properties: ["campaign": "c1"]), at: "2024-03-01T10:05:00Z")
+        fold.apply(Messages.deletion("gone"), at: "2024-03-01T10:10:00Z")
+        fold.apply(Messages.ping(), at: "2024-03-01T10:20:00Z")
+        #expect(fold.view.runRateJSON(ResourceName(resourceId: "gone")) == nil, "the billing state forgot the subscription")
+        let entry = try #require(fold.view.subscriptionViews["gone"])
+        #expect(entry.breakdown == nil && entry.series == nil && entry.market == nil && entry.prices == nil && entry.ledger.isEmpty)
+        #expect(entry.open.map { "\($0.meterName) \($0.total.quantity)" } == ["email 2"])
+
+        // A restart from a snapshot taken now keeps the open usage too.
+        let restored = try PartitionView(binarySnapshot: fold.view.binarySnapshot())
+        #expect(restored.subscriptionViews["gone"]?.open == entry.open)
+        #expect(restored.openKeys == ["gone"])
+
+        fold.apply(Messages.ping(), at: "2024-03-01T11:01:00Z")
+        #expect(Self.closed(fold) == ["gone email@10"])
+        #expect(fold.usage.first?.quantity == Quantity(2))
+        #expect(fold.view.subscriptionViews["gone"] == nil)
+        #expect(fold.view.openKeys.isEmpty)
+    }
+
+    @Test("a subscription without figures has no entry; the entry goes once its last figure does")
+    func entriesGoWhenEmpty() throws {
+        var fold = ViewFold()
+        fold.apply(Messages.purchase("quiet", start: "2024-03-01T00:00:00Z", dimensions: RunRateTests.plan), at: "2024-03-01T10:00:00Z")
+        #expect(fold.view.subscriptionViews["quiet"] == nil, "a purchase without prices keeps nothing")
+        fold.apply(Messages.usage("quiet", "storage", "3"), at: "2024-03-01T10:05:00Z")
+        #expect(fold.view.subscriptionViews["quiet"]?.series != nil)
+        #expect(fold.view.subscriptionViews["quiet"]?.open.count == 1)
+        // The renewal starts the series and the breakdown again; the closed hour took the open usage.
+        fold.apply(Messages.ping(), at: "2024-04-01T00:30:00Z")
+        #expect(fold.view.subscriptionViews["quiet"] == nil)
+    }
+}
