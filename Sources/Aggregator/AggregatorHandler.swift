@@ -208,10 +208,9 @@ final class AggregatorHandler: RequestHandler {
         for worker in workers {
             let progress = worker.progress
             let summary = worker.read { state -> JSONObject in
-                let atRisk = state.pending.filter { item in
-                    guard let now = state.time else { return false }
-                    return now.microseconds - item.effectiveStartTime.microseconds >= Self.atRiskMicroseconds
-                }.count
+                // Counted without listing the items in order: a status is asked for often, under
+                // the lock the partition's fold waits for.
+                let atRisk = state.time.map { state.pendingCount(startedAtLeast: Self.atRiskMicroseconds, before: $0) } ?? 0
                 return JSONObject([
                     "time": state.time.map { .string($0.iso8601) } ?? .null,
                     "subscriptions": .number(String(state.subscriptionCount)),

@@ -6,7 +6,8 @@ import Synchronization
 import Wire
 
 /// One partition's billing state in the aggregator: restored from the newest valid snapshot, fed
-/// by a `PartitionFollower`, snapshotted every N records or T of log time and at shutdown.
+/// by a `PartitionFollower`, snapshotted (in the billing state's binary form) every N records or T
+/// of log time (not while catching up) and at shutdown.
 ///
 /// Unchecked only for `follower`, which needs `self` as its owner and so is set at the end of
 /// `init`, never after; everything that changes is in `folded`.
@@ -29,8 +30,13 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         self.partition = partition
         self.configuration = configuration
         self.store = SnapshotStore(root: configuration.snapshotDirectory, partition: partition, kept: configuration.snapshotsKept)
-        let loaded = store.loadNewest(log: nil) { json, sequence throws -> PartitionState in
-            let state = try PartitionState(snapshot: json)
+        let loaded = store.loadNewestBody(log: nil) { body, sequence throws -> PartitionState in
+            // JSON bodies are those of earlier releases: the next snapshot is written in bytes.
+            let state =
+                switch body {
+                case .bytes(let bytes): try PartitionState(binarySnapshot: bytes)
+                case .json(let json): try PartitionState(snapshot: json)
+                }
             guard state.partition == partition, state.lastSequence == sequence else {
                 throw SnapshotStore.Failure("contents do not match the header")
             }
@@ -82,8 +88,12 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
 
     func fold(_ records: [BillingRecord]) {
         folded.withLock { folded in
-            for record in records { folded.state.apply(record) }
-            if folded.schedule.folded(records.count, time: folded.state.time) { saveSnapshot(&folded) }
+            // By index: `for record in records` copies each record (retaining all its strings).
+            for index in records.indices { folded.state.apply(records[index]) }
+            // Behind the head ingest reported when the follower connected: catching up, when log
+            // time races through hours and only the record count asks for a snapshot.
+            let catchingUp = (follower.progress.ingestNext ?? 0) > folded.state.lastSequence.map { $0 + 1 } ?? 0
+            if folded.schedule.folded(records.count, time: folded.state.time, catchingUp: catchingUp) { saveSnapshot(&folded) }
         }
     }
 
@@ -92,7 +102,8 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     private func saveSnapshot(_ folded: inout Folded) {
         guard let sequence = folded.state.lastSequence, folded.schedule.isWorthWriting else { return }
         do {
-            try store.save(sequence: sequence, body: folded.state.snapshot(), log: binding.identity)
+            // In the binary form: a large state's JSON took seconds to write and to read back.
+            try store.save(sequence: sequence, bytes: folded.state.binarySnapshot(), log: binding.identity)
             folded.schedule.saved(sequence: sequence, time: folded.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")

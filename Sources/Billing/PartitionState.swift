@@ -112,6 +112,16 @@ public struct PartitionState: Sendable, Equatable {
     /// The number of pending items, without sorting them.
     public var pendingCount: Int { pendingItems.count - emptied.count }
 
+    /// The number of pending items (as `pending` lists them) whose hour started `age` microseconds
+    /// or more before `now`, without listing or sorting them: for a status answered often.
+    public func pendingCount(startedAtLeast age: Int64, before now: Timestamp) -> Int {
+        var count = 0
+        for item in pendingItems.values where item.quantity > .zero && now.microseconds - item.effectiveStartTime.microseconds >= age {
+            count += 1
+        }
+        return count
+    }
+
     /// Whether the slot `(dimension, hour)` of the subscription keyed `key` holds an item not yet
     /// settled (one a void emptied included: its outcome may still come).
     public func hasPendingItem(key: String, dimension: String, hour: Timestamp) -> Bool {

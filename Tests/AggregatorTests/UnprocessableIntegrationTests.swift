@@ -1,3 +1,4 @@
+import Billing
 import Foundation
 import StackTestSupport
 import Testing
@@ -141,8 +142,9 @@ struct UnprocessableIntegrationTests {
         #expect(try Self.unprocessableInStatus(aggregator) == 30)
         aggregator.kill(SIGTERM)
 
-        // The newest snapshot rewritten in the earlier format: the records as a list.
+        // The newest snapshot rewritten as an earlier release wrote it: JSON, the records as a list.
         let file = try #require(Self.snapshots(home).last)
+        #expect(try Self.header(file)["format"]?.intValue == 2, "written in the binary form")
         let (header, body) = try Self.read(file)
         guard case .object(var root) = body else { return }
         let examples = root["unprocessable"]?["examples"]?.arrayValue ?? []
@@ -174,11 +176,20 @@ struct UnprocessableIntegrationTests {
         #expect(FileManager.default.fileExists(atPath: file + ".damaged"))
     }
 
-    /// A snapshot file's header line and JSON body.
+    /// A snapshot file's header line and its billing state as JSON: the body itself (header format
+    /// 1, earlier releases), or the binary state the aggregator writes (format 2) turned into its JSON.
     static func read(_ path: String) throws -> (JSONValue, JSONValue) {
         let bytes = Array(try #require(FileManager.default.contents(atPath: path)))
         let newline = try #require(bytes.firstIndex(of: 0x0A))
-        return (try JSONParser.parse(bytes[..<newline]), try JSONParser.parse(bytes[(newline + 1)...]))
+        let header = try JSONParser.parse(bytes[..<newline])
+        guard header["format"]?.intValue == 2 else { return (header, try JSONParser.parse(bytes[(newline + 1)...])) }
+        return (header, try PartitionState(binarySnapshot: Array(bytes[(newline + 1)...])).snapshot())
+    }
+
+    /// A snapshot file's header line.
+    static func header(_ path: String) throws -> JSONValue {
+        let bytes = Array(try #require(FileManager.default.contents(atPath: path)))
+        return try JSONParser.parse(bytes[..<(try #require(bytes.firstIndex(of: 0x0A)))])
     }
 
     /// Writes a snapshot file with `header`'s partition and sequence, and the length and CRC-32C of `body`.
