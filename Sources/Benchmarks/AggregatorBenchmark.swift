@@ -92,6 +92,32 @@ extension Benchmark {
         return Row(name: name, description: what, events: folded, elapsed: Date().timeIntervalSince(start), latencies: latencies)
     }
 
+    /// Starts `meter-aggregator` on `home` and waits until it has folded `total` records.
+    static func startAggregator(home: String, total: Int) throws -> (Process, Double) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("meter-aggregator").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        var environment = ProcessInfo.processInfo.environment
+        environment["METERING_HOME"] = home
+        environment["METERING_LOG_LEVEL"] = "warning"
+        environment["METERING_AGGREGATOR_SNAPSHOT_RECORDS"] = "10000000"
+        process.environment = environment
+        let begin = Date()
+        try process.run()
+        let socket = home + "/run/aggregator.sock"
+        while Date().timeIntervalSince(begin) < 600 {
+            if let aggregator = try? UnixClient(path: socket), let answer = try? aggregator.call("status"),
+                let partitions = answer["partitions"]?.arrayValue,
+                partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
+            {
+                return (process, Date().timeIntervalSince(begin))
+            }
+            usleep(5_000)
+        }
+        throw Failure("meter-aggregator did not catch up in 600 s")
+    }
+
     /// Fills a real log with `events` usage events, then times a fresh `meter-aggregator`
     /// catching up, and its restart from the snapshot it wrote at SIGTERM.
     static func catchUpBenchmark(server: IngestServer, events: Int) throws -> [Row] {
@@ -114,36 +140,12 @@ extension Benchmark {
         let status = try client.call("status")
         let total = status["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
 
-        func startAggregator() throws -> (Process, Double) {
-            let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-                .appendingPathComponent("meter-aggregator").path
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            var environment = ProcessInfo.processInfo.environment
-            environment["METERING_HOME"] = server.home
-            environment["METERING_LOG_LEVEL"] = "warning"
-            environment["METERING_AGGREGATOR_SNAPSHOT_RECORDS"] = "10000000"
-            process.environment = environment
-            let begin = Date()
-            try process.run()
-            let socket = server.home + "/run/aggregator.sock"
-            while Date().timeIntervalSince(begin) < 600 {
-                if let aggregator = try? UnixClient(path: socket), let answer = try? aggregator.call("status"),
-                    let partitions = answer["partitions"]?.arrayValue,
-                    partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
-                {
-                    return (process, Date().timeIntervalSince(begin))
-                }
-                usleep(5_000)
-            }
-            throw Failure("meter-aggregator did not catch up in 600 s")
-        }
         progress("catch-up: folding \(total) records with a fresh meter-aggregator")
-        let (first, catchUp) = try startAggregator()
+        let (first, catchUp) = try startAggregator(home: server.home, total: total)
         first.terminate()
         first.waitUntilExit()
         progress("catch-up: restarting from the snapshot written at SIGTERM")
-        let (second, restart) = try startAggregator()
+        let (second, restart) = try startAggregator(home: server.home, total: total)
         second.terminate()
         second.waitUntilExit()
         progress("catch-up: SIGKILL and restart of meter-ingest on the same log")
