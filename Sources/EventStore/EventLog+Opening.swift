@@ -263,12 +263,16 @@ extension EventLog {
             // Per segment, the keys still wanted: all of them, none (no summary keys read), or those
             // of a segment the table covers in part.
             var wanted = [[SegmentSummary.Key]](repeating: [], count: found.count)
+            let withKeys = readKeys(
+                of: found.indices.filter { index in
+                    found[index].keysLeftOut && found[index].summary.extents.contains(where: { $0.nextSequence > from[$0.partition] })
+                }.map { ($0, found[$0].segment.number) })
             for index in found.indices {
                 let extents = found[index].summary.extents
                 guard extents.contains(where: { $0.nextSequence > from[$0.partition] }) else { continue }
                 if found[index].keysLeftOut {
                     let path = walDirectory + "/" + EventLog.summaryName(found[index].segment.number)
-                    guard let read = SegmentSummary.read(path: path, keys: true), read.extents == extents else {
+                    guard let read = withKeys[index], read.extents == extents else {
                         throw EventLogError("\(path) changed while the log was being opened; start again")
                     }
                     found[index].summary = read
@@ -303,6 +307,21 @@ extension EventLog {
         }
 
         // MARK: segments
+
+        /// The summaries of `segments` (the index each is found at, and its number), read again with
+        /// their keys (nil where one cannot be read), by index, on every core: decoding the keys was
+        /// a third of a restart that rebuilds the idempotency index, and the files are independent.
+        func readKeys(of segments: [(index: Int, number: UInt64)]) -> [Int: SegmentSummary] {
+            let lock = NSLock()
+            nonisolated(unsafe) var read: [Int: SegmentSummary] = [:]
+            DispatchQueue.concurrentPerform(iterations: segments.count) { position in
+                let segment = segments[position]
+                guard let summary = SegmentSummary.read(path: walDirectory + "/" + EventLog.summaryName(segment.number), keys: true)
+                else { return }
+                lock.withLock { read[segment.index] = summary }
+            }
+            return read
+        }
 
         /// Opens every segment in order with its summary (read from its file when sealed and the
         /// file is sound, else rebuilt by reading the segment), checking that each partition's
