@@ -88,8 +88,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
 
     func fold(_ records: [BillingRecord]) {
         folded.withLock { folded in
-            // By index: `for record in records` copies each record (retaining all its strings).
-            for index in records.indices { folded.state.apply(records[index]) }
+            for record in records { folded.state.apply(record) }
             // Behind the head ingest reported when the follower connected: catching up, when log
             // time races through hours and only the record count asks for a snapshot.
             let catchingUp = (follower.progress.ingestNext ?? 0) > folded.state.lastSequence.map { $0 + 1 } ?? 0

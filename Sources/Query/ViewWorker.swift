@@ -139,10 +139,9 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         let watched = watchers.openCount > 0
         let touched = lock.withLock { () -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            // By index: `for record in records` copies each record (retaining all its strings).
-            for index in records.indices {
+            for record in records {
                 let before = output.usage.count
-                view.apply(records[index], into: &output)
+                view.apply(record, into: &output)
                 guard output.usage.count > before, let now = view.state.time else { continue }
                 // The hours before the one `now` falls in closed with this record.
                 for closed in output.usage[before...]
