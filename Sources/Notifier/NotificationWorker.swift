@@ -79,12 +79,14 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
 
     func nextSequence() -> UInt64 { folded.withLock { $0.fold.lastSequence.map { $0 + 1 } ?? 0 } }
 
-    func fold(_ records: [BillingRecord]) {
+    func fold(_ records: consuming [BillingRecord]) {
         let rules = rules()
+        let batch = records
+        let count = batch.count
         let appended = folded.withLock { folded -> Bool in
             let journaled = outbox.lastSequence
             var made: [(sequence: UInt64, notifications: [JSONObject])] = []
-            for record in records {
+            for record in batch {
                 let notifications = folded.fold.apply(record, rules: rules)
                 guard !notifications.isEmpty, journaled.map({ record.sequence > $0 }) ?? true else { continue }
                 made.append((record.sequence, notifications))
@@ -101,7 +103,7 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
                     Log.error("partition \(partition): \(error); the notifications stay in memory and are written with the next batch")
                 }
             }
-            if folded.schedule.folded(records.count, time: folded.fold.state.time) && folded.unwritten.isEmpty { saveSnapshot(&folded) }
+            if folded.schedule.folded(count, time: folded.fold.state.time) && folded.unwritten.isEmpty { saveSnapshot(&folded) }
             return !made.isEmpty
         }
         if appended { wrote() }

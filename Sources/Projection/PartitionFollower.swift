@@ -8,8 +8,9 @@ public import Wire
 public protocol PartitionFolding: AnyObject, Sendable {
     /// The sequence number of the next record the state needs (0 for an empty state).
     func nextSequence() -> UInt64
-    /// Folds `records`: consecutive, starting at `nextSequence()`, in log order.
-    func fold(_ records: [BillingRecord])
+    /// Folds `records`: consecutive, starting at `nextSequence()`, in log order. Handed over, so a
+    /// fold can take each record out of the array instead of copying it to pass it on.
+    func fold(_ records: consuming [BillingRecord])
 }
 
 /// Follows one partition of the log from ingest (`follow` on its client socket) and hands the
@@ -155,7 +156,7 @@ public final class PartitionFollower: @unchecked Sendable {
             var batch = decoded
             let expected = try Self.dropFolded(&batch, expected: owner.nextSequence())
             let count = batch.count
-            if count > 0 { owner.fold(batch) }
+            if count > 0 { owner.fold(consume batch) }
             head = max(head, expected)
             lock.withLock {
                 recordsFolded += count
