@@ -77,6 +77,25 @@ struct AggregatorIntegrationTests {
         #expect(!snapshots.isEmpty)
     }
 
+    @Test("catching up through hours of log time writes no snapshot per hour: only the record count could ask for one")
+    func noHourlySnapshotsWhileCatchingUp() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "1"])
+        try Self.advance(ingest, to: "2024-01-31T00:00:00Z")
+        try Self.send(ingest, [try Self.purchase("agg-a", start: "2024-01-31T00:00:00Z")])
+        // 12,000 records two hours apart in three runs: a follower's answers (5,000 records each)
+        // end in hours 2 and 4, so a snapshot per hour of log time would come with the second.
+        for hour in ["00", "02", "04"] {
+            try Self.advance(ingest, to: "2024-01-31T\(hour):00:00Z")
+            for _ in 0..<4 { try Self.send(ingest, (0..<1_000).map { _ in usage("agg-a", "1", meter: "email") }) }
+        }
+        let aggregator = try AggregatorProcess(home: home)
+        try aggregator.waitUntilCaughtUp(with: ingest)
+        let partition = try #require(try aggregator.client().call("status")["partitions"]?.arrayValue?.first)
+        #expect((partition["position"]?.intValue ?? 0) >= 12_001)
+        #expect(partition["snapshotSequence"] == .null, "no snapshot while catching up: \(JSONWriter.string(partition))")
+    }
+
     @Test("a damaged newest snapshot falls back to an older one or a replay, never to wrong numbers")
     func damagedSnapshot() throws {
         let home = StackHome()
