@@ -249,6 +249,14 @@ struct RandomLog {
                 $0.quantity > .zero && $0.effectiveStartTime == $0.effectiveStartTime.hourStart && $0.effectiveStartTime <= now
             },
             "seed \(seed)")
+        // The count of a status (items at risk) is the list's, without listing.
+        for hours: Int64 in [0, 1, 3, 20, 24] {
+            let age = hours * Timestamp.microsecondsPerHour
+            #expect(
+                fold.state.pendingCount(startedAtLeast: age, before: now)
+                    == pending.filter { now.microseconds - $0.effectiveStartTime.microseconds >= age }.count,
+                "seed \(seed): items pending \(hours) hours or more")
+        }
     }
 
     mutating func run() throws {
