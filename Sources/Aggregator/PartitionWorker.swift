@@ -68,7 +68,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         let following = follower.progress
         return folded.withLock { folded in
             Progress(
-                nextSequence: folded.state.lastSequence.map { $0 + 1 } ?? 0, follower: following,
+                nextSequence: folded.state.nextSequence, follower: following,
                 snapshotSequence: folded.schedule.lastSequence)
         }
     }
@@ -84,18 +84,13 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         folded.withLock { saveSnapshot(&$0) }
     }
 
-    func nextSequence() -> UInt64 { folded.withLock { $0.state.lastSequence.map { $0 + 1 } ?? 0 } }
+    func nextSequence() -> UInt64 { folded.withLock { $0.state.nextSequence } }
 
     func fold(_ records: consuming [BillingRecord]) {
         let count = records.count
-        // Taken out one by one (the array reversed, then emptied from its end): passing an
-        // element of the array on copies it, retaining all its strings, which showed in profiles.
-        records.reverse()
         folded.withLock { folded in
-            while let record = records.popLast() { folded.state.apply(record) }
-            // Behind the head ingest reported when the follower connected: catching up, when log
-            // time races through hours and only the record count asks for a snapshot.
-            let catchingUp = (follower.progress.ingestNext ?? 0) > folded.state.lastSequence.map { $0 + 1 } ?? 0
+            records.takeEach { folded.state.apply($0) }
+            let catchingUp = follower.isCatchingUp(nextSequence: folded.state.nextSequence)
             if folded.schedule.folded(count, time: folded.state.time, catchingUp: catchingUp) { saveSnapshot(&folded) }
         }
     }

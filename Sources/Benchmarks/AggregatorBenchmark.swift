@@ -72,7 +72,7 @@ extension Benchmark {
                 for frame in frames {
                     do {
                         var records = try PartitionFollower.records(frame, partition: 0).records
-                        _ = try PartitionFollower.dropFolded(&records, expected: state.lastSequence.map { $0 + 1 } ?? 0)
+                        _ = try PartitionFollower.dropFolded(&records, expected: state.nextSequence)
                         for record in records { state.apply(record) }
                     } catch {
                         fatalError("a follow answer did not read: \(error)")
@@ -94,28 +94,22 @@ extension Benchmark {
 
     /// Starts `meter-aggregator` on `home` and waits until it has folded `total` records.
     static func startAggregator(home: String, total: Int) throws -> (Process, Double) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("meter-aggregator").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        var environment = ProcessInfo.processInfo.environment
-        environment["METERING_HOME"] = home
-        environment["METERING_LOG_LEVEL"] = "warning"
-        environment["METERING_AGGREGATOR_SNAPSHOT_RECORDS"] = "10000000"
-        process.environment = environment
-        let begin = Date()
-        try process.run()
-        let socket = home + "/run/aggregator.sock"
-        while Date().timeIntervalSince(begin) < 600 {
-            if let aggregator = try? UnixClient(path: socket), let answer = try? aggregator.call("status"),
-                let partitions = answer["partitions"]?.arrayValue,
-                partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
-            {
-                return (process, Date().timeIntervalSince(begin))
-            }
-            usleep(5_000)
-        }
-        throw Failure("meter-aggregator did not catch up in 600 s")
+        try startFollower(
+            "meter-aggregator", home: home, socket: home + "/run/aggregator.sock", total: total,
+            settings: ["METERING_AGGREGATOR_SNAPSHOT_RECORDS": "10000000"])
+    }
+
+    /// Times a fresh `meter-aggregator` on `home` catching up to `total` records, then its restart
+    /// from the snapshot it wrote at SIGTERM.
+    static func aggregatorCatchUpAndRestart(home: String, total: Int) throws -> (catchUp: Double, restart: Double) {
+        let (first, catchUp) = try startAggregator(home: home, total: total)
+        first.terminate()
+        first.waitUntilExit()
+        progress("meter-aggregator: restarting from the snapshot written at SIGTERM")
+        let (second, restart) = try startAggregator(home: home, total: total)
+        second.terminate()
+        second.waitUntilExit()
+        return (catchUp, restart)
     }
 
     /// Fills a real log with `events` usage events, then times a fresh `meter-aggregator`
@@ -141,13 +135,7 @@ extension Benchmark {
         let total = status["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
 
         progress("catch-up: folding \(total) records with a fresh meter-aggregator")
-        let (first, catchUp) = try startAggregator(home: server.home, total: total)
-        first.terminate()
-        first.waitUntilExit()
-        progress("catch-up: restarting from the snapshot written at SIGTERM")
-        let (second, restart) = try startAggregator(home: server.home, total: total)
-        second.terminate()
-        second.waitUntilExit()
+        let (catchUp, restart) = try aggregatorCatchUpAndRestart(home: server.home, total: total)
         progress("catch-up: SIGKILL and restart of meter-ingest on the same log")
         let recovery = try server.crashAndRestart()
         // What a restart after a reboot costs: the idempotency table file is not trusted then, and

@@ -276,6 +276,36 @@ enum Benchmark {
         }
     }
 
+    /// Starts `executable` (beside this one) on `home` with `settings` and waits until the partitions
+    /// its status on `socket` lists have folded `total` records; returns it and the seconds taken.
+    static func startFollower(_ executable: String, home: String, socket: String, total: Int, settings: [String: String]) throws -> (
+        Process, Double
+    ) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent(executable).path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        var environment = ProcessInfo.processInfo.environment
+        environment["METERING_HOME"] = home
+        environment["METERING_LOG_LEVEL"] = "warning"
+        environment.merge(settings) { _, setting in setting }
+        environment.removeValue(forKey: "NOTIFY_SOCKET")
+        process.environment = environment
+        let begin = Date()
+        try process.run()
+        while Date().timeIntervalSince(begin) < 900 {
+            if let client = try? UnixClient(path: socket), let answer = try? client.call("status"),
+                let partitions = answer["partitions"]?.arrayValue, !partitions.isEmpty,
+                partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
+            {
+                return (process, Date().timeIntervalSince(begin))
+            }
+            if !process.isRunning { throw Failure("\(executable) exited with status \(process.terminationStatus)") }
+            usleep(5_000)
+        }
+        throw Failure("\(executable) did not catch up in 900 s")
+    }
+
     final class IngestServer {
         nonisolated(unsafe) static var store = StoreChoice()
         nonisolated(unsafe) static var started = 0

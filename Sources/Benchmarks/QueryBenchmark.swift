@@ -23,30 +23,9 @@ extension Benchmark {
 
     /// Starts `meter-query` on `home` and waits until it has folded `total` records.
     static func startQuery(home: String, total: Int) throws -> (Process, Double) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("meter-query").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        var environment = ProcessInfo.processInfo.environment
-        environment["METERING_HOME"] = home
-        environment["METERING_LOG_LEVEL"] = "warning"
-        environment["METERING_QUERY_SNAPSHOT_RECORDS"] = "100000000"
-        environment.removeValue(forKey: "NOTIFY_SOCKET")
-        process.environment = environment
-        let begin = Date()
-        try process.run()
-        let socket = home + "/run/query.sock"
-        while Date().timeIntervalSince(begin) < 900 {
-            if let query = try? UnixClient(path: socket), let answer = try? query.call("status"),
-                let partitions = answer["partitions"]?.arrayValue, !partitions.isEmpty,
-                partitions.compactMap({ $0["position"]?.intValue }).reduce(0, +) >= total
-            {
-                return (process, Date().timeIntervalSince(begin))
-            }
-            if !process.isRunning { throw Failure("meter-query exited with status \(process.terminationStatus)") }
-            usleep(5_000)
-        }
-        throw Failure("meter-query did not catch up in 900 s")
+        try startFollower(
+            "meter-query", home: home, socket: home + "/run/query.sock", total: total,
+            settings: ["METERING_QUERY_SNAPSHOT_RECORDS": "100000000"])
     }
 
     /// Fills a log with `subscriptions` purchases of a five-meter plan and `events` usage events
@@ -144,13 +123,7 @@ extension Benchmark {
         // The aggregator on the same log: the catch-up case's log has 1,000 subscriptions, whose
         // state stays in the CPU's caches; here every record reaches one of 100,000.
         progress("query: folding \(total) records with a fresh meter-aggregator (\(subscriptions) subscriptions)")
-        let (aggregator, aggregatorCatchUp) = try startAggregator(home: server.home, total: total)
-        aggregator.terminate()
-        aggregator.waitUntilExit()
-        progress("query: meter-aggregator restart from the snapshot written at SIGTERM")
-        let (restarted, aggregatorRestart) = try startAggregator(home: server.home, total: total)
-        restarted.terminate()
-        restarted.waitUntilExit()
+        let (aggregatorCatchUp, aggregatorRestart) = try aggregatorCatchUpAndRestart(home: server.home, total: total)
         rows += [
             Row(
                 name: "catch-up-large",

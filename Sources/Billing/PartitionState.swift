@@ -35,6 +35,8 @@ public struct PartitionState: Sendable, Equatable {
     public let partition: Int
     /// The sequence number of the last applied record.
     public internal(set) var lastSequence: UInt64?
+    /// The sequence number of the next record the state needs (0 for an empty state).
+    public var nextSequence: UInt64 { lastSequence.map { $0 + 1 } ?? 0 }
     /// The partition clock: the enqueued time of the last applied record.
     public internal(set) var time: Timestamp?
     /// How usage is attributed to hours, as the log's ticks last said.

@@ -263,13 +263,10 @@ extension EventLog {
             // Per segment, the keys still wanted: all of them, none (no summary keys read), or those
             // of a segment the table covers in part.
             var wanted = [[SegmentSummary.Key]](repeating: [], count: found.count)
-            let withKeys = readKeys(
-                of: found.indices.filter { index in
-                    found[index].keysLeftOut && found[index].summary.extents.contains(where: { $0.nextSequence > from[$0.partition] })
-                }.map { ($0, found[$0].segment.number) })
-            for index in found.indices {
+            let needed = found.indices.filter { index in found[index].summary.extents.contains { $0.nextSequence > from[$0.partition] } }
+            let withKeys = readKeys(of: needed.filter { found[$0].keysLeftOut }.map { ($0, found[$0].segment.number) })
+            for index in needed {
                 let extents = found[index].summary.extents
-                guard extents.contains(where: { $0.nextSequence > from[$0.partition] }) else { continue }
                 if found[index].keysLeftOut {
                     let path = walDirectory + "/" + EventLog.summaryName(found[index].segment.number)
                     guard let read = withKeys[index], read.extents == extents else {

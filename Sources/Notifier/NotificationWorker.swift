@@ -81,14 +81,13 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
 
     func fold(_ records: consuming [BillingRecord]) {
         let rules = rules()
-        let batch = records
-        let count = batch.count
+        let count = records.count
         let appended = folded.withLock { folded -> Bool in
             let journaled = outbox.lastSequence
             var made: [(sequence: UInt64, notifications: [JSONObject])] = []
-            for record in batch {
+            records.takeEach { record in
                 let notifications = folded.fold.apply(record, rules: rules)
-                guard !notifications.isEmpty, journaled.map({ record.sequence > $0 }) ?? true else { continue }
+                guard !notifications.isEmpty, journaled.map({ record.sequence > $0 }) ?? true else { return }
                 made.append((record.sequence, notifications))
                 for notification in notifications {
                     metrics.notifications.labels(notification["type"]?.stringValue ?? "?").add()

@@ -9,8 +9,18 @@ public protocol PartitionFolding: AnyObject, Sendable {
     /// The sequence number of the next record the state needs (0 for an empty state).
     func nextSequence() -> UInt64
     /// Folds `records`: consecutive, starting at `nextSequence()`, in log order. Handed over, so a
-    /// fold can take each record out of the array instead of copying it to pass it on.
+    /// fold can take each record out of the array (`takeEach`) instead of copying it to pass it on.
     func fold(_ records: consuming [BillingRecord])
+}
+
+extension Array {
+    /// Hands every element to `body` in order, taking each out of the array (reversed, then emptied
+    /// from its end), which is left empty: passing an element on while the array holds it copies it
+    /// (retaining all its strings), which showed in the folds' profiles.
+    @inlinable public mutating func takeEach(_ body: (Element) throws -> Void) rethrows {
+        reverse()
+        while let element = popLast() { try body(element) }
+    }
 }
 
 /// Follows one partition of the log from ingest (`follow` on its client socket) and hands the
@@ -60,6 +70,11 @@ public final class PartitionFollower: @unchecked Sendable {
     public var progress: Progress {
         lock.withLock { Progress(ingestNext: ingestNext, connected: connected, lastError: lastError, recordsFolded: recordsFolded) }
     }
+
+    /// Whether a state that needs `nextSequence` next is behind the head ingest reported when the
+    /// follower connected: catching up, when log time races through hours in seconds (snapshot
+    /// schedules then go by the record count only).
+    public func isCatchingUp(nextSequence: UInt64) -> Bool { (progress.ingestNext ?? 0) > nextSequence }
 
     /// Starts following on a thread of its own.
     public func start(threadName: String) {

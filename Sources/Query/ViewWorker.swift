@@ -138,15 +138,12 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     func fold(_ records: consuming [BillingRecord]) {
         let watched = watchers.openCount > 0
         let count = records.count
-        // Taken out one by one (the array reversed, then emptied from its end): passing an
-        // element of the array on copies it, retaining all its strings, which showed in profiles.
-        records.reverse()
         let touched = lock.withLock { () -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            while let record = records.popLast() {
+            records.takeEach { record in
                 let before = output.usage.count
                 view.apply(record, into: &output)
-                guard output.usage.count > before, let now = view.state.time else { continue }
+                guard output.usage.count > before, let now = view.state.time else { return }
                 // The hours before the one `now` falls in closed with this record.
                 for closed in output.usage[before...]
                 where usage.append(partition: partition, closed: now.hourStart, record: closed) {
@@ -166,8 +163,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
                 journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
-            // Behind the head ingest reported when the follower connected: catching up.
-            let catchingUp = (follower.progress.ingestNext ?? 0) > view.nextSequence
+            let catchingUp = follower.isCatchingUp(nextSequence: view.nextSequence)
             if schedule.folded(count, time: view.state.time, catchingUp: catchingUp) && journalError == nil { saveSnapshot() }
             return output.touched
         }

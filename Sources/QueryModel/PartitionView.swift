@@ -169,7 +169,7 @@ public struct PartitionView: Sendable {
     public var partition: Int { state.partition }
 
     /// The sequence number of the next record the view needs.
-    public var nextSequence: UInt64 { state.lastSequence.map { $0 + 1 } ?? 0 }
+    public var nextSequence: UInt64 { state.nextSequence }
 
     /// Folds `record`, adding what it produced to `output`.
     public mutating func apply(_ record: BillingRecord, into output: inout Output) {

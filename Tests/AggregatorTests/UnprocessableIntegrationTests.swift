@@ -179,17 +179,19 @@ struct UnprocessableIntegrationTests {
     /// A snapshot file's header line and its billing state as JSON: the body itself (header format
     /// 1, earlier releases), or the binary state the aggregator writes (format 2) turned into its JSON.
     static func read(_ path: String) throws -> (JSONValue, JSONValue) {
-        let bytes = Array(try #require(FileManager.default.contents(atPath: path)))
-        let newline = try #require(bytes.firstIndex(of: 0x0A))
-        let header = try JSONParser.parse(bytes[..<newline])
-        guard header["format"]?.intValue == 2 else { return (header, try JSONParser.parse(bytes[(newline + 1)...])) }
-        return (header, try PartitionState(binarySnapshot: Array(bytes[(newline + 1)...])).snapshot())
+        let (header, body) = try parts(path)
+        guard header["format"]?.intValue == 2 else { return (header, try JSONParser.parse(body)) }
+        return (header, try PartitionState(binarySnapshot: Array(body)).snapshot())
     }
 
     /// A snapshot file's header line.
-    static func header(_ path: String) throws -> JSONValue {
+    static func header(_ path: String) throws -> JSONValue { try parts(path).header }
+
+    /// A snapshot file's header line, parsed, and the bytes after it.
+    static func parts(_ path: String) throws -> (header: JSONValue, body: ArraySlice<UInt8>) {
         let bytes = Array(try #require(FileManager.default.contents(atPath: path)))
-        return try JSONParser.parse(bytes[..<(try #require(bytes.firstIndex(of: 0x0A)))])
+        let newline = try #require(bytes.firstIndex(of: 0x0A))
+        return (try JSONParser.parse(bytes[..<newline]), bytes[(newline + 1)...])
     }
 
     /// Writes a snapshot file with `header`'s partition and sequence, and the length and CRC-32C of `body`.
