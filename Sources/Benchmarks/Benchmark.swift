@@ -254,7 +254,8 @@ enum Benchmark {
         for (index, client, run) in [(0, 0, "decode"), (9, 3, "batch-1000"), (10_000, 15, "single-16"), (123_456_789, 1, "x")] {
             var bytes: [UInt8] = []
             appendSampleEvent(index, client: client, run: Array(run.utf8), to: &bytes)
-            precondition(bytes == sampleEvent(index, client: client, run: run), "the sample event's byte builder differs from its String form")
+            precondition(
+                bytes == sampleEvent(index, client: client, run: run), "the sample event's byte builder differs from its String form")
         }
     }
 
