@@ -20,12 +20,21 @@ enum AppendResult: Sendable {
 
     /// The `append` response, written directly as bytes (a batch has thousands of results).
     static func response(id: JSONValue?, _ results: [AppendResult?]) -> [UInt8] {
-        var out = Response.beginOK(id: id, arrayMember: "results", capacity: 64 + results.count * 100)
+        response(id: id, count: results.count) { results[$0] }
+    }
+
+    /// The reply when every event of the append reached the committer.
+    static func response(id: JSONValue?, _ results: [AppendResult]) -> [UInt8] {
+        response(id: id, count: results.count) { results[$0] }
+    }
+
+    private static func response(id: JSONValue?, count: Int, _ result: (Int) -> AppendResult?) -> [UInt8] {
+        var out = Response.beginOK(id: id, arrayMember: "results", capacity: 64 + count * 100)
         // A commit group's records share their time: it is written once, then copied.
         var times = TimeTexts()
-        for (index, result) in results.enumerated() {
+        for index in 0..<count {
             if index > 0 { out.append(UInt8(ascii: ",")) }
-            switch result {
+            switch result(index) {
             case .accepted(let position)?: position.appendJSON(status: "accepted", times: &times, to: &out)
             case .duplicate(let position)?: position.appendJSON(status: "duplicate", times: &times, to: &out)
             case .conflict(let position, let key)?:
@@ -57,7 +66,11 @@ enum AppendResult: Sendable {
 /// only queue their work: the committing thread takes it as the next group and answers it.
 final class Committer: @unchecked Sendable {
     enum Work {
-        case events([ValidatedEvent], completion: @Sendable ([AppendResult]) -> Void)
+        /// An append's events and how they are answered: `answer` makes the reply from their
+        /// results and returns what sends it. The committer may make the reply on another thread
+        /// while the records are being synced, and for results it then throws away (a group
+        /// decided again); only the send it returns waits for the records to be durable.
+        case events([ValidatedEvent], answer: @Sendable ([AppendResult]) -> @Sendable () -> Void)
         case ticks(reason: String, completion: @Sendable ([IdempotencyIndex.Position]) -> Void)
     }
 
@@ -171,8 +184,8 @@ final class Committer: @unchecked Sendable {
         guard running else {
             condition.unlock()
             switch work {
-            case .events(let events, let completion):
-                completion(events.map { _ in .rejected(WireError(.unavailable, "meter-ingest is shutting down; retry")) })
+            case .events(let events, let answer):
+                answer(events.map { _ in .rejected(WireError(.unavailable, "meter-ingest is shutting down; retry")) })()
             case .ticks(_, let completion):
                 completion([])
             }
@@ -218,10 +231,10 @@ final class Committer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// What one attempt at a group came to: answers to send, or decide the group again (another
-    /// writer of a shared store appended first).
+    /// What one attempt at a group came to: answered, or decide the group again (another writer
+    /// of a shared store appended first).
     private enum Attempt {
-        case done([() -> Void])
+        case done
         case again
     }
 
@@ -229,14 +242,15 @@ final class Committer: @unchecked Sendable {
         while true {
             adoptOthersDefinitions()
             switch log.exclusive({ attempt(group) }) {
-            case .done(let answers):
-                for answer in answers { answer() }
-                return
-            case .again:
-                continue
+            case .done: return
+            case .again: continue
             }
         }
     }
+
+    /// From how many events a group's replies are made on another thread while its records are
+    /// written and synced, instead of after: below it, waking a thread costs more than it saves.
+    static let repliesAheadFromEvents = 256
 
     private func attempt(_ group: [Work]) -> Attempt {
         let partitions = log.storedPartitions
@@ -325,7 +339,9 @@ final class Committer: @unchecked Sendable {
             return .accepted(position)
         }
 
-        var answers: [() -> Void] = []
+        // The group's answers in its order: an append's by its place in `decided`, a tick's whole.
+        var answers: [GroupAnswer] = []
+        var decided: [(answer: @Sendable ([AppendResult]) -> @Sendable () -> Void, results: [AppendResult])] = []
         var duplicates = 0
         var conflicts = 0
         /// What an event of an append comes to: placed, a duplicate, a conflict, or refused.
@@ -412,13 +428,14 @@ final class Committer: @unchecked Sendable {
         newKeys = GroupKeys(capacity: keyed)
         for work in group {
             switch work {
-            case .events(let events, let completion):
+            case .events(let events, let answer):
                 var results: [AppendResult] = []
                 results.reserveCapacity(events.count)
                 // By index: `for event in events` would copy each event (a retain and a release of
                 // each of its strings and of its payload) only to read it.
                 for index in events.indices { results.append(decide(events[index])) }
-                answers.append { completion(results) }
+                answers.append(.append(decided.count))
+                decided.append((answer, results))
             case .ticks(let reason, let completion):
                 var positions: [IdempotencyIndex.Position] = []
                 for partition in partitions.indices {
@@ -427,24 +444,30 @@ final class Committer: @unchecked Sendable {
                         Self.tick(partition: partition, time: enqueued, reason: reason, attribution: attribution))
                     positions.append(place(partition, meta: RecordMeta(), payload: payload))
                 }
-                answers.append { completion(positions) }
+                let placed = positions
+                answers.append(.tick { completion(placed) })
             }
         }
         condition.unlock()
         if duplicates > 0 { ingestMetrics.duplicates.add(duplicates) }
         if conflicts > 0 { ingestMetrics.refusals.labels("conflict").add(conflicts) }
 
+        // A large group's replies are made on another thread while its records are encoded,
+        // written and synced (the sync leaves a core idle); a small one's after, on this thread.
+        let replies = RepliesAhead()
+        if decided.reduce(0, { $0 + $1.results.count }) >= Self.repliesAheadFromEvents { replies.make(decided) }
         let started = MonotonicClock.now()
         do {
             try log.commitRecords(records)
         } catch {
+            replies.discard()
             switch error {
             case .notWritten(let message):
                 // Nothing reached the log (a new segment could not be made, say, out of descriptors):
                 // refuse this group and go on; clients retry with their idempotency keys.
                 Log.error("\(message); refusing this group of appends (nothing was written) and going on")
                 refuse(group, WireError(.unavailable, "the log could not take these appends now (\(message)); nothing was appended; retry"))
-                return .done([])
+                return .done
             case .superseded(let message):
                 // The store has read what the other writer appended (keys and routes included):
                 // the same group, decided again, sees it.
@@ -457,6 +480,15 @@ final class Committer: @unchecked Sendable {
                 Log.error("\(error); nothing of this group was acknowledged; stopping so recovery can run")
                 refuse(group, WireError(.unavailable, "the log could not be made durable; retry"))
                 exit(75)
+            }
+        }
+        // Answered before the keys are remembered: no group is decided before they are (this
+        // thread decides the next), and the client has its answer a little sooner.
+        let sends = replies.sends() ?? decided.map { $0.answer($0.results) }
+        for answer in answers {
+            switch answer {
+            case .append(let index): sends[index]()
+            case .tick(let completion): completion()
             }
         }
         if !records.isEmpty {
@@ -476,16 +508,16 @@ final class Committer: @unchecked Sendable {
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
         }
-        return .done(answers)
+        return .done
     }
 
     /// Answers every job of `group` with `error` (ticks with no position).
     private func refuse(_ group: [Work], _ error: WireError) {
         for work in group {
             switch work {
-            case .events(let events, let completion):
+            case .events(let events, let answer):
                 ingestMetrics.refusals.labels(error.code.rawValue).add(events.count)
-                completion(events.map { _ in .rejected(error) })
+                answer(events.map { _ in .rejected(error) })()
             case .ticks(_, let completion): completion([])
             }
         }
@@ -496,6 +528,39 @@ final class Committer: @unchecked Sendable {
         Message(body: .ping(Ping(partition: partition, localTime: time, reason: reason, attribution: attribution, sender: "meter-ingest")))
             .json
     }
+}
+
+/// One answer of a commit group: an append's (its index among the group's appends) or a tick's.
+private enum GroupAnswer {
+    case append(Int)
+    case tick(@Sendable () -> Void)
+}
+
+/// A commit group's replies, made on a Dispatch worker while the group's records are written and
+/// synced; `sends` waits for them.
+private final class RepliesAhead: Sendable {
+    private let made = Mutex<[@Sendable () -> Void]>([])
+    private let making = DispatchGroup()
+    private let started = Atomic<Bool>(false)
+
+    func make(_ decided: [(answer: @Sendable ([AppendResult]) -> @Sendable () -> Void, results: [AppendResult])]) {
+        started.store(true, ordering: .relaxed)
+        DispatchQueue.global().async(group: making) { [self] in
+            let sends = decided.map { $0.answer($0.results) }
+            made.withLock { $0 = sends }
+        }
+    }
+
+    /// The sends, in the order given to `make`, once every reply is made; nil when `make` was
+    /// not called.
+    func sends() -> [@Sendable () -> Void]? {
+        guard started.load(ordering: .relaxed) else { return nil }
+        making.wait()
+        return made.withLock { $0 }
+    }
+
+    /// Waits for the replies being made and drops them (the group was not written).
+    func discard() { _ = sends() }
 }
 
 /// The ISO 8601 text of the last few times written, so a time repeated across results (all of

@@ -134,21 +134,28 @@ final class IngestHandler: RequestHandler {
             }
         }
         let requestID = batch.id
-        let finish: @Sendable ([AppendResult?]) -> Void = { results in
+        if valid.isEmpty {
             connection.send(AppendResult.response(id: requestID, results))
             done()
-        }
-        if valid.isEmpty {
-            finish(results)
             return
         }
         let partial = results
         let indexes = validIndexes
         committer.submit(
             .events(valid) { committed in
-                var merged = partial
-                for (position, index) in indexes.enumerated() { merged[index] = committed[position] }
-                finish(merged)
+                // Made here, sent only once the records are durable.
+                let reply: [UInt8]
+                if indexes.count == partial.count {
+                    reply = AppendResult.response(id: requestID, committed)
+                } else {
+                    var merged = partial
+                    for (position, index) in indexes.enumerated() { merged[index] = committed[position] }
+                    reply = AppendResult.response(id: requestID, merged)
+                }
+                return {
+                    connection.send(reply)
+                    done()
+                }
             }, commitsHere: commitsHere)
     }
 

@@ -1,6 +1,7 @@
 import EventStore
 import Foundation
 import StackTestSupport
+import Synchronization
 import Testing
 import Transport
 import Wire
@@ -15,12 +16,14 @@ final class IngestUnderTest {
     let committer: Committer
     let handler: IngestHandler
 
-    init(partitions: Int = 2) throws {
+    /// `store` wraps the log when given (to make commits fail).
+    init(partitions: Int = 2, store: (EventLog) -> any RecordStore = { $0 }) throws {
         log = try EventLog(directory: home.path + "/log", options: EventLog.Options(partitionCount: partitions))
         let clock = Clock(mode: .manual, start: Timestamp(year: 2024, month: 3, day: 1))
+        let store = store(log)
         committer = Committer(
-            log: log, clock: clock, router: PartitionRouter(partitionCount: partitions), idempotency: IdempotencyIndex(retentionDays: 7))
-        handler = IngestHandler(log: log, committer: committer, clock: clock, connectionCount: { 1 })
+            log: store, clock: clock, router: PartitionRouter(partitionCount: partitions), idempotency: IdempotencyIndex(retentionDays: 7))
+        handler = IngestHandler(log: store, committer: committer, clock: clock, connectionCount: { 1 })
     }
 
     deinit { committer.stop() }
@@ -54,6 +57,50 @@ struct IngestHandlerTests {
         let again = try #require(try ingest.append([Self.usage("u-1", "1.5"), Self.usage("u-1", "2")])["results"]?.arrayValue)
         #expect(again.map { $0["status"]?.stringValue } == ["duplicate", "conflict"])
         #expect(again[0]["sequence"] == results[1]["sequence"] && again[0]["partition"] == results[1]["partition"])
+    }
+
+    @Test("an append large enough for its reply to be made while it is synced is answered per event in order, and its resend as duplicates")
+    func largeAppendAnswers() throws {
+        let ingest = try IngestUnderTest()
+        _ = try ingest.append([Self.purchase])
+        let count = Committer.repliesAheadFromEvents + 44
+        var events = (0..<count).map { Self.usage("big-\($0)", "1") }
+        events[100] = #"{"type":"UsageReported","value":{}}"#
+        let first = try #require(try ingest.append(events)["results"]?.arrayValue)
+        #expect(first.count == count)
+        #expect(first.indices.allSatisfy { first[$0]["status"]?.stringValue == ($0 == 100 ? "rejected" : "accepted") })
+        #expect(first[0]["sequence"] == 1 && first[101]["sequence"] == 101 && first[count - 1]["sequence"] == .number(String(count - 1)))
+        // Every event valid this time: the reply is made from the committer's results alone.
+        events.remove(at: 100)
+        var expected = first
+        expected.remove(at: 100)
+        let again = try #require(try ingest.append(events)["results"]?.arrayValue)
+        #expect(again.count == count - 1)
+        #expect(again.allSatisfy { $0["status"] == "duplicate" })
+        #expect(again.map { $0["sequence"] } == expected.map { $0["sequence"] })
+    }
+
+    @Test("a large append the store could not write is refused whole, never answered accepted, and the next one is written")
+    func largeAppendNotWritten() throws {
+        let ingest = try IngestUnderTest(store: { FailingStore(log: $0, failures: [.notWritten("test: no new segment")]) })
+        let events = [Self.purchase] + (1..<(Committer.repliesAheadFromEvents + 10)).map { Self.usage("nw-\($0)", "1") }
+        let refused = try #require(try ingest.append(events)["results"]?.arrayValue)
+        #expect(refused.count == events.count)
+        #expect(refused.allSatisfy { $0["status"] == "rejected" && $0["error"]?["code"] == "unavailable" })
+        #expect(ingest.log.storedPartitions.map(\.nextSequence) == [0, 0])
+        let written = try #require(try ingest.append(events)["results"]?.arrayValue)
+        #expect(written.allSatisfy { $0["status"] == "accepted" })
+    }
+
+    @Test("a large group another writer superseded is decided again and answered with the second decision's positions")
+    func largeAppendSuperseded() throws {
+        let ingest = try IngestUnderTest(store: { FailingStore(log: $0, failures: [.superseded("test: another writer")]) })
+        let events = [Self.purchase] + (1..<(Committer.repliesAheadFromEvents + 10)).map { Self.usage("sup-\($0)", "1") }
+        let answered = try #require(try ingest.append(events)["results"]?.arrayValue)
+        #expect(answered.allSatisfy { $0["status"] == "accepted" })
+        let total = ingest.log.storedPartitions.reduce(0) { $0 + Int($1.nextSequence) }
+        #expect(total == events.count)
+        #expect(Set(answered.map { "\($0["partition"]!)/\($0["sequence"]!)" }).count == events.count)
     }
 
     @Test("on the I/O thread an append is taken and answered once durable; one with a refused event is left to a worker")
@@ -144,4 +191,35 @@ struct IngestHandlerTests {
         follower.close()
         #expect(follower.isClosed)
     }
+}
+
+/// The log, with the next commits failing as listed (nothing written), for the committer's
+/// refusal and retry paths.
+final class FailingStore: RecordStore, @unchecked Sendable {
+    let log: EventLog
+    private let failures: Mutex<[RecordStoreFailure]>
+
+    init(log: EventLog, failures: [RecordStoreFailure]) {
+        self.log = log
+        self.failures = Mutex(failures)
+    }
+
+    var storedPartitions: [any RecordPartition] { log.storedPartitions }
+    var identity: String { log.identity }
+    var clock: String { log.clock }
+    var created: String { log.created }
+    var lossesAccepted: Int { log.lossesAccepted }
+    var location: String { log.location }
+    var notices: [String] { log.notices }
+    var storageBytes: Int { log.storageBytes }
+
+    func commitRecords(_ records: [EventLog.Pending]) throws(RecordStoreFailure) {
+        if let failure = failures.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { throw failure }
+        try log.commitRecords(records)
+    }
+
+    func exclusive<T>(_ body: () -> T) -> T { log.exclusive(body) }
+    func observeOthers(_ visit: @escaping @Sendable (Int, UInt64, Timestamp, RecordMeta) -> Void) { log.observeOthers(visit) }
+    func checkpoint() throws(EventLogError) { try log.checkpoint() }
+    func shutDown() { log.shutDown() }
 }
