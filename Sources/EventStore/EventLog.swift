@@ -233,10 +233,39 @@ public final class EventLog: @unchecked Sendable {
         }
         do {
             try segment.write(buffer)
-            try segment.sync()
         } catch {
             throw .unknown("the log could not be made durable: \(error)")
         }
+        // Where each record went is noted while the sync runs, on a worker for a large group (the
+        // sync leaves a core idle): noted records are not readable before `publish` below, and a
+        // failed sync stops the writer.
+        let noting = records.count >= Self.notedWhileSyncingFrom ? DispatchGroup() : nil
+        if let noting {
+            DispatchQueue.global().async(group: noting) { [self, placed] in note(records, placed, in: segment) }
+        }
+        do {
+            try segment.sync()
+        } catch {
+            noting?.wait()
+            throw .unknown("the log could not be made durable: \(error)")
+        }
+        if let noting { noting.wait() } else { note(records, placed, in: segment) }
+        let written = buffer.count
+        shared.withLock { $0.storedBytes += written }
+        for partition in partitions where next[partition.partition] != partition.durableNextSequence { partition.publish() }
+        if segment.wantsExtension { extendInBackground(segment) }
+        if segment.end > segment.capacity / 2 { prepareSpare() }
+    }
+
+    /// From how many records a commit group's records are noted on a worker while the group is
+    /// synced: below it, waking a worker costs more than it saves.
+    public static let notedWhileSyncingFrom = 256
+
+    /// Notes where each of a commit group's records went, for readers (not yet readable) and for
+    /// the segment's summary.
+    private func note(
+        _ records: [Pending], _ placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)], in segment: WALSegment
+    ) {
         for index in records.indices {
             let place = placed[index]
             partitions[place.partition].noteAppended(
@@ -245,11 +274,6 @@ public final class EventLog: @unchecked Sendable {
                 partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
                 offset: place.offset, length: place.length)
         }
-        let written = buffer.count
-        shared.withLock { $0.storedBytes += written }
-        for partition in partitions where next[partition.partition] != partition.durableNextSequence { partition.publish() }
-        if segment.wantsExtension { extendInBackground(segment) }
-        if segment.end > segment.capacity / 2 { prepareSpare() }
     }
 
     /// Zero-fills the next stretch of `segment` ahead of the records, off the writer's path.

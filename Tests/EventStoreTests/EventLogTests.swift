@@ -278,6 +278,36 @@ struct EventLogTests {
             #expect(records[123].payload == payload(123))
         }
     }
+
+    @Test("a large group's records, noted while it syncs, read back in order live and after a reopen, across segments")
+    func largeGroupsNotedWhileSyncing() throws {
+        let directory = TemporaryDirectory()
+        let size = (EventLog.notedWhileSyncingFrom / 3 + 7) * 3  // a whole number of records per partition
+        let rounds = 20
+        func check(_ log: EventLog) throws {
+            #expect(log.partitions.map(\.durableNextSequence) == Array(repeating: UInt64(rounds * size / 3), count: 3))
+            for partition in 0..<3 {
+                let records = try log.partitions[partition].read(from: 0, maxRecords: 100_000, maxBytes: 1 << 30)
+                #expect(records.count == rounds * size / 3 && records.indices.allSatisfy { records[$0].sequence == UInt64($0) })
+                #expect(records.indices.allSatisfy { records[$0].payload == payload($0 * 3 + partition) })
+                #expect(records.indices.allSatisfy { records[$0].enqueuedTime == Timestamp(seconds: Int64(($0 * 3 + partition) / size)) })
+            }
+        }
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 3, segmentBytes: 256 << 10)
+            for round in 0..<rounds {
+                try log.commit(
+                    (0..<size).map { index in
+                        EventLog.Pending(
+                            partition: index % 3, time: Timestamp(seconds: Int64(round)), meta: RecordMeta(),
+                            payload: payload(round * size + index))
+                    })
+            }
+            try check(log)
+            log.settle()
+        }
+        try check(try EventLog(directory: directory.path, partitionCount: 3))
+    }
 }
 
 @Suite("Plan definitions in the log")
