@@ -116,7 +116,9 @@ let package = Package(
             name: "StackTestSupport", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"], path: "Tests/StackTestSupport"),
         .testTarget(
             name: "IngestTests",
-            dependencies: ["Ingest", "EventStore", "Wire", "SystemIO", "Daemon", "Transport", "StackTestSupport", "TestFixtures"]),
+            dependencies: [
+                "Ingest", "EventStore", "Wire", "SystemIO", "Daemon", "Transport", "Metrics", "StackTestSupport", "TestFixtures",
+            ]),
         .testTarget(
             name: "AggregatorTests",
             dependencies: [

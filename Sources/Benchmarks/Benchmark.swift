@@ -455,6 +455,7 @@ enum Benchmark {
         let results = Results()
         let group = DispatchGroup()
         let socket = server.socket
+        let commitBefore = (try? UnixClient(path: socket).call("status"))?["commit"]
         let start = Date()
         let runBytes = Array(name.utf8)
         checkSampleEventBytes()
@@ -525,6 +526,7 @@ enum Benchmark {
         let totals = results.totals.withLock { $0 }
         if let status = try? UnixClient(path: socket).call("status"), let commit = status["commit"] {
             progress("\(name): ingest commit counters so far: \(JSONWriter.string(commit))")
+            if let steps = stepsPerGroup(before: commitBefore, after: commit) { progress("\(name): \(steps)") }
         }
         if let failure = totals.failures.first { throw Failure("\(name): \(failure)") }
         let description: String
@@ -535,6 +537,19 @@ enum Benchmark {
         default: description = "\(clients) concurrent clients, 1 event per request (group commit)"
         }
         return Row(name: name, description: description, events: totals.events, elapsed: elapsed, latencies: totals.latencies)
+    }
+
+    /// Where ingest's time went during a case: each append step's microseconds (ingest's status,
+    /// `commit.stepMicroseconds`) per commit group of the case, or nil when ingest does not say.
+    static func stepsPerGroup(before: JSONValue?, after: JSONValue) -> String? {
+        func number(_ value: JSONValue?, _ key: String) -> Double { value?[key]?.intValue.map(Double.init) ?? 0 }
+        let groups = number(after, "groups") - number(before, "groups")
+        guard groups > 0, let steps = after["stepMicroseconds"]?.objectValue else { return nil }
+        let parts = steps.members.map { member in
+            "\(member.key) \(Int((number(after["stepMicroseconds"], member.key) - number(before?["stepMicroseconds"], member.key)) / groups))"
+        }
+        return "ingest's append steps, µs per commit group (read: by the worker that read the request): " + parts.joined(separator: ", ")
+            + " (\(Int(groups)) groups)"
     }
 
     static let acceptedMarker = Array(#""status":"accepted""#.utf8)

@@ -95,9 +95,19 @@ final class Committer: @unchecked Sendable {
     private var groups = 0
     private var syncs = 0
     private var recordsWritten = 0
+    private var stepTimes = AppendStepTimes()
 
-    /// Group-commit counters since start: groups committed, fdatasync calls, records written.
-    var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
+    /// Group-commit counters since start: groups committed, fdatasync calls, records written, and
+    /// the time of the committer's steps (decide, store, answer, index).
+    var commitCounters: (groups: Int, syncs: Int, records: Int, steps: AppendStepTimes) {
+        condition.withLock { (groups, syncs, recordsWritten, stepTimes) }
+    }
+
+    /// Adds the time of a step taken outside the committer (reading a request).
+    func noteStep(_ step: AppendStep, _ elapsed: Double) {
+        condition.withLock { stepTimes.add(step, elapsed) }
+        ingestMetrics.stepSeconds.labels(step.name).add(elapsed)
+    }
 
     init(
         log: any RecordStore, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex,
@@ -253,6 +263,7 @@ final class Committer: @unchecked Sendable {
     static let repliesAheadFromEvents = 256
 
     private func attempt(_ group: [Work]) -> Attempt {
+        let began = MonotonicClock.now()
         let partitions = log.storedPartitions
         let now = clock.now
         var records: [EventLog.Pending] = []
@@ -482,6 +493,7 @@ final class Committer: @unchecked Sendable {
                 exit(75)
             }
         }
+        let stored = MonotonicClock.now()
         // Answered before the keys are remembered: no group is decided before they are (this
         // thread decides the next), and the client has its answer a little sooner.
         let sends = replies.sends() ?? decided.map { $0.answer($0.results) }
@@ -491,8 +503,9 @@ final class Committer: @unchecked Sendable {
             case .tick(let completion): completion()
             }
         }
+        let answered = MonotonicClock.now()
         if !records.isEmpty {
-            ingestMetrics.syncSeconds.observe(MonotonicClock.now() - started)
+            ingestMetrics.syncSeconds.observe(stored - started)
             ingestMetrics.groupRecords.observe(Double(records.count))
             ingestMetrics.records.add(records.count)
             ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
@@ -507,6 +520,14 @@ final class Committer: @unchecked Sendable {
             syncs += records.isEmpty ? 0 : 1
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
+            let indexed = MonotonicClock.now()
+            for (step, elapsed) in [
+                (AppendStep.decide, started - began), (.store, stored - started), (.answer, answered - stored),
+                (.index, indexed - answered),
+            ] {
+                stepTimes.add(step, elapsed)
+                ingestMetrics.stepSeconds.labels(step.name).add(elapsed)
+            }
         }
         return .done
     }

@@ -2,6 +2,7 @@ import Daemon
 import EventStore
 import Foundation
 import Metrics
+import SystemIO
 import Transport
 import Wire
 
@@ -61,7 +62,9 @@ final class IngestHandler: RequestHandler {
     /// Appends read straight from their bytes (`AppendFastPath`); anything else is decoded as a
     /// request first.
     func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
+        let started = MonotonicClock.now()
         guard let batch = AppendFastPath.read(frame, fork: Self.fork) else { return false }
+        committer.noteStep(.read, MonotonicClock.now() - started)
         append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, done: done)
         return true
     }
@@ -311,7 +314,7 @@ final class IngestHandler: RequestHandler {
             "catalogPlans": .number(String(committer.catalogCount)),
             "commit": [
                 "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),
-                "records": .number(String(counters.records)),
+                "records": .number(String(counters.records)), "stepMicroseconds": counters.steps.json,
             ],
             "connections": .number(String(server())),
             "uptimeSeconds": .number(String(Int(Date().timeIntervalSince(startedAt)))),

@@ -1,4 +1,5 @@
 import Metrics
+import Wire
 
 /// Ingest's figures (docs/OPERATIONS.md, metrics). Counted once per commit group or append
 /// request, never once per event, so the counting costs the commit path nothing measurable.
@@ -10,6 +11,8 @@ struct IngestMetrics: Sendable {
     let syncSeconds: Histogram
     let refusals: MetricsRegistry.Family<Counter>
     let duplicates: Counter
+    /// Seconds spent in each step of an append (`AppendStep`), summed.
+    let stepSeconds: MetricsRegistry.Family<Counter>
 
     init() {
         records = registry.counter("metering_ingest_appended_records_total", "Records made durable in the log (ticks included).")
@@ -24,6 +27,39 @@ struct IngestMetrics: Sendable {
             "metering_ingest_refused_events_total",
             "Events refused, by reason: the error code (invalid_event, forbidden, conflict, unavailable, ...).", labels: ["reason"])
         duplicates = registry.counter("metering_ingest_duplicate_events_total", "Events answered duplicate (their id was seen before).")
+        stepSeconds = registry.counters(
+            "metering_ingest_append_step_seconds_total",
+            "Seconds spent in each step of appending, summed: read (a request's events read and checked, by a worker), decide, store (encoded, written, synced), answer (replies made and sent), index (keys remembered).",
+            labels: ["step"])
+    }
+}
+
+/// The steps of an append, in order, as `metering_ingest_append_step_seconds_total` and ingest's
+/// status (`commit.stepMicroseconds`) sum their time: where an append's time goes.
+enum AppendStep: Int, CaseIterable {
+    /// The request's events read and checked (on a worker; a large request on two threads).
+    case read
+    /// Each event decided (a duplicate, a conflict, or placed in its partition).
+    case decide
+    /// The group's records encoded, written and synced (one fdatasync).
+    case store
+    /// Waiting for the replies made during the sync, and sending them.
+    case answer
+    /// The group's keys remembered by the idempotency index (the client has its answer by then).
+    case index
+
+    var name: String { String(describing: self) }
+}
+
+/// Seconds per `AppendStep`, summed since start.
+struct AppendStepTimes: Sendable {
+    private(set) var seconds = [Double](repeating: 0, count: AppendStep.allCases.count)
+
+    mutating func add(_ step: AppendStep, _ elapsed: Double) { seconds[step.rawValue] += elapsed }
+
+    /// `{"read": µs, "decide": µs, ...}`, whole microseconds.
+    var json: JSONValue {
+        .object(JSONObject(AppendStep.allCases.map { .init($0.name, .number(String(Int(seconds[$0.rawValue] * 1e6)))) }))
     }
 }
 

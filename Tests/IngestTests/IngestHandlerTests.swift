@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Metrics
 import StackTestSupport
 import Synchronization
 import Testing
@@ -78,6 +79,28 @@ struct IngestHandlerTests {
         #expect(again.count == count - 1)
         #expect(again.allSatisfy { $0["status"] == "duplicate" })
         #expect(again.map { $0["sequence"] } == expected.map { $0["sequence"] })
+    }
+
+    @Test("status says how long each step of appending took, and the metrics count the same steps")
+    func appendStepTimes() throws {
+        let ingest = try IngestUnderTest()
+        func status() throws -> JSONValue {
+            let connection = MemoryConnection(listener: IngestHandler.clientListener)
+            #expect(connection.request(Array(#"{"op":"status"}"#.utf8), to: ingest.handler))
+            return try JSONParser.parse(try #require(connection.take().first))
+        }
+        let before = try #require(try status()["commit"]?["stepMicroseconds"]?.objectValue)
+        #expect(before.members.map(\.key) == ["read", "decide", "store", "answer", "index"])
+        _ = try ingest.append([Self.purchase] + (0..<Committer.repliesAheadFromEvents).map { Self.usage("t-\($0)", "1") })
+        let after = try #require(try status()["commit"]?["stepMicroseconds"])
+        // Reading, deciding and syncing hundreds of events takes more than a microsecond each.
+        for step in ["read", "decide", "store"] {
+            #expect((after[step]?.intValue ?? 0) > (before[step]?.intValue ?? 0), "\(step)")
+        }
+        let exposition = String(decoding: ingestMetrics.registry.exposition(), as: UTF8.self)
+        for step in AppendStep.allCases {
+            #expect(exposition.contains(#"metering_ingest_append_step_seconds_total{step="\#(step.name)"}"#), "\(step)")
+        }
     }
 
     @Test("a large append the store could not write is refused whole, never answered accepted, and the next one is written")
