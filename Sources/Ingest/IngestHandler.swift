@@ -64,8 +64,7 @@ final class IngestHandler: RequestHandler {
     func handle(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
         let started = MonotonicClock.now()
         guard let batch = AppendFastPath.read(frame, fork: Self.fork) else { return false }
-        committer.noteStep(.read, MonotonicClock.now() - started)
-        append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, done: done)
+        append(batch, on: connection, isAdmin: connection.listener == Self.adminListener, readStarted: started, done: done)
         return true
     }
 
@@ -77,9 +76,7 @@ final class IngestHandler: RequestHandler {
     func handleOnIOThread(frame: [UInt8], on connection: any Connection, done: @escaping @Sendable () -> Void) -> Bool {
         guard let batch = AppendFastPath.read(frame) else { return false }
         let isAdmin = connection.listener == Self.adminListener
-        for event in batch.events {
-            guard case .success = Self.taken(event, isAdmin: isAdmin) else { return false }
-        }
+        for index in batch.events.indices where Self.refusal(batch.events[index], isAdmin: isAdmin) != nil { return false }
         append(batch, on: connection, isAdmin: isAdmin, commitsHere: false, done: done)
         return true
     }
@@ -104,11 +101,15 @@ final class IngestHandler: RequestHandler {
         let second: () -> Void
     }
 
-    /// An event of an append as this socket takes it: internal messages are refused on the client
-    /// socket.
-    private static func taken(_ event: Result<ValidatedEvent, WireError>, isAdmin: Bool) -> Result<ValidatedEvent, WireError> {
-        guard case .success(let validated) = event, !isAdmin, !validated.type.isClientMessage else { return event }
-        return .failure(WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket"))
+    /// Why this socket refuses an event of an append, or nil when it takes it: an unreadable or
+    /// invalid event, or an internal message on the client socket.
+    private static func refusal(_ event: borrowing Result<ValidatedEvent, WireError>, isAdmin: Bool) -> WireError? {
+        switch event {
+        case .failure(let error): return error
+        case .success(let validated):
+            guard !isAdmin, !validated.type.isClientMessage else { return nil }
+            return WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket")
+        }
     }
 
     private func append(_ request: Request, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
@@ -118,25 +119,29 @@ final class IngestHandler: RequestHandler {
         }
     }
 
+    /// `readStarted`: when a worker began reading the request (the `read` step ends as the events
+    /// go to the committer).
     private func append(
-        _ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, commitsHere: Bool = true, done: @escaping @Sendable () -> Void
+        _ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, commitsHere: Bool = true, readStarted: Double? = nil,
+        done: @escaping @Sendable () -> Void
     ) {
+        let requestID = batch.id
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
         var valid: [ValidatedEvent] = []
         var validIndexes: [Int] = []
         valid.reserveCapacity(batch.events.count)
+        validIndexes.reserveCapacity(batch.events.count)
         for (index, event) in batch.events.enumerated() {
-            switch Self.taken(event, isAdmin: isAdmin) {
-            case .success(let validated):
-                valid.append(validated)
-                validIndexes.append(index)
-            case .failure(let error):
+            if let error = Self.refusal(event, isAdmin: isAdmin) {
                 Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
                 ingestMetrics.refusals.labels(error.code.rawValue).add()
                 results[index] = .rejected(error)
+            } else if case .success(let validated) = event {
+                valid.append(validated)
+                validIndexes.append(index)
             }
         }
-        let requestID = batch.id
+        if let readStarted { committer.noteStep(.read, MonotonicClock.now() - readStarted) }
         if valid.isEmpty {
             connection.send(AppendResult.response(id: requestID, results))
             done()
