@@ -106,7 +106,7 @@ final class Committer: @unchecked Sendable {
     /// Adds the time of a step taken outside the committer (reading a request).
     func noteStep(_ step: AppendStep, _ elapsed: Double) {
         condition.withLock { stepTimes.add(step, elapsed) }
-        ingestMetrics.stepSeconds.labels(step.name).add(elapsed)
+        ingestMetrics.stepSeconds[step.rawValue].add(elapsed)
     }
 
     init(
@@ -521,13 +521,14 @@ final class Committer: @unchecked Sendable {
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
             let indexed = MonotonicClock.now()
-            for (step, elapsed) in [
-                (AppendStep.decide, started - began), (.store, stored - started), (.answer, answered - stored),
-                (.index, indexed - answered),
-            ] {
-                stepTimes.add(step, elapsed)
-                ingestMetrics.stepSeconds.labels(step.name).add(elapsed)
-            }
+            stepTimes.add(.decide, started - began)
+            stepTimes.add(.store, stored - started)
+            stepTimes.add(.answer, answered - stored)
+            stepTimes.add(.index, indexed - answered)
+            ingestMetrics.stepSeconds[AppendStep.decide.rawValue].add(started - began)
+            ingestMetrics.stepSeconds[AppendStep.store.rawValue].add(stored - started)
+            ingestMetrics.stepSeconds[AppendStep.answer.rawValue].add(answered - stored)
+            ingestMetrics.stepSeconds[AppendStep.index.rawValue].add(indexed - answered)
         }
         return .done
     }
