@@ -65,12 +65,15 @@ enum AppendResult: Sendable {
 /// thread that read it, without waking another. Threads that submit while a commit is under way
 /// only queue their work: the committing thread takes it as the next group and answers it.
 final class Committer: @unchecked Sendable {
+    /// How an append is answered: makes the reply from the events' results and returns what sends
+    /// it. The committer may call it on another thread while the records are being synced, and
+    /// for results it then throws away (a group decided again); only the send it returns waits
+    /// for the records to be durable.
+    typealias Answer = @Sendable ([AppendResult]) -> @Sendable () -> Void
+
     enum Work {
-        /// An append's events and how they are answered: `answer` makes the reply from their
-        /// results and returns what sends it. The committer may make the reply on another thread
-        /// while the records are being synced, and for results it then throws away (a group
-        /// decided again); only the send it returns waits for the records to be durable.
-        case events([ValidatedEvent], answer: @Sendable ([AppendResult]) -> @Sendable () -> Void)
+        /// An append's events and how they are answered.
+        case events([ValidatedEvent], answer: Answer)
         case ticks(reason: String, completion: @Sendable ([IdempotencyIndex.Position]) -> Void)
     }
 
@@ -352,7 +355,7 @@ final class Committer: @unchecked Sendable {
 
         // The group's answers in its order: an append's by its place in `decided`, a tick's whole.
         var answers: [GroupAnswer] = []
-        var decided: [(answer: @Sendable ([AppendResult]) -> @Sendable () -> Void, results: [AppendResult])] = []
+        var decided: [(answer: Answer, results: [AppendResult])] = []
         var duplicates = 0
         var conflicts = 0
         /// What an event of an append comes to: placed, a duplicate, a conflict, or refused.
@@ -565,7 +568,7 @@ private final class RepliesAhead: Sendable {
     private let making = DispatchGroup()
     private let started = Atomic<Bool>(false)
 
-    func make(_ decided: [(answer: @Sendable ([AppendResult]) -> @Sendable () -> Void, results: [AppendResult])]) {
+    func make(_ decided: [(answer: Committer.Answer, results: [AppendResult])]) {
         started.store(true, ordering: .relaxed)
         DispatchQueue.global().async(group: making) { [self] in
             let sends = decided.map { $0.answer($0.results) }
