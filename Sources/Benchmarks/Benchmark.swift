@@ -219,11 +219,11 @@ enum Benchmark {
         bytes += sampleHead
         bytes += run
         bytes += sampleClient
-        appendDecimal(client, to: &bytes)
+        JSONWriter.writeInteger(client, to: &bytes)
         bytes += sampleIndex
-        appendDecimal(index, to: &bytes)
+        JSONWriter.writeInteger(index, to: &bytes)
         bytes += sampleResource
-        appendDecimal(100_000_000_000 + index % 10_000, to: &bytes)
+        JSONWriter.writeInteger(100_000_000_000 + index % 10_000, to: &bytes)
         bytes += sampleTail
     }
 
@@ -233,21 +233,6 @@ enum Benchmark {
     private static let sampleResource = Array(#"","value":{"resourceId":"fdc778a6-1281-40e4-cade-"#.utf8)
     private static let sampleTail = Array(
         #"","timestamp":"2022-09-19T13:26:22Z","meterName":"cpu","quantity":1.5,"properties":{"campaign":"spring"}}}"#.utf8)
-
-    /// A non-negative integer's decimal digits.
-    static func appendDecimal(_ value: Int, to bytes: inout [UInt8]) {
-        precondition(value >= 0)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var remaining = UInt64(value)
-            var start = digits.count
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(remaining % 10)
-                remaining /= 10
-            } while remaining > 0
-            bytes.append(contentsOf: digits[start...])
-        }
-    }
 
     /// Stops meter-bench if the byte builder and the String form of the sample event ever differ.
     static func checkSampleEventBytes() {

@@ -98,19 +98,9 @@ final class Committer: @unchecked Sendable {
     private var groups = 0
     private var syncs = 0
     private var recordsWritten = 0
-    private var stepTimes = AppendStepTimes()
 
-    /// Group-commit counters since start: groups committed, fdatasync calls, records written, and
-    /// the time of the committer's steps (decide, store, answer, index).
-    var commitCounters: (groups: Int, syncs: Int, records: Int, steps: AppendStepTimes) {
-        condition.withLock { (groups, syncs, recordsWritten, stepTimes) }
-    }
-
-    /// Adds the time of a step taken outside the committer (reading a request).
-    func noteStep(_ step: AppendStep, _ elapsed: Double) {
-        condition.withLock { stepTimes.add(step, elapsed) }
-        ingestMetrics.stepSeconds[step.rawValue].add(elapsed)
-    }
+    /// Group-commit counters since start: groups committed, fdatasync calls, records written.
+    var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
 
     init(
         log: any RecordStore, clock: Clock, attribution: Attribution = .enqueued, router: PartitionRouter, idempotency: IdempotencyIndex,
@@ -468,13 +458,12 @@ final class Committer: @unchecked Sendable {
 
         // A large group's replies are made on another thread while its records are encoded,
         // written and synced (the sync leaves a core idle); a small one's after, on this thread.
-        let replies = RepliesAhead()
-        if decided.reduce(0, { $0 + $1.results.count }) >= Self.repliesAheadFromEvents { replies.make(decided) }
+        let replies = decided.reduce(0, { $0 + $1.results.count }) >= Self.repliesAheadFromEvents ? RepliesAhead(decided) : nil
         let started = MonotonicClock.now()
         do {
             try log.commitRecords(records)
         } catch {
-            replies.discard()
+            _ = replies?.sends()  // waited for and dropped: the group was not written
             switch error {
             case .notWritten(let message):
                 // Nothing reached the log (a new segment could not be made, say, out of descriptors):
@@ -499,7 +488,7 @@ final class Committer: @unchecked Sendable {
         let stored = MonotonicClock.now()
         // Answered before the keys are remembered: no group is decided before they are (this
         // thread decides the next), and the client has its answer a little sooner.
-        let sends = replies.sends() ?? decided.map { $0.answer($0.results) }
+        let sends = replies?.sends() ?? decided.map { $0.answer($0.results) }
         for answer in answers {
             switch answer {
             case .append(let index): sends[index]()
@@ -523,16 +512,11 @@ final class Committer: @unchecked Sendable {
             syncs += records.isEmpty ? 0 : 1
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
-            let indexed = MonotonicClock.now()
-            stepTimes.add(.decide, started - began)
-            stepTimes.add(.store, stored - started)
-            stepTimes.add(.answer, answered - stored)
-            stepTimes.add(.index, indexed - answered)
-            ingestMetrics.stepSeconds[AppendStep.decide.rawValue].add(started - began)
-            ingestMetrics.stepSeconds[AppendStep.store.rawValue].add(stored - started)
-            ingestMetrics.stepSeconds[AppendStep.answer.rawValue].add(answered - stored)
-            ingestMetrics.stepSeconds[AppendStep.index.rawValue].add(indexed - answered)
         }
+        ingestMetrics.addStep(.decide, started - began)
+        ingestMetrics.addStep(.store, stored - started)
+        ingestMetrics.addStep(.answer, answered - stored)
+        ingestMetrics.addStep(.index, MonotonicClock.now() - answered)
         return .done
     }
 
@@ -561,31 +545,24 @@ private enum GroupAnswer {
     case tick(@Sendable () -> Void)
 }
 
-/// A commit group's replies, made on a Dispatch worker while the group's records are written and
-/// synced; `sends` waits for them.
+/// A commit group's replies, made on a Dispatch worker from its creation, while the group's records
+/// are written and synced; `sends` waits for them.
 private final class RepliesAhead: Sendable {
     private let made = Mutex<[@Sendable () -> Void]>([])
     private let making = DispatchGroup()
-    private let started = Atomic<Bool>(false)
 
-    func make(_ decided: [(answer: Committer.Answer, results: [AppendResult])]) {
-        started.store(true, ordering: .relaxed)
+    init(_ decided: [(answer: Committer.Answer, results: [AppendResult])]) {
         DispatchQueue.global().async(group: making) { [self] in
             let sends = decided.map { $0.answer($0.results) }
             made.withLock { $0 = sends }
         }
     }
 
-    /// The sends, in the order given to `make`, once every reply is made; nil when `make` was
-    /// not called.
-    func sends() -> [@Sendable () -> Void]? {
-        guard started.load(ordering: .relaxed) else { return nil }
+    /// The sends, in the order given, once every reply is made.
+    func sends() -> [@Sendable () -> Void] {
         making.wait()
         return made.withLock { $0 }
     }
-
-    /// Waits for the replies being made and drops them (the group was not written).
-    func discard() { _ = sends() }
 }
 
 /// The ISO 8601 text of the last few times written, so a time repeated across results (all of

@@ -141,7 +141,7 @@ final class IngestHandler: RequestHandler {
                 validIndexes.append(index)
             }
         }
-        if let readStarted { committer.noteStep(.read, MonotonicClock.now() - readStarted) }
+        if let readStarted { ingestMetrics.addStep(.read, MonotonicClock.now() - readStarted) }
         if valid.isEmpty {
             connection.send(AppendResult.response(id: requestID, results))
             done()
@@ -319,7 +319,7 @@ final class IngestHandler: RequestHandler {
             "catalogPlans": .number(String(committer.catalogCount)),
             "commit": [
                 "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),
-                "records": .number(String(counters.records)), "stepMicroseconds": counters.steps.json,
+                "records": .number(String(counters.records)), "stepMicroseconds": ingestMetrics.stepMicroseconds,
             ],
             "connections": .number(String(server())),
             "uptimeSeconds": .number(String(Int(Date().timeIntervalSince(startedAt)))),

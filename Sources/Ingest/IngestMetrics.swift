@@ -53,15 +53,13 @@ enum AppendStep: Int, CaseIterable {
     var name: String { String(describing: self) }
 }
 
-/// Seconds per `AppendStep`, summed since start.
-struct AppendStepTimes: Sendable {
-    private(set) var seconds = [Double](repeating: 0, count: AppendStep.allCases.count)
+extension IngestMetrics {
+    /// Adds `elapsed` seconds to `step`'s sum.
+    func addStep(_ step: AppendStep, _ elapsed: Double) { stepSeconds[step.rawValue].add(elapsed) }
 
-    mutating func add(_ step: AppendStep, _ elapsed: Double) { seconds[step.rawValue] += elapsed }
-
-    /// `{"read": µs, "decide": µs, ...}`, whole microseconds.
-    var json: JSONValue {
-        .object(JSONObject(AppendStep.allCases.map { .init($0.name, .number(String(Int(seconds[$0.rawValue] * 1e6)))) }))
+    /// Each step's sum since start, `{"read": µs, "decide": µs, ...}` in whole microseconds (status).
+    var stepMicroseconds: JSONValue {
+        .object(JSONObject(AppendStep.allCases.map { .init($0.name, .number(String(Int(stepSeconds[$0.rawValue].value * 1e6)))) }))
     }
 }
 

@@ -77,7 +77,7 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
         folded.withLock { saveSnapshot(&$0) }
     }
 
-    func nextSequence() -> UInt64 { folded.withLock { $0.fold.lastSequence.map { $0 + 1 } ?? 0 } }
+    func nextSequence() -> UInt64 { folded.withLock { $0.fold.state.nextSequence } }
 
     func fold(_ records: consuming [BillingRecord]) {
         let rules = rules()
