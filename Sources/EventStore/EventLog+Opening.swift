@@ -260,26 +260,19 @@ extension EventLog {
             // Keys of records before `from` are known to the index already (a table file taken over).
             var from = keysFrom?(manifest.identity, finalNext) ?? []
             if from.count != count { from = [UInt64](repeating: 0, count: count) }
-            // Per segment, the keys still wanted: all of them, none (no summary keys read), or those
-            // of a segment the table covers in part.
-            var wanted = [[SegmentSummary.Key]](repeating: [], count: found.count)
-            let needed = found.indices.filter { index in found[index].summary.extents.contains { $0.nextSequence > from[$0.partition] } }
-            let withKeys = readKeys(of: needed.filter { found[$0].keysLeftOut }.map { ($0, found[$0].segment.number) })
-            for index in needed {
-                let extents = found[index].summary.extents
-                if found[index].keysLeftOut {
-                    let path = walDirectory + "/" + EventLog.summaryName(found[index].segment.number)
-                    guard let read = withKeys[index], read.extents == extents else {
-                        throw EventLogError("\(path) changed while the log was being opened; start again")
-                    }
-                    found[index].summary = read
-                    found[index].keysLeftOut = false
-                }
-                let keys = found[index].summary.keys
-                wanted[index] =
-                    extents.allSatisfy { $0.firstSequence >= from[$0.partition] } ? keys : keys.filter { $0.sequence >= from[$0.partition] }
-            }
-            willVisit(wanted.reduce(0) { $0 + $1.count }, newest)
+            // The segments whose keys are still wanted: all of their keys, or those after what the
+            // table covers. A summary read without its keys is read again with them, one or two
+            // segments ahead on a worker while this thread gives the keys of the one before, and
+            // its keys are let go once given: holding every segment's keys at once (56 bytes each,
+            // half a gigabyte for ten million) made a rebuild mostly page faults.
+            let needed = Set(
+                found.indices.filter { index in found[index].summary.extents.contains { $0.nextSequence > from[$0.partition] } })
+            let rereads = found.indices.filter { needed.contains($0) && found[$0].keysLeftOut }
+            let ahead = SummaryReadAhead(paths: rereads.map { walDirectory + "/" + EventLog.summaryName(found[$0].segment.number) })
+            defer { ahead.stop() }
+            // At most this many: a segment the table covers in part gives fewer.
+            willVisit(needed.reduce(0) { $0 + found[$1].summary.keyCount }, newest)
+            var reread = 0
             for (index, item) in found.enumerated() {
                 for purchase in item.summary.purchases {
                     visit(purchase.partition, 0, newest ?? .epoch, RecordMeta(purchasedResource: purchase.resource))
@@ -287,11 +280,37 @@ extension EventLog {
                 for definition in item.summary.definitions {
                     visit(definition.partition, definition.sequence, newest ?? .epoch, RecordMeta(definesPlan: true))
                 }
-                guard !wanted[index].isEmpty else { continue }
+                guard needed.contains(index) else { continue }
+                let extents = item.summary.extents
+                var all = item.summary.keys
+                if item.keysLeftOut {
+                    // Never the last segment (always scanned), whose summary the log goes on with.
+                    let path = walDirectory + "/" + EventLog.summaryName(item.segment.number)
+                    let read = ahead.take(reread)
+                    reread += 1
+                    if let read {
+                        guard read.extents == extents else {
+                            throw EventLogError("\(path) changed while the log was being opened; start again")
+                        }
+                        all = read.keys
+                    } else {
+                        // Its head was sound, its keys are not (damage): read them from the segment,
+                        // and write the summary again.
+                        let scanned = try Self.keysScanned(item.segment, summary: item.summary, partitions: count, path: path)
+                        notices.append("\(path): its keys were unreadable; read them from its segment and wrote the summary again")
+                        found[index].summary = scanned
+                        found[index].scanned = true
+                        found[index].keysLeftOut = false
+                        all = scanned.keys
+                    }
+                }
+                let wanted =
+                    extents.allSatisfy { $0.firstSequence >= from[$0.partition] } ? all : all.filter { $0.sequence >= from[$0.partition] }
+                guard !wanted.isEmpty else { continue }
                 if let keys {
-                    keys(wanted[index])
+                    keys(wanted)
                 } else {
-                    for key in wanted[index] {
+                    for key in wanted {
                         visit(key.partition, key.sequence, key.time, RecordMeta(payloadDigest: key.payload, keyDigest: key.key))
                     }
                 }
@@ -304,21 +323,6 @@ extension EventLog {
         }
 
         // MARK: segments
-
-        /// The summaries of `segments` (the index each is found at, and its number), read again with
-        /// their keys (nil where one cannot be read), by index, on every core: decoding the keys was
-        /// a third of a restart that rebuilds the idempotency index, and the files are independent.
-        func readKeys(of segments: [(index: Int, number: UInt64)]) -> [Int: SegmentSummary] {
-            let lock = NSLock()
-            nonisolated(unsafe) var read: [Int: SegmentSummary] = [:]
-            DispatchQueue.concurrentPerform(iterations: segments.count) { position in
-                let segment = segments[position]
-                guard let summary = SegmentSummary.read(path: walDirectory + "/" + EventLog.summaryName(segment.number), keys: true)
-                else { return }
-                lock.withLock { read[segment.index] = summary }
-            }
-            return read
-        }
 
         /// Opens every segment in order with its summary (read from its file when sealed and the
         /// file is sound, else rebuilt by reading the segment), checking that each partition's
@@ -447,6 +451,27 @@ extension EventLog {
                 lastTimes[partition] = record.time.microseconds
                 offset += record.length
             }
+        }
+
+        /// The summary of a sealed `segment` rebuilt by reading it, when its summary file's keys
+        /// are unreadable: it must hold exactly the records `summary` (the file's sound head) says.
+        static func keysScanned(_ segment: WALSegment, summary: SegmentSummary, partitions: Int, path: String) throws(EventLogError)
+            -> SegmentSummary
+        {
+            // Only the partitions the summary names may appear, each from its first sequence on.
+            var next = [UInt64](repeating: .max, count: partitions)
+            for extent in summary.extents where extent.partition < partitions { next[extent.partition] = extent.firstSequence }
+            var lastTimes = [Int64](repeating: .min, count: partitions)
+            let (scanned, problem) = scan(segment, partitions: partitions, next: &next, lastTimes: &lastTimes)
+            guard scanned.extents == summary.extents, scanned.dataEnd == summary.dataEnd,
+                problem == nil || problem!.offset >= summary.dataEnd
+            else {
+                let why = problem.map { "at offset \($0.offset): \($0.reason)" } ?? "it holds other records than the summary says"
+                throw EventLogError(
+                    "\(path): its keys are unreadable (damaged), and its segment cannot stand in for them (\(why)). Restore the log directory from a backup."
+                )
+            }
+            return scanned
         }
 
         /// Whether a record of `segment` starts anywhere after `offset` (its salt makes a chance

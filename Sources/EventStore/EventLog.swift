@@ -88,8 +88,9 @@ public final class EventLog: @unchecked Sendable {
     /// Opens the log in `directory`, creating it with `partitionCount` partitions when new.
     ///
     /// - Parameters:
-    ///   - willVisit: told, before the first `visit`, how many keyed records recovery found and the
-    ///     newest enqueued time among all records (so indexes can be sized and skip what expired).
+    ///   - willVisit: told, before the first `visit`, at most how many keyed records recovery will
+    ///     visit (fewer when an index file covers part of a segment) and the newest enqueued time
+    ///     among all records (so indexes can be sized and skip what expired).
     ///   - visit: sees, partition by partition's commit order, every keyed record (its meta carries
     ///     `keyDigest` and `payloadDigest`, not always the key's text), every purchase (its
     ///     meta carries `purchasedResource`) and every plan definition (`definesPlan`, with its

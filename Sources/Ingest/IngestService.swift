@@ -31,7 +31,6 @@ nonisolated func runIngest() -> Never {
         log = try openStore(
             configuration,
             willVisit: { records, newest in
-                keysRead = records
                 newestTime = newest
                 idempotency.reserveCapacity(records)
             },
@@ -42,6 +41,7 @@ nonisolated func runIngest() -> Never {
                 if let digest = meta.keyDigest ?? meta.idempotencyKey.map(IdempotencyIndex.digest),
                     idempotency.isRetained(time, now: newestTime ?? time)
                 {
+                    keysRead += 1
                     idempotency.remember(
                         digest: digest,
                         at: IdempotencyIndex.Position(
@@ -51,6 +51,7 @@ nonisolated func runIngest() -> Never {
             keys: { keys in
                 // Keys already outside the window are never remembered: the log's newest time is known.
                 let horizon = (newestTime ?? .epoch).adding(microseconds: -idempotency.retentionMicroseconds)
+                keysRead += keys.count
                 idempotency.remember(keys, retainedFrom: horizon)
             },
             keysFrom: { identity, next in
