@@ -352,4 +352,27 @@ struct IdempotencyTableTests {
             }
         }
     }
+
+    /// How many of the mapping's pages are resident.
+    static func residentPages(_ table: IdempotencyTable) -> (resident: Int, pages: Int) {
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pages = (table.mappedLength + pageSize - 1) / pageSize
+        var vector = [UInt8](repeating: 0, count: pages)
+        #expect(mincore(table.base, table.mappedLength, &vector) == 0)
+        return (vector.filter { $0 & 1 != 0 }.count, pages)
+    }
+
+    @Test("a large table's pages, file or anonymous, are all mapped in when it is made, both halves of it")
+    func largeTablesArePopulated() throws {
+        let directory = TemporaryDirectory()
+        let slots = 1 << 21  // 80 MiB of slots: past the size whose halves are mapped in at once
+        let owner = IdempotencyTable.Owner(identity: Self.identity, bootID: "boot", partitions: 2, retention: 86_400_000_000)
+        let file = try IdempotencyTable.create(path: directory.path + "/idempotency.table", slots: slots, owner: owner)
+        let anonymous = IdempotencyTable.anonymous(slots: slots, retention: 86_400_000_000, partitions: 2, populated: true)
+        for table in [file, anonymous] {
+            let (resident, pages) = Self.residentPages(table)
+            #expect(table.mappedLength >= 64 << 20)
+            #expect(resident == pages, "\(resident) of \(pages) pages resident")
+        }
+    }
 }
