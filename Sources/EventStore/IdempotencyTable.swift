@@ -148,11 +148,8 @@ final class IdempotencyTable: @unchecked Sendable {
         return table
     }
 
-    /// A new, empty table of `slots` slots in a file created at `path + ".new"` (renamed to `path`
-    /// by `install`). The file's blocks are allocated first, so writing a slot can never meet a
-    /// full disk (which would be a SIGBUS).
     /// Maps in every page of `length` bytes at `base` (`MADV_POPULATE_WRITE`); a large table's
-    /// halves on two threads at once: the kernel allocates and zeroes each page of the file, a
+    /// halves on two threads at once: the kernel allocates and zeroes each page, a
     /// quarter of a second for the 640 MB of ten million keys on one thread.
     static func populate(_ base: UnsafeMutableRawPointer, _ length: Int) {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -169,6 +166,9 @@ final class IdempotencyTable: @unchecked Sendable {
         }
     }
 
+    /// A new, empty table of `slots` slots in a file created at `path + ".new"` (renamed to `path`
+    /// by `install`). The file's blocks are allocated first, so writing a slot can never meet a
+    /// full disk (which would be a SIGBUS).
     static func create(path: String, slots: Int, owner: Owner) throws(SystemError) -> IdempotencyTable {
         let temporary = path + ".new"
         unlink(temporary)
