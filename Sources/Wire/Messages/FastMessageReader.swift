@@ -492,9 +492,10 @@ struct FastMessageReader {
         if id != nil {
             event.keyDigest = PayloadDigest.hash(event.idempotencyKey!)
             // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
-            var meaning = Array(canonical[..<timestampStart])
-            meaning.append(contentsOf: canonical[timestampEnd...])
-            event.payloadDigest = meaning.withUnsafeBytes { PayloadDigest.hash($0) }
+            event.payloadDigest = canonical.withUnsafeBytes {
+                PayloadDigest.hash(
+                    UnsafeRawBufferPointer(rebasing: $0[..<timestampStart]), UnsafeRawBufferPointer(rebasing: $0[timestampEnd...]))
+            }
         }
         return event
     }

@@ -56,6 +56,34 @@ public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
         return PayloadDigest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
     }
 
+    /// The digest of `first` followed by `second`, as `hash` gives it for the two joined (a
+    /// message's canonical form with its timestamp left out, without copying the rest).
+    public static func hash(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> PayloadDigest {
+        let count = first.count + second.count
+        var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
+        var low: UInt64 = 0xC2B2_AE3D_27D4_EB4F &+ UInt64(count)
+        var index = 0
+        while index < count {
+            var word: UInt64
+            if index + 8 <= first.count {
+                word = first.loadUnaligned(fromByteOffset: index, as: UInt64.self).littleEndian
+            } else if index >= first.count && index - first.count + 8 <= second.count {
+                word = second.loadUnaligned(fromByteOffset: index - first.count, as: UInt64.self).littleEndian
+            } else {
+                // The word that straddles the two, or the last, short one.
+                word = 0
+                for shift in 0..<min(8, count - index) {
+                    let at = index + shift
+                    word |= UInt64(at < first.count ? first[at] : second[at - first.count]) << (8 * UInt64(shift))
+                }
+            }
+            high = rotate((high ^ word) &* 0xFF51_AFD7_ED55_8CCD, 31)
+            low = rotate((low &+ word) &* 0xC4CE_B9FE_1A85_EC53, 27) ^ rotate(high, 17)
+            index += 8
+        }
+        return PayloadDigest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
+    }
+
     /// The digest of a string's UTF-8 (idempotency keys).
     public static func hash(_ text: String) -> PayloadDigest {
         var text = text
