@@ -154,7 +154,7 @@ final class IdempotencyTable: @unchecked Sendable {
     static func populate(_ base: UnsafeMutableRawPointer, _ length: Int) {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let half = length / 2 / pageSize * pageSize
-        guard length >= 64 << 20, half > 0 else {
+        guard length >= 64 << 20 else {
             _ = madvise(base, length, populateWrite)
             return
         }

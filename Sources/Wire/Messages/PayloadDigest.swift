@@ -37,27 +37,11 @@ public struct PayloadDigest: Hashable, Sendable, CustomStringConvertible {
     /// Two independent 64-bit lanes over 8-byte words, each finished with SplitMix64's finalizer.
     /// Stable across runs, processes and machines (the words are read little-endian).
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> PayloadDigest {
-        var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
-        var low: UInt64 = 0xC2B2_AE3D_27D4_EB4F &+ UInt64(bytes.count)
-        var index = 0
-        let count = bytes.count
-        while index < count {
-            var word: UInt64
-            if count - index >= 8 {
-                word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self).littleEndian
-            } else {
-                word = 0
-                for shift in 0..<(count - index) { word |= UInt64(bytes[index + shift]) << (8 * UInt64(shift)) }
-            }
-            high = rotate((high ^ word) &* 0xFF51_AFD7_ED55_8CCD, 31)
-            low = rotate((low &+ word) &* 0xC4CE_B9FE_1A85_EC53, 27) ^ rotate(high, 17)
-            index += 8
-        }
-        return PayloadDigest(high: finalize(high), low: finalize(low &+ 0x1656_67B1_9E37_79F9))
+        hash(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
-    /// The digest of `first` followed by `second`, as `hash` gives it for the two joined (a
-    /// message's canonical form with its timestamp left out, without copying the rest).
+    /// The digest of `first` followed by `second`: the same as of the two joined (a message's
+    /// canonical form with its timestamp left out is hashed without copying the rest).
     public static func hash(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> PayloadDigest {
         let count = first.count + second.count
         var high: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
