@@ -81,7 +81,8 @@ public struct IdempotencyIndex: Sendable {
     /// new, empty one replaces it. Returns the index, per partition the first sequence whose key
     /// recovery must still give it (everything when new), and, when the file was not used or
     /// cannot be kept, why (for the operator's log). When no file can be made (the disk is full,
-    /// say) the index lives in memory only.
+    /// say) the index lives in memory only. The table has room for `expectedKeys` keys from the
+    /// start (a smaller one taken over grows to it now), so it does not grow until they are there.
     public static func opening(
         path: String, identity: String, partitions: Int, logNext: [UInt64], retentionDays: Int = 7, expectedKeys: Int = 0
     ) -> (index: IdempotencyIndex, from: [UInt64], notice: String?) {
@@ -99,7 +100,10 @@ public struct IdempotencyIndex: Sendable {
         case .success(let table):
             let covered = table.covered
             if covered.count == logNext.count, zip(covered, logNext).allSatisfy({ $0 <= $1 }) {
-                return (IdempotencyIndex(retentionMicroseconds: retention, table: table), covered, nil)
+                var index = IdempotencyIndex(retentionMicroseconds: retention, table: table)
+                // A table made before the expected count was raised grows to it now, not while appending.
+                if expectedKeys > index.count { index.reserveCapacity(expectedKeys - index.count) }
+                return (index, covered, nil)
             }
             reason = "it holds keys of records the log does not have"
         case .failure(.missing):
@@ -147,6 +151,13 @@ public struct IdempotencyIndex: Sendable {
     /// Bytes the table holds (for status and the memory figures).
     public var memoryBytes: Int { (mask + 1) * MemoryLayout<Entry>.stride }
 
+    /// Bytes of the table made for `keys` keys (its slots, without the header): what
+    /// `METERING_INGEST_EXPECTED_KEYS` asks of memory and disk.
+    public static func memoryBytes(forKeys keys: Int) -> Int { slots(for: keys) * slotBytes }
+
+    /// Bytes of one slot of the table.
+    public static var slotBytes: Int { MemoryLayout<Entry>.stride }
+
     /// Where `key` was first recorded, if it is remembered.
     public func lookup(_ key: String) -> Position? { lookup(digest: Self.digest(key)) }
 
@@ -190,7 +201,14 @@ public struct IdempotencyIndex: Sendable {
     public mutating func remember(digest: PayloadDigest, at position: Position) {
         let slots = mask + 1
         if Double(count + 1) > Double(slots) * Self.maximumLoad {
+            let started = MonotonicClock.now()
             grow(to: slots * 2)
+            if slots >= Self.successorFromSlots {
+                // Appends wait while the keys move: the operator can size the table ahead instead.
+                Log.info(
+                    "the idempotency table grew to \(slots * 2) slots (\(memoryBytes >> 20) MiB) for \(count) keys in \(Int((MonotonicClock.now() - started) * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
+                )
+            }
         } else if count == slots / 10 * 6 && slots >= Self.successorFromSlots {
             // The count passes here once per table (it grows by one per key).
             prepareSuccessor(slots: slots * 2)

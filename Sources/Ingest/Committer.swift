@@ -177,6 +177,7 @@ final class Committer: @unchecked Sendable {
 
     /// Idempotency keys remembered (for status).
     var idempotencyKeyCount: Int { condition.withLock { idempotency.count } }
+    var idempotencyTableBytes: Int { condition.withLock { idempotency.memoryBytes } }
 
     /// Queues work and, when no commit is under way, commits it (and whatever queues meanwhile)
     /// on this thread before returning, or with `commitsHere` false on a Dispatch worker (for a

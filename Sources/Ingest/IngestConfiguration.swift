@@ -6,6 +6,10 @@ import NATS
 import Transport
 import Wire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// How `meter-ingest` runs: from flags and `METERING_*` variables (DESIGN.md §6.1).
 struct IngestConfiguration {
     /// Where Prometheus metrics are served (`METERING_METRICS_ADDR`), nil when off.
@@ -44,6 +48,9 @@ struct IngestConfiguration {
     var maximumFrameBytes: Int
     var segmentBytes: Int
     var idempotencyDays: Int
+    /// Idempotency keys the table is made for at start, so that it does not grow (each growth
+    /// moves every key while appends wait) until there are more; 0: it starts small.
+    var expectedKeys: Int
     /// The client socket's connection budget (capped by the open-file limit at start-up).
     var maximumConnections: Int
     var maximumConnectionsExplicit: Bool
@@ -72,6 +79,9 @@ struct IngestConfiguration {
           --max-frame-bytes    METERING_MAX_FRAME_BYTES      16777216
           --segment-bytes      METERING_SEGMENT_BYTES        67108864
           --idempotency-days   METERING_IDEMPOTENCY_DAYS     7
+          --expected-keys      METERING_INGEST_EXPECTED_KEYS  0 (idempotency ids expected within those days:
+                                                             the table is made for them at start, 40 bytes
+                                                             a slot, instead of growing while appending)
           --max-connections    METERING_MAX_CONNECTIONS      16384 (client socket; fewer when the
                                                              open-file limit cannot hold them)
           --admin-connections  METERING_INGEST_ADMIN_CONNECTIONS  64 (admin socket, a budget of its own)
@@ -112,6 +122,9 @@ struct IngestConfiguration {
             range: 1024...RecordCodec.maximumPayloadLength)
         segmentBytes = try settings.integer("segment-bytes", "METERING_SEGMENT_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 30))
         idempotencyDays = try settings.integer("idempotency-days", "METERING_IDEMPOTENCY_DAYS", default: 7, range: 1...3650)
+        expectedKeys = try settings.integer(
+            "expected-keys", "METERING_INGEST_EXPECTED_KEYS", default: 0, range: 0...Self.maximumExpectedKeys)
+        try Self.checkTableFits(expectedKeys: expectedKeys, memory: Self.physicalMemory)
         maximumConnectionsExplicit = settings.isGiven("max-connections", "METERING_MAX_CONNECTIONS")
         maximumConnections = try settings.integer(
             "max-connections", "METERING_MAX_CONNECTIONS", default: 16_384, range: 1...1_000_000)
@@ -155,6 +168,23 @@ struct IngestConfiguration {
         if clientSocket == adminSocket {
             throw SettingsError("METERING_INGEST_SOCKET and METERING_INGEST_ADMIN_SOCKET must differ (both are \(clientSocket))")
         }
+    }
+
+    /// The most `METERING_INGEST_EXPECTED_KEYS` takes (a table of 2³¹ slots, 80 GiB).
+    static let maximumExpectedKeys = 1_000_000_000
+
+    /// This machine's memory in bytes (0 when unknown).
+    static var physicalMemory: Int { max(0, sysconf(Int32(_SC_PHYS_PAGES))) * max(0, sysconf(Int32(_SC_PAGESIZE))) }
+
+    /// Refuses an expected key count whose table would take more than half of `memory` (the table
+    /// is mapped in whole at start, and a growth holds a second one twice as large for a while).
+    static func checkTableFits(expectedKeys: Int, memory: Int) throws(SettingsError) {
+        guard expectedKeys > 0, memory > 0 else { return }
+        let bytes = IdempotencyIndex.memoryBytes(forKeys: expectedKeys)
+        guard bytes > memory / 2 else { return }
+        throw SettingsError(
+            "METERING_INGEST_EXPECTED_KEYS=\(expectedKeys) needs an idempotency table of \(bytes >> 20) MiB (\(IdempotencyIndex.slotBytes) bytes a slot, \(bytes / IdempotencyIndex.slotBytes) slots); this machine has \(memory >> 20) MiB of memory, and the table may take at most half of it"
+        )
     }
 
     /// Descriptors kept out of the connection budgets: segments opened by rolls after start-up

@@ -316,6 +316,7 @@ final class IngestHandler: RequestHandler {
                         member.key == "attribution" ? JSONObject.Member("mode", member.value) : member
                     })),
             "idempotencyKeys": .number(String(committer.idempotencyKeyCount)),
+            "idempotencyTableBytes": .number(String(committer.idempotencyTableBytes)),
             "catalogPlans": .number(String(committer.catalogCount)),
             "commit": [
                 "groups": .number(String(counters.groups)), "syncs": .number(String(counters.syncs)),

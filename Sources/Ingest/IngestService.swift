@@ -23,7 +23,7 @@ nonisolated func runIngest() -> Never {
     let recoveryStart = Date()
     var purchases: [ResourceName] = []
     var definitions: [(partition: Int, sequence: UInt64)] = []
-    var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays)
+    var idempotency = IdempotencyIndex(retentionDays: configuration.idempotencyDays, capacity: configuration.expectedKeys)
     var newestTime: Timestamp?
     var keysRead = 0
     let log: any RecordStore
@@ -58,7 +58,8 @@ nonisolated func runIngest() -> Never {
                 // The embedded log: the index lives in a file beside it, taken over when it can be trusted.
                 let opened = IdempotencyIndex.opening(
                     path: configuration.logDirectory + "/" + EventLog.idempotencyTableName, identity: identity,
-                    partitions: next.count, logNext: next, retentionDays: configuration.idempotencyDays)
+                    partitions: next.count, logNext: next, retentionDays: configuration.idempotencyDays,
+                    expectedKeys: configuration.expectedKeys)
                 idempotency = opened.index
                 if let notice = opened.notice { Log.notice(notice) }
                 return opened.from
@@ -81,7 +82,7 @@ nonisolated func runIngest() -> Never {
     if let newestTime { idempotency.expire(now: newestTime) }
     if idempotency.isKeptInFile { idempotency.cover(log.storedPartitions.map(\.nextSequence)) }
     Log.info(
-        "recovered \(log.storedPartitions.reduce(0) { $0 + Int($1.nextSequence) }) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys (\(idempotency.isKeptInFile ? "\(keysRead) read from the log, \(max(0, idempotency.count - keysRead)) taken over from its table file" : "kept in memory only"), \(router.knownNames) purchased names, \(catalog.count) catalog plans"
+        "recovered \(log.storedPartitions.reduce(0) { $0 + Int($1.nextSequence) }) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys in a table of \(idempotency.memoryBytes < 1 << 20 ? "\(idempotency.memoryBytes >> 10) KiB" : "\(idempotency.memoryBytes >> 20) MiB") (\(idempotency.isKeptInFile ? "\(keysRead) read from the log, \(max(0, idempotency.count - keysRead)) taken over from its table file" : "kept in memory only"), \(router.knownNames) purchased names, \(catalog.count) catalog plans"
     )
 
     let clock = Clock(

@@ -5,7 +5,8 @@ import Wire
 enum StatusCommand {
     static let command = Command(
         name: "status", summary: "ingest's partitions: records, last sequence and time, segments, bytes (ingest)",
-        details: "The first line: ingest's clock (system or manual) and its time, the log's size, remembered idempotency keys.",
+        details:
+            "The first line: ingest's clock (system or manual) and its time, the log's size, remembered idempotency keys and their table's size.",
         options: [.json, .home, .ingestSocket], examples: ["meterctl status"],
         run: { try run($0) })
 
@@ -16,7 +17,7 @@ enum StatusCommand {
             return
         }
         print(
-            "ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys, \(status["catalogPlans"]?.intValue ?? 0) catalog plans, \(status["connections"]?.intValue ?? 0) connections"
+            "ingest: clock \(status["clock"]?.stringValue ?? "?") at \(status["time"]?.stringValue ?? "?"), \(status["storeBytes"]?.intValue ?? 0) bytes, \(status["idempotencyKeys"]?.intValue ?? 0) idempotency keys (table \(((status["idempotencyTableBytes"]?.intValue ?? 0) + (1 << 20) - 1) >> 20) MiB), \(status["catalogPlans"]?.intValue ?? 0) catalog plans, \(status["connections"]?.intValue ?? 0) connections"
         )
         var rows = [["partition", "records", "last sequence", "last enqueued time", "segments", "bytes"]]
         for partition in status["partitions"]?.arrayValue ?? [] {

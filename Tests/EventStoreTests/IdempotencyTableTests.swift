@@ -94,6 +94,42 @@ struct IdempotencyTableTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("a table opened for an expected count of keys is made that large and takes them all without growing")
+    func madeForTheExpectedKeys() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        var opened = IdempotencyIndex.opening(
+            path: path, identity: Self.identity, partitions: 2, logNext: [0, 0], expectedKeys: 50_000)
+        // 50,000 keys at most 70% full: 131,072 slots (65,536 hold 45,875).
+        #expect(opened.index.memoryBytes == 131_072 * 40)
+        #expect(IdempotencyIndex.memoryBytes(forKeys: 50_000) == 131_072 * 40)
+        let fileBytes = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(fileBytes >= 131_072 * 40)
+        for sequence in 0..<50_000 { opened.index.remember("k\(sequence)", at: Self.position(sequence)) }
+        #expect(opened.index.memoryBytes == 131_072 * 40)
+        #expect(!opened.index.hasSuccessor)
+        #expect(opened.index.lookup("k49999") == Self.position(49_999))
+    }
+
+    @Test("a smaller table taken over grows to the expected count at start, keeping its keys for the takeover")
+    func takenOverTableGrowsToTheExpectedKeys() {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/idempotency.table"
+        let next = Self.fillAndDrop(path, count: 500)
+        let reopened = IdempotencyIndex.opening(
+            path: path, identity: Self.identity, partitions: 2, logNext: [500, 0], expectedKeys: 50_000)
+        #expect(reopened.notice == nil)
+        #expect(reopened.from == next)
+        #expect(reopened.index.memoryBytes == 131_072 * 40)
+        #expect(reopened.index.count == 500)
+        #expect(reopened.index.lookup("k499") == Self.position(499))
+        // The grown table is the file now: the next start takes it over at that size.
+        let again = IdempotencyIndex.opening(path: path, identity: Self.identity, partitions: 2, logNext: [500, 0])
+        #expect(again.notice == nil && again.from == next)
+        #expect(again.index.memoryBytes == 131_072 * 40)
+        #expect(again.index.lookup("k0") == Self.position(0))
+    }
+
     @Test("a file-backed table 60% full is given its successor in the background, and growing into it keeps every key for a restart")
     func successorMadeAheadForAFile() {
         let directory = TemporaryDirectory()
