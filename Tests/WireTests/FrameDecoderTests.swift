@@ -1,5 +1,6 @@
 import Testing
-import Wire
+
+@testable import Wire
 
 @Suite("Frame decoder")
 struct FrameDecoderTests {
@@ -74,6 +75,61 @@ struct FrameDecoderTests {
         var inPayload = FrameDecoder()
         _ = try inPayload.decode([0, 0, 0, 10, 1, 2, 3])
         #expect(throws: FrameDecoder.Failure.truncated(have: 3, need: 10)) { try inPayload.finish() }
+    }
+
+    @Test("frames of every size cut at random places decode as they were sent")
+    func randomCuts() throws {
+        var random = SplitMix64(seed: 12)
+        for round in 0..<20 {
+            var payloads: [[UInt8]] = []
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                // Small, around one read of 64 KiB, and of several megabytes.
+                let size = [
+                    Int.random(in: 1...300, using: &random), Int.random(in: 65_530...65_540, using: &random),
+                    Int.random(in: 1...3_000_000, using: &random),
+                ][Int.random(in: 0...2, using: &random)]
+                // Marked at both ends and in the middle, so a shifted or cut payload differs.
+                var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: round), count: size)
+                payload[0] = UInt8(truncatingIfNeeded: payloads.count)
+                payload[size / 2] = 0xAB
+                payload[size - 1] = 0xCD
+                payloads.append(payload)
+            }
+            let bytes = payloads.flatMap { FrameEncoder.frame($0) }
+            var decoder = FrameDecoder()
+            var decoded: [[UInt8]] = []
+            var index = 0
+            while index < bytes.count {
+                let end = min(bytes.count, index + [3, 4, 4_093, 65_536, 200_000, 1_000_003][Int.random(in: 0...5, using: &random)])
+                decoded += try decoder.decode(bytes[index..<end])
+                index = end
+            }
+            try decoder.finish()
+            #expect(decoded == payloads)
+            #expect(decoder.bufferedByteCount == 0)
+        }
+    }
+
+    @Test("a large length is not allocated on trust: the room grows with the bytes that come")
+    func roomFollowsTheBytes() throws {
+        var decoder = FrameDecoder()
+        let length = 16 << 20
+        let header = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+        #expect(try decoder.decode(header + [UInt8](repeating: 7, count: 10)).isEmpty)
+        #expect(decoder.bufferedByteCount == 10)
+        #expect(decoder.reservedByteCount <= 1 << 16)
+        var sent = 10
+        while sent < 2 << 20 {
+            #expect(try decoder.decode([UInt8](repeating: 7, count: 60_000)).isEmpty)
+            sent += 60_000
+            // Twice what came at most (the buffer doubles), never the announced 16 MiB.
+            #expect(decoder.reservedByteCount <= 2 * (sent + 4) + (1 << 16))
+        }
+        #expect(decoder.bufferedByteCount == sent)
+        #expect(throws: FrameDecoder.Failure.truncated(have: sent, need: length)) { try decoder.finish() }
+        let frames = try decoder.decode([UInt8](repeating: 7, count: length - sent) + FrameEncoder.frame([1, 2]))
+        #expect(frames.map(\.count) == [length, 2])
+        #expect(decoder.bufferedByteCount == 0)
     }
 
     @Test("after a failure the decoder stays failed")

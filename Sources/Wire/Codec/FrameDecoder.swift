@@ -35,6 +35,9 @@ public struct FrameDecoder: Sendable {
     /// Bytes received but not yet returned as frames.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
+    /// Bytes of room the decoder holds (for tests of its memory).
+    var reservedByteCount: Int { buffer.capacity }
+
     /// Adds received bytes and returns every frame they complete, in order.
     ///
     /// After a failure the decoder stays failed: the connection must be closed.
