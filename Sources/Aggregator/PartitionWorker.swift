@@ -86,7 +86,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
 
     func nextSequence() -> UInt64 { folded.withLock { $0.state.nextSequence } }
 
-    func fold(_ records: consuming [BillingRecord]) {
+    func fold(_ records: RecordBatch) {
         let count = records.count
         folded.withLock { folded in
             records.takeEach { folded.state.apply($0) }

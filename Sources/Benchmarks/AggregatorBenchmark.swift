@@ -71,9 +71,9 @@ extension Benchmark {
                 // The follower's path exactly: the answer read, the records checked, then folded.
                 for frame in frames {
                     do {
-                        var records = try PartitionFollower.records(frame, partition: 0).records
-                        _ = try PartitionFollower.dropFolded(&records, expected: state.nextSequence)
-                        for record in records { state.apply(record) }
+                        let records = try PartitionFollower.records(frame, partition: 0).records
+                        _ = try PartitionFollower.dropFolded(records, expected: state.nextSequence)
+                        records.takeEach { state.apply($0) }
                     } catch {
                         fatalError("a follow answer did not read: \(error)")
                     }

@@ -79,7 +79,7 @@ final class NotificationWorker: PartitionFolding, @unchecked Sendable {
 
     func nextSequence() -> UInt64 { folded.withLock { $0.fold.state.nextSequence } }
 
-    func fold(_ records: consuming [BillingRecord]) {
+    func fold(_ records: RecordBatch) {
         let rules = rules()
         let count = records.count
         let appended = folded.withLock { folded -> Bool in

@@ -9,18 +9,8 @@ public protocol PartitionFolding: AnyObject, Sendable {
     /// The sequence number of the next record the state needs (0 for an empty state).
     func nextSequence() -> UInt64
     /// Folds `records`: consecutive, starting at `nextSequence()`, in log order. Handed over, so a
-    /// fold can take each record out of the array (`takeEach`) instead of copying it to pass it on.
-    func fold(_ records: consuming [BillingRecord])
-}
-
-extension Array {
-    /// Hands every element to `body` in order, taking each out of the array (reversed, then emptied
-    /// from its end), which is left empty: passing an element on while the array holds it copies it
-    /// (retaining all its strings), which showed in the folds' profiles.
-    @inlinable public mutating func takeEach(_ body: (Element) throws -> Void) rethrows {
-        reverse()
-        while let element = popLast() { try body(element) }
-    }
+    /// fold takes each record out of the batch (`takeEach`) instead of copying it to pass it on.
+    func fold(_ records: RecordBatch)
 }
 
 /// Follows one partition of the log from ingest (`follow` on its client socket) and hands the
@@ -168,10 +158,9 @@ public final class PartitionFollower: @unchecked Sendable {
                 refuse("partition \(partition): ingest switched from log \(identity) to log \(frameLog) while it was being followed")
                 return
             }
-            var batch = decoded
-            let expected = try Self.dropFolded(&batch, expected: owner.nextSequence())
-            let count = batch.count
-            if count > 0 { owner.fold(consume batch) }
+            let expected = try Self.dropFolded(decoded, expected: owner.nextSequence())
+            let count = decoded.count
+            if count > 0 { owner.fold(decoded) }
             head = max(head, expected)
             lock.withLock {
                 recordsFolded += count
@@ -204,17 +193,16 @@ public final class PartitionFollower: @unchecked Sendable {
 
     /// Drops the records already folded (a resend after reconnecting: sequences below `expected`)
     /// and checks that the rest follow on without a gap; the sequence expected after them. The
-    /// records are read where they lie, and the list is copied only when some are dropped: a
-    /// catch-up hands millions of them on.
-    public static func dropFolded(_ records: inout [BillingRecord], expected: UInt64) throws -> UInt64 {
-        let folded = records.withUnsafeBufferPointer { buffer in
+    /// records are read where they lie and none is moved: a catch-up hands millions of them on.
+    public static func dropFolded(_ records: RecordBatch, expected: UInt64) throws -> UInt64 {
+        let folded = records.withRecords { buffer in
             var count = 0
             while count < buffer.count && buffer[count].sequence < expected { count += 1 }
             return count
         }
-        if folded > 0 { records.removeFirst(folded) }
+        if folded > 0 { records.dropFirst(folded) }
         var next = expected
-        try records.withUnsafeBufferPointer { buffer in
+        try records.withRecords { buffer in
             for index in buffer.indices {
                 guard buffer[index].sequence == next else {
                     throw WireError(.internalError, "gap: record \(buffer[index].sequence) where \(next) was expected")
@@ -227,10 +215,9 @@ public final class PartitionFollower: @unchecked Sendable {
 
     /// A `follow` answer's records as the billing fold takes them, and the log's identity: read on
     /// the fast path (`RecordFrameReader`), or as JSON when it does not recognise the answer.
-    public static func records(_ frame: [UInt8], partition: Int) throws -> (records: [BillingRecord], log: String?) {
-        var records: [BillingRecord] = []
+    public static func records(_ frame: [UInt8], partition: Int) throws -> (records: RecordBatch, log: String?) {
         // About what a usage record takes in an answer: one growth at most, no chain of copies.
-        records.reserveCapacity(frame.count / 160)
+        let records = RecordBatch(capacity: frame.count / 160)
         var undecodable: (sequence: UInt64, error: MessageError)?
         let end = RecordFrameReader.read(
             frame,
@@ -247,7 +234,7 @@ public final class PartitionFollower: @unchecked Sendable {
             case .failure(let error): throw error
             }
             let records = try (response["records"]?.arrayValue ?? []).map { try billingRecord($0, partition: partition) }
-            return (records, response["log"]?.stringValue)
+            return (RecordBatch(records), response["log"]?.stringValue)
         }
         if let undecodable {
             // Ingest validated it when it was appended; a record that no longer decodes means the

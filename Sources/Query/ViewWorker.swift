@@ -135,7 +135,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
 
     func nextSequence() -> UInt64 { lock.withLock { view.nextSequence } }
 
-    func fold(_ records: consuming [BillingRecord]) {
+    func fold(_ records: RecordBatch) {
         let watched = watchers.openCount > 0
         let count = records.count
         let touched = lock.withLock { () -> Set<String> in

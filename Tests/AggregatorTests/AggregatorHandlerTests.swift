@@ -1,6 +1,7 @@
 import Billing
 import BillingTestSupport
 import Daemon
+import Projection
 import StackTestSupport
 import Testing
 import Transport
@@ -23,7 +24,7 @@ struct AggregatorHandlerTests {
                     enqueuedTime: at("2024-03-01T10:00:00Z").adding(microseconds: Int64(index) * 1_000_000),
                     message: message))
         }
-        worker.fold(records)
+        worker.fold(RecordBatch(records))
         return AggregatorHandler(workers: [worker])
     }
 
@@ -49,10 +50,11 @@ struct AggregatorHandlerTests {
                 Messages.usage("a-1", "cpu", "12.5"),
                 Messages.usage("a-1", "cpu", "1"),
             ], home: home)
-        closing.workers[0].fold([
-            BillingRecord(
-                partition: 0, sequence: 3, enqueuedTime: at("2024-03-01T11:00:01Z"), message: try Message.decode(Messages.ping()).get())
-        ])
+        closing.workers[0].fold(
+            RecordBatch([
+                BillingRecord(
+                    partition: 0, sequence: 3, enqueuedTime: at("2024-03-01T11:00:01Z"), message: try Message.decode(Messages.ping()).get())
+            ]))
         let pending = try #require(connection.call(Request(op: "pending"), to: closing))
         let items = try #require(pending["items"]?.arrayValue)
         #expect(items.count == 1)

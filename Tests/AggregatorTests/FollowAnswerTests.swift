@@ -16,7 +16,8 @@ struct FollowAnswerTests {
     @Test("an answer the fast path reads gives each record once, with the log's identity")
     func fastPath() throws {
         let frame = Array(#"{"ok":true,"records":[\#(Self.record(7)),\#(Self.record(8))],"next":9,"log":"abc"}"#.utf8)
-        let (records, log) = try PartitionFollower.records(frame, partition: 2)
+        let (batch, log) = try PartitionFollower.records(frame, partition: 2)
+        let records = batch.records
         #expect(records.map(\.sequence) == [7, 8])
         #expect(records.allSatisfy { $0.partition == 2 })
         #expect(log == "abc")
@@ -27,8 +28,8 @@ struct FollowAnswerTests {
         // A `next` with a fraction is not the fast path's shape, and it notices only after the records.
         let frame = Array(#"{"ok":true,"records":[\#(Self.record(7)),\#(Self.record(8))],"next":9.0,"log":"abc"}"#.utf8)
         #expect(RecordFrameReader.read(frame) == nil)
-        let (records, log) = try PartitionFollower.records(frame, partition: 2)
-        #expect(records.map(\.sequence) == [7, 8])
+        let (batch, log) = try PartitionFollower.records(frame, partition: 2)
+        #expect(batch.records.map(\.sequence) == [7, 8])
         #expect(log == "abc")
     }
 
