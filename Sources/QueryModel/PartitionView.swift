@@ -180,8 +180,13 @@ public struct PartitionView: Sendable {
             if !openKeys.isEmpty { closeHours(before: now, into: &output) }
             forgetSettled(before: now.adding(microseconds: -Self.slotRetentionMicroseconds))
         }
-        let effects = state.effects ?? []
-        state.effects?.removeAll(keepingCapacity: true)
+        // Taken out and given back emptied, so the fold appends the next record's effects into the
+        // same storage: emptying it while this copy still held it made new storage every record.
+        var effects = state.effects.take() ?? []
+        defer {
+            effects.removeAll(keepingCapacity: true)
+            state.effects = effects
+        }
         var settled: BillingEffect?
         for effect in effects {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
