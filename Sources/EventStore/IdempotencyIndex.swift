@@ -49,6 +49,9 @@ public struct IdempotencyIndex: Sendable {
     }
 
     public let retentionMicroseconds: Int64
+    /// Growths while remembering keys, and the seconds appends waited for them, since start.
+    public private(set) var growths = 0
+    public private(set) var growthSeconds = 0.0
     /// The slots and counters (shared by copies of this value: there is one table).
     private var table: IdempotencyTable
     /// The larger table made ahead for the next growth (shared by copies, like `table`).
@@ -203,10 +206,13 @@ public struct IdempotencyIndex: Sendable {
         if Double(count + 1) > Double(slots) * Self.maximumLoad {
             let started = MonotonicClock.now()
             grow(to: slots * 2)
+            let elapsed = MonotonicClock.now() - started
+            growths += 1
+            growthSeconds += elapsed
             if slots >= Self.successorFromSlots {
                 // Appends wait while the keys move: the operator can size the table ahead instead.
                 Log.info(
-                    "the idempotency table grew to \(slots * 2) slots (\(memoryBytes >> 20) MiB) for \(count) keys in \(Int((MonotonicClock.now() - started) * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
+                    "the idempotency table grew to \(slots * 2) slots (\(memoryBytes >> 20) MiB) for \(count) keys in \(Int(elapsed * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
                 )
             }
         } else if count == slots / 10 * 6 && slots >= Self.successorFromSlots {

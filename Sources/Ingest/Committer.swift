@@ -98,6 +98,9 @@ final class Committer: @unchecked Sendable {
     private var groups = 0
     private var syncs = 0
     private var recordsWritten = 0
+    /// The index's growths already counted in the metrics (those of recovery are not growths
+    /// while appending).
+    private var reportedGrowths: (count: Int, seconds: Double)
 
     /// Group-commit counters since start: groups committed, fdatasync calls, records written.
     var commitCounters: (groups: Int, syncs: Int, records: Int) { condition.withLock { (groups, syncs, recordsWritten) } }
@@ -112,6 +115,9 @@ final class Committer: @unchecked Sendable {
         self.router = router
         self.idempotency = idempotency
         self.catalog = catalog
+        reportedGrowths = (idempotency.growths, idempotency.growthSeconds)
+        ingestMetrics.idempotencyKeys.set(idempotency.count)
+        ingestMetrics.idempotencyTableBytes.set(idempotency.memoryBytes)
         log.observeOthers { [unowned self] partition, sequence, time, meta in learn(partition, sequence, time, meta) }
     }
 
@@ -513,12 +519,24 @@ final class Committer: @unchecked Sendable {
             syncs += records.isEmpty ? 0 : 1
             recordsWritten += records.count
             if let newest = times.compactMap({ $0 }).max() { idempotency.expire(now: newest) }
+            reportIndexLocked()
         }
         ingestMetrics.addStep(.decide, started - began)
         ingestMetrics.addStep(.store, stored - started)
         ingestMetrics.addStep(.answer, answered - stored)
         ingestMetrics.addStep(.index, MonotonicClock.now() - answered)
         return .done
+    }
+
+    /// The idempotency index's figures to the metrics, its growths since the last report
+    /// counted (condition held; once per commit group).
+    private func reportIndexLocked() {
+        ingestMetrics.idempotencyKeys.set(idempotency.count)
+        ingestMetrics.idempotencyTableBytes.set(idempotency.memoryBytes)
+        guard idempotency.growths > reportedGrowths.count else { return }
+        ingestMetrics.tableGrowths.add(idempotency.growths - reportedGrowths.count)
+        ingestMetrics.tableGrowthSeconds.add(idempotency.growthSeconds - reportedGrowths.seconds)
+        reportedGrowths = (idempotency.growths, idempotency.growthSeconds)
     }
 
     /// Answers every job of `group` with `error` (ticks with no position).

@@ -13,6 +13,10 @@ struct IngestMetrics: Sendable {
     let duplicates: Counter
     /// Seconds spent in each step of an append, summed: `stepSeconds[step.rawValue]`.
     let stepSeconds: [Counter]
+    let idempotencyKeys: Gauge
+    let idempotencyTableBytes: Gauge
+    let tableGrowths: Counter
+    let tableGrowthSeconds: Counter
 
     init() {
         records = registry.counter("metering_ingest_appended_records_total", "Records made durable in the log (ticks included).")
@@ -33,6 +37,14 @@ struct IngestMetrics: Sendable {
             labels: ["step"])
         // Looked up once: a commit group adds to four of them.
         stepSeconds = AppendStep.allCases.map { steps.labels($0.name) }
+        idempotencyKeys = registry.gauge("metering_ingest_idempotency_keys", "Idempotency ids remembered (those of the retention window).")
+        idempotencyTableBytes = registry.gauge(
+            "metering_ingest_idempotency_table_bytes", "Bytes of the idempotency table (it doubles when 70% full).")
+        tableGrowths = registry.counter(
+            "metering_ingest_idempotency_table_growths_total",
+            "Times the idempotency table grew while appending (METERING_INGEST_EXPECTED_KEYS makes it large enough at start).")
+        tableGrowthSeconds = registry.counter(
+            "metering_ingest_idempotency_table_growth_seconds_total", "Seconds appends waited while the idempotency table grew.")
     }
 }
 

@@ -29,6 +29,27 @@ struct ExpectedKeysTests {
         #expect(try again.client().call("status")["idempotencyTableBytes"]?.intValue == 262_144 * 40)
     }
 
+    @Test("the table's keys, size and growths while appending are in ingest's metrics")
+    func metrics() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home, environment: ["METERING_METRICS_ADDR": "127.0.0.1:0"])
+        // 1,024 slots hold 716 keys, 2,048 hold 1,433: two growths for 2,000 keys.
+        for first in stride(from: 0, to: 2_000, by: 500) {
+            let events = (first..<first + 500).map { usage("r-1", "1", id: "key-\($0)") }
+            #expect(try ingest.client().call(appendRequest(events))["ok"] == true)
+        }
+        let address = try String(contentsOfFile: home.path + "/run/metrics/meter-ingest.addr", encoding: .utf8)
+        let port = Int(address.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last ?? "") ?? 0
+        let text = try TestHTTPClient(port: port).request("GET", "/metrics").text
+        for line in [
+            "metering_ingest_idempotency_keys 2000", "metering_ingest_idempotency_table_bytes 163840",
+            "metering_ingest_idempotency_table_growths_total 2",
+        ] {
+            #expect(text.split(separator: "\n").contains(Substring(line)), "\(line) in \(text)")
+        }
+        #expect(text.contains("metering_ingest_idempotency_table_growth_seconds_total "))
+    }
+
     @Test("without the setting the table starts small")
     func smallByDefault() throws {
         let ingest = try IngestProcess(home: StackHome())
