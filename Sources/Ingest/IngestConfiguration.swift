@@ -1,5 +1,6 @@
 import Daemon
 import EventStore
+import Foundation
 import JetStreamStore
 import Metrics
 import NATS
@@ -124,7 +125,10 @@ struct IngestConfiguration {
         idempotencyDays = try settings.integer("idempotency-days", "METERING_IDEMPOTENCY_DAYS", default: 7, range: 1...3650)
         expectedKeys = try settings.integer(
             "expected-keys", "METERING_INGEST_EXPECTED_KEYS", default: 0, range: 0...Self.maximumExpectedKeys)
-        try Self.checkTableFits(expectedKeys: expectedKeys, memory: Self.physicalMemory)
+        if expectedKeys > 0 {
+            let limit = Self.memoryLimit
+            try Self.checkTableFits(expectedKeys: expectedKeys, memory: limit.bytes, cgroup: limit.cgroup)
+        }
         maximumConnectionsExplicit = settings.isGiven("max-connections", "METERING_MAX_CONNECTIONS")
         maximumConnections = try settings.integer(
             "max-connections", "METERING_MAX_CONNECTIONS", default: 16_384, range: 1...1_000_000)
@@ -176,14 +180,57 @@ struct IngestConfiguration {
     /// This machine's memory in bytes (0 when unknown).
     static var physicalMemory: Int { max(0, sysconf(Int32(_SC_PHYS_PAGES))) * max(0, sysconf(Int32(_SC_PAGESIZE))) }
 
+    /// The memory this process may use: the machine's, or less when a cgroup it is in has a lower
+    /// memory limit (a container, or a systemd unit with `MemoryMax=`), with that cgroup's path.
+    static var memoryLimit: (bytes: Int, cgroup: String?) {
+        memoryLimit(
+            ownCgroups: try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8), physical: physicalMemory,
+            read: { try? String(contentsOfFile: $0, encoding: .utf8) })
+    }
+
+    /// `memoryLimit` from the text of `/proc/self/cgroup` (`id:controllers:path` lines; an empty
+    /// list of controllers is the unified hierarchy), reading the limit files with `read`: the
+    /// lowest limit of the process's memory cgroup and of those above it, when below `physical`.
+    static func memoryLimit(ownCgroups: String?, physical: Int, read: (String) -> String?) -> (bytes: Int, cgroup: String?) {
+        var lowest = (bytes: physical, cgroup: String?.none)
+        for line in (ownCgroups ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, fields[2].hasPrefix("/") else { continue }
+            let file: String
+            let root: String
+            if fields[1].isEmpty {
+                (root, file) = ("/sys/fs/cgroup", "memory.max")
+            } else if fields[1].split(separator: ",").contains("memory") {
+                (root, file) = ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            } else {
+                continue
+            }
+            // The cgroup itself, then each one above it: a limit anywhere above applies too.
+            var path = String(fields[2])
+            while true {
+                let directory = path == "/" ? root : root + path
+                if let text = read(directory + "/" + file),
+                    let bytes = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes > 0, bytes < lowest.bytes
+                {
+                    lowest = (bytes, String(fields[2]))
+                }
+                guard path != "/", let cut = path.lastIndex(of: "/") else { break }
+                path = cut == path.startIndex ? "/" : String(path[..<cut])
+            }
+        }
+        return lowest
+    }
+
     /// Refuses an expected key count whose table would take more than half of `memory` (the table
-    /// is mapped in whole at start, and a growth holds a second one twice as large for a while).
-    static func checkTableFits(expectedKeys: Int, memory: Int) throws(SettingsError) {
+    /// is mapped in whole at start, and a growth holds a second one twice as large for a while);
+    /// `cgroup`: the memory is that cgroup's limit, not the machine's.
+    static func checkTableFits(expectedKeys: Int, memory: Int, cgroup: String? = nil) throws(SettingsError) {
         guard expectedKeys > 0, memory > 0 else { return }
         let bytes = IdempotencyIndex.memoryBytes(forKeys: expectedKeys)
         guard bytes > memory / 2 else { return }
+        let whose = cgroup.map { "its cgroup (\($0)) may use" } ?? "this machine has"
         throw SettingsError(
-            "METERING_INGEST_EXPECTED_KEYS=\(expectedKeys) needs an idempotency table of \(bytes >> 20) MiB (\(IdempotencyIndex.slotBytes) bytes a slot, \(bytes / IdempotencyIndex.slotBytes) slots); this machine has \(memory >> 20) MiB of memory, and the table may take at most half of it"
+            "METERING_INGEST_EXPECTED_KEYS=\(expectedKeys) needs an idempotency table of \(bytes >> 20) MiB (\(IdempotencyIndex.slotBytes) bytes a slot, \(bytes / IdempotencyIndex.slotBytes) slots); \(whose) \(memory >> 20) MiB of memory, and the table may take at most half of it"
         )
     }
 

@@ -50,6 +50,31 @@ struct ExpectedKeysTests {
         #expect(text.contains("metering_ingest_idempotency_table_growth_seconds_total "))
     }
 
+    @Test("the memory a table may take half of is the lowest limit of the process's cgroups, unified or v1, or the machine's")
+    func memoryLimitOfTheCgroups() {
+        let physical = 24 << 30
+        func limit(_ cgroups: String, _ files: [String: String]) -> (bytes: Int, cgroup: String?) {
+            IngestConfiguration.memoryLimit(ownCgroups: cgroups, physical: physical, read: { files[$0] })
+        }
+        // A container (its own cgroup namespace, unified hierarchy).
+        #expect(limit("0::/\n", ["/sys/fs/cgroup/memory.max": "1073741824\n"]) == (1 << 30, "/"))
+        #expect(limit("0::/\n", ["/sys/fs/cgroup/memory.max": "max\n"]) == (physical, nil))
+        // A systemd unit in a slice with a limit: the slice's applies.
+        let unit = "0::/system.slice/meter-ingest.service\n"
+        let files = [
+            "/sys/fs/cgroup/system.slice/meter-ingest.service/memory.max": "max\n",
+            "/sys/fs/cgroup/system.slice/memory.max": "536870912\n",
+        ]
+        #expect(limit(unit, files) == (512 << 20, "/system.slice/meter-ingest.service"))
+        // cgroup v1's memory controller beside an empty unified line; v1's "no limit" is a huge number.
+        let hybrid = "4:memory:/process_api/c3c8\n1:cpu:/\n0::/\n"
+        #expect(limit(hybrid, ["/sys/fs/cgroup/memory/process_api/c3c8/memory.limit_in_bytes": "9223372036854771712\n"]) == (physical, nil))
+        #expect(limit(hybrid, ["/sys/fs/cgroup/memory/process_api/memory.limit_in_bytes": "2147483648"]) == (2 << 30, "/process_api/c3c8"))
+        // Nothing readable, or no cgroups at all: the machine's.
+        #expect(limit("", [:]) == (physical, nil))
+        #expect(limit("garbage\n::\n", [:]) == (physical, nil))
+    }
+
     @Test("without the setting the table starts small")
     func smallByDefault() throws {
         let ingest = try IngestProcess(home: StackHome())
@@ -67,6 +92,10 @@ struct ExpectedKeysTests {
             error?.message
                 == "METERING_INGEST_EXPECTED_KEYS=10000000 needs an idempotency table of 640 MiB (40 bytes a slot, 16777216 slots); this machine has 1024 MiB of memory, and the table may take at most half of it"
         )
+        let limited = #expect(throws: SettingsError.self) {
+            try IngestConfiguration.checkTableFits(expectedKeys: 10_000_000, memory: 1 << 30, cgroup: "/system.slice/meter-ingest.service")
+        }
+        #expect(limited?.message.contains("its cgroup (/system.slice/meter-ingest.service) may use 1024 MiB of memory") == true)
         // Beyond what any machine may give it (and outside the setting's range), from the process.
         let outcome = try TestCommand.run(
             Binaries.path("meter-ingest"), [],
