@@ -49,7 +49,7 @@ public struct IdempotencyIndex: Sendable {
     }
 
     public let retentionMicroseconds: Int64
-    /// Growths while remembering keys, and the seconds appends waited for them, since start.
+    /// Growths while remembering keys one by one, and the seconds they took, since start.
     public private(set) var growths = 0
     public private(set) var growthSeconds = 0.0
     /// The slots and counters (shared by copies of this value: there is one table).
@@ -152,7 +152,7 @@ public struct IdempotencyIndex: Sendable {
     }
 
     /// Bytes the table holds (for status and the memory figures).
-    public var memoryBytes: Int { (mask + 1) * MemoryLayout<Entry>.stride }
+    public var memoryBytes: Int { (mask + 1) * Self.slotBytes }
 
     /// Bytes of the table made for `keys` keys (its slots, without the header): what
     /// `METERING_INGEST_EXPECTED_KEYS` asks of memory and disk.
@@ -204,17 +204,11 @@ public struct IdempotencyIndex: Sendable {
     public mutating func remember(digest: PayloadDigest, at position: Position) {
         let slots = mask + 1
         if Double(count + 1) > Double(slots) * Self.maximumLoad {
+            // Counted for the caller, which knows whether appends waited (they do not in recovery).
             let started = MonotonicClock.now()
             grow(to: slots * 2)
-            let elapsed = MonotonicClock.now() - started
             growths += 1
-            growthSeconds += elapsed
-            if slots >= Self.successorFromSlots {
-                // Appends wait while the keys move: the operator can size the table ahead instead.
-                Log.info(
-                    "the idempotency table grew to \(slots * 2) slots (\(memoryBytes >> 20) MiB) for \(count) keys in \(Int(elapsed * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
-                )
-            }
+            growthSeconds += MonotonicClock.now() - started
         } else if count == slots / 10 * 6 && slots >= Self.successorFromSlots {
             // The count passes here once per table (it grows by one per key).
             prepareSuccessor(slots: slots * 2)

@@ -528,15 +528,23 @@ final class Committer: @unchecked Sendable {
         return .done
     }
 
-    /// The idempotency index's figures to the metrics, its growths since the last report
-    /// counted (condition held; once per commit group).
+    /// The idempotency index's figures to the metrics, and its growths since the last report
+    /// counted and, from 4 MiB on, logged: appends waited for them (condition held; once per
+    /// commit group).
     private func reportIndexLocked() {
         ingestMetrics.idempotencyKeys.set(idempotency.count)
         ingestMetrics.idempotencyTableBytes.set(idempotency.memoryBytes)
         guard idempotency.growths > reportedGrowths.count else { return }
-        ingestMetrics.tableGrowths.add(idempotency.growths - reportedGrowths.count)
-        ingestMetrics.tableGrowthSeconds.add(idempotency.growthSeconds - reportedGrowths.seconds)
+        let growths = idempotency.growths - reportedGrowths.count
+        let seconds = idempotency.growthSeconds - reportedGrowths.seconds
+        ingestMetrics.tableGrowths.add(growths)
+        ingestMetrics.tableGrowthSeconds.add(seconds)
         reportedGrowths = (idempotency.growths, idempotency.growthSeconds)
+        let bytes = idempotency.memoryBytes
+        guard bytes >= 4 << 20 else { return }
+        Log.info(
+            "the idempotency table grew\(growths > 1 ? " \(growths) times" : "") to \(bytes / IdempotencyIndex.slotBytes) slots (\(bytes >> 20) MiB) for \(idempotency.count) keys in \(Int(seconds * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
+        )
     }
 
     /// Answers every job of `group` with `error` (ticks with no position).

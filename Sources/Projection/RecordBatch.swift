@@ -74,6 +74,6 @@ public final class RecordBatch: @unchecked Sendable {
         }
     }
 
-    /// Copies of the records not taken yet (for tests and the general path's callers).
+    /// Copies of the records not taken yet (for tests).
     public var records: [BillingRecord] { withRecords { Array($0) } }
 }

@@ -38,9 +38,12 @@ struct ExpectedKeysTests {
             let events = (first..<first + 500).map { usage("r-1", "1", id: "key-\($0)") }
             #expect(try ingest.client().call(appendRequest(events))["ok"] == true)
         }
-        let address = try String(contentsOfFile: home.path + "/run/metrics/meter-ingest.addr", encoding: .utf8)
-        let port = Int(address.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last ?? "") ?? 0
-        let text = try TestHTTPClient(port: port).request("GET", "/metrics").text
+        var address = metricsAddress(home, "meter-ingest")
+        for _ in 0..<200 where address == nil {
+            usleep(50_000)
+            address = metricsAddress(home, "meter-ingest")
+        }
+        let text = try TestHTTPClient(port: metricsPort(try #require(address))).request("GET", "/metrics").text
         for line in [
             "metering_ingest_idempotency_keys 2000", "metering_ingest_idempotency_table_bytes 163840",
             "metering_ingest_idempotency_table_growths_total 2",
@@ -73,6 +76,22 @@ struct ExpectedKeysTests {
         // Nothing readable, or no cgroups at all: the machine's.
         #expect(limit("", [:]) == (physical, nil))
         #expect(limit("garbage\n::\n", [:]) == (physical, nil))
+    }
+
+    @Test("a growth while appending, from 4 MiB on, is logged with the pause and the setting that avoids it")
+    func growthLogged() throws {
+        let ingest = try IngestProcess(home: StackHome())
+        // 65,536 slots hold 45,875 keys: the next key makes 131,072 slots, 5 MiB.
+        for first in stride(from: 0, to: 46_000, by: 2_000) {
+            let events = (first..<first + 2_000).map { usage("r-1", "1", id: "key-\($0)") }
+            #expect(try ingest.client().call(appendRequest(events))["ok"] == true)
+        }
+        ingest.kill(SIGTERM)
+        let log = ingest.readErrors()
+        #expect(log.contains("the idempotency table grew to 131072 slots (5 MiB) for "), "\(log)")
+        #expect(log.contains("appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"))
+        // Smaller growths are counted, not logged.
+        #expect(!log.contains("grew to 65536 slots"))
     }
 
     @Test("without the setting the table starts small")

@@ -19,11 +19,7 @@ struct PrometheusStackTests {
         let deadline = Date().addingTimeInterval(timeout)
         var found: [String: String] = [:]
         while Date() < deadline {
-            for name in daemons where found[name] == nil {
-                if let text = try? String(contentsOfFile: home.path + "/run/metrics/\(name).addr", encoding: .utf8), text.hasSuffix("\n") {
-                    found[name] = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                }
-            }
+            for name in daemons where found[name] == nil { found[name] = metricsAddress(home, name) }
             if found.count == daemons.count { return found }
             usleep(50_000)
         }
@@ -35,10 +31,8 @@ struct PrometheusStackTests {
         init(_ description: String) { self.description = description }
     }
 
-    static func port(_ address: String) -> Int { Int(address.split(separator: ":").last ?? "") ?? 0 }
-
     static func scrape(_ address: String) throws -> String {
-        let response = try TestHTTPClient(port: port(address)).request("GET", "/metrics")
+        let response = try TestHTTPClient(port: metricsPort(address)).request("GET", "/metrics")
         guard response.status == 200 else { throw Failure("GET \(address)/metrics answered \(response.status)") }
         return response.text
     }

@@ -251,6 +251,17 @@ public final class SubmitterProcess: ServerProcess {
     }
 }
 
+/// The address `daemon` serves its metrics on (`METERING_METRICS_ADDR`), as it wrote it whole to
+/// `run/metrics/<daemon>.addr`; nil until it has.
+public func metricsAddress(_ home: StackHome, _ daemon: String) -> String? {
+    guard let text = try? String(contentsOfFile: home.path + "/run/metrics/\(daemon).addr", encoding: .utf8), text.hasSuffix("\n")
+    else { return nil }
+    return text.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The port of a metrics address (`host:port`).
+public func metricsPort(_ address: String) -> Int { Int(address.split(separator: ":").last ?? "") ?? 0 }
+
 /// An append request for `events`.
 public func appendRequest(_ events: [JSONValue], id: JSONValue? = nil) -> Request {
     Request(op: "append", id: id, fields: JSONObject(["events": .array(events)]))
