@@ -7,8 +7,11 @@ public enum BillingEffect: Sendable, Equatable {
     /// Usage of meter `meterName` was recorded in the hour starting at `hour` (the hour its
     /// overage goes to), split per marketplace dimension; `previousPeriod`: it counted for the
     /// period before the current one (late usage within the grace); `late`: its own hour had
-    /// closed, so it went to the oldest open hour.
-    case usage(subscription: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, late: Bool)
+    /// closed, so it went to the oldest open hour. `period`: the subscription's current billing
+    /// period (carried so a read model need not look the subscription up again).
+    case usage(
+        subscription: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, late: Bool,
+        period: BillingPeriod)
     /// Usage of meter `meterName` was voided by a record of the hour `hour`. Per part: `quantity`
     /// is the voided usage on the dimension, `billed` the overage taken back, and `netted` the part
     /// of it that became a credit (the rest left unreported slots).
@@ -41,7 +44,7 @@ public enum BillingEffect: Sendable, Equatable {
     /// The key of the subscription the effect concerns.
     public var subscription: String {
         switch self {
-        case .usage(let key, _, _, _, _, _), .voided(let key, _, _, _, _), .ready(let key, _, _, _), .withdrawn(let key, _, _, _),
+        case .usage(let key, _, _, _, _, _, _), .voided(let key, _, _, _, _), .ready(let key, _, _, _), .withdrawn(let key, _, _, _),
             .settled(let key, _, _, _, _, _), .credited(let key, _, _), .refund(let key, _, _, _), .purchased(let key),
             .planChanged(let key, _), .renewed(let key), .deleted(let key), .removed(let key):
             return key

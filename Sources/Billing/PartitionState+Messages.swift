@@ -174,10 +174,12 @@ extension PartitionState {
             if openedHour { openHours.insert(subscriptions.keys[index]) }
             if placed.late { lateUsage += 1 }
             if let parts {
+                // Read in place: `subscriptions.values[index].period` would copy the subscription.
+                let period = inPlace(index) { $0.period }
                 effects?.append(
                     .usage(
                         subscription: subscriptions.keys[index], meterName: usage.meterName, hour: hour, parts: parts,
-                        previousPeriod: previous, late: placed.late))
+                        previousPeriod: previous, late: placed.late, period: period))
             }
         case .deleted:
             refuse(record, .deletedSubscription, usage.resource, "subscription \(usage.resource) was deleted")

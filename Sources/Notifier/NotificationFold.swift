@@ -91,7 +91,7 @@ struct NotificationFold: Sendable {
                         resource: terms?.0 ?? ResourceName(resourceId: key), planId: terms?.1, []))
             case .removed(let key):
                 fired[key] = nil
-            case .usage(let key, let meterName, _, _, _, _):
+            case .usage(let key, let meterName, _, _, _, _, _):
                 if !rules.isEmpty { out += thresholds(key: key, meterName: meterName, record: record, rules: rules) }
             case .ready(let key, let dimension, let hour, let quantity):
                 let slot = Slot(subscription: key, dimension: dimension, hour: hour)

@@ -451,7 +451,7 @@ extension PartitionView {
             if usage["voided"] != nil { total.voided = try ModelReader.quantity(usage, "voided") }
             if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
             let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
-                meterName: meterName, dimension: dimension, hour: hour, resource: total.resource, planId: total.planId
+                meterName: meterName, dimension: dimension, hour: hour, newTotal: { total }
             ) { $0 = total }
             if first { openKeys.append(key) }
         }

@@ -191,8 +191,10 @@ public struct PartitionView: Sendable {
         for effect in effects {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
             switch effect {
-            case .usage(let key, let meterName, let hour, let parts, let previousPeriod, _):
-                recordUsage(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
+            case .usage(let key, let meterName, let hour, let parts, let previousPeriod, _, let period):
+                recordUsage(
+                    key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, period: period,
+                    record: record)
             case .voided(let key, let meterName, let hour, let parts, let previousPeriod):
                 recordVoid(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
             case .withdrawn(let key, let dimension, let hour, let quantity):
@@ -290,10 +292,13 @@ public struct PartitionView: Sendable {
         }
     }
 
+    /// `period`: the subscription's current period, as the effect carries it: the subscription's
+    /// names and plan are looked up in the billing state only for a new hour's first usage of a
+    /// dimension (every lookup of a random one of many subscriptions is a trip to memory).
     private mutating func recordUsage(
-        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, record: BillingRecord
+        key: String, meterName: String, hour: Timestamp, parts: [UsagePart], previousPeriod: Bool, period: BillingPeriod,
+        record: BillingRecord
     ) {
-        guard let terms = state.termsInPlace(ofKey: key) else { return }
         // The series and the breakdown are views of the current period.
         var properties: [String: String] = [:]
         var reported = Quantity.zero
@@ -304,33 +309,38 @@ public struct PartitionView: Sendable {
         var seriesQuantity = Quantity.zero
         // A waterfall meter splits one usage over its tiers; a gauge report is one part.
         for part in parts { seriesQuantity = seriesQuantity.figureAdding(part.quantity) }
-        let step = UsageSeries.index(of: hour, in: terms.period)
+        let step = UsageSeries.index(of: hour, in: period)
         // One lookup reaches all of the subscription's figures, changed in place.
         let (opened, seriesRecorded) = Self.recordUsage(
-            in: &subscriptionViews[key, default: SubscriptionView()], terms: terms, meterName: meterName, hour: hour, parts: parts,
-            series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
+            in: &subscriptionViews[key, default: SubscriptionView()], key: key, state: &state, period: period, meterName: meterName,
+            hour: hour, parts: parts, series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
         if opened { openKeys.append(key) }
         guard !previousPeriod, !seriesRecorded else { return }
         // The meter's first usage of the period: its kind is looked up in the billing state.
         let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
         Self.record(
             seriesQuantity, meterName: meterName, kind: kind, step: step, in: &subscriptionViews[key, default: SubscriptionView()].series,
-            period: terms.period)
+            period: period)
     }
 
     /// `recordUsage`'s changes to the subscription's entry: the open usage of the hour per
     /// dimension, and (`series` given: usage of the current period) the series when the meter is in
     /// it already and the breakdown of `properties`. Returns whether the subscription's first open
-    /// usage was added, and whether the series was changed.
+    /// usage was added, and whether the series was changed. `state` (the subscription `key`'s
+    /// names and plan) is read only for a new entry of open usage.
     private static func recordUsage(
-        in view: inout SubscriptionView, terms: (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool),
-        meterName: String, hour: Timestamp, parts: [UsagePart], series: (quantity: Quantity, step: Int)?, properties: [String: String],
-        reported: Quantity
+        in view: inout SubscriptionView, key: String, state: inout PartitionState, period: BillingPeriod, meterName: String,
+        hour: Timestamp, parts: [UsagePart], series: (quantity: Quantity, step: Int)?, properties: [String: String], reported: Quantity
     ) -> (opened: Bool, seriesRecorded: Bool) {
         var opened = false
         for part in parts {
             let first = view.addUsage(
-                meterName: meterName, dimension: part.dimension, hour: hour, resource: terms.resource, planId: terms.planId
+                meterName: meterName, dimension: part.dimension, hour: hour,
+                newTotal: {
+                    let terms = state.termsInPlace(ofKey: key)
+                    return UsageTotal(
+                        resource: terms?.resource ?? ResourceName(), planId: terms?.planId ?? "", quantity: .zero, billed: .zero)
+                }
             ) { total in
                 total.quantity = total.quantity.figureAdding(part.quantity)
                 total.billed = total.billed.figureAdding(part.billed)
@@ -340,9 +350,9 @@ public struct PartitionView: Sendable {
         }
         guard let series else { return (opened, false) }
         let recorded =
-            view.series?.recordIfKnown(series.quantity, meterName: meterName, periodStart: terms.period.start, step: series.step) ?? false
+            view.series?.recordIfKnown(series.quantity, meterName: meterName, periodStart: period.start, step: series.step) ?? false
         if !properties.isEmpty {
-            update(&view.breakdown, period: terms.period, meterName: meterName, properties: properties, creating: true) { total in
+            update(&view.breakdown, period: period, meterName: meterName, properties: properties, creating: true) { total in
                 total.figureAdding(reported)
             }
         }
@@ -359,7 +369,8 @@ public struct PartitionView: Sendable {
         var opened = false
         for part in parts {
             let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
-                meterName: meterName, dimension: part.dimension, hour: hour, resource: terms.resource, planId: terms.planId
+                meterName: meterName, dimension: part.dimension, hour: hour,
+                newTotal: { UsageTotal(resource: terms.resource, planId: terms.planId, quantity: .zero, billed: .zero) }
             ) { total in
                 total.voided = total.voided.figureAdding(part.quantity)
                 total.reversed = total.reversed.figureAdding(part.billed)

@@ -29,18 +29,17 @@ extension PartitionView {
             ledger.isEmpty && market == nil && breakdown == nil && series == nil && prices == nil && open.isEmpty
         }
 
-        /// Changes the open usage of `(meterName, dimension, hour)`, made with `resource` and `planId` when new.
-        /// True when the subscription had no open usage before.
+        /// Changes the open usage of `(meterName, dimension, hour)`, starting from `newTotal()` when
+        /// new. True when the subscription had no open usage before.
         mutating func addUsage(
-            meterName: String, dimension: String, hour: Timestamp, resource: ResourceName, planId: String,
-            _ change: (inout UsageTotal) -> Void
+            meterName: String, dimension: String, hour: Timestamp, newTotal: () -> UsageTotal, _ change: (inout UsageTotal) -> Void
         ) -> Bool {
             for index in open.indices
             where open[index].hour == hour && open[index].meterName == meterName && open[index].dimension == dimension {
                 change(&open[index].total)
                 return false
             }
-            var total = UsageTotal(resource: resource, planId: planId, quantity: .zero, billed: .zero)
+            var total = newTotal()
             change(&total)
             open.append(OpenUsage(meterName: meterName, dimension: dimension, hour: hour, total: total))
             return open.count == 1
