@@ -88,6 +88,8 @@ public struct UsageRecord: Sendable, Equatable {
         if netted > .zero { quantity("netted", netted) }
         if voided > .zero { quantity("voided", voided) }
         if reversed > .zero { quantity("reversed", reversed) }
+        // Checked before any array is made: nearly every line has no saturated figure.
+        guard self.quantity.isSaturated || billed.isSaturated || voided.isSaturated else { return }
         let saturated = [("quantity", self.quantity), ("billed", billed), ("voided", voided)].filter { $0.1.isSaturated }
         if !saturated.isEmpty {
             key("saturated")

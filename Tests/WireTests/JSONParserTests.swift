@@ -23,6 +23,35 @@ struct JSONParserTests {
         #expect(try JSONParser.parse(JSONWriter.bytes(value)) == value)
     }
 
+    @Test("the writer escapes each quote, backslash and control character wherever it falls, and copies the rest as it is")
+    func writerEscapesEveryPlace() throws {
+        func escaped(_ byte: UInt8) -> String {
+            switch byte {
+            case 0x22: return #"\""#
+            case 0x5C: return #"\\"#
+            case 0x0A: return #"\n"#
+            case 0x0D: return #"\r"#
+            case 0x09: return #"\t"#
+            default: return byte < 0x20 ? "\\u00" + String(byte, radix: 16).leftPadded(to: 2) : String(UnicodeScalar(byte))
+            }
+        }
+        for byte in UInt8(0)...0x7F {
+            let character = String(UnicodeScalar(byte))
+            for (text, expected) in [
+                (character, escaped(byte)), ("ab" + character, "ab" + escaped(byte)), (character + "yz", escaped(byte) + "yz"),
+                ("grüße" + character + character + "é😀", "grüße" + escaped(byte) + escaped(byte) + "é😀"),
+            ] {
+                var out: [UInt8] = []
+                JSONWriter.writeString(text, to: &out)
+                #expect(String(decoding: out, as: UTF8.self) == "\"" + expected + "\"", "byte \(byte)")
+                #expect(try JSONParser.parse(out) == .string(text))
+            }
+        }
+        var empty: [UInt8] = []
+        JSONWriter.writeString("", to: &empty)
+        #expect(empty == Array(#""""#.utf8))
+    }
+
     @Test(
         "malformed documents are rejected",
         arguments: [
@@ -59,4 +88,8 @@ struct JSONParserTests {
         #expect(a.isEquivalent(to: b))
         #expect(!a.isEquivalent(to: try JSONParser.parse(#"{"x":1.1,"y":[1,2]}"#)))
     }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
