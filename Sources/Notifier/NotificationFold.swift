@@ -21,6 +21,8 @@ struct NotificationFold: Sendable {
     private(set) var watched: [Slot: Quantity] = [:]
     /// The earliest time a watched item reaches the at-risk age (nil: none watched).
     private var nextAtRisk: Timestamp?
+    /// The effect list's storage between records: a new list for each record cost an allocation.
+    private var spareEffects: [BillingEffect]? = []
 
     /// An item whose hour is this old and still not reported is announced at risk: the aggregator's
     /// status calls it at risk from the same age, 4 hours before the marketplace refuses it.
@@ -65,10 +67,13 @@ struct NotificationFold: Sendable {
         {
             before = (key, terms.planId, terms.resource)
         }
-        state.effects = []
+        state.effects = spareEffects.take() ?? []
         state.apply(record)
-        let effects = state.effects ?? []
-        state.effects = nil
+        var effects = state.effects.take() ?? []
+        defer {
+            effects.removeAll(keepingCapacity: true)
+            spareEffects = effects
+        }
         var out: [JSONObject] = []
         for effect in effects {
             switch effect {
