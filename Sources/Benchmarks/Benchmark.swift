@@ -690,6 +690,11 @@ enum Benchmark {
         if let memory = row("query-memory") {
             add("memory per subscription-meter ≤ 1 KiB", "\(memory.events) B", memory.events <= 1024, "query-memory")
         }
+        if let memory = row("query-memory-open") {
+            add(
+                "memory per subscription-meter ≤ 1 KiB, usage in the open hour", "\(memory.events) B", memory.events <= 1024,
+                "query-memory-open")
+        }
         return lines
     }
 

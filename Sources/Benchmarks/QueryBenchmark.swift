@@ -21,6 +21,18 @@ extension Benchmark {
         return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
     }
 
+    /// A process's resident set once it no longer falls (a second apart, at most 20 s).
+    static func settledResidentBytes(_ pid: Int32) -> Int {
+        var last = residentBytes(pid) ?? 0
+        for _ in 0..<20 {
+            sleep(1)
+            let now = residentBytes(pid) ?? 0
+            if now >= last - (1 << 20) { return now }
+            last = now
+        }
+        return last
+    }
+
     /// Starts `meter-query` on `home` and waits until it has folded `total` records.
     static func startQuery(home: String, total: Int) throws -> (Process, Double) {
         try startFollower(
@@ -30,39 +42,51 @@ extension Benchmark {
 
     /// Fills a log with `subscriptions` purchases of a five-meter plan and `events` usage events
     /// (the clock moving a minute every 10,000 events, so hours close), then measures meter-query.
+    static let queryMeters = ["email", "sms", "cpu", "seats", "egress"]
+
+    /// Appends `payloads` in one request on `client` and waits for the answer.
+    static func appendBatch(_ payloads: [[UInt8]], on client: UnixClient) throws {
+        var body = Array(#"{"op":"append","events":["#.utf8)
+        for (offset, payload) in payloads.enumerated() {
+            if offset > 0 { body.append(UInt8(ascii: ",")) }
+            body += payload
+        }
+        body += Array("]}".utf8)
+        try client.sendRaw(FrameEncoder.frame(body))
+        _ = try client.receiveFrame()
+    }
+
+    /// The purchase of subscription `q-index` on the five-meter plan.
+    static func queryPurchase(_ index: Int) -> [UInt8] {
+        Array(
+            #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"q-\#(index)","subscriptionStart":"2024-02-\#(10 + index % 18)T00:00:00Z","renewalInterval":"Monthly","plan":\#(queryPlan)}}}"#
+                .utf8)
+    }
+
+    /// Usage number `index` of meter `meter` for subscription `q-subscription`.
+    static func queryUsage(_ index: Int, subscription: Int, meter: String) -> [UInt8] {
+        Array(
+            #"{"type":"UsageReported","value":{"resourceId":"q-\#(subscription)","timestamp":"2024-03-01T00:00:00Z","meterName":"\#(meter)","quantity":\#(1 + index % 13).25,"properties":{"campaign":"c\#(index % 4)"}}}"#
+                .utf8)
+    }
+
     static func queryBenchmark(server: IngestServer, subscriptions: Int, events: Int, seconds: Double) throws -> [Row] {
         let client = try UnixClient(path: server.socket)
         let admin = try UnixClient(path: server.home + "/run/ingest-admin.sock")
         var clock = Timestamp(iso8601: "2024-03-01T00:00:00Z")!
         _ = try admin.call(Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
-        func append(_ payloads: [[UInt8]]) throws {
-            var body = Array(#"{"op":"append","events":["#.utf8)
-            for (offset, payload) in payloads.enumerated() {
-                if offset > 0 { body.append(UInt8(ascii: ",")) }
-                body += payload
-            }
-            body += Array("]}".utf8)
-            try client.sendRaw(FrameEncoder.frame(body))
-            _ = try client.receiveFrame()
-        }
+        func append(_ payloads: [[UInt8]]) throws { try appendBatch(payloads, on: client) }
         progress("query: appending \(subscriptions) purchases (5 meters each) and \(events) usage events")
         var batch: [[UInt8]] = []
         for index in 0..<subscriptions {
-            batch.append(
-                Array(
-                    #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"q-\#(index)","subscriptionStart":"2024-02-\#(10 + index % 18)T00:00:00Z","renewalInterval":"Monthly","plan":\#(queryPlan)}}}"#
-                        .utf8))
+            batch.append(queryPurchase(index))
             if batch.count == 1000 {
                 try append(batch)
                 batch.removeAll(keepingCapacity: true)
             }
         }
-        let meters = ["email", "sms", "cpu", "seats", "egress"]
         for index in 0..<events {
-            batch.append(
-                Array(
-                    #"{"type":"UsageReported","value":{"resourceId":"q-\#((index * 7919) % subscriptions)","timestamp":"2024-03-01T00:00:00Z","meterName":"\#(meters[index % 5])","quantity":\#(1 + index % 13).25,"properties":{"campaign":"c\#(index % 4)"}}}"#
-                        .utf8))
+            batch.append(queryUsage(index, subscription: (index * 7919) % subscriptions, meter: queryMeters[index % 5]))
             if batch.count == 1000 {
                 try append(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -136,7 +160,37 @@ extension Benchmark {
                     "meter-aggregator restart from its snapshot of those subscriptions to serving, caught up (events/s: records covered)",
                 events: total, elapsed: aggregatorRestart, latencies: [aggregatorRestart]),
         ]
+        rows.insert(try openHourMemory(server: server, subscriptions: subscriptions, baseline: baseline), at: 2)
         return rows
+    }
+
+    /// meter-query's resident memory per subscription-meter in a busy hour: after the log above
+    /// (its hours closed), one more hour in which every meter of every subscription has usage, not
+    /// closed yet; meter-query restarts from its snapshots and folds it. The steady state leaves
+    /// that hour's open usage out.
+    static func openHourMemory(server: IngestServer, subscriptions: Int, baseline: Int) throws -> Row {
+        let client = try UnixClient(path: server.socket)
+        progress("query: usage of each of the \(subscriptions * 5) subscription-meters in one more hour, left open")
+        var batch: [[UInt8]] = []
+        for index in 0..<subscriptions * 5 {
+            batch.append(queryUsage(index, subscription: index / 5, meter: queryMeters[index % 5]))
+            if batch.count == 1000 || index == subscriptions * 5 - 1 {
+                try appendBatch(batch, on: client)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        let total = try client.call("status")["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+        let (query, _) = try startQuery(home: server.home, total: total)
+        // A restart's peak (snapshots read in parallel) is given back within a few seconds.
+        let resident = settledResidentBytes(query.processIdentifier)
+        query.terminate()
+        query.waitUntilExit()
+        let perMeter = Double(resident - baseline) / Double(subscriptions * 5)
+        return Row(
+            name: "query-memory-open",
+            description:
+                "the same and one more hour with usage of every subscription-meter, not closed yet: \(format(Double(resident) / 1_048_576)) MiB → \(format(perMeter)) B per subscription-meter (events/s column: bytes)",
+            events: Int(perMeter), elapsed: 1, latencies: [])
     }
 
     /// `runrate` for random subscriptions from `clients` connections, one request in flight each.
