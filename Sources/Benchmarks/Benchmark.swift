@@ -683,6 +683,11 @@ enum Benchmark {
                 "query restart to serving ≤ 2 s", milliseconds(restart.elapsed), restart.elapsed <= 2,
                 "query-restart (\(format(Double(restart.events))) records)")
         }
+        if let restart = row("query-restart-open") {
+            add(
+                "query restart to serving ≤ 2 s, an hour open", milliseconds(restart.elapsed), restart.elapsed <= 2,
+                "query-restart-open (\(format(Double(restart.events))) records)")
+        }
         if let load = row("runrate-4") {
             let p99 = percentile(load.latencies.sorted(), 0.99)
             add("runrate p99 ≤ 1 ms, 4 clients", milliseconds(p99), p99 <= 0.001, "runrate-4")
