@@ -118,21 +118,10 @@ extension Benchmark {
         progress("catch-up: appending \(events) events to the log")
         let work = workload(subscriptions: 1_000, events: events)
         let client = try UnixClient(path: server.socket)
-        var index = 0
-        while index < work.count {
-            let slice = work[index..<min(work.count, index + 2_000)]
-            var body = Array(#"{"op":"append","events":["#.utf8)
-            for (offset, entry) in slice.enumerated() {
-                if offset > 0 { body.append(UInt8(ascii: ",")) }
-                body += entry.payload
-            }
-            body += Array("]}".utf8)
-            try client.sendRaw(FrameEncoder.frame(body))
-            _ = try client.receiveFrame()
-            index += slice.count
+        for start in stride(from: 0, to: work.count, by: 2_000) {
+            try appendBatch(work[start..<min(work.count, start + 2_000)].map(\.payload), on: client)
         }
-        let status = try client.call("status")
-        let total = status["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+        let total = try recordCount(client)
 
         progress("catch-up: folding \(total) records with a fresh meter-aggregator")
         let (catchUp, restart) = try aggregatorCatchUpAndRestart(home: server.home, total: total)

@@ -311,6 +311,23 @@ enum Benchmark {
         }
     }
 
+    /// Appends `payloads` in one request on `client` and waits for the answer.
+    static func appendBatch(_ payloads: [[UInt8]], on client: UnixClient) throws {
+        var body = Array(#"{"op":"append","events":["#.utf8)
+        for (offset, payload) in payloads.enumerated() {
+            if offset > 0 { body.append(UInt8(ascii: ",")) }
+            body += payload
+        }
+        body += Array("]}".utf8)
+        try client.sendRaw(FrameEncoder.frame(body))
+        _ = try client.receiveFrame()
+    }
+
+    /// The records in ingest's log, all partitions together (its `status`).
+    static func recordCount(_ client: UnixClient) throws -> Int {
+        try client.call("status")["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+    }
+
     /// Starts `executable` (beside this one) on `home` with `settings` and waits until the partitions
     /// its status on `socket` lists have folded `total` records; returns it and the seconds taken.
     static func startFollower(_ executable: String, home: String, socket: String, total: Int, settings: [String: String]) throws -> (

@@ -40,21 +40,7 @@ extension Benchmark {
             settings: ["METERING_QUERY_SNAPSHOT_RECORDS": "100000000"])
     }
 
-    /// Fills a log with `subscriptions` purchases of a five-meter plan and `events` usage events
-    /// (the clock moving a minute every 10,000 events, so hours close), then measures meter-query.
     static let queryMeters = ["email", "sms", "cpu", "seats", "egress"]
-
-    /// Appends `payloads` in one request on `client` and waits for the answer.
-    static func appendBatch(_ payloads: [[UInt8]], on client: UnixClient) throws {
-        var body = Array(#"{"op":"append","events":["#.utf8)
-        for (offset, payload) in payloads.enumerated() {
-            if offset > 0 { body.append(UInt8(ascii: ",")) }
-            body += payload
-        }
-        body += Array("]}".utf8)
-        try client.sendRaw(FrameEncoder.frame(body))
-        _ = try client.receiveFrame()
-    }
 
     /// The purchase of subscription `q-index` on the five-meter plan.
     static func queryPurchase(_ index: Int) -> [UInt8] {
@@ -70,6 +56,8 @@ extension Benchmark {
                 .utf8)
     }
 
+    /// Fills a log with `subscriptions` purchases of a five-meter plan and `events` usage events
+    /// (the clock moving a minute every 10,000 events, so hours close), then measures meter-query.
     static func queryBenchmark(server: IngestServer, subscriptions: Int, events: Int, seconds: Double) throws -> [Row] {
         let client = try UnixClient(path: server.socket)
         let admin = try UnixClient(path: server.home + "/run/ingest-admin.sock")
@@ -99,7 +87,7 @@ extension Benchmark {
         if !batch.isEmpty { try append(batch) }
         clock = clock.adding(microseconds: Timestamp.microsecondsPerHour)
         _ = try admin.call(Request(op: "advance-clock", fields: JSONObject(["to": .string(clock.iso8601)])))
-        let total = try client.call("status")["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+        let total = try recordCount(client)
 
         // The process's own footprint with nothing folded, to subtract.
         let emptyHome = server.home + "-query-empty"
@@ -160,18 +148,18 @@ extension Benchmark {
                     "meter-aggregator restart from its snapshot of those subscriptions to serving, caught up (events/s: records covered)",
                 events: total, elapsed: aggregatorRestart, latencies: [aggregatorRestart]),
         ]
-        let open = try openHourMemory(server: server, subscriptions: subscriptions, baseline: baseline)
+        let open = try openHour(server: server, subscriptions: subscriptions, baseline: baseline)
         rows.insert(open[0], at: 2)
         rows.append(open[1])
         return rows
     }
 
-    /// meter-query's resident memory per subscription-meter in a busy hour: after the log above
-    /// (its hours closed), one more hour in which every meter of every subscription has usage, not
-    /// closed yet; meter-query restarts from its snapshots and folds it. The steady state leaves
-    /// that hour's open usage out.
-    /// Then its restart with that hour open (the snapshots written at SIGTERM hold its open usage).
-    static func openHourMemory(server: IngestServer, subscriptions: Int, baseline: Int) throws -> [Row] {
+    /// meter-query in a busy hour: after the log above (its hours closed), one more hour in which
+    /// every meter of every subscription has usage, not closed yet (the steady state leaves that
+    /// hour's open usage out). meter-query restarts from its snapshots and folds it: its resident
+    /// memory per subscription-meter (`query-memory-open`); then it restarts once more, its
+    /// snapshots holding that hour's open usage: the time to serving (`query-restart-open`).
+    static func openHour(server: IngestServer, subscriptions: Int, baseline: Int) throws -> [Row] {
         let client = try UnixClient(path: server.socket)
         progress("query: usage of each of the \(subscriptions * 5) subscription-meters in one more hour, left open")
         var batch: [[UInt8]] = []
@@ -182,7 +170,7 @@ extension Benchmark {
                 batch.removeAll(keepingCapacity: true)
             }
         }
-        let total = try client.call("status")["partitions"]?.arrayValue?.compactMap { $0["nextSequence"]?.intValue }.reduce(0, +) ?? 0
+        let total = try recordCount(client)
         let (query, _) = try startQuery(home: server.home, total: total)
         // A restart's peak (snapshots read in parallel) is given back within a few seconds.
         let resident = settledResidentBytes(query.processIdentifier)

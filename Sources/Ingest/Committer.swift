@@ -543,7 +543,7 @@ final class Committer: @unchecked Sendable {
         let bytes = idempotency.memoryBytes
         guard bytes >= 4 << 20 else { return }
         Log.info(
-            "the idempotency table grew\(growths > 1 ? " \(growths) times" : "") to \(bytes / IdempotencyIndex.slotBytes) slots (\(bytes >> 20) MiB) for \(idempotency.count) keys in \(Int(seconds * 1000)) ms, appends waiting; METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
+            "the idempotency table grew\(growths > 1 ? " \(growths) times" : "") to \(bytes / IdempotencyIndex.slotBytes) slots (\(bytes >> 20) MiB) for \(idempotency.count) keys in \(Int(seconds * 1000)) ms, appends waiting; \(IngestConfiguration.expectedKeysHint)"
         )
     }
 

@@ -177,6 +177,10 @@ struct IngestConfiguration {
     /// The most `METERING_INGEST_EXPECTED_KEYS` takes (a table of 2³¹ slots, 80 GiB).
     static let maximumExpectedKeys = 1_000_000_000
 
+    /// What the logs say after a growth of the idempotency table (appends waited, or a start took
+    /// longer).
+    static let expectedKeysHint = "METERING_INGEST_EXPECTED_KEYS makes it large enough at start"
+
     /// This machine's memory in bytes (0 when unknown).
     static var physicalMemory: Int { max(0, sysconf(Int32(_SC_PHYS_PAGES))) * max(0, sysconf(Int32(_SC_PAGESIZE))) }
 

@@ -86,9 +86,7 @@ nonisolated func runIngest() -> Never {
     let recoveryGrowths =
         idempotency.growths == 0
         ? ""
-        : "; the table grew \(idempotency.growths) time\(idempotency.growths == 1 ? "" : "s") while recovering ("
-            + String(format: "%.0f", idempotency.growthSeconds * 1000)
-            + " ms; METERING_INGEST_EXPECTED_KEYS makes it large enough at start)"
+        : "; the table grew \(idempotency.growths) time\(idempotency.growths == 1 ? "" : "s") while recovering (\(Int(idempotency.growthSeconds * 1000)) ms; \(IngestConfiguration.expectedKeysHint))"
     Log.info(
         "recovered \(log.storedPartitions.reduce(0) { $0 + Int($1.nextSequence) }) records in \(log.storedPartitions.count) partitions in \(String(format: "%.2f", Date().timeIntervalSince(recoveryStart))) s; log \(log.identity), clock \(log.clock); \(idempotency.count) idempotency keys in a table of \(idempotency.memoryBytes < 1 << 20 ? "\(idempotency.memoryBytes >> 10) KiB" : "\(idempotency.memoryBytes >> 20) MiB") (\(idempotency.isKeptInFile ? "\(keysRead) read from the log, \(max(0, idempotency.count - keysRead)) taken over from its table file" : "kept in memory only"), \(router.knownNames) purchased names, \(catalog.count) catalog plans\(recoveryGrowths)"
     )

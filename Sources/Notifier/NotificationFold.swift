@@ -21,8 +21,6 @@ struct NotificationFold: Sendable {
     private(set) var watched: [Slot: Quantity] = [:]
     /// The earliest time a watched item reaches the at-risk age (nil: none watched).
     private var nextAtRisk: Timestamp?
-    /// The effect list's storage between records: a new list for each record cost an allocation.
-    private var spareEffects: [BillingEffect]? = []
 
     /// An item whose hour is this old and still not reported is announced at risk: the aggregator's
     /// status calls it at risk from the same age, 4 hours before the marketplace refuses it.
@@ -67,12 +65,15 @@ struct NotificationFold: Sendable {
         {
             before = (key, terms.planId, terms.resource)
         }
-        state.effects = spareEffects.take() ?? []
+        // As the read model does (`PartitionView.apply`): the effect list is taken out of the state
+        // and given back emptied, so its storage serves the next record (a new list for each cost
+        // an allocation).
+        if state.effects == nil { state.effects = [] }
         state.apply(record)
         var effects = state.effects.take() ?? []
         defer {
             effects.removeAll(keepingCapacity: true)
-            spareEffects = effects
+            state.effects = effects
         }
         var out: [JSONObject] = []
         for effect in effects {

@@ -91,10 +91,8 @@ public struct UsageRecord: Sendable, Equatable {
         // Checked before any array is made: nearly every line has no saturated figure.
         guard self.quantity.isSaturated || billed.isSaturated || voided.isSaturated else { return }
         let saturated = [("quantity", self.quantity), ("billed", billed), ("voided", voided)].filter { $0.1.isSaturated }
-        if !saturated.isEmpty {
-            key("saturated")
-            JSONWriter.write(.array(saturated.map { .string($0.0) }), to: &out)
-        }
+        key("saturated")
+        JSONWriter.write(.array(saturated.map { .string($0.0) }), to: &out)
     }
 }
 
