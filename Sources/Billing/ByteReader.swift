@@ -1,10 +1,10 @@
-import Wire
+package import Wire
 
 /// Reads what `ByteWriter` wrote, never trusting it: every read checks the bytes left, every count
 /// is checked against them before anything is reserved (each element takes a byte at least), and
 /// every string index against the table, so truncated, damaged or hostile bytes throw
 /// `SnapshotError` instead of trapping or allocating what they claim.
-struct ByteReader {
+package struct ByteReader {
     private let bytes: ArraySlice<UInt8>
     private var offset: Int
     /// The string table, each string decoded once.
@@ -14,7 +14,7 @@ struct ByteReader {
     static let times = Timestamp(year: 0, month: 1, day: 1).microseconds..<Timestamp(year: 10_000, month: 1, day: 1).microseconds
 
     /// A reader of `bytes`, which must start with `magic` and the string table.
-    init(_ bytes: ArraySlice<UInt8>, magic: [UInt8]) throws(SnapshotError) {
+    package init(_ bytes: ArraySlice<UInt8>, magic: [UInt8]) throws(SnapshotError) {
         self.bytes = bytes
         offset = bytes.startIndex
         guard bytes.starts(with: magic) else { throw SnapshotError("binary snapshot: not a billing state of this format") }
@@ -33,10 +33,10 @@ struct ByteReader {
     }
 
     /// Whether every byte was read.
-    var isAtEnd: Bool { offset == bytes.endIndex }
+    package var isAtEnd: Bool { offset == bytes.endIndex }
 
     /// A `SnapshotError` naming the byte offset (from the start of the snapshot) and the problem.
-    func failure(_ problem: String, at position: Int? = nil) -> SnapshotError {
+    package func failure(_ problem: String, at position: Int? = nil) -> SnapshotError {
         SnapshotError("binary snapshot: \(problem) at byte \((position ?? offset) - bytes.startIndex)")
     }
 
@@ -46,10 +46,10 @@ struct ByteReader {
         return offset
     }
 
-    mutating func byte() throws(SnapshotError) -> UInt8 { bytes[try take(1)] }
+    package mutating func byte() throws(SnapshotError) -> UInt8 { bytes[try take(1)] }
 
     /// A byte that must be 0 or 1.
-    mutating func flag() throws(SnapshotError) -> Bool {
+    package mutating func flag() throws(SnapshotError) -> Bool {
         switch try byte() {
         case 0: return false
         case 1: return true
@@ -58,7 +58,7 @@ struct ByteReader {
     }
 
     /// A LEB128 varint of at most 64 bits.
-    mutating func varint() throws(SnapshotError) -> UInt64 {
+    package mutating func varint() throws(SnapshotError) -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -71,14 +71,14 @@ struct ByteReader {
     }
 
     /// A zigzag-encoded signed integer.
-    mutating func int() throws(SnapshotError) -> Int {
+    package mutating func int() throws(SnapshotError) -> Int {
         let raw = try varint()
         return Int(Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1))
     }
 
     /// A number of elements that take `minimumBytes` each at least: refused when the bytes left
     /// cannot hold them, so what is reserved for them stays in proportion to the input.
-    mutating func count(minimumBytes: Int = 1) throws(SnapshotError) -> Int {
+    package mutating func count(minimumBytes: Int = 1) throws(SnapshotError) -> Int {
         let value = try varint()
         guard value <= UInt64((bytes.endIndex - offset) / minimumBytes) else {
             throw failure("a count of \(value) with fewer bytes left")
@@ -86,7 +86,7 @@ struct ByteReader {
         return Int(value)
     }
 
-    mutating func int64() throws(SnapshotError) -> Int64 {
+    package mutating func int64() throws(SnapshotError) -> Int64 {
         let start = try take(8)
         var value: UInt64 = 0
         for index in (start..<start + 8).reversed() { value = value << 8 | UInt64(bytes[index]) }
@@ -94,14 +94,14 @@ struct ByteReader {
     }
 
     /// A time within the years snapshots hold.
-    mutating func timestamp() throws(SnapshotError) -> Timestamp {
+    package mutating func timestamp() throws(SnapshotError) -> Timestamp {
         let microseconds = try int64()
         guard Self.times.contains(microseconds) else { throw failure("a time out of range", at: offset - 8) }
         return Timestamp(microseconds: microseconds)
     }
 
     /// A quantity (never negative in a state).
-    mutating func quantity() throws(SnapshotError) -> Quantity {
+    package mutating func quantity() throws(SnapshotError) -> Quantity {
         let start = try take(16)
         var value: UInt128 = 0
         for index in (start..<start + 16).reversed() { value = value << 8 | UInt128(bytes[index]) }
@@ -109,26 +109,26 @@ struct ByteReader {
     }
 
     /// A string from the table.
-    mutating func string() throws(SnapshotError) -> String {
+    package mutating func string() throws(SnapshotError) -> String {
         let index = try varint()
         guard index < UInt64(table.count) else { throw failure("string \(index) of a table of \(table.count)") }
         return table[Int(index)]
     }
 
     /// A string that must not be empty (names, plans, dimensions).
-    mutating func name() throws(SnapshotError) -> String {
+    package mutating func name() throws(SnapshotError) -> String {
         let text = try string()
         guard !text.isEmpty else { throw failure("an empty name") }
         return text
     }
 
     /// A value when its flag says it is there.
-    mutating func optional<Value>(_ read: (inout ByteReader) throws(SnapshotError) -> Value) throws(SnapshotError) -> Value? {
+    package mutating func optional<Value>(_ read: (inout ByteReader) throws(SnapshotError) -> Value) throws(SnapshotError) -> Value? {
         try flag() ? try read(&self) : nil
     }
 
     /// A count, then as many elements, each of `minimumBytes` at least.
-    mutating func list<Element>(minimumBytes: Int, _ read: (inout ByteReader, Int) throws(SnapshotError) -> Element)
+    package mutating func list<Element>(minimumBytes: Int, _ read: (inout ByteReader, Int) throws(SnapshotError) -> Element)
         throws(SnapshotError) -> [Element]
     {
         let count = try count(minimumBytes: minimumBytes)
@@ -139,7 +139,7 @@ struct ByteReader {
     }
 
     /// One of `cases`, by its position.
-    mutating func choice<Case>(_ cases: [Case], _ what: String) throws(SnapshotError) -> Case {
+    package mutating func choice<Case>(_ cases: [Case], _ what: String) throws(SnapshotError) -> Case {
         let index = try byte()
         guard Int(index) < cases.count else { throw failure("an unknown \(what) \(index)", at: offset - 1) }
         return cases[Int(index)]

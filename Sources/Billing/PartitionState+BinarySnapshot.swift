@@ -1,4 +1,4 @@
-import Wire
+package import Wire
 
 /// The billing state in a compact binary form, for a restart that must be fast: what `snapshot()`
 /// holds, with the same meaning and the same checks on reading, without a JSON tree to build.
@@ -372,7 +372,7 @@ extension UnprocessableLedger {
 
 extension ByteWriter {
     /// Which names are there (bit 0 `resourceId`, bit 1 `resourceUri`), then each.
-    mutating func resource(_ name: ResourceName) {
+    package mutating func resource(_ name: ResourceName) {
         byte((name.resourceId == nil ? 0 : 1) | (name.resourceUri == nil ? 0 : 2))
         if let id = name.resourceId { string(id) }
         if let uri = name.resourceUri { string(uri) }
@@ -407,7 +407,7 @@ extension ByteWriter {
 }
 
 extension ByteReader {
-    mutating func resource(_ path: @autoclosure () -> String) throws(SnapshotError) -> ResourceName {
+    package mutating func resource(_ path: @autoclosure () -> String) throws(SnapshotError) -> ResourceName {
         let names = try byte()
         guard names <= 3 else { throw failure("names marked \(names)", at: nil) }
         let id = names & 1 == 0 ? nil : try string()

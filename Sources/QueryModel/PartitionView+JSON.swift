@@ -199,9 +199,10 @@ extension PartitionView {
     // MARK: - Snapshots
 
     static let snapshotFormat = "query-view-3"
-    /// The format of `binarySnapshot()`'s JSON part: `snapshotFormat`'s members but the billing
-    /// state, which follows in the binary form.
-    static let binarySnapshotFormat = "query-view-4"
+    /// The format of the JSON view part of the binary snapshots the release before wrote
+    /// (`query-view-4`: `snapshotFormat`'s members but the billing state, which follows in the
+    /// binary form). Today's binary snapshots (`query-view-5`) have the view part in bytes too.
+    static let jsonViewPartFormat = "query-view-4"
     /// The formats before pending slots were left to the billing state (their `slots` list them
     /// too, and they are skipped on reading) and, for 1, before plan changes and voids (no credits
     /// or voids in the open usage): still read.
@@ -213,14 +214,21 @@ extension PartitionView {
     }
 
     /// The whole view as bytes that restore much faster than `snapshot()`'s JSON (for the query
-    /// service's restarts): an 8-byte little-endian length, that many bytes of JSON (`snapshot()`'s
-    /// members but the billing state, with format `query-view-4`), then the billing state's
-    /// `binarySnapshot()`.
-    public func binarySnapshot() -> [UInt8] {
-        let json = JSONWriter.bytes(snapshot(format: Self.binarySnapshotFormat, state: nil))
+    /// service's restarts), format `query-view-5`: an 8-byte little-endian length, that many bytes
+    /// of the view's own part (`binaryViewPart()`), then the billing state's `binarySnapshot()`.
+    /// Those of the release before (`query-view-4`) have JSON in the view's part: still read.
+    public func binarySnapshot() -> [UInt8] { binarySnapshot(viewPart: binaryViewPart()) }
+
+    /// `binarySnapshot()` as the release before wrote it (`query-view-4`, the view's part in
+    /// JSON): for testing that such snapshots are still read.
+    package func binarySnapshotWithJSONPart() -> [UInt8] {
+        binarySnapshot(viewPart: JSONWriter.bytes(snapshot(format: Self.jsonViewPartFormat, state: nil)))
+    }
+
+    private func binarySnapshot(viewPart: [UInt8]) -> [UInt8] {
         var bytes: [UInt8] = []
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { bytes.append(contentsOf: $0) }
-        bytes += json
+        withUnsafeBytes(of: UInt64(viewPart.count).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes += viewPart
         bytes += state.binarySnapshot()
         return bytes
     }
@@ -372,12 +380,23 @@ extension PartitionView {
         try self.init(state: state, object, format: format)
     }
 
-    /// Restores a view from `binarySnapshot()`'s bytes.
+    /// Restores a view from `binarySnapshot()`'s bytes (`query-view-5`), or from those of the
+    /// release before (`query-view-4`, the view's part in JSON).
     public init(binarySnapshot bytes: [UInt8]) throws(ModelError) {
         guard bytes.count >= 8 else { throw ModelError("snapshot: too short") }
         let length = bytes[..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        guard length <= UInt64(bytes.count - 8) else { throw ModelError("snapshot: a JSON part longer than the snapshot") }
+        guard length <= UInt64(bytes.count - 8) else { throw ModelError("snapshot: a view part longer than the snapshot") }
         let stateStart = 8 + Int(length)
+        let state: PartitionState
+        do {
+            state = try PartitionState(binarySnapshot: bytes[stateStart...])
+        } catch {
+            throw ModelError("state: \(error)")
+        }
+        if bytes[8..<stateStart].starts(with: Self.binaryViewMagic) {
+            try self.init(state: state, binaryViewPart: bytes[8..<stateStart])
+            return
+        }
         let json: JSONValue
         do {
             json = try JSONParser.parse(bytes[8..<stateStart], maximumDepth: 512)
@@ -385,16 +404,10 @@ extension PartitionView {
             throw ModelError("snapshot: \(error)")
         }
         let object = try ModelReader.object(json, "snapshot")
-        guard object["format"]?.stringValue == Self.binarySnapshotFormat, object["state"] == nil else {
-            throw ModelError("snapshot format is not \(Self.binarySnapshotFormat)")
+        guard object["format"]?.stringValue == Self.jsonViewPartFormat, object["state"] == nil else {
+            throw ModelError("snapshot format is not \(Self.jsonViewPartFormat)")
         }
-        let state: PartitionState
-        do {
-            state = try PartitionState(binarySnapshot: bytes[stateStart...])
-        } catch {
-            throw ModelError("state: \(error)")
-        }
-        try self.init(state: state, object, format: Self.binarySnapshotFormat)
+        try self.init(state: state, object, format: Self.jsonViewPartFormat)
     }
 
     /// Restores a view around the restored billing `state` from the rest of a snapshot's JSON

@@ -105,6 +105,14 @@ public struct PartitionView: Sendable {
 
         init(periodStart: Timestamp) { self.periodStart = periodStart }
 
+        /// A table read back from a snapshot: `groups` in their order, each with its quantity.
+        init(periodStart: Timestamp, truncated: Bool, groups: [BreakdownGroup], quantities: [Quantity]) {
+            self.periodStart = periodStart
+            self.truncated = truncated
+            self.groups = groups
+            self.quantities = quantities
+        }
+
         var count: Int { groups.count }
 
         /// The index of `group`, or where it would be inserted.

@@ -6,7 +6,7 @@ extension PartitionView {
     /// one table: catching up is bound by memory latency (every usage event reaches a random
     /// subscription, whose figures are cold), and one lookup that reaches all of them costs one
     /// trip to memory where a table per figure cost one each.
-    struct SubscriptionView: Sendable {
+    struct SubscriptionView: Equatable, Sendable {
         /// Settled marketplace slots, for a while. Pending slots are not kept here: the billing
         /// state holds every pending item, and a second copy of each would cost the read model more
         /// than anything else it keeps while many items wait for the submitter.

@@ -393,6 +393,9 @@ struct ChangesLog {
 
             var fromBytes = try PartitionView(binarySnapshot: partial.binarySnapshot())
             #expect(fromBytes.state == partial.state, "seed \(seed): binary restore at \(split)")
+            #expect(fromBytes.binarySnapshot() == partial.binarySnapshot(), "seed \(seed): the same bytes again at \(split)")
+            let fromEarlierBytes = try PartitionView(binarySnapshot: partial.binarySnapshotWithJSONPart())
+            #expect(fromEarlierBytes.binarySnapshot() == partial.binarySnapshot(), "seed \(seed): query-view-4 restore at \(split)")
             var bytesOutput = PartitionView.Output(collectingTouched: false)
             for record in records[split...] { fromBytes.apply(record, into: &bytesOutput) }
             #expect(

@@ -59,7 +59,10 @@ struct QuerySnapshotRestartTests {
         return found
     }
 
-    @Test("meter-query writes its snapshots as query-view-4 and restarts from them to the same answers, folding no record again")
+    /// Whether a snapshot body's view part is in bytes (`query-view-5`), not JSON (`query-view-4`).
+    static func viewPartInBytes(_ body: [UInt8]) -> Bool { body.count > 8 && body[8...].starts(with: Array("MBQV".utf8)) }
+
+    @Test("meter-query writes its snapshots as query-view-5 and restarts from them to the same answers, folding no record again")
     func restartsFromBinarySnapshots() throws {
         let (work, first) = try Self.folded()
         let before = try Self.answers(first)
@@ -68,6 +71,7 @@ struct QuerySnapshotRestartTests {
         #expect(!files.isEmpty)
         for file in files {
             #expect(file.header["format"] == 2, "\(file.path)")
+            #expect(Self.viewPartInBytes(file.body), "\(file.path)")
             let view = try PartitionView(binarySnapshot: file.body)
             #expect(view.nextSequence > 0, "\(file.path)")
         }
@@ -77,25 +81,27 @@ struct QuerySnapshotRestartTests {
         #expect(try Self.answers(second) == before)
     }
 
-    @Test(
-        "meter-query restarts from the query-view-3 snapshots of the earlier release to the same answers and writes its next ones as query-view-4"
-    )
-    func upgradesFromJSONSnapshots() throws {
+    /// Folds, rewrites every snapshot file as an earlier release wrote it (`rewrite`, with the
+    /// view, its store, sequence and log), checks the files (`written`, with header and body), then
+    /// restarts: the same answers, nothing folded again, the next snapshots in today's format, and
+    /// a restart from those folds nothing either.
+    static func upgrade(
+        rewrite: (PartitionView, SnapshotStore, UInt64, String?) throws -> Void, written: ([UInt8], JSONValue) -> Bool
+    ) throws {
         let (work, first) = try Self.folded()
         let before = try Self.answers(first)
         first.kill(SIGTERM)
         let home = work.ingest.home
-        // What the earlier release wrote: the view's JSON through the store's JSON path.
         for file in try Self.snapshots(home) {
             let view = try PartitionView(binarySnapshot: file.body)
             let sequence = try #require(file.header["sequence"]?.intValue)
             #expect(unlink(file.path) == 0)
             let store = SnapshotStore(root: home.path + "/data/query/snapshots", partition: view.partition, kept: 3)
-            try store.save(sequence: UInt64(sequence), body: view.snapshot(), log: file.header["log"]?.stringValue)
+            try rewrite(view, store, UInt64(sequence), file.header["log"]?.stringValue)
         }
-        let written = try Self.snapshots(home)
-        #expect(!written.isEmpty)
-        #expect(written.allSatisfy { $0.header["format"] == 1 && (try? JSONParser.parse($0.body))?["format"] == "query-view-3" })
+        let earlier = try Self.snapshots(home)
+        #expect(!earlier.isEmpty)
+        #expect(earlier.allSatisfy { written($0.body, $0.header) })
 
         let second = try QueryProcess(home: home)
         try second.waitUntilCaughtUp(with: work.ingest)
@@ -106,11 +112,30 @@ struct QuerySnapshotRestartTests {
         second.kill(SIGTERM)
         let upgraded = try Self.snapshots(home)
         let newest = Dictionary(grouping: upgraded) { ($0.path as NSString).deletingLastPathComponent }.values.compactMap(\.last)
-        #expect(newest.allSatisfy { $0.header["format"] == 2 })
-        #expect(upgraded.contains { $0.header["format"] == 2 })
+        #expect(newest.allSatisfy { $0.header["format"] == 2 && Self.viewPartInBytes($0.body) })
 
         let third = try QueryProcess(home: home)
         try third.waitUntilCaughtUp(with: work.ingest)
         #expect(try Self.foldedNothing(third))
+    }
+
+    @Test(
+        "meter-query restarts from the query-view-3 snapshots of an earlier release to the same answers and writes its next ones as query-view-5"
+    )
+    func upgradesFromJSONSnapshots() throws {
+        // What the earlier release wrote: the view's JSON through the store's JSON path.
+        try Self.upgrade(
+            rewrite: { view, store, sequence, log in try store.save(sequence: sequence, body: view.snapshot(), log: log) },
+            written: { body, header in header["format"] == 1 && (try? JSONParser.parse(body))?["format"] == "query-view-3" })
+    }
+
+    @Test(
+        "meter-query restarts from the query-view-4 snapshots of the release before (the view's part in JSON) to the same answers and writes its next ones as query-view-5"
+    )
+    func upgradesFromJSONViewParts() throws {
+        try Self.upgrade(
+            rewrite: { view, store, sequence, log in try store.save(sequence: sequence, bytes: view.binarySnapshotWithJSONPart(), log: log)
+            },
+            written: { body, header in header["format"] == 2 && !Self.viewPartInBytes(body) })
     }
 }
