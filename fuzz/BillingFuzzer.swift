@@ -8,7 +8,7 @@
 // Every record is folded by a PartitionState and by a PartitionView; after each one the run-rate,
 // breakdown, listing and state answers are asked of every subscription. Nothing may trap, both folds
 // must agree, the unprocessable ledger must stay within its bounds with its counts adding up, and
-// snapshots, JSON and binary, must read back equal; the binary one, damaged and cut by the input,
+// snapshots, JSON and binary, must read back equal; the binary ones, damaged and cut by the input,
 // may be refused but never trap. Built by scripts/fuzz from the Wire, Billing and QueryModel
 // modules, with -sanitize=fuzzer,address.
 
@@ -210,19 +210,31 @@ public func fuzzBilling(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     precondition(
         fromBytes == state && fromBytes.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(state.snapshot()),
         "the state's binary snapshot does not read back equal")
-    let viewFromBytes = try? PartitionView(binarySnapshot: view.binarySnapshot())
+    let viewBytes = view.binarySnapshot()
+    let viewFromBytes = try? PartitionView(binarySnapshot: viewBytes)
     precondition(
-        viewFromBytes.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(view.snapshot()),
+        viewFromBytes.map { JSONWriter.string($0.snapshot()) } == JSONWriter.string(view.snapshot())
+            && viewFromBytes?.binarySnapshot() == viewBytes,
         "the view's binary snapshot does not read back")
-    // The input's first bytes damage the binary form (a position and a mask each), and its length
-    // cuts it: the decoder may refuse what it gets, never trap.
-    var damaged = bytes
-    var damage = Choices(bytes: choices.bytes)
-    for _ in 0..<Int(damage.byte() % 8) {
-        let position = (Int(damage.byte()) << 8 | Int(damage.byte())) % damaged.count
-        damaged[position] ^= damage.byte()
+    let viewFromEarlierBytes = try? PartitionView(binarySnapshot: view.binarySnapshotWithJSONPart())
+    precondition(viewFromEarlierBytes?.binarySnapshot() == viewBytes, "the view's query-view-4 snapshot does not read back")
+    // The input's first bytes damage the binary forms (a position and a mask each), and its length
+    // cuts them: the decoders may refuse what they get, never trap.
+    for original in [bytes, viewBytes] {
+        var damaged = original
+        var damage = Choices(bytes: choices.bytes)
+        for _ in 0..<Int(damage.byte() % 8) {
+            let position = (Int(damage.byte()) << 8 | Int(damage.byte())) % damaged.count
+            damaged[position] ^= damage.byte()
+        }
+        let cut = Array(damaged[..<(choices.bytes.count * 13 % (damaged.count + 1))])
+        if original == bytes {
+            _ = try? PartitionState(binarySnapshot: damaged)
+            _ = try? PartitionState(binarySnapshot: cut)
+        } else {
+            _ = try? PartitionView(binarySnapshot: damaged)
+            _ = try? PartitionView(binarySnapshot: cut)
+        }
     }
-    _ = try? PartitionState(binarySnapshot: damaged)
-    _ = try? PartitionState(binarySnapshot: damaged[..<(choices.bytes.count * 13 % (damaged.count + 1))])
     return 0
 }
