@@ -126,8 +126,11 @@ extension PartitionView {
         var input = try ByteReader(bytes, magic: Self.binaryViewMagic)
         usageOrdinal = try input.varint()
         submissionOrdinal = try input.varint()
-        let count = try input.count(minimumBytes: 2)
-        subscriptionViews.reserveCapacity(count)
+        // A subscription takes 3 bytes at least (its key, which parts, an empty part) but its entry
+        // in memory far more: room is made for as many as real entries' bytes could hold, so that
+        // a damaged count cannot make the table balloon.
+        let count = try input.count(minimumBytes: 3)
+        subscriptionViews.reserveCapacity(min(count, bytes.count / 32))
         var previousKey: String?
         var settled: [(at: Timestamp, key: String, slot: Slot)] = []
         for _ in 0..<count {
