@@ -1,6 +1,7 @@
 public import Billing
 import Daemon
 import Foundation
+import Synchronization
 import Transport
 public import Wire
 
@@ -20,20 +21,28 @@ public protocol PartitionFolding: AnyObject, Sendable {
 /// skips or repeats a record; a lost connection is retried with backoff. Records already folded (a
 /// resend after reconnecting) are dropped, and a gap stops the connection rather than folding wrong
 /// numbers. Shared by the aggregator and the query service, so both see the log the same way.
+///
+/// Unchecked only for `owner`, a weak reference (so a `var`), set in `init` and never after;
+/// everything that changes is in `state`.
 public final class PartitionFollower: @unchecked Sendable {
     public let partition: Int
     private let ingestSocket: String
     private let maximumFrameBytes: Int
     private weak var owner: (any PartitionFolding)?
-    private let lock = NSLock()
-    private var stopped = false
-    private var connection: UnixClient?
-    private var connected = false
-    private var lastError: String?
-    private var ingestNext: UInt64?
-    private var recordsFolded = 0
+    private let state = Mutex(State())
     private let caughtUp = DispatchSemaphore(value: 0)
-    private var signalledCaughtUp = false
+
+    /// Unchecked for `connection`, a `UnixClient` that `stop` uses from another thread only to
+    /// shut down its writing side.
+    private struct State: @unchecked Sendable {
+        var stopped = false
+        var connection: UnixClient?
+        var connected = false
+        var lastError: String?
+        var ingestNext: UInt64?
+        var recordsFolded = 0
+        var signalledCaughtUp = false
+    }
 
     private let binding: LogBinding
 
@@ -58,7 +67,9 @@ public final class PartitionFollower: @unchecked Sendable {
     }
 
     public var progress: Progress {
-        lock.withLock { Progress(ingestNext: ingestNext, connected: connected, lastError: lastError, recordsFolded: recordsFolded) }
+        state.withLock {
+            Progress(ingestNext: $0.ingestNext, connected: $0.connected, lastError: $0.lastError, recordsFolded: $0.recordsFolded)
+        }
     }
 
     /// Whether a state that needs `nextSequence` next is behind the head ingest reported when the
@@ -78,30 +89,30 @@ public final class PartitionFollower: @unchecked Sendable {
 
     /// Stops following (the record batch in hand is still folded).
     public func stop() {
-        let open = lock.withLock { () -> UnixClient? in
-            stopped = true
-            return connection
+        let open = state.withLock { state -> UnixClient? in
+            state.stopped = true
+            return state.connection
         }
         open?.shutdownWrite()
     }
 
     private func run() {
         var backoff = 0.1
-        while !lock.withLock({ stopped }) {
+        while !state.withLock({ $0.stopped }) {
             do {
                 try follow()
                 backoff = 0.1
             } catch {
                 let message = "\(error)"
-                let changed = lock.withLock { () -> Bool in
+                let changed = state.withLock { state -> Bool in
                     defer {
-                        lastError = message
-                        connected = false
-                        connection = nil
+                        state.lastError = message
+                        state.connected = false
+                        state.connection = nil
                     }
-                    return lastError != message
+                    return state.lastError != message
                 }
-                if lock.withLock({ stopped }) { break }
+                if state.withLock({ $0.stopped }) { break }
                 if changed { Log.warning("partition \(partition): \(message); retrying") }
                 Thread.sleep(forTimeInterval: backoff)
                 backoff = min(backoff * 2, 5)
@@ -112,11 +123,11 @@ public final class PartitionFollower: @unchecked Sendable {
     private func follow() throws {
         guard let owner else {
             // Nothing left to fold into: stop rather than reconnect forever.
-            lock.withLock { stopped = true }
+            state.withLock { $0.stopped = true }
             return
         }
         let client = try UnixClient(path: ingestSocket, maximumFrameLength: maximumFrameBytes)
-        lock.withLock { connection = client }
+        state.withLock { $0.connection = client }
         let from = owner.nextSequence()
         let status = try client.call("status")
         let partitions = status["partitions"]?.arrayValue ?? []
@@ -139,10 +150,10 @@ public final class PartitionFollower: @unchecked Sendable {
             )
             return
         }
-        lock.withLock {
-            ingestNext = head
-            connected = true
-            lastError = nil
+        state.withLock { state in
+            state.ingestNext = head
+            state.connected = true
+            state.lastError = nil
         }
         if from >= head { markCaughtUp() }
         try client.send(
@@ -162,9 +173,9 @@ public final class PartitionFollower: @unchecked Sendable {
             let count = decoded.count
             if count > 0 { owner.fold(decoded) }
             head = max(head, expected)
-            lock.withLock {
-                recordsFolded += count
-                ingestNext = max(ingestNext ?? 0, head)
+            state.withLock { state in
+                state.recordsFolded += count
+                state.ingestNext = max(state.ingestNext ?? 0, head)
             }
             if expected >= head { markCaughtUp() }
         }
@@ -172,18 +183,18 @@ public final class PartitionFollower: @unchecked Sendable {
 
     /// Stops following for good: the state and the log disagree (`FoldingRefusal`).
     private func refuse(_ message: String) {
-        lock.withLock {
-            stopped = true
-            connected = false
-            lastError = message
+        state.withLock { state in
+            state.stopped = true
+            state.connected = false
+            state.lastError = message
         }
         FoldingRefusal.refuse(message)
     }
 
     private func markCaughtUp() {
-        let first = lock.withLock { () -> Bool in
-            defer { signalledCaughtUp = true }
-            return !signalledCaughtUp
+        let first = state.withLock { state -> Bool in
+            defer { state.signalledCaughtUp = true }
+            return !state.signalledCaughtUp
         }
         if first { caughtUp.signal() }
     }

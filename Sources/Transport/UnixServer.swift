@@ -410,10 +410,9 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     private var lastActive: Double
     /// When the client last took some of its answers, or an answer began to wait for it.
     private var lastSent: Double
-    /// Held while reading the socket and decoding: by the I/O thread, or by a lingering worker.
-    private let reading = NSLock()
-    // Touched under `reading` only.
-    private var decoder: FrameDecoder
+    /// The frame decoder, behind the lock held while reading the socket and decoding: by the I/O
+    /// thread, or by a lingering worker.
+    private let reading: Mutex<FrameDecoder>
 
     init(id: UInt64, fd: Int32, listenerIndex: Int, listener: String, peer: PeerCredentials, server: UnixServer) {
         self.id = id
@@ -422,7 +421,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         self.listener = listener
         self.peer = peer
         self.server = server
-        self.decoder = FrameDecoder(maximumFrameLength: server.configuration.maximumFrameLength)
+        self.reading = Mutex(FrameDecoder(maximumFrameLength: server.configuration.maximumFrameLength))
         self.interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
         self.lastActive = MonotonicClock.now()
         self.lastSent = lastActive
@@ -550,20 +549,21 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     }
 
     private func readAvailable(_ buffer: inout [UInt8]) {
-        reading.lock()
-        defer { reading.unlock() }
-        for _ in 0..<8 {
-            if condition.withLock({ closed || lingering || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater }) {
-                return
+        reading.withLock { decoder in
+            for _ in 0..<8 {
+                let paused = condition.withLock {
+                    closed || lingering || readPaused || readEOF || unsentLocked > server.configuration.outputHighWater
+                }
+                if paused { return }
+                let more = buffer.withUnsafeMutableBytes { readOnce(into: $0, decoder: &decoder, onIOThread: true) }
+                if !more { return }
             }
-            let more = buffer.withUnsafeMutableBytes { readOnce(into: $0, onIOThread: true) }
-            if !more { return }
         }
     }
 
-    /// One `recv` into `buffer`, its frames queued; whether there may be more to read now.
-    /// Called with `reading` held.
-    private func readOnce(into buffer: UnsafeMutableRawBufferPointer, onIOThread: Bool) -> Bool {
+    /// One `recv` into `buffer`, its frames decoded with `decoder` (the one in `reading`, so called
+    /// with that lock held) and queued; whether there may be more to read now.
+    private func readOnce(into buffer: UnsafeMutableRawBufferPointer, decoder: inout FrameDecoder, onIOThread: Bool) -> Bool {
         while true {
             let count = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if count > 0 {
@@ -754,35 +754,38 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// I/O thread that would hand the request to another worker (two thread wake-ups on the way
     /// to the disk's sync instead of one).
     private func linger() {
-        reading.lock()
-        condition.lock()
-        guard server.configuration.lingerMilliseconds > 0, !closed, inbox.isEmpty, !readEOF, !readPaused, !streaming,
-            unsentLocked == 0, server.busyConnections.load(ordering: .relaxed) == 1
-        else {
+        let lingers = reading.withLock { _ -> Bool in
+            condition.lock()
+            guard server.configuration.lingerMilliseconds > 0, !closed, inbox.isEmpty, !readEOF, !readPaused, !streaming,
+                unsentLocked == 0, server.busyConnections.load(ordering: .relaxed) == 1
+            else {
+                condition.unlock()
+                return false
+            }
+            lingering = true
+            updateInterestLocked()
             condition.unlock()
-            reading.unlock()
-            return
+            return true
         }
-        lingering = true
-        updateInterestLocked()
-        condition.unlock()
-        reading.unlock()
+        guard lingers else { return }
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
-        reading.lock()
-        if ready > 0 && !condition.withLock({ closed }) {
-            withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in _ = readOnce(into: buffer, onIOThread: false) }
-            if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
+        reading.withLock { decoder in
+            if ready > 0 && !condition.withLock({ closed }) {
+                withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in
+                    _ = readOnce(into: buffer, decoder: &decoder, onIOThread: false)
+                }
+                if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
+            }
+            condition.lock()
+            lingering = false
+            if descriptorCloseDeferred {
+                descriptorCloseDeferred = false
+                Glibc.close(fd)
+            }
+            updateInterestLocked()
+            condition.unlock()
         }
-        condition.lock()
-        lingering = false
-        if descriptorCloseDeferred {
-            descriptorCloseDeferred = false
-            Glibc.close(fd)
-        }
-        updateInterestLocked()
-        condition.unlock()
-        reading.unlock()
     }
 
     // MARK: helpers (condition held)
