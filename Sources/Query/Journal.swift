@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import Synchronization
 import SystemIO
 import Wire
 
@@ -17,26 +18,13 @@ import Wire
 /// which of them the file already has, so nothing is written twice and ids never change. Lines become
 /// readable only once they are synced (`sync()`), so a page never shows a line a crash could take back.
 /// A torn last line (a crash mid-write) is cut at start-up; damage anywhere else stops start-up.
-final class Journal: @unchecked Sendable {
+final class Journal: Sendable {
     let path: String
     /// The id of the file's first line.
     let firstId: Int
-    /// Open while the file takes lines; a sealed file (`seal()`) opens it for each read instead, so
-    /// that many old usage segments hold no descriptors.
-    private var fd: Int32
-    private let lock = NSLock()
-    /// Offsets of every `indexStride`-th line, for paging without reading from the start.
-    private var index: [UInt64] = []
+    /// Everything that changes: the descriptor, the indexes, what is durable and what is pending.
+    private let state: Mutex<State>
     private static let indexStride = 128
-    /// Per partition, the line of every `indexStride`-th of its records: where to start reading
-    /// a partition's records from a given ordinal on (`line(partition:atOrBefore:)`).
-    private var partitionIndex: [Int: [(ordinal: UInt64, line: Int)]] = [:]
-    private var partitionCounts: [Int: Int] = [:]
-    private var durableCount = 0
-    private var durableBytes: UInt64 = 0
-    private var pending: [UInt8] = []
-    private var pendingHeaders: [Header] = []
-    private var nextOrdinals: [Int: UInt64] = [:]
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -58,7 +46,7 @@ final class Journal: @unchecked Sendable {
         self.path = path
         self.firstId = firstId
         let existed = access(path, F_OK) == 0
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
         if !existed {
             // The new file's name must be durable before any line in it is served.
@@ -70,79 +58,104 @@ final class Journal: @unchecked Sendable {
                 throw Failure(description: "cannot make \(path) durable: fsync of its directory: \(String(cString: strerror(errno)))")
             }
         }
+        // Read back before the journal is shared: no lock needed yet.
+        var state = State(fd: fd)
         do {
-            try recover(visit: visit)
+            try state.recover(path: path, firstId: firstId, visit: visit)
         } catch {
             close(fd)
             throw error
         }
+        self.state = Mutex(state)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        let fd = state.withLock { $0.fd }
+        if fd >= 0 { close(fd) }
+    }
 
-    private func recover(visit: (Header) -> Void) throws(Failure) {
-        var offset: UInt64 = 0
-        var lineStart: UInt64 = 0
-        // The start of a line that the previous read cut; lines within one read are checked where
-        // they lie (a restart reads every line of every journal: no copy per line).
-        var carried: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var count = 0
-        var damaged = false
-        while !damaged {
-            let read = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-            guard read >= 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
-            if read == 0 { break }
-            buffer.withUnsafeBufferPointer { bytes in
-                guard let base = bytes.baseAddress else { return }
-                var position = 0
-                while position < read {
-                    guard let found = memchr(base + position, 0x0A, read - position) else {
-                        carried.append(contentsOf: bytes[position..<read])
-                        return
+    private struct State {
+        /// Open while the file takes lines; a sealed file (`seal()`) opens it for each read
+        /// instead, so that many old usage segments hold no descriptors.
+        var fd: Int32
+        /// Offsets of every `indexStride`-th line, for paging without reading from the start.
+        var index: [UInt64] = []
+        /// Per partition, the line of every `indexStride`-th of its records: where to start
+        /// reading a partition's records from a given ordinal on (`line(partition:atOrBefore:)`).
+        var partitionIndex: [Int: [(ordinal: UInt64, line: Int)]] = [:]
+        var partitionCounts: [Int: Int] = [:]
+        var durableCount = 0
+        var durableBytes: UInt64 = 0
+        var pending: [UInt8] = []
+        var pendingHeaders: [Header] = []
+        var nextOrdinals: [Int: UInt64] = [:]
+
+        /// Reads back the file at `path`, whose first line has id `firstId`: checks and indexes
+        /// every line (`visit` sees each header in order) and cuts a torn tail.
+        mutating func recover(path: String, firstId: Int, visit: (Header) -> Void) throws(Failure) {
+            var offset: UInt64 = 0
+            var lineStart: UInt64 = 0
+            // The start of a line that the previous read cut; lines within one read are checked where
+            // they lie (a restart reads every line of every journal: no copy per line).
+            var carried: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            var count = 0
+            var damaged = false
+            while !damaged {
+                let read = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+                guard read >= 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+                if read == 0 { break }
+                buffer.withUnsafeBufferPointer { bytes in
+                    guard let base = bytes.baseAddress else { return }
+                    var position = 0
+                    while position < read {
+                        guard let found = memchr(base + position, 0x0A, read - position) else {
+                            carried.append(contentsOf: bytes[position..<read])
+                            return
+                        }
+                        let end = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
+                        let header: Header?
+                        if carried.isEmpty {
+                            header = Journal.header(bytes[position..<end])
+                        } else {
+                            carried.append(contentsOf: bytes[position..<end])
+                            header = Journal.header(carried[...])
+                            carried.removeAll(keepingCapacity: true)
+                        }
+                        guard let header, header.id == firstId + count else {
+                            damaged = true
+                            return
+                        }
+                        indexLine(header, line: count, offset: lineStart)
+                        visit(header)
+                        count += 1
+                        position = end + 1
+                        lineStart = offset + UInt64(position)
                     }
-                    let end = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
-                    let header: Header?
-                    if carried.isEmpty {
-                        header = Self.header(bytes[position..<end])
-                    } else {
-                        carried.append(contentsOf: bytes[position..<end])
-                        header = Self.header(carried[...])
-                        carried.removeAll(keepingCapacity: true)
-                    }
-                    guard let header, header.id == firstId + count else {
-                        damaged = true
-                        return
-                    }
-                    indexLine(header, line: count, offset: lineStart)
-                    visit(header)
-                    count += 1
-                    position = end + 1
-                    lineStart = offset + UInt64(position)
+                }
+                offset += UInt64(read)
+            }
+            if damaged {
+                throw Failure(description: "\(path): line \(count + 1) at byte \(lineStart) is damaged; move the file aside to rebuild it")
+            }
+            if lineStart < offset {
+                Log.warning("\(path): cutting a torn last line of \(offset - lineStart) bytes (a crash during a write)")
+                guard ftruncate(fd, off_t(lineStart)) == 0, fsync(fd) == 0 else {
+                    throw Failure(description: "cannot truncate \(path): \(String(cString: strerror(errno)))")
                 }
             }
-            offset += UInt64(read)
+            durableCount = count
+            durableBytes = lineStart
         }
-        if damaged {
-            throw Failure(description: "\(path): line \(count + 1) at byte \(lineStart) is damaged; move the file aside to rebuild it")
-        }
-        if lineStart < offset {
-            Log.warning("\(path): cutting a torn last line of \(offset - lineStart) bytes (a crash during a write)")
-            guard ftruncate(fd, off_t(lineStart)) == 0, fsync(fd) == 0 else {
-                throw Failure(description: "cannot truncate \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-        durableCount = count
-        durableBytes = lineStart
-    }
 
-    /// Adds line number `line` (of the file) to the indexes (lock held, or during recovery).
-    private func indexLine(_ header: Header, line: Int, offset: UInt64) {
-        if line % Self.indexStride == 0 { index.append(offset) }
-        let seen = partitionCounts[header.partition, default: 0]
-        if seen % Self.indexStride == 0 { partitionIndex[header.partition, default: []].append((header.ordinal, line)) }
-        partitionCounts[header.partition] = seen + 1
-        nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
+        /// Adds line number `line` (of the file) to the indexes.
+        mutating func indexLine(_ header: Header, line: Int, offset: UInt64) {
+            if line % Journal.indexStride == 0 { index.append(offset) }
+            let seen = partitionCounts[header.partition, default: 0]
+            if seen % Journal.indexStride == 0 { partitionIndex[header.partition, default: []].append((header.ordinal, line)) }
+            partitionCounts[header.partition] = seen + 1
+            nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
+        }
     }
 
     /// The id, partition, ordinal (and close time) at the start of a line (without its newline);
@@ -183,13 +196,13 @@ final class Journal: @unchecked Sendable {
     }
 
     /// Lines that are synced and readable.
-    var count: Int { lock.withLock { durableCount } }
+    var count: Int { state.withLock { $0.durableCount } }
 
     /// The id the next line will get once synced.
-    var nextId: Int { lock.withLock { firstId + durableCount + pendingHeaders.count } }
+    var nextId: Int { state.withLock { firstId + $0.durableCount + $0.pendingHeaders.count } }
 
     /// The ordinal of the next record of `partition` that is not in the journal yet.
-    func nextOrdinal(partition: Int) -> UInt64 { lock.withLock { nextOrdinals[partition] ?? 0 } }
+    func nextOrdinal(partition: Int) -> UInt64 { state.withLock { $0.nextOrdinals[partition] ?? 0 } }
 
     /// Adds the record of `partition` numbered `ordinal`, with `fields` (and, for usage, the
     /// second its hour closed at), unless the journal has it already: false then. It becomes
@@ -213,56 +226,56 @@ final class Journal: @unchecked Sendable {
     /// after a comma (`UsageRecord.appendFields`): the line is the one the `JSONObject` form writes.
     @discardableResult
     func append(partition: Int, ordinal: UInt64, closed: Int64? = nil, writeFields: (inout [UInt8]) -> Void) -> Bool {
-        lock.withLock {
-            guard ordinal >= nextOrdinals[partition] ?? 0 else { return false }
+        state.withLock { state in
+            guard ordinal >= state.nextOrdinals[partition] ?? 0 else { return false }
             let header = Header(
-                id: firstId + durableCount + pendingHeaders.count, partition: partition, ordinal: ordinal, closed: closed)
-            pending.append(contentsOf: #"{"id":"#.utf8)
-            JSONWriter.writeInteger(header.id, to: &pending)
-            pending.append(contentsOf: #","partition":"#.utf8)
-            JSONWriter.writeInteger(partition, to: &pending)
-            pending.append(contentsOf: #","ordinal":"#.utf8)
-            JSONWriter.writeInteger(ordinal, to: &pending)
+                id: firstId + state.durableCount + state.pendingHeaders.count, partition: partition, ordinal: ordinal, closed: closed)
+            state.pending.append(contentsOf: #"{"id":"#.utf8)
+            JSONWriter.writeInteger(header.id, to: &state.pending)
+            state.pending.append(contentsOf: #","partition":"#.utf8)
+            JSONWriter.writeInteger(partition, to: &state.pending)
+            state.pending.append(contentsOf: #","ordinal":"#.utf8)
+            JSONWriter.writeInteger(ordinal, to: &state.pending)
             if let closed {
-                pending.append(contentsOf: #","closed":"#.utf8)
-                JSONWriter.writeInteger(Int(closed), to: &pending)
+                state.pending.append(contentsOf: #","closed":"#.utf8)
+                JSONWriter.writeInteger(Int(closed), to: &state.pending)
             }
-            writeFields(&pending)
-            pending.append(UInt8(ascii: "}"))
-            pending.append(0x0A)
-            pendingHeaders.append(header)
-            nextOrdinals[partition] = ordinal + 1
+            writeFields(&state.pending)
+            state.pending.append(UInt8(ascii: "}"))
+            state.pending.append(0x0A)
+            state.pendingHeaders.append(header)
+            state.nextOrdinals[partition] = ordinal + 1
             return true
         }
     }
 
     /// Writes and fsyncs what was appended, then makes it readable.
     func sync() throws(Failure) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !pendingHeaders.isEmpty else { return }
-        guard fd >= 0 else { throw Failure(description: "\(path) is sealed; it takes no more lines") }
-        do {
-            try FileIO.pwriteAll(fd, pending, at: Int(durableBytes), path: path)
-            try FileIO.fdatasync(fd, path: path)
-        } catch {
-            throw Failure(description: "\(error)")
+        try state.withLock { state throws(Failure) in
+            guard !state.pendingHeaders.isEmpty else { return }
+            guard state.fd >= 0 else { throw Failure(description: "\(path) is sealed; it takes no more lines") }
+            do {
+                try FileIO.pwriteAll(state.fd, state.pending, at: Int(state.durableBytes), path: path)
+                try FileIO.fdatasync(state.fd, path: path)
+            } catch {
+                throw Failure(description: "\(error)")
+            }
+            var lineStart = state.durableBytes
+            var headers = state.pendingHeaders.makeIterator()
+            var line = state.durableCount
+            for (position, byte) in state.pending.enumerated() where byte == 0x0A {
+                if let header = headers.next() { state.indexLine(header, line: line, offset: lineStart) }
+                line += 1
+                lineStart = state.durableBytes + UInt64(position) + 1
+            }
+            state.durableBytes += UInt64(state.pending.count)
+            state.durableCount += state.pendingHeaders.count
+            // A catch-up appends many lines between syncs; the buffers it grew are given back rather
+            // than held for good (tens of MB with 10 M records), while a steady trickle keeps its own.
+            let keep = state.pending.capacity <= Self.keptBufferBytes
+            state.pending.removeAll(keepingCapacity: keep)
+            state.pendingHeaders.removeAll(keepingCapacity: keep)
         }
-        var lineStart = durableBytes
-        var headers = pendingHeaders.makeIterator()
-        var line = durableCount
-        for (position, byte) in pending.enumerated() where byte == 0x0A {
-            if let header = headers.next() { indexLine(header, line: line, offset: lineStart) }
-            line += 1
-            lineStart = durableBytes + UInt64(position) + 1
-        }
-        durableBytes += UInt64(pending.count)
-        durableCount += pendingHeaders.count
-        // A catch-up appends many lines between syncs; the buffers it grew are given back rather
-        // than held for good (tens of MB with 10 M records), while a steady trickle keeps its own.
-        let keep = pending.capacity <= Self.keptBufferBytes
-        pending.removeAll(keepingCapacity: keep)
-        pendingHeaders.removeAll(keepingCapacity: keep)
     }
 
     /// The largest write buffer kept between syncs.
@@ -271,9 +284,9 @@ final class Journal: @unchecked Sendable {
     /// Closes the file for writing (after syncing it): it keeps its lines, readable, and no descriptor.
     func seal() throws(Failure) {
         try sync()
-        lock.withLock {
-            if fd >= 0 { close(fd) }
-            fd = -1
+        state.withLock { state in
+            if state.fd >= 0 { close(state.fd) }
+            state.fd = -1
         }
     }
 
@@ -281,9 +294,9 @@ final class Journal: @unchecked Sendable {
     /// `ordinal` (the file's end when it has none): reading from there and skipping that
     /// partition's lower ordinals finds them all.
     func line(partition: Int, atOrBefore ordinal: UInt64) -> Int {
-        lock.withLock {
-            guard ordinal < nextOrdinals[partition] ?? 0 else { return firstId + durableCount }
-            let entries = partitionIndex[partition] ?? []
+        state.withLock { state in
+            guard ordinal < state.nextOrdinals[partition] ?? 0 else { return firstId + state.durableCount }
+            let entries = state.partitionIndex[partition] ?? []
             var low = 0
             var high = entries.count
             while low < high {
@@ -296,11 +309,13 @@ final class Journal: @unchecked Sendable {
 
     /// Up to `maximum` synced lines from id `start` on, parsed.
     func read(from start: Int, maximum: Int) throws(Failure) -> [JSONObject] {
-        let (count, offset, skip, end, descriptor) = lock.withLock { () -> (Int, UInt64, Int, UInt64, Int32) in
+        let (count, offset, skip, end, descriptor) = state.withLock { state -> (Int, UInt64, Int, UInt64, Int32) in
             let line = start - firstId
-            guard line >= 0, line < durableCount else { return (0, 0, 0, 0, -1) }
+            guard line >= 0, line < state.durableCount else { return (0, 0, 0, 0, -1) }
             let slot = line / Self.indexStride
-            return (min(maximum, durableCount - line), index[slot], line - slot * Self.indexStride, durableBytes, fd)
+            return (
+                min(maximum, state.durableCount - line), state.index[slot], line - slot * Self.indexStride, state.durableBytes, state.fd
+            )
         }
         guard count > 0 else { return [] }
         // A sealed file is opened for this read alone; an unsealed one's descriptor stays open

@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import Synchronization
 import Wire
 
 #if canImport(Glibc)
@@ -11,11 +12,11 @@ import Wire
 /// folding the same log gives the same record. A segment takes the records closed in one week;
 /// segments whose records have all aged out are deleted whole (never the newest, which remembers
 /// the next ordinal), so the files follow the retention without ever being rewritten.
-final class PartitionUsageJournal: @unchecked Sendable {
+final class PartitionUsageJournal: Sendable {
     let partition: Int
     let directory: String
-    private let lock = NSLock()
-    private var segments: [Segment] = []
+    /// Oldest first; never empty.
+    private let segments: Mutex<[Segment]>
 
     /// A segment's records are closed within this many seconds of its first one.
     static let segmentSeconds: Int64 = 7 * 86_400
@@ -45,6 +46,7 @@ final class PartitionUsageJournal: @unchecked Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
             $0.hasSuffix(".journal") && $0.count == 28 && UInt64($0.prefix(20)) != nil
         }.sorted()
+        var segments: [Segment] = []
         for name in names {
             let base = UInt64(name.prefix(20))!
             if let previous = segments.last {
@@ -75,13 +77,14 @@ final class PartitionUsageJournal: @unchecked Sendable {
             segments.append(Segment(journal: journal, firstClosed: first, lastClosed: last))
         }
         if segments.isEmpty { segments.append(Segment(journal: try Journal(path: directory + "/" + Self.fileName(0)))) }
+        self.segments = Mutex(segments)
     }
 
     /// The ordinal of the oldest record still kept.
-    var firstOrdinal: UInt64 { lock.withLock { UInt64(segments[0].journal.firstId) } }
+    var firstOrdinal: UInt64 { segments.withLock { UInt64($0[0].journal.firstId) } }
 
     /// The ordinal of the next record not in the journal yet.
-    var nextOrdinal: UInt64 { lock.withLock { Self.next(of: segments[segments.count - 1].journal, partition: partition) } }
+    var nextOrdinal: UInt64 { segments.withLock { Self.next(of: $0[$0.count - 1].journal, partition: partition) } }
 
     /// The next ordinal after `journal`'s lines: its first id while it has none (a segment started
     /// just before a crash may be empty).
@@ -99,7 +102,7 @@ final class PartitionUsageJournal: @unchecked Sendable {
 
     /// `append` with the line's fields written by `writeFields` (`UsageRecord.appendFields`).
     func append(ordinal: UInt64, closed: Int64, writeFields: (inout [UInt8]) -> Void) -> Bool {
-        lock.withLock { () -> Bool in
+        segments.withLock { segments -> Bool in
             var active = segments[segments.count - 1]
             let next = Self.next(of: active.journal, partition: partition)
             guard ordinal >= next else { return false }
@@ -130,13 +133,13 @@ final class PartitionUsageJournal: @unchecked Sendable {
 
     /// Makes what was appended durable and readable.
     func sync() throws(Journal.Failure) {
-        let active = lock.withLock { segments[segments.count - 1].journal }
+        let active = segments.withLock { $0[$0.count - 1].journal }
         try active.sync()
     }
 
     /// Up to `maximum` records from ordinal `start` on, across segments; fewer when they run out.
     func read(from start: UInt64, maximum: Int) throws(Journal.Failure) -> [JSONObject] {
-        let journals = lock.withLock { segments.map(\.journal) }
+        let journals = segments.withLock { $0.map(\.journal) }
         var records: [JSONObject] = []
         var ordinal = start
         for journal in journals where records.count < maximum {
@@ -151,7 +154,7 @@ final class PartitionUsageJournal: @unchecked Sendable {
 
     /// Deletes the segments (never the newest) whose records all closed before `cutoff`; how many.
     func removeSegments(closedBefore cutoff: Int64) -> Int {
-        let doomed = lock.withLock { () -> [Journal] in
+        let doomed = segments.withLock { segments -> [Journal] in
             var removed: [Journal] = []
             while segments.count > 1, let last = segments[0].lastClosed ?? segments[1].firstClosed, last < cutoff {
                 removed.append(segments.removeFirst().journal)

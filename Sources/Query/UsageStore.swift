@@ -1,6 +1,7 @@
 import Daemon
 import Foundation
 import QueryModel
+import Synchronization
 import SystemIO
 import Wire
 
@@ -25,22 +26,35 @@ import Wire
 /// Records stay readable for `retentionDays` of log time after their hour closed. The cutoff moves
 /// by whole UTC days and is written down before any file is deleted, so an id below it is refused
 /// with `expired` (naming the first id still readable), never skipped over in silence.
-final class UsageStore: @unchecked Sendable {
+final class UsageStore: Sendable {
     let journals: [PartitionUsageJournal]
     let retentionDays: Int
     private let expiryPath: String
-    private let lock = NSLock()
-    /// Numbered groups still readable, in id order.
-    private var served: [Group] = []
-    /// Per partition, groups not numbered yet, oldest first (`heads[p]` is the first one left).
-    private var waiting: [[Group]]
-    private var heads: [Int]
-    /// Per partition, the log time up to which its records are all journaled; nil until known.
-    private var clocks: [Timestamp?]
-    private var firstReadable = 0
-    private var nextId = 0
-    /// Unix seconds (a midnight UTC): records closed before it have aged out.
-    private var expiredBefore: Int64?
+    private let state: Mutex<State>
+
+    private struct State {
+        /// Numbered groups still readable, in id order.
+        var served: [Group] = []
+        /// Per partition, groups not numbered yet, oldest first (`heads[p]` is the first one left).
+        var waiting: [[Group]]
+        var heads: [Int]
+        /// Per partition, the log time up to which its records are all journaled; nil until known.
+        var clocks: [Timestamp?]
+        var firstReadable = 0
+        var nextId = 0
+        /// Unix seconds (a midnight UTC): records closed before it have aged out.
+        var expiredBefore: Int64?
+
+        /// The lowest partition clock: every record closed up to it is journaled.
+        var horizon: Timestamp? {
+            var lowest: Timestamp?
+            for clock in clocks {
+                guard let clock else { return nil }
+                lowest = min(lowest ?? clock, clock)
+            }
+            return lowest
+        }
+    }
 
     /// A run of consecutive records of one partition closed at the same hour boundary.
     struct Group: Equatable {
@@ -65,14 +79,14 @@ final class UsageStore: @unchecked Sendable {
     init(directory: String, partitions: Int, retentionDays: Int) throws(Journal.Failure) {
         self.retentionDays = retentionDays
         expiryPath = directory + "/expired.json"
-        waiting = Array(repeating: [], count: partitions)
-        heads = Array(repeating: 0, count: partitions)
-        clocks = Array(repeating: nil, count: partitions)
+        var state = State(
+            waiting: Array(repeating: [], count: partitions), heads: Array(repeating: 0, count: partitions),
+            clocks: Array(repeating: nil, count: partitions))
         if let data = FileManager.default.contents(atPath: expiryPath) {
             guard let text = (try? JSONParser.parse(Array(data)))?["before"]?.stringValue, let time = Timestamp(iso8601: text) else {
                 throw Journal.Failure(description: "\(expiryPath) is damaged; move the query's data aside to rebuild it")
             }
-            expiredBefore = time.microseconds / 1_000_000
+            state.expiredBefore = time.microseconds / 1_000_000
         }
         // Opening reads every line of every journal: the partitions are read in parallel.
         struct Opened {
@@ -80,10 +94,9 @@ final class UsageStore: @unchecked Sendable {
             var groups: [Group]
             var expired: Int
         }
-        let cutoff = expiredBefore
+        let cutoff = state.expiredBefore
         let expiryPath = expiryPath
-        let lock = NSLock()
-        nonisolated(unsafe) var results = [Result<Opened, Journal.Failure>?](repeating: nil, count: partitions)
+        let results = Mutex([Result<Opened, Journal.Failure>?](repeating: nil, count: partitions))
         DispatchQueue.concurrentPerform(iterations: partitions) { partition in
             let digits = String(partition)
             let path = directory + "/p" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
@@ -108,11 +121,11 @@ final class UsageStore: @unchecked Sendable {
             } catch {
                 result = .failure(error)
             }
-            lock.withLock { results[partition] = result }
+            results.withLock { $0[partition] = result }
         }
         var expired = 0
         var opened: [PartitionUsageJournal] = []
-        for case let result? in results {
+        for case let result? in results.withLock({ $0 }) {
             // The first failing partition in order is the one reported, as when they were read one by one.
             let partition: Opened
             switch result {
@@ -120,12 +133,13 @@ final class UsageStore: @unchecked Sendable {
             case .failure(let error): throw error
             }
             expired += partition.expired
-            waiting[opened.count] = partition.groups
+            state.waiting[opened.count] = partition.groups
             opened.append(partition.journal)
         }
         journals = opened
-        firstReadable = expired
-        nextId = expired
+        state.firstReadable = expired
+        state.nextId = expired
+        self.state = Mutex(state)
     }
 
     /// Adds a record to a partition's groups not numbered yet (from `head` on).
@@ -153,66 +167,58 @@ final class UsageStore: @unchecked Sendable {
     /// and that all of its records closed up to `clock` are: numbers every group that no record
     /// still to come can precede, and lets the oldest records age out.
     func journaled(partition: Int, records: [(ordinal: UInt64, closed: Timestamp)], clock: Timestamp?) {
-        lock.withLock {
+        state.withLock { state in
             for (ordinal, closed) in records {
                 let seconds = closed.microseconds / 1_000_000
-                if let cutoff = expiredBefore, seconds < cutoff {
+                if let cutoff = state.expiredBefore, seconds < cutoff {
                     // Cannot happen: the cutoff trails every partition's clock by the retention.
                     Log.error(
                         "partition \(partition): usage record \(ordinal) closed \(closed.iso8601), before the retention cutoff; not numbered"
                     )
                     continue
                 }
-                Self.add(ordinal: ordinal, closed: seconds, partition: partition, to: &waiting[partition], head: heads[partition])
+                Self.add(
+                    ordinal: ordinal, closed: seconds, partition: partition, to: &state.waiting[partition],
+                    head: state.heads[partition])
             }
-            if let clock, clocks[partition].map({ clock > $0 }) ?? true { clocks[partition] = clock }
-            number()
+            if let clock, state.clocks[partition].map({ clock > $0 }) ?? true { state.clocks[partition] = clock }
+            number(&state)
         }
-    }
-
-    /// The lowest partition clock: every record closed up to it is journaled (lock held).
-    private var horizon: Timestamp? {
-        var lowest: Timestamp?
-        for clock in clocks {
-            guard let clock else { return nil }
-            lowest = min(lowest ?? clock, clock)
-        }
-        return lowest
     }
 
     /// Numbers the groups closed up to the horizon, in `(T, partition)` order (lock held).
-    private func number() {
-        guard let horizon else { return }
+    private func number(_ state: inout State) {
+        guard let horizon = state.horizon else { return }
         let limit = horizon.microseconds / 1_000_000
         var ready: [Group] = []
-        for partition in waiting.indices {
-            var head = heads[partition]
-            while head < waiting[partition].count, waiting[partition][head].closed <= limit {
-                ready.append(waiting[partition][head])
+        for partition in state.waiting.indices {
+            var head = state.heads[partition]
+            while head < state.waiting[partition].count, state.waiting[partition][head].closed <= limit {
+                ready.append(state.waiting[partition][head])
                 head += 1
             }
-            if head > 256 && head * 2 > waiting[partition].count {
-                waiting[partition].removeFirst(head)
+            if head > 256 && head * 2 > state.waiting[partition].count {
+                state.waiting[partition].removeFirst(head)
                 head = 0
             }
-            heads[partition] = head
+            state.heads[partition] = head
         }
         ready.sort { ($0.closed, $0.partition) < ($1.closed, $1.partition) }
         for var group in ready {
-            group.start = nextId
-            nextId += group.count
-            served.append(group)
+            group.start = state.nextId
+            state.nextId += group.count
+            state.served.append(group)
         }
-        expire(horizon: limit)
+        expire(&state, horizon: limit)
     }
 
     /// Moves the cutoff to the midnight `retentionDays` before the horizon, writes it down, forgets
     /// the groups before it and deletes the segments wholly before it (lock held).
-    private func expire(horizon: Int64) {
+    private func expire(_ state: inout State, horizon: Int64) {
         let day: Int64 = 86_400
         let target = horizon - Int64(retentionDays) * day
         let cutoff = target >= 0 ? target / day * day : (target - day + 1) / day * day
-        guard cutoff > expiredBefore ?? Int64.min else { return }
+        guard cutoff > state.expiredBefore ?? Int64.min else { return }
         let text = Timestamp(microseconds: cutoff * 1_000_000).iso8601
         do {
             try FileIO.writeAtomically(JSONWriter.bytes(["before": .string(text)]) + [0x0A], to: expiryPath)
@@ -221,22 +227,24 @@ final class UsageStore: @unchecked Sendable {
             Log.error("cannot write the usage retention cutoff to \(expiryPath): \(error); keeping every record for now")
             return
         }
-        expiredBefore = cutoff
-        let kept = served.firstIndex { $0.closed >= cutoff } ?? served.count
+        state.expiredBefore = cutoff
+        let kept = state.served.firstIndex { $0.closed >= cutoff } ?? state.served.count
         if kept > 0 {
-            firstReadable = kept < served.count ? served[kept].start : nextId
-            served.removeFirst(kept)
+            state.firstReadable = kept < state.served.count ? state.served[kept].start : state.nextId
+            state.served.removeFirst(kept)
         }
         var removed = 0
         for journal in journals { removed += journal.removeSegments(closedBefore: cutoff) }
         Log.info(
-            "usage records closed before \(text) aged out (kept \(retentionDays) days); first readable id \(firstReadable)\(removed > 0 ? ", \(removed) segment files deleted" : "")"
+            "usage records closed before \(text) aged out (kept \(retentionDays) days); first readable id \(state.firstReadable)\(removed > 0 ? ", \(removed) segment files deleted" : "")"
         )
     }
 
     /// Where the ids stand: the first readable, the next to be given, the horizon and the cutoff.
     var position: (firstId: Int, nextId: Int, horizon: Timestamp?, expiredBefore: Timestamp?) {
-        lock.withLock { (firstReadable, nextId, horizon, expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) }) }
+        state.withLock { state in
+            (state.firstReadable, state.nextId, state.horizon, state.expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) })
+        }
     }
 
     /// Up to `size` records from id `start` on, each with its id; empty when `start` is not numbered yet.
@@ -247,28 +255,26 @@ final class UsageStore: @unchecked Sendable {
             var count: Int
             var id: Int
         }
-        lock.lock()
-        let planned = plan()
-        lock.unlock()
+        let planned = state.withLock { plan($0) }
         let runs = try planned.get()
-        func plan() -> Result<[Run], PageError> {
-            guard start >= firstReadable else {
+        func plan(_ state: State) -> Result<[Run], PageError> {
+            guard start >= state.firstReadable else {
                 return .failure(
-                    .expired(firstId: firstReadable, before: expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) }))
+                    .expired(firstId: state.firstReadable, before: state.expiredBefore.map { Timestamp(microseconds: $0 * 1_000_000) }))
             }
-            guard start < nextId else { return .success([]) }
+            guard start < state.nextId else { return .success([]) }
             var low = 0
-            var high = served.count
+            var high = state.served.count
             while low < high {
                 let middle = (low + high) / 2
-                if served[middle].start + served[middle].count <= start { low = middle + 1 } else { high = middle }
+                if state.served[middle].start + state.served[middle].count <= start { low = middle + 1 } else { high = middle }
             }
             var runs: [Run] = []
             var id = start
             var left = size
             var index = low
-            while left > 0 && index < served.count {
-                let group = served[index]
+            while left > 0 && index < state.served.count {
+                let group = state.served[index]
                 let skip = id - group.start
                 let count = min(left, group.count - skip)
                 runs.append(Run(partition: group.partition, ordinal: group.firstOrdinal + UInt64(skip), count: count, id: id))
@@ -288,7 +294,7 @@ final class UsageStore: @unchecked Sendable {
             }
             guard lines.count == run.count else {
                 // The segment was deleted while this page was read: the retention caught up with it.
-                let (first, before) = lock.withLock { (firstReadable, expiredBefore) }
+                let (first, before) = state.withLock { ($0.firstReadable, $0.expiredBefore) }
                 if run.id < first { throw .expired(firstId: first, before: before.map { Timestamp(microseconds: $0 * 1_000_000) }) }
                 throw .failed(
                     "partition \(run.partition)'s usage journal lacks records \(run.ordinal)..<\(run.ordinal + UInt64(run.count))")

@@ -3,26 +3,33 @@ import Daemon
 import Foundation
 import Projection
 import QueryModel
+import Synchronization
 import Wire
 
 /// One partition's read model in the query service: restored from the newest snapshot that the
 /// journals agree with, fed by a `PartitionFollower`; the usage records and outcomes it produces go
 /// to the journals (synced before any snapshot that counts them, and before the usage store is told
 /// how far the partition has come), and watchers of the subscriptions a batch touched are told.
+///
+/// Unchecked only for `follower`, which needs `self` as its owner and so is set at the end of
+/// `init`, never after; everything that changes is in `folded`.
 final class ViewWorker: PartitionFolding, @unchecked Sendable {
     let partition: Int
     private let configuration: QueryConfiguration
     private let store: SnapshotStore
     private let usage: UsageStore
     private let submissions: Journal
-    /// Usage records journaled but not yet reported durable to the usage store (a sync failed).
-    private var unreported: [(ordinal: UInt64, closed: Timestamp)] = []
     private let watchers: WatcherRegistry
-    private let lock = NSLock()
-    private var view: PartitionView
-    private var schedule: SnapshotSchedule
-    private var journalError: String?
+    private let folded: Mutex<Folded>
     private var follower: PartitionFollower!
+
+    private struct Folded {
+        var view: PartitionView
+        var schedule: SnapshotSchedule
+        var journalError: String?
+        /// Usage records journaled but not yet reported durable to the usage store (a sync failed).
+        var unreported: [(ordinal: UInt64, closed: Timestamp)] = []
+    }
 
     private let binding: LogBinding
 
@@ -75,14 +82,14 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         binding: LogBinding
     ) -> [ViewWorker] {
         let known = binding.identity
-        let lock = NSLock()
-        nonisolated(unsafe) var restored = [Restored?](repeating: nil, count: partitions)
+        let restored = Mutex([Restored?](repeating: nil, count: partitions))
         DispatchQueue.concurrentPerform(iterations: partitions) { partition in
             let view = restore(partition: partition, configuration: configuration, usage: usage, submissions: submissions, log: known)
-            lock.withLock { restored[partition] = view }
+            restored.withLock { $0[partition] = view }
         }
+        let views = restored.withLock { $0 }
         return (0..<partitions).map { partition in
-            var view = restored[partition]
+            var view = views[partition]
             if let log = view?.log, let bound = binding.identity, log != bound {
                 view = restore(partition: partition, configuration: configuration, usage: usage, submissions: submissions, log: bound)
             }
@@ -105,10 +112,12 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         self.submissions = submissions
         self.watchers = watchers
         store = Self.snapshotStore(partition: partition, configuration: configuration)
-        view = restored ?? PartitionView(partition: partition)
-        schedule = SnapshotSchedule(
-            everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
-            restoredAt: restored?.state.lastSequence, time: restored?.state.time)
+        folded = Mutex(
+            Folded(
+                view: restored ?? PartitionView(partition: partition),
+                schedule: SnapshotSchedule(
+                    everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+                    restoredAt: restored?.state.lastSequence, time: restored?.state.time)))
         // Every record the snapshot counts is journaled: the partition's usage is complete up to its time.
         usage.journaled(partition: partition, records: [], clock: restored?.state.time)
         follower = PartitionFollower(
@@ -117,11 +126,11 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     }
 
     /// Reads the view under the lock.
-    func read<T>(_ body: (PartitionView) -> T) -> T { lock.withLock { body(view) } }
+    func read<T>(_ body: (PartitionView) -> T) -> T { folded.withLock { body($0.view) } }
 
     var followerProgress: PartitionFollower.Progress { follower.progress }
-    var snapshotSequence: UInt64? { lock.withLock { schedule.lastSequence } }
-    var lastJournalError: String? { lock.withLock { journalError } }
+    var snapshotSequence: UInt64? { folded.withLock { $0.schedule.lastSequence } }
+    var lastJournalError: String? { folded.withLock { $0.journalError } }
 
     func start() { follower.start(threadName: "query-p\(partition)") }
 
@@ -130,41 +139,43 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     /// Stops following and writes a final snapshot.
     func stop() {
         follower.stop()
-        lock.withLock { saveSnapshot() }
+        folded.withLock { saveSnapshot(&$0) }
     }
 
-    func nextSequence() -> UInt64 { lock.withLock { view.nextSequence } }
+    func nextSequence() -> UInt64 { folded.withLock { $0.view.nextSequence } }
 
     func fold(_ records: RecordBatch) {
         let watched = watchers.openCount > 0
         let count = records.count
-        let touched = lock.withLock { () -> Set<String> in
+        let touched = folded.withLock { folded -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
             records.takeEach { record in
                 let before = output.usage.count
-                view.apply(record, into: &output)
-                guard output.usage.count > before, let now = view.state.time else { return }
+                folded.view.apply(record, into: &output)
+                guard output.usage.count > before, let now = folded.view.state.time else { return }
                 // The hours before the one `now` falls in closed with this record.
                 for closed in output.usage[before...]
                 where usage.append(partition: partition, closed: now.hourStart, record: closed) {
-                    unreported.append((closed.ordinal, now.hourStart))
+                    folded.unreported.append((closed.ordinal, now.hourStart))
                 }
             }
             for record in output.submissions { submissions.append(partition: partition, ordinal: record.ordinal, record.fields) }
             do {
                 try usage.journals[partition].sync()
                 if !output.submissions.isEmpty { try submissions.sync() }
-                journalError = nil
-                usage.journaled(partition: partition, records: unreported, clock: view.state.time)
-                unreported.removeAll()
+                folded.journalError = nil
+                usage.journaled(partition: partition, records: folded.unreported, clock: folded.view.state.time)
+                folded.unreported.removeAll()
             } catch {
                 // The lines stay buffered and are written with the next sync; no snapshot counts
                 // them, and the usage store numbers none of them, until then.
-                journalError = "\(error)"
+                folded.journalError = "\(error)"
                 Log.error("partition \(partition): \(error); will retry")
             }
-            let catchingUp = follower.isCatchingUp(nextSequence: view.nextSequence)
-            if schedule.folded(count, time: view.state.time, catchingUp: catchingUp) && journalError == nil { saveSnapshot() }
+            let catchingUp = follower.isCatchingUp(nextSequence: folded.view.nextSequence)
+            if folded.schedule.folded(count, time: folded.view.state.time, catchingUp: catchingUp) && folded.journalError == nil {
+                saveSnapshot(&folded)
+            }
             return output.touched
         }
         if !touched.isEmpty { watchers.changed(partition: partition, keys: touched) }
@@ -172,13 +183,13 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
 
     // MARK: snapshots (lock held)
 
-    private func saveSnapshot() {
-        guard let sequence = view.state.lastSequence, schedule.isWorthWriting else { return }
+    private func saveSnapshot(_ folded: inout Folded) {
+        guard let sequence = folded.view.state.lastSequence, folded.schedule.isWorthWriting else { return }
         do {
             try usage.journals[partition].sync()
             try submissions.sync()
-            try store.save(sequence: sequence, bytes: view.binarySnapshot(), log: binding.identity)
-            schedule.saved(sequence: sequence, time: view.state.time)
+            try store.save(sequence: sequence, bytes: folded.view.binarySnapshot(), log: binding.identity)
+            folded.schedule.saved(sequence: sequence, time: folded.view.state.time)
         } catch {
             Log.error("partition \(partition): cannot write a snapshot: \(error); will retry")
         }

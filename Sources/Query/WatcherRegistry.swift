@@ -1,15 +1,19 @@
 import Foundation
+import Synchronization
 import Transport
 import Wire
 
 /// The open `watch` streams: each waits for its subscription to change and then sends the new
 /// run-rate. Changes that come while a frame is still being sent are folded into the next frame, so
 /// a slow reader gets the latest numbers, never a growing backlog.
-final class WatcherRegistry: @unchecked Sendable {
-    private let lock = NSLock()
-    private var watchers: [Int: [String: [Watcher]]] = [:]
-    private var count = 0
+final class WatcherRegistry: Sendable {
+    private let state = Mutex(State())
     let maximum: Int
+
+    private struct State {
+        var watchers: [Int: [String: [Watcher]]] = [:]
+        var count = 0
+    }
 
     init(maximum: Int) { self.maximum = maximum }
 
@@ -19,16 +23,16 @@ final class WatcherRegistry: @unchecked Sendable {
         var closed = false
     }
 
-    var openCount: Int { lock.withLock { count } }
+    var openCount: Int { state.withLock { $0.count } }
 
     /// Streams `render()` on `connection` now and whenever subscription `key` of `partition`
     /// changes, until the peer hangs up. False when the registry is full.
     func watch(partition: Int, key: String, connection: any Connection, render: @escaping @Sendable () -> [UInt8]) -> Bool {
         let watcher = Watcher()
-        let added = lock.withLock { () -> Bool in
-            guard count < maximum else { return false }
-            watchers[partition, default: [:]][key, default: []].append(watcher)
-            count += 1
+        let added = state.withLock { state -> Bool in
+            guard state.count < maximum else { return false }
+            state.watchers[partition, default: [:]][key, default: []].append(watcher)
+            state.count += 1
             return true
         }
         guard added else { return false }
@@ -38,10 +42,10 @@ final class WatcherRegistry: @unchecked Sendable {
                 watcher.closed = true
                 watcher.condition.signal()
             }
-            lock.withLock {
-                watchers[partition]?[key]?.removeAll { $0 === watcher }
-                if watchers[partition]?[key]?.isEmpty == true { watchers[partition]?[key] = nil }
-                count -= 1
+            state.withLock { state in
+                state.watchers[partition]?[key]?.removeAll { $0 === watcher }
+                if state.watchers[partition]?[key]?.isEmpty == true { state.watchers[partition]?[key] = nil }
+                state.count -= 1
             }
         }
         let thread = Thread {
@@ -64,8 +68,8 @@ final class WatcherRegistry: @unchecked Sendable {
 
     /// Wakes the watchers of `keys` in `partition`.
     func changed(partition: Int, keys: Set<String>) {
-        let woken = lock.withLock { () -> [Watcher] in
-            guard let byKey = watchers[partition] else { return [] }
+        let woken = state.withLock { state -> [Watcher] in
+            guard let byKey = state.watchers[partition] else { return [] }
             return keys.flatMap { byKey[$0] ?? [] }
         }
         for watcher in woken {
