@@ -43,7 +43,14 @@ struct ExpectedKeysTests {
             usleep(50_000)
             address = metricsAddress(home, "meter-ingest")
         }
-        let text = try TestHTTPClient(port: metricsPort(try #require(address))).request("GET", "/metrics").text
+        // A group is answered before its keys are remembered (and counted): a scrape right after
+        // the last answer may come before its keys; they are there moments later.
+        let port = metricsPort(try #require(address))
+        var text = try TestHTTPClient(port: port).request("GET", "/metrics").text
+        for _ in 0..<100 where !text.split(separator: "\n").contains("metering_ingest_idempotency_keys 2000") {
+            usleep(20_000)
+            text = try TestHTTPClient(port: port).request("GET", "/metrics").text
+        }
         for line in [
             "metering_ingest_idempotency_keys 2000", "metering_ingest_idempotency_table_bytes 163840",
             "metering_ingest_idempotency_table_growths_total 2",
