@@ -92,15 +92,11 @@ final class PartitionUsageJournal: Sendable {
         max(UInt64(journal.firstId), journal.nextOrdinal(partition: partition))
     }
 
-    /// Adds record `ordinal`, closed at `closed` (Unix seconds), unless it is there already (false).
-    /// Readable after the next `sync()`. Never fails: a segment that cannot be started now (a disk
-    /// error) leaves the record in the current one, and the next record tries again.
+    /// Adds record `ordinal`, closed at `closed` (Unix seconds), its line's fields written by
+    /// `writeFields` (`UsageRecord.appendFields`), unless it is there already (false). Readable
+    /// after the next `sync()`. Never fails: a segment that cannot be started now (a disk error)
+    /// leaves the record in the current one, and the next record tries again.
     @discardableResult
-    func append(ordinal: UInt64, closed: Int64, _ fields: JSONObject) -> Bool {
-        append(ordinal: ordinal, closed: closed) { Journal.writeMembers(fields, to: &$0) }
-    }
-
-    /// `append` with the line's fields written by `writeFields` (`UsageRecord.appendFields`).
     func append(ordinal: UInt64, closed: Int64, writeFields: (inout [UInt8]) -> Void) -> Bool {
         segments.withLock { segments -> Bool in
             var active = segments[segments.count - 1]

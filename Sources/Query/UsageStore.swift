@@ -151,14 +151,9 @@ final class UsageStore: Sendable {
         }
     }
 
-    /// Journals record `ordinal` of `partition`, closed at `closed` (a whole hour), unless the
-    /// journal has it already; false then. It is numbered once it is synced and reported with
-    /// `journaled(partition:records:clock:)`.
-    func append(partition: Int, ordinal: UInt64, closed: Timestamp, _ fields: JSONObject) -> Bool {
-        journals[partition].append(ordinal: ordinal, closed: closed.microseconds / 1_000_000, fields)
-    }
-
-    /// `append` of a usage record, its line written straight from it (no JSON tree).
+    /// Journals usage record `record` of `partition`, closed at `closed` (a whole hour), its line
+    /// written straight from it (no JSON tree), unless the journal has its ordinal already; false
+    /// then. It is numbered once it is synced and reported with `journaled(partition:records:clock:)`.
     func append(partition: Int, closed: Timestamp, record: UsageRecord) -> Bool {
         journals[partition].append(ordinal: record.ordinal, closed: closed.microseconds / 1_000_000) { record.appendFields(to: &$0) }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import QueryModel
 import StackTestSupport
 import Testing
 import Wire
@@ -40,8 +41,13 @@ struct UsageStoreTests {
         return batches
     }
 
-    static func fields(_ batch: Batch, _ ordinal: UInt64) -> JSONObject {
-        JSONObject(["subscription": .string("sub-\(batch.partition)"), "ordinal-check": .number(String(ordinal))])
+    /// Record `ordinal` of `batch`'s partition, of the hour before `closed`.
+    static func record(_ batch: Batch, _ ordinal: UInt64, closed: Timestamp) -> UsageRecord {
+        let subscription = "sub-\(batch.partition)"
+        return UsageRecord(
+            partition: batch.partition, ordinal: ordinal, subscription: subscription, resource: ResourceName(resourceId: subscription),
+            planId: "plan", meterName: "email", dimension: "emails", hour: closed.adding(microseconds: -Timestamp.microsecondsPerHour),
+            quantity: Quantity(1), billed: .zero)
     }
 
     /// Feeds `batches` to `store` in the given order, as the view workers do.
@@ -49,7 +55,7 @@ struct UsageStoreTests {
         for batch in batches {
             var appended: [(ordinal: UInt64, closed: Timestamp)] = []
             for (ordinal, closed) in batch.records
-            where store.append(partition: batch.partition, ordinal: ordinal, closed: closed, fields(batch, ordinal)) {
+            where store.append(partition: batch.partition, closed: closed, record: record(batch, ordinal, closed: closed)) {
                 appended.append((ordinal, closed))
             }
             try store.journals[batch.partition].sync()
