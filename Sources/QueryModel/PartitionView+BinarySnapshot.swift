@@ -222,6 +222,7 @@ extension PartitionView {
                 view.prices = DisplayPrices(currency: currency, perUnit: perUnit)
             }
             if parts & Part.open != 0 {
+                var distinct: [OpenTerms] = []
                 view.open = try input.list(minimumBytes: 93) { input, _ throws(SnapshotError) in
                     let meterName = try input.name()
                     let dimension = try input.name()
@@ -232,7 +233,9 @@ extension PartitionView {
                     total.netted = try input.quantity()
                     total.voided = try input.quantity()
                     total.reversed = try input.quantity()
-                    return OpenUsage(meterName: meterName, dimension: dimension, hour: hour, total: total)
+                    let usage = OpenUsage(meterName: meterName, dimension: dimension, hour: hour, total: total, sharingWith: distinct)
+                    if !distinct.contains(where: { $0 === usage.terms }) { distinct.append(usage.terms) }
+                    return usage
                 }
                 guard
                     zip(view.open, view.open.dropFirst()).allSatisfy({

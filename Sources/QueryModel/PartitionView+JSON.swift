@@ -463,10 +463,17 @@ extension PartitionView {
             if usage["netted"] != nil { total.netted = try ModelReader.quantity(usage, "netted") }
             if usage["voided"] != nil { total.voided = try ModelReader.quantity(usage, "voided") }
             if usage["reversed"] != nil { total.reversed = try ModelReader.quantity(usage, "reversed") }
-            let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
-                meterName: meterName, dimension: dimension, hour: hour, newTotal: { total }
-            ) { $0 = total }
-            if first { openKeys.append(key) }
+            var view = subscriptionViews.removeValue(forKey: key) ?? SubscriptionView()
+            let entry = OpenUsage(
+                meterName: meterName, dimension: dimension, hour: hour, total: total, sharingWith: view.open.lazy.map(\.terms))
+            // An entry twice: the later one stands, as it always did.
+            if let index = view.open.firstIndex(where: { $0.hour == hour && $0.meterName == meterName && $0.dimension == dimension }) {
+                view.open[index] = entry
+            } else {
+                if view.open.isEmpty { openKeys.append(key) }
+                view.append(entry)
+            }
+            subscriptionViews[key] = view
         }
         for entry in object["breakdowns"]?.arrayValue ?? [] {
             let table = try ModelReader.object(entry, "breakdown")

@@ -344,16 +344,10 @@ public struct PartitionView: Sendable {
         for part in parts {
             let first = view.addUsage(
                 meterName: meterName, dimension: part.dimension, hour: hour,
-                newTotal: {
+                terms: {
                     let terms = state.termsInPlace(ofKey: key)
-                    return UsageTotal(
-                        resource: terms?.resource ?? ResourceName(), planId: terms?.planId ?? "", quantity: .zero, billed: .zero)
-                }
-            ) { total in
-                total.quantity = total.quantity.figureAdding(part.quantity)
-                total.billed = total.billed.figureAdding(part.billed)
-                total.netted = total.netted.figureAdding(part.netted)
-            }
+                    return OpenTerms(resource: terms?.resource ?? ResourceName(), planId: terms?.planId ?? "")
+                }, UsageChange(quantity: part.quantity, billed: part.billed, netted: part.netted))
             opened = opened || first
         }
         guard let series else { return (opened, false) }
@@ -378,11 +372,8 @@ public struct PartitionView: Sendable {
         for part in parts {
             let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
                 meterName: meterName, dimension: part.dimension, hour: hour,
-                newTotal: { UsageTotal(resource: terms.resource, planId: terms.planId, quantity: .zero, billed: .zero) }
-            ) { total in
-                total.voided = total.voided.figureAdding(part.quantity)
-                total.reversed = total.reversed.figureAdding(part.billed)
-            }
+                terms: { OpenTerms(resource: terms.resource, planId: terms.planId) },
+                UsageChange(voided: part.quantity, reversed: part.billed))
             opened = opened || first
         }
         if opened { openKeys.append(key) }

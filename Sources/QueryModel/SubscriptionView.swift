@@ -29,20 +29,29 @@ extension PartitionView {
             ledger.isEmpty && market == nil && breakdown == nil && series == nil && prices == nil && open.isEmpty
         }
 
-        /// Changes the open usage of `(meterName, dimension, hour)`, starting from `newTotal()` when
-        /// new. True when the subscription had no open usage before.
+        /// Adds `change` to the open usage of `(meterName, dimension, hour)`; a new entry takes the
+        /// subscription's names and plan from `terms()` (asked only then). True when the
+        /// subscription had no open usage before.
         mutating func addUsage(
-            meterName: String, dimension: String, hour: Timestamp, newTotal: () -> UsageTotal, _ change: (inout UsageTotal) -> Void
+            meterName: String, dimension: String, hour: Timestamp, terms: () -> OpenTerms, _ change: UsageChange
         ) -> Bool {
             for index in open.indices
             where open[index].hour == hour && open[index].meterName == meterName && open[index].dimension == dimension {
-                change(&open[index].total)
+                open[index].add(change)
                 return false
             }
-            var total = newTotal()
-            change(&total)
-            open.append(OpenUsage(meterName: meterName, dimension: dimension, hour: hour, total: total))
+            var usage = OpenUsage(
+                meterName: meterName, dimension: dimension, hour: hour, terms: terms().shared(with: open.lazy.map(\.terms)))
+            usage.add(change)
+            append(usage)
             return open.count == 1
+        }
+
+        /// Appends `usage`, growing the table by about an entry at a time: a subscription has a
+        /// few entries an hour, and doubling left room for three more when the fifth came.
+        mutating func append(_ usage: OpenUsage) {
+            if open.count == open.capacity { open.reserveCapacity(open.count + 1 + open.count / 8) }
+            open.append(usage)
         }
 
         /// Moves the open usage of the hours that ended by `now` to `closed`; true when some stays open.
@@ -66,11 +75,94 @@ extension PartitionView {
         }
     }
 
-    /// The usage of one meter and dimension in one hour not closed yet.
+    /// The usage of one meter and dimension in one hour not closed yet, in 80 bytes: the names
+    /// and plan are shared by the subscription's entries while they are the same, and the totals
+    /// only credits and voids change are kept out of line (a busy hour has one entry per
+    /// subscription-meter, the read model's largest part then).
     struct OpenUsage: Equatable, Sendable {
         var meterName: String
         var dimension: String
         var hour: Timestamp
-        var total: UsageTotal
+        var quantity: Quantity
+        var billed: Quantity
+        /// The subscription's names and plan when the entry opened, and its rarely changed totals.
+        private(set) var terms: OpenTerms
+
+        /// An entry with nothing counted yet.
+        init(meterName: String, dimension: String, hour: Timestamp, terms: OpenTerms) {
+            self.meterName = meterName
+            self.dimension = dimension
+            self.hour = hour
+            self.quantity = .zero
+            self.billed = .zero
+            self.terms = terms
+        }
+
+        /// An entry with `total`, sharing one of `others` when equal to its terms (entries read
+        /// back from a snapshot share as they did when folded).
+        init(meterName: String, dimension: String, hour: Timestamp, total: UsageTotal, sharingWith others: some Sequence<OpenTerms>) {
+            let terms = OpenTerms(
+                resource: total.resource, planId: total.planId, netted: total.netted, voided: total.voided, reversed: total.reversed)
+            self.init(meterName: meterName, dimension: dimension, hour: hour, terms: terms.shared(with: others))
+            quantity = total.quantity
+            billed = total.billed
+        }
+
+        var total: UsageTotal {
+            var total = UsageTotal(resource: terms.resource, planId: terms.planId, quantity: quantity, billed: billed)
+            total.netted = terms.netted
+            total.voided = terms.voided
+            total.reversed = terms.reversed
+            return total
+        }
+
+        /// Adds `change` (the totals saturate: they are shown, never billed).
+        mutating func add(_ change: UsageChange) {
+            quantity = quantity.figureAdding(change.quantity)
+            billed = billed.figureAdding(change.billed)
+            guard change.netted != .zero || change.voided != .zero || change.reversed != .zero else { return }
+            terms = OpenTerms(
+                resource: terms.resource, planId: terms.planId, netted: terms.netted.figureAdding(change.netted),
+                voided: terms.voided.figureAdding(change.voided), reversed: terms.reversed.figureAdding(change.reversed))
+        }
+    }
+
+    /// What one usage event, credit or void adds to an entry of open usage.
+    struct UsageChange: Sendable {
+        var quantity = Quantity.zero
+        var billed = Quantity.zero
+        var netted = Quantity.zero
+        var voided = Quantity.zero
+        var reversed = Quantity.zero
+    }
+
+    /// An open usage entry's subscription names and plan (as they were when it opened) and its
+    /// totals of credits and voids: immutable, so one instance serves every entry of a
+    /// subscription with the same ones.
+    final class OpenTerms: Equatable, Sendable {
+        let resource: ResourceName
+        let planId: String
+        let netted: Quantity
+        let voided: Quantity
+        let reversed: Quantity
+
+        init(resource: ResourceName, planId: String, netted: Quantity = .zero, voided: Quantity = .zero, reversed: Quantity = .zero) {
+            self.resource = resource
+            self.planId = planId
+            self.netted = netted
+            self.voided = voided
+            self.reversed = reversed
+        }
+
+        /// The one of `others` equal to these, or these when none is.
+        func shared(with others: some Sequence<OpenTerms>) -> OpenTerms {
+            others.first { $0 == self } ?? self
+        }
+
+        static func == (lhs: OpenTerms, rhs: OpenTerms) -> Bool {
+            lhs === rhs
+                || (lhs.resource == rhs.resource && lhs.planId == rhs.planId && lhs.netted == rhs.netted && lhs.voided == rhs.voided
+                    && lhs.reversed == rhs.reversed)
+        }
     }
 }

@@ -79,4 +79,50 @@ struct SubscriptionViewTests {
         fold.apply(Messages.ping(), at: "2024-04-01T00:30:00Z")
         #expect(fold.view.subscriptionViews["quiet"] == nil)
     }
+
+    @Test("a subscription's open entries share one copy of its names and plan; a void gives its entry its own totals, also after a restart")
+    func openEntriesShareTheirTerms() throws {
+        var fold = ViewFold()
+        fold.apply(Messages.purchase("s", start: "2024-03-01T00:00:00Z", dimensions: RunRateTests.plan), at: "2024-03-01T10:00:00Z")
+        fold.apply(Messages.usage("s", "email", "1200", id: "a"), at: "2024-03-01T10:05:00Z")
+        fold.apply(Messages.usage("s", "sms", "3", id: "b"), at: "2024-03-01T10:06:00Z")
+        fold.apply(Messages.usage("s", "storage", "4", id: "c"), at: "2024-03-01T10:07:00Z")
+        let open = try #require(fold.view.subscriptionViews["s"]?.open)
+        #expect(open.map(\.meterName) == ["email", "sms", "storage"])
+        #expect(open.allSatisfy { $0.terms === open[0].terms }, "one copy of the names and plan for the three")
+        #expect(open[0].total.resource == ResourceName(resourceId: "s"))
+
+        try ChangesViewTests.void(&fold, "b", at: "2024-03-01T10:20:00Z")
+        let afterVoid = try #require(fold.view.subscriptionViews["s"]?.open)
+        let sms = try #require(afterVoid.first { $0.meterName == "sms" })
+        #expect(sms.total.voided == Quantity(3))
+        #expect(sms.terms !== afterVoid[0].terms)
+        #expect(afterVoid.filter { $0.meterName != "sms" }.allSatisfy { $0.terms === afterVoid[0].terms && $0.total.voided == .zero })
+
+        // Read back from a snapshot: the same entries, sharing as they did.
+        let restored = try PartitionView(binarySnapshot: fold.view.binarySnapshot())
+        let back = try #require(restored.subscriptionViews["s"]?.open)
+        #expect(back.sorted { $0.meterName < $1.meterName } == afterVoid.sorted { $0.meterName < $1.meterName })
+        let shared = back.filter { $0.meterName != "sms" }
+        #expect(shared.count == 2 && shared[1].terms === shared[0].terms)
+
+        fold.apply(Messages.ping(), at: "2024-03-01T11:01:00Z")
+        #expect(
+            fold.usage.map { "\($0.meterName) \($0.quantity) \($0.billed) \($0.voided)" } == [
+                "email 1200 200 0", "sms 3 3 3", "storage 4 0 0",
+            ])
+        #expect(fold.usage.allSatisfy { $0.resource == ResourceName(resourceId: "s") && $0.planId == fold.usage[0].planId })
+    }
+
+    @Test("open usage grows its table about an entry at a time")
+    func openUsageGrowsByAboutOne() {
+        var view = PartitionView.SubscriptionView()
+        let terms = PartitionView.OpenTerms(resource: ResourceName(resourceId: "s"), planId: "p")
+        for number in 0..<5 {
+            _ = view.addUsage(
+                meterName: "m\(number)", dimension: "d", hour: Timestamp(microseconds: 0), terms: { terms }, .init(quantity: Quantity(1)))
+        }
+        #expect(view.open.count == 5)
+        #expect(view.open.capacity < 8, "doubling would have left room for eight")
+    }
 }
