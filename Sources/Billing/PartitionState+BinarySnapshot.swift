@@ -35,9 +35,10 @@ extension PartitionState {
         }
         // Grouped by subscription: a restore looks each subscription up once, not once per item.
         var groups: [(key: String, items: [ReadyItem])] = []
-        for (slot, item) in pendingItems.sorted(by: {
+        for (slot, pending) in pendingItems.sorted(by: {
             ($0.key.subscription, $0.key.hour, $0.key.dimension) < ($1.key.subscription, $1.key.hour, $1.key.dimension)
         }) {
+            let item = pending.ready(slot)
             if groups.last?.key == slot.subscription {
                 groups[groups.count - 1].items.append(item)
             } else {

@@ -27,7 +27,8 @@ extension PartitionState {
         let subscriptionList = subscriptions.sorted { $0.key < $1.key }.map { $0.value.json(key: $0.key, detailed: false) }
         let pendingList = pendingItems.sorted { lhs, rhs in
             (lhs.key.hour, lhs.key.subscription, lhs.key.dimension) < (rhs.key.hour, rhs.key.subscription, rhs.key.dimension)
-        }.map { slot, item -> JSONValue in
+        }.map { slot, pending -> JSONValue in
+            let item = pending.ready(slot)
             guard case .object(var object) = item.json else { return item.json }
             object["subscription"] = .string(slot.subscription)
             return .object(object)
@@ -159,7 +160,10 @@ extension PartitionState {
         }
         for (position, item) in items.enumerated() {
             let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
-            guard pendingItems.updateValue(item, forKey: slot) == nil else {
+            let pending = PendingItem(
+                quantity: item.quantity, withdrawn: item.withdrawn, readySince: item.readySince,
+                terms: itemTerms(item.resource, item.planId))
+            guard pendingItems.updateValue(pending, forKey: slot) == nil else {
                 throw SnapshotError("\(path(position)): a second item for the same slot")
             }
             if item.quantity == .zero {

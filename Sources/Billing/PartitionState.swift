@@ -65,7 +65,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Ready items not yet settled, one per slot. Items a void emptied stay (quantity zero, kept
     /// out of `pending`) until their hour is past the marketplace's window, so that the outcome of
     /// a call made before the void is still understood.
-    var pendingItems: [Slot: ReadyItem] = [:]
+    var pendingItems: [Slot: PendingItem] = [:]
     /// Pending items per subscription key (no entry for none), so removal needs no scan.
     var pendingPerSubscription: [String: Int] = [:]
 
@@ -80,6 +80,8 @@ public struct PartitionState: Sendable, Equatable {
     var openHours: Set<String> = []
     /// Slots of pending items a void emptied.
     var emptied: Set<Slot> = []
+    /// The names and plan of the item made ready last, for the next of the same subscription to share.
+    var lastItemTerms: Boxed<PendingItem.Terms>?
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
@@ -107,8 +109,10 @@ public struct PartitionState: Sendable, Equatable {
     /// Items ready to report and not yet settled, oldest first (by hour, then resource, then
     /// dimension). Items a void emptied are not among them: there is nothing left to report.
     public var pending: [ReadyItem] {
-        pendingItems.values.filter { $0.quantity > .zero }.map { ($0, $0.resource.description) }.sorted(by: ReadyItem.reportingOrder)
-            .map(\.item)
+        pendingItems.filter { $0.value.quantity > .zero }.map { slot, item in
+            let ready = item.ready(slot)
+            return (ready, ready.resource.description)
+        }.sorted(by: ReadyItem.reportingOrder).map(\.item)
     }
 
     /// The number of pending items, without sorting them.
@@ -118,7 +122,7 @@ public struct PartitionState: Sendable, Equatable {
     /// or more before `now`, without listing or sorting them: for a status answered often.
     public func pendingCount(startedAtLeast age: Int64, before now: Timestamp) -> Int {
         var count = 0
-        for item in pendingItems.values where item.quantity > .zero && now.microseconds - item.effectiveStartTime.microseconds >= age {
+        for (slot, item) in pendingItems where item.quantity > .zero && now.microseconds - slot.hour.microseconds >= age {
             count += 1
         }
         return count
@@ -287,8 +291,7 @@ public struct PartitionState: Sendable, Equatable {
             emptied.remove(slot)
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         } else {
-            pendingItems[slot] = ReadyItem(
-                resource: resource, planId: planId, dimension: dimension, effectiveStartTime: hour, quantity: quantity, readySince: now)
+            pendingItems[slot] = PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: itemTerms(resource, planId))
             pendingPerSubscription[key, default: 0] += 1
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         }
@@ -328,7 +331,7 @@ public struct PartitionState: Sendable, Equatable {
 
     /// Removes a settled item from the pending list and returns it; nil when it was not pending.
     mutating func settle(_ slot: Slot) -> ReadyItem? {
-        guard let item = pendingItems.removeValue(forKey: slot) else { return nil }
+        guard let item = pendingItems.removeValue(forKey: slot)?.ready(slot) else { return nil }
         emptied.remove(slot)
         let left = (pendingPerSubscription[slot.subscription] ?? 1) - 1
         pendingPerSubscription[slot.subscription] = left > 0 ? left : nil

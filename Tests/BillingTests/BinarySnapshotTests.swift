@@ -69,12 +69,6 @@ struct BinarySnapshotTests {
                 Self.damaged { $0.pendingItems[PartitionState.Slot(subscription: "ghost", dimension: "d", hour: slot.hour)] = item }
             ),
             (
-                "a second item for one slot",
-                Self.damaged {
-                    $0.pendingItems[PartitionState.Slot(subscription: slot.subscription, dimension: "x", hour: slot.hour)] = item
-                }
-            ),
-            (
                 "an item of nothing",
                 Self.damaged {
                     $0.pendingItems[slot]?.quantity = .zero
@@ -133,6 +127,47 @@ struct BinarySnapshotTests {
             #expect(throws: SnapshotError.self, "JSON: \(problem)") {
                 try PartitionState(snapshot: try JSONParser.parse(JSONWriter.string(state.snapshot())))
             }
+        }
+    }
+
+    @Test("the pending items of a subscription made ready together share one copy of its names and plan, also restored")
+    func pendingItemsShareTheirTerms() throws {
+        var fold = Fold()
+        let plan: JSONValue = ["w": Messages.waterfall([("t1", "5"), ("t2", "5")]), "m": Messages.simple("dim")]
+        for key in ["a", "b"] {
+            fold.apply(Messages.purchase(key, start: "2024-01-31T00:00:00Z", dimensions: plan), at: "2024-02-01T09:00:00Z")
+            fold.apply(Messages.usage(key, "w", "17"), at: "2024-02-01T10:00:00Z")
+            fold.apply(Messages.usage(key, "m", "1"), at: "2024-02-01T10:00:00Z")
+        }
+        fold.ping(at: "2024-02-01T11:00:00Z")
+        for state in [fold.state, try PartitionState(binarySnapshot: fold.state.binarySnapshot())] {
+            for key in ["a", "b"] {
+                let items = state.pendingItems.filter { $0.key.subscription == key }.map(\.value)
+                #expect(items.count == 3)
+                #expect(items.allSatisfy { $0.terms === items[0].terms })
+                #expect(items[0].terms.value.resource == ResourceName(resourceId: key))
+            }
+        }
+        #expect(
+            fold.state.pending.map { "\($0.resource) \($0.dimension) \($0.quantity)" } == [
+                "a dim 1", "a t1 5", "a t2 7", "b dim 1", "b t1 5", "b t2 7",
+            ])
+    }
+
+    @Test("a second item for one slot is refused, in the JSON form and by the restore both forms share")
+    func secondItemForOneSlot() throws {
+        let busy = SnapshotTests.busy().state
+        // The slot is the item's key in the state: two items for one slot come only from damaged bytes.
+        var snapshot = try #require(busy.snapshot().objectValue)
+        let pending = try #require(snapshot["pending"]?.arrayValue?.first)
+        snapshot["pending"] = .array((snapshot["pending"]?.arrayValue ?? []) + [pending])
+        #expect(throws: SnapshotError.self) { try PartitionState(snapshot: try JSONParser.parse(JSONWriter.string(.object(snapshot)))) }
+        let (slot, item) = try #require(busy.pendingItems.first)
+        var state = busy
+        state.pendingItems = [:]
+        state.pendingPerSubscription = [:]
+        #expect(throws: SnapshotError.self) {
+            try state.restore(pending: [item.ready(slot), item.ready(slot)], key: slot.subscription) { "pending[\($0)]" }
         }
     }
 
