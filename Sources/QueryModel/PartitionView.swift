@@ -346,7 +346,7 @@ public struct PartitionView: Sendable {
                 meterName: meterName, dimension: part.dimension, hour: hour,
                 terms: {
                     let terms = state.termsInPlace(ofKey: key)
-                    return OpenTerms(resource: terms?.resource ?? ResourceName(), planId: terms?.planId ?? "")
+                    return (terms?.resource ?? ResourceName(), terms?.planId ?? "")
                 }, UsageChange(quantity: part.quantity, billed: part.billed, netted: part.netted))
             opened = opened || first
         }
@@ -372,7 +372,7 @@ public struct PartitionView: Sendable {
         for part in parts {
             let first = subscriptionViews[key, default: SubscriptionView()].addUsage(
                 meterName: meterName, dimension: part.dimension, hour: hour,
-                terms: { OpenTerms(resource: terms.resource, planId: terms.planId) },
+                terms: { (terms.resource, terms.planId) },
                 UsageChange(voided: part.quantity, reversed: part.billed))
             opened = opened || first
         }

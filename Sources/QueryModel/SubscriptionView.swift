@@ -30,18 +30,21 @@ extension PartitionView {
         }
 
         /// Adds `change` to the open usage of `(meterName, dimension, hour)`; a new entry takes the
-        /// subscription's names and plan from `terms()` (asked only then). True when the
-        /// subscription had no open usage before.
+        /// subscription's names and plan from `terms()` (asked only then), sharing another entry's
+        /// copy of them when it holds the same. True when the subscription had no open usage before.
         mutating func addUsage(
-            meterName: String, dimension: String, hour: Timestamp, terms: () -> OpenTerms, _ change: UsageChange
+            meterName: String, dimension: String, hour: Timestamp, terms: () -> (resource: ResourceName, planId: String),
+            _ change: UsageChange
         ) -> Bool {
             for index in open.indices
             where open[index].hour == hour && open[index].meterName == meterName && open[index].dimension == dimension {
                 open[index].add(change)
                 return false
             }
+            let (resource, planId) = terms()
+            let shared = open.first { $0.terms.isPlain && $0.terms.planId == planId && $0.terms.resource == resource }?.terms
             var usage = OpenUsage(
-                meterName: meterName, dimension: dimension, hour: hour, terms: terms().shared(with: open.lazy.map(\.terms)))
+                meterName: meterName, dimension: dimension, hour: hour, terms: shared ?? OpenTerms(resource: resource, planId: planId))
             usage.add(change)
             append(usage)
             return open.count == 1
@@ -153,6 +156,9 @@ extension PartitionView {
             self.voided = voided
             self.reversed = reversed
         }
+
+        /// Whether no credit or void changed the entry: only its names and plan are kept here.
+        var isPlain: Bool { netted == .zero && voided == .zero && reversed == .zero }
 
         /// The one of `others` equal to these, or these when none is.
         func shared(with others: some Sequence<OpenTerms>) -> OpenTerms {

@@ -114,15 +114,16 @@ struct SubscriptionViewTests {
         #expect(fold.usage.allSatisfy { $0.resource == ResourceName(resourceId: "s") && $0.planId == fold.usage[0].planId })
     }
 
-    @Test("open usage grows its table about an entry at a time")
+    @Test("open usage grows its table about an entry at a time, its entries sharing one copy of the names and plan")
     func openUsageGrowsByAboutOne() {
         var view = PartitionView.SubscriptionView()
-        let terms = PartitionView.OpenTerms(resource: ResourceName(resourceId: "s"), planId: "p")
         for number in 0..<5 {
             _ = view.addUsage(
-                meterName: "m\(number)", dimension: "d", hour: Timestamp(microseconds: 0), terms: { terms }, .init(quantity: Quantity(1)))
+                meterName: "m\(number)", dimension: "d", hour: Timestamp(microseconds: 0), terms: { (ResourceName(resourceId: "s"), "p") },
+                .init(quantity: Quantity(1)))
         }
         #expect(view.open.count == 5)
+        #expect(view.open.allSatisfy { $0.terms === view.open[0].terms }, "one copy of the names and plan")
         #expect(view.open.capacity < 8, "doubling would have left room for eight")
     }
 }
