@@ -150,10 +150,11 @@ extension PartitionState {
         subscription.planId = plan.planId
         subscription.plans.append(Subscription.PlanPeriod(planId: plan.planId, from: now))
         subscriptions.values[index] = subscription
+        // The early items were metered under the plan before the change.
+        let terms = Boxed(Subscription.NamesAndPlan(resource: subscription.resource, planId: oldPlanId))
         for (hour, overage) in early {
             makeReady(
-                key: key, resource: subscription.resource, planId: oldPlanId, dimension: overage.dimension, hour: hour,
-                quantity: overage.quantity, now: now)
+                key: key, terms: terms, dimension: overage.dimension, hour: hour, quantity: overage.quantity, now: now)
         }
         effects?.append(.planChanged(subscription: key, planId: plan.planId))
     }

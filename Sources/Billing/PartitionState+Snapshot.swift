@@ -155,14 +155,26 @@ extension PartitionState {
     /// second item for one slot, and an item of nothing that no void emptied.
     mutating func restore(pending items: some Collection<ReadyItem>, key: String, _ path: (Int) -> String) throws(SnapshotError) {
         guard !items.isEmpty else { return }
-        guard subscriptions.index(forKey: key) != nil else {
+        guard let index = subscriptions.index(forKey: key) else {
             throw SnapshotError("\(path(0)).subscription: no subscription \"\(key)\"")
         }
+        // Items share their subscription's box when they carry its names and plan; an item with
+        // others (made ready under the plan before a change) shares the box of the item before it.
+        let current = subscriptions.values[index].namesAndPlan
+        var other: Boxed<Subscription.NamesAndPlan>?
         for (position, item) in items.enumerated() {
+            let namesAndPlan = Subscription.NamesAndPlan(resource: item.resource, planId: item.planId)
+            let terms: Boxed<Subscription.NamesAndPlan>
+            if current.value == namesAndPlan {
+                terms = current
+            } else if let other, other.value == namesAndPlan {
+                terms = other
+            } else {
+                terms = Boxed(namesAndPlan)
+                other = terms
+            }
             let slot = Slot(subscription: key, dimension: item.dimension, hour: item.effectiveStartTime)
-            let pending = PendingItem(
-                quantity: item.quantity, withdrawn: item.withdrawn, readySince: item.readySince,
-                terms: itemTerms(item.resource, item.planId))
+            let pending = PendingItem(quantity: item.quantity, withdrawn: item.withdrawn, readySince: item.readySince, terms: terms)
             guard pendingItems.updateValue(pending, forKey: slot) == nil else {
                 throw SnapshotError("\(path(position)): a second item for the same slot")
             }

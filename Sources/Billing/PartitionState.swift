@@ -80,8 +80,6 @@ public struct PartitionState: Sendable, Equatable {
     var openHours: Set<String> = []
     /// Slots of pending items a void emptied.
     var emptied: Set<Slot> = []
-    /// The names and plan of the item made ready last, for the next of the same subscription to share.
-    var lastItemTerms: Boxed<PendingItem.Terms>?
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
@@ -246,8 +244,8 @@ public struct PartitionState: Sendable, Equatable {
         let target = subscription.hour(for: overage.dimension, base: hour)
         if attribution.closing(ofHour: target) <= now && target == hour {
             makeReady(
-                key: key, resource: subscription.resource, planId: subscription.planId, dimension: overage.dimension, hour: hour,
-                quantity: overage.quantity, now: now)
+                key: key, terms: subscription.namesAndPlan, dimension: overage.dimension, hour: hour, quantity: overage.quantity,
+                now: now)
         } else {
             let base = attribution.closing(ofHour: target) <= now ? now.hourStart : hour
             addOverage(overage.dimension, overage.quantity, to: &subscription, key: key, base: base, now: now)
@@ -268,22 +266,23 @@ public struct PartitionState: Sendable, Equatable {
     mutating func makeReady(_ hour: OpenHour, of subscription: Subscription, key: String, now: Timestamp) {
         for overage in hour.overage {
             makeReady(
-                key: key, resource: subscription.resource, planId: subscription.planId, dimension: overage.dimension,
-                hour: hour.start, quantity: overage.quantity, now: now)
+                key: key, terms: subscription.namesAndPlan, dimension: overage.dimension, hour: hour.start,
+                quantity: overage.quantity, now: now)
         }
     }
 
     /// Adds a ready item, merging into the slot's pending item when two sources (meters sharing a
     /// dimension, a gauge and an hour) produce the same slot in the same step.
     mutating func makeReady(
-        key: String, resource: ResourceName, planId: String, dimension: String, hour: Timestamp, quantity: Quantity, now: Timestamp
+        key: String, terms: Boxed<Subscription.NamesAndPlan>, dimension: String, hour: Timestamp, quantity: Quantity, now: Timestamp
     ) {
         guard quantity > .zero else { return }
         let slot = Slot(subscription: key, dimension: dimension, hour: hour)
         if let existing = pendingItems.index(forKey: slot) {
             guard let sum = pendingItems.values[existing].quantity.adding(quantity) else {
                 let item = ReadyItem(
-                    resource: resource, planId: planId, dimension: dimension, effectiveStartTime: hour, quantity: quantity, readySince: now)
+                    resource: terms.value.resource, planId: terms.value.planId, dimension: dimension, effectiveStartTime: hour,
+                    quantity: quantity, readySince: now)
                 rejected.append(RejectedItem(item: item, status: "Overflow", reason: Self.overflowReason, at: now))
                 return
             }
@@ -291,7 +290,7 @@ public struct PartitionState: Sendable, Equatable {
             emptied.remove(slot)
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         } else {
-            pendingItems[slot] = PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: itemTerms(resource, planId))
+            pendingItems[slot] = PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: terms)
             pendingPerSubscription[key, default: 0] += 1
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         }

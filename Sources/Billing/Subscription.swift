@@ -11,8 +11,23 @@ struct Subscription: Equatable, Sendable {
     }
 
     /// The names it answers to. The first name it was bought under is its key in the partition.
-    var resource: ResourceName
-    var planId: String
+    var resource: ResourceName {
+        get { namesAndPlan.value.resource }
+        set { namesAndPlan = Boxed(NamesAndPlan(resource: newValue, planId: planId)) }
+    }
+    var planId: String {
+        get { namesAndPlan.value.planId }
+        set { namesAndPlan = Boxed(NamesAndPlan(resource: resource, planId: newValue)) }
+    }
+    /// `resource` and `planId`, boxed: the pending items made ready from the subscription keep this
+    /// box (its names and plan as they were then) instead of a copy each, and a write replaces it.
+    private(set) var namesAndPlan: Boxed<NamesAndPlan>
+
+    /// A subscription's names and plan, as its pending items carry them.
+    struct NamesAndPlan: Equatable, Sendable {
+        var resource: ResourceName
+        var planId: String
+    }
     var interval: RenewalInterval
     var subscriptionStart: Timestamp
     var period: BillingPeriod
@@ -117,14 +132,13 @@ struct Subscription: Equatable, Sendable {
 
     /// A new subscription bought with `purchase` under `resource`, at log time `now`, by record `sequence`.
     init(purchase: SubscriptionPurchased, resource: ResourceName, now: Timestamp, sequence: UInt64) {
-        self.resource = resource
-        planId = purchase.plan.planId
+        namesAndPlan = Boxed(NamesAndPlan(resource: resource, planId: purchase.plan.planId))
         interval = purchase.renewalInterval
         subscriptionStart = purchase.subscriptionStart
         period = BillingPeriod(containing: now, subscriptionStart: purchase.subscriptionStart, interval: purchase.renewalInterval)
         meters = Self.meters(of: purchase.plan, since: sequence)
         since = sequence
-        plans = [PlanPeriod(planId: planId, from: now)]
+        plans = [PlanPeriod(planId: purchase.plan.planId, from: now)]
     }
 
     /// A subscription restored from a snapshot.
@@ -132,8 +146,7 @@ struct Subscription: Equatable, Sendable {
         resource: ResourceName, planId: String, interval: RenewalInterval, subscriptionStart: Timestamp, period: BillingPeriod,
         meters: [Meter], plans: [PlanPeriod]
     ) {
-        self.resource = resource
-        self.planId = planId
+        namesAndPlan = Boxed(NamesAndPlan(resource: resource, planId: planId))
         self.interval = interval
         self.subscriptionStart = subscriptionStart
         self.period = period

@@ -130,7 +130,7 @@ struct BinarySnapshotTests {
         }
     }
 
-    @Test("the pending items of a subscription made ready together share one copy of its names and plan, also restored")
+    @Test("pending items share their subscription's one copy of its names and plan, also restored")
     func pendingItemsShareTheirTerms() throws {
         var fold = Fold()
         let plan: JSONValue = ["w": Messages.waterfall([("t1", "5"), ("t2", "5")]), "m": Messages.simple("dim")]
@@ -140,12 +140,22 @@ struct BinarySnapshotTests {
             fold.apply(Messages.usage(key, "m", "1"), at: "2024-02-01T10:00:00Z")
         }
         fold.ping(at: "2024-02-01T11:00:00Z")
+        // A rename replaces the subscription's copy; the items keep the names they were made under.
+        fold.apply(
+            Messages.purchase("a", resourceUri: "/uri/a", start: "2024-01-31T00:00:00Z", dimensions: plan), at: "2024-02-01T11:05:00Z")
+        let renamed = try #require(fold.state.subscriptions["a"])
+        #expect(renamed.resource == ResourceName(resourceId: "a", resourceUri: "/uri/a"))
+        #expect(fold.state.pendingItems.filter { $0.key.subscription == "a" }.allSatisfy { $0.value.terms !== renamed.namesAndPlan })
+        #expect(fold.state.pending.filter { $0.resource.resourceId == "a" }.allSatisfy { $0.resource.resourceUri == nil })
         for state in [fold.state, try PartitionState(binarySnapshot: fold.state.binarySnapshot())] {
             for key in ["a", "b"] {
                 let items = state.pendingItems.filter { $0.key.subscription == key }.map(\.value)
                 #expect(items.count == 3)
-                #expect(items.allSatisfy { $0.terms === items[0].terms })
+                #expect(items.allSatisfy { $0.terms === items[0].terms }, "one copy for the three")
                 #expect(items[0].terms.value.resource == ResourceName(resourceId: key))
+                #expect(
+                    (items[0].terms === state.subscriptions[key]?.namesAndPlan) == (key == "b"),
+                    "the subscription's own, unless renamed since")
             }
         }
         #expect(
