@@ -126,4 +126,9 @@ struct SubscriptionViewTests {
         #expect(view.open.allSatisfy { $0.terms === view.open[0].terms }, "one copy of the names and plan")
         #expect(view.open.capacity < 8, "doubling would have left room for eight")
     }
+
+    @Test("an open usage entry takes 80 bytes: a busy hour holds one per subscription-meter")
+    func openUsageLayout() {
+        #expect(MemoryLayout<PartitionView.OpenUsage>.stride == 80)
+    }
 }
