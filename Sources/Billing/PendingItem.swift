@@ -15,11 +15,6 @@ extension PartitionState {
         /// The subscription's names and plan when the item became ready.
         let terms: Boxed<Subscription.NamesAndPlan>
 
-        static func == (lhs: PendingItem, rhs: PendingItem) -> Bool {
-            lhs.quantity == rhs.quantity && lhs.withdrawn == rhs.withdrawn && lhs.readySince == rhs.readySince
-                && (lhs.terms === rhs.terms || lhs.terms.value == rhs.terms.value)
-        }
-
         /// The item of `slot`, in the marketplace request's shape.
         func ready(_ slot: Slot) -> ReadyItem {
             ReadyItem(

@@ -222,7 +222,7 @@ extension PartitionView {
                 view.prices = DisplayPrices(currency: currency, perUnit: perUnit)
             }
             if parts & Part.open != 0 {
-                var distinct: [OpenTerms] = []
+                var distinct: [Boxed<OpenTerms>] = []
                 view.open = try input.list(minimumBytes: 93) { input, _ throws(SnapshotError) in
                     let meterName = try input.name()
                     let dimension = try input.name()

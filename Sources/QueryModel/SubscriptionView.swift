@@ -42,9 +42,9 @@ extension PartitionView {
                 return false
             }
             let (resource, planId) = terms()
-            let shared = open.first { $0.terms.isPlain && $0.terms.planId == planId && $0.terms.resource == resource }?.terms
             var usage = OpenUsage(
-                meterName: meterName, dimension: dimension, hour: hour, terms: shared ?? OpenTerms(resource: resource, planId: planId))
+                meterName: meterName, dimension: dimension, hour: hour,
+                terms: .sharing(OpenTerms(resource: resource, planId: planId), with: open.lazy.map(\.terms)))
             usage.add(change)
             append(usage)
             return open.count == 1
@@ -91,10 +91,10 @@ extension PartitionView {
         var billed: Quantity
         var hour: Timestamp
         /// The subscription's names and plan when the entry opened, and its rarely changed totals.
-        private(set) var terms: OpenTerms
+        private(set) var terms: Boxed<OpenTerms>
 
         /// An entry with nothing counted yet.
-        init(meterName: String, dimension: String, hour: Timestamp, terms: OpenTerms) {
+        init(meterName: String, dimension: String, hour: Timestamp, terms: Boxed<OpenTerms>) {
             self.meterName = meterName
             self.dimension = dimension
             self.hour = hour
@@ -105,15 +105,18 @@ extension PartitionView {
 
         /// An entry with `total`, sharing one of `others` when equal to its terms (entries read
         /// back from a snapshot share as they did when folded).
-        init(meterName: String, dimension: String, hour: Timestamp, total: UsageTotal, sharingWith others: some Sequence<OpenTerms>) {
+        init(
+            meterName: String, dimension: String, hour: Timestamp, total: UsageTotal, sharingWith others: some Sequence<Boxed<OpenTerms>>
+        ) {
             let terms = OpenTerms(
                 resource: total.resource, planId: total.planId, netted: total.netted, voided: total.voided, reversed: total.reversed)
-            self.init(meterName: meterName, dimension: dimension, hour: hour, terms: terms.shared(with: others))
+            self.init(meterName: meterName, dimension: dimension, hour: hour, terms: .sharing(terms, with: others))
             quantity = total.quantity
             billed = total.billed
         }
 
         var total: UsageTotal {
+            let terms = terms.value
             var total = UsageTotal(resource: terms.resource, planId: terms.planId, quantity: quantity, billed: billed)
             total.netted = terms.netted
             total.voided = terms.voided
@@ -126,9 +129,11 @@ extension PartitionView {
             quantity = quantity.figureAdding(change.quantity)
             billed = billed.figureAdding(change.billed)
             guard change.netted != .zero || change.voided != .zero || change.reversed != .zero else { return }
-            terms = OpenTerms(
-                resource: terms.resource, planId: terms.planId, netted: terms.netted.figureAdding(change.netted),
-                voided: terms.voided.figureAdding(change.voided), reversed: terms.reversed.figureAdding(change.reversed))
+            var changed = terms.value
+            changed.netted = changed.netted.figureAdding(change.netted)
+            changed.voided = changed.voided.figureAdding(change.voided)
+            changed.reversed = changed.reversed.figureAdding(change.reversed)
+            terms = Boxed(changed)
         }
     }
 
@@ -142,35 +147,13 @@ extension PartitionView {
     }
 
     /// An open usage entry's subscription names and plan (as they were when it opened) and its
-    /// totals of credits and voids: immutable, so one instance serves every entry of a
+    /// totals of credits and voids, boxed (`Boxed`) so that one box serves every entry of a
     /// subscription with the same ones.
-    final class OpenTerms: Equatable, Sendable {
-        let resource: ResourceName
-        let planId: String
-        let netted: Quantity
-        let voided: Quantity
-        let reversed: Quantity
-
-        init(resource: ResourceName, planId: String, netted: Quantity = .zero, voided: Quantity = .zero, reversed: Quantity = .zero) {
-            self.resource = resource
-            self.planId = planId
-            self.netted = netted
-            self.voided = voided
-            self.reversed = reversed
-        }
-
-        /// Whether no credit or void changed the entry: only its names and plan are kept here.
-        var isPlain: Bool { netted == .zero && voided == .zero && reversed == .zero }
-
-        /// The one of `others` equal to these, or these when none is.
-        func shared(with others: some Sequence<OpenTerms>) -> OpenTerms {
-            others.first { $0 == self } ?? self
-        }
-
-        static func == (lhs: OpenTerms, rhs: OpenTerms) -> Bool {
-            lhs === rhs
-                || (lhs.resource == rhs.resource && lhs.planId == rhs.planId && lhs.netted == rhs.netted && lhs.voided == rhs.voided
-                    && lhs.reversed == rhs.reversed)
-        }
+    struct OpenTerms: Equatable, Sendable {
+        var resource: ResourceName
+        var planId: String
+        var netted = Quantity.zero
+        var voided = Quantity.zero
+        var reversed = Quantity.zero
     }
 }
