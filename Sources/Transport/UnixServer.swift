@@ -378,8 +378,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// client has taken enough of the output (`waitForOutputSpace`).
     private let condition = NSCondition()
     // Guarded by `condition`.
-    private var output: [UInt8] = []
-    private var outputOffset = 0
+    private var output = OutputQueue()
     private var closed = false
     private var closeAfterFlush = false
     private var inbox: [Item] = []
@@ -457,7 +456,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         }
         // The stall clock starts when answers begin to wait, not at the last send long ago.
         if unsentLocked == 0 { lastSent = MonotonicClock.now() }
-        FrameEncoder.append(payload, to: &output)
+        output.append(frame: payload)
         let handlers = flushLocked()
         condition.unlock()
         for handler in handlers { handler() }
@@ -727,7 +726,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
             switch item {
             case .protocolError(let error):
                 condition.lock()
-                FrameEncoder.append(Response.error(id: nil, error), to: &output)
+                output.append(frame: Response.error(id: nil, error))
                 closeAfterFlush = true
                 let handlers = flushLocked()
                 condition.unlock()
@@ -790,17 +789,25 @@ public final class SocketConnection: Connection, @unchecked Sendable {
 
     // MARK: helpers (condition held)
 
-    private var unsentLocked: Int { output.count - outputOffset }
+    private var unsentLocked: Int { output.unsentBytes }
 
     private func flushLocked() -> [@Sendable () -> Void] {
         let before = unsentLocked
         var blocked = false
-        while outputOffset < output.count {
-            let written = output.withUnsafeBytes {
-                Glibc.send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        while !output.isEmpty {
+            let written = output.withUnsentPieces { pieces in
+                withUnsafeTemporaryAllocation(of: iovec.self, capacity: pieces.count) { vectors in
+                    for (index, piece) in pieces.enumerated() {
+                        vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: piece.baseAddress), iov_len: piece.count)
+                    }
+                    var message = msghdr()
+                    message.msg_iov = vectors.baseAddress
+                    message.msg_iovlen = vectors.count
+                    return Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
             }
             if written > 0 {
-                outputOffset += written
+                output.markSent(written)
                 lastSent = MonotonicClock.now()
             } else if written < 0 && errno == EINTR {
                 continue
@@ -811,16 +818,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 return closeLocked()
             }
         }
-        if !blocked {
-            if output.capacity > 1 << 20 { output = [] } else { output.removeAll(keepingCapacity: true) }
-            outputOffset = 0
-            lastActive = MonotonicClock.now()
-        } else if outputOffset >= 256 << 10 && outputOffset >= unsentLocked {
-            // A reader that keeps up only partly: drop what was sent, so the buffer holds the
-            // unsent bytes only (the copy is paid for by the bytes sent since the last one).
-            output.removeFirst(outputOffset)
-            outputOffset = 0
-        }
+        if !blocked { lastActive = MonotonicClock.now() }
         let highWater = server.configuration.outputHighWater
         if unsentLocked < before && unsentLocked <= highWater {
             condition.broadcast()
@@ -855,7 +853,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         if !lingering && !readPaused && !readEOF && unsentLocked <= server.configuration.outputHighWater {
             wanted |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue
         }
-        if outputOffset < output.count { wanted |= EPOLLOUT.rawValue }
+        if !output.isEmpty { wanted |= EPOLLOUT.rawValue }
         guard wanted != interest else { return }
         interest = wanted
         var event = cwire_epoll_event(wanted, id)
@@ -876,8 +874,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         }
         updateCountLocked()
         inbox.removeAll()
-        output = []
-        outputOffset = 0
+        output.removeAll()
         condition.broadcast()
         server.remove(self)
         defer { closeHandlers = [] }
