@@ -49,7 +49,7 @@ public final class UnixClient {
         } catch {
             throw .system(error)
         }
-        self.decoder = FrameDecoder(maximumFrameLength: maximumFrameLength)
+        self.decoder = FrameDecoder(maximumFrameLength: maximumFrameLength, reservesAnnouncedLength: true)
     }
 
     deinit { close(fd) }
@@ -75,7 +75,7 @@ public final class UnixClient {
         do { fresh = try UnixSocket.connect(path: path) } catch { throw .system(error) }
         close(fd)
         fd = fresh
-        decoder = FrameDecoder(maximumFrameLength: decoder.maximumFrameLength)
+        decoder = FrameDecoder(maximumFrameLength: decoder.maximumFrameLength, reservesAnnouncedLength: true)
     }
 
     /// Sends raw bytes (tests use this for malformed input).

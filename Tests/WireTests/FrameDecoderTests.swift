@@ -77,8 +77,10 @@ struct FrameDecoderTests {
         #expect(throws: FrameDecoder.Failure.truncated(have: 3, need: 10)) { try inPayload.finish() }
     }
 
-    @Test("frames of every size cut at random places decode as they were sent")
-    func randomCuts() throws {
+    @Test(
+        "frames of every size cut at random places decode as they were sent, gathered in a buffer or each in its own array",
+        arguments: [false, true])
+    func randomCuts(reservesAnnouncedLength: Bool) throws {
         var random = SplitMix64(seed: 12)
         for round in 0..<20 {
             var payloads: [[UInt8]] = []
@@ -96,7 +98,7 @@ struct FrameDecoderTests {
                 payloads.append(payload)
             }
             let bytes = payloads.flatMap { FrameEncoder.frame($0) }
-            var decoder = FrameDecoder()
+            var decoder = FrameDecoder(reservesAnnouncedLength: reservesAnnouncedLength)
             var decoded: [[UInt8]] = []
             var index = 0
             while index < bytes.count {
@@ -130,6 +132,34 @@ struct FrameDecoderTests {
         let frames = try decoder.decode([UInt8](repeating: 7, count: length - sent) + FrameEncoder.frame([1, 2]))
         #expect(frames.map(\.count) == [length, 2])
         #expect(decoder.bufferedByteCount == 0)
+    }
+
+    @Test("a client's decoder gathers a large frame in one array of its announced length, without growing it")
+    func aClientGathersALargeFrameInItsOwnArray() throws {
+        var decoder = FrameDecoder(reservesAnnouncedLength: true)
+        let length = 1_400_000
+        let header = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+        #expect(try decoder.decode(header + [UInt8](repeating: 7, count: 10)).isEmpty)
+        #expect(decoder.bufferedByteCount == 10)
+        let reserved = decoder.reservedByteCount
+        #expect(reserved >= length)
+        var sent = 10
+        while sent < length - 100_000 {
+            #expect(try decoder.decode([UInt8](repeating: 7, count: 65_536)).isEmpty)
+            sent += 65_536
+            #expect(decoder.reservedByteCount == reserved)
+        }
+        #expect(decoder.bufferedByteCount == sent)
+        #expect(throws: FrameDecoder.Failure.truncated(have: sent, need: length)) { try decoder.finish() }
+        // The rest of it, a small frame and half a header in one read.
+        let frames = try decoder.decode([UInt8](repeating: 7, count: length - sent) + FrameEncoder.frame([1, 2]) + [0, 0])
+        #expect(frames.map(\.count) == [length, 2])
+        #expect(frames.first?.allSatisfy { $0 == 7 } == true)
+        #expect(decoder.bufferedByteCount == 2)
+        #expect(try decoder.decode([0, 1, 9]) == [[9]])
+        // Small frames are never gathered apart, whatever the setting.
+        #expect(try decoder.decode(FrameEncoder.frame([UInt8](repeating: 1, count: 1000)).prefix(500)).isEmpty)
+        #expect(decoder.reservedByteCount < 1 << 16 + length)
     }
 
     @Test("after a failure the decoder stays failed")

@@ -2,7 +2,8 @@
 ///
 /// A two-state machine in the manner of SwiftNIO's `LengthFieldBasedFrameDecoder`, with two
 /// differences: a length of 0 or above `maximumFrameLength` is rejected as soon as the header is
-/// read (nothing is allocated for a hostile length), and bytes left over at end of stream are an
+/// read (nothing is allocated for a hostile length; a client of our own daemons may choose to
+/// reserve the announced length of a large frame), and bytes left over at end of stream are an
 /// error rather than silently dropped. It does no I/O, so it is tested with byte arrays.
 public struct FrameDecoder: Sendable {
     /// Why the stream cannot be decoded any further.
@@ -23,28 +24,46 @@ public struct FrameDecoder: Sendable {
 
     /// The largest payload accepted, in bytes.
     public let maximumFrameLength: Int
+    /// Whether a large frame is gathered in an array of its announced length from its header on.
+    public let reservesAnnouncedLength: Bool
     private var state: State = .waitingForHeader
     private var buffer: [UInt8] = []
     private var readIndex = 0
+    /// The large frame being gathered in its own array (`reservesAnnouncedLength`), if any.
+    private var assembling: [UInt8]?
 
-    public init(maximumFrameLength: Int = FrameEncoder.defaultMaximumFrameLength) {
+    /// Frames from this length on are gathered in their own array when `reservesAnnouncedLength`.
+    static let assemblingLength = 1 << 16
+
+    /// A decoder of frames up to `maximumFrameLength` bytes. With `reservesAnnouncedLength`, a
+    /// large frame's array is allocated at its announced length as soon as its header is read, and
+    /// its bytes go straight there: no copy from a buffer, no growing. For a peer trusted with
+    /// that (a client of our own daemons, whose answers reach megabytes); a server keeps the
+    /// default, so a header alone reserves nothing.
+    public init(maximumFrameLength: Int = FrameEncoder.defaultMaximumFrameLength, reservesAnnouncedLength: Bool = false) {
         precondition(maximumFrameLength > 0 && maximumFrameLength <= Int(UInt32.max))
         self.maximumFrameLength = maximumFrameLength
+        self.reservesAnnouncedLength = reservesAnnouncedLength
     }
 
     /// Bytes received but not yet returned as frames.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    public var bufferedByteCount: Int { buffer.count - readIndex + (assembling?.count ?? 0) }
 
     /// Bytes of room the decoder holds (for tests of its memory).
-    var reservedByteCount: Int { buffer.capacity }
+    var reservedByteCount: Int { buffer.capacity + (assembling?.capacity ?? 0) }
 
     /// Adds received bytes and returns every frame they complete, in order.
     ///
     /// After a failure the decoder stays failed: the connection must be closed.
     public mutating func decode(_ bytes: some Collection<UInt8>) throws(Failure) -> [[UInt8]] {
         if case .failed(let failure) = state { throw failure }
-        buffer.append(contentsOf: bytes)
         var frames: [[UInt8]] = []
+        if let read = bytes.withContiguousStorageIfAvailable({ assemble(from: $0, into: &frames) }) {
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: read))
+        } else {
+            let copy = Array(bytes)
+            copy.withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: assemble(from: $0, into: &frames))) }
+        }
         while true {
             switch state {
             case .failed(let failure):
@@ -63,12 +82,40 @@ public struct FrameDecoder: Sendable {
                     state = .waitingForFrame(length: Int(length))
                 }
             case .waitingForFrame(let length):
-                guard buffer.count - readIndex >= length else { compact(); return frames }
+                guard buffer.count - readIndex >= length else {
+                    if reservesAnnouncedLength && length >= Self.assemblingLength && assembling == nil {
+                        var frame: [UInt8] = []
+                        frame.reserveCapacity(length)
+                        frame.append(contentsOf: buffer[readIndex...])
+                        readIndex = buffer.count
+                        assembling = frame
+                    }
+                    compact()
+                    return frames
+                }
                 frames.append(Array(buffer[readIndex..<readIndex + length]))
                 readIndex += length
                 state = .waitingForHeader
             }
         }
+    }
+
+    /// Puts the first of `bytes` into the frame being assembled, if any (appending it to
+    /// `frames` when they complete it); the bytes after it.
+    private mutating func assemble(
+        from bytes: UnsafeBufferPointer<UInt8>, into frames: inout [[UInt8]]
+    ) -> Slice<UnsafeBufferPointer<UInt8>> {
+        // Taken out while it grows, so the array stays uniquely held and is never copied.
+        guard case .waitingForFrame(let length) = state, var frame = assembling.take() else { return bytes[...] }
+        let taken = min(length - frame.count, bytes.count)
+        frame.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<taken]))
+        if frame.count == length {
+            frames.append(frame)
+            state = .waitingForHeader
+        } else {
+            assembling = frame
+        }
+        return bytes[taken...]
     }
 
     /// Declares the end of the stream: leftover bytes are a truncated frame.
@@ -80,7 +127,7 @@ public struct FrameDecoder: Sendable {
             let have = buffer.count - readIndex
             if have > 0 { throw .truncated(have: have, need: 4) }
         case .waitingForFrame(let length):
-            throw .truncated(have: buffer.count - readIndex, need: length)
+            throw .truncated(have: bufferedByteCount, need: length)
         }
     }
 
