@@ -135,8 +135,10 @@ public final class PartitionLog: @unchecked Sendable {
             if count == 0 {
                 // Room for the records ready, each about the size of the first (a 5,000-record
                 // answer is about 1.4 MB: grown by doubling, it was copied twice over).
+                // Capped near the byte budget, so a large first record (a plan) reserves no more
+                // than the answer can hold.
                 let perRecord = head.count + 20 + middle.count + checked.payload.count + checked.payload.count / 4 + 1
-                out.reserveCapacity(out.count + max(1, available) * perRecord)
+                out.reserveCapacity(out.count + min(max(1, available) * perRecord, maxBytes + perRecord))
             }
             head.withUnsafeBytes { out.append(contentsOf: count == 0 ? UnsafeRawBufferPointer(rebasing: $0.dropFirst()) : $0) }
             withUnsafeMutableBytes(of: &digits) { buffer in

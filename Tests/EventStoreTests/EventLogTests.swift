@@ -400,6 +400,50 @@ struct PlanDefinitionIndexTests {
         let read = try #require(SegmentSummary.decode(earlier))
         #expect(read.number == 3 && read.definitions.isEmpty)
     }
+
+    @Test(
+        "follow answers written from the log read back as its records, from any sequence, a large first record and changing times included")
+    func followAnswersReadAsTheRecords() throws {
+        let directory = TemporaryDirectory()
+        let log = try EventLog(directory: directory.path, partitionCount: 2, segmentBytes: 256 << 10)
+        // A large record first (as a plan can be), then small ones whose time changes every third.
+        let large = Array(#"{"type":"Ping","value":{"note":"\#(String(repeating: "p", count: 100_000))"}}"#.utf8)
+        var payloads = [large]
+        var times = [Timestamp(seconds: 1_000)]
+        for index in 1..<2_000 {
+            payloads.append(payload(index))
+            let group = Int64(index / 3)
+            times.append(Timestamp(microseconds: (1_000 + group) * 1_000_000 + (group % 2 == 0 ? 0 : 500_000)))
+        }
+        for start in stride(from: 0, to: payloads.count, by: 250) {
+            try log.commit(
+                (start..<min(start + 250, payloads.count)).map {
+                    EventLog.Pending(partition: 1, time: times[$0], meta: RecordMeta(), payload: payloads[$0])
+                })
+        }
+        log.settle()
+        for (from, maximum, budget) in [
+            (0, 5_000, 4 << 20), (0, 3, 4 << 20), (1, 1_000, 4 << 20), (1_998, 10, 4 << 20), (500, 5_000, 10_000),
+        ] {
+            var out = Array("[".utf8)
+            let (count, next) = try log.partitions[1].appendJSON(from: UInt64(from), maxRecords: maximum, maxBytes: budget, to: &out)
+            out += Array("]".utf8)
+            let records = try #require(try JSONParser.parse(out).arrayValue)
+            #expect(records.count == count && next == UInt64(from + count))
+            if budget == 10_000 {
+                // About 10 kB of records: some, not all that were asked for.
+                #expect(count > 0 && count < 100)
+            } else {
+                #expect(count == min(maximum, payloads.count - from))
+            }
+            for (offset, record) in records.enumerated() {
+                let index = from + offset
+                #expect(record["partition"]?.intValue == 1 && record["sequence"]?.intValue == index)
+                #expect(record["enqueuedTime"]?.stringValue == times[index].iso8601)
+                #expect(try record["event"] == JSONParser.parse(payloads[index]))
+            }
+        }
+    }
 }
 
 extension RecordCodec.Decoded {
