@@ -133,8 +133,8 @@ public final class PartitionLog: @unchecked Sendable {
                 middle = Array(#","enqueuedTime":""#.utf8) + Array(checked.time.iso8601.utf8) + Array(#"","event":"#.utf8)
             }
             if count == 0 {
-                // Room for the records ready, each about the size of the first (a 5,000-record
-                // answer is about 1.4 MB: grown by doubling, it was copied twice over).
+                // Room for the records ready, each about the size of the first (grown by
+                // doubling, a 5,000-record answer was copied at every step).
                 // Capped near the byte budget, so a large first record (a plan) reserves no more
                 // than the answer can hold.
                 let perRecord = head.count + 20 + middle.count + checked.payload.count + checked.payload.count / 4 + 1

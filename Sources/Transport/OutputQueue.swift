@@ -2,9 +2,9 @@
 ///
 /// Small frames are gathered in buffers of the queue's own; a large payload stays the array it was
 /// handed in as, not copied, and goes out as one piece among several of one `sendmsg`. A follow
-/// answer of 1.4 MB was copied three times before (into the connection's buffer, then the unsent
-/// rest to the front of it, again and again, as the socket took 200 KB at a time). It does no I/O,
-/// so it is tested with byte arrays.
+/// answer of thousands of records was copied before into the connection's buffer, then its unsent
+/// rest to the front of that buffer each time the socket took part of it. It does no I/O, so it is
+/// tested with byte arrays.
 struct OutputQueue {
     /// Payloads from this size on are kept as they were handed in; smaller ones are copied into
     /// the queue's buffer, where one piece carries many of them.
