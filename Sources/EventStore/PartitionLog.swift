@@ -1,3 +1,4 @@
+import CSystemIO
 import Foundation
 public import Wire
 
@@ -159,6 +160,9 @@ public final class PartitionLog: @unchecked Sendable {
         return (count, next)
     }
 
+    /// How far ahead of the record being read the log's bytes are asked for.
+    static let prefetchDistance = 4096
+
     /// Visits durable records from `sequence` on, in order, each checked (length, CRC, sequence):
     /// at most `maxRecords`, and about `maxBytes`. Returns the sequence after the last visited.
     private func visit(
@@ -187,6 +191,14 @@ public final class PartitionLog: @unchecked Sendable {
             while offset < end && next < limit && visited < maxRecords && bytesRead < maxBytes {
                 guard let header = RecordCodec.peek(bytes, at: offset), offset + header.length <= end else {
                     throw EventLogError("partition \(partition): \(segment.path) ends inside the record at byte \(offset)")
+                }
+                // The lines a few kilobytes ahead, as far as this record reaches there: the headers
+                // read next lie in them (the other partitions' records, skipped by their header
+                // alone, each touch a line of their own), and they are no longer waited for.
+                var line = offset + Self.prefetchDistance
+                while line < min(offset + Self.prefetchDistance + header.length, end) {
+                    csystemio_prefetch_read(bytes.baseAddress! + line)
+                    line += 64
                 }
                 if header.partition == partition && header.sequence >= next {
                     guard let checked = RecordCodec.check(bytes, at: offset, salt: segment.salt) else {
