@@ -119,39 +119,30 @@ public final class PartitionLog: @unchecked Sendable {
         from sequence: UInt64, maxRecords: Int, maxBytes: Int = 4 << 20, to out: inout [UInt8]
     ) throws(EventLogError) -> (count: Int, next: UInt64) {
         // Each record is `{"partition":P,"sequence":S,"enqueuedTime":"T","event":E}`, written from
-        // three pieces kept ready (the part before S, the part after it, remade when T changes),
-        // the digits of S and the event's bytes as stored, copied right after their CRC was
-        // checked, while they are in the cache.
+        // two pieces kept ready (the part before S; the part after it, remade when T changes), the
+        // digits of S, and the event's bytes as stored, copied right after their CRC was checked,
+        // while they are in the cache.
         var count = 0
         let head = Array(#",{"partition":"#.utf8) + Array(String(partition).utf8) + Array(#","sequence":"#.utf8)
         var middle: [UInt8] = []
         var middleTime: Timestamp?
         let available = Int(min(UInt64(maxRecords), durableNextSequence &- min(sequence, durableNextSequence)))
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         let next = try visit(from: sequence, maxRecords: maxRecords, maxBytes: maxBytes) { segment, _, checked in
             if checked.time != middleTime {
                 middleTime = checked.time
-                middle = Array(#","enqueuedTime":""#.utf8) + Array(checked.time.iso8601.utf8) + Array(#"","event":"#.utf8)
+                middle = Array(#","enqueuedTime":""#.utf8)
+                checked.time.appendISO8601(to: &middle)
+                middle.append(contentsOf: #"","event":"#.utf8)
             }
             if count == 0 {
                 // Room for the records ready, each about the size of the first (grown by
-                // doubling, a 5,000-record answer was copied at every step).
-                // Capped near the byte budget, so a large first record (a plan) reserves no more
-                // than the answer can hold.
+                // doubling, a 5,000-record answer was copied at every step), capped near the byte
+                // budget, so a large first record (a plan) reserves no more than the answer holds.
                 let perRecord = head.count + 20 + middle.count + checked.payload.count + checked.payload.count / 4 + 1
                 out.reserveCapacity(out.count + min(max(1, available) * perRecord, maxBytes + perRecord))
             }
             head.withUnsafeBytes { out.append(contentsOf: count == 0 ? UnsafeRawBufferPointer(rebasing: $0.dropFirst()) : $0) }
-            withUnsafeMutableBytes(of: &digits) { buffer in
-                var rest = checked.sequence
-                var start = buffer.count
-                repeat {
-                    start -= 1
-                    buffer[start] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                } while rest > 0
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
-            }
+            JSONWriter.writeInteger(checked.sequence, to: &out)
             middle.withUnsafeBytes { out.append(contentsOf: $0) }
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: segment.bytes[checked.payload]))
             out.append(UInt8(ascii: "}"))
@@ -196,7 +187,8 @@ public final class PartitionLog: @unchecked Sendable {
                 // read next lie in them (the other partitions' records, skipped by their header
                 // alone, each touch a line of their own), and they are no longer waited for.
                 var line = offset + Self.prefetchDistance
-                while line < min(offset + Self.prefetchDistance + header.length, end) {
+                let stop = min(line + header.length, end)
+                while line < stop {
                     csystemio_prefetch_read(bytes.baseAddress! + line)
                     line += 64
                 }

@@ -1,3 +1,5 @@
+import Wire
+
 /// A connection's answers not sent yet, as frames (the 4-byte length, then the payload), in order.
 ///
 /// Small frames are gathered in buffers of the queue's own; a large payload stays the array it was
@@ -18,8 +20,6 @@ struct OutputQueue {
     /// `chunks[first]` is the first with unsent bytes, `offset` of them sent already.
     private var first = 0
     private var offset = 0
-    /// Whether the last chunk is the queue's own buffer, to which small frames are appended.
-    private var lastIsOwn = false
     /// An emptied buffer of the queue's own, kept for the next frames (up to 1 MiB of room).
     private var spare: [UInt8] = []
     /// Bytes queued and not sent yet.
@@ -29,24 +29,18 @@ struct OutputQueue {
 
     /// Queues the frame carrying `payload` (which must not be longer than `UInt32.max`).
     mutating func append(frame payload: [UInt8]) {
-        let length = UInt32(truncatingIfNeeded: payload.count)
-        if !lastIsOwn {
+        // Small frames go on at the end of the queue's own last buffer; a new one follows a payload.
+        if owned.last != true {
             chunks.append(spare)
             owned.append(true)
             spare = []
-            lastIsOwn = true
         }
-        let last = chunks.count - 1
-        chunks[last].append(UInt8(length >> 24))
-        chunks[last].append(UInt8(length >> 16 & 0xFF))
-        chunks[last].append(UInt8(length >> 8 & 0xFF))
-        chunks[last].append(UInt8(length & 0xFF))
         if payload.count >= Self.separatePayloadBytes {
+            FrameEncoder.appendHeader(length: payload.count, to: &chunks[chunks.count - 1])
             chunks.append(payload)
             owned.append(false)
-            lastIsOwn = false
         } else {
-            chunks[last].append(contentsOf: payload)
+            FrameEncoder.append(payload, to: &chunks[chunks.count - 1])
         }
         unsentBytes += 4 + payload.count
     }
@@ -98,7 +92,6 @@ struct OutputQueue {
             owned.removeAll(keepingCapacity: true)
             first = 0
             offset = 0
-            lastIsOwn = false
         } else if first >= 16 {
             chunks.removeFirst(first)
             owned.removeFirst(first)
@@ -113,7 +106,6 @@ struct OutputQueue {
         spare = []
         first = 0
         offset = 0
-        lastIsOwn = false
         unsentBytes = 0
     }
 }

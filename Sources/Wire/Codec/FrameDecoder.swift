@@ -170,11 +170,17 @@ public enum FrameEncoder {
 
     /// Appends the frame carrying `payload` to `out`.
     public static func append(_ payload: some Collection<UInt8>, to out: inout [UInt8]) {
-        let length = UInt32(payload.count)
+        appendHeader(length: payload.count, to: &out)
+        out.append(contentsOf: payload)
+    }
+
+    /// Appends the 4-byte header of a frame of `length` bytes to `out` (its payload goes after it,
+    /// here or in a write of its own).
+    public static func appendHeader(length: Int, to out: inout [UInt8]) {
+        let length = UInt32(length)
         out.append(UInt8(length >> 24))
         out.append(UInt8(length >> 16 & 0xFF))
         out.append(UInt8(length >> 8 & 0xFF))
         out.append(UInt8(length & 0xFF))
-        out.append(contentsOf: payload)
     }
 }
