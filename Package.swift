@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "CWireShims"),
         // The CPU's CRC32C instruction, which Swift cannot name directly.
         .target(name: "CSystemIO"),
+        // A hint to the CPU's caches (prefetch), which Swift cannot name directly: no I/O.
+        .target(name: "CPrefetch"),
         // The wire protocol itself, pure (no Glibc, Dispatch or file I/O): frames, JSON, messages,
         // quantities, times, canonical forms and digests. Billing and the read models build on it alone.
         .target(name: "Wire"),
@@ -43,14 +45,14 @@ let package = Package(
         .target(name: "Transport", dependencies: ["Wire", "SystemIO", "Daemon", "CWireShims"]),
         // SHA-256, HMAC and the run-rate page's signed access tokens.
         .target(name: "Crypto", dependencies: ["Wire", "SystemIO", "Daemon"]),
-        .target(name: "Billing", dependencies: ["Wire"]),
+        .target(name: "Billing", dependencies: ["Wire", "CPrefetch"]),
         // A small HTTP/1.1 server (one epoll thread waits for requests, workers answer them;
         // bounded heads, bodies and deadlines), for the emulator, the page and the front door.
         .target(name: "HTTP", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "CWireShims"]),
         // Prometheus metrics: counters, gauges, histograms and their text format (pure), and the
         // opt-in loopback endpoint every daemon serves them on (METERING_METRICS_ADDR).
         .target(name: "Metrics", dependencies: ["Wire", "Daemon", "HTTP"]),
-        .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO"]),
+        .target(name: "EventStore", dependencies: ["Wire", "SystemIO", "Daemon", "CSystemIO", "CPrefetch"]),
         // A NATS client written for this project: the core protocol, reconnection, JetStream's API.
         .target(name: "NATS", dependencies: ["Wire", "Daemon"]),
         // The event store on a JetStream stream, for deployments beyond one host.
@@ -152,6 +154,6 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-for target in package.targets where target.type != .system && !["CWireShims", "CSystemIO"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CWireShims", "CSystemIO", "CPrefetch"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + strictSettings
 }

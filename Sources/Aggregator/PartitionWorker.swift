@@ -89,7 +89,12 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     func fold(_ records: RecordBatch) {
         let count = records.count
         folded.withLock { folded in
-            records.takeEach { folded.state.apply($0) }
+            // The subscriptions of the records ahead are asked for while this one is folded.
+            records.takeEach(readingAhead: PartitionState.readAheadSteps) {
+                folded.state.prefetch($0, step: $1)
+            } _: {
+                folded.state.apply($0)
+            }
             let catchingUp = follower.isCatchingUp(nextSequence: folded.state.nextSequence)
             if folded.schedule.folded(count, time: folded.state.time, catchingUp: catchingUp) { saveSnapshot(&folded) }
         }

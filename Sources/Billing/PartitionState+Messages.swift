@@ -162,7 +162,9 @@ extension PartitionState {
     // MARK: - Usage
 
     mutating func reported(_ usage: UsageReported, record: BillingRecord, now: Timestamp) {
-        guard let index = index(for: usage.resource) else {
+        // The name's hash, when the record was read ahead.
+        let hash = readAhead.hash(sequence: record.sequence)
+        guard let index = index(for: usage.resource, hash: hash) else {
             refuse(
                 record, .unknownSubscription, usage.resource,
                 "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")

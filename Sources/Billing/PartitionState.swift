@@ -59,7 +59,7 @@ public struct PartitionState: Sendable, Equatable {
     public internal(set) var unprocessable = UnprocessableLedger()
 
     /// Subscriptions by key (the first name they were bought under).
-    var subscriptions: [String: Subscription] = [:]
+    var subscriptions = DenseTable<String, Subscription>()
     /// Every other name of a subscription, to its key.
     var aliases: [String: String] = [:]
     /// Ready items not yet settled, one per slot. Items a void emptied stay (quantity zero, kept
@@ -72,6 +72,8 @@ public struct PartitionState: Sendable, Equatable {
     /// When not nil, every fold appends what it did (`BillingEffect`) here, for read models; the
     /// reader empties it. Not part of the state: left out of `==` and of snapshots.
     public var effects: [BillingEffect]?
+    /// The hashes of the names of the records read ahead (`prefetch`): not part of the state either.
+    public var readAhead = ReadAheadHashes()
 
     // Derived indexes: rebuilt on restore, left out of `==` because their layout depends on history.
     /// Deadlines of live subscriptions: period ends and ends of graces (stale entries are skipped).
@@ -256,7 +258,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Runs `body` on the subscription at `index` in place. Reading a subscription through the
     /// dictionary's getter copies all of it (retaining every string and array it holds): too slow
     /// for what runs on every record.
-    mutating func inPlace<Result>(_ index: [String: Subscription].Index, _ body: (inout Subscription) -> Result) -> Result {
+    mutating func inPlace<Result>(_ index: Int, _ body: (inout Subscription) -> Result) -> Result {
         body(&subscriptions.values[index])
     }
 
@@ -357,13 +359,17 @@ public struct PartitionState: Sendable, Equatable {
 
     /// The position of the subscription named by `name` (by `resourceId` first, then `resourceUri`),
     /// for changing it in place.
-    func index(for name: ResourceName) -> [String: Subscription].Index? {
-        if let id = name.resourceId, let index = index(forName: id) { return index }
+    func index(for name: ResourceName, hash: Int? = nil) -> Int? {
+        if let id = name.resourceId, let index = index(forName: id, hash: hash) { return index }
         if let uri = name.resourceUri, let index = index(forName: uri) { return index }
         return nil
     }
 
-    private func index(forName name: String) -> [String: Subscription].Index? {
+    /// `hash`: the name's hash when known (`readAhead`).
+    /// A lookup with `hash` that finds nothing is made again with the name's own hash: a hint is
+    /// never trusted to say a subscription is unknown.
+    private func index(forName name: String, hash: Int? = nil) -> Int? {
+        if let hash, let index = subscriptions.index(forKey: name, hash: hash) { return index }
         if let index = subscriptions.index(forKey: name) { return index }
         guard let key = aliases[name] else { return nil }
         return subscriptions.index(forKey: key)

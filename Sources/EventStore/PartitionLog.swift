@@ -1,3 +1,4 @@
+import CPrefetch
 import CSystemIO
 import Foundation
 public import Wire
@@ -189,7 +190,7 @@ public final class PartitionLog: @unchecked Sendable {
                 var line = offset + Self.prefetchDistance
                 let stop = min(line + header.length, end)
                 while line < stop {
-                    csystemio_prefetch_read(bytes.baseAddress! + line)
+                    cprefetch_read(bytes.baseAddress! + line)
                     line += 64
                 }
                 if header.partition == partition && header.sequence >= next {

@@ -74,6 +74,25 @@ public final class RecordBatch: @unchecked Sendable {
         }
     }
 
+    /// `takeEach`, and before handing each record to `body`, `ahead` for each of the `steps`
+    /// records after it, in place: step `k` for the record `steps - k` places ahead (step 0 for
+    /// the farthest). A record thus gets every step, in order, one record apart: for a fold to ask
+    /// for the memory of the records it folds next (`PartitionState.prefetch`).
+    public func takeEach(
+        readingAhead steps: Int, _ ahead: (UnsafePointer<BillingRecord>, Int) -> Void, _ body: (BillingRecord) throws -> Void
+    ) rethrows {
+        // The first records get the steps they would have had, in the same order.
+        for step in 0..<steps {
+            for offset in 0..<(steps - step) where start + offset < end { ahead(UnsafePointer(base + start + offset), step) }
+        }
+        while start < end {
+            for step in 0..<steps where start + steps - step < end { ahead(UnsafePointer(base + start + steps - step), step) }
+            let record = (base + start).move()
+            start += 1
+            try body(record)
+        }
+    }
+
     /// Copies of the records not taken yet (for tests).
     public var records: [BillingRecord] { withRecords { Array($0) } }
 }

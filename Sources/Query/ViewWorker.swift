@@ -149,7 +149,10 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         let count = records.count
         let touched = folded.withLock { folded -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            records.takeEach { record in
+            // The subscriptions of the records ahead are asked for while this one is folded.
+            records.takeEach(readingAhead: PartitionState.readAheadSteps) {
+                folded.view.prefetch($0, step: $1)
+            } _: { record in
                 let before = output.usage.count
                 folded.view.apply(record, into: &output)
                 guard output.usage.count > before, let now = folded.view.state.time else { return }

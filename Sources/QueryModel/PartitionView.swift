@@ -13,7 +13,7 @@ public struct PartitionView: Sendable {
     public internal(set) var state: PartitionState
     /// Per subscription key: what the read model keeps of it (settled slots, marketplace totals,
     /// breakdown, series, prices, open usage), one entry holding all of it.
-    var subscriptionViews: [String: SubscriptionView] = [:]
+    var subscriptionViews = DenseTable<String, SubscriptionView>()
     /// The keys of the subscriptions with open usage, for closing hours without visiting the others.
     var openKeys: [String] = []
     /// Settled slots in the order they settled (log time never goes back), for forgetting them.

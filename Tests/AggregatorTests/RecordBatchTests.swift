@@ -52,6 +52,33 @@ struct RecordBatchTests {
         #expect(batch.records.map { Self.name($0) } == (4..<10).map { "subscription-with-a-long-name-\($0)" })
     }
 
+    @Test("reading ahead gives each record every step, in order, one record apart, before it is handed on", arguments: [0, 1, 2, 3, 4, 50])
+    func readingAhead(records: Int) throws {
+        let batch = RecordBatch(try (0..<records).map(Self.record))
+        // Everything that happened, in order: ("ahead", sequence, step) or ("fold", sequence, -1).
+        var events: [(kind: String, sequence: UInt64, step: Int)] = []
+        batch.takeEach(readingAhead: 3) { record, step in
+            #expect(Self.name(record.pointee) == "subscription-with-a-long-name-\(record.pointee.sequence)")
+            events.append(("ahead", record.pointee.sequence, step))
+        } _: { record in
+            events.append(("fold", record.sequence, -1))
+        }
+        #expect(batch.isEmpty)
+        #expect(events.filter { $0.kind == "fold" }.map(\.sequence) == (0..<records).map(UInt64.init))
+        for sequence in (0..<records).map(UInt64.init) {
+            let mine = events.enumerated().filter { $0.element.sequence == sequence }
+            // Steps 0, 1, 2, then the fold, each once.
+            #expect(mine.map(\.element.step) == [0, 1, 2, -1], "record \(sequence)")
+            // Past the first records, the steps come while the three records before it are folded.
+            if sequence >= 4, mine.count == 4 {
+                for (step, event) in mine.prefix(3).enumerated() {
+                    let foldBefore = events[..<event.offset].last { $0.kind == "fold" }?.sequence
+                    #expect(foldBefore == sequence - UInt64(4 - step), "record \(sequence) step \(step)")
+                }
+            }
+        }
+    }
+
     @Test("records already folded are dropped from the front, and a gap after them is refused")
     func dropFolded() throws {
         let resend = RecordBatch(try (5..<12).map(Self.record))

@@ -11,9 +11,6 @@ int csystemio_has_crc32c_instruction(void);
 uint32_t csystemio_crc32c(uint32_t crc, const void *bytes, size_t count);
 /// Asks the CPU to bring the cache line at `address` in for writing (a hint; it never faults).
 static inline void csystemio_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
-/// Asks the CPU to bring the cache line at `address` in for reading, into every cache level (a
-/// hint; it never faults).
-static inline void csystemio_prefetch_read(const void *address) { __builtin_prefetch(address, 0, 3); }
 /// Keeps every store before it ahead of every store after it, for the compiler and the CPU: what
 /// a process killed between the two leaves in a shared mapping has the first if it has the second.
 static inline void csystemio_store_fence(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }

@@ -1,0 +1,36 @@
+public import Billing
+import Wire
+
+extension PartitionView {
+    /// `PartitionState.prefetch` for the billing state, and the same steps for the subscription's
+    /// entry of the read model (its slot; its key and entry; its open usage, breakdown and
+    /// series), which folding a usage event reads next. A hint: changes nothing.
+    public mutating func prefetch(_ record: UnsafePointer<BillingRecord>, step: Int) {
+        state.prefetch(record, step: step)
+        // The state keeps the name's hash for the record when it is a usage event.
+        guard let hash = state.readAhead.hash(sequence: record.pointee.sequence) else { return }
+        switch step {
+        case 0: subscriptionViews.prefetchSlot(hash: hash)
+        case 1: subscriptionViews.prefetchEntry(hash: hash)
+        default:
+            guard let position = subscriptionViews.guessPosition(hash: hash) else { return }
+            subscriptionViews.withValue(at: position) { view in
+                let raw = UnsafeRawPointer(view)
+                prefetchArray(at: raw + Self.openOffset, bytes: 4 * MemoryLayout<OpenUsage>.stride)
+                prefetchArray(at: raw + Self.groupsOffset, bytes: 8 * MemoryLayout<BreakdownGroup>.stride)
+                prefetchArray(at: raw + Self.quantitiesOffset, bytes: 8 * MemoryLayout<Quantity>.stride)
+                prefetchArray(at: raw + Self.seriesMetersOffset, bytes: 5 * MemoryLayout<UsageSeries.Meter>.stride)
+            }
+        }
+    }
+
+    // Where the arrays are within an entry. An absent breakdown or series leaves bytes there
+    // that are no address: asking for them is harmless (a prefetch never faults).
+    static let openOffset = MemoryLayout<SubscriptionView>.offset(of: \.open)!
+    static let groupsOffset =
+        MemoryLayout<SubscriptionView>.offset(of: \.breakdown)! + MemoryLayout<Breakdown>.offset(of: \.groups)!
+    static let quantitiesOffset =
+        MemoryLayout<SubscriptionView>.offset(of: \.breakdown)! + MemoryLayout<Breakdown>.offset(of: \.quantities)!
+    static let seriesMetersOffset =
+        MemoryLayout<SubscriptionView>.offset(of: \.series)! + MemoryLayout<UsageSeries>.offset(of: \.meters)!
+}

@@ -1,0 +1,115 @@
+import BillingTestSupport
+import Testing
+import Wire
+
+@testable import Billing
+
+/// `PartitionState.prefetch`: a hint, so folding with it must give exactly what folding without it gives.
+@Suite("Reading the records ahead")
+struct ReadingAheadTests {
+    /// Purchases (one named by its URI only, one renamed to an alias), usage of known and unknown
+    /// subscriptions and meters, deletions and removals, over several hours.
+    static func log() -> [BillingRecord] {
+        var fold = Fold()
+        let dimensions: JSONValue = [
+            "cpu": Messages.simple("cpu", included: .number("3")), "gb": Messages.waterfall([("gb-1", "5"), ("gb-2", "10")]),
+        ]
+        for index in 0..<40 {
+            fold.apply(
+                Messages.purchase("s-\(index)", start: "2024-01-0\(1 + index % 9)T00:00:00Z", dimensions: dimensions),
+                at: "2024-02-01T00:00:00Z")
+        }
+        fold.apply(
+            Messages.purchase(nil, resourceUri: "/subscriptions/u-1", start: "2024-01-05T00:00:00Z", dimensions: dimensions),
+            at: "2024-02-01T00:00:00Z")
+        fold.apply(
+            Messages.purchase("s-3", resourceUri: "/subscriptions/alias-3", start: "2024-01-04T00:00:00Z", dimensions: dimensions),
+            at: "2024-02-01T00:01:00Z")
+        var random: UInt64 = 7
+        for index in 0..<2_000 {
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let pick = Int(random >> 33)
+            let minute = 2 + index / 20
+            let time = at("2024-02-01T00:00:00Z").adding(microseconds: Int64(minute) * 60_000_000)
+            let message: JSONValue
+            switch pick % 23 {
+            case 0: message = Messages.usage("nobody-\(pick % 5)", "cpu", "1")
+            case 1: message = Messages.usage(nil, resourceUri: "/subscriptions/u-1", "gb", "2.5")
+            case 2: message = Messages.usage(nil, resourceUri: "/subscriptions/alias-3", "cpu", "1")
+            case 3: message = Messages.usage("s-\(pick % 40)", "no-such-meter", "1")
+            case 4 where index % 400 == 4: message = Messages.deletion("s-\(pick % 40)")
+            default: message = Messages.usage("s-\(pick % 40)", pick % 2 == 0 ? "cpu" : "gb", "\(pick % 7).25")
+            }
+            fold.apply(message, at: time)
+        }
+        return fold.records
+    }
+
+    @Test("folding with every step of reading ahead gives the state and effects folding without it gives")
+    func sameFold() {
+        let records = Self.log()
+        var plain = PartitionState(partition: 0)
+        plain.effects = []
+        var ahead = PartitionState(partition: 0)
+        ahead.effects = []
+        // Per record, as text in order: hours close in the order of a set, which two states may not share.
+        var plainEffects: [[String]] = []
+        var aheadEffects: [[String]] = []
+        records.withUnsafeBufferPointer { buffer in
+            for index in buffer.indices {
+                plain.apply(buffer[index])
+                plainEffects.append((plain.effects ?? []).map { "\($0)" }.sorted())
+                plain.effects = []
+                for step in 0..<PartitionState.readAheadSteps {
+                    let target = index + PartitionState.readAheadSteps - step
+                    if target < buffer.count { ahead.prefetch(buffer.baseAddress! + target, step: step) }
+                }
+                if index == 0 {
+                    for step in 0..<PartitionState.readAheadSteps { ahead.prefetch(buffer.baseAddress!, step: step) }
+                }
+                ahead.apply(buffer[index])
+                aheadEffects.append((ahead.effects ?? []).map { "\($0)" }.sorted())
+                ahead.effects = []
+            }
+        }
+        #expect(ahead == plain)
+        #expect(aheadEffects.count == plainEffects.count)
+        for (index, (one, other)) in zip(aheadEffects, plainEffects).enumerated() where one != other {
+            Issue.record("record \(index): \(one) against \(other)")
+            break
+        }
+        #expect(plain.unprocessable.count > 0, "the log has records that cannot be billed")
+        #expect(plain.subscriptionCount > 30)
+    }
+
+    @Test("a hash remembered for a record that is then not the one folded finds the subscription all the same")
+    func staleHashFallsBack() {
+        var fold = Fold()
+        fold.apply(
+            Messages.purchase("s-1", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")]), at: "2024-02-01T00:00:00Z"
+        )
+        let other = fold.apply(Messages.usage("someone-else", "cpu", "1"), at: at("2024-02-01T00:01:00Z"))!
+        var state = fold.state
+        // The hash of another name, kept under the sequence number the next record has.
+        var ahead = BillingRecord(partition: 0, sequence: 3, enqueuedTime: other.enqueuedTime, message: other.message)
+        withUnsafePointer(to: &ahead) { state.prefetch($0, step: 0) }
+        let usage = BillingRecord(
+            partition: 0, sequence: 3, enqueuedTime: other.enqueuedTime,
+            message: try! Message.decode(Messages.usage("s-1", "cpu", "2")).get())
+        state.apply(usage)
+        #expect(state.unprocessable.count == fold.state.unprocessable.count, "s-1 was found")
+    }
+
+    @Test("a hash kept for one record is never used for another")
+    func hashesBelongToTheirRecord() {
+        var hashes = ReadAheadHashes()
+        hashes.remember(42, sequence: 3)
+        #expect(hashes.hash(sequence: 3) == 42)
+        #expect(hashes.hash(sequence: 11) == nil, "the same slot, another record")
+        hashes.remember(7, sequence: 11)
+        #expect(hashes.hash(sequence: 3) == nil)
+        #expect(hashes.hash(sequence: 11) == 7)
+        let empty = ReadAheadHashes()
+        for sequence in [0, 1, 7, 8, UInt64.max] { #expect(empty.hash(sequence: sequence) == nil, "sequence \(sequence)") }
+    }
+}
