@@ -43,6 +43,15 @@ extension PartitionState {
         }
     }
 
+    /// The steps of reading ahead for a walk over subscriptions (`hashes`: their keys' hashes, in
+    /// the walk's order), before visiting the one at `position`: the same steps as for records,
+    /// for the three after it.
+    package func prefetchSubscriptions(hashes: [Int], before position: Int) {
+        for step in 0..<Self.readAheadSteps where position + Self.readAheadSteps - step < hashes.count {
+            prefetchSubscription(hash: hashes[position + Self.readAheadSteps - step], step: step)
+        }
+    }
+
     static let metersOffset = MemoryLayout<Subscription>.offset(of: \.meters)!
     static let openHoursOffset = MemoryLayout<Subscription>.offset(of: \.openHours)!
 }

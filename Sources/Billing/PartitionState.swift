@@ -184,8 +184,13 @@ public struct PartitionState: Sendable, Equatable {
     private mutating func closeHours(now: Timestamp) {
         var stillOpen: Set<String> = []
         let attribution = self.attribution
-        for key in openHours {
-            guard let index = subscriptions.index(forKey: key) else { continue }
+        // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
+        let keys = Array(openHours)
+        let hashes = keys.map { DenseTable<String, Subscription>.hash($0) }
+        for position in keys.indices {
+            prefetchSubscriptions(hashes: hashes, before: position)
+            let key = keys[position]
+            guard let index = subscriptions.index(forKey: key, hash: hashes[position]) else { continue }
             let closed = inPlace(index) { $0.closeHours(now: now, attribution: attribution) }
             let subscription = subscriptions.values[index]
             for hour in closed { makeReady(hour, of: subscription, key: key, now: now) }

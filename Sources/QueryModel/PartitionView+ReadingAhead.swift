@@ -9,6 +9,11 @@ extension PartitionView {
         state.prefetch(record, step: step)
         // The state keeps the name's hash for the record when it is a usage event.
         guard let hash = state.readAhead.hash(sequence: record.pointee.sequence) else { return }
+        prefetchView(hash: hash, step: step)
+    }
+
+    /// `prefetch`'s step `step` for the read model's entry of the subscription whose key hashes to `hash`.
+    func prefetchView(hash: Int, step: Int) {
         switch step {
         case 0: subscriptionViews.prefetchSlot(hash: hash)
         case 1: subscriptionViews.prefetchEntry(hash: hash)

@@ -454,8 +454,14 @@ public struct PartitionView: Sendable {
         var stillOpen: [String] = []
         var firstHour: Timestamp?
         var severalHours = false
-        for key in openKeys {
-            guard let index = subscriptionViews.index(forKey: key) else { continue }
+        // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
+        let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
+        let steps = PartitionState.readAheadSteps
+        for (position, key) in openKeys.enumerated() {
+            for step in 0..<steps where position + steps - step < hashes.count {
+                prefetchView(hash: hashes[position + steps - step], step: step)
+            }
+            guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }
             let first = closed.count
             if subscriptionViews.values[index].takeClosed(key: key, before: now, into: &closed) {
                 stillOpen.append(key)
