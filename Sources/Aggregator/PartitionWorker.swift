@@ -89,8 +89,10 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     func fold(_ records: RecordBatch) {
         let count = records.count
         folded.withLock { folded in
-            // The subscriptions of the records ahead are asked for while this one is folded.
-            records.takeEach(readingAhead: PartitionState.readAheadSteps) {
+            // The subscriptions of the records ahead are asked for while this one is folded
+            // (no step at all while they fit in the caches).
+            let steps = folded.state.readsAhead ? PartitionState.readAheadSteps : 0
+            records.takeEach(readingAhead: steps) {
                 folded.state.prefetch($0, step: $1)
             } _: {
                 folded.state.apply($0)

@@ -149,8 +149,10 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         let count = records.count
         let touched = folded.withLock { folded -> Set<String> in
             var output = PartitionView.Output(collectingTouched: watched)
-            // The subscriptions of the records ahead are asked for while this one is folded.
-            records.takeEach(readingAhead: PartitionState.readAheadSteps) {
+            // The subscriptions of the records ahead are asked for while this one is folded
+            // (no step at all while they fit in the caches).
+            let steps = folded.view.state.readsAhead ? PartitionState.readAheadSteps : 0
+            records.takeEach(readingAhead: steps) {
                 folded.view.prefetch($0, step: $1)
             } _: { record in
                 let before = output.usage.count

@@ -458,7 +458,7 @@ public struct PartitionView: Sendable {
         let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
         let steps = PartitionState.readAheadSteps
         for (position, key) in openKeys.enumerated() {
-            for step in 0..<steps where position + steps - step < hashes.count {
+            for step in 0..<steps where position + steps - step < hashes.count && hashes.count >= state.readAhead.minimumSubscriptions {
                 prefetchView(hash: hashes[position + steps - step], step: step)
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }

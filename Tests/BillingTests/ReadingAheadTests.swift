@@ -52,6 +52,8 @@ struct ReadingAheadTests {
         plain.effects = []
         var ahead = PartitionState(partition: 0)
         ahead.effects = []
+        // Read ahead with a few subscriptions too (by default only from thousands).
+        ahead.readAhead.minimumSubscriptions = 0
         // Per record, as text in order: hours close in the order of a set, which two states may not share.
         var plainEffects: [[String]] = []
         var aheadEffects: [[String]] = []
@@ -90,6 +92,7 @@ struct ReadingAheadTests {
         )
         let other = fold.apply(Messages.usage("someone-else", "cpu", "1"), at: at("2024-02-01T00:01:00Z"))!
         var state = fold.state
+        state.readAhead.minimumSubscriptions = 0
         // The hash of another name, kept under the sequence number the next record has.
         var ahead = BillingRecord(partition: 0, sequence: 3, enqueuedTime: other.enqueuedTime, message: other.message)
         withUnsafePointer(to: &ahead) { state.prefetch($0, step: 0) }

@@ -26,6 +26,8 @@ struct ReadingAheadViewTests {
                 at: start.adding(microseconds: Int64(index) * 120_000_000))
         }
         var view = PartitionView(partition: 0)
+        // Read ahead with a few subscriptions too (by default only from thousands).
+        view.state.readAhead.minimumSubscriptions = 0
         var usage: [UsageRecord] = []
         var submissions: [SubmissionRecord] = []
         fold.records.withUnsafeBufferPointer { records in
