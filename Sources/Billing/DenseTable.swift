@@ -57,6 +57,12 @@ package struct DenseTable<Key: Hashable, Value> {
 
     /// The position of `key`, whose hash is `hash`, or nil.
     @inlinable package func index(forKey key: Key, hash: Int) -> Int? {
+        probe(hash: hash) { storedKeys[$0] == key }
+    }
+
+    /// The position of the first entry, from `hash`'s own slot on, whose slot has `hash`'s tag and
+    /// that `matches`; nil at the first empty slot.
+    @inlinable func probe(hash: Int, _ matches: (Int) -> Bool) -> Int? {
         guard !slots.isEmpty else { return nil }
         let mask = slots.count - 1
         let tag = Self.tag(hash)
@@ -66,7 +72,7 @@ package struct DenseTable<Key: Hashable, Value> {
             if entry == 0 { return nil }
             if entry >> 32 == tag {
                 let position = Int(truncatingIfNeeded: entry & 0xFFFF_FFFF) - 1
-                if storedKeys[position] == key { return position }
+                if matches(position) { return position }
             }
             slot = (slot + 1) & mask
         }
@@ -200,16 +206,7 @@ package struct DenseTable<Key: Hashable, Value> {
     /// earlier by `prefetchSlot`); nil when none has it. The key is not compared: the position is
     /// a guess, right whenever the key is in the table.
     @inlinable package func guessPosition(hash: Int) -> Int? {
-        guard !slots.isEmpty else { return nil }
-        let mask = slots.count - 1
-        let tag = Self.tag(hash)
-        var slot = hash & mask
-        while true {
-            let entry = slots[slot]
-            if entry == 0 { return nil }
-            if entry >> 32 == tag { return Int(truncatingIfNeeded: entry & 0xFFFF_FFFF) - 1 }
-            slot = (slot + 1) & mask
-        }
+        probe(hash: hash) { _ in true }
     }
 
     /// Asks the CPU for the key and value at the position `guessPosition(hash:)` finds, and
@@ -225,6 +222,19 @@ package struct DenseTable<Key: Hashable, Value> {
             cprefetch_read(start + (MemoryLayout<Value>.stride - 1))
         }
         return position
+    }
+
+    /// Step `step` of reading ahead for the key whose hash is `hash`, each a record (or a visit)
+    /// after the one before: 0 asks for its slot; 1 (the slot has arrived) for its key and value;
+    /// 2 (the value has arrived) calls `contents` with the value in place, to ask for what it holds.
+    @inlinable package func prefetch(hash: Int, step: Int, contents: (UnsafeRawPointer) -> Void) {
+        switch step {
+        case 0: prefetchSlot(hash: hash)
+        case 1: prefetchEntry(hash: hash)
+        default:
+            guard let position = guessPosition(hash: hash) else { return }
+            withValue(at: position) { contents(UnsafeRawPointer($0)) }
+        }
     }
 
     /// Calls `body` with the value at `position` in place (for reading the addresses of what it

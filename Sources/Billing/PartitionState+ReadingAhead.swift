@@ -36,16 +36,9 @@ extension PartitionState {
 
     /// `prefetch`'s step `step` for the subscription whose key hashes to `hash`.
     package func prefetchSubscription(hash: Int, step: Int) {
-        switch step {
-        case 0: subscriptions.prefetchSlot(hash: hash)
-        case 1: subscriptions.prefetchEntry(hash: hash)
-        default:
-            guard let position = subscriptions.guessPosition(hash: hash) else { return }
-            subscriptions.withValue(at: position) { subscription in
-                let raw = UnsafeRawPointer(subscription)
-                prefetchArray(at: raw + Self.metersOffset, bytes: 5 * MemoryLayout<Meter>.stride)
-                prefetchArray(at: raw + Self.openHoursOffset, bytes: 2 * MemoryLayout<OpenHour>.stride)
-            }
+        subscriptions.prefetch(hash: hash, step: step) { subscription in
+            prefetchArray(at: subscription + Self.metersOffset, bytes: 5 * MemoryLayout<Meter>.stride)
+            prefetchArray(at: subscription + Self.openHoursOffset, bytes: 2 * MemoryLayout<OpenHour>.stride)
         }
     }
 
@@ -70,8 +63,9 @@ public struct ReadAheadHashes: Sendable {
     static let size = 8
     /// How many subscriptions a partition holds before its folds read ahead: about 1 KiB each with
     /// their meters, 4,096 of them are 4 MiB, past what the caches of a small machine keep for one
-    /// partition of several. With 250 (the catch-up benchmark's log), reading ahead made the fold
-    /// slower: about 1.9 million records/s against 2.0-2.2 million without. Tests lower it.
+    /// partition of several. With 250 (the catch-up benchmark's log) reading ahead only cost:
+    /// 1,856,315-1,947,105 records/s against 1,892,448-2,355,641 without (docs/BENCHMARKS.md).
+    /// Tests lower it.
     public var minimumSubscriptions = 4_096
     /// Slot `i` starts with `i + 1`, a sequence number that never maps to slot `i`: no record
     /// finds a hash it was not given.

@@ -14,18 +14,11 @@ extension PartitionView {
 
     /// `prefetch`'s step `step` for the read model's entry of the subscription whose key hashes to `hash`.
     func prefetchView(hash: Int, step: Int) {
-        switch step {
-        case 0: subscriptionViews.prefetchSlot(hash: hash)
-        case 1: subscriptionViews.prefetchEntry(hash: hash)
-        default:
-            guard let position = subscriptionViews.guessPosition(hash: hash) else { return }
-            subscriptionViews.withValue(at: position) { view in
-                let raw = UnsafeRawPointer(view)
-                prefetchArray(at: raw + Self.openOffset, bytes: 4 * MemoryLayout<OpenUsage>.stride)
-                prefetchArray(at: raw + Self.groupsOffset, bytes: 8 * MemoryLayout<BreakdownGroup>.stride)
-                prefetchArray(at: raw + Self.quantitiesOffset, bytes: 8 * MemoryLayout<Quantity>.stride)
-                prefetchArray(at: raw + Self.seriesMetersOffset, bytes: 5 * MemoryLayout<UsageSeries.Meter>.stride)
-            }
+        subscriptionViews.prefetch(hash: hash, step: step) { view in
+            prefetchArray(at: view + Self.openOffset, bytes: 4 * MemoryLayout<OpenUsage>.stride)
+            prefetchArray(at: view + Self.groupsOffset, bytes: 8 * MemoryLayout<BreakdownGroup>.stride)
+            prefetchArray(at: view + Self.quantitiesOffset, bytes: 8 * MemoryLayout<Quantity>.stride)
+            prefetchArray(at: view + Self.seriesMetersOffset, bytes: 5 * MemoryLayout<UsageSeries.Meter>.stride)
         }
     }
 

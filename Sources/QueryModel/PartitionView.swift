@@ -456,9 +456,9 @@ public struct PartitionView: Sendable {
         var severalHours = false
         // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
         let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
-        let steps = PartitionState.readAheadSteps
+        let steps = state.readsAhead ? PartitionState.readAheadSteps : 0
         for (position, key) in openKeys.enumerated() {
-            for step in 0..<steps where position + steps - step < hashes.count && hashes.count >= state.readAhead.minimumSubscriptions {
+            for step in 0..<steps where position + steps - step < hashes.count {
                 prefetchView(hash: hashes[position + steps - step], step: step)
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }
