@@ -11,12 +11,22 @@ public struct BillingRecord: Sendable {
     public var enqueuedTime: Timestamp
     /// The decoded message.
     public var message: Message
+    /// For a usage report naming a `resourceId`: that name's hash as the folds' tables hash their
+    /// keys (`DenseTable.hash`), taken once as the record is made, while its name is in the
+    /// caches; 0 for any other record. Only a hint: a lookup that finds nothing with it is made
+    /// again with the name's own hash (a changed `message` leaves it stale, never wrong).
+    public var nameHash: Int
 
     /// A record of `partition` at `sequence`, enqueued at `enqueuedTime`.
     public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, message: Message) {
         self.partition = partition
         self.sequence = sequence
         self.enqueuedTime = enqueuedTime
+        if case .usageReported(let usage) = message.body, let name = usage.resource.resourceId {
+            nameHash = DenseTable<String, Subscription>.hash(name)
+        } else {
+            nameHash = 0
+        }
         self.message = message
     }
 }

@@ -98,17 +98,26 @@ package struct DenseTable<Key: Hashable, Value> {
     /// The value of `key`, or `defaultValue` (added first when the value is changed in place).
     @inlinable package subscript(key: Key, default defaultValue: @autoclosure () -> Value) -> Value {
         get { index(forKey: key).map { storedValues[$0] } ?? defaultValue() }
-        _modify {
-            let hash = Self.hash(key)
-            let position: Int
-            if let found = index(forKey: key, hash: hash) {
-                position = found
-            } else {
-                append(key, defaultValue(), hash: hash)
-                position = storedKeys.count - 1
-            }
-            yield &storedValues[position]
-        }
+        _modify { yield &storedValues[position(of: key, hint: nil, orAdding: defaultValue)] }
+    }
+
+    /// `subscript(key:default:)` looked up first from `hint`, a hash `key` probably has (the one a
+    /// record carries, `BillingRecord.nameHash`), which saves hashing the key: a lookup that finds
+    /// nothing from the hint is made again from the key's own hash, so a wrong hint costs a probe
+    /// and nothing else (a key is found only where it is). A hint of 0 is none.
+    @inlinable package subscript(key: Key, hint hint: Int, default defaultValue: @autoclosure () -> Value) -> Value {
+        get { index(forKey: key).map { storedValues[$0] } ?? defaultValue() }
+        _modify { yield &storedValues[position(of: key, hint: hint == 0 ? nil : hint, orAdding: defaultValue)] }
+    }
+
+    /// The position of `key` (looked up from `hint` first, when given), `value()` added under it
+    /// first when it is not there.
+    @inlinable mutating func position(of key: Key, hint: Int?, orAdding value: () -> Value) -> Int {
+        if let hint, let found = index(forKey: key, hash: hint) { return found }
+        let hash = Self.hash(key)
+        if let found = index(forKey: key, hash: hash) { return found }
+        append(key, value(), hash: hash)
+        return storedKeys.count - 1
     }
 
     /// Removes `key` and returns its value; nil when it was not there.

@@ -162,9 +162,7 @@ extension PartitionState {
     // MARK: - Usage
 
     mutating func reported(_ usage: UsageReported, record: BillingRecord, now: Timestamp) {
-        // The name's hash, when the record was read ahead.
-        let hash = readAhead.hash(sequence: record.sequence)
-        guard let index = index(for: usage.resource, hash: hash) else {
+        guard let index = index(for: usage.resource, hash: record.nameHash == 0 ? nil : record.nameHash) else {
             refuse(
                 record, .unknownSubscription, usage.resource,
                 "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")

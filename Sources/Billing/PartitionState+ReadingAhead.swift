@@ -10,29 +10,20 @@ extension PartitionState {
     /// subscription of hundreds of thousands, and its slot, entry and meters are in no cache.
     /// Step 0 asks for the subscription's slot; step 1 (a record later, the slot arrived) for its
     /// key and entry; step 2 (the entry arrived) for its meters and open hours. Only usage events
-    /// are read ahead (the bulk of any log). Changes nothing but `readAhead`, which keeps the
-    /// hash of the subscription's name so it is computed once per record; `mutating` also lets a
-    /// fold holding the state in a closure reach it in place: reading it there copied all of it
-    /// (and retained everything it holds) at every call.
+    /// are read ahead (the bulk of any log), by the hash their record carries (`nameHash`).
+    /// Changes nothing; `mutating` lets a fold holding the state in a closure reach it in place:
+    /// reading it there copied all of it (and retained everything it holds) at every call.
     public mutating func prefetch(_ record: UnsafePointer<BillingRecord>, step: Int) {
         // Subscriptions that fit in the caches are not waited for: reading ahead would only cost.
         guard readsAhead else { return }
-        let sequence = record.pointee.sequence
-        let hash: Int
-        if step == 0 {
-            guard case .usageReported(let usage) = record.pointee.message.body, let name = usage.resource.resourceId else { return }
-            hash = DenseTable<String, Subscription>.hash(name)
-            readAhead.remember(hash, sequence: sequence)
-        } else {
-            guard let remembered = readAhead.hash(sequence: sequence) else { return }
-            hash = remembered
-        }
+        let hash = record.pointee.nameHash
+        guard hash != 0 else { return }
         prefetchSubscription(hash: hash, step: step)
     }
 
-    /// Whether folds read ahead: with fewer subscriptions than `readAhead.minimumSubscriptions`,
-    /// a fold need not even call `prefetch`.
-    public var readsAhead: Bool { subscriptions.count >= readAhead.minimumSubscriptions }
+    /// Whether folds read ahead: with fewer subscriptions than `readAheadFrom`, a fold need not
+    /// even call `prefetch`.
+    public var readsAhead: Bool { subscriptions.count >= readAheadFrom }
 
     /// `prefetch`'s step `step` for the subscription whose key hashes to `hash`.
     package func prefetchSubscription(hash: Int, step: Int) {
@@ -56,33 +47,3 @@ extension PartitionState {
     static let openHoursOffset = MemoryLayout<Subscription>.offset(of: \.openHours)!
 }
 
-/// The hashes of the subscription names of the last few records read ahead, by sequence number:
-/// the later steps and the fold itself find them here instead of hashing the name again (hashing
-/// was a tenth of a catch-up's time when every step did it).
-public struct ReadAheadHashes: Sendable {
-    static let size = 8
-    /// How many subscriptions a partition holds before its folds read ahead: about 1 KiB each with
-    /// their meters, 4,096 of them are 4 MiB, past what the caches of a small machine keep for one
-    /// partition of several. With 250 (the catch-up benchmark's log) reading ahead only cost:
-    /// 1,856,315-1,947,105 records/s against 1,892,448-2,355,641 without (docs/BENCHMARKS.md).
-    /// Tests lower it.
-    public var minimumSubscriptions = 4_096
-    /// Slot `i` starts with `i + 1`, a sequence number that never maps to slot `i`: no record
-    /// finds a hash it was not given.
-    private var sequences = (0..<UInt64(size)).map { $0 + 1 }
-    private var hashes = [Int](repeating: 0, count: size)
-
-    public init() {}
-
-    mutating func remember(_ hash: Int, sequence: UInt64) {
-        let slot = Int(truncatingIfNeeded: sequence) & (Self.size - 1)
-        sequences[slot] = sequence
-        hashes[slot] = hash
-    }
-
-    /// The hash remembered for the record `sequence`, if it is still kept.
-    public func hash(sequence: UInt64) -> Int? {
-        let slot = Int(truncatingIfNeeded: sequence) & (Self.size - 1)
-        return sequences[slot] == sequence ? hashes[slot] : nil
-    }
-}

@@ -72,8 +72,12 @@ public struct PartitionState: Sendable, Equatable {
     /// When not nil, every fold appends what it did (`BillingEffect`) here, for read models; the
     /// reader empties it. Not part of the state: left out of `==` and of snapshots.
     public var effects: [BillingEffect]?
-    /// The hashes of the names of the records read ahead (`prefetch`): not part of the state either.
-    public var readAhead = ReadAheadHashes()
+    /// How many subscriptions the partition holds before its folds read ahead (`prefetch`): about
+    /// 1 KiB each with their meters, 4,096 of them are 4 MiB, past what the caches of a small
+    /// machine keep for one partition of several. With 250 (the catch-up benchmark's log) reading
+    /// ahead only cost: 1,856,315-1,947,105 records/s against 1,892,448-2,355,641 without
+    /// (docs/BENCHMARKS.md). Not part of the state either; tests lower it.
+    public var readAheadFrom = 4_096
 
     // Derived indexes: rebuilt on restore, left out of `==` because their layout depends on history.
     /// Deadlines of live subscriptions: period ends and ends of graces (stale entries are skipped).
@@ -370,7 +374,7 @@ public struct PartitionState: Sendable, Equatable {
         return nil
     }
 
-    /// `hash`: the name's hash when known (`readAhead`).
+    /// `hash`: the name's hash when known (a record's `nameHash`).
     /// A lookup with `hash` that finds nothing is made again with the name's own hash: a hint is
     /// never trusted to say a subscription is unknown.
     private func index(forName name: String, hash: Int? = nil) -> Int? {

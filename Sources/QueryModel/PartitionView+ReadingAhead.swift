@@ -6,9 +6,10 @@ extension PartitionView {
     /// entry of the read model (its slot; its key and entry; its open usage, breakdown and
     /// series), which folding a usage event reads next. A hint: changes nothing.
     public mutating func prefetch(_ record: UnsafePointer<BillingRecord>, step: Int) {
-        state.prefetch(record, step: step)
-        // The state keeps the name's hash for the record when it is a usage event.
-        guard let hash = state.readAhead.hash(sequence: record.pointee.sequence) else { return }
+        guard state.readsAhead else { return }
+        let hash = record.pointee.nameHash
+        guard hash != 0 else { return }
+        state.prefetchSubscription(hash: hash, step: step)
         prefetchView(hash: hash, step: step)
     }
 

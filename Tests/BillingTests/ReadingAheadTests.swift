@@ -53,7 +53,7 @@ struct ReadingAheadTests {
         var ahead = PartitionState(partition: 0)
         ahead.effects = []
         // Read ahead with a few subscriptions too (by default only from thousands).
-        ahead.readAhead.minimumSubscriptions = 0
+        ahead.readAheadFrom = 0
         // Per record, as text in order: hours close in the order of a set, which two states may not share.
         var plainEffects: [[String]] = []
         var aheadEffects: [[String]] = []
@@ -84,35 +84,36 @@ struct ReadingAheadTests {
         #expect(plain.subscriptionCount > 30)
     }
 
-    @Test("a hash remembered for a record that is then not the one folded finds the subscription all the same")
-    func staleHashFallsBack() {
+    @Test("a record carrying the hash of another name still finds its subscription, read ahead or not")
+    func wrongHashFallsBack() {
         var fold = Fold()
         fold.apply(
             Messages.purchase("s-1", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")]), at: "2024-02-01T00:00:00Z"
         )
-        let other = fold.apply(Messages.usage("someone-else", "cpu", "1"), at: at("2024-02-01T00:01:00Z"))!
         var state = fold.state
-        state.readAhead.minimumSubscriptions = 0
-        // The hash of another name, kept under the sequence number the next record has.
-        var ahead = BillingRecord(partition: 0, sequence: 3, enqueuedTime: other.enqueuedTime, message: other.message)
-        withUnsafePointer(to: &ahead) { state.prefetch($0, step: 0) }
-        let usage = BillingRecord(
-            partition: 0, sequence: 3, enqueuedTime: other.enqueuedTime,
+        state.readAheadFrom = 0
+        var usage = BillingRecord(
+            partition: 0, sequence: 2, enqueuedTime: at("2024-02-01T00:01:00Z"),
             message: try! Message.decode(Messages.usage("s-1", "cpu", "2")).get())
+        #expect(usage.nameHash == DenseTable<String, Subscription>.hash("s-1"))
+        var plain = state
+        plain.apply(usage)
+        usage.nameHash = DenseTable<String, Subscription>.hash("someone-else")
+        for step in 0..<PartitionState.readAheadSteps { withUnsafePointer(to: &usage) { state.prefetch($0, step: step) } }
         state.apply(usage)
         #expect(state.unprocessable.count == fold.state.unprocessable.count, "s-1 was found")
+        #expect(state == plain)
     }
 
-    @Test("a hash kept for one record is never used for another")
-    func hashesBelongToTheirRecord() {
-        var hashes = ReadAheadHashes()
-        hashes.remember(42, sequence: 3)
-        #expect(hashes.hash(sequence: 3) == 42)
-        #expect(hashes.hash(sequence: 11) == nil, "the same slot, another record")
-        hashes.remember(7, sequence: 11)
-        #expect(hashes.hash(sequence: 3) == nil)
-        #expect(hashes.hash(sequence: 11) == 7)
-        let empty = ReadAheadHashes()
-        for sequence in [0, 1, 7, 8, UInt64.max] { #expect(empty.hash(sequence: sequence) == nil, "sequence \(sequence)") }
+    @Test("a record carries the hash of its usage's resourceId, and 0 when it has none")
+    func recordsCarryTheirNamesHash() {
+        func record(_ message: JSONValue) -> BillingRecord {
+            BillingRecord(partition: 0, sequence: 1, enqueuedTime: at("2024-02-01T00:00:00Z"), message: try! Message.decode(message).get())
+        }
+        #expect(record(Messages.usage("s-9", "cpu", "1")).nameHash == DenseTable<String, Subscription>.hash("s-9"))
+        #expect(record(Messages.usage(nil, resourceUri: "/subscriptions/u-1", "cpu", "1")).nameHash == 0)
+        #expect(record(Messages.deletion("s-9")).nameHash == 0)
+        #expect(
+            record(Messages.purchase("s-9", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")])).nameHash == 0)
     }
 }

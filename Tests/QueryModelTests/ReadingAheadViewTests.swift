@@ -27,7 +27,7 @@ struct ReadingAheadViewTests {
         }
         var view = PartitionView(partition: 0)
         // Read ahead with a few subscriptions too (by default only from thousands).
-        view.state.readAhead.minimumSubscriptions = 0
+        view.state.readAheadFrom = 0
         var usage: [UsageRecord] = []
         var submissions: [SubmissionRecord] = []
         fold.records.withUnsafeBufferPointer { records in
