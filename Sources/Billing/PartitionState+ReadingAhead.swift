@@ -46,4 +46,3 @@ extension PartitionState {
     static let metersOffset = MemoryLayout<Subscription>.offset(of: \.meters)!
     static let openHoursOffset = MemoryLayout<Subscription>.offset(of: \.openHours)!
 }
-

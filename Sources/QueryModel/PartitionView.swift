@@ -320,7 +320,8 @@ public struct PartitionView: Sendable {
         let step = UsageSeries.index(of: hour, in: period)
         // One lookup reaches all of the subscription's figures, changed in place.
         let (opened, seriesRecorded) = Self.recordUsage(
-            in: &subscriptionViews[key, hint: record.nameHash, default: SubscriptionView()], key: key, state: &state, period: period, meterName: meterName,
+            in: &subscriptionViews[key, hint: record.nameHash, default: SubscriptionView()], key: key, state: &state, period: period,
+            meterName: meterName,
             hour: hour, parts: parts, series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
         if opened { openKeys.append(key) }
         guard !previousPeriod, !seriesRecorded else { return }
