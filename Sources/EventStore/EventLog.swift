@@ -46,7 +46,6 @@ public final class EventLog: @unchecked Sendable {
     private let segmentBytes: Int
     private var current: WALSegment
     private var currentSummary: SegmentSummary
-    private var buffer: [UInt8] = []
     /// Segments for storage figures, and the spare prepared in the background.
     private struct Shared {
         var segmentCount: Int
@@ -201,10 +200,20 @@ public final class EventLog: @unchecked Sendable {
     /// not go back in time.
     public func commit(_ records: [Pending]) throws(CommitFailure) {
         guard !records.isEmpty else { return }
+        // Where each record goes in the group's bytes, and its sequence. By index throughout:
+        // `for record in records` copies each record (retains and releases its strings and
+        // payload) only to read it.
+        var placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)] = []
+        placed.reserveCapacity(records.count)
+        var next = partitions.map(\.nextSequence)
         var length = 0
-        // By index throughout: `for record in records` copies each record (retains and releases
-        // its strings and payload) only to read it.
-        for index in records.indices { length += RecordCodec.length(meta: records[index].meta, payloadCount: records[index].payload.count) }
+        for index in records.indices {
+            let partition = records[index].partition
+            let count = RecordCodec.length(meta: records[index].meta, payloadCount: records[index].payload.count)
+            placed.append((partition, next[partition], length, count))
+            next[partition] += 1
+            length += count
+        }
         if current.end + length > current.capacity {
             // A group never spans two segments (one sync covers it); one larger than a whole
             // segment gets a segment of its own size.
@@ -215,23 +224,21 @@ public final class EventLog: @unchecked Sendable {
             }
         }
         let segment = current
-        buffer.removeAll(keepingCapacity: true)
-        buffer.reserveCapacity(length)
-        var placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)] = []
-        placed.reserveCapacity(records.count)
-        var next = partitions.map(\.nextSequence)
-        for index in records.indices {
-            let partition = records[index].partition
-            let sequence = next[partition]
-            next[partition] = sequence + 1
-            let start = buffer.count
-            records[index].payload.withUnsafeBytes { payload in
-                RecordCodec.encode(
-                    partition: partition, sequence: sequence, time: records[index].time, meta: records[index].meta, payload: payload,
-                    salt: segment.salt, to: &buffer)
+        // Every byte is written by the encoding, in place: none is zeroed or appended first.
+        let buffer = [UInt8](unsafeUninitializedCapacity: length) { storage, initialized in
+            let bytes = UnsafeMutableRawBufferPointer(storage)
+            for index in records.indices {
+                let place = placed[index]
+                records[index].payload.withUnsafeBytes { payload in
+                    _ = RecordCodec.encode(
+                        partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
+                        payload: payload, salt: segment.salt,
+                        into: UnsafeMutableRawBufferPointer(rebasing: bytes[place.offset..<place.offset + place.length]))
+                }
             }
-            placed.append((partition, sequence, segment.end + start, buffer.count - start))
+            initialized = length
         }
+        for index in placed.indices { placed[index].offset += segment.end }
         do {
             try segment.write(buffer)
         } catch {

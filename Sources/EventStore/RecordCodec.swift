@@ -49,44 +49,68 @@ public enum RecordCodec {
         partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: UnsafeRawBufferPointer, salt: UInt32,
         to out: inout [UInt8]
     ) {
-        var key = meta.idempotencyKey ?? ""
-        var resourceId = meta.purchasedResource?.resourceId ?? ""
-        var resourceUri = meta.purchasedResource?.resourceUri ?? ""
-        let limit = Int(UInt16.max)
-        let lengths = (min(key.utf8.count, limit), min(resourceId.utf8.count, limit), min(resourceUri.utf8.count, limit))
         let start = out.count
-        let body = length(meta: meta, payloadCount: payload.count) - prefixLength
+        let count = length(meta: meta, payloadCount: payload.count)
+        out.append(contentsOf: repeatElement(0, count: count))
+        out.withUnsafeMutableBytes { bytes in
+            _ = encode(
+                partition: partition, sequence: sequence, time: time, meta: meta, payload: payload, salt: salt,
+                into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...]))
+        }
+    }
+
+    /// Writes the encoded record at the start of `out`, which has room for `length(meta:payloadCount:)`
+    /// bytes, and returns that length. Written in place (no array to grow): a commit group's
+    /// records are encoded into one buffer, in two halves at once when it is large.
+    public static func encode(
+        partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: UnsafeRawBufferPointer, salt: UInt32,
+        into out: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        let limit = Int(UInt16.max)
+        let count = length(meta: meta, payloadCount: payload.count)
+        precondition(out.count >= count, "RecordCodec.encode: \(out.count) bytes of room for a record of \(count)")
         var flags: UInt16 = meta.purchasedResource == nil ? 0 : purchaseFlag
         if meta.payloadDigest != nil { flags |= payloadDigestFlag }
         if meta.keyDigest != nil { flags |= keyDigestFlag }
         if meta.definesPlan { flags |= planFlag }
-        appendInteger(UInt32(0), to: &out)
-        appendInteger(UInt32(body), to: &out)
-        appendInteger(sequence, to: &out)
-        appendInteger(UInt64(bitPattern: time.microseconds), to: &out)
-        appendInteger(UInt16(truncatingIfNeeded: partition), to: &out)
-        appendInteger(flags, to: &out)
-        appendInteger(UInt16(lengths.0), to: &out)
-        appendInteger(UInt16(lengths.1), to: &out)
-        appendInteger(UInt16(lengths.2), to: &out)
-        appendInteger(UInt16(0), to: &out)
+        var at = 4
+        func put<T: FixedWidthInteger>(_ value: T) {
+            out.storeBytes(of: value.littleEndian, toByteOffset: at, as: T.self)
+            at += MemoryLayout<T>.size
+        }
+        func put(_ text: String?) {
+            guard var text else { return }
+            text.withUTF8 { utf8 in
+                let part = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8.prefix(limit)))
+                UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: part)
+                at += part.count
+            }
+        }
+        put(UInt32(count - prefixLength))
+        put(sequence)
+        put(UInt64(bitPattern: time.microseconds))
+        put(UInt16(truncatingIfNeeded: partition))
+        put(flags)
+        put(UInt16(min(meta.idempotencyKey?.utf8.count ?? 0, limit)))
+        put(UInt16(min(meta.purchasedResource?.resourceId?.utf8.count ?? 0, limit)))
+        put(UInt16(min(meta.purchasedResource?.resourceUri?.utf8.count ?? 0, limit)))
+        put(UInt16(0))
         if let digest = meta.payloadDigest {
-            appendInteger(digest.high, to: &out)
-            appendInteger(digest.low, to: &out)
+            put(digest.high)
+            put(digest.low)
         }
         if let digest = meta.keyDigest {
-            appendInteger(digest.high, to: &out)
-            appendInteger(digest.low, to: &out)
+            put(digest.high)
+            put(digest.low)
         }
-        key.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
-        resourceId.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
-        resourceUri.withUTF8 { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
-        out.append(contentsOf: payload)
-        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...]), continuing: salt) }
-        let masked = CRC32C.mask(crc).littleEndian
-        withUnsafeBytes(of: masked) { bytes in
-            for index in 0..<4 { out[start + index] = bytes[index] }
-        }
+        put(meta.idempotencyKey)
+        put(meta.purchasedResource?.resourceId)
+        put(meta.purchasedResource?.resourceUri)
+        UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: payload)
+        at += payload.count
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[4..<at]), continuing: salt)
+        out.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: 0, as: UInt32.self)
+        return at
     }
 
     static func appendInteger<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {

@@ -112,6 +112,86 @@ struct EventLogTests {
         #expect([UInt8](repeating: 0, count: 64).withUnsafeBytes { RecordCodec.decode($0, at: 0, salt: 77) }.isEnd)
     }
 
+    @Test("a record's bytes are those of the log's format, written into an array or in place, nothing past its length")
+    func codecBytesAreTheFormat() {
+        // Written by the release before records were encoded in place (the format is unchanged).
+        let keyed = RecordMeta(
+            idempotencyKey: "key-é", purchasedResource: ResourceName(resourceId: "id-1", resourceUri: "/subscriptions/x"),
+            payloadDigest: PayloadDigest(high: 0x0102_0304_0506_0708, low: 0x1112_1314_1516_1718),
+            keyDigest: PayloadDigest(high: 5, low: 6), definesPlan: true)
+        let cases: [(meta: RecordMeta, partition: Int, sequence: UInt64, time: Int64, payload: String, salt: UInt32, hex: String)] = [
+            (
+                keyed, 3, 0x1_0000_0002, 1_700_000_000_123_456, #"{"type":"X"}"#, 0xDEAD_BEEF,
+                "7be93d9a62000000020000000100000040222018240a060003000f00060004001000000008070605040302011817161514131211"
+                    + "050000000000000006000000000000006b65792dc3a969642d312f737562736372697074696f6e732f787b2274797065223a2258227d"
+            ),
+            (RecordMeta(), 0, 9, 5, "{}", 1, "fbaf86b31e000000090000000000000005000000000000000000000000000000000000007b7d"),
+        ]
+        for example in cases {
+            let payload = Array(example.payload.utf8)
+            let time = Timestamp(microseconds: example.time)
+            var bytes: [UInt8] = [0xAA]
+            payload.withUnsafeBytes {
+                RecordCodec.encode(
+                    partition: example.partition, sequence: example.sequence, time: time, meta: example.meta, payload: $0,
+                    salt: example.salt, to: &bytes)
+            }
+            #expect(bytes.first == 0xAA, "what was in the array before stays")
+            #expect(hex(bytes.dropFirst()) == example.hex)
+            let length = RecordCodec.length(meta: example.meta, payloadCount: payload.count)
+            var room = [UInt8](repeating: 0x55, count: length + 16)
+            let written = room.withUnsafeMutableBytes { out in
+                payload.withUnsafeBytes {
+                    RecordCodec.encode(
+                        partition: example.partition, sequence: example.sequence, time: time, meta: example.meta, payload: $0,
+                        salt: example.salt, into: UnsafeMutableRawBufferPointer(rebasing: out[8...]))
+                }
+            }
+            #expect(written == length)
+            #expect(room[..<8].allSatisfy { $0 == 0x55 } && room[(8 + length)...].allSatisfy { $0 == 0x55 }, "nothing outside the record")
+            #expect(hex(room[8..<(8 + length)]) == example.hex)
+        }
+    }
+
+    @Test("large commit groups of keyed records in two partitions read back whole, in order, and after reopening")
+    func largeGroupsReadBack() throws {
+        let directory = TemporaryDirectory()
+        let count = 6_000
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 2, segmentBytes: 1 << 20)
+            // Groups of about a thousand keyed records, alternating partitions, across segments.
+            var written = 0
+            for size in [999, 999, 1_000, 255, 1_747, 1_000] {
+                let records = (written..<written + size).map { index in
+                    EventLog.Pending(
+                        partition: index % 2, time: Timestamp(seconds: Int64(1_000 + index)),
+                        meta: RecordMeta(
+                            idempotencyKey: "key-\(index)", payloadDigest: PayloadDigest(high: 1, low: UInt64(index)),
+                            keyDigest: PayloadDigest.hash("key-\(index)")),
+                        payload: payload(index))
+                }
+                try log.commit(records)
+                written += size
+            }
+            #expect(written == count)
+            log.settle()
+            #expect(log.partitions[0].storage.segments > 1)
+        }
+        var visited: [(Int, UInt64, String?)] = []
+        let reopened = try EventLog(
+            directory: directory.path, partitionCount: 2,
+            visit: { partition, sequence, _, meta in visited.append((partition, sequence, meta.idempotencyKey)) })
+        #expect(visited.count == count)
+        for partition in 0..<2 {
+            let all = try reopened.partitions[partition].read(from: 0, maxRecords: count, maxBytes: 1 << 30)
+            #expect(all.map(\.sequence) == Array(0..<UInt64(count / 2)))
+            for (position, record) in all.enumerated() where record.payload != payload(position * 2 + partition) {
+                Issue.record("partition \(partition), record \(position): another payload")
+                break
+            }
+        }
+    }
+
     @Test("appended records read back in order from any sequence, across segments and after reopening")
     func appendReadReopen() throws {
         let directory = TemporaryDirectory()
@@ -519,4 +599,9 @@ struct RoutingTests {
         #expect(index.lookup("a") == nil)
         #expect(index.lookup("b") != nil)
     }
+}
+
+/// Bytes as lowercase hexadecimal.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }
