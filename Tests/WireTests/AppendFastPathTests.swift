@@ -52,7 +52,12 @@ struct AppendFastPathTests {
     static func usage(_ random: inout SplitMix64) -> String {
         let spaces = ["", " ", "\n  ", "\t"]
         func space() -> String { spaces[Int(random.next() % UInt64(spaces.count))] }
-        let quantities = ["1", "0", "1.5", "1.50", "0.000000000000000001", "12e2", "1E-3", "170141183460469231731", "3.25", "100000"]
+        // Canonical spellings (copied as written) and others (written anew): leading and
+        // trailing zeros, exponents, a sign, all the decimals a quantity keeps.
+        let quantities = [
+            "1", "0", "1.5", "1.50", "0.000000000000000001", "12e2", "1E-3", "170141183460469231731", "3.25", "100000", "0.5", "0.0",
+            "10.0", "-0", "0e0", "1.000000000000000000", "0.123456789012345678", "2.500e1", "99999999999999999999.5",
+        ]
         var value = [
             #""meterName":"\#(["cpu", "email", "égress"][Int(random.next() % 3)])""#,
             #""quantity":\#(quantities[Int(random.next() % UInt64(quantities.count))])"#,

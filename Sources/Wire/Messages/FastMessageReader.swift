@@ -52,6 +52,9 @@ struct FastMessageReader {
     let maximumDepth: Int
     var index = 0
     var canonical: [UInt8] = []
+    /// The properties of the usage report being read (`Value.hasProperties`), kept from one
+    /// report to the next so that reading them allocates nothing.
+    var properties: [(key: Range<Int>, value: Range<Int>)] = []
     var enqueuedMemo = TimeMemo()
     var timestampMemo = TimeMemo()
     /// Reads a large list of events in two halves at once (`AppendFastPath.read`).
@@ -427,7 +430,7 @@ struct FastMessageReader {
         guard let (id, value) = usageParts() else { return nil }
         let time = value.time
         var properties: [String: String] = [:]
-        for property in value.properties ?? [] { properties[text(property.key)] = text(property.value) }
+        for property in self.properties where value.hasProperties { properties[text(property.key)] = text(property.value) }
         let usage = UsageReported(
             resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)), timestamp: time,
             meterName: text(value.meterName), quantity: value.quantity, properties: properties)
@@ -451,12 +454,12 @@ struct FastMessageReader {
         append(#""type":"UsageReported","value":{"meterName":""#)
         canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value.meterName]))
         canonical.append(UInt8(ascii: "\""))
-        if let properties = value.properties {
+        if value.hasProperties {
             append(#","properties":{"#)
-            let sorted = properties.sorted {
-                bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key])
-            }
-            for (position, property) in sorted.enumerated() {
+            let bytes = bytes
+            properties.sort { bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key]) }
+            for position in properties.indices {
+                let property = properties[position]
                 if position > 0 { canonical.append(UInt8(ascii: ",")) }
                 canonical.append(UInt8(ascii: "\""))
                 canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.key]))
@@ -512,7 +515,8 @@ struct FastMessageReader {
         var time: Timestamp
         var meterName: Range<Int>
         var quantity: Quantity
-        var properties: [(key: Range<Int>, value: Range<Int>)]?
+        /// A `properties` member was read: its entries are the reader's `properties`.
+        var hasProperties: Bool
     }
 
     mutating func usageValue() -> Value? {
@@ -523,7 +527,7 @@ struct FastMessageReader {
         var time: Timestamp?
         var meterName: Range<Int>?
         var quantity: Quantity?
-        var properties: [(key: Range<Int>, value: Range<Int>)]?
+        var hasProperties = false
         repeat {
             guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
             switch bytes[key].first {
@@ -546,8 +550,8 @@ struct FastMessageReader {
                 else { return nil }
                 quantity = parsed
             case UInt8(ascii: "p") where equals(key, "properties"):
-                guard properties == nil, let read = propertyMap() else { return nil }
-                properties = read
+                guard !hasProperties, propertyMap() else { return nil }
+                hasProperties = true
             default:
                 return nil
             }
@@ -558,20 +562,20 @@ struct FastMessageReader {
         }
         return Value(
             resourceId: resourceId, resourceUri: resourceUri, timestamp: timestamp, time: time, meterName: meterName, quantity: quantity,
-            properties: properties)
+            hasProperties: hasProperties)
     }
 
-    mutating func propertyMap() -> [(key: Range<Int>, value: Range<Int>)]? {
-        guard expect(UInt8(ascii: "{")) else { return nil }
-        var map: [(key: Range<Int>, value: Range<Int>)] = []
-        if expect(UInt8(ascii: "}")) { return map }
+    /// Reads a map of plain strings into `properties`; false when it is not one (or repeats a key).
+    mutating func propertyMap() -> Bool {
+        properties.removeAll(keepingCapacity: true)
+        guard expect(UInt8(ascii: "{")) else { return false }
+        if expect(UInt8(ascii: "}")) { return true }
         repeat {
-            guard let key = plainString(), expect(UInt8(ascii: ":")), let value = plainString() else { return nil }
-            for earlier in map where bytes[earlier.key].elementsEqual(bytes[key]) { return nil }
-            map.append((key, value))
+            guard let key = plainString(), expect(UInt8(ascii: ":")), let value = plainString() else { return false }
+            for earlier in properties where bytes[earlier.key].elementsEqual(bytes[key]) { return false }
+            properties.append((key, value))
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")) else { return nil }
-        return map
+        return expect(UInt8(ascii: "}"))
     }
 }
 
