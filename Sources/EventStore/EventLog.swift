@@ -274,13 +274,17 @@ public final class EventLog: @unchecked Sendable {
     private func note(
         _ records: [Pending], _ placed: [(partition: Int, sequence: UInt64, offset: Int, length: Int)], in segment: WALSegment
     ) {
-        for index in records.indices {
-            let place = placed[index]
-            partitions[place.partition].noteAppended(
-                segment: segment, sequence: place.sequence, time: records[index].time, offset: place.offset, length: place.length)
-            currentSummary.note(
-                partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
-                offset: place.offset, length: place.length)
+        // Through a buffer: each record's meta is read in place (from the array it was copied,
+        // retains and releases of its strings, a tenth of a large group's commit).
+        records.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                let place = placed[index]
+                partitions[place.partition].noteAppended(
+                    segment: segment, sequence: place.sequence, time: records[index].time, offset: place.offset, length: place.length)
+                currentSummary.note(
+                    partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
+                    offset: place.offset, length: place.length)
+            }
         }
     }
 

@@ -280,13 +280,14 @@ final class Committer: @unchecked Sendable {
             times[partition] = time
             return time
         }
-        func place(_ partition: Int, meta: RecordMeta, payload: [UInt8]) -> IdempotencyIndex.Position {
+        func place(_ partition: Int, meta: consuming RecordMeta, payload: [UInt8]) -> IdempotencyIndex.Position {
             let enqueued = time(for: partition)
             let sequence = partitions[partition].nextSequence + placedCount[partition]
             placedCount[partition] += 1
-            records.append(EventLog.Pending(partition: partition, time: enqueued, meta: meta, payload: payload))
-            return IdempotencyIndex.Position(
+            let position = IdempotencyIndex.Position(
                 partition: partition, sequence: sequence, enqueuedTime: enqueued, payloadDigest: meta.payloadDigest)
+            records.append(EventLog.Pending(partition: partition, time: enqueued, meta: meta, payload: payload))
+            return position
         }
 
         /// A `UsageVoided` checked and placed (one record per key), or the answer why not.
@@ -415,12 +416,15 @@ final class Committer: @unchecked Sendable {
                         "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
                     ))
             }
-            let meta = RecordMeta(
-                idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
-                payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest,
-                keyDigest: event.idempotencyKey == nil ? nil : event.keyDigest)
-            let position = place(partition, meta: meta, payload: payload)
-            if let digest = meta.keyDigest { newKeys.set(digest, position) }
+            let keyDigest = event.idempotencyKey == nil ? nil : event.keyDigest
+            // The meta goes into the record with its last use: not copied (its strings retained).
+            let position = place(
+                partition,
+                meta: RecordMeta(
+                    idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
+                    payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest, keyDigest: keyDigest),
+                payload: payload)
+            if let keyDigest { newKeys.set(keyDigest, position) }
             return .accepted(position)
         }
 
@@ -437,6 +441,11 @@ final class Committer: @unchecked Sendable {
             }
         }
         newKeys = GroupKeys(capacity: keyed)
+        records.reserveCapacity(
+            group.reduce(0) { count, work in
+                if case .events(let events, _) = work { return count + events.count }
+                return count + partitions.count
+            })
         for work in group {
             switch work {
             case .events(let events, let answer):

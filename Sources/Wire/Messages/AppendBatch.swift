@@ -20,14 +20,19 @@ public struct ValidatedEvent: Sendable {
     /// commits the message, in log order; nil for other messages.
     public var catalogPlanId: String?
 
-    /// A message the fast path read: its fields and canonical bytes (the digests are set by it).
-    init(type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8], eventTime: Timestamp?) {
+    /// A message the fast path read: its fields, canonical bytes and digests.
+    init(
+        type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8], eventTime: Timestamp?,
+        keyDigest: PayloadDigest?, payloadDigest: PayloadDigest?
+    ) {
         self.type = type
         self.idempotencyKey = idempotencyKey
         self.resource = resource
         self.addressedPartition = nil
         self.payload = payload
         self.eventTime = eventTime
+        self.keyDigest = keyDigest
+        self.payloadDigest = payloadDigest
     }
 
     /// A decoded message and its JSON: stored in its canonical form, with its digests.

@@ -488,19 +488,21 @@ struct FastMessageReader {
         let timestampEnd = canonical.count
         append("}}")
 
-        var event = ValidatedEvent(
-            type: .usageReported, idempotencyKey: id.map(text),
-            resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
-            payload: canonical, eventTime: value.time)
-        if id != nil {
-            event.keyDigest = PayloadDigest.hash(event.idempotencyKey!)
+        // The digests first, so the event is made once, whole (changing it after copied it).
+        var digests: (key: PayloadDigest, payload: PayloadDigest)?
+        if let id {
+            let key = PayloadDigest.hash(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[id])))
             // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
-            event.payloadDigest = canonical.withUnsafeBytes {
+            let payload = canonical.withUnsafeBytes {
                 PayloadDigest.hash(
                     UnsafeRawBufferPointer(rebasing: $0[..<timestampStart]), UnsafeRawBufferPointer(rebasing: $0[timestampEnd...]))
             }
+            digests = (key, payload)
         }
-        return event
+        return ValidatedEvent(
+            type: .usageReported, idempotencyKey: id.map(text),
+            resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
+            payload: canonical, eventTime: value.time, keyDigest: digests?.key, payloadDigest: digests?.payload)
     }
 
     mutating func append(_ literal: StaticString) {
