@@ -451,9 +451,11 @@ final class Committer: @unchecked Sendable {
             case .events(let events, let answer):
                 var results: [AppendResult] = []
                 results.reserveCapacity(events.count)
-                // By index: `for event in events` would copy each event (a retain and a release of
-                // each of its strings and of its payload) only to read it.
-                for index in events.indices { results.append(decide(events[index])) }
+                // Through a buffer: `for event in events`, or `events[index]`, copied each event (a
+                // retain and a release of each of its strings and of its payload) only to read it.
+                events.withUnsafeBufferPointer { events in
+                    for index in events.indices { results.append(decide(events[index])) }
+                }
                 answers.append(.append(decided.count))
                 decided.append((answer, results))
             case .ticks(let reason, let completion):

@@ -131,14 +131,17 @@ final class IngestHandler: RequestHandler {
         var validIndexes: [Int] = []
         valid.reserveCapacity(batch.events.count)
         validIndexes.reserveCapacity(batch.events.count)
-        for (index, event) in batch.events.enumerated() {
-            if let error = Self.refusal(event, isAdmin: isAdmin) {
-                Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
-                ingestMetrics.refusals.labels(error.code.rawValue).add()
-                results[index] = .rejected(error)
-            } else if case .success(let validated) = event {
-                valid.append(validated)
-                validIndexes.append(index)
+        // Through a buffer: each event is read in place and copied once, into `valid`.
+        batch.events.withUnsafeBufferPointer { events in
+            for index in events.indices {
+                if let error = Self.refusal(events[index], isAdmin: isAdmin) {
+                    Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
+                    ingestMetrics.refusals.labels(error.code.rawValue).add()
+                    results[index] = .rejected(error)
+                } else if case .success(let validated) = events[index] {
+                    valid.append(validated)
+                    validIndexes.append(index)
+                }
             }
         }
         if let readStarted { ingestMetrics.addStep(.read, MonotonicClock.now() - readStarted) }
