@@ -144,7 +144,10 @@ extension PartitionState {
             let taken = min(left, pendingItems.values[position].quantity)
             pendingItems.values[position].quantity = pendingItems.values[position].quantity - taken
             pendingItems.values[position].withdrawn = pendingItems.values[position].withdrawn.saturatingAdding(taken)
-            if pendingItems.values[position].quantity == .zero { emptied.insert(slot) }
+            if pendingItems.values[position].quantity == .zero {
+                emptied.insert(slot)
+                countReportable(slot.hour, -1)
+            }
             left = left - taken
             effects?.append(.withdrawn(subscription: key, dimension: dimension, hour: slot.hour, quantity: taken))
         }

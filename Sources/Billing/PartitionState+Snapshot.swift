@@ -181,6 +181,8 @@ extension PartitionState {
             if item.quantity == .zero {
                 guard item.withdrawn > .zero else { throw SnapshotError("\(path(position)).quantity: an item of nothing") }
                 emptied.insert(slot)
+            } else {
+                countReportable(slot.hour, 1)
             }
         }
         pendingPerSubscription[key, default: 0] += items.count

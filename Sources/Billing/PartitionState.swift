@@ -86,6 +86,9 @@ public struct PartitionState: Sendable, Equatable {
     var openHours: Set<String> = []
     /// Slots of pending items a void emptied.
     var emptied: Set<Slot> = []
+    /// How many pending items with something to report (not emptied) each hour has, for a status
+    /// that counts the items at risk without visiting them all (`pendingCount(startedAtLeast:)`).
+    var reportableByHour: [Timestamp: Int] = [:]
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
@@ -124,12 +127,19 @@ public struct PartitionState: Sendable, Equatable {
 
     /// The number of pending items (as `pending` lists them) whose hour started `age` microseconds
     /// or more before `now`, without listing or sorting them: for a status answered often.
+    /// Visits the hours that hold items, not the items (half a million of them in a catch-up over
+    /// 100,000 subscriptions, under the lock the partition's fold waits for).
     public func pendingCount(startedAtLeast age: Int64, before now: Timestamp) -> Int {
         var count = 0
-        for (slot, item) in pendingItems where item.quantity > .zero && now.microseconds - slot.hour.microseconds >= age {
-            count += 1
-        }
+        for (hour, items) in reportableByHour where now.microseconds - hour.microseconds >= age { count += items }
         return count
+    }
+
+    /// Counts an item of `hour` that now has something to report (`change` 1) or no longer has
+    /// (`change` -1: emptied or settled).
+    mutating func countReportable(_ hour: Timestamp, _ change: Int) {
+        let count = (reportableByHour[hour] ?? 0) + change
+        reportableByHour[hour] = count == 0 ? nil : count
     }
 
     /// Whether the slot `(dimension, hour)` of the subscription keyed `key` holds an item not yet
@@ -297,11 +307,13 @@ public struct PartitionState: Sendable, Equatable {
                 rejected.append(RejectedItem(item: item, status: "Overflow", reason: Self.overflowReason, at: now))
                 return
             }
+            if pendingItems.values[existing].quantity == .zero { countReportable(hour, 1) }
             pendingItems.values[existing].quantity = sum
             emptied.remove(slot)
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         } else {
             pendingItems[slot] = PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: terms)
+            countReportable(hour, 1)
             pendingPerSubscription[key, default: 0] += 1
             effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
         }
@@ -342,6 +354,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Removes a settled item from the pending list and returns it; nil when it was not pending.
     mutating func settle(_ slot: Slot) -> ReadyItem? {
         guard let item = pendingItems.removeValue(forKey: slot)?.ready(slot) else { return nil }
+        if item.quantity > .zero { countReportable(slot.hour, -1) }
         emptied.remove(slot)
         let left = (pendingPerSubscription[slot.subscription] ?? 1) - 1
         pendingPerSubscription[slot.subscription] = left > 0 ? left : nil

@@ -249,13 +249,18 @@ struct RandomLog {
                 $0.quantity > .zero && $0.effectiveStartTime == $0.effectiveStartTime.hourStart && $0.effectiveStartTime <= now
             },
             "seed \(seed)")
-        // The count of a status (items at risk) is the list's, without listing.
+        expectCountsOfPending(fold.state, "seed \(seed)")
+    }
+
+    /// The counts of a status (items at risk), kept per hour as items come and go, are the list's.
+    func expectCountsOfPending(_ state: PartitionState, _ comment: String) {
+        let pending = state.pending
         for hours: Int64 in [0, 1, 3, 20, 24] {
             let age = hours * Timestamp.microsecondsPerHour
             #expect(
-                fold.state.pendingCount(startedAtLeast: age, before: now)
+                state.pendingCount(startedAtLeast: age, before: now)
                     == pending.filter { now.microseconds - $0.effectiveStartTime.microseconds >= age }.count,
-                "seed \(seed): items pending \(hours) hours or more")
+                "\(comment): items pending \(hours) hours or more")
         }
     }
 
@@ -281,6 +286,8 @@ struct RandomLog {
         #expect(resumed == first, "seed \(seed): restore at \(split) differs")
         for record in records[split...] { resumed.apply(record) }
         #expect(resumed == fold.state, "seed \(seed): folding on from a snapshot at \(split) differs")
+        expectCountsOfPending(resumed, "seed \(seed): restored at \(split) and folded on")
+        expectCountsOfPending(try PartitionState(binarySnapshot: fold.state.binarySnapshot()), "seed \(seed): binary snapshot")
         #expect(try PartitionState(snapshot: fold.state.snapshot()) == fold.state, "seed \(seed)")
         try BinarySnapshotTests.expectRoundTrip(first, "seed \(seed): binary at \(split)")
         try BinarySnapshotTests.expectRoundTrip(fold.state, "seed \(seed): binary")
