@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SystemIO
 import Transport
 import Wire
 
@@ -458,7 +459,7 @@ enum Benchmark {
         let group = DispatchGroup()
         let socket = server.socket
         let commitBefore = (try? UnixClient(path: socket).call("status"))?["commit"]
-        let cpuBefore = cpuSeconds(server.process.processIdentifier)
+        let cpuBefore = ProcessCPU.seconds(server.process.processIdentifier)
         let start = Date()
         let runBytes = Array(name.utf8)
         checkSampleEventBytes()
@@ -531,7 +532,7 @@ enum Benchmark {
             progress("\(name): ingest commit counters so far: \(JSONWriter.string(commit))")
             if let steps = stepsPerGroup(before: commitBefore, after: commit) { progress("\(name): \(steps)") }
         }
-        if let before = cpuBefore, let after = cpuSeconds(server.process.processIdentifier), totals.events > 0 {
+        if let before = cpuBefore, let after = ProcessCPU.seconds(server.process.processIdentifier), totals.events > 0 {
             progress(
                 "\(name): meter-ingest used \(format((after - before) * 1000)) ms of CPU (user + system, /proc), \(String(format: "%.2f", (after - before) * 1e6 / Double(totals.events))) µs per event"
             )
@@ -545,17 +546,6 @@ enum Benchmark {
         default: description = "\(clients) concurrent clients, 1 event per request (group commit)"
         }
         return Row(name: name, description: description, events: totals.events, elapsed: elapsed, latencies: totals.latencies)
-    }
-
-    /// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`, or nil.
-    static func cpuSeconds(_ pid: Int32) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let end = text.lastIndex(of: ")")
-        else { return nil }
-        // After the command's closing parenthesis: the state is field 3; utime and stime are 14 and 15.
-        let fields = text[text.index(after: end)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Where ingest's time went during a case: each append step's microseconds (ingest's status,

@@ -1,5 +1,6 @@
 import Foundation
 import StackTestSupport
+import SystemIO
 import Testing
 import Transport
 import Wire
@@ -168,27 +169,16 @@ struct UpTests {
         #expect(Self.waitUntil(10) { !processes.contains(where: Self.alive) })
     }
 
-    /// CPU seconds process `pid` has used (user and system), from /proc.
-    static func cpuSeconds(_ pid: Int32) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let end = text.lastIndex(of: ")")
-        else { return nil }
-        // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
-        let fields = text[text.index(after: end)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
     @Test("supervising an idle stack costs meterctl up almost no CPU")
     func idleSupervision() throws {
         let home = StackHome()
         let up = try Self.up(home)
         defer { if up.isRunning { up.interrupt() } }
         try #require(Self.waitUntilRunning(home))
-        let before = try #require(Self.cpuSeconds(up.processIdentifier))
+        let before = try #require(ProcessCPU.seconds(up.processIdentifier))
         let started = Date()
         usleep(3_000_000)
-        let used = try #require(Self.cpuSeconds(up.processIdentifier)) - before
+        let used = try #require(ProcessCPU.seconds(up.processIdentifier)) - before
         let elapsed = Date().timeIntervalSince(started)
         // Waiting for five children is no work; spinning on them took about 40% of a core.
         #expect(used < 0.1 * elapsed, "meterctl up used \(used) s of CPU in \(elapsed) s")
