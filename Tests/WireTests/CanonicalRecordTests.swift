@@ -104,6 +104,34 @@ struct CanonicalRecordTests {
         }
     }
 
+    @Test("records of one answer repeating properties, more sets of them than are kept, each read as the decoder reads it")
+    func repeatedPropertiesReadAsDecoded() throws {
+        var random = SplitMix64(seed: 41)
+        var records: [String] = []
+        for index in 0..<400 {
+            // Twelve sets in a random order, some spelled as a prefix of another, some empty.
+            let set = Int(random.next() % 12)
+            let properties = set == 0 ? [] : (0...(set % 3)).map { #""k\#($0)":"v\#(set)""# }
+            let event =
+                #"{"type":"UsageReported","value":{"meterName":"m","properties":{\#(properties.joined(separator: ","))},"quantity":1,"resourceId":"s-\#(index)","timestamp":"2024-01-01T00:00:00Z"}}"#
+            records.append(Self.record(event, sequence: index))
+        }
+        let answer = Array(#"{"id":null,"ok":true,"records":[\#(records.joined(separator: ","))],"next":400,"log":"abc"}"#.utf8)
+        guard let frame = RecordFrameReader.read(answer) else {
+            Issue.record("the answer was not read")
+            return
+        }
+        #expect(frame.records.count == records.count)
+        for (record, read) in zip(records, frame.records) {
+            guard case .success(let expected) = try Self.decoded(record), case .success(let message) = read.message else {
+                Issue.record("not read: \(record)")
+                continue
+            }
+            #expect(message == expected, "\(record)")
+            #expect(Self.canonical(record) != nil, "the byte-for-byte path reads \(record)")
+        }
+    }
+
     @Test("the id's longest allowed length still takes the byte-for-byte path")
     func longestIdIsCanonical() throws {
         let event =

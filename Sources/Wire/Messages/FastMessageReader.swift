@@ -55,6 +55,10 @@ struct FastMessageReader {
     /// The properties of the usage report being read (`Value.hasProperties`), kept from one
     /// report to the next so that reading them allocates nothing.
     var properties: [(key: Range<Int>, value: Range<Int>)] = []
+    /// The properties of recent records of a `follow` answer, by their bytes (`recentProperties`),
+    /// and which of them the next new one replaces.
+    var propertiesSeen: [(span: Range<Int>, properties: [String: String])] = []
+    var propertiesReplaced = 0
     var enqueuedMemo = TimeMemo()
     var timestampMemo = TimeMemo()
     /// Reads a large list of events in two halves at once (`AppendFastPath.read`).
@@ -737,12 +741,15 @@ extension FastMessageReader {
         else { return nil }
         var properties: [String: String] = [:]
         if literal(#","properties":{"#), !literal("}") {
+            let start = index
+            self.properties.removeAll(keepingCapacity: true)
             repeat {
-                guard literal("\""), let key = stringBody(), literal(#":""#), let value = stringBody(),
-                    properties.updateValue(text(value), forKey: text(key)) == nil
-                else { return nil }
+                guard literal("\""), let key = stringBody(), literal(#":""#), let value = stringBody() else { return nil }
+                self.properties.append((key, value))
             } while literal(",")
             guard literal("}") else { return nil }
+            guard let read = recentProperties(start..<index) else { return nil }
+            properties = read
         }
         guard literal(#","quantity":"#), let number = number(),
             case .success(let quantity) = Quantity.parse(utf8: UnsafeBufferPointer(rebasing: bytes[number])), !quantity.isNegative
@@ -765,6 +772,32 @@ extension FastMessageReader {
             quantity: quantity, properties: properties)
         return Message(id: id, body: .usageReported(usage))
     }
+
+    /// The properties whose entries (`properties`) were just read from the bytes `span`, their
+    /// closing brace included: the dictionary of an earlier record of the answer with the very same
+    /// bytes when there is one (the records of an answer mostly repeat a few), else a new one,
+    /// kept for the next records. Nil when a key is repeated.
+    mutating func recentProperties(_ span: Range<Int>) -> [String: String]? {
+        for position in propertiesSeen.indices where bytes[propertiesSeen[position].span].elementsEqual(bytes[span]) {
+            return propertiesSeen[position].properties
+        }
+        var made: [String: String] = [:]
+        made.reserveCapacity(properties.count)
+        for (key, value) in properties {
+            guard made.updateValue(text(value), forKey: text(key)) == nil else { return nil }
+        }
+        if propertiesSeen.count < Self.propertiesKept {
+            propertiesSeen.append((span, made))
+        } else {
+            propertiesSeen[propertiesReplaced] = (span, made)
+            propertiesReplaced = (propertiesReplaced + 1) % Self.propertiesKept
+        }
+        return made
+    }
+
+    /// How many distinct sets of properties `recentProperties` keeps (compared byte for byte, in
+    /// turn, before a new one is made).
+    static let propertiesKept = 8
 
     /// A record with its members in any order, handed to `record` or `undecodable`; false when it
     /// is not one.
