@@ -17,6 +17,9 @@ public struct BillingRecord: Sendable {
     /// again with the name's own hash (a changed `message` leaves it stale, never wrong).
     public var nameHash: Int
 
+    /// `nameHash` as a lookup takes it: nil for none.
+    public var nameHint: Int? { nameHash == 0 ? nil : nameHash }
+
     /// A record of `partition` at `sequence`, enqueued at `enqueuedTime`.
     public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, message: Message) {
         self.partition = partition

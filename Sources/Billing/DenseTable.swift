@@ -104,10 +104,10 @@ package struct DenseTable<Key: Hashable, Value> {
     /// `subscript(key:default:)` looked up first from `hint`, a hash `key` probably has (the one a
     /// record carries, `BillingRecord.nameHash`), which saves hashing the key: a lookup that finds
     /// nothing from the hint is made again from the key's own hash, so a wrong hint costs a probe
-    /// and nothing else (a key is found only where it is). A hint of 0 is none.
-    @inlinable package subscript(key: Key, hint hint: Int, default defaultValue: @autoclosure () -> Value) -> Value {
+    /// and nothing else (a key is found only where it is).
+    @inlinable package subscript(key: Key, hint hint: Int?, default defaultValue: @autoclosure () -> Value) -> Value {
         get { index(forKey: key).map { storedValues[$0] } ?? defaultValue() }
-        _modify { yield &storedValues[position(of: key, hint: hint == 0 ? nil : hint, orAdding: defaultValue)] }
+        _modify { yield &storedValues[position(of: key, hint: hint, orAdding: defaultValue)] }
     }
 
     /// The position of `key` (looked up from `hint` first, when given), `value()` added under it

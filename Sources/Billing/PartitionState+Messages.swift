@@ -162,7 +162,7 @@ extension PartitionState {
     // MARK: - Usage
 
     mutating func reported(_ usage: UsageReported, record: BillingRecord, now: Timestamp) {
-        guard let index = index(for: usage.resource, hash: record.nameHash == 0 ? nil : record.nameHash) else {
+        guard let index = index(for: usage.resource, hash: record.nameHint) else {
             refuse(
                 record, .unknownSubscription, usage.resource,
                 "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")

@@ -38,8 +38,15 @@ extension PartitionState {
     /// for the three after it.
     package func prefetchSubscriptions(hashes: [Int], before position: Int) {
         guard readsAhead else { return }
-        for step in 0..<Self.readAheadSteps where position + Self.readAheadSteps - step < hashes.count {
-            prefetchSubscription(hash: hashes[position + Self.readAheadSteps - step], step: step)
+        Self.stepsAhead(before: position, of: hashes.count) { prefetchSubscription(hash: hashes[$0], step: $1) }
+    }
+
+    /// The read-ahead steps due before visiting position `position` of a walk over `count`
+    /// elements: `body(element, step)` for step `s` of the element `readAheadSteps - s` places
+    /// ahead, when there is one.
+    package static func stepsAhead(before position: Int, of count: Int, _ body: (_ element: Int, _ step: Int) -> Void) {
+        for step in 0..<readAheadSteps where position + readAheadSteps - step < count {
+            body(position + readAheadSteps - step, step)
         }
     }
 

@@ -61,7 +61,7 @@ public enum RecordCodec {
 
     /// Writes the encoded record at the start of `out`, which has room for `length(meta:payloadCount:)`
     /// bytes, and returns that length. Written in place (no array to grow): a commit group's
-    /// records are encoded into one buffer, in two halves at once when it is large.
+    /// records are encoded into one buffer sized ahead.
     public static func encode(
         partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: UnsafeRawBufferPointer, salt: UInt32,
         into out: UnsafeMutableRawBufferPointer

@@ -320,7 +320,7 @@ public struct PartitionView: Sendable {
         let step = UsageSeries.index(of: hour, in: period)
         // One lookup reaches all of the subscription's figures, changed in place.
         let (opened, seriesRecorded) = Self.recordUsage(
-            in: &subscriptionViews[key, hint: record.nameHash, default: SubscriptionView()], key: key, state: &state, period: period,
+            in: &subscriptionViews[key, hint: record.nameHint, default: SubscriptionView()], key: key, state: &state, period: period,
             meterName: meterName,
             hour: hour, parts: parts, series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
         if opened { openKeys.append(key) }
@@ -329,7 +329,7 @@ public struct PartitionView: Sendable {
         let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
         Self.record(
             seriesQuantity, meterName: meterName, kind: kind, step: step,
-            in: &subscriptionViews[key, hint: record.nameHash, default: SubscriptionView()].series,
+            in: &subscriptionViews[key, hint: record.nameHint, default: SubscriptionView()].series,
             period: period)
     }
 
@@ -458,10 +458,10 @@ public struct PartitionView: Sendable {
         var severalHours = false
         // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
         let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
-        let steps = state.readsAhead ? PartitionState.readAheadSteps : 0
+        let readsAhead = state.readsAhead
         for (position, key) in openKeys.enumerated() {
-            for step in 0..<steps where position + steps - step < hashes.count {
-                prefetchView(hash: hashes[position + steps - step], step: step)
+            if readsAhead {
+                PartitionState.stepsAhead(before: position, of: hashes.count) { prefetchView(hash: hashes[$0], step: $1) }
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }
             let first = closed.count

@@ -54,7 +54,7 @@ struct FastMessageReader {
     var canonical: [UInt8] = []
     /// The properties of the usage report being read (`Value.hasProperties`), kept from one
     /// report to the next so that reading them allocates nothing.
-    var properties: [(key: Range<Int>, value: Range<Int>)] = []
+    var propertyRanges: [(key: Range<Int>, value: Range<Int>)] = []
     /// The properties of recent records of a `follow` answer, by their bytes (`recentProperties`),
     /// and which of them the next new one replaces.
     var propertiesSeen: [(span: Range<Int>, properties: [String: String])] = []
@@ -434,7 +434,9 @@ struct FastMessageReader {
         guard let (id, value) = usageParts() else { return nil }
         let time = value.time
         var properties: [String: String] = [:]
-        for property in self.properties where value.hasProperties { properties[text(property.key)] = text(property.value) }
+        if value.hasProperties {
+            for property in propertyRanges { properties[text(property.key)] = text(property.value) }
+        }
         let usage = UsageReported(
             resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)), timestamp: time,
             meterName: text(value.meterName), quantity: value.quantity, properties: properties)
@@ -461,9 +463,9 @@ struct FastMessageReader {
         if value.hasProperties {
             append(#","properties":{"#)
             let bytes = bytes
-            properties.sort { bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key]) }
-            for position in properties.indices {
-                let property = properties[position]
+            propertyRanges.sort { bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key]) }
+            for position in propertyRanges.indices {
+                let property = propertyRanges[position]
                 if position > 0 { canonical.append(UInt8(ascii: ",")) }
                 canonical.append(UInt8(ascii: "\""))
                 canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.key]))
@@ -521,7 +523,7 @@ struct FastMessageReader {
         var time: Timestamp
         var meterName: Range<Int>
         var quantity: Quantity
-        /// A `properties` member was read: its entries are the reader's `properties`.
+        /// A `properties` member was read: its entries are the reader's `propertyRanges`.
         var hasProperties: Bool
     }
 
@@ -571,15 +573,15 @@ struct FastMessageReader {
             hasProperties: hasProperties)
     }
 
-    /// Reads a map of plain strings into `properties`; false when it is not one (or repeats a key).
+    /// Reads a map of plain strings into `propertyRanges`; false when it is not one (or repeats a key).
     mutating func propertyMap() -> Bool {
-        properties.removeAll(keepingCapacity: true)
+        propertyRanges.removeAll(keepingCapacity: true)
         guard expect(UInt8(ascii: "{")) else { return false }
         if expect(UInt8(ascii: "}")) { return true }
         repeat {
             guard let key = plainString(), expect(UInt8(ascii: ":")), let value = plainString() else { return false }
-            for earlier in properties where bytes[earlier.key].elementsEqual(bytes[key]) { return false }
-            properties.append((key, value))
+            for earlier in propertyRanges where bytes[earlier.key].elementsEqual(bytes[key]) { return false }
+            propertyRanges.append((key, value))
         } while expect(UInt8(ascii: ","))
         return expect(UInt8(ascii: "}"))
     }
@@ -742,10 +744,10 @@ extension FastMessageReader {
         var properties: [String: String] = [:]
         if literal(#","properties":{"#), !literal("}") {
             let start = index
-            self.properties.removeAll(keepingCapacity: true)
+            propertyRanges.removeAll(keepingCapacity: true)
             repeat {
                 guard literal("\""), let key = stringBody(), literal(#":""#), let value = stringBody() else { return nil }
-                self.properties.append((key, value))
+                propertyRanges.append((key, value))
             } while literal(",")
             guard literal("}") else { return nil }
             guard let read = recentProperties(start..<index) else { return nil }
@@ -773,7 +775,7 @@ extension FastMessageReader {
         return Message(id: id, body: .usageReported(usage))
     }
 
-    /// The properties whose entries (`properties`) were just read from the bytes `span`, their
+    /// The properties whose entries (`propertyRanges`) were just read from the bytes `span`, their
     /// closing brace included: the dictionary of an earlier record of the answer with the very same
     /// bytes when there is one (the records of an answer mostly repeat a few), else a new one,
     /// kept for the next records. Nil when a key is repeated.
@@ -782,8 +784,8 @@ extension FastMessageReader {
             return propertiesSeen[position].properties
         }
         var made: [String: String] = [:]
-        made.reserveCapacity(properties.count)
-        for (key, value) in properties {
+        made.reserveCapacity(propertyRanges.count)
+        for (key, value) in propertyRanges {
             guard made.updateValue(text(value), forKey: text(key)) == nil else { return nil }
         }
         if propertiesSeen.count < Self.propertiesKept {
