@@ -24,21 +24,22 @@ public struct PartitionRouter: Sendable {
 
     /// The partition for a message about `resource`.
     public func partition(for resource: ResourceName) -> Int {
-        if let id = resource.resourceId, let key = keysByResourceId[id] { return Self.partition(of: key, count: partitionCount) }
-        if let uri = resource.resourceUri, let key = keysByResourceUri[uri] { return Self.partition(of: key, count: partitionCount) }
-        return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
+        partition(for: resource, routeHash: resource.routeHash, pending: PartitionRouter(partitionCount: partitionCount))
     }
 
-    /// The partition for a message about `resource`, with `pending`'s routes (purchases not yet
-    /// durable) taking precedence over the known ones.
-    public func partition(for resource: ResourceName, pending: PartitionRouter) -> Int {
-        if let id = resource.resourceId, let key = pending.keysByResourceId[id] ?? keysByResourceId[id] {
-            return Self.partition(of: key, count: partitionCount)
+    /// The partition for a message about `resource` whose `routeHash` was taken before (where the
+    /// message was read), with `pending`'s routes (purchases not yet durable) taking precedence
+    /// over the known ones. A purchase maps a `resourceId` only to itself, so a message whose
+    /// `resourceId` is known, or that names no `resourceUri`, goes where that hash says, without
+    /// a lookup.
+    public func partition(for resource: ResourceName?, routeHash: UInt64, pending: PartitionRouter) -> Int {
+        if let resource, let uri = resource.resourceUri {
+            let idKnown = resource.resourceId.map { pending.keysByResourceId[$0] != nil || keysByResourceId[$0] != nil } ?? false
+            if !idKnown, let key = pending.keysByResourceUri[uri] ?? keysByResourceUri[uri] {
+                return Self.partition(of: key, count: partitionCount)
+            }
         }
-        if let uri = resource.resourceUri, let key = pending.keysByResourceUri[uri] ?? keysByResourceUri[uri] {
-            return Self.partition(of: key, count: partitionCount)
-        }
-        return Self.partition(of: resource.resourceId ?? resource.resourceUri ?? "", count: partitionCount)
+        return Int(routeHash % UInt64(partitionCount))
     }
 
     /// Takes `other`'s routes, which override this router's for the same names.
@@ -50,13 +51,8 @@ public struct PartitionRouter: Sendable {
     /// The number of names known from purchases.
     public var knownNames: Int { keysByResourceId.count + keysByResourceUri.count }
 
-    /// FNV-1a 64 of the key's UTF-8, modulo the partition count.
+    /// FNV-1a 64 of the key's UTF-8 (`ResourceName.routeHash(of:)`), modulo the partition count.
     public static func partition(of key: String, count: Int) -> Int {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int(hash % UInt64(count))
+        Int(ResourceName.routeHash(of: key) % UInt64(count))
     }
 }

@@ -404,7 +404,7 @@ final class Committer: @unchecked Sendable {
                 partition = addressed
             } else {
                 if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
-                partition = router.partition(for: event.resource ?? ResourceName(), pending: newRoutes)
+                partition = router.partition(for: event.resource, routeHash: event.routeHash, pending: newRoutes)
             }
             if case .event = attribution, let eventTime = event.eventTime,
                 eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
@@ -434,10 +434,13 @@ final class Committer: @unchecked Sendable {
         var keyed = 0
         for work in group {
             guard case .events(let events, _) = work else { continue }
-            for event in events {
-                guard let digest = event.keyDigest else { continue }
-                idempotency.prefetch(digest: digest)
-                keyed += 1
+            // In place: `for event in events` copied each event (its strings and payload retained).
+            events.withUnsafeBufferPointer { events in
+                for index in events.indices {
+                    guard let digest = events[index].keyDigest else { continue }
+                    idempotency.prefetch(digest: digest)
+                    keyed += 1
+                }
             }
         }
         newKeys = GroupKeys(capacity: keyed)

@@ -544,6 +544,50 @@ struct RoutingTests {
         #expect(router.partition(for: ResourceName(resourceId: "later-id", resourceUri: managedApp.resourceUri)) == managedPartition)
     }
 
+    @Test("a message read with its route hash lands where a lookup of its names puts it, with purchases known or pending")
+    func routeHashAgreesWithLookups() throws {
+        var known = PartitionRouter(partitionCount: 7)
+        var pending = PartitionRouter(partitionCount: 7)
+        known.learnPurchase(ResourceName(resourceId: "saas-1", resourceUri: "/apps/one"))
+        known.learnPurchase(ResourceName(resourceUri: "/apps/managed"))
+        pending.learnPurchase(ResourceName(resourceId: "saas-2", resourceUri: "/apps/two"))
+        pending.learnPurchase(ResourceName(resourceId: "saas-1", resourceUri: "/apps/moved"))
+        /// Every name's key as the purchases give it, `pending`'s first: the routing rule written out.
+        func expected(_ resource: ResourceName?) -> Int {
+            let keys: [String: String] = [
+                "id:saas-1": "saas-1", "id:saas-2": "saas-2", "uri:/apps/one": "saas-1", "uri:/apps/managed": "/apps/managed",
+                "uri:/apps/two": "saas-2", "uri:/apps/moved": "saas-1",
+            ]
+            let key =
+                resource?.resourceId.flatMap { keys["id:\($0)"] } ?? resource?.resourceUri.flatMap { keys["uri:\($0)"] }
+                ?? resource?.resourceId ?? resource?.resourceUri ?? ""
+            return PartitionRouter.partition(of: key, count: 7)
+        }
+        let ids: [String?] = [nil, "saas-1", "saas-2", "never-bought", "ünïcödé-id"]
+        let uris: [String?] = [nil, "/apps/one", "/apps/managed", "/apps/two", "/apps/moved", "/apps/unknown"]
+        var names: [ResourceName?] = [nil]
+        for id in ids {
+            for uri in uris where id != nil || uri != nil { names.append(ResourceName(resourceId: id, resourceUri: uri)) }
+        }
+        for name in names {
+            let hash = name?.routeHash ?? ResourceName.routeHash(of: "")
+            #expect(known.partition(for: name, routeHash: hash, pending: pending) == expected(name), "\(String(describing: name))")
+        }
+        // An event carries its name's hash from where it was read (the general path and the fast one).
+        let usage =
+            #"{"type":"UsageReported","value":{"resourceUri":"/apps/two","timestamp":"2026-12-06T10:00:00Z","meterName":"m","quantity":1}}"#
+        guard case .success(let event) = ValidatedEvent.decode(try JSONParser.parse(usage)) else {
+            Issue.record("the usage was refused")
+            return
+        }
+        let fast = try #require(AppendFastPath.readUsage(Array(usage.utf8)))
+        #expect(fast.routeHash == event.routeHash)
+        #expect(event.routeHash == ResourceName.routeHash(of: "/apps/two"))
+        #expect(
+            known.partition(for: event.resource, routeHash: event.routeHash, pending: pending)
+                == PartitionRouter.partition(of: "saas-2", count: 7))
+    }
+
     @Test("the partition hash is stable across runs and spreads keys")
     func stableHash() {
         #expect(

@@ -39,7 +39,8 @@ struct AppendFastPathTests {
                 #expect(a.payloadDigest == b.payloadDigest && a.keyDigest == b.keyDigest, sourceLocation: sourceLocation)
                 #expect(a.eventTime == b.eventTime, sourceLocation: sourceLocation)
                 #expect(
-                    a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.type == b.type, sourceLocation: sourceLocation)
+                    a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.routeHash == b.routeHash && a.type == b.type,
+                    sourceLocation: sourceLocation)
             case (.failure(let a), .failure(let b)):
                 #expect(a == b, sourceLocation: sourceLocation)
             default:

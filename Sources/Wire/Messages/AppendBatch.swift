@@ -3,7 +3,10 @@ public struct ValidatedEvent: Sendable {
     public var type: MessageType
     public var idempotencyKey: String?
     /// The resource that decides the partition, or nil for partition-addressed messages.
-    public var resource: ResourceName?
+    public private(set) var resource: ResourceName?
+    /// `resource`'s `routeHash` (of nothing without one), taken where the event is read, so the
+    /// committer, which places events one after another, need not hash their names.
+    public private(set) var routeHash: UInt64
     public var addressedPartition: Int?
     /// The message in its canonical form (`CanonicalJSON`): what the log stores.
     public var payload: [UInt8]
@@ -28,6 +31,7 @@ public struct ValidatedEvent: Sendable {
         self.type = type
         self.idempotencyKey = idempotencyKey
         self.resource = resource
+        self.routeHash = resource?.routeHash ?? ResourceName.routeHash(of: "")
         self.addressedPartition = nil
         self.payload = payload
         self.eventTime = eventTime
@@ -40,6 +44,7 @@ public struct ValidatedEvent: Sendable {
         self.type = message.type
         self.idempotencyKey = message.id
         self.resource = message.resource
+        self.routeHash = message.resource?.routeHash ?? ResourceName.routeHash(of: "")
         self.addressedPartition = message.addressedPartition
         self.payload = CanonicalJSON.bytes(json)
         switch message.body {

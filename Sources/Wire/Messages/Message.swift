@@ -9,6 +9,24 @@ public struct ResourceName: Hashable, Sendable, CustomStringConvertible {
         self.resourceUri = resourceUri
     }
 
+    /// The hash that places a message about this resource when no purchase routes it otherwise:
+    /// `routeHash(of:)` of its `resourceId`, else of its `resourceUri`, else of nothing.
+    public var routeHash: UInt64 { Self.routeHash(of: resourceId ?? resourceUri ?? "") }
+
+    /// FNV-1a 64 of `key`'s UTF-8: stable across processes and runs (ingest's partition of a
+    /// subscription is this modulo the partition count).
+    public static func routeHash(of key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { bytes in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x100_0000_01b3
+            }
+            return hash
+        }
+    }
+
     public var description: String {
         switch (resourceId, resourceUri) {
         case (let id?, let uri?): return "\(id) (\(uri))"
