@@ -693,6 +693,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         while true {
             condition.lock()
             guard !closed, !inbox.isEmpty else {
+                stopLingeringLocked()
                 setBusyLocked(false)
                 var handlers: [@Sendable () -> Void] = []
                 if !closed && readEOF {
@@ -707,6 +708,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 // The peer is not reading its answers: the next request waits (still counted as
                 // busy) until a flush makes room, so what it would answer is never built.
                 awaitingOutput = true
+                stopLingeringLocked()
                 condition.unlock()
                 return
             }
@@ -715,6 +717,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 inboxBytes -= payload.count
                 serving = true
                 finishedWhileServing = false
+                holdSocketLocked()
             }
             if readPaused && !readEOF && inbox.count < server.configuration.maximumQueuedRequests / 2
                 && inboxBytes < server.configuration.inputHighWater / 2
@@ -726,6 +729,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
             switch item {
             case .protocolError(let error):
                 condition.lock()
+                stopLingeringLocked()
                 output.append(frame: Response.error(id: nil, error))
                 closeAfterFlush = true
                 let handlers = flushLocked()
@@ -738,6 +742,8 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 }
                 let finished = condition.withLock { () -> Bool in
                     serving = false
+                    // Answered later: this thread stops reading the socket (the I/O thread does).
+                    if !finishedWhileServing { stopLingeringLocked() }
                     return finishedWhileServing
                 }
                 // Answered later, from another thread: `requestFinished` goes on there.
@@ -751,13 +757,15 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// client's next request and reads it on this thread, when this is the only busy connection:
     /// a client that sends one request at a time then wakes this thread directly, instead of the
     /// I/O thread that would hand the request to another worker (two thread wake-ups on the way
-    /// to the disk's sync instead of one).
+    /// to the disk's sync instead of one). The socket stays this thread's while it serves what it
+    /// read (`holdSocketLocked`); it gives it back (`stopLingeringLocked`) when it stops reading it.
     private func linger() {
         let lingers = reading.withLock { _ -> Bool in
             condition.lock()
             guard server.configuration.lingerMilliseconds > 0, !closed, inbox.isEmpty, !readEOF, !readPaused, !streaming,
                 unsentLocked == 0, server.busyConnections.load(ordering: .relaxed) == 1
             else {
+                stopLingeringLocked()
                 condition.unlock()
                 return false
             }
@@ -777,14 +785,35 @@ public final class SocketConnection: Connection, @unchecked Sendable {
                 if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
             }
             condition.lock()
-            lingering = false
-            if descriptorCloseDeferred {
-                descriptorCloseDeferred = false
-                Glibc.close(fd)
-            }
-            updateInterestLocked()
+            // A request read: served on this thread, the socket still this thread's to read.
+            if inbox.isEmpty || closed || readEOF || readPaused { stopLingeringLocked() }
             condition.unlock()
         }
+    }
+
+    /// When this is the only busy connection, the worker about to serve its request takes the
+    /// socket from the I/O thread (`lingering`) before it serves: the client's next request, sent
+    /// as soon as the answer reaches it, waits in the socket for this worker's `linger` instead of
+    /// waking the I/O thread, which would queue it for this worker anyway. One `epoll_ctl` when a
+    /// worker starts serving the connection; none per request while it goes on.
+    private func holdSocketLocked() {
+        guard !lingering, server.configuration.lingerMilliseconds > 0, !closed, !readEOF, !readPaused, !streaming,
+            server.busyConnections.load(ordering: .relaxed) == 1
+        else { return }
+        lingering = true
+        updateInterestLocked()
+    }
+
+    /// The lingering worker stops reading the socket: the I/O thread watches it again, and a
+    /// descriptor whose close waited for the worker is closed now.
+    private func stopLingeringLocked() {
+        guard lingering else { return }
+        lingering = false
+        if descriptorCloseDeferred {
+            descriptorCloseDeferred = false
+            Glibc.close(fd)
+        }
+        updateInterestLocked()
     }
 
     // MARK: helpers (condition held)

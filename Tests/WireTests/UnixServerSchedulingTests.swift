@@ -15,12 +15,15 @@ import Wire
 private final class EchoHandler: RequestHandler, @unchecked Sendable {
     let answersLater: Bool
     let takesOnIOThread: Bool
+    /// Microseconds the serving thread goes on working after it sent an answer, before `done`.
+    let workAfterAnswer: UInt32
     private let lock = NSLock()
     private var takenOnIOThread: [Int] = []
     private var offered: [Int] = []
-    init(answersLater: Bool = false, takesOnIOThread: Bool = false) {
+    init(answersLater: Bool = false, takesOnIOThread: Bool = false, workAfterAnswer: UInt32 = 0) {
         self.answersLater = answersLater
         self.takesOnIOThread = takesOnIOThread
+        self.workAfterAnswer = workAfterAnswer
     }
 
     /// The `n` of the frames offered on the I/O thread, and of those taken there.
@@ -48,6 +51,7 @@ private final class EchoHandler: RequestHandler, @unchecked Sendable {
             }
         } else {
             connection.send(answer)
+            if workAfterAnswer > 0 { usleep(workAfterAnswer) }
             done()
         }
     }
@@ -61,14 +65,14 @@ private final class EchoServer {
 
     let handler: EchoHandler
 
-    init(lingerMilliseconds: Int32, answersLater: Bool = false, takesOnIOThread: Bool = false) throws {
+    init(lingerMilliseconds: Int32, answersLater: Bool = false, takesOnIOThread: Bool = false, workAfterAnswer: UInt32 = 0) throws {
         directory = "/tmp/linger-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/echo.sock"
         var configuration = UnixServer.Configuration()
         configuration.lingerMilliseconds = lingerMilliseconds
         let descriptor = try UnixSocket.listen(path: path, mode: 0o600)
-        handler = EchoHandler(answersLater: answersLater, takesOnIOThread: takesOnIOThread)
+        handler = EchoHandler(answersLater: answersLater, takesOnIOThread: takesOnIOThread, workAfterAnswer: workAfterAnswer)
         server = try UnixServer(
             listeners: [Listener(descriptor: descriptor, name: "client")], configuration: configuration, handler: handler)
         server.start()
@@ -105,11 +109,24 @@ struct UnixServerLingerTests {
         let echo = try EchoServer(lingerMilliseconds: 200)
         let client = try UnixClient(path: echo.path)
         for n in 0..<300 { #expect(try roundTrip(client, n) == n) }
-        // All but the first are read by a lingering worker when the machine is quiet; under load
-        // the I/O thread may read the next request before the worker starts waiting (189 of 299
-        // once, with the whole suite running beside other work): more than a third still shows
-        // the worker waits on the socket and reads.
-        #expect(echo.server.requestsReadWhileLingering > 100)
+        // All but the first are read by the lingering worker: the I/O thread does not watch the
+        // socket while the worker serves what it read, so it cannot take the next request first
+        // (it did, 110 of 299 times once, when it watched the socket again before serving). Only
+        // a stall longer than the 200 ms wait would hand one back to the I/O thread.
+        #expect(echo.server.requestsReadWhileLingering >= 295)
+    }
+
+    @Test("a request the waiting worker read keeps the socket its own: the next one, sent while it still works, is read by it too")
+    func socketStaysWithTheWorker() throws {
+        // The handler works 2 ms after each answer (as ingest remembers a group's keys after
+        // answering it), while the client sends its next request at once.
+        let echo = try EchoServer(lingerMilliseconds: 200, workAfterAnswer: 2_000)
+        let client = try UnixClient(path: echo.path)
+        for n in 0..<50 { #expect(try roundTrip(client, n) == n) }
+        // When the I/O thread watched the socket while the worker served, it read every next
+        // request itself, in those 2 ms, and queued it for the worker (0 read by the worker, in
+        // two runs before the worker kept the socket).
+        #expect(echo.server.requestsReadWhileLingering >= 45)
     }
 
     @Test("requests answered from another thread are read by the I/O thread, in order")
