@@ -776,19 +776,37 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         }
         guard lingers else { return }
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
-        reading.withLock { decoder in
-            if ready > 0 && !condition.withLock({ closed }) {
-                withUnsafeTemporaryAllocation(byteCount: 16 << 10, alignment: 1) { buffer in
-                    _ = readOnce(into: buffer, decoder: &decoder, onIOThread: false)
-                }
-                if condition.withLock({ !inbox.isEmpty }) { server.lingeringReads.add(1, ordering: .relaxed) }
-            }
-            condition.lock()
-            // A request read: served on this thread, the socket still this thread's to read.
-            if inbox.isEmpty || closed || readEOF || readPaused { stopLingeringLocked() }
-            condition.unlock()
+        var ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
+        // A request larger than one read (a batch of events) is read whole here, waiting up to the
+        // same time for each next part (the poll outside the lock, which a hang-up on the I/O
+        // thread takes), rather than handed to the I/O thread and from it to another worker.
+        while reading.withLock({ decoder in readLingering(ready: ready > 0, decoder: &decoder) }) {
+            ready = poll(&entry, 1, server.configuration.lingerMilliseconds)
         }
+    }
+
+    /// One turn of `linger`, with the socket readable or not (`ready`): reads what is there and
+    /// returns whether a request is begun but not yet whole, so the worker waits for the rest;
+    /// otherwise the request read is served on this thread, with the socket still its own, or the
+    /// socket goes back to the I/O thread.
+    private func readLingering(ready: Bool, decoder: inout FrameDecoder) -> Bool {
+        func done() -> Bool { condition.withLock { !inbox.isEmpty || closed || readEOF || readPaused } }
+        if ready && !condition.withLock({ closed }) {
+            withUnsafeTemporaryAllocation(byteCount: 64 << 10, alignment: 1) { buffer in
+                while readOnce(into: buffer, decoder: &decoder, onIOThread: false) && !done() {}
+            }
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        let stopped = closed || readEOF || readPaused
+        if !inbox.isEmpty { server.lingeringReads.add(1, ordering: .relaxed) }
+        // Waits for the rest while this is still the only busy connection (else the I/O thread
+        // reads on, and this worker serves others).
+        if inbox.isEmpty && !stopped && ready && decoder.bufferedByteCount > 0 && server.busyConnections.load(ordering: .relaxed) == 1 {
+            return true
+        }
+        if inbox.isEmpty || stopped { stopLingeringLocked() }
+        return false
     }
 
     /// When this is the only busy connection, the worker about to serve its request takes the

@@ -173,6 +173,23 @@ struct UnixServerLingerTests {
         #expect(try roundTrip(client, 3) == 3)
     }
 
+    @Test("a request larger than one read, sent in parts, is read whole by the waiting worker")
+    func largeFrameReadByTheWorker() throws {
+        let echo = try EchoServer(lingerMilliseconds: 500)
+        let client = try UnixClient(path: echo.path)
+        #expect(try roundTrip(client, 1) == 1)
+        let before = echo.server.requestsReadWhileLingering
+        let bytes = FrameEncoder.frame(Array(#"{"op":"echo","n":2,"pad":"\#(String(repeating: "x", count: 300_000))"}"#.utf8))
+        for part in stride(from: 0, to: bytes.count, by: 100_000) {
+            try client.sendRaw(Array(bytes[part..<min(part + 100_000, bytes.count)]))
+            usleep(20_000)
+        }
+        #expect(try client.receive()["n"]?.intValue == 2)
+        // Read in many parts, each waited for by the worker: one request read while lingering.
+        #expect(echo.server.requestsReadWhileLingering == before + 1)
+        #expect(try roundTrip(client, 3) == 3)
+    }
+
     @Test("a client that hangs up while the worker waits is closed, and others are served after it")
     func hangUpWhileWaiting() throws {
         let echo = try EchoServer(lingerMilliseconds: 2000)
