@@ -122,27 +122,32 @@ final class IngestHandler: RequestHandler {
     /// `readStarted`: when a worker began reading the request (the `read` step ends as the events
     /// go to the committer).
     private func append(
-        _ batch: AppendBatch, on connection: any Connection, isAdmin: Bool, commitsHere: Bool = true, readStarted: Double? = nil,
+        _ batch: consuming AppendBatch, on connection: any Connection, isAdmin: Bool, commitsHere: Bool = true, readStarted: Double? = nil,
         done: @escaping @Sendable () -> Void
     ) {
         let requestID = batch.id
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
-        var valid: [ValidatedEvent] = []
-        var validIndexes: [Int] = []
-        valid.reserveCapacity(batch.events.count)
-        validIndexes.reserveCapacity(batch.events.count)
-        // Through a buffer: each event is read in place and copied once, into `valid`.
-        batch.events.withUnsafeBufferPointer { events in
-            for index in events.indices {
-                if let error = Self.refusal(events[index], isAdmin: isAdmin) {
-                    Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
-                    ingestMetrics.refusals.labels(error.code.rawValue).add()
-                    results[index] = .rejected(error)
-                } else if case .success(let validated) = events[index] {
-                    valid.append(validated)
-                    validIndexes.append(index)
+        // Moved out of the batch: no event is copied on its way to the committer.
+        var (valid, validIndexes, refused) = batch.separated()
+        if !isAdmin, valid.contains(where: { $0.type.isClientMessage == false }) {
+            // An internal message on the client socket (rare): refused alone, the others kept.
+            var kept: [ValidatedEvent] = []
+            var keptIndexes: [Int] = []
+            for (event, index) in zip(valid, validIndexes) {
+                if let error = Self.refusal(.success(event), isAdmin: false) {
+                    refused.append((index, error))
+                } else {
+                    kept.append(event)
+                    keptIndexes.append(index)
                 }
             }
+            (valid, validIndexes) = (kept, keptIndexes)
+            refused.sort { $0.place < $1.place }
+        }
+        for (index, error) in refused {
+            Log.notice("rejected event \(index) of an append on \(connection.listener) from \(connection.peer): \(error)")
+            ingestMetrics.refusals.labels(error.code.rawValue).add()
+            results[index] = .rejected(error)
         }
         if let readStarted { ingestMetrics.addStep(.read, MonotonicClock.now() - readStarted) }
         if valid.isEmpty {

@@ -170,6 +170,11 @@ struct IngestHandlerTests {
         let ping = #"{"type":"Ping","value":{"partitionId":"0","reason":"test"}}"#
         let onClient = try #require(try ingest.append([ping])["results"]?.arrayValue)
         #expect(onClient.first?["status"] == "rejected" && onClient.first?["error"]?["code"] == "forbidden")
+        // Among others: only the internal message and the unreadable one are refused, each in its place.
+        let mixed = try #require(
+            try ingest.append([Self.purchase, ping, #"{"type":"Bogus"}"#, Self.usage("u-m", "2")])["results"]?.arrayValue)
+        #expect(mixed.map { $0["status"]?.stringValue } == ["accepted", "rejected", "rejected", "accepted"])
+        #expect(mixed[1]["error"]?["code"] == "forbidden" && mixed[2]["error"]?["code"] == "invalid_event")
         let onAdmin = try #require(try ingest.append([ping], on: IngestHandler.adminListener)["results"]?.arrayValue)
         #expect(onAdmin.first?["status"] == "accepted")
         let client = MemoryConnection(listener: IngestHandler.clientListener)

@@ -120,6 +120,27 @@ struct AppendFastPathTests {
         Self.expectSame(batch, frame)
         #expect(batch.events.count == 9)
         #expect(batch.id == ["n": [1, 2]])
+        // Separated for the committer: the events moved out in order with their places, the refusals by place.
+        let copy = batch
+        let (events, places, refused) = batch.separated()
+        #expect(
+            Set(places + refused.map(\.place)) == Set(0..<9) && places == places.sorted()
+                && refused.map(\.place) == refused.map(\.place).sorted())
+        #expect(places.count == events.count && Set(places).isDisjoint(with: refused.map(\.place)))
+        for (event, place) in zip(events, places) {
+            guard case .success(let original) = copy.events[place] else {
+                Issue.record("event \(place) was refused in the batch but separated as read")
+                continue
+            }
+            #expect(event.payload == original.payload && event.idempotencyKey == original.idempotencyKey)
+        }
+        for (place, error) in refused {
+            guard case .failure(let original) = copy.events[place] else {
+                Issue.record("event \(place) was read in the batch but separated as refused")
+                continue
+            }
+            #expect(error == original)
+        }
     }
 
     @Test("what the fast path does not read alone goes to the general path: other ops, a byte-order mark, repeated keys, bad JSON")

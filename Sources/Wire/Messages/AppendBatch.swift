@@ -88,6 +88,32 @@ public struct AppendBatch: Sendable {
         }
     }
 
+    /// The events read, moved out of the batch (none copied, so no event's strings and payload are
+    /// retained again), with the place of each in the request, and the refusals by place.
+    public consuming func separated() -> (events: [ValidatedEvent], places: [Int], refused: [(place: Int, error: WireError)]) {
+        var valid: [ValidatedEvent] = []
+        var places: [Int] = []
+        var refused: [(place: Int, error: WireError)] = []
+        valid.reserveCapacity(events.count)
+        places.reserveCapacity(events.count)
+        for place in events.indices {
+            switch Self.take(&events[place]) {
+            case .success(let event):
+                valid.append(event)
+                places.append(place)
+            case .failure(let error): refused.append((place, error))
+            }
+        }
+        return (valid, places, refused)
+    }
+
+    /// What `slot` held, moved out, with a refusal made of constants left in its place.
+    static func take(_ slot: inout Result<ValidatedEvent, WireError>) -> Result<ValidatedEvent, WireError> {
+        var taken = Result<ValidatedEvent, WireError>.failure(WireError(.internalError, "taken"))
+        swap(&taken, &slot)
+        return taken
+    }
+
     /// The events of a decoded `append` request, each validated and kept in its canonical form.
     public static func from(_ request: Request) -> Result<AppendBatch, RequestError> {
         guard let events = request["events"]?.arrayValue else {

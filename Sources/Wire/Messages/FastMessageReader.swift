@@ -341,8 +341,10 @@ struct FastMessageReader {
                     if let rest = reader.elementsToEnd() { second = (rest, reader.index) }
                 })
             if unreadable { return nil }
-            if reachedSplit, let second {
-                events += second.events
+            if reachedSplit, var second {
+                // Moved, not copied: a copy retained each event's strings and payload again.
+                events.reserveCapacity(events.count + second.events.count)
+                for position in second.events.indices { events.append(AppendBatch.take(&second.events[position])) }
                 index = second.end
                 return events
             }
