@@ -291,7 +291,7 @@ final class Committer: @unchecked Sendable {
         }
 
         /// A `UsageVoided` checked and placed (one record per key), or the answer why not.
-        func placeVoid(_ event: ValidatedEvent) -> AppendResult {
+        func placeVoid(_ event: borrowing ValidatedEvent) -> AppendResult {
             let plan = planVoid(
                 event, lookup: { newKeys[$0] ?? idempotency.lookup(digest: $0) },
                 placed: { position in
@@ -321,7 +321,7 @@ final class Committer: @unchecked Sendable {
 
         /// A `PlanDefined` numbered and placed in the catalog's partition; the same plan as the
         /// newest version is answered as a duplicate of it.
-        func placeDefinition(_ event: ValidatedEvent, planId: String) -> AppendResult {
+        func placeDefinition(_ event: borrowing ValidatedEvent, planId: String) -> AppendResult {
             guard event.payload.count <= PlanCatalog.maximumDefinitionBytes else {
                 return .rejected(
                     WireError(.invalidEvent, "value.plan: a catalog plan takes at most \(PlanCatalog.maximumDefinitionBytes) bytes"))
@@ -356,15 +356,17 @@ final class Committer: @unchecked Sendable {
         var decided: [(answer: Answer, results: [AppendResult])] = []
         var duplicates = 0
         var conflicts = 0
-        /// What an event of an append comes to: placed, a duplicate, a conflict, or refused.
-        func decide(_ event: ValidatedEvent) -> AppendResult {
-            if event.type == .usageVoided {
-                return placeVoid(event)
+        /// What an event of an append comes to: placed, a duplicate, a conflict, or refused. Read
+        /// in place through the buffer: an event passed by value was copied for the call (the
+        /// compiler cannot see that nothing writes the buffer meanwhile), its strings retained.
+        func decide(_ events: UnsafeBufferPointer<ValidatedEvent>, _ index: Int) -> AppendResult {
+            if events[index].type == .usageVoided {
+                return placeVoid(events[index])
             }
-            if let key = event.idempotencyKey, let digest = event.keyDigest,
+            if let key = events[index].idempotencyKey, let digest = events[index].keyDigest,
                 let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
             {
-                if IdempotencyIndex.samePayload(original.payloadDigest, event.payloadDigest) {
+                if IdempotencyIndex.samePayload(original.payloadDigest, events[index].payloadDigest) {
                     duplicates += 1
                     return .duplicate(original)
                 }
@@ -372,24 +374,24 @@ final class Committer: @unchecked Sendable {
                 return .conflict(original, key: key)
             }
             // Only the payload may change (a catalog plan written out whole): no copy of the event.
-            var payload = event.payload
-            if let planId = event.catalogPlanId {
-                if event.type == .planDefined {
-                    return placeDefinition(event, planId: planId)
+            var payload = events[index].payload
+            if let planId = events[index].catalogPlanId {
+                if events[index].type == .planDefined {
+                    return placeDefinition(events[index], planId: planId)
                 }
                 // A purchase or plan change naming a catalog plan: stored with the plan whole,
                 // as defined before it in the log. Its key's digest stays that of the message
                 // as sent, so a resend is still a duplicate after the plan got a new version.
                 guard let entry = newDefinitions[planId] ?? catalog[planId],
-                    let expanded = PlanCatalog.expanded(event.payload, type: event.type, with: entry)
+                    let expanded = PlanCatalog.expanded(events[index].payload, type: events[index].type, with: entry)
                 else {
-                    return .rejected(PlanCatalog.unknown(planId, type: event.type))
+                    return .rejected(PlanCatalog.unknown(planId, type: events[index].type))
                 }
                 payload = expanded
             }
             let partition: Int
-            if var addressed = event.addressedPartition {
-                if event.type == .ping && addressed >= partitions.count {
+            if var addressed = events[index].addressedPartition {
+                if events[index].type == .ping && addressed >= partitions.count {
                     // A tick from a deployment with more partitions (the reference's samples
                     // name partition 7): it only moves time, so any partition may carry it.
                     addressed %= partitions.count
@@ -403,10 +405,10 @@ final class Committer: @unchecked Sendable {
                 }
                 partition = addressed
             } else {
-                if event.isPurchase, let resource = event.resource { newRoutes.learnPurchase(resource) }
-                partition = router.partition(for: event.resource, routeHash: event.routeHash, pending: newRoutes)
+                if events[index].isPurchase, let resource = events[index].resource { newRoutes.learnPurchase(resource) }
+                partition = router.partition(for: events[index].resource, routeHash: events[index].routeHash, pending: newRoutes)
             }
-            if case .event = attribution, let eventTime = event.eventTime,
+            if case .event = attribution, let eventTime = events[index].eventTime,
                 eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
             {
                 let enqueued = time(for: partition)
@@ -416,13 +418,14 @@ final class Committer: @unchecked Sendable {
                         "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
                     ))
             }
-            let keyDigest = event.idempotencyKey == nil ? nil : event.keyDigest
+            let keyDigest = events[index].idempotencyKey == nil ? nil : events[index].keyDigest
             // The meta goes into the record with its last use: not copied (its strings retained).
             let position = place(
                 partition,
                 meta: RecordMeta(
-                    idempotencyKey: event.idempotencyKey, purchasedResource: event.isPurchase ? event.resource : nil,
-                    payloadDigest: event.idempotencyKey == nil ? nil : event.payloadDigest, keyDigest: keyDigest),
+                    idempotencyKey: events[index].idempotencyKey,
+                    purchasedResource: events[index].isPurchase ? events[index].resource : nil,
+                    payloadDigest: events[index].idempotencyKey == nil ? nil : events[index].payloadDigest, keyDigest: keyDigest),
                 payload: payload)
             if let keyDigest { newKeys.set(keyDigest, position) }
             return .accepted(position)
@@ -457,7 +460,7 @@ final class Committer: @unchecked Sendable {
                 // Through a buffer: `for event in events`, or `events[index]`, copied each event (a
                 // retain and a release of each of its strings and of its payload) only to read it.
                 events.withUnsafeBufferPointer { events in
-                    for index in events.indices { results.append(decide(events[index])) }
+                    for index in events.indices { results.append(decide(events, index)) }
                 }
                 answers.append(.append(decided.count))
                 decided.append((answer, results))
