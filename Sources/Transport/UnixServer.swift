@@ -391,9 +391,12 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// The peer hung up while reading was paused: the socket is no longer watched.
     private var detached = false
     private var streaming = false
-    /// A worker is waiting on the socket for this connection's next request (`linger`): the
-    /// I/O thread does not read it meanwhile.
+    /// A worker is waiting on the socket for this connection's next request (`linger`), or
+    /// serving the request it read there: the I/O thread does not read it meanwhile.
     private var lingering = false
+    /// The peer hung up while a worker held the socket: epoll stopped watching it (`hungUp`),
+    /// and watches it again if the worker gives it back without having read the end.
+    private var detachedWhileLingering = false
     /// Whether the server's `busyConnections` counts it now.
     private var counted = false
     /// Whether a request's `done` came while `processNext` was still in its handler: that
@@ -531,6 +534,7 @@ public final class SocketConnection: Connection, @unchecked Sendable {
             // A worker waits on the socket and reads the end itself; epoll, which reports a
             // hang-up whatever it is asked for, would report it again and again until then.
             detached = true
+            detachedWhileLingering = true
             epoll_ctl(server.epollFD, EPOLL_CTL_DEL, fd, nil)
             condition.unlock()
             return
@@ -830,6 +834,17 @@ public final class SocketConnection: Connection, @unchecked Sendable {
         if descriptorCloseDeferred {
             descriptorCloseDeferred = false
             Glibc.close(fd)
+        }
+        if detachedWhileLingering {
+            detachedWhileLingering = false
+            if !closed && !readEOF {
+                // The peer hung up while this worker served (a stream it started, say), and the
+                // worker reads no more: the I/O thread reads the end, as for any connection.
+                detached = false
+                var event = cwire_epoll_event(0, id)
+                epoll_ctl(server.epollFD, EPOLL_CTL_ADD, fd, &event)
+                interest = 0
+            }
         }
         updateInterestLocked()
     }

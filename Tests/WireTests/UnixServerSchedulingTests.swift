@@ -43,6 +43,12 @@ private final class EchoHandler: RequestHandler, @unchecked Sendable {
     }
 
     func handle(_ request: Request, on connection: any Connection, done: @escaping @Sendable () -> Void) {
+        if request.op == "stream" {
+            // A stream that takes a moment to start and never sends: only the peer's hang-up ends it.
+            connection.markStreaming()
+            usleep(50_000)
+            return
+        }
         let answer = Response.ok(id: request.id, JSONObject(["n": request["n"] ?? .null]))
         if answersLater {
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) {
@@ -188,6 +194,17 @@ struct UnixServerLingerTests {
         // Read in many parts, each waited for by the worker: one request read while lingering.
         #expect(echo.server.requestsReadWhileLingering == before + 1)
         #expect(try roundTrip(client, 3) == 3)
+    }
+
+    @Test("a client that starts a stream and hangs up while the worker still serves it is closed")
+    func hangUpWhileServing() throws {
+        let echo = try EchoServer(lingerMilliseconds: 200)
+        do {
+            let client = try UnixClient(path: echo.path)
+            try client.sendRaw(FrameEncoder.frame(Array(#"{"op":"stream"}"#.utf8)))
+            usleep(10_000)  // the worker has it, the socket held, when the client goes
+        }
+        #expect(echo.eventually { echo.server.connectionCount == 0 })
     }
 
     @Test("a client that hangs up while the worker waits is closed, and others are served after it")
