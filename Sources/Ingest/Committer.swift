@@ -527,15 +527,7 @@ final class Committer: @unchecked Sendable {
             ingestMetrics.bytes.add(records.reduce(0) { $0 + $1.payload.count })
         }
         condition.withLock {
-            // Each key's slots asked for a few keys ahead of its insert (the lines asked for while
-            // deciding have mostly left the cache by now, behind the group's records).
-            let entries = newKeys.entries
-            let ahead = 16
-            for index in entries.indices.prefix(ahead) { idempotency.prefetch(digest: entries[index].digest) }
-            for index in entries.indices {
-                if index + ahead < entries.count { idempotency.prefetch(digest: entries[index + ahead].digest) }
-                idempotency.remember(digest: entries[index].digest, at: entries[index].position)
-            }
+            idempotency.remember(newKeys.entries)
             // A process taking the index's file over after a crash remembers only the keys after these.
             if idempotency.isKeptInFile && !records.isEmpty { idempotency.cover(log.storedPartitions.map(\.nextSequence)) }
             router.adopt(newRoutes)

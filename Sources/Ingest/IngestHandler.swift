@@ -106,10 +106,13 @@ final class IngestHandler: RequestHandler {
     private static func refusal(_ event: borrowing Result<ValidatedEvent, WireError>, isAdmin: Bool) -> WireError? {
         switch event {
         case .failure(let error): return error
-        case .success(let validated):
-            guard !isAdmin, !validated.type.isClientMessage else { return nil }
-            return WireError(.forbidden, "\(validated.type.rawValue) is an internal message: append it on the admin socket")
+        case .success(let validated): return isAdmin ? nil : forbiddenOnClientSocket(validated.type)
         }
+    }
+
+    /// Why the client socket refuses a message of `type`: an internal message; nil for a client's.
+    private static func forbiddenOnClientSocket(_ type: MessageType) -> WireError? {
+        type.isClientMessage ? nil : WireError(.forbidden, "\(type.rawValue) is an internal message: append it on the admin socket")
     }
 
     private func append(_ request: Request, on connection: any Connection, isAdmin: Bool, done: @escaping @Sendable () -> Void) {
@@ -129,12 +132,12 @@ final class IngestHandler: RequestHandler {
         var results = [AppendResult?](repeating: nil, count: batch.events.count)
         // Moved out of the batch: no event is copied on its way to the committer.
         var (valid, validIndexes, refused) = batch.separated()
-        if !isAdmin, valid.contains(where: { $0.type.isClientMessage == false }) {
+        if !isAdmin, valid.contains(where: { !$0.type.isClientMessage }) {
             // An internal message on the client socket (rare): refused alone, the others kept.
             var kept: [ValidatedEvent] = []
             var keptIndexes: [Int] = []
             for (event, index) in zip(valid, validIndexes) {
-                if let error = Self.refusal(.success(event), isAdmin: false) {
+                if let error = Self.forbiddenOnClientSocket(event.type) {
                     refused.append((index, error))
                 } else {
                     kept.append(event)
