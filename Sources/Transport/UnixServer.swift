@@ -432,12 +432,16 @@ public final class SocketConnection: Connection, @unchecked Sendable {
     /// True once the connection is closed (by either side).
     public var isClosed: Bool { condition.withLock { closed } }
 
-    /// Marks the current request as a stream: when the peer hangs up the connection closes at once.
+    /// Marks the current request as a stream: when the peer hangs up the connection closes at once,
+    /// and it closes now if the peer has gone already (its end read before the stream began, by
+    /// the I/O thread, which reports it no more).
     public func markStreaming() {
-        condition.withLock {
-            streaming = true
-            updateCountLocked()
-        }
+        condition.lock()
+        streaming = true
+        updateCountLocked()
+        let handlers = readEOF ? closeLocked() : []
+        condition.unlock()
+        for handler in handlers { handler() }
     }
 
     /// Runs `handler` once when the connection closes (at once if it is closed already).

@@ -49,6 +49,16 @@ private final class EchoHandler: RequestHandler, @unchecked Sendable {
             usleep(50_000)
             return
         }
+        if request.op == "latestream" {
+            // The same, started only after `n` milliseconds (the peer may be gone by then).
+            usleep(UInt32(request["n"]?.intValue ?? 0) * 1000)
+            connection.markStreaming()
+            return
+        }
+        if request.op == "sleep" {
+            // Busy for `n` milliseconds before answering.
+            usleep(UInt32(request["n"]?.intValue ?? 0) * 1000)
+        }
         let answer = Response.ok(id: request.id, JSONObject(["n": request["n"] ?? .null]))
         if answersLater {
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) {
@@ -205,6 +215,23 @@ struct UnixServerLingerTests {
             usleep(10_000)  // the worker has it, the socket held, when the client goes
         }
         #expect(echo.eventually { echo.server.connectionCount == 0 })
+    }
+
+    @Test("a client that hangs up before its stream starts, the end read by the I/O thread meanwhile, is closed")
+    func hangUpBeforeStreamStarts() throws {
+        let echo = try EchoServer(lingerMilliseconds: 200)
+        // Another connection busy meanwhile: the stream's worker does not hold its socket, so the
+        // I/O thread reads the hang-up while the handler has not started the stream yet.
+        let other = try UnixClient(path: echo.path)
+        try other.sendRaw(FrameEncoder.frame(Array(#"{"op":"sleep","n":400}"#.utf8)))
+        usleep(30_000)  // read and counted busy by then
+        do {
+            let client = try UnixClient(path: echo.path)
+            try client.sendRaw(FrameEncoder.frame(Array(#"{"op":"latestream","n":150}"#.utf8)))
+            usleep(30_000)
+        }
+        #expect(echo.eventually { echo.server.connectionCount == 1 })
+        #expect(try other.receive()["n"]?.intValue == 400)
     }
 
     @Test("a client that hangs up while the worker waits is closed, and others are served after it")
