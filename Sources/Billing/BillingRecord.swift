@@ -20,16 +20,16 @@ public struct BillingRecord: Sendable {
     /// `nameHash` as a lookup takes it: nil for none.
     public var nameHint: Int? { nameHash == 0 ? nil : nameHash }
 
-    /// A record of `partition` at `sequence`, enqueued at `enqueuedTime`.
-    public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, message: Message) {
+    /// A record of `partition` at `sequence`, enqueued at `enqueuedTime`. The message is taken
+    /// (`consuming`): the readers of the log make millions, and a copy retains all it holds.
+    public init(partition: Int, sequence: UInt64, enqueuedTime: Timestamp, message: consuming Message) {
         self.partition = partition
         self.sequence = sequence
         self.enqueuedTime = enqueuedTime
-        if case .usageReported(let usage) = message.body, let name = usage.resource.resourceId {
-            nameHash = DenseTable<String, Subscription>.hash(name)
-        } else {
-            nameHash = 0
-        }
         self.message = message
+        nameHash = 0
+        if case .usageReported(let usage) = self.message.body, let name = usage.resource.resourceId {
+            nameHash = DenseTable<String, Subscription>.hash(name)
+        }
     }
 }

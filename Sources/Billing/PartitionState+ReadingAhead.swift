@@ -25,7 +25,9 @@ extension PartitionState {
     /// even call `prefetch`.
     public var readsAhead: Bool { subscriptions.count >= readAheadFrom }
 
-    /// `prefetch`'s step `step` for the subscription whose key hashes to `hash`.
+    /// `prefetch`'s step `step` for the subscription whose key hashes to `hash`. Inlined: called
+    /// from a method of a type holding the state, a call passed a copy of the whole state.
+    @inline(__always)
     package func prefetchSubscription(hash: Int, step: Int) {
         subscriptions.prefetch(hash: hash, step: step) { subscription in
             prefetchArray(at: subscription + Self.metersOffset, bytes: 5 * MemoryLayout<Meter>.stride)

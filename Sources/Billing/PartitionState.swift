@@ -138,8 +138,12 @@ public struct PartitionState: Sendable, Equatable {
     /// Counts an item of `hour` that now has something to report (`change` 1) or no longer has
     /// (`change` -1: emptied or settled).
     mutating func countReportable(_ hour: Timestamp, _ change: Int) {
-        let count = (reportableByHour[hour] ?? 0) + change
-        reportableByHour[hour] = count == 0 ? nil : count
+        // Changed in place: one lookup (and one hash) where reading then writing took two.
+        func changed(_ count: inout Int) -> Bool {
+            count += change
+            return count == 0
+        }
+        if changed(&reportableByHour[hour, default: 0]) { reportableByHour[hour] = nil }
     }
 
     /// Whether the slot `(dimension, hour)` of the subscription keyed `key` holds an item not yet
@@ -196,7 +200,9 @@ public struct PartitionState: Sendable, Equatable {
     }
 
     private mutating func closeHours(now: Timestamp) {
-        var stillOpen: Set<String> = []
+        // Sized at once: the set would otherwise grow (rehashing all it holds) several times over
+        // while an hour of a large partition closes.
+        var stillOpen = Set<String>(minimumCapacity: openHours.count)
         let attribution = self.attribution
         // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
         let keys = Array(openHours)
@@ -206,11 +212,14 @@ public struct PartitionState: Sendable, Equatable {
             let key = keys[position]
             guard let index = subscriptions.index(forKey: key, hash: hashes[position]) else { continue }
             let closed = inPlace(index) { $0.closeHours(now: now, attribution: attribution) }
-            let subscription = subscriptions.values[index]
-            for hour in closed { makeReady(hour, of: subscription, key: key, now: now) }
-            if !subscription.openHours.isEmpty {
+            // What follows reads the subscription in place: a copy would retain all it holds.
+            if !closed.isEmpty {
+                let terms = subscriptions.values[index].namesAndPlan
+                for hour in closed { makeReady(hour, terms: terms, key: key, now: now) }
+            }
+            if !subscriptions.values[index].openHours.isEmpty {
                 stillOpen.insert(key)
-            } else if subscription.deleted {
+            } else if subscriptions.values[index].deleted {
                 removeIfFinished(key)
             }
         }
@@ -285,10 +294,13 @@ public struct PartitionState: Sendable, Equatable {
 
     /// Turns an hour's overage into ready items for that hour.
     mutating func makeReady(_ hour: OpenHour, of subscription: Subscription, key: String, now: Timestamp) {
+        makeReady(hour, terms: subscription.namesAndPlan, key: key, now: now)
+    }
+
+    /// Turns an hour's overage into ready items for that hour, for a subscription of `terms`.
+    mutating func makeReady(_ hour: OpenHour, terms: Boxed<Subscription.NamesAndPlan>, key: String, now: Timestamp) {
         for overage in hour.overage {
-            makeReady(
-                key: key, terms: subscription.namesAndPlan, dimension: overage.dimension, hour: hour.start,
-                quantity: overage.quantity, now: now)
+            makeReady(key: key, terms: terms, dimension: overage.dimension, hour: hour.start, quantity: overage.quantity, now: now)
         }
     }
 

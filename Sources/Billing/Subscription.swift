@@ -309,7 +309,9 @@ struct Subscription: Equatable, Sendable {
             } else {
                 meters[index].report(gauge: usage.quantity)
             }
-            parts?.append(contentsOf: meters[index].parts(of: usage.quantity, after: .zero, overage: [], netted: []))
+            if parts != nil {
+                parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: .zero, overage: [], netted: []) })
+            }
             return .recorded(openedHour: false, hour: base, previous: inPrevious)
         case .sum(let dimension, let included) where !inPrevious && credits.isEmpty:
             return reportSum(usage.quantity, meter: index, dimension: dimension, included: included, base: base, parts: &parts)
@@ -317,7 +319,7 @@ struct Subscription: Equatable, Sendable {
             break
         }
         let consumed = inPrevious ? meters[index].previous!.consumed : meters[index].usage.consumed
-        guard let (total, overage) = meters[index].overage(of: usage.quantity, after: consumed) else { return .overflow }
+        guard let (total, overage) = meter(index, { $0.overage(of: usage.quantity, after: consumed) }) else { return .overflow }
         let opened = openHours.isEmpty
         if !overage.isEmpty {
             // Credits absorb overage first; the rest goes to its hour, all of it or nothing.
@@ -341,10 +343,10 @@ struct Subscription: Equatable, Sendable {
             for entry in reported { _ = add(entry.overage.dimension, entry.overage.quantity, hour: entry.hour) }
             if inPrevious { previous!.credits = credits } else { self.credits = credits }
             if parts != nil {
-                parts?.append(contentsOf: meters[index].parts(of: usage.quantity, after: consumed, overage: overage, netted: netted))
+                parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: consumed, overage: overage, netted: netted) })
             }
         } else if parts != nil {
-            parts?.append(contentsOf: meters[index].parts(of: usage.quantity, after: consumed, overage: [], netted: []))
+            parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: consumed, overage: [], netted: []) })
         }
         if inPrevious {
             meters[index].previous!.consumed = total
@@ -354,6 +356,13 @@ struct Subscription: Equatable, Sendable {
             for piece in overage { meters[index].usage.billed.add(piece.dimension, piece.quantity) }
         }
         return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: inPrevious)
+    }
+
+    /// `body` with the meter at `index` in place, to read it: a method called on `meters[index]`
+    /// (or on the element of a buffer pointer) copied the whole meter first, retaining every string
+    /// and array it holds, on every usage report. `inout` reaches the element where it is.
+    private mutating func meter<Result>(_ index: Int, _ body: (inout Meter) -> Result) -> Result {
+        body(&meters[index])
     }
 
     /// The common case of `report` without allocating: a summed meter of the current period, no

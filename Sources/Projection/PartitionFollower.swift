@@ -233,7 +233,7 @@ public final class PartitionFollower: @unchecked Sendable {
         let end = RecordFrameReader.read(
             frame,
             record: { _, sequence, time, message in
-                records.append(BillingRecord(partition: partition, sequence: sequence, enqueuedTime: time, message: message))
+                records.append(BillingRecord(partition: partition, sequence: sequence, enqueuedTime: time, message: consume message))
             },
             undecodable: { _, sequence, _, error in
                 if undecodable == nil { undecodable = (sequence, error) }

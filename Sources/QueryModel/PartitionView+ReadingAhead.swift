@@ -13,7 +13,9 @@ extension PartitionView {
         prefetchView(hash: hash, step: step)
     }
 
-    /// `prefetch`'s step `step` for the read model's entry of the subscription whose key hashes to `hash`.
+    /// `prefetch`'s step `step` for the read model's entry of the subscription whose key hashes to
+    /// `hash`. Inlined: a call from a mutating method passed a copy of the whole view.
+    @inline(__always)
     func prefetchView(hash: Int, step: Int) {
         subscriptionViews.prefetch(hash: hash, step: step) { view in
             prefetchArray(at: view + Self.openOffset, bytes: 4 * MemoryLayout<OpenUsage>.stride)

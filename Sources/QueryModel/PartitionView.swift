@@ -460,8 +460,12 @@ public struct PartitionView: Sendable {
         let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
         let readsAhead = state.readsAhead
         for (position, key) in openKeys.enumerated() {
+            // A loop, not `PartitionState.stepsAhead`: its closure, calling a method of `self`
+            // in this mutating method, copied the whole view (every table's reference) per call.
             if readsAhead {
-                PartitionState.stepsAhead(before: position, of: hashes.count) { prefetchView(hash: hashes[$0], step: $1) }
+                for step in 0..<PartitionState.readAheadSteps where position + PartitionState.readAheadSteps - step < hashes.count {
+                    prefetchView(hash: hashes[position + PartitionState.readAheadSteps - step], step: step)
+                }
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }
             let first = closed.count

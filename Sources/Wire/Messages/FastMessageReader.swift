@@ -728,7 +728,7 @@ extension FastMessageReader {
             let sequence = unsigned(), literal(#","enqueuedTime":""#), let timeText = stringBody(),
             let time = self.time(timeText, memo: &enqueuedMemo), literal(#","event":"#), let message = canonicalUsage(), literal("}")
         else { return false }
-        each(Int(partition), sequence, time, message)
+        each(Int(partition), sequence, time, consume message)
         return true
     }
 
@@ -774,7 +774,7 @@ extension FastMessageReader {
         let usage = UsageReported(
             resource: ResourceName(resourceId: resourceId, resourceUri: resourceUri), timestamp: time, meterName: text(meterName),
             quantity: quantity, properties: properties)
-        return Message(id: id, body: .usageReported(usage))
+        return Message(id: id, body: .usageReported(consume usage))
     }
 
     /// The properties whose entries (`propertyRanges`) were just read from the bytes `span`, their

@@ -361,15 +361,17 @@ public enum MessageType: String, Sendable, Hashable, CaseIterable {
 
 /// A message of the event log: the envelope `{"type": T, "value": {...}, "id"?: key}`.
 public struct Message: Hashable, Sendable {
+    /// The rarer messages larger than a usage report are boxed (`indirect`): a message is as
+    /// large as its largest case, and the folds move millions of usage reports.
     public enum Body: Hashable, Sendable {
-        case subscriptionPurchased(SubscriptionPurchased)
+        indirect case subscriptionPurchased(SubscriptionPurchased)
         case usageReported(UsageReported)
         case subscriptionDeleted(ResourceName)
-        case usageSubmittedToAPI(UsageSubmittedToAPI)
+        indirect case usageSubmittedToAPI(UsageSubmittedToAPI)
         case removeUnprocessedMessages(RemoveUnprocessedMessages)
         case ping(Ping)
         case planChanged(PlanChanged)
-        case usageVoided(UsageVoided)
+        indirect case usageVoided(UsageVoided)
         case planDefined(PlanDefined)
     }
 
