@@ -4,9 +4,10 @@ import Wire
 extension PartitionView {
     /// `PartitionState.prefetch` for the billing state, and the same steps for the subscription's
     /// entry of the read model (its slot; its key and entry; its open usage, breakdown and
-    /// series), which folding a usage event reads next. A hint: changes nothing.
+    /// series), which folding a usage event reads next. A hint: changes nothing. For a fold to
+    /// call when `state.readsAhead` (asked once per batch: asked here, it was a call into the
+    /// billing module at every step).
     public mutating func prefetch(_ record: UnsafePointer<BillingRecord>, step: Int) {
-        guard state.readsAhead else { return }
         let hash = record.pointee.nameHash
         guard hash != 0 else { return }
         state.prefetchSubscription(hash: hash, step: step)
