@@ -103,6 +103,7 @@ extension Benchmark {
     /// from the snapshot it wrote at SIGTERM.
     static func aggregatorCatchUpAndRestart(home: String, total: Int) throws -> (catchUp: Double, restart: Double) {
         let (first, catchUp) = try startAggregator(home: home, total: total)
+        reportCatchUpCPU("meter-aggregator", first, records: total)
         first.terminate()
         first.waitUntilExit()
         progress("meter-aggregator: restarting from the snapshot written at SIGTERM")

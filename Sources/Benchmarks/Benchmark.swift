@@ -359,6 +359,16 @@ enum Benchmark {
         throw Failure("\(executable) did not catch up in 900 s")
     }
 
+    /// Prints the CPU a follower used from its start until it caught up with `records` records
+    /// (user + system of all its threads, from /proc), and that per record: the catch-up's wall
+    /// time alone says little on a shared machine, whose speed drifts from minute to minute.
+    static func reportCatchUpCPU(_ name: String, _ process: Process, records: Int) {
+        guard let seconds = ProcessCPU.seconds(process.processIdentifier), records > 0 else { return }
+        progress(
+            "\(name) used \(format(seconds * 1000)) ms of CPU (user + system, /proc) from start to caught up, \(String(format: "%.2f", seconds * 1e6 / Double(records))) µs per record"
+        )
+    }
+
     final class IngestServer {
         nonisolated(unsafe) static var store = StoreChoice()
         nonisolated(unsafe) static var started = 0

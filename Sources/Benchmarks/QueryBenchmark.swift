@@ -100,6 +100,7 @@ extension Benchmark {
 
         progress("query: folding \(total) records with a fresh meter-query")
         let (query, catchUp) = try startQuery(home: server.home, total: total)
+        reportCatchUpCPU("query: meter-query", query, records: total)
         var rows: [Row] = [
             Row(
                 name: "query-catch-up",
