@@ -40,15 +40,33 @@ extension PartitionState {
     /// for the three after it.
     package func prefetchSubscriptions(hashes: [Int], before position: Int) {
         guard readsAhead else { return }
-        Self.stepsAhead(before: position, of: hashes.count) { prefetchSubscription(hash: hashes[$0], step: $1) }
+        for (element, step) in Self.stepsAhead(before: position, of: hashes.count) {
+            prefetchSubscription(hash: hashes[element], step: step)
+        }
     }
 
     /// The read-ahead steps due before visiting position `position` of a walk over `count`
-    /// elements: `body(element, step)` for step `s` of the element `readAheadSteps - s` places
-    /// ahead, when there is one.
-    package static func stepsAhead(before position: Int, of count: Int, _ body: (_ element: Int, _ step: Int) -> Void) {
-        for step in 0..<readAheadSteps where position + readAheadSteps - step < count {
-            body(position + readAheadSteps - step, step)
+    /// elements: `(element, step)` for step `s` of the element `readAheadSteps - s` places ahead,
+    /// when there is one. A sequence for a plain `for` loop, not a closure: a closure calling a
+    /// method of `self` from a mutating method copied all of `self` at every call.
+    package static func stepsAhead(before position: Int, of count: Int) -> StepsAhead {
+        StepsAhead(position: position, count: count)
+    }
+
+    /// `stepsAhead(before:of:)`'s steps.
+    package struct StepsAhead: Sequence, IteratorProtocol {
+        let position: Int
+        let count: Int
+        var step = 0
+
+        package mutating func next() -> (element: Int, step: Int)? {
+            while step < PartitionState.readAheadSteps {
+                let current = step
+                step += 1
+                let element = position + PartitionState.readAheadSteps - current
+                if element < count { return (element, current) }
+            }
+            return nil
         }
     }
 

@@ -460,11 +460,9 @@ public struct PartitionView: Sendable {
         let hashes = openKeys.map { DenseTable<String, SubscriptionView>.hash($0) }
         let readsAhead = state.readsAhead
         for (position, key) in openKeys.enumerated() {
-            // A loop, not `PartitionState.stepsAhead`: its closure, calling a method of `self`
-            // in this mutating method, copied the whole view (every table's reference) per call.
             if readsAhead {
-                for step in 0..<PartitionState.readAheadSteps where position + PartitionState.readAheadSteps - step < hashes.count {
-                    prefetchView(hash: hashes[position + PartitionState.readAheadSteps - step], step: step)
+                for (element, step) in PartitionState.stepsAhead(before: position, of: hashes.count) {
+                    prefetchView(hash: hashes[element], step: step)
                 }
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }

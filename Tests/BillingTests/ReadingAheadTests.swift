@@ -84,6 +84,24 @@ struct ReadingAheadTests {
         #expect(plain.subscriptionCount > 30)
     }
 
+    @Test(
+        "a walk gives each element every step, in order, one visit apart, in the three visits before its own",
+        arguments: [0, 1, 2, 3, 4, 9])
+    func stepsOfAWalk(count: Int) {
+        var steps: [(element: Int, step: Int, visit: Int)] = []
+        for position in 0..<count {
+            for (element, step) in PartitionState.stepsAhead(before: position, of: count) { steps.append((element, step, position)) }
+        }
+        #expect(steps.allSatisfy { $0.element < count && $0.element > $0.visit })
+        for element in 0..<count {
+            let mine = steps.filter { $0.element == element }
+            // Step s before visiting the element `readAheadSteps - s` places behind it, when the walk has it.
+            let expected = (0..<PartitionState.readAheadSteps).filter { element - PartitionState.readAheadSteps + $0 >= 0 }
+            #expect(mine.map(\.step) == expected, "element \(element)")
+            #expect(mine.map(\.visit) == expected.map { element - PartitionState.readAheadSteps + $0 }, "element \(element)")
+        }
+    }
+
     @Test("a record carrying the hash of another name still finds its subscription, read ahead or not")
     func wrongHashFallsBack() {
         var fold = Fold()
