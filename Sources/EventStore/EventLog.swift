@@ -173,12 +173,39 @@ public final class EventLog: @unchecked Sendable {
         public var time: Timestamp
         public var meta: RecordMeta
         public var payload: [UInt8]
+        /// Where the record's idempotency key is in `payload`, when `meta` holds none (a usage
+        /// report read on ingest's fast path, whose canonical form holds its key unescaped): the
+        /// key goes to the log without a string made of it.
+        public var keyInPayload: Range<Int>?
 
-        public init(partition: Int, time: Timestamp, meta: RecordMeta, payload: [UInt8]) {
+        public init(partition: Int, time: Timestamp, meta: RecordMeta, payload: [UInt8], keyInPayload: Range<Int>? = nil) {
+            precondition(
+                keyInPayload == nil || (meta.idempotencyKey == nil && keyInPayload!.clamped(to: payload.indices) == keyInPayload!),
+                "EventLog.Pending: a key in the payload must lie in it, and meta must hold none")
             self.partition = partition
             self.time = time
             self.meta = meta
             self.payload = payload
+            self.keyInPayload = keyInPayload
+        }
+
+        /// The record's length in the log.
+        public var encodedLength: Int {
+            RecordCodec.length(
+                meta: meta, keyCount: keyInPayload?.count ?? meta.idempotencyKey?.utf8.count ?? 0, payloadCount: payload.count)
+        }
+
+        /// Writes the record at the start of `out` (room for `encodedLength` bytes); returns its length.
+        public func encode(sequence: UInt64, salt: UInt32, into out: UnsafeMutableRawBufferPointer) -> Int {
+            payload.withUnsafeBytes { payload in
+                if let keyInPayload {
+                    return RecordCodec.encode(
+                        partition: partition, sequence: sequence, time: time, meta: meta,
+                        key: UnsafeRawBufferPointer(rebasing: payload[keyInPayload]), payload: payload, salt: salt, into: out)
+                }
+                return RecordCodec.encode(
+                    partition: partition, sequence: sequence, time: time, meta: meta, payload: payload, salt: salt, into: out)
+            }
         }
     }
 
@@ -209,7 +236,7 @@ public final class EventLog: @unchecked Sendable {
         var length = 0
         for index in records.indices {
             let partition = records[index].partition
-            let count = RecordCodec.length(meta: records[index].meta, payloadCount: records[index].payload.count)
+            let count = records[index].encodedLength
             placed.append((partition, next[partition], length, count))
             next[partition] += 1
             length += count
@@ -229,12 +256,9 @@ public final class EventLog: @unchecked Sendable {
             let bytes = UnsafeMutableRawBufferPointer(storage)
             for index in records.indices {
                 let place = placed[index]
-                records[index].payload.withUnsafeBytes { payload in
-                    _ = RecordCodec.encode(
-                        partition: place.partition, sequence: place.sequence, time: records[index].time, meta: records[index].meta,
-                        payload: payload, salt: segment.salt,
-                        into: UnsafeMutableRawBufferPointer(rebasing: bytes[place.offset..<place.offset + place.length]))
-                }
+                _ = records[index].encode(
+                    sequence: place.sequence, salt: segment.salt,
+                    into: UnsafeMutableRawBufferPointer(rebasing: bytes[place.offset..<place.offset + place.length]))
             }
             initialized = length
         }

@@ -38,9 +38,15 @@ public enum RecordCodec {
 
     /// The encoded length of a record.
     public static func length(meta: RecordMeta, payloadCount: Int) -> Int {
+        length(meta: meta, keyCount: meta.idempotencyKey?.utf8.count ?? 0, payloadCount: payloadCount)
+    }
+
+    /// The length of a record whose idempotency key is `keyCount` bytes given apart from `meta`
+    /// (`EventLog.Pending.keyInPayload`).
+    public static func length(meta: RecordMeta, keyCount: Int, payloadCount: Int) -> Int {
         let limit = Int(UInt16.max)
         return fixedHeaderLength + (meta.payloadDigest == nil ? 0 : digestLength) + (meta.keyDigest == nil ? 0 : digestLength)
-            + min(meta.idempotencyKey?.utf8.count ?? 0, limit) + min(meta.purchasedResource?.resourceId?.utf8.count ?? 0, limit)
+            + min(keyCount, limit) + min(meta.purchasedResource?.resourceId?.utf8.count ?? 0, limit)
             + min(meta.purchasedResource?.resourceUri?.utf8.count ?? 0, limit) + payloadCount
     }
 
@@ -66,8 +72,27 @@ public enum RecordCodec {
         partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, payload: UnsafeRawBufferPointer, salt: UInt32,
         into out: UnsafeMutableRawBufferPointer
     ) -> Int {
+        guard var key = meta.idempotencyKey else {
+            return encode(
+                partition: partition, sequence: sequence, time: time, meta: meta, key: nil, payload: payload, salt: salt, into: out)
+        }
+        return key.withUTF8 { key in
+            encode(
+                partition: partition, sequence: sequence, time: time, meta: meta, key: UnsafeRawBufferPointer(key), payload: payload,
+                salt: salt, into: out)
+        }
+    }
+
+    /// `encode(partition:sequence:time:meta:payload:salt:into:)` with the idempotency key's bytes
+    /// given apart (`meta.idempotencyKey` is not read): a key kept in the payload is written
+    /// without a string made of it.
+    public static func encode(
+        partition: Int, sequence: UInt64, time: Timestamp, meta: RecordMeta, key: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer,
+        salt: UInt32, into out: UnsafeMutableRawBufferPointer
+    ) -> Int {
         let limit = Int(UInt16.max)
-        let count = length(meta: meta, payloadCount: payload.count)
+        let key = key.map { UnsafeRawBufferPointer(rebasing: $0.prefix(limit)) }
+        let count = length(meta: meta, keyCount: key?.count ?? 0, payloadCount: payload.count)
         precondition(out.count >= count, "RecordCodec.encode: \(out.count) bytes of room for a record of \(count)")
         var flags: UInt16 = meta.purchasedResource == nil ? 0 : purchaseFlag
         if meta.payloadDigest != nil { flags |= payloadDigestFlag }
@@ -91,7 +116,7 @@ public enum RecordCodec {
         put(UInt64(bitPattern: time.microseconds))
         put(UInt16(truncatingIfNeeded: partition))
         put(flags)
-        put(UInt16(min(meta.idempotencyKey?.utf8.count ?? 0, limit)))
+        put(UInt16(key?.count ?? 0))
         put(UInt16(min(meta.purchasedResource?.resourceId?.utf8.count ?? 0, limit)))
         put(UInt16(min(meta.purchasedResource?.resourceUri?.utf8.count ?? 0, limit)))
         put(UInt16(0))
@@ -103,7 +128,10 @@ public enum RecordCodec {
             put(digest.high)
             put(digest.low)
         }
-        put(meta.idempotencyKey)
+        if let key {
+            UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: key)
+            at += key.count
+        }
         put(meta.purchasedResource?.resourceId)
         put(meta.purchasedResource?.resourceUri)
         UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: payload)

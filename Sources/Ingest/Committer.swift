@@ -280,13 +280,15 @@ final class Committer: @unchecked Sendable {
             times[partition] = time
             return time
         }
-        func place(_ partition: Int, meta: consuming RecordMeta, payload: [UInt8]) -> IdempotencyIndex.Position {
+        func place(_ partition: Int, meta: consuming RecordMeta, payload: [UInt8], keyInPayload: Range<Int>? = nil)
+            -> IdempotencyIndex.Position
+        {
             let enqueued = time(for: partition)
             let sequence = partitions[partition].nextSequence + placedCount[partition]
             placedCount[partition] += 1
             let position = IdempotencyIndex.Position(
                 partition: partition, sequence: sequence, enqueuedTime: enqueued, payloadDigest: meta.payloadDigest)
-            records.append(EventLog.Pending(partition: partition, time: enqueued, meta: meta, payload: payload))
+            records.append(EventLog.Pending(partition: partition, time: enqueued, meta: meta, payload: payload, keyInPayload: keyInPayload))
             return position
         }
 
@@ -363,18 +365,19 @@ final class Committer: @unchecked Sendable {
             if events[index].type == .usageVoided {
                 return placeVoid(events[index])
             }
-            if let key = events[index].idempotencyKey, let digest = events[index].keyDigest,
-                let original = newKeys[digest] ?? idempotency.lookup(digest: digest)
-            {
+            let hasKey = events[index].hasIdempotencyKey
+            if hasKey, let digest = events[index].keyDigest, let original = newKeys[digest] ?? idempotency.lookup(digest: digest) {
                 if IdempotencyIndex.samePayload(original.payloadDigest, events[index].payloadDigest) {
                     duplicates += 1
                     return .duplicate(original)
                 }
                 conflicts += 1
-                return .conflict(original, key: key)
+                return .conflict(original, key: events[index].idempotencyKey ?? "")
             }
             // Only the payload may change (a catalog plan written out whole): no copy of the event.
             var payload = events[index].payload
+            // The key stays in the payload when it is kept there and the payload is stored as read.
+            var keyInPayload = events[index].keyInPayload
             if let planId = events[index].catalogPlanId {
                 if events[index].type == .planDefined {
                     return placeDefinition(events[index], planId: planId)
@@ -388,6 +391,7 @@ final class Committer: @unchecked Sendable {
                     return .rejected(PlanCatalog.unknown(planId, type: events[index].type))
                 }
                 payload = expanded
+                keyInPayload = nil
             }
             let partition: Int
             if var addressed = events[index].addressedPartition {
@@ -406,7 +410,10 @@ final class Committer: @unchecked Sendable {
                 partition = addressed
             } else {
                 if events[index].isPurchase, let resource = events[index].resource { newRoutes.learnPurchase(resource) }
-                partition = router.partition(for: events[index].resource, routeHash: events[index].routeHash, pending: newRoutes)
+                // Only a `resourceUri` may route elsewhere than the hash: no names made for others.
+                partition = router.partition(
+                    for: events[index].namesResourceUri ? events[index].resource : nil, routeHash: events[index].routeHash,
+                    pending: newRoutes)
             }
             if case .event = attribution, let eventTime = events[index].eventTime,
                 eventTime.microseconds > time(for: partition).microseconds + Attribution.maximumClockSkew
@@ -418,15 +425,15 @@ final class Committer: @unchecked Sendable {
                         "value.timestamp: \(eventTime.iso8601) is \((eventTime.microseconds - enqueued.microseconds) / 1_000_000) s ahead of ingest's clock (\(enqueued.iso8601)); usage is attributed by its timestamp here, which may be at most \(Attribution.maximumClockSkew / 1_000_000) s ahead: check the sender's clock"
                     ))
             }
-            let keyDigest = events[index].idempotencyKey == nil ? nil : events[index].keyDigest
+            let keyDigest = hasKey ? events[index].keyDigest : nil
             // The meta goes into the record with its last use: not copied (its strings retained).
             let position = place(
                 partition,
                 meta: RecordMeta(
-                    idempotencyKey: events[index].idempotencyKey,
+                    idempotencyKey: hasKey && keyInPayload == nil ? events[index].idempotencyKey : nil,
                     purchasedResource: events[index].isPurchase ? events[index].resource : nil,
-                    payloadDigest: events[index].idempotencyKey == nil ? nil : events[index].payloadDigest, keyDigest: keyDigest),
-                payload: payload)
+                    payloadDigest: hasKey ? events[index].payloadDigest : nil, keyDigest: keyDigest),
+                payload: payload, keyInPayload: keyInPayload)
             if let keyDigest { newKeys.set(keyDigest, position) }
             return .accepted(position)
         }

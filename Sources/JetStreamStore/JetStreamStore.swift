@@ -486,17 +486,17 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
                 )
             }
             times[record.partition] = record.time
-            let length = RecordCodec.length(meta: record.meta, payloadCount: record.payload.count)
+            let length = record.encodedLength
             guard length <= maximumChunk else {
                 throw .notWritten("a record of \(length) bytes does not fit the NATS server's max_payload (\(maximumChunk + 1024) bytes)")
             }
             if chunks[chunks.count - 1].count + length > maximumChunk { chunks.append([]) }
             let sequence = next[record.partition]
             next[record.partition] += 1
-            record.payload.withUnsafeBytes { payload in
-                RecordCodec.encode(
-                    partition: record.partition, sequence: sequence, time: record.time, meta: record.meta, payload: payload, salt: 0,
-                    to: &chunks[chunks.count - 1])
+            let start = chunks[chunks.count - 1].count
+            chunks[chunks.count - 1].append(contentsOf: repeatElement(0, count: length))
+            chunks[chunks.count - 1].withUnsafeMutableBytes { chunk in
+                _ = record.encode(sequence: sequence, salt: 0, into: UnsafeMutableRawBufferPointer(rebasing: chunk[start...]))
             }
         }
         groupCounter += 1

@@ -158,6 +158,41 @@ struct EventLogTests {
         }
     }
 
+    @Test("a record whose key is kept in its payload is written byte for byte as one whose meta holds the key, and reads back with it")
+    func keyInPayloadIsTheSameRecord() throws {
+        let payload = Array(#"{"id":"key-é","type":"UsageReported","value":{}}"#.utf8)
+        let key = 7..<13  // the key's UTF-8 bytes in the payload (é is two)
+        #expect(String(decoding: payload[key], as: UTF8.self) == "key-é")
+        let digests = (payload: PayloadDigest(high: 1, low: 2), key: PayloadDigest.hash("key-é"))
+        let asString = EventLog.Pending(
+            partition: 1, time: Timestamp(seconds: 1_000),
+            meta: RecordMeta(idempotencyKey: "key-é", payloadDigest: digests.payload, keyDigest: digests.key), payload: payload)
+        let inPayload = EventLog.Pending(
+            partition: 1, time: Timestamp(seconds: 1_000), meta: RecordMeta(payloadDigest: digests.payload, keyDigest: digests.key),
+            payload: payload, keyInPayload: key)
+        #expect(inPayload.encodedLength == asString.encodedLength)
+        func bytes(_ record: EventLog.Pending) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: record.encodedLength)
+            let written = out.withUnsafeMutableBytes { record.encode(sequence: 4, salt: 99, into: $0) }
+            #expect(written == out.count)
+            return out
+        }
+        #expect(bytes(inPayload) == bytes(asString))
+
+        let directory = TemporaryDirectory()
+        do {
+            let log = try EventLog(directory: directory.path, partitionCount: 2)
+            try log.commit([inPayload, asString])
+        }
+        var keys: [PayloadDigest?] = []
+        let reopened = try EventLog(directory: directory.path, partitionCount: 2, visit: { _, _, _, meta in keys.append(meta.keyDigest) })
+        #expect(keys == [digests.key, digests.key])
+        let records = try reopened.partitions[1].read(from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        #expect(records.map(\.meta.idempotencyKey) == ["key-é", "key-é"])
+        #expect(records.map(\.meta.keyDigest) == [digests.key, digests.key])
+        #expect(records.allSatisfy { $0.payload == payload })
+    }
+
     @Test("large commit groups of keyed records in two partitions read back whole, in order, and after reopening")
     func largeGroupsReadBack() throws {
         let directory = TemporaryDirectory()

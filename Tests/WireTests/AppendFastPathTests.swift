@@ -41,12 +41,41 @@ struct AppendFastPathTests {
                 #expect(
                     a.idempotencyKey == b.idempotencyKey && a.resource == b.resource && a.routeHash == b.routeHash && a.type == b.type,
                     sourceLocation: sourceLocation)
+                #expect(
+                    a.hasIdempotencyKey == (a.idempotencyKey != nil) && a.namesResourceUri == (a.resource?.resourceUri != nil),
+                    sourceLocation: sourceLocation)
+                if let key = a.keyInPayload {
+                    #expect(a.payload[key].elementsEqual((a.idempotencyKey ?? "").utf8), sourceLocation: sourceLocation)
+                }
             case (.failure(let a), .failure(let b)):
                 #expect(a == b, sourceLocation: sourceLocation)
             default:
                 Issue.record("one path accepted what the other refused: \(left) / \(right)", sourceLocation: sourceLocation)
             }
         }
+    }
+
+    @Test("a usage report read on the fast path keeps its key and names in its payload instead of strings of its own")
+    func keyAndNamesInThePayload() throws {
+        let usage =
+            #"{"id":"k-1","type":"UsageReported","value":{"resourceUri":"/apps/two","resourceId":"r-1","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2}}"#
+        let fast = try #require(AppendFastPath.readUsage(Array(usage.utf8)))
+        let key = try #require(fast.keyInPayload)
+        #expect(String(decoding: fast.payload[key], as: UTF8.self) == "k-1")
+        #expect(fast.idempotencyKey == "k-1" && fast.hasIdempotencyKey)
+        #expect(fast.resource == ResourceName(resourceId: "r-1", resourceUri: "/apps/two") && fast.namesResourceUri)
+        #expect(fast.routeHash == ResourceName.routeHash(of: "r-1"))
+        guard case .success(let general) = ValidatedEvent.decode(try JSONParser.parse(usage)) else {
+            Issue.record("the general path refused the usage report")
+            return
+        }
+        #expect(general.keyInPayload == nil && general.idempotencyKey == "k-1" && general.payload == fast.payload)
+        let keyless = try #require(
+            AppendFastPath.readUsage(
+                Array(
+                    #"{"type":"UsageReported","value":{"resourceId":"r-1","timestamp":"2022-01-01T00:00:00Z","meterName":"m","quantity":2}}"#
+                        .utf8)))
+        #expect(keyless.keyInPayload == nil && !keyless.hasIdempotencyKey && keyless.idempotencyKey == nil && !keyless.namesResourceUri)
     }
 
     /// A random usage report in one of many spellings (member order, white space, optional members).

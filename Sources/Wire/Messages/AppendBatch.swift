@@ -1,15 +1,19 @@
 /// A validated message ready for the log: what ingest needs to place it, and its bytes.
 public struct ValidatedEvent: Sendable {
     public var type: MessageType
-    public var idempotencyKey: String?
-    /// The resource that decides the partition, or nil for partition-addressed messages.
-    public private(set) var resource: ResourceName?
+    /// The idempotency key: a string of its own (the general path), or bytes of `payload` (the
+    /// fast path's usage reports, whose canonical form holds the key unescaped): read on the fast
+    /// path, an event makes no string of its key or names unless one is asked for.
+    private var key: Text
+    /// The resource's names, as `key` is kept.
+    private var resourceId: Text
+    private var resourceUri: Text
     /// `resource`'s `routeHash` (of nothing without one), taken where the event is read, so the
     /// committer, which places events one after another, need not hash their names.
     public private(set) var routeHash: UInt64
     public var addressedPartition: Int?
     /// The message in its canonical form (`CanonicalJSON`): what the log stores.
-    public var payload: [UInt8]
+    public private(set) var payload: [UInt8]
     /// The digest of the message's canonical form, for messages with an idempotency key: a resend
     /// with the key must carry the same message.
     public var payloadDigest: PayloadDigest?
@@ -23,15 +27,30 @@ public struct ValidatedEvent: Sendable {
     /// commits the message, in log order; nil for other messages.
     public var catalogPlanId: String?
 
-    /// A message the fast path read: its fields, canonical bytes and digests.
+    /// Where a text of the event is: nowhere, a string, or bytes of the payload (start, count).
+    enum Text: Sendable {
+        case none
+        case string(String)
+        case inPayload(Int32, Int32)
+    }
+
+    /// A usage report the fast path read: its canonical bytes, where its key and names are in
+    /// them, and its digests.
     init(
-        type: MessageType, idempotencyKey: String?, resource: ResourceName?, payload: [UInt8], eventTime: Timestamp?,
+        usagePayload payload: [UInt8], key: Range<Int>?, resourceId: Range<Int>?, resourceUri: Range<Int>?, eventTime: Timestamp,
         keyDigest: PayloadDigest?, payloadDigest: PayloadDigest?
     ) {
-        self.type = type
-        self.idempotencyKey = idempotencyKey
-        self.resource = resource
-        self.routeHash = resource?.routeHash ?? ResourceName.routeHash(of: "")
+        func located(_ range: Range<Int>?) -> Text {
+            range.map { .inPayload(Int32(truncatingIfNeeded: $0.lowerBound), Int32(truncatingIfNeeded: $0.count)) } ?? .none
+        }
+        self.type = .usageReported
+        self.key = located(key)
+        self.resourceId = located(resourceId)
+        self.resourceUri = located(resourceUri)
+        self.routeHash = payload.withUnsafeBytes { bytes in
+            guard let names = resourceId ?? resourceUri else { return ResourceName.routeHash(of: "") }
+            return ResourceName.routeHash(utf8: UnsafeRawBufferPointer(rebasing: bytes[names]))
+        }
         self.addressedPartition = nil
         self.payload = payload
         self.eventTime = eventTime
@@ -39,11 +58,54 @@ public struct ValidatedEvent: Sendable {
         self.payloadDigest = payloadDigest
     }
 
+    /// The idempotency key, or nil (made into a string when asked for: ask `hasIdempotencyKey`,
+    /// `keyInPayload` or `withIdempotencyKey` where a string is not needed).
+    public var idempotencyKey: String? { string(key) }
+
+    /// Whether the message has an idempotency key.
+    public var hasIdempotencyKey: Bool {
+        if case .none = key { return false }
+        return true
+    }
+
+    /// Where the idempotency key is in `payload`, when it is kept there rather than as a string.
+    public var keyInPayload: Range<Int>? {
+        guard case .inPayload(let start, let count) = key else { return nil }
+        return Int(start)..<Int(start) + Int(count)
+    }
+
+    /// The resource that decides the partition, or nil for partition-addressed messages.
+    public var resource: ResourceName? {
+        let id = string(resourceId)
+        let uri = string(resourceUri)
+        guard id != nil || uri != nil else { return nil }
+        return ResourceName(resourceId: id, resourceUri: uri)
+    }
+
+    /// Whether the message names a `resourceUri` (the one name a purchase may route elsewhere
+    /// than its hash says: `PartitionRouter`).
+    public var namesResourceUri: Bool {
+        if case .none = resourceUri { return false }
+        return true
+    }
+
+    private func string(_ text: Text) -> String? {
+        switch text {
+        case .none: return nil
+        case .string(let string): return string
+        case .inPayload(let start, let count):
+            return payload.withUnsafeBufferPointer { String(decoding: $0[Int(start)..<Int(start) + Int(count)], as: UTF8.self) }
+        }
+    }
+
+    private static func text(_ string: String?) -> Text { string.map(Text.string) ?? .none }
+
     /// A decoded message and its JSON: stored in its canonical form, with its digests.
     public init(message: Message, json: JSONValue) {
         self.type = message.type
-        self.idempotencyKey = message.id
-        self.resource = message.resource
+        self.key = Self.text(message.id)
+        self.resourceId = Self.text(message.resource?.resourceId)
+        self.resourceUri = Self.text(message.resource?.resourceUri)
         self.routeHash = message.resource?.routeHash ?? ResourceName.routeHash(of: "")
         self.addressedPartition = message.addressedPartition
         self.payload = CanonicalJSON.bytes(json)

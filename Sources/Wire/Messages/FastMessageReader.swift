@@ -51,7 +51,8 @@ struct FastMessageReader {
     let bytes: UnsafeBufferPointer<UInt8>
     let maximumDepth: Int
     var index = 0
-    var canonical: [UInt8] = []
+    /// The quantity of the usage report being read, as text (kept from one report to the next).
+    var quantityText: [UInt8] = []
     /// The properties of the usage report being read (`Value.hasProperties`), kept from one
     /// report to the next so that reading them allocates nothing.
     var propertyRanges: [(key: Range<Int>, value: Range<Int>)] = []
@@ -68,7 +69,7 @@ struct FastMessageReader {
     init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
         self.bytes = bytes
         self.maximumDepth = maximumDepth
-        canonical.reserveCapacity(256)
+        quantityText.reserveCapacity(48)
     }
 
     var atEndAfterWhitespace: Bool {
@@ -446,75 +447,111 @@ struct FastMessageReader {
     }
 
     /// A `UsageReported` message read and written canonically, or nil (the index is then
-    /// wherever reading stopped: the caller rewinds).
+    /// wherever reading stopped: the caller rewinds). The canonical form is written once, into a
+    /// payload of its exact length; the event keeps where its key and names are in it instead of
+    /// strings of its own.
     mutating func usage() -> ValidatedEvent? {
         guard let (id, value) = usageParts() else { return nil }
-
-        // The canonical form: members sorted by key (id, type, value; meterName, properties,
-        // quantity, resourceId, resourceUri, timestamp), the quantity by its exact value.
-        canonical.removeAll(keepingCapacity: true)
-        canonical.append(UInt8(ascii: "{"))
-        if let id {
-            append(#""id":""#)
-            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[id]))
-            append(#"","#)
-        }
-        append(#""type":"UsageReported","value":{"meterName":""#)
-        canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value.meterName]))
-        canonical.append(UInt8(ascii: "\""))
-        if value.hasProperties {
-            append(#","properties":{"#)
-            let bytes = bytes
-            propertyRanges.sort { bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key]) }
-            for position in propertyRanges.indices {
-                let property = propertyRanges[position]
-                if position > 0 { canonical.append(UInt8(ascii: ",")) }
-                canonical.append(UInt8(ascii: "\""))
-                canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.key]))
-                append(#"":""#)
-                canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[property.value]))
-                canonical.append(UInt8(ascii: "\""))
+        let bytes = bytes
+        if value.hasProperties { propertyRanges.sort { bytes[$0.key].lexicographicallyPrecedes(bytes[$1.key]) } }
+        quantityText.removeAll(keepingCapacity: true)
+        value.quantity.appendDescription(to: &quantityText)
+        return propertyRanges.withUnsafeBufferPointer { properties in
+            quantityText.withUnsafeBufferPointer { quantity in
+                let properties = value.hasProperties ? properties : UnsafeBufferPointer(start: nil, count: 0)
+                var counter = ByteCounter()
+                Self.writeUsage(bytes, id: id, value, properties: properties, quantity: quantity, into: &counter)
+                var marks = CanonicalUsageMarks()
+                let payload = [UInt8](unsafeUninitializedCapacity: counter.count) { buffer, initialized in
+                    var filler = ByteFiller(base: buffer.baseAddress!)
+                    marks = Self.writeUsage(bytes, id: id, value, properties: properties, quantity: quantity, into: &filler)
+                    initialized = filler.count
+                }
+                // The digests: of the key, and of the canonical form without the sender's own
+                // time (`PayloadDigest.ofMessage`).
+                var digests: (key: PayloadDigest, payload: PayloadDigest)?
+                if let key = marks.key {
+                    digests = payload.withUnsafeBytes {
+                        (
+                            PayloadDigest.hash(UnsafeRawBufferPointer(rebasing: $0[key])),
+                            PayloadDigest.hash(
+                                UnsafeRawBufferPointer(rebasing: $0[..<marks.timestamp.lowerBound]),
+                                UnsafeRawBufferPointer(rebasing: $0[marks.timestamp.upperBound...]))
+                        )
+                    }
+                }
+                return ValidatedEvent(
+                    usagePayload: payload, key: marks.key, resourceId: marks.resourceId, resourceUri: marks.resourceUri,
+                    eventTime: value.time, keyDigest: digests?.key, payloadDigest: digests?.payload)
             }
-            canonical.append(UInt8(ascii: "}"))
         }
-        append(#","quantity":"#)
-        value.quantity.appendDescription(to: &canonical)
-        if let resourceId = value.resourceId {
-            append(#","resourceId":""#)
-            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[resourceId]))
-            canonical.append(UInt8(ascii: "\""))
-        }
-        if let resourceUri = value.resourceUri {
-            append(#","resourceUri":""#)
-            canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[resourceUri]))
-            canonical.append(UInt8(ascii: "\""))
-        }
-        let timestampStart = canonical.count
-        append(#","timestamp":""#)
-        canonical.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value.timestamp]))
-        canonical.append(UInt8(ascii: "\""))
-        let timestampEnd = canonical.count
-        append("}}")
-
-        // The digests first, so the event is made once, whole (changing it after copied it).
-        var digests: (key: PayloadDigest, payload: PayloadDigest)?
-        if let id {
-            let key = PayloadDigest.hash(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[id])))
-            // The digest leaves the sender's own time out (`PayloadDigest.ofMessage`).
-            let payload = canonical.withUnsafeBytes {
-                PayloadDigest.hash(
-                    UnsafeRawBufferPointer(rebasing: $0[..<timestampStart]), UnsafeRawBufferPointer(rebasing: $0[timestampEnd...]))
-            }
-            digests = (key, payload)
-        }
-        return ValidatedEvent(
-            type: .usageReported, idempotencyKey: id.map(text),
-            resource: ResourceName(resourceId: value.resourceId.map(text), resourceUri: value.resourceUri.map(text)),
-            payload: canonical, eventTime: value.time, keyDigest: digests?.key, payloadDigest: digests?.payload)
     }
 
-    mutating func append(_ literal: StaticString) {
-        canonical.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    /// Where `writeUsage` put the key and names (their bytes, without quotes) and the timestamp
+    /// member (from its comma to its closing quote: what the payload digest leaves out).
+    struct CanonicalUsageMarks {
+        var key: Range<Int>?
+        var resourceId: Range<Int>?
+        var resourceUri: Range<Int>?
+        var timestamp: Range<Int> = 0..<0
+    }
+
+    /// Writes a usage report's canonical form: members sorted by key (id, type, value; meterName,
+    /// properties, quantity, resourceId, resourceUri, timestamp), the quantity by its exact value,
+    /// the strings' bytes as read (plain strings: no escapes). Run twice: to count, then to fill.
+    @inline(__always)
+    @discardableResult
+    static func writeUsage<Sink: ByteSink>(
+        _ bytes: UnsafeBufferPointer<UInt8>, id: Range<Int>?, _ value: Value,
+        properties: UnsafeBufferPointer<(key: Range<Int>, value: Range<Int>)>,
+        quantity: UnsafeBufferPointer<UInt8>, into sink: inout Sink
+    ) -> CanonicalUsageMarks {
+        var marks = CanonicalUsageMarks()
+        func string(_ range: Range<Int>) -> Range<Int> {
+            let start = sink.count
+            sink.put(UnsafeBufferPointer(rebasing: bytes[range]))
+            return start..<sink.count
+        }
+        sink.put("{")
+        if let id {
+            sink.put(#""id":""#)
+            marks.key = string(id)
+            sink.put(#"","#)
+        }
+        sink.put(#""type":"UsageReported","value":{"meterName":""#)
+        _ = string(value.meterName)
+        sink.put(#"""#)
+        if value.hasProperties {
+            sink.put(#","properties":{"#)
+            for position in properties.indices {
+                if position > 0 { sink.put(",") }
+                sink.put(#"""#)
+                _ = string(properties[position].key)
+                sink.put(#"":""#)
+                _ = string(properties[position].value)
+                sink.put(#"""#)
+            }
+            sink.put("}")
+        }
+        sink.put(#","quantity":"#)
+        sink.put(quantity)
+        if let resourceId = value.resourceId {
+            sink.put(#","resourceId":""#)
+            marks.resourceId = string(resourceId)
+            sink.put(#"""#)
+        }
+        if let resourceUri = value.resourceUri {
+            sink.put(#","resourceUri":""#)
+            marks.resourceUri = string(resourceUri)
+            sink.put(#"""#)
+        }
+        let timestampStart = sink.count
+        sink.put(#","timestamp":""#)
+        _ = string(value.timestamp)
+        sink.put(#"""#)
+        marks.timestamp = timestampStart..<sink.count
+        sink.put("}}")
+        return marks
     }
 
     struct Value {
@@ -849,5 +886,39 @@ extension FastMessageReader {
         case .failure(let error): undecodable(Int(partition), sequence, time, error)
         }
         return true
+    }
+}
+
+/// Where `FastMessageReader.writeUsage` writes: a counter of the bytes, or the payload itself.
+protocol ByteSink {
+    var count: Int { get }
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>)
+}
+
+extension ByteSink {
+    @inline(__always)
+    mutating func put(_ literal: StaticString) {
+        put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+}
+
+/// Counts what would be written.
+struct ByteCounter: ByteSink {
+    var count = 0
+
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) { count += bytes.count }
+}
+
+/// Writes into memory with room for everything written (counted first by a `ByteCounter`).
+struct ByteFiller: ByteSink {
+    let base: UnsafeMutablePointer<UInt8>
+    var count = 0
+
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        (base + count).initialize(from: source, count: bytes.count)
+        count += bytes.count
     }
 }

@@ -17,14 +17,17 @@ public struct ResourceName: Hashable, Sendable, CustomStringConvertible {
     /// subscription is this modulo the partition count).
     public static func routeHash(of key: String) -> UInt64 {
         var key = key
-        return key.withUTF8 { bytes in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x100_0000_01b3
-            }
-            return hash
+        return key.withUTF8 { routeHash(utf8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `routeHash(of:)` of a key given as its UTF-8 bytes.
+    public static func routeHash(utf8 bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
         }
+        return hash
     }
 
     public var description: String {
