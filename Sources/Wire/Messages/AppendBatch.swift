@@ -31,7 +31,7 @@ public struct ValidatedEvent: Sendable {
     enum Text: Sendable {
         case none
         case string(String)
-        case inPayload(Int32, Int32)
+        case inPayload(Range<Int>)
     }
 
     /// A usage report the fast path read: its canonical bytes, where its key and names are in
@@ -41,7 +41,7 @@ public struct ValidatedEvent: Sendable {
         keyDigest: PayloadDigest?, payloadDigest: PayloadDigest?
     ) {
         func located(_ range: Range<Int>?) -> Text {
-            range.map { .inPayload(Int32(truncatingIfNeeded: $0.lowerBound), Int32(truncatingIfNeeded: $0.count)) } ?? .none
+            range.map(Text.inPayload) ?? .none
         }
         self.type = .usageReported
         self.key = located(key)
@@ -70,8 +70,8 @@ public struct ValidatedEvent: Sendable {
 
     /// Where the idempotency key is in `payload`, when it is kept there rather than as a string.
     public var keyInPayload: Range<Int>? {
-        guard case .inPayload(let start, let count) = key else { return nil }
-        return Int(start)..<Int(start) + Int(count)
+        guard case .inPayload(let range) = key else { return nil }
+        return range
     }
 
     /// The resource that decides the partition, or nil for partition-addressed messages.
@@ -93,8 +93,7 @@ public struct ValidatedEvent: Sendable {
         switch text {
         case .none: return nil
         case .string(let string): return string
-        case .inPayload(let start, let count):
-            return payload.withUnsafeBufferPointer { String(decoding: $0[Int(start)..<Int(start) + Int(count)], as: UTF8.self) }
+        case .inPayload(let range): return String(decoding: payload[range], as: UTF8.self)
         }
     }
 
