@@ -60,6 +60,34 @@ struct IngestHandlerTests {
         #expect(again[0]["sequence"] == results[1]["sequence"] && again[0]["partition"] == results[1]["partition"])
     }
 
+    @Test("usage read on the fast path naming only a resourceUri lands where its purchase put the subscription, stored with its key")
+    func fastPathRoutesByPurchaseAndKeepsTheKey() throws {
+        let ingest = try IngestUnderTest(partitions: 4)
+        // A managed application's name that hashes to another partition than its resourceId: only
+        // the purchase's route can put its usage beside the subscription.
+        let home = PartitionRouter.partition(of: "h-2", count: 4)
+        let uri = try #require(
+            (0..<64).map { "/subscriptions/s/resourceGroups/g/providers/Microsoft.Solutions/applications/a\($0)" }
+                .first { PartitionRouter.partition(of: $0, count: 4) != home })
+        let purchase =
+            #"{"type":"SubscriptionPurchased","value":{"subscription":{"resourceId":"h-2","resourceUri":"\#(uri)","subscriptionStart":"2024-03-01T00:00:00Z","renewalInterval":"Monthly","plan":{"planId":"p","billingDimensions":{"cpu":{"type":"simple","dimension":"cpu","included":10}}}}}}"#
+        let usage =
+            #"{"type":"UsageReported","id":"by-uri-1","value":{"resourceUri":"\#(uri)","timestamp":"2024-03-01T00:00:00Z","meterName":"cpu","quantity":2}}"#
+        #expect(AppendFastPath.readUsage(Array(usage.utf8))?.keyInPayload != nil, "read on the fast path, its key kept in its payload")
+        let results = try #require(try ingest.append([purchase, usage])["results"]?.arrayValue)
+        #expect(results.map { $0["status"]?.stringValue } == ["accepted", "accepted"])
+        #expect(results.map { $0["partition"]?.intValue } == [home, home])
+        let records = try ingest.log.partitions[home].read(from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        #expect(records.map(\.meta.idempotencyKey) == [nil, "by-uri-1"])
+        #expect(records.last?.meta.keyDigest == PayloadDigest.hash("by-uri-1"))
+        // Another message under the key: a conflict that names the key (made from the payload).
+        let conflict =
+            #"{"type":"UsageReported","id":"by-uri-1","value":{"resourceUri":"\#(uri)","timestamp":"2024-03-01T00:00:00Z","meterName":"cpu","quantity":3}}"#
+        let again = try #require(try ingest.append([usage, conflict])["results"]?.arrayValue)
+        #expect(again.map { $0["status"]?.stringValue } == ["duplicate", "conflict"])
+        #expect(again[1]["error"]?["message"]?.stringValue?.contains("by-uri-1") == true)
+    }
+
     @Test("an append large enough for its reply to be made while it is synced is answered per event in order, and its resend as duplicates")
     func largeAppendAnswers() throws {
         let ingest = try IngestUnderTest()
