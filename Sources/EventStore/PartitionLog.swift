@@ -125,26 +125,36 @@ public final class PartitionLog: @unchecked Sendable {
         // while they are in the cache.
         var count = 0
         let head = Array(#",{"partition":"#.utf8) + Array(String(partition).utf8) + Array(#","sequence":"#.utf8)
-        var middle: [UInt8] = []
+        // The part after S in memory of its own, not an array: an array's bytes read in the loop,
+        // where the closure also changes it, were retained and released for every record.
+        var middle = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 1)
+        defer { middle.deallocate() }
+        var middleCount = 0
         var middleTime: Timestamp?
         let available = Int(min(UInt64(maxRecords), durableNextSequence &- min(sequence, durableNextSequence)))
         let next = try visit(from: sequence, maxRecords: maxRecords, maxBytes: maxBytes) { segment, _, checked in
             if checked.time != middleTime {
                 middleTime = checked.time
-                middle = Array(#","enqueuedTime":""#.utf8)
-                checked.time.appendISO8601(to: &middle)
-                middle.append(contentsOf: #"","event":"#.utf8)
+                var text = Array(#","enqueuedTime":""#.utf8)
+                checked.time.appendISO8601(to: &text)
+                text.append(contentsOf: #"","event":"#.utf8)
+                if text.count > middle.count {
+                    middle.deallocate()
+                    middle = .allocate(byteCount: text.count, alignment: 1)
+                }
+                middle.copyBytes(from: text)
+                middleCount = text.count
             }
             if count == 0 {
                 // Room for the records ready, each about the size of the first (grown by
                 // doubling, a 5,000-record answer was copied at every step), capped near the byte
                 // budget, so a large first record (a plan) reserves no more than the answer holds.
-                let perRecord = head.count + 20 + middle.count + checked.payload.count + checked.payload.count / 4 + 1
+                let perRecord = head.count + 20 + middleCount + checked.payload.count + checked.payload.count / 4 + 1
                 out.reserveCapacity(out.count + min(max(1, available) * perRecord, maxBytes + perRecord))
             }
             head.withUnsafeBytes { out.append(contentsOf: count == 0 ? UnsafeRawBufferPointer(rebasing: $0.dropFirst()) : $0) }
             JSONWriter.writeInteger(checked.sequence, to: &out)
-            middle.withUnsafeBytes { out.append(contentsOf: $0) }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: middle[..<middleCount]))
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: segment.bytes[checked.payload]))
             out.append(UInt8(ascii: "}"))
             count += 1
