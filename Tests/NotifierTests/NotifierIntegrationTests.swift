@@ -41,7 +41,7 @@ struct NotifierIntegrationTests {
         var notifier = try NotifierProcess(home: home)
         let secretFile = home.path + "/secret"
         try "whsec_a-test-secret-of-enough-length".write(toFile: secretFile, atomically: true, encoding: .utf8)
-        let receiver = try WebhookReceiver(port: try LoopbackPort.free(), secret: "whsec_a-test-secret-of-enough-length")
+        let receiver = try WebhookReceiver(port: try LoopbackPort.reusable(), secret: "whsec_a-test-secret-of-enough-length")
         let added = try meterctl(
             home,
             [
@@ -92,7 +92,7 @@ struct NotifierIntegrationTests {
         let home = StackHome()
         let ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "2"])
         var notifier = try NotifierProcess(home: home)
-        let receiver = try WebhookReceiver(port: try LoopbackPort.free(), secret: "whsec_another-test-secret")
+        let receiver = try WebhookReceiver(port: try LoopbackPort.reusable(), secret: "whsec_another-test-secret")
         try "whsec_another-test-secret".write(toFile: home.path + "/secret", atomically: true, encoding: .utf8)
         let added = try meterctl(
             home,
@@ -137,7 +137,7 @@ struct NotifierIntegrationTests {
         let home = StackHome()
         let ingest = try IngestProcess(home: home, environment: ["METERING_PARTITIONS": "1"])
         let notifier = try NotifierProcess(home: home, environment: ["METERING_NOTIFIER_ATTEMPTS": "2"])
-        let port = try LoopbackPort.free()
+        let port = try LoopbackPort.reusable()
         let added = try meterctl(
             home, ["notifications", "add", "--url", "http://127.0.0.1:\(port)/hooks", "--events", "subscription.purchased", "--json"])
         #expect(added.status == 0, "\(added.errors)")

@@ -40,8 +40,8 @@ public final class NATSCluster {
         }
         directory = "/tmp/mt-nats-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        clientPorts = try (0..<nodes).map { _ in try LoopbackPort.free() }
-        routePorts = try (0..<nodes).map { _ in try LoopbackPort.free() }
+        clientPorts = try (0..<nodes).map { _ in try LoopbackPort.reusable() }
+        routePorts = try (0..<nodes).map { _ in try LoopbackPort.reusable() }
         processes = Array(repeating: nil, count: nodes)
         let base = directory
         logs = (0..<nodes).map { "\(base)/n\($0).log" }
@@ -113,7 +113,7 @@ public final class NATSCluster {
         var host = """
             HOST_NAME: "n\(node)"
             HOST_CLIENTS: "127.0.0.1:\(clientPorts[node])"
-            HOST_MONITOR: "127.0.0.1:\(try LoopbackPort.free())"
+            HOST_MONITOR: "127.0.0.1:\(try LoopbackPort.reusable())"
             HOST_CLIENT_USER: "\(user)"
             HOST_CLIENT_PASSWORD: "\(password)"
             HOST_STORE: "\(nodeDirectory)/store"
