@@ -27,7 +27,7 @@ struct LifecycleTests {
 
     @Test("the port comes from --port or METERING_EMULATOR_PORT, the flag first")
     func port() throws {
-        let free = try LoopbackPort.free()
+        let free = try LoopbackPort.reusable()
         let flag = try Emulator(arguments: ["--clock", "manual", "--port", String(free)])
         #expect(flag.baseURL == "http://127.0.0.1:\(free)")
         flag.stop()
