@@ -88,7 +88,8 @@ extension PartitionState {
         let closing = Array(begun)
         subscription.openHours.removeFirst(closing.count)
         subscription.firstUnusedHour = last.start.adding(microseconds: Timestamp.microsecondsPerHour)
-        for hour in closing { makeReady(hour, of: subscription, key: key, now: now) }
+        let terms = subscription.namesAndPlan
+        for hour in closing { makeReady(hour, terms: terms, key: key, now: now) }
     }
 
     // MARK: - Plan changes

@@ -292,11 +292,6 @@ public struct PartitionState: Sendable, Equatable {
 
     // MARK: - Items
 
-    /// Turns an hour's overage into ready items for that hour.
-    mutating func makeReady(_ hour: OpenHour, of subscription: Subscription, key: String, now: Timestamp) {
-        makeReady(hour, terms: subscription.namesAndPlan, key: key, now: now)
-    }
-
     /// Turns an hour's overage into ready items for that hour, for a subscription of `terms`.
     mutating func makeReady(_ hour: OpenHour, terms: Boxed<Subscription.NamesAndPlan>, key: String, now: Timestamp) {
         for overage in hour.overage {

@@ -179,9 +179,11 @@ public final class EventLog: @unchecked Sendable {
         public var keyInPayload: Range<Int>?
 
         public init(partition: Int, time: Timestamp, meta: RecordMeta, payload: [UInt8], keyInPayload: Range<Int>? = nil) {
-            precondition(
-                keyInPayload == nil || (meta.idempotencyKey == nil && keyInPayload!.clamped(to: payload.indices) == keyInPayload!),
-                "EventLog.Pending: a key in the payload must lie in it, and meta must hold none")
+            if let keyInPayload {
+                precondition(
+                    meta.idempotencyKey == nil && keyInPayload.clamped(to: payload.indices) == keyInPayload,
+                    "EventLog.Pending: a key in the payload must lie in it, and meta must hold none")
+            }
             self.partition = partition
             self.time = time
             self.meta = meta
@@ -193,6 +195,15 @@ public final class EventLog: @unchecked Sendable {
         public var encodedLength: Int {
             RecordCodec.length(
                 meta: meta, keyCount: keyInPayload?.count ?? meta.idempotencyKey?.utf8.count ?? 0, payloadCount: payload.count)
+        }
+
+        /// Appends the encoded record to `out`.
+        public func encode(sequence: UInt64, salt: UInt32, to out: inout [UInt8]) {
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: encodedLength))
+            out.withUnsafeMutableBytes {
+                _ = encode(sequence: sequence, salt: salt, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...]))
+            }
         }
 
         /// Writes the record at the start of `out` (room for `encodedLength` bytes); returns its length.

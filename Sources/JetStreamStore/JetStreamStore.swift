@@ -493,11 +493,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             if chunks[chunks.count - 1].count + length > maximumChunk { chunks.append([]) }
             let sequence = next[record.partition]
             next[record.partition] += 1
-            let start = chunks[chunks.count - 1].count
-            chunks[chunks.count - 1].append(contentsOf: repeatElement(0, count: length))
-            chunks[chunks.count - 1].withUnsafeMutableBytes { chunk in
-                _ = record.encode(sequence: sequence, salt: 0, into: UnsafeMutableRawBufferPointer(rebasing: chunk[start...]))
-            }
+            record.encode(sequence: sequence, salt: 0, to: &chunks[chunks.count - 1])
         }
         groupCounter += 1
         let group = writerID + "." + String(groupCounter)

@@ -27,7 +27,7 @@ public struct ValidatedEvent: Sendable {
     /// commits the message, in log order; nil for other messages.
     public var catalogPlanId: String?
 
-    /// Where a text of the event is: nowhere, a string, or bytes of the payload (start, count).
+    /// Where a text of the event is: nowhere, a string of its own, or bytes of the payload.
     enum Text: Sendable {
         case none
         case string(String)
@@ -58,8 +58,8 @@ public struct ValidatedEvent: Sendable {
         self.payloadDigest = payloadDigest
     }
 
-    /// The idempotency key, or nil (made into a string when asked for: ask `hasIdempotencyKey`,
-    /// `keyInPayload` or `withIdempotencyKey` where a string is not needed).
+    /// The idempotency key, or nil (made into a string when asked for: ask `hasIdempotencyKey`
+    /// or `keyInPayload` where a string is not needed).
     public var idempotencyKey: String? { string(key) }
 
     /// Whether the message has an idempotency key.
