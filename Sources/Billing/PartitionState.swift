@@ -207,6 +207,9 @@ public struct PartitionState: Sendable, Equatable {
         // Every subscription with usage in the hour, each in no cache: read ahead, as records are.
         let keys = Array(openHours)
         let hashes = keys.map { DenseTable<String, Subscription>.hash($0) }
+        // The closing hours' new items, counted once per hour (nearly always one) instead of once
+        // per item: each count is a hash and a lookup.
+        var tally = ReadyTally()
         for position in keys.indices {
             prefetchSubscriptions(hashes: hashes, before: position)
             let key = keys[position]
@@ -215,7 +218,9 @@ public struct PartitionState: Sendable, Equatable {
             // What follows reads the subscription in place: a copy would retain all it holds.
             if !closed.isEmpty {
                 let terms = subscriptions.values[index].namesAndPlan
-                for hour in closed { makeReady(hour, terms: terms, key: key, now: now) }
+                let added = tally.newItems
+                for hour in closed { makeReady(hour, terms: terms, key: key, now: now, tally: &tally) }
+                if tally.newItems > added { pendingPerSubscription[key, default: 0] += tally.newItems - added }
             }
             if !subscriptions.values[index].openHours.isEmpty {
                 stillOpen.insert(key)
@@ -223,6 +228,7 @@ public struct PartitionState: Sendable, Equatable {
                 removeIfFinished(key)
             }
         }
+        tally.countReportable(into: &self)
         openHours = stillOpen
     }
 
@@ -294,8 +300,20 @@ public struct PartitionState: Sendable, Equatable {
 
     /// Turns an hour's overage into ready items for that hour, for a subscription of `terms`.
     mutating func makeReady(_ hour: OpenHour, terms: Boxed<Subscription.NamesAndPlan>, key: String, now: Timestamp) {
+        var tally = ReadyTally()
+        makeReady(hour, terms: terms, key: key, now: now, tally: &tally)
+        if tally.newItems > 0 { pendingPerSubscription[key, default: 0] += tally.newItems }
+        tally.countReportable(into: &self)
+    }
+
+    /// `makeReady(_:terms:key:now:)` leaving the counts to `tally`.
+    mutating func makeReady(
+        _ hour: OpenHour, terms: Boxed<Subscription.NamesAndPlan>, key: String, now: Timestamp, tally: inout ReadyTally
+    ) {
         for overage in hour.overage {
-            makeReady(key: key, terms: terms, dimension: overage.dimension, hour: hour.start, quantity: overage.quantity, now: now)
+            makeReady(
+                key: key, terms: terms, dimension: overage.dimension, hour: hour.start, quantity: overage.quantity, now: now,
+                tally: &tally)
         }
     }
 
@@ -304,26 +322,74 @@ public struct PartitionState: Sendable, Equatable {
     mutating func makeReady(
         key: String, terms: Boxed<Subscription.NamesAndPlan>, dimension: String, hour: Timestamp, quantity: Quantity, now: Timestamp
     ) {
+        var tally = ReadyTally()
+        makeReady(key: key, terms: terms, dimension: dimension, hour: hour, quantity: quantity, now: now, tally: &tally)
+        if tally.newItems > 0 { pendingPerSubscription[key, default: 0] += tally.newItems }
+        tally.countReportable(into: &self)
+    }
+
+    /// Items made ready and not counted yet: the items each hour now has with something to report
+    /// (`reportableByHour`), and the new items of the subscription being closed
+    /// (`pendingPerSubscription`, which the caller adds).
+    struct ReadyTally {
+        var hour: Timestamp?
+        var reportable = 0
+        var newItems = 0
+        /// Hours other than `hour`'s, rarely any.
+        var others: [Timestamp: Int] = [:]
+
+        mutating func count(_ slotHour: Timestamp) {
+            if hour == nil { hour = slotHour }
+            if slotHour == hour { reportable += 1 } else { others[slotHour, default: 0] += 1 }
+        }
+
+        /// Adds the counted items to `state.reportableByHour`, and forgets them.
+        mutating func countReportable(into state: inout PartitionState) {
+            if let hour, reportable > 0 { state.countReportable(hour, reportable) }
+            for (other, count) in others { state.countReportable(other, count) }
+            hour = nil
+            reportable = 0
+            others = [:]
+        }
+    }
+
+    /// `makeReady(key:terms:dimension:hour:quantity:now:)` leaving the counts to `tally`. A new
+    /// slot's item is added with the one hash and lookup that found it missing.
+    mutating func makeReady(
+        key: String, terms: Boxed<Subscription.NamesAndPlan>, dimension: String, hour: Timestamp, quantity: Quantity, now: Timestamp,
+        tally: inout ReadyTally
+    ) {
         guard quantity > .zero else { return }
         let slot = Slot(subscription: key, dimension: dimension, hour: hour)
-        if let existing = pendingItems.index(forKey: slot) {
-            guard let sum = pendingItems.values[existing].quantity.adding(quantity) else {
-                let item = ReadyItem(
-                    resource: terms.value.resource, planId: terms.value.planId, dimension: dimension, effectiveStartTime: hour,
-                    quantity: quantity, readySince: now)
-                rejected.append(RejectedItem(item: item, status: "Overflow", reason: Self.overflowReason, at: now))
-                return
-            }
-            if pendingItems.values[existing].quantity == .zero { countReportable(hour, 1) }
-            pendingItems.values[existing].quantity = sum
-            emptied.remove(slot)
-            effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
-        } else {
-            pendingItems[slot] = PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: terms)
-            countReportable(hour, 1)
-            pendingPerSubscription[key, default: 0] += 1
-            effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
+        var added = false
+        // The slot's item, given `quantity` more: nil when it cannot take it, else whether it held
+        // nothing to report before. Reads `added`, which the dictionary's default sets before.
+        func merge(_ item: inout PendingItem) -> Bool? {
+            if added { return true }
+            guard let sum = item.quantity.adding(quantity) else { return nil }
+            let wasEmpty = item.quantity == .zero
+            item.quantity = sum
+            return wasEmpty
         }
+        func newItem() -> PendingItem {
+            added = true
+            return PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: terms)
+        }
+        let merged = merge(&pendingItems[slot, default: newItem()])
+        guard let becameReportable = merged else {
+            let item = ReadyItem(
+                resource: terms.value.resource, planId: terms.value.planId, dimension: dimension, effectiveStartTime: hour,
+                quantity: quantity, readySince: now)
+            rejected.append(RejectedItem(item: item, status: "Overflow", reason: Self.overflowReason, at: now))
+            return
+        }
+        if becameReportable { tally.count(hour) }
+        if added {
+            tally.newItems += 1
+        } else {
+            emptied.remove(slot)
+        }
+        effects?.append(.ready(subscription: key, dimension: dimension, hour: hour, quantity: quantity))
     }
 
     /// Adds overage that bypasses the meters to a subscription's hour of `now`.

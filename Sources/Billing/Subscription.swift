@@ -262,8 +262,17 @@ struct Subscription: Equatable, Sendable {
     mutating func closeHours(now: Timestamp, attribution: Attribution) -> [OpenHour] {
         guard let first = openHours.first, attribution.closing(ofHour: first.start) <= now else { return [] }
         let count = openHours.firstIndex { attribution.closing(ofHour: $0.start) > now } ?? openHours.count
-        let closed = Array(openHours[..<count])
-        openHours.removeFirst(count)
+        let closed: [OpenHour]
+        if count == openHours.count {
+            // All of them (nearly always): the array is handed over, not copied. Copying the
+            // closing part out and then removing it from an array that copy still shared made a
+            // new array and copied the hours (their dimension arrays retained) twice.
+            closed = openHours
+            openHours = []
+        } else {
+            closed = Array(openHours[..<count])
+            openHours.removeFirst(count)
+        }
         if !earlyReported.isEmpty {
             // Kept two days: a gauge value reported for a closed hour must still see its slot used.
             let horizon = now.adding(microseconds: -2 * Timestamp.microsecondsPerDay)
