@@ -107,7 +107,9 @@ public final class UnixClient {
                 errno = EAGAIN
                 throw .system(SystemError("recv", path))
             }
-            let count = readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            // A large frame whose length is known is received straight into its own array.
+            let direct = decoder.receiveIntoFrame { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+            let count = direct?.count ?? readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
             if count < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 throw .system(SystemError("recv", path))
@@ -115,6 +117,10 @@ public final class UnixClient {
             if count == 0 {
                 do { try decoder.finish() } catch { throw .frame(error) }
                 throw .closed
+            }
+            if let direct {
+                if let frame = direct.frame { ready.append(frame) }
+                continue
             }
             do { ready = try decoder.decode(readBuffer[0..<count]) } catch { throw .frame(error) }
         }

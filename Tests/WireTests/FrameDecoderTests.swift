@@ -162,6 +162,47 @@ struct FrameDecoderTests {
         #expect(decoder.reservedByteCount < 1 << 16 + length)
     }
 
+    @Test("a large frame's missing bytes can be received straight into its array, and nothing of the next frame")
+    func aLargeFrameIsReceivedStraightIntoItsArray() throws {
+        var decoder = FrameDecoder(reservesAnnouncedLength: true)
+        let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let stream = FrameEncoder.frame(payload) + FrameEncoder.frame([4, 2])
+        // Nothing to receive into before a large frame's header has been read.
+        #expect(
+            decoder.receiveIntoFrame { _ in
+                Issue.record("called without a frame"); return 0
+            } == nil)
+        #expect(try decoder.decode(stream[0..<1_000]).isEmpty)
+        var sent = 1_000
+        // A failed or empty read changes nothing.
+        #expect(decoder.receiveIntoFrame { _ in -1 }?.count == -1)
+        #expect(decoder.receiveIntoFrame { _ in 0 }?.count == 0)
+        #expect(decoder.bufferedByteCount == 996)
+        var frame: [UInt8]?
+        var rooms: [Int] = []
+        while frame == nil {
+            let missing = payload.count + 4 - sent
+            let received = try #require(
+                decoder.receiveIntoFrame { room in
+                    // Exactly the frame's missing part: never room for the next frame's bytes.
+                    #expect(room.count == missing)
+                    rooms.append(room.count)
+                    let count = min(room.count, 70_000)
+                    room.copyBytes(from: stream[sent..<sent + count])
+                    return count
+                })
+            sent += received.count
+            frame = received.frame
+        }
+        #expect(rooms.count == 5)
+        #expect(sent == payload.count + 4)
+        #expect(frame == payload)
+        #expect(decoder.bufferedByteCount == 0)
+        #expect(decoder.receiveIntoFrame { _ in 0 } == nil)
+        #expect(try decoder.decode(stream[sent...]) == [[4, 2]])
+        try decoder.finish()
+    }
+
     @Test("after a failure the decoder stays failed")
     func staysFailed() throws {
         var decoder = FrameDecoder()

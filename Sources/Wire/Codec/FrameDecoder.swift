@@ -29,8 +29,10 @@ public struct FrameDecoder: Sendable {
     private var state: State = .waitingForHeader
     private var buffer: [UInt8] = []
     private var readIndex = 0
-    /// The large frame being gathered in its own array (`reservesAnnouncedLength`), if any.
+    /// The large frame being gathered in its own array (`reservesAnnouncedLength`), if any: an
+    /// array of the frame's full length whose first `assembled` bytes have arrived.
     private var assembling: [UInt8]?
+    private var assembled = 0
 
     /// Frames from this length on are gathered in their own array when `reservesAnnouncedLength`.
     static let assemblingLength = 1 << 16
@@ -47,7 +49,7 @@ public struct FrameDecoder: Sendable {
     }
 
     /// Bytes received but not yet returned as frames.
-    public var bufferedByteCount: Int { buffer.count - readIndex + (assembling?.count ?? 0) }
+    public var bufferedByteCount: Int { buffer.count - readIndex + (assembling == nil ? 0 : assembled) }
 
     /// Bytes of room the decoder holds (for tests of its memory).
     var reservedByteCount: Int { buffer.capacity + (assembling?.capacity ?? 0) }
@@ -84,11 +86,18 @@ public struct FrameDecoder: Sendable {
             case .waitingForFrame(let length):
                 guard buffer.count - readIndex >= length else {
                     if reservesAnnouncedLength && length >= Self.assemblingLength && assembling == nil {
-                        var frame: [UInt8] = []
-                        frame.reserveCapacity(length)
-                        frame.append(contentsOf: buffer[readIndex...])
+                        // Its full length at once, not zeroed: every byte is written before the
+                        // frame is handed out (`assembled` counts them).
+                        let have = buffer.count - readIndex
+                        let frame = [UInt8](unsafeUninitializedCapacity: length) { room, initialized in
+                            buffer.withUnsafeBufferPointer { buffered in
+                                _ = room.initialize(from: UnsafeBufferPointer(rebasing: buffered[readIndex...]))
+                            }
+                            initialized = length
+                        }
                         readIndex = buffer.count
                         assembling = frame
+                        assembled = have
                     }
                     compact()
                     return frames
@@ -107,15 +116,45 @@ public struct FrameDecoder: Sendable {
     ) -> Slice<UnsafeBufferPointer<UInt8>> {
         // Taken out while it grows, so the array stays uniquely held and is never copied.
         guard case .waitingForFrame(let length) = state, var frame = assembling.take() else { return bytes[...] }
-        let taken = min(length - frame.count, bytes.count)
-        frame.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<taken]))
-        if frame.count == length {
+        let taken = min(length - assembled, bytes.count)
+        frame.withUnsafeMutableBufferPointer { room in
+            _ = UnsafeMutableBufferPointer(rebasing: room[assembled..<assembled + taken])
+                .initialize(from: UnsafeBufferPointer(rebasing: bytes[..<taken]))
+        }
+        assembled += taken
+        if assembled == length {
             frames.append(frame)
             state = .waitingForHeader
         } else {
             assembling = frame
         }
         return bytes[taken...]
+    }
+
+    /// While a large frame is being gathered in its own array (`reservesAnnouncedLength`): lets
+    /// `receive` write the frame's missing bytes straight into it (at most that many, so nothing
+    /// of the next frame), instead of into a buffer they would be copied from. `receive` returns
+    /// how many bytes it wrote (0 or less: none, the decoder unchanged, for the caller to handle
+    /// end of stream or an error). Nil when no frame is being gathered: the caller reads into a
+    /// buffer of its own and hands it to `decode`. Else how many bytes were written and the frame
+    /// when they completed it.
+    public mutating func receiveIntoFrame(_ receive: (UnsafeMutableRawBufferPointer) -> Int) -> (count: Int, frame: [UInt8]?)? {
+        guard case .waitingForFrame(let length) = state, var frame = assembling.take() else { return nil }
+        let start = assembled
+        let written = frame.withUnsafeMutableBytes { room in
+            min(receive(UnsafeMutableRawBufferPointer(rebasing: room[start..<length])), length - start)
+        }
+        guard written > 0 else {
+            assembling = frame
+            return (written, nil)
+        }
+        assembled += written
+        if assembled == length {
+            state = .waitingForHeader
+            return (written, frame)
+        }
+        assembling = frame
+        return (written, nil)
     }
 
     /// Declares the end of the stream: leftover bytes are a truncated frame.
