@@ -324,6 +324,8 @@ struct Subscription: Equatable, Sendable {
             return .recorded(openedHour: false, hour: base, previous: inPrevious)
         case .sum(let dimension, let included) where !inPrevious && credits.isEmpty:
             return reportSum(usage.quantity, meter: index, dimension: dimension, included: included, base: base, parts: &parts)
+        case .waterfall(let tiers) where !inPrevious && credits.isEmpty:
+            if let usage = reportWaterfall(usage.quantity, meter: index, tiers: tiers, base: base, parts: &parts) { return usage }
         default:
             break
         }
@@ -393,6 +395,40 @@ struct Subscription: Equatable, Sendable {
         }
         meters[index].usage.consumed = total
         if parts != nil { parts?.append(UsagePart(dimension: dimension, quantity: quantity, billed: overage)) }
+        return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: false)
+    }
+
+    /// The common case of `report` for a waterfall meter without allocating: the current period,
+    /// no credit to net, the usage falling within one tier (or the free band). The same rule as the
+    /// general path; nil, changing nothing, when the usage spans several tiers.
+    private mutating func reportWaterfall(
+        _ quantity: Quantity, meter index: Int, tiers: [Meter.Tier], base: Timestamp, parts: inout [UsagePart]?
+    ) -> Usage? {
+        let consumed = meters[index].usage.consumed
+        guard let total = consumed.adding(quantity) else { return .overflow }
+        // The tier band [lowerBound, next lowerBound) that [consumed, total) reaches, as
+        // `Meter.overage(of:after:)` cuts it.
+        var piece: (tier: Int, quantity: Quantity)?
+        for position in tiers.indices {
+            let from = max(consumed, tiers[position].lowerBound)
+            let to = position + 1 < tiers.count ? min(total, tiers[position + 1].lowerBound) : total
+            guard to > from else { continue }
+            if piece != nil { return nil }
+            piece = (position, to - from)
+        }
+        let opened = openHours.isEmpty
+        if let piece {
+            let dimension = tiers[piece.tier].dimension
+            guard add(dimension, piece.quantity, hour: hour(for: dimension, base: base)) else { return .overflow }
+            meters[index].usage.billed.add(dimension, piece.quantity)
+            if parts != nil {
+                let overage = [DimensionQuantity(dimension: dimension, quantity: piece.quantity)]
+                parts?.append(contentsOf: meter(index) { $0.parts(of: quantity, after: consumed, overage: overage, netted: []) })
+            }
+        } else if parts != nil {
+            parts?.append(contentsOf: meter(index) { $0.parts(of: quantity, after: consumed, overage: [], netted: []) })
+        }
+        meters[index].usage.consumed = total
         return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: false)
     }
 
