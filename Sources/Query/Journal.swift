@@ -86,8 +86,19 @@ final class Journal: Sendable {
         var partitionCounts: [Int: Int] = [:]
         var durableCount = 0
         var durableBytes: UInt64 = 0
+        /// Lines appended and not yet written to the file.
         var pending: [UInt8] = []
-        var pendingHeaders: [Header] = []
+        /// Bytes of appended lines already written to the file past `durableBytes`, not yet
+        /// synced: a catch-up appends hundreds of thousands of lines between syncs, written ahead
+        /// in pieces (`writeAhead`) so the buffer stays small instead of growing to tens of MB.
+        var unsyncedBytes: UInt64 = 0
+        /// A write ahead failed: the lines wait for `sync`, which reports the error.
+        var writeAheadFailed = false
+        /// A sync failed after lines were written ahead: the next sync writes them again from the
+        /// file (the kernel may have dropped the failed pages' dirty state) before syncing.
+        var rewriteUnsynced = false
+        /// Every line appended since the last sync, and where it starts past `durableBytes`.
+        var pendingHeaders: [(header: Header, offset: UInt64)] = []
         var nextOrdinals: [Int: UInt64] = [:]
 
         /// Reads back the file at `path`, whose first line has id `firstId`: checks and indexes
@@ -149,6 +160,20 @@ final class Journal: Sendable {
         }
 
         /// Adds line number `line` (of the file) to the indexes.
+        /// Writes the pending lines to the file after those written before, without syncing them:
+        /// they stay unreadable until `sync`. A failure leaves them pending, for `sync` to write
+        /// again and report.
+        mutating func writeAhead(path: String) {
+            guard fd >= 0 else { return }
+            do {
+                try FileIO.pwriteAll(fd, pending, at: Int(durableBytes + unsyncedBytes), path: path)
+                unsyncedBytes += UInt64(pending.count)
+                pending.removeAll(keepingCapacity: true)
+            } catch {
+                writeAheadFailed = true
+            }
+        }
+
         mutating func indexLine(_ header: Header, line: Int, offset: UInt64) {
             if line % Journal.indexStride == 0 { index.append(offset) }
             let seen = partitionCounts[header.partition, default: 0]
@@ -230,6 +255,7 @@ final class Journal: Sendable {
             guard ordinal >= state.nextOrdinals[partition] ?? 0 else { return false }
             let header = Header(
                 id: firstId + state.durableCount + state.pendingHeaders.count, partition: partition, ordinal: ordinal, closed: closed)
+            let lineStart = state.unsyncedBytes + UInt64(state.pending.count)
             state.pending.append(contentsOf: #"{"id":"#.utf8)
             JSONWriter.writeInteger(header.id, to: &state.pending)
             state.pending.append(contentsOf: #","partition":"#.utf8)
@@ -243,8 +269,9 @@ final class Journal: Sendable {
             writeFields(&state.pending)
             state.pending.append(UInt8(ascii: "}"))
             state.pending.append(0x0A)
-            state.pendingHeaders.append(header)
+            state.pendingHeaders.append((header, lineStart))
             state.nextOrdinals[partition] = ordinal + 1
+            if state.pending.count >= Self.writeAheadBytes && !state.writeAheadFailed { state.writeAhead(path: path) }
             return true
         }
     }
@@ -255,31 +282,46 @@ final class Journal: Sendable {
             guard !state.pendingHeaders.isEmpty else { return }
             guard state.fd >= 0 else { throw Failure(description: "\(path) is sealed; it takes no more lines") }
             do {
-                try FileIO.pwriteAll(state.fd, state.pending, at: Int(state.durableBytes), path: path)
+                if state.rewriteUnsynced {
+                    var offset = Int(state.durableBytes)
+                    let end = offset + Int(state.unsyncedBytes)
+                    while offset < end {
+                        let piece = try FileIO.pread(state.fd, count: min(Self.writeAheadBytes, end - offset), at: offset, path: path)
+                        guard !piece.isEmpty else { break }
+                        try FileIO.pwriteAll(state.fd, piece, at: offset, path: path)
+                        offset += piece.count
+                    }
+                    state.rewriteUnsynced = false
+                }
+                if !state.pending.isEmpty {
+                    try FileIO.pwriteAll(state.fd, state.pending, at: Int(state.durableBytes + state.unsyncedBytes), path: path)
+                    state.unsyncedBytes += UInt64(state.pending.count)
+                    state.pending.removeAll(keepingCapacity: state.pending.capacity <= Self.keptBufferBytes)
+                }
                 try FileIO.fdatasync(state.fd, path: path)
             } catch {
+                state.rewriteUnsynced = state.unsyncedBytes > 0
                 throw Failure(description: "\(error)")
             }
-            var lineStart = state.durableBytes
-            var headers = state.pendingHeaders.makeIterator()
-            var line = state.durableCount
-            for (position, byte) in state.pending.enumerated() where byte == 0x0A {
-                if let header = headers.next() { state.indexLine(header, line: line, offset: lineStart) }
-                line += 1
-                lineStart = state.durableBytes + UInt64(position) + 1
+            for (line, entry) in state.pendingHeaders.enumerated() {
+                state.indexLine(entry.header, line: state.durableCount + line, offset: state.durableBytes + entry.offset)
             }
-            state.durableBytes += UInt64(state.pending.count)
+            state.durableBytes += state.unsyncedBytes
             state.durableCount += state.pendingHeaders.count
-            // A catch-up appends many lines between syncs; the buffers it grew are given back rather
-            // than held for good (tens of MB with 10 M records), while a steady trickle keeps its own.
-            let keep = state.pending.capacity <= Self.keptBufferBytes
-            state.pending.removeAll(keepingCapacity: keep)
-            state.pendingHeaders.removeAll(keepingCapacity: keep)
+            state.unsyncedBytes = 0
+            state.writeAheadFailed = false
+            // A catch-up appends many lines between syncs; the list it grew is given back rather
+            // than held for good, while a steady trickle keeps its own.
+            state.pendingHeaders.removeAll(keepingCapacity: state.pendingHeaders.capacity <= Self.keptHeaders)
         }
     }
 
     /// The largest write buffer kept between syncs.
     static let keptBufferBytes = 1 << 20
+    /// The most line headers kept room for between syncs.
+    static let keptHeaders = 16_384
+    /// Appended lines are written to the file (not synced) once this many bytes wait.
+    static let writeAheadBytes = 256 << 10
 
     /// Closes the file for writing (after syncing it): it keeps its lines, readable, and no descriptor.
     func seal() throws(Failure) {
