@@ -112,7 +112,7 @@ package struct DenseTable<Key: Hashable, Value> {
 
     /// The position of `key` (looked up from `hint` first, when given), `value()` added under it
     /// first when it is not there.
-    @inlinable mutating func position(of key: Key, hint: Int?, orAdding value: () -> Value) -> Int {
+    @inlinable package mutating func position(of key: Key, hint: Int?, orAdding value: () -> Value) -> Int {
         if let hint, let found = index(forKey: key, hash: hint) { return found }
         let hash = Self.hash(key)
         if let found = index(forKey: key, hash: hash) { return found }

@@ -190,6 +190,12 @@ extension PartitionState {
         return inPlace(index) { ($0.resource, $0.planId, $0.period, $0.deleted) }
     }
 
+    /// The current period of the subscription with key `key`, read in place (nothing retained).
+    public mutating func periodInPlace(ofKey key: String) -> BillingPeriod? {
+        guard let index = subscriptions.index(forKey: key) else { return nil }
+        return inPlace(index) { $0.period }
+    }
+
     /// The key of the subscription named by `name`, if this partition has it.
     public func key(named name: ResourceName) -> String? { key(for: name) }
 }

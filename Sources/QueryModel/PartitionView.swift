@@ -196,6 +196,9 @@ public struct PartitionView: Sendable {
             state.effects = effects
         }
         var settled: BillingEffect?
+        // An hour's items come one subscription after another: what `count` looked up for the
+        // last one serves its next items. Forgotten when an entry is removed (positions move).
+        var counted: Counted?
         for effect in effects {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
             switch effect {
@@ -206,7 +209,7 @@ public struct PartitionView: Sendable {
             case .voided(let key, let meterName, let hour, let parts, let previousPeriod):
                 recordVoid(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
             case .withdrawn(let key, let dimension, let hour, let quantity):
-                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureSubtracting(quantity) }
+                count(key, dimension: dimension, hour: hour, last: &counted) { $0.pending = $0.pending.figureSubtracting(quantity) }
             case .credited(let key, let dimension, let quantity):
                 ledgerLine(key: key, status: "Credited", dimension: dimension, quantity: quantity, record: record, into: &output)
             case .refund(let key, let dimension, let quantity, let periodStart):
@@ -214,14 +217,15 @@ public struct PartitionView: Sendable {
                     key: key, status: "Refund", dimension: dimension, quantity: quantity, periodStart: periodStart, record: record,
                     into: &output)
             case .planChanged(let key, _):
+                counted = nil
                 setPrices(Self.plan(of: record)?.prices, key: key)
             case .ready(let key, let dimension, let hour, let quantity):
-                count(key, dimension: dimension, hour: hour) { $0.pending = $0.pending.figureAdding(quantity) }
+                count(key, dimension: dimension, hour: hour, last: &counted) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
                 settled = effect
                 let slot = Slot(dimension: dimension, hour: hour)
                 let outcome = Self.marketplaceStatus(status)
-                count(key, dimension: dimension, hour: hour) { totals in
+                count(key, dimension: dimension, hour: hour, last: &counted) { totals in
                     totals.pending = totals.pending.figureSubtracting(quantity)
                     switch outcome {
                     case .accepted: totals.accepted = totals.accepted.figureAdding(acceptedQuantity ?? quantity)
@@ -236,6 +240,7 @@ public struct PartitionView: Sendable {
                 subscriptionViews[key, default: SubscriptionView()].ledger[slot] = SlotStatus(status: outcome, settledAt: now)
                 settledOrder.append((now, key, slot))
             case .renewed(let key), .purchased(let key):
+                counted = nil
                 if let index = subscriptionViews.index(forKey: key) {
                     subscriptionViews.values[index].breakdown = nil
                     subscriptionViews.values[index].series = nil
@@ -245,6 +250,7 @@ public struct PartitionView: Sendable {
             case .deleted:
                 break
             case .removed(let key):
+                counted = nil
                 // Its open usage stays until its hours close: the usage records still come.
                 if let index = subscriptionViews.index(forKey: key) {
                     let open = subscriptionViews.values[index].open
@@ -504,10 +510,24 @@ public struct PartitionView: Sendable {
             < (rhs.usage.hour, rhs.key, rhs.usage.meterName, rhs.usage.dimension)
     }
 
-    /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in it.
-    private mutating func count(_ key: String, dimension: String, hour: Timestamp, _ change: (inout DimensionTotals) -> Void) {
-        guard let period = state.termsInPlace(ofKey: key)?.period, period.contains(hour) else { return }
-        Self.update(&subscriptionViews[key, default: SubscriptionView()].market, period: period, dimension: dimension, change)
+    /// What `count` found for a subscription: its current period (nil: none) and its entry's
+    /// position once it was reached.
+    struct Counted {
+        var key: String
+        var period: BillingPeriod?
+        var position: Int?
+    }
+
+    /// Adds to the current period's totals of the subscription's `dimension`, when `hour` is in
+    /// it. `last`: what the previous call found, reused when it was for the same subscription.
+    private mutating func count(
+        _ key: String, dimension: String, hour: Timestamp, last: inout Counted?, _ change: (inout DimensionTotals) -> Void
+    ) {
+        if last?.key != key { last = Counted(key: key, period: state.periodInPlace(ofKey: key)) }
+        guard let period = last?.period, period.contains(hour) else { return }
+        let position = last?.position ?? subscriptionViews.position(of: key, hint: nil) { SubscriptionView() }
+        last?.position = position
+        Self.update(&subscriptionViews.values[position].market, period: period, dimension: dimension, change)
     }
 
     private static func update(
