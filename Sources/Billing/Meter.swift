@@ -119,13 +119,21 @@ struct Meter: Equatable, Sendable {
             return (consumed, [])
         case .waterfall(let tiers):
             var pieces: [DimensionQuantity] = []
-            for (index, tier) in tiers.enumerated() {
-                let from = max(consumed, tier.lowerBound)
-                let to = index + 1 < tiers.count ? min(total, tiers[index + 1].lowerBound) : total
-                if to > from { pieces.append(DimensionQuantity(dimension: tier.dimension, quantity: to - from)) }
+            for index in tiers.indices {
+                if let piece = Self.piece(ofTier: index, in: tiers, from: consumed, to: total) {
+                    pieces.append(DimensionQuantity(dimension: tiers[index].dimension, quantity: piece))
+                }
             }
             return (total, pieces)
         }
+    }
+
+    /// The part of consumption going from `consumed` to `total` that falls in tier `index`'s band
+    /// (from its lower bound to the next tier's), or nil when none does.
+    static func piece(ofTier index: Int, in tiers: [Tier], from consumed: Quantity, to total: Quantity) -> Quantity? {
+        let from = max(consumed, tiers[index].lowerBound)
+        let to = index + 1 < tiers.count ? min(total, tiers[index + 1].lowerBound) : total
+        return to > from ? to - from : nil
     }
 
     /// The overage per dimension that a period's consumption `consumed` calls for under the rule

@@ -218,9 +218,8 @@ public struct PartitionState: Sendable, Equatable {
             // What follows reads the subscription in place: a copy would retain all it holds.
             if !closed.isEmpty {
                 let terms = subscriptions.values[index].namesAndPlan
-                let added = tally.newItems
                 for hour in closed { makeReady(hour, terms: terms, key: key, now: now, tally: &tally) }
-                if tally.newItems > added { pendingPerSubscription[key, default: 0] += tally.newItems - added }
+                countNewItems(&tally, of: key)
             }
             if !subscriptions.values[index].openHours.isEmpty {
                 stillOpen.insert(key)
@@ -302,8 +301,7 @@ public struct PartitionState: Sendable, Equatable {
     mutating func makeReady(_ hour: OpenHour, terms: Boxed<Subscription.NamesAndPlan>, key: String, now: Timestamp) {
         var tally = ReadyTally()
         makeReady(hour, terms: terms, key: key, now: now, tally: &tally)
-        if tally.newItems > 0 { pendingPerSubscription[key, default: 0] += tally.newItems }
-        tally.countReportable(into: &self)
+        count(&tally, of: key)
     }
 
     /// `makeReady(_:terms:key:now:)` leaving the counts to `tally`.
@@ -324,13 +322,23 @@ public struct PartitionState: Sendable, Equatable {
     ) {
         var tally = ReadyTally()
         makeReady(key: key, terms: terms, dimension: dimension, hour: hour, quantity: quantity, now: now, tally: &tally)
-        if tally.newItems > 0 { pendingPerSubscription[key, default: 0] += tally.newItems }
+        count(&tally, of: key)
+    }
+
+    /// Adds what `tally` counted, all of it made ready for subscription `key`.
+    private mutating func count(_ tally: inout ReadyTally, of key: String) {
+        countNewItems(&tally, of: key)
         tally.countReportable(into: &self)
     }
 
+    /// Adds `tally`'s new items to the pending items of `key`, whose they are, and forgets them.
+    private mutating func countNewItems(_ tally: inout ReadyTally, of key: String) {
+        if tally.newItems > 0 { pendingPerSubscription[key, default: 0] += tally.newItems }
+        tally.newItems = 0
+    }
+
     /// Items made ready and not counted yet: the items each hour now has with something to report
-    /// (`reportableByHour`), and the new items of the subscription being closed
-    /// (`pendingPerSubscription`, which the caller adds).
+    /// (`reportableByHour`), and the new items of one subscription (`pendingPerSubscription`).
     struct ReadyTally {
         var hour: Timestamp?
         var reportable = 0

@@ -406,15 +406,12 @@ struct Subscription: Equatable, Sendable {
     ) -> Usage? {
         let consumed = meters[index].usage.consumed
         guard let total = consumed.adding(quantity) else { return .overflow }
-        // The tier band [lowerBound, next lowerBound) that [consumed, total) reaches, as
-        // `Meter.overage(of:after:)` cuts it.
+        // The one tier band the consumption reaches, cut as `Meter.overage(of:after:)` cuts it.
         var piece: (tier: Int, quantity: Quantity)?
         for position in tiers.indices {
-            let from = max(consumed, tiers[position].lowerBound)
-            let to = position + 1 < tiers.count ? min(total, tiers[position + 1].lowerBound) : total
-            guard to > from else { continue }
+            guard let quantity = Meter.piece(ofTier: position, in: tiers, from: consumed, to: total) else { continue }
             if piece != nil { return nil }
-            piece = (position, to - from)
+            piece = (position, quantity)
         }
         let opened = openHours.isEmpty
         if let piece {

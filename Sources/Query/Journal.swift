@@ -159,7 +159,6 @@ final class Journal: Sendable {
             durableBytes = lineStart
         }
 
-        /// Adds line number `line` (of the file) to the indexes.
         /// Writes the pending lines to the file after those written before, without syncing them:
         /// they stay unreadable until `sync`. A failure leaves them pending, for `sync` to write
         /// again and report.
@@ -174,6 +173,7 @@ final class Journal: Sendable {
             }
         }
 
+        /// Adds line number `line` (of the file) to the indexes.
         mutating func indexLine(_ header: Header, line: Int, offset: UInt64) {
             if line % Journal.indexStride == 0 { index.append(offset) }
             let seen = partitionCounts[header.partition, default: 0]

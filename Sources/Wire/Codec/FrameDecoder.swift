@@ -121,14 +121,20 @@ public struct FrameDecoder: Sendable {
             _ = UnsafeMutableBufferPointer(rebasing: room[assembled..<assembled + taken])
                 .initialize(from: UnsafeBufferPointer(rebasing: bytes[..<taken]))
         }
-        assembled += taken
-        if assembled == length {
-            frames.append(frame)
-            state = .waitingForHeader
-        } else {
-            assembling = frame
-        }
+        if let complete = gathered(taken, of: frame, length: length) { frames.append(complete) }
         return bytes[taken...]
+    }
+
+    /// Counts `count` more bytes of the gathered `frame` as arrived: the frame when that completes
+    /// it (the decoder then waits for the next header), else nil (the frame kept, still gathering).
+    private mutating func gathered(_ count: Int, of frame: consuming [UInt8], length: Int) -> [UInt8]? {
+        assembled += count
+        guard assembled == length else {
+            assembling = frame
+            return nil
+        }
+        state = .waitingForHeader
+        return frame
     }
 
     /// While a large frame is being gathered in its own array (`reservesAnnouncedLength`): lets
@@ -148,13 +154,7 @@ public struct FrameDecoder: Sendable {
             assembling = frame
             return (written, nil)
         }
-        assembled += written
-        if assembled == length {
-            state = .waitingForHeader
-            return (written, frame)
-        }
-        assembling = frame
-        return (written, nil)
+        return (written, gathered(written, of: frame, length: length))
     }
 
     /// Declares the end of the stream: leftover bytes are a truncated frame.
