@@ -16,7 +16,7 @@ public import CPrefetch
 /// where each following slot belongs without hashing its key again (linear probing, backward-shift
 /// removal, no tombstones). The slots are at most half full. Removing an entry moves the last one
 /// into its position. Keys are hashed with `Hasher` (seeded per process), as a dictionary's are.
-package struct DenseTable<Key: Hashable, Value> {
+public struct DenseTable<Key: Hashable, Value> {
     @usableFromInline var slots: [UInt64] = []
     @usableFromInline var storedKeys: [Key] = []
     @usableFromInline var storedValues: [Value] = []
@@ -257,26 +257,26 @@ package struct DenseTable<Key: Hashable, Value> {
 }
 
 extension DenseTable: Sequence {
-    package struct Iterator: IteratorProtocol {
+    public struct Iterator: IteratorProtocol {
         @usableFromInline let table: DenseTable
         @usableFromInline var position = 0
 
         @inlinable init(table: DenseTable) { self.table = table }
 
-        @inlinable package mutating func next() -> (key: Key, value: Value)? {
+        @inlinable public mutating func next() -> (key: Key, value: Value)? {
             guard position < table.storedKeys.count else { return nil }
             defer { position += 1 }
             return (table.storedKeys[position], table.storedValues[position])
         }
     }
 
-    @inlinable package func makeIterator() -> Iterator { Iterator(table: self) }
-    @inlinable package var underestimatedCount: Int { count }
+    @inlinable public func makeIterator() -> Iterator { Iterator(table: self) }
+    @inlinable public var underestimatedCount: Int { count }
 }
 
 /// Equal when they hold the same keys with equal values, in any order.
 extension DenseTable: Equatable where Value: Equatable {
-    @inlinable package static func == (lhs: DenseTable, rhs: DenseTable) -> Bool {
+    @inlinable public static func == (lhs: DenseTable, rhs: DenseTable) -> Bool {
         guard lhs.count == rhs.count else { return false }
         for position in lhs.storedKeys.indices {
             guard let other = rhs.index(forKey: lhs.storedKeys[position]), rhs.storedValues[other] == lhs.storedValues[position] else {
