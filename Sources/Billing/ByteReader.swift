@@ -4,7 +4,7 @@ package import Wire
 /// is checked against them before anything is reserved (each element takes a byte at least), and
 /// every string index against the table, so truncated, damaged or hostile bytes throw
 /// `SnapshotError` instead of trapping or allocating what they claim.
-public struct ByteReader {
+package struct ByteReader {
     private let bytes: ArraySlice<UInt8>
     private var offset: Int
     /// The string table, each string decoded once.

@@ -5,7 +5,7 @@ package import Wire
 /// subscriptions and items costs its bytes once (and decodes once, into one shared string).
 ///
 /// Pure: it only appends to arrays. `ByteReader` reads what it writes.
-public struct ByteWriter {
+package struct ByteWriter {
     private var body: [UInt8] = []
     private var table: [String] = []
     private var indexes: [String: Int] = [:]

@@ -16,6 +16,11 @@ public import CPrefetch
 /// where each following slot belongs without hashing its key again (linear probing, backward-shift
 /// removal, no tombstones). The slots are at most half full. Removing an entry moves the last one
 /// into its position. Keys are hashed with `Hasher` (seeded per process), as a dictionary's are.
+///
+/// The type is public and its members package: Swift 6.3 does not specialize the inlinable
+/// members of a `package` type in another module, so the read model (QueryModel) called every
+/// lookup unspecialized, looking up generic metadata at run time (about a sixth of meter-query's
+/// catch-up CPU; docs/BENCHMARKS.md). `Boxed` is public for the same reason.
 public struct DenseTable<Key: Hashable, Value> {
     @usableFromInline var slots: [UInt64] = []
     @usableFromInline var storedKeys: [Key] = []
