@@ -19,8 +19,9 @@ public import CPrefetch
 ///
 /// The type is public and its members package: Swift 6.3 does not specialize the inlinable
 /// members of a `package` type in another module, so the read model (QueryModel) called every
-/// lookup unspecialized, looking up generic metadata at run time (about a sixth of meter-query's
-/// catch-up CPU; docs/BENCHMARKS.md). `Boxed` is public for the same reason.
+/// lookup unspecialized, looking up generic metadata at run time (meter-query's catch-up spends
+/// less CPU per record specialized; docs/BENCHMARKS.md). `Boxed` is public for the same reason; a test
+/// (`SharedGenericTypesTests`) fails on any generic `package` type with inlinable members.
 public struct DenseTable<Key: Hashable, Value> {
     @usableFromInline var slots: [UInt64] = []
     @usableFromInline var storedKeys: [Key] = []
