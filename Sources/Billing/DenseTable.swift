@@ -300,7 +300,19 @@ extension DenseTable: Sendable where Key: Sendable, Value: Sendable {}
 /// so wait for the memory that is being asked for. An array is one reference to a heap object
 /// whose elements start 32 bytes in (its header, count and capacity before them).
 @inlinable package func prefetchArray(at address: UnsafeRawPointer, bytes: Int) {
+    prefetchLines(address.load(as: UnsafeRawPointer.self), bytes: 32 + bytes)
+}
+
+/// Asks the CPU for every cache line of the `bytes` bytes from `start` (a hint; it never faults).
+@inlinable package func prefetchLines(_ start: UnsafeRawPointer, bytes: Int) {
+    for offset in stride(from: 0, to: bytes, by: 64) { cprefetch_read(start + offset) }
+    cprefetch_read(start + (bytes - 1))
+}
+
+/// Calls `body` with the address of the first element of the array stored at `address` and its
+/// count (at most `limit`), without retaining the array: for reading ahead what its elements hold,
+/// once `prefetchArray` has had the elements arrive. The count is the header's third word.
+@inlinable package func withArrayElements(at address: UnsafeRawPointer, upTo limit: Int, _ body: (UnsafeRawPointer, Int) -> Void) {
     let object = address.load(as: UnsafeRawPointer.self)
-    for offset in stride(from: 0, to: 32 + bytes, by: 64) { cprefetch_read(object + offset) }
-    cprefetch_read(object + (32 + bytes - 1))
+    body(object + 32, min(max(0, object.load(fromByteOffset: 16, as: Int.self)), limit))
 }

@@ -143,6 +143,8 @@ extension PartitionState {
             guard isUnclaimed(name) else { throw SnapshotError("\(path()): the name \"\(name)\" belongs to two subscriptions") }
             if name != key { aliases[name] = key }
         }
+        var subscription = subscription
+        shareMeterNames(&subscription)
         subscriptions[key] = subscription
         if !subscription.deleted { deadlines.push(subscription.period.end, key) }
         if let closes = subscription.previous?.closes { deadlines.push(closes, key) }

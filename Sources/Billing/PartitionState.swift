@@ -89,12 +89,47 @@ public struct PartitionState: Sendable, Equatable {
     /// How many pending items with something to report (not emptied) each hour has, for a status
     /// that counts the items at risk without visiting them all (`pendingCount(startedAtLeast:)`).
     var reportableByHour: [Timestamp: Int] = [:]
+    /// The lists of meter names subscriptions share (`Subscription.meterNames`): one per plan, as a
+    /// rule. At most `sharedMeterNamesLimit` lists, so that hostile plans cannot make it grow
+    /// without bound: a subscription whose names are not among them keeps its own list.
+    var sharedMeterNames: Set<[String]> = []
+    static let sharedMeterNamesLimit = 1_024
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
-        var subscription: String
-        var dimension: String
-        var hour: Timestamp
+        let subscription: String
+        let dimension: String
+        let hour: Timestamp
+        /// The three hashed once, when the slot is made: a table of pending items hashes every key
+        /// again each time it grows, and hashing two strings each time was 2.6% of a catch-up's
+        /// samples (docs/BENCHMARKS.md). Seeded per process as any hash, so no easier to collide.
+        private let digest: Int
+
+        init(subscription: String, dimension: String, hour: Timestamp) {
+            self.subscription = subscription
+            self.dimension = dimension
+            self.hour = hour
+            var hasher = Hasher()
+            hasher.combine(subscription)
+            hasher.combine(dimension)
+            hasher.combine(hour)
+            digest = hasher.finalize()
+        }
+
+        static func == (lhs: Slot, rhs: Slot) -> Bool {
+            lhs.digest == rhs.digest && lhs.subscription == rhs.subscription && lhs.dimension == rhs.dimension && lhs.hour == rhs.hour
+        }
+
+        func hash(into hasher: inout Hasher) { hasher.combine(digest) }
+    }
+
+    /// Gives `subscription` the shared list of its meters' names (adding it when there is room).
+    mutating func shareMeterNames(_ subscription: inout Subscription) {
+        if let shared = sharedMeterNames.firstIndex(of: subscription.meterNames) {
+            subscription.meterNames = sharedMeterNames[shared]
+        } else if sharedMeterNames.count < Self.sharedMeterNamesLimit {
+            sharedMeterNames.insert(subscription.meterNames)
+        }
     }
 
     /// An empty partition `partition`.

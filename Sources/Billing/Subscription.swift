@@ -32,6 +32,12 @@ struct Subscription: Equatable, Sendable {
     var subscriptionStart: Timestamp
     var period: BillingPeriod
     var meters: [Meter]
+    /// The meters' names, in their order: for finding a meter without reading every meter (each in
+    /// its own cache line), and shared by the subscriptions whose meters have the same names
+    /// (`PartitionState.shareMeterNames`), so that it stays in the caches. Derived: set wherever
+    /// `meters` changes which meters it holds, left out of `==` and of snapshots; a lookup checks
+    /// the name it finds against the meter (`meterIndex(named:)`).
+    var meterNames: [String]
     /// Hours with overage not reported yet, oldest first. Under enqueued-time attribution at most
     /// the current one; under event-time attribution every hour still within its grace.
     var openHours: [OpenHour] = []
@@ -137,6 +143,7 @@ struct Subscription: Equatable, Sendable {
         subscriptionStart = purchase.subscriptionStart
         period = BillingPeriod(containing: now, subscriptionStart: purchase.subscriptionStart, interval: purchase.renewalInterval)
         meters = Self.meters(of: purchase.plan, since: sequence)
+        meterNames = meters.map(\.name)
         since = sequence
         plans = [PlanPeriod(planId: purchase.plan.planId, from: now)]
     }
@@ -151,6 +158,7 @@ struct Subscription: Equatable, Sendable {
         self.subscriptionStart = subscriptionStart
         self.period = period
         self.meters = meters
+        meterNames = meters.map(\.name)
         self.plans = plans
     }
 
@@ -168,6 +176,7 @@ struct Subscription: Equatable, Sendable {
         subscriptionStart = fresh.subscriptionStart
         period = fresh.period
         meters = fresh.meters
+        meterNames = fresh.meterNames
         since = sequence
         plans = fresh.plans
         credits = []
@@ -194,7 +203,9 @@ struct Subscription: Equatable, Sendable {
     }
 
     func meterIndex(named name: String) -> Int? {
-        meters.firstIndex { $0.name == name }
+        // The names' list is in the caches (shared); the meter it points to is read anyway.
+        if meterNames.count == meters.count, let index = meterNames.firstIndex(of: name), meters[index].name == name { return index }
+        return meters.firstIndex { $0.name == name }
     }
 
     // MARK: - Hours

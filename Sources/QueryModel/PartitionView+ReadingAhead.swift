@@ -10,7 +10,7 @@ extension PartitionView {
     public mutating func prefetch(_ record: UnsafePointer<BillingRecord>, step: Int) {
         let hash = record.pointee.nameHash
         guard hash != 0 else { return }
-        state.prefetchSubscription(hash: hash, step: step)
+        state.prefetchSubscription(hash: hash, meter: record.pointee.meterHint, step: step)
         prefetchView(hash: hash, step: step)
     }
 
@@ -18,6 +18,8 @@ extension PartitionView {
     /// `hash`. Inlined: a call from a mutating method passed a copy of the whole view.
     @inline(__always)
     func prefetchView(hash: Int, step: Int) {
+        // The view's entry holds nothing further to ask for: its last step is the state's third.
+        guard step < 3 else { return }
         subscriptionViews.prefetch(hash: hash, step: step) { view in
             prefetchArray(at: view + Self.openOffset, bytes: 4 * MemoryLayout<OpenUsage>.stride)
             prefetchArray(at: view + Self.groupsOffset, bytes: 8 * MemoryLayout<BreakdownGroup>.stride)

@@ -164,11 +164,11 @@ struct BinarySnapshotTests {
             ])
     }
 
-    @Test("a pending item takes 48 bytes beside its 40-byte slot, and a subscription 96 bytes in its table")
+    @Test("a pending item takes 48 bytes beside its 48-byte slot (its hash stored), and a subscription 104 bytes in its table")
     func layout() {
         #expect(MemoryLayout<PartitionState.PendingItem>.stride == 48)
-        #expect(MemoryLayout<PartitionState.Slot>.stride == 40)
-        #expect(MemoryLayout<Subscription>.stride == 96)
+        #expect(MemoryLayout<PartitionState.Slot>.stride == 48)
+        #expect(MemoryLayout<Subscription>.stride == 104)
     }
 
     @Test("a second item for one slot is refused, in the JSON form and by the restore both forms share")

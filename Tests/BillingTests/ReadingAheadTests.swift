@@ -85,7 +85,7 @@ struct ReadingAheadTests {
     }
 
     @Test(
-        "a walk gives each element every step, in order, one visit apart, in the three visits before its own",
+        "a walk gives each element every step, in order, one visit apart, in the `readAheadSteps` visits before its own",
         arguments: [0, 1, 2, 3, 4, 9])
     func stepsOfAWalk(count: Int) {
         var steps: [(element: Int, step: Int, visit: Int)] = []
