@@ -34,7 +34,7 @@ struct Meter: Equatable, Sendable {
     /// One waterfall tier. Thresholds are band sizes (the reference's semantics): with cumulative
     /// bounds c_k = t_0 + … + t_k, the running total's range [0, c_0) is free, tier k's dimension is
     /// billed for [c_k, c_{k+1}), and the last tier's for everything from c_{n−1} on.
-    struct Tier: Equatable, Sendable {
+    struct Tier: Hashable, Sendable {
         var dimension: String
         var threshold: Quantity
         /// c_k: where this tier's billed band starts.

@@ -7,7 +7,7 @@ extension PartitionState {
         guard let key = key(for: purchase.resource), var subscription = subscriptions[key] else {
             guard let key = purchase.resource.resourceId ?? purchase.resource.resourceUri else { return }
             var subscription = Subscription(purchase: purchase, resource: purchase.resource, now: now, sequence: record.sequence)
-            shareMeterNames(&subscription)
+            shareWithSamePlan(&subscription)
             subscriptions[key] = subscription
             if let uri = purchase.resource.resourceUri, uri != key { aliases[uri] = key }
             deadlines.push(subscription.period.end, key)
@@ -28,7 +28,7 @@ extension PartitionState {
             // its grace still ran).
             if subscription.deletedAt != nil { endTerms(of: &subscription, key: key, now: now, early: false) }
             subscription.restart(with: purchase, now: now, sequence: record.sequence)
-            shareMeterNames(&subscription)
+            shareWithSamePlan(&subscription)
             subscriptions[key] = subscription
             deadlines.push(subscription.period.end, key)
             effects?.append(.purchased(subscription: key))
@@ -135,7 +135,7 @@ extension PartitionState {
         }
         subscription.meters = newMeters
         subscription.meterNames = newMeters.map(\.name)
-        shareMeterNames(&subscription)
+        shareWithSamePlan(&subscription)
         for gauge in stopped {
             if case .added(let opened, _) = subscription.addOverage(gauge.dimension, gauge.quantity, now: now), opened {
                 openHours.insert(key)

@@ -76,13 +76,29 @@ extension PartitionState {
         return found
     }
 
-    /// The steps of reading ahead for a walk over subscriptions (`hashes`: their keys' hashes, in
-    /// the walk's order), before visiting the one at `position`: the same steps as for records,
-    /// for the three after it.
+    /// The steps of reading ahead for closing the hours of subscriptions (`hashes`: their keys'
+    /// hashes, in the walk's order), before visiting the one at `position`, for the ones after it:
+    /// steps 0 and 1 as for records; step 2 for the open hours and the box of names and plan that
+    /// the items made ready share (retained, so written); step 3 for the first open hour's overage.
+    /// No meter: closing reads none.
     package func prefetchSubscriptions(hashes: [Int], before position: Int) {
         guard readsAhead else { return }
         for (element, step) in Self.stepsAhead(before: position, of: hashes.count) {
-            prefetchSubscription(hash: hashes[element], step: step)
+            guard step >= 2 else {
+                subscriptions.prefetch(hash: hashes[element], step: step) { _ in }
+                continue
+            }
+            subscriptions.prefetch(hash: hashes[element], step: 2) { subscription in
+                if step == 2 {
+                    prefetchArray(at: subscription + Self.openHoursOffset, bytes: MemoryLayout<OpenHour>.stride)
+                    prefetchLines(subscription.load(fromByteOffset: Self.termsOffset, as: UnsafeRawPointer.self), bytes: 64)
+                    return
+                }
+                withArrayElements(at: subscription + Self.openHoursOffset, upTo: 1) { hours, count in
+                    guard count > 0 else { return }
+                    prefetchArray(at: hours + Self.overageOffset, bytes: 2 * MemoryLayout<DimensionQuantity>.stride)
+                }
+            }
         }
     }
 
@@ -113,6 +129,7 @@ extension PartitionState {
 
     static let metersOffset = MemoryLayout<Subscription>.offset(of: \.meters)!
     static let openHoursOffset = MemoryLayout<Subscription>.offset(of: \.openHours)!
+    static let termsOffset = MemoryLayout<Subscription>.offset(of: \.namesAndPlan)!
     static let meterNamesOffset = MemoryLayout<Subscription>.offset(of: \.meterNames)!
     static let billedOffset = MemoryLayout<Meter>.offset(of: \.usage)! + MemoryLayout<MeterUsage>.offset(of: \.billed)!
     static let overageOffset = MemoryLayout<OpenHour>.offset(of: \.overage)!

@@ -144,7 +144,7 @@ extension PartitionState {
             if name != key { aliases[name] = key }
         }
         var subscription = subscription
-        shareMeterNames(&subscription)
+        shareWithSamePlan(&subscription)
         subscriptions[key] = subscription
         if !subscription.deleted { deadlines.push(subscription.period.end, key) }
         if let closes = subscription.previous?.closes { deadlines.push(closes, key) }

@@ -89,11 +89,13 @@ public struct PartitionState: Sendable, Equatable {
     /// How many pending items with something to report (not emptied) each hour has, for a status
     /// that counts the items at risk without visiting them all (`pendingCount(startedAtLeast:)`).
     var reportableByHour: [Timestamp: Int] = [:]
-    /// The lists of meter names subscriptions share (`Subscription.meterNames`): one per plan, as a
-    /// rule. At most `sharedMeterNamesLimit` lists, so that hostile plans cannot make it grow
-    /// without bound: a subscription whose names are not among them keeps its own list.
+    /// The lists of meter names subscriptions share (`Subscription.meterNames`), and the waterfall
+    /// tiers: one of each per plan, as a rule. At most `sharedListsLimit` of each, so that hostile
+    /// plans cannot make them grow without bound: a subscription whose lists are not among them
+    /// keeps its own.
     var sharedMeterNames: Set<[String]> = []
-    static let sharedMeterNamesLimit = 1_024
+    var sharedTiers: Set<[Meter.Tier]> = []
+    static let sharedListsLimit = 1_024
 
     /// A marketplace slot of one subscription: the marketplace accepts one item per slot.
     struct Slot: Hashable, Sendable {
@@ -123,12 +125,24 @@ public struct PartitionState: Sendable, Equatable {
         func hash(into hasher: inout Hasher) { hasher.combine(digest) }
     }
 
-    /// Gives `subscription` the shared list of its meters' names (adding it when there is room).
-    mutating func shareMeterNames(_ subscription: inout Subscription) {
+    /// Gives `subscription` the shared copies (adding its own when there is room) of the lists that
+    /// subscriptions of one plan hold alike: its meters' names, and its waterfall meters' tiers. A
+    /// shared list stays in the caches; a copy per subscription was read (and retained, to read a
+    /// rule's tiers) from memory at every usage event of the meter (a retain was 3.16% of
+    /// meter-aggregator's samples in the query case, nearly all on a waterfall meter's tiers).
+    mutating func shareWithSamePlan(_ subscription: inout Subscription) {
         if let shared = sharedMeterNames.firstIndex(of: subscription.meterNames) {
             subscription.meterNames = sharedMeterNames[shared]
-        } else if sharedMeterNames.count < Self.sharedMeterNamesLimit {
+        } else if sharedMeterNames.count < Self.sharedListsLimit {
             sharedMeterNames.insert(subscription.meterNames)
+        }
+        for index in subscription.meters.indices {
+            guard case .waterfall(let tiers) = subscription.meters[index].rule else { continue }
+            if let shared = sharedTiers.firstIndex(of: tiers) {
+                subscription.meters[index].rule = .waterfall(tiers: sharedTiers[shared])
+            } else if sharedTiers.count < Self.sharedListsLimit {
+                sharedTiers.insert(tiers)
+            }
         }
     }
 

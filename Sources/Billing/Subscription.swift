@@ -34,7 +34,7 @@ struct Subscription: Equatable, Sendable {
     var meters: [Meter]
     /// The meters' names, in their order: for finding a meter without reading every meter (each in
     /// its own cache line), and shared by the subscriptions whose meters have the same names
-    /// (`PartitionState.shareMeterNames`), so that it stays in the caches. Derived: set wherever
+    /// (`PartitionState.shareWithSamePlan`), so that it stays in the caches. Derived: set wherever
     /// `meters` changes which meters it holds, left out of `==` and of snapshots; a lookup checks
     /// the name it finds against the meter (`meterIndex(named:)`).
     var meterNames: [String]

@@ -33,6 +33,29 @@ struct MeterNamesTests {
         #expect(fold.state.sharedMeterNames.count == 2)
     }
 
+    @Test("subscriptions bought under one plan share one copy of each waterfall meter's tiers")
+    func purchasesShareTheirTiers() throws {
+        var fold = Fold()
+        for index in 0..<3 {
+            fold.apply(
+                Messages.purchase("s-\(index)", start: "2024-01-01T00:00:00Z", dimensions: Self.dimensions), at: "2024-02-01T00:00:00Z")
+        }
+        func tiers(_ key: String) -> [Meter.Tier]? {
+            for meter in fold.state.subscriptions[key]!.meters { if case .waterfall(let tiers) = meter.rule { return tiers } }
+            return nil
+        }
+        let first = try #require(tiers("s-0"))
+        #expect(first.map(\.dimension) == ["gb-1", "gb-2"])
+        for index in 1..<3 {
+            let other = try #require(tiers("s-\(index)"))
+            #expect(other == first)
+            #expect(other.withUnsafeBufferPointer { $0.baseAddress } == first.withUnsafeBufferPointer { $0.baseAddress })
+        }
+        let restored = try PartitionState(binarySnapshot: fold.state.binarySnapshot())
+        #expect(restored == fold.state)
+        #expect(restored.sharedTiers.count == 1)
+    }
+
     @Test("a plan change and a purchase after a deletion give the subscription its new meters' names")
     func namesFollowTheMeters() {
         var fold = Fold()
@@ -66,13 +89,13 @@ struct MeterNamesTests {
     @Test("the shared lists stop at their limit; a subscription past it keeps its own list and is billed")
     func sharedListsAreBounded() {
         var fold = Fold()
-        let count = PartitionState.sharedMeterNamesLimit + 5
+        let count = PartitionState.sharedListsLimit + 5
         for index in 0..<count {
             fold.apply(
                 Messages.purchase("s-\(index)", start: "2024-01-01T00:00:00Z", dimensions: ["m-\(index)": Messages.simple("d")]),
                 at: "2024-02-01T00:00:00Z")
         }
-        #expect(fold.state.sharedMeterNames.count == PartitionState.sharedMeterNamesLimit)
+        #expect(fold.state.sharedMeterNames.count == PartitionState.sharedListsLimit)
         let last = "s-\(count - 1)"
         #expect(Self.names(fold.state, last) == ["m-\(count - 1)"])
         fold.apply(Messages.usage(last, "m-\(count - 1)", "2"), at: "2024-02-01T00:10:00Z")
