@@ -16,13 +16,19 @@ struct MeterNamesTests {
     static func meters(_ state: PartitionState, _ key: String) -> [String] { state.subscriptions[key]!.meters.map(\.name) }
     static func storage(_ names: [String]) -> UnsafeRawPointer? { names.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
 
-    @Test("subscriptions bought under one plan share one list of their meters' names, in the meters' order")
-    func purchasesShareTheirNames() {
+    /// A fold of `count` purchases, `s-0`, `s-1`…, of the plan of `dimensions`.
+    static func bought(_ count: Int) -> Fold {
         var fold = Fold()
-        for index in 0..<3 {
+        for index in 0..<count {
             fold.apply(
                 Messages.purchase("s-\(index)", start: "2024-01-01T00:00:00Z", dimensions: Self.dimensions), at: "2024-02-01T00:00:00Z")
         }
+        return fold
+    }
+
+    @Test("subscriptions bought under one plan share one list of their meters' names, in the meters' order")
+    func purchasesShareTheirNames() {
+        var fold = Self.bought(3)
         fold.apply(
             Messages.purchase("other", start: "2024-01-01T00:00:00Z", dimensions: ["disk": Messages.simple("disk")]),
             at: "2024-02-01T00:00:00Z")
@@ -35,11 +41,7 @@ struct MeterNamesTests {
 
     @Test("subscriptions bought under one plan share one copy of each waterfall meter's tiers")
     func purchasesShareTheirTiers() throws {
-        var fold = Fold()
-        for index in 0..<3 {
-            fold.apply(
-                Messages.purchase("s-\(index)", start: "2024-01-01T00:00:00Z", dimensions: Self.dimensions), at: "2024-02-01T00:00:00Z")
-        }
+        let fold = Self.bought(3)
         func tiers(_ key: String) -> [Meter.Tier]? {
             for meter in fold.state.subscriptions[key]!.meters { if case .waterfall(let tiers) = meter.rule { return tiers } }
             return nil
@@ -76,11 +78,7 @@ struct MeterNamesTests {
 
     @Test("a restored snapshot's subscriptions share their names again")
     func restoredStatesShare() throws {
-        var fold = Fold()
-        for index in 0..<2 {
-            fold.apply(
-                Messages.purchase("s-\(index)", start: "2024-01-01T00:00:00Z", dimensions: Self.dimensions), at: "2024-02-01T00:00:00Z")
-        }
+        let fold = Self.bought(2)
         let restored = try PartitionState(binarySnapshot: fold.state.binarySnapshot())
         #expect(Self.names(restored, "s-0") == Self.meters(restored, "s-0"))
         #expect(Self.storage(Self.names(restored, "s-0")) == Self.storage(Self.names(restored, "s-1")))
