@@ -79,7 +79,8 @@ let package = Package(
                 "Reconciliation", "HTTP",
             ]),
         .executableTarget(
-            name: "Benchmarks", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "Projection", "NATS"]),
+            name: "Benchmarks",
+            dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "EventStore", "Billing", "Projection", "QueryModel", "NATS"]),
         .executableTarget(name: "Emulator", dependencies: ["Wire", "SystemIO", "Daemon", "Transport", "HTTP"]),
         // The customer-facing run-rate page and /api/runrate, and the usage API for billing
         // adapters (/v1/...), for meter-query.

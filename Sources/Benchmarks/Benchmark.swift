@@ -40,7 +40,8 @@ enum Benchmark {
         Memory cases (only with --only): index-memory (ingest's idempotency index holding --ids ids, default
         10,000,000) and window-memory (JetStream's duplicate window holding --ids Nats-Msg-Ids, measured on
         the nats-server of --nats-pid on this machine). fold-large (only with --only): the query case's
-        records (--query-subscriptions, --query-events) decoded beforehand and folded on one thread, 3 passes.
+        records (--query-subscriptions, --query-events) decoded beforehand and folded on one thread, 3 passes;
+        view-fold-large: the same into meter-query's read model.
         Cases: decode-parse, decode-validate, decode-prepare (or decode for all three), fold, decode-fold, batch-1000,
         batch-1000-pipelined, single-1, single-16, catch-up (aggregator, with --catch-up-events usage events), query
         (meter-query with --query-subscriptions subscriptions × 5 meters, default 100,000, and --query-events usage
@@ -143,7 +144,10 @@ enum Benchmark {
                 return 1
             }
         }
-        if only == "fold-large" { rows.append(largeFoldBenchmark(subscriptions: querySubscriptions, events: queryEvents, passes: 3)) }
+        if only == "fold-large" || only == "view-fold-large" {
+            rows.append(
+                largeFoldBenchmark(subscriptions: querySubscriptions, events: queryEvents, passes: 3, view: only == "view-fold-large"))
+        }
         if wanted("fold") { rows.append(foldBenchmark(decode: false, seconds: seconds)) }
         if wanted("decode-fold") { rows.append(foldBenchmark(decode: true, seconds: seconds)) }
         let ingestCases = ["batch-1000", "batch-1000-pipelined", "single-1", "single-16", "catch-up", "query"].filter(wanted)

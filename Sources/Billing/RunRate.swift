@@ -183,17 +183,26 @@ extension PartitionState {
 
     /// `terms(ofKey:)` read in place: copying the subscription out of its table (which the
     /// non-mutating form does) retains and releases all its storage, for a read model folding a
-    /// record into it once per usage event.
-    public mutating func termsInPlace(ofKey key: String) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)?
-    {
-        guard let index = subscriptions.index(forKey: key) else { return nil }
+    /// record into it once per usage event. `hint`: a hash the key probably has (a record's
+    /// `nameHash`), tried first so that the key need not be hashed; a wrong one costs a probe.
+    public mutating func termsInPlace(
+        ofKey key: String, hint: Int? = nil
+    ) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)? {
+        guard let index = index(ofKey: key, hint: hint) else { return nil }
         return inPlace(index) { ($0.resource, $0.planId, $0.period, $0.deleted) }
     }
 
-    /// The current period of the subscription with key `key`, read in place (nothing retained).
-    public mutating func periodInPlace(ofKey key: String) -> BillingPeriod? {
-        guard let index = subscriptions.index(forKey: key) else { return nil }
+    /// The current period of the subscription with key `key`, read in place (nothing retained);
+    /// `hint` as for `termsInPlace(ofKey:hint:)`.
+    public mutating func periodInPlace(ofKey key: String, hint: Int? = nil) -> BillingPeriod? {
+        guard let index = index(ofKey: key, hint: hint) else { return nil }
         return inPlace(index) { $0.period }
+    }
+
+    /// The position of the subscription with key `key`, looked up from `hint` first.
+    func index(ofKey key: String, hint: Int?) -> Int? {
+        if let hint, let index = subscriptions.index(forKey: key, hash: hint) { return index }
+        return subscriptions.index(forKey: key)
     }
 
     /// The key of the subscription named by `name`, if this partition has it.

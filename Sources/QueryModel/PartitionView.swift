@@ -326,13 +326,13 @@ public struct PartitionView: Sendable {
         let step = UsageSeries.index(of: hour, in: period)
         // One lookup reaches all of the subscription's figures, changed in place.
         let (opened, seriesRecorded) = Self.recordUsage(
-            in: &subscriptionViews[key, hint: record.nameHint, default: SubscriptionView()], key: key, state: &state, period: period,
-            meterName: meterName,
+            in: &subscriptionViews[key, hint: record.nameHint, default: SubscriptionView()], key: key, hint: record.nameHint,
+            state: &state, period: period, meterName: meterName,
             hour: hour, parts: parts, series: previousPeriod ? nil : (seriesQuantity, step), properties: properties, reported: reported)
         if opened { openKeys.append(key) }
         guard !previousPeriod, !seriesRecorded else { return }
         // The meter's first usage of the period: its kind is looked up in the billing state.
-        let kind = state.meterKind(ofKey: key, meterName: meterName) ?? .sum
+        let kind = state.meterKind(ofKey: key, meterName: meterName, hint: record.nameHint) ?? .sum
         Self.record(
             seriesQuantity, meterName: meterName, kind: kind, step: step,
             in: &subscriptionViews[key, hint: record.nameHint, default: SubscriptionView()].series,
@@ -345,7 +345,7 @@ public struct PartitionView: Sendable {
     /// usage was added, and whether the series was changed. `state` (the subscription `key`'s
     /// names and plan) is read only for a new entry of open usage.
     private static func recordUsage(
-        in view: inout SubscriptionView, key: String, state: inout PartitionState, period: BillingPeriod, meterName: String,
+        in view: inout SubscriptionView, key: String, hint: Int?, state: inout PartitionState, period: BillingPeriod, meterName: String,
         hour: Timestamp, parts: [UsagePart], series: (quantity: Quantity, step: Int)?, properties: [String: String], reported: Quantity
     ) -> (opened: Bool, seriesRecorded: Bool) {
         var opened = false
@@ -353,7 +353,7 @@ public struct PartitionView: Sendable {
             let first = view.addUsage(
                 meterName: meterName, dimension: part.dimension, hour: hour,
                 terms: {
-                    let terms = state.termsInPlace(ofKey: key)
+                    let terms = state.termsInPlace(ofKey: key, hint: hint)
                     return (terms?.resource ?? ResourceName(), terms?.planId ?? "")
                 }, UsageChange(quantity: part.quantity, billed: part.billed, netted: part.netted))
             opened = opened || first
@@ -514,6 +514,7 @@ public struct PartitionView: Sendable {
     /// position once it was reached.
     struct Counted {
         var key: String
+        var hash: Int
         var period: BillingPeriod?
         var position: Int?
     }
@@ -523,9 +524,13 @@ public struct PartitionView: Sendable {
     private mutating func count(
         _ key: String, dimension: String, hour: Timestamp, last: inout Counted?, _ change: (inout DimensionTotals) -> Void
     ) {
-        if last?.key != key { last = Counted(key: key, period: state.periodInPlace(ofKey: key)) }
+        if last?.key != key {
+            // Both tables hash keys alike: one hash for the two lookups.
+            let hash = DenseTable<String, SubscriptionView>.hash(key)
+            last = Counted(key: key, hash: hash, period: state.periodInPlace(ofKey: key, hint: hash))
+        }
         guard let period = last?.period, period.contains(hour) else { return }
-        let position = last?.position ?? subscriptionViews.position(of: key, hint: nil) { SubscriptionView() }
+        let position = last?.position ?? subscriptionViews.position(of: key, hint: last?.hash) { SubscriptionView() }
         last?.position = position
         Self.update(&subscriptionViews.values[position].market, period: period, dimension: dimension, change)
     }

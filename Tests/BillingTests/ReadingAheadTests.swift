@@ -123,6 +123,24 @@ struct ReadingAheadTests {
         #expect(state == plain)
     }
 
+    @Test("lookups for a read model find a subscription's terms, period and meter from a right hint, a wrong one, or none")
+    func hintedLookups() {
+        var fold = Fold()
+        fold.apply(
+            Messages.purchase("s-1", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")]), at: "2024-02-01T00:00:00Z"
+        )
+        var state = fold.state
+        let right = DenseTable<String, Subscription>.hash("s-1")
+        let wrong = DenseTable<String, Subscription>.hash("someone-else")
+        for hint in [right, wrong, nil] {
+            #expect(state.termsInPlace(ofKey: "s-1", hint: hint)?.planId == state.termsInPlace(ofKey: "s-1")?.planId)
+            #expect(state.periodInPlace(ofKey: "s-1", hint: hint) == state.periodInPlace(ofKey: "s-1"))
+            #expect(state.meterKind(ofKey: "s-1", meterName: "cpu", hint: hint) == .sum)
+            #expect(state.termsInPlace(ofKey: "nobody", hint: hint) == nil)
+        }
+        #expect(state.periodInPlace(ofKey: "s-1") != nil)
+    }
+
     @Test("a record carries the hash of its usage's resourceId, and 0 when it has none")
     func recordsCarryTheirNamesHash() {
         func record(_ message: JSONValue) -> BillingRecord {
