@@ -102,12 +102,18 @@ struct ReadingAheadTests {
         }
     }
 
-    @Test("a record carrying the hash of another name still finds its subscription, read ahead or not")
-    func wrongHashFallsBack() {
+    /// A fold of one purchase, `s-1`, with one meter, `cpu`.
+    static func oneSubscription() -> Fold {
         var fold = Fold()
         fold.apply(
             Messages.purchase("s-1", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")]), at: "2024-02-01T00:00:00Z"
         )
+        return fold
+    }
+
+    @Test("a record carrying the hash of another name still finds its subscription, read ahead or not")
+    func wrongHashFallsBack() {
+        let fold = Self.oneSubscription()
         var state = fold.state
         state.readAheadFrom = 0
         var usage = BillingRecord(
@@ -125,10 +131,7 @@ struct ReadingAheadTests {
 
     @Test("lookups for a read model find a subscription's terms, period and meter from a right hint, a wrong one, or none")
     func hintedLookups() {
-        var fold = Fold()
-        fold.apply(
-            Messages.purchase("s-1", start: "2024-01-01T00:00:00Z", dimensions: ["cpu": Messages.simple("cpu")]), at: "2024-02-01T00:00:00Z"
-        )
+        let fold = Self.oneSubscription()
         var state = fold.state
         let right = DenseTable<String, Subscription>.hash("s-1")
         let wrong = DenseTable<String, Subscription>.hash("someone-else")
