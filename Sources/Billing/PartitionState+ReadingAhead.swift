@@ -52,7 +52,9 @@ extension PartitionState {
                 return
             }
             let billed = 2 * MemoryLayout<DimensionQuantity>.stride
-            if let meter {
+            // This step reads the meter (its billed totals' address): only within the array, should
+            // the list of names ever disagree with the meters (it is a hint).
+            if let meter, meter < meters.load(fromByteOffset: 16, as: Int.self) {
                 prefetchArray(at: meters + 32 + meter * MemoryLayout<Meter>.stride + Self.billedOffset, bytes: billed)
             }
             withArrayElements(at: subscription + Self.openHoursOffset, upTo: .max) { hours, count in
