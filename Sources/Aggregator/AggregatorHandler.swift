@@ -206,27 +206,9 @@ final class AggregatorHandler: RequestHandler {
     private func status() -> JSONObject {
         var partitions: [JSONValue] = []
         for worker in workers {
+            // Both as the fold last published them: a status never waits for a fold in progress.
             let progress = worker.progress
-            let summary = worker.read { state -> JSONObject in
-                // Counted without listing the items in order: a status is asked for often, under
-                // the lock the partition's fold waits for.
-                let atRisk = state.time.map { state.pendingCount(startedAtLeast: Self.atRiskMicroseconds, before: $0) } ?? 0
-                return JSONObject([
-                    "time": state.time.map { .string($0.iso8601) } ?? .null,
-                    "subscriptions": .number(String(state.subscriptionCount)),
-                    "pending": .number(String(state.pendingCount)),
-                    "atRisk": .number(String(atRisk)),
-                    "accepted": .number(String(state.accepted)),
-                    "conflicts": .number(String(state.conflicts.count)),
-                    "rejected": .number(String(state.rejected.count)),
-                    "unprocessable": .number(String(state.unprocessable.count)),
-                    "expiredRebilled": .number(String(state.expiredRebilled)),
-                    "lateUsage": .number(String(state.lateUsage)),
-                    "voids": .number(String(state.voids)),
-                    "refunds": .number(String(state.refunds.count)),
-                    "attribution": .string(state.attribution == .enqueued ? "enqueued" : "event"),
-                ])
-            }
+            let summary = progress.figures
             var members: [JSONObject.Member] = [
                 .init("partition", .number(String(worker.partition))),
                 .init("position", .number(String(progress.nextSequence))),

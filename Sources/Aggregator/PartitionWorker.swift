@@ -16,7 +16,19 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     private let configuration: AggregatorConfiguration
     private let store: SnapshotStore
     private let folded: Mutex<Folded>
+    /// What `status` shows of the partition, published by the fold (at start, after each answer of
+    /// records and at stop), so that a status, asked for often (health checks; the benchmark
+    /// every 5 ms), never waits for a fold in progress, which holds the state's lock for a whole
+    /// answer: waiting for it took 1.53% of meter-aggregator's samples in a catch-up.
+    private let published: Mutex<Published>
     private var follower: PartitionFollower!
+
+    struct Published: Sendable {
+        var nextSequence: UInt64
+        var snapshotSequence: UInt64?
+        /// The state's figures, as `status` lists them.
+        var figures: JSONObject
+    }
 
     private struct Folded {
         var state: PartitionState
@@ -44,12 +56,13 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         }
         let restored = loaded?.state
         binding = LogBinding(identity: loaded?.log)
-        folded = Mutex(
-            Folded(
-                state: restored ?? PartitionState(partition: partition),
-                schedule: SnapshotSchedule(
-                    everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
-                    restoredAt: restored?.lastSequence, time: restored?.time)))
+        let start = Folded(
+            state: restored ?? PartitionState(partition: partition),
+            schedule: SnapshotSchedule(
+                everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+                restoredAt: restored?.lastSequence, time: restored?.time))
+        published = Mutex(Self.published(start))
+        folded = Mutex(start)
         follower = PartitionFollower(
             partition: partition, ingestSocket: configuration.ingestSocket, maximumFrameBytes: configuration.maximumFrameBytes,
             binding: binding, owner: self)
@@ -62,15 +75,46 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
         var nextSequence: UInt64
         var follower: PartitionFollower.Progress
         var snapshotSequence: UInt64?
+        /// The state's figures as `status` lists them, published with `nextSequence`.
+        var figures: JSONObject
     }
 
+    /// Where the partition is, as last published (no wait for a fold in progress).
     var progress: Progress {
         let following = follower.progress
-        return folded.withLock { folded in
-            Progress(
-                nextSequence: folded.state.nextSequence, follower: following,
-                snapshotSequence: folded.schedule.lastSequence)
-        }
+        let published = self.published.withLock { $0 }
+        return Progress(
+            nextSequence: published.nextSequence, follower: following, snapshotSequence: published.snapshotSequence,
+            figures: published.figures)
+    }
+
+    /// What `published` holds for `folded` (lock held).
+    private static func published(_ folded: Folded) -> Published {
+        let state = folded.state
+        // Counted without listing the items in order: this runs after every answer folded.
+        let atRisk = state.time.map { state.pendingCount(startedAtLeast: AggregatorHandler.atRiskMicroseconds, before: $0) } ?? 0
+        let figures = JSONObject([
+            "time": state.time.map { .string($0.iso8601) } ?? .null,
+            "subscriptions": .number(String(state.subscriptionCount)),
+            "pending": .number(String(state.pendingCount)),
+            "atRisk": .number(String(atRisk)),
+            "accepted": .number(String(state.accepted)),
+            "conflicts": .number(String(state.conflicts.count)),
+            "rejected": .number(String(state.rejected.count)),
+            "unprocessable": .number(String(state.unprocessable.count)),
+            "expiredRebilled": .number(String(state.expiredRebilled)),
+            "lateUsage": .number(String(state.lateUsage)),
+            "voids": .number(String(state.voids)),
+            "refunds": .number(String(state.refunds.count)),
+            "attribution": .string(state.attribution == .enqueued ? "enqueued" : "event"),
+        ])
+        return Published(nextSequence: state.nextSequence, snapshotSequence: folded.schedule.lastSequence, figures: figures)
+    }
+
+    /// Publishes what `status` shows (lock held).
+    private func publish(_ folded: Folded) {
+        let now = Self.published(folded)
+        published.withLock { $0 = now }
     }
 
     func start() { follower.start(threadName: "aggregator-p\(partition)") }
@@ -81,7 +125,10 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
     /// Stops following and writes a final snapshot.
     func stop() {
         follower.stop()
-        folded.withLock { saveSnapshot(&$0) }
+        folded.withLock { folded in
+            saveSnapshot(&folded)
+            publish(folded)
+        }
     }
 
     func nextSequence() -> UInt64 { folded.withLock { $0.state.nextSequence } }
@@ -99,6 +146,7 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
             }
             let catchingUp = follower.isCatchingUp(nextSequence: folded.state.nextSequence)
             if folded.schedule.folded(count, time: folded.state.time, catchingUp: catchingUp) { saveSnapshot(&folded) }
+            publish(folded)
         }
     }
 
