@@ -544,17 +544,19 @@ final class QueryHandler: RequestHandler {
         var partitions: [JSONValue] = []
         for worker in workers {
             let progress = worker.followerProgress
-            let (next, time, subscriptions) = worker.read { ($0.nextSequence, $0.state.time, $0.state.subscriptionCount) }
+            // As the fold last published them: a status never waits for a fold in progress.
+            let published = worker.publishedStatus
+            let (next, time, subscriptions) = (published.nextSequence, published.time, published.subscriptions)
             var members: [JSONObject.Member] = [
                 .init("partition", .number(String(worker.partition))), .init("position", .number(String(next))),
                 .init("ingestNext", progress.ingestNext.map { .number(String($0)) } ?? .null),
                 .init("lag", progress.ingestNext.map { .number(String($0 > next ? $0 - next : 0)) } ?? .null),
                 .init("connected", .bool(progress.connected)), .init("time", time.map { .string($0.iso8601) } ?? .null),
                 .init("subscriptions", .number(String(subscriptions))),
-                .init("snapshotSequence", worker.snapshotSequence.map { .number(String($0)) } ?? .null),
+                .init("snapshotSequence", published.snapshotSequence.map { .number(String($0)) } ?? .null),
                 .init("recordsFolded", .number(String(progress.recordsFolded))),
             ]
-            if let error = progress.lastError ?? worker.lastJournalError { members.append(.init("lastError", .string(error))) }
+            if let error = progress.lastError ?? published.journalError { members.append(.init("lastError", .string(error))) }
             partitions.append(.object(JSONObject(members)))
         }
         let position = usage.position

@@ -21,7 +21,20 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     private let submissions: Journal
     private let watchers: WatcherRegistry
     private let folded: Mutex<Folded>
+    /// What `status` shows of the partition, published by the fold (at start, after each answer of
+    /// records and at stop), so that a status, asked for often, never waits for a fold in
+    /// progress, which holds the lock for a whole answer (0.74% of meter-query's samples waited so
+    /// in a catch-up with the benchmark asking every 5 ms).
+    private let published: Mutex<Published>
     private var follower: PartitionFollower!
+
+    struct Published: Sendable {
+        var nextSequence: UInt64
+        var time: Timestamp?
+        var subscriptions: Int
+        var snapshotSequence: UInt64?
+        var journalError: String?
+    }
 
     private struct Folded {
         var view: PartitionView
@@ -112,12 +125,13 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
         self.submissions = submissions
         self.watchers = watchers
         store = Self.snapshotStore(partition: partition, configuration: configuration)
-        folded = Mutex(
-            Folded(
-                view: restored ?? PartitionView(partition: partition),
-                schedule: SnapshotSchedule(
-                    everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
-                    restoredAt: restored?.state.lastSequence, time: restored?.state.time)))
+        let start = Folded(
+            view: restored ?? PartitionView(partition: partition),
+            schedule: SnapshotSchedule(
+                everyRecords: configuration.snapshotEveryRecords, everySeconds: configuration.snapshotEverySeconds,
+                restoredAt: restored?.state.lastSequence, time: restored?.state.time))
+        published = Mutex(Self.published(start))
+        folded = Mutex(start)
         // Every record the snapshot counts is journaled: the partition's usage is complete up to its time.
         usage.journaled(partition: partition, records: [], clock: restored?.state.time)
         follower = PartitionFollower(
@@ -129,8 +143,20 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     func read<T>(_ body: (PartitionView) -> T) -> T { folded.withLock { body($0.view) } }
 
     var followerProgress: PartitionFollower.Progress { follower.progress }
-    var snapshotSequence: UInt64? { folded.withLock { $0.schedule.lastSequence } }
-    var lastJournalError: String? { folded.withLock { $0.journalError } }
+    /// Where the partition is, as last published (no wait for a fold in progress).
+    var publishedStatus: Published { published.withLock { $0 } }
+
+    private static func published(_ folded: Folded) -> Published {
+        Published(
+            nextSequence: folded.view.nextSequence, time: folded.view.state.time, subscriptions: folded.view.state.subscriptionCount,
+            snapshotSequence: folded.schedule.lastSequence, journalError: folded.journalError)
+    }
+
+    /// Publishes what `status` shows (lock held).
+    private func publish(_ folded: Folded) {
+        let now = Self.published(folded)
+        published.withLock { $0 = now }
+    }
 
     func start() { follower.start(threadName: "query-p\(partition)") }
 
@@ -139,7 +165,10 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
     /// Stops following and writes a final snapshot.
     func stop() {
         follower.stop()
-        folded.withLock { saveSnapshot(&$0) }
+        folded.withLock { folded in
+            saveSnapshot(&folded)
+            publish(folded)
+        }
     }
 
     func nextSequence() -> UInt64 { folded.withLock { $0.view.nextSequence } }
@@ -181,6 +210,7 @@ final class ViewWorker: PartitionFolding, @unchecked Sendable {
             if folded.schedule.folded(count, time: folded.view.state.time, catchingUp: catchingUp) && folded.journalError == nil {
                 saveSnapshot(&folded)
             }
+            publish(folded)
             return output.touched
         }
         if !touched.isEmpty { watchers.changed(partition: partition, keys: touched) }
