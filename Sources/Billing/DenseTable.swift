@@ -66,6 +66,14 @@ public struct DenseTable<Key: Hashable, Value> {
         probe(hash: hash) { storedKeys[$0] == key }
     }
 
+    /// The position of `key`, or nil, looked up first from `hint` (when given), a hash `key`
+    /// probably has (a record's `BillingRecord.nameHash`): a wrong hint costs a probe, and the key
+    /// is then hashed and looked up again.
+    @inlinable package func index(forKey key: Key, hint: Int?) -> Int? {
+        if let hint, let found = index(forKey: key, hash: hint) { return found }
+        return index(forKey: key)
+    }
+
     /// The position of the first entry, from `hash`'s own slot on, whose slot has `hash`'s tag and
     /// that `matches`; nil at the first empty slot.
     @inlinable func probe(hash: Int, _ matches: (Int) -> Bool) -> Int? {
@@ -120,6 +128,7 @@ public struct DenseTable<Key: Hashable, Value> {
     /// first when it is not there.
     @inlinable package mutating func position(of key: Key, hint: Int?, orAdding value: () -> Value) -> Int {
         if let hint, let found = index(forKey: key, hash: hint) { return found }
+        // The key's own hash, kept for adding it when it is not there.
         let hash = Self.hash(key)
         if let found = index(forKey: key, hash: hash) { return found }
         append(key, value(), hash: hash)

@@ -6,7 +6,7 @@ extension PartitionState {
     /// nothing, so a read model may ask it while folding. `hint`: a hash the key probably has (a
     /// record's `nameHash`), tried first.
     public func meterKind(ofKey key: String, meterName: String, hint: Int? = nil) -> MeterRunRate.Kind? {
-        guard let index = index(ofKey: key, hint: hint) else { return nil }
+        guard let index = subscriptions.index(forKey: key, hint: hint) else { return nil }
         let meters = subscriptions.values[index].meters
         guard let meter = meters.first(where: { $0.name == meterName }) else { return nil }
         switch meter.rule {

@@ -43,7 +43,7 @@ extension PartitionState {
             if step == 2 {
                 prefetchArray(at: subscription + Self.openHoursOffset, bytes: 2 * MemoryLayout<OpenHour>.stride)
                 guard let meter else {
-                    prefetchArray(at: subscription + Self.metersOffset, bytes: 5 * MemoryLayout<Meter>.stride)
+                    prefetchLines(meters, bytes: 32 + 5 * MemoryLayout<Meter>.stride)
                     return
                 }
                 // The header (a lookup checks the count) and every line of the meter.

@@ -103,7 +103,7 @@ public struct PartitionState: Sendable, Equatable {
         let dimension: String
         let hour: Timestamp
         /// The three hashed once, when the slot is made: a table of pending items hashes every key
-        /// again each time it grows, and hashing two strings each time was 2.6% of a catch-up's
+        /// again each time it grows, and hashing two strings each time was 2.62% of a catch-up's
         /// samples (docs/BENCHMARKS.md). Seeded per process as any hash, so no easier to collide.
         private let digest: Int
 
@@ -521,8 +521,7 @@ public struct PartitionState: Sendable, Equatable {
     /// A lookup with `hash` that finds nothing is made again with the name's own hash: a hint is
     /// never trusted to say a subscription is unknown.
     private func index(forName name: String, hash: Int? = nil) -> Int? {
-        if let hash, let index = subscriptions.index(forKey: name, hash: hash) { return index }
-        if let index = subscriptions.index(forKey: name) { return index }
+        if let index = subscriptions.index(forKey: name, hint: hash) { return index }
         guard let key = aliases[name] else { return nil }
         return subscriptions.index(forKey: key)
     }

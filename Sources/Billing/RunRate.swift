@@ -188,21 +188,15 @@ extension PartitionState {
     public mutating func termsInPlace(
         ofKey key: String, hint: Int? = nil
     ) -> (resource: ResourceName, planId: String, period: BillingPeriod, deleted: Bool)? {
-        guard let index = index(ofKey: key, hint: hint) else { return nil }
+        guard let index = subscriptions.index(forKey: key, hint: hint) else { return nil }
         return inPlace(index) { ($0.resource, $0.planId, $0.period, $0.deleted) }
     }
 
     /// The current period of the subscription with key `key`, read in place (nothing retained);
     /// `hint` as for `termsInPlace(ofKey:hint:)`.
     public mutating func periodInPlace(ofKey key: String, hint: Int? = nil) -> BillingPeriod? {
-        guard let index = index(ofKey: key, hint: hint) else { return nil }
+        guard let index = subscriptions.index(forKey: key, hint: hint) else { return nil }
         return inPlace(index) { $0.period }
-    }
-
-    /// The position of the subscription with key `key`, looked up from `hint` first.
-    func index(ofKey key: String, hint: Int?) -> Int? {
-        if let hint, let index = subscriptions.index(forKey: key, hash: hint) { return index }
-        return subscriptions.index(forKey: key)
     }
 
     /// The key of the subscription named by `name`, if this partition has it.
