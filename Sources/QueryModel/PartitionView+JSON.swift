@@ -248,8 +248,9 @@ extension PartitionView {
                         ])))
             }
         }
-        let open = views.flatMap { key, view in view.open.map { (key: key, usage: $0) } }
-        let usage = open.sorted { Self.order($0, $1) }.map { key, open -> JSONValue in
+        let open = views.flatMap { key, view in view.open.map { KeyedUsage(key: key, usage: $0) } }
+        let usage = open.sorted { Self.order($0, $1) }.map { entry -> JSONValue in
+            let (key, open) = (entry.key, entry.usage)
             let total = open.total
             var members: [JSONObject.Member] = [.init("subscription", .string(key))]
             members += total.resource.members

@@ -191,17 +191,17 @@ public struct PartitionView: Sendable {
         // Taken out and given back emptied, so the fold appends the next record's effects into the
         // same storage: emptying it while this copy still held it made new storage every record.
         var effects = state.effects.take() ?? []
-        defer {
-            effects.removeAll(keepingCapacity: true)
-            state.effects = effects
-        }
+        // Emptied by taking each effect out, first to last (moved: iterating copied each effect's
+        // names and parts, released again when the array was emptied, 5% of this fold's samples).
+        effects.reverse()
+        defer { state.effects = effects }
         var settled: BillingEffect?
         // An hour's items come one subscription after another: what `count` looked up for the
         // last one serves its next items. Forgotten when an entry is removed (positions move).
         var counted: Counted?
-        for effect in effects {
+        while let effect = effects.popLast() {
             if output.collectsTouched { output.touched.insert(effect.subscription) }
-            switch effect {
+            switch consume effect {
             case .usage(let key, let meterName, let hour, let parts, let previousPeriod, _, let period):
                 recordUsage(
                     key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, period: period,
@@ -222,7 +222,9 @@ public struct PartitionView: Sendable {
             case .ready(let key, let dimension, let hour, let quantity):
                 count(key, dimension: dimension, hour: hour, last: &counted) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
-                settled = effect
+                settled = .settled(
+                    subscription: key, dimension: dimension, hour: hour, quantity: quantity, status: status,
+                    acceptedQuantity: acceptedQuantity)
                 let slot = Slot(dimension: dimension, hour: hour)
                 let outcome = Self.marketplaceStatus(status)
                 count(key, dimension: dimension, hour: hour, last: &counted) { totals in
@@ -239,14 +241,13 @@ public struct PartitionView: Sendable {
                 }
                 subscriptionViews[key, default: SubscriptionView()].ledger[slot] = SlotStatus(status: outcome, settledAt: now)
                 settledOrder.append((now, key, slot))
-            case .renewed(let key), .purchased(let key):
+            case .renewed(let key):
                 counted = nil
-                if let index = subscriptionViews.index(forKey: key) {
-                    subscriptionViews.values[index].breakdown = nil
-                    subscriptionViews.values[index].series = nil
-                    if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
-                }
-                if case .purchased = effect { setPrices(Self.plan(of: record)?.prices, key: key) }
+                forgetPeriodViews(of: key)
+            case .purchased(let key):
+                counted = nil
+                forgetPeriodViews(of: key)
+                setPrices(Self.plan(of: record)?.prices, key: key)
             case .deleted:
                 break
             case .removed(let key):
@@ -397,6 +398,14 @@ public struct PartitionView: Sendable {
         }
     }
 
+    /// Drops the breakdown and series of the subscription's period (a new period, or a new purchase).
+    private mutating func forgetPeriodViews(of key: String) {
+        guard let index = subscriptionViews.index(forKey: key) else { return }
+        subscriptionViews.values[index].breakdown = nil
+        subscriptionViews.values[index].series = nil
+        if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
+    }
+
     /// Sets the display prices of the subscription's plan in force (nil: it has none).
     private mutating func setPrices(_ prices: DisplayPrices?, key: String) {
         if let prices {
@@ -458,7 +467,7 @@ public struct PartitionView: Sendable {
         // Visited in key order, each subscription's few entries sorted among themselves: sorting
         // the whole of an hour's usage (every subscription's) moved large entries many times over.
         openKeys.sort()
-        var closed: [(key: String, usage: OpenUsage)] = []
+        var closed: [KeyedUsage] = []
         var stillOpen: [String] = []
         var firstHour: Timestamp?
         var severalHours = false
@@ -473,11 +482,11 @@ public struct PartitionView: Sendable {
             }
             guard let index = subscriptionViews.index(forKey: key, hash: hashes[position]) else { continue }
             let first = closed.count
-            if subscriptionViews.values[index].takeClosed(key: key, before: now, into: &closed) {
-                stillOpen.append(key)
-            } else if subscriptionViews.values[index].isEmpty {
-                // A removed subscription, kept for its open usage.
-                subscriptionViews.remove(at: index)
+            switch subscriptionViews.values[index].takeClosed(key: key, before: now, into: &closed) {
+            case .open: stillOpen.append(key)
+            case .closed: break
+            // A removed subscription, kept for its open usage.
+            case .empty: subscriptionViews.remove(at: index)
             }
             if closed.count - first > 1 { closed[first...].sort { Self.order($0, $1) } }
             for position in first..<closed.count where closed[position].usage.hour != firstHour {
@@ -487,11 +496,15 @@ public struct PartitionView: Sendable {
         openKeys = stillOpen
         guard !closed.isEmpty else { return }
         // Several hours closing at once (a quiet partition, a clock moved on): hour first.
-        let sequence =
-            severalHours ? closed.indices.sorted { (closed[$0].usage.hour, $0) < (closed[$1].usage.hour, $1) } : Array(closed.indices)
+        if severalHours {
+            closed = closed.indices.sorted { (closed[$0].usage.hour, $0) < (closed[$1].usage.hour, $1) }.map { closed[$0] }
+        }
         output.usage.reserveCapacity(output.usage.count + closed.count)
-        for position in sequence {
-            let (key, usage) = closed[position]
+        // Each entry moved out in turn (first to last), not copied and released again.
+        closed.reverse()
+        while let entry = closed.popLast() {
+            let key = entry.key
+            let usage = entry.usage
             let total = usage.total
             var record = UsageRecord(
                 partition: partition, ordinal: usageOrdinal, subscription: key, resource: total.resource, planId: total.planId,
@@ -505,7 +518,7 @@ public struct PartitionView: Sendable {
     }
 
     /// The order usage records of closing hours are numbered in: hour, subscription, meter, dimension.
-    static func order(_ lhs: (key: String, usage: OpenUsage), _ rhs: (key: String, usage: OpenUsage)) -> Bool {
+    static func order(_ lhs: KeyedUsage, _ rhs: KeyedUsage) -> Bool {
         (lhs.usage.hour, lhs.key, lhs.usage.meterName, lhs.usage.dimension)
             < (rhs.usage.hour, rhs.key, rhs.usage.meterName, rhs.usage.dimension)
     }

@@ -57,25 +57,40 @@ extension PartitionView {
             open.append(usage)
         }
 
-        /// Moves the open usage of the hours that ended by `now` to `closed`; true when some stays open.
-        mutating func takeClosed(key: String, before now: Timestamp, into closed: inout [(key: String, usage: OpenUsage)]) -> Bool {
-            var kept = 0
-            for index in open.indices {
-                if open[index].hour.adding(microseconds: Timestamp.microsecondsPerHour) <= now {
-                    closed.append((key, open[index]))
+        /// What `takeClosed` left of a subscription's entry.
+        enum Remaining {
+            /// Usage of an hour not ended stays open.
+            case open
+            /// Nothing is open, and the entry keeps something else.
+            case closed
+            /// Nothing is kept at all: the entry can go.
+            case empty
+        }
+
+        /// Moves the open usage of the hours that ended by `now` to `closed`, in no particular order
+        /// (moved, not copied: each copy retained the names and the terms box, released again when
+        /// the table was emptied). Says what is left, answered in place: asking the table's entry
+        /// for `isEmpty` afterwards copied the whole entry.
+        mutating func takeClosed(key: String, before now: Timestamp, into closed: inout [KeyedUsage]) -> Remaining {
+            var kept: [OpenUsage] = []
+            while let usage = open.popLast() {
+                if usage.hour.adding(microseconds: Timestamp.microsecondsPerHour) <= now {
+                    closed.append(KeyedUsage(key: key, usage: usage))
                 } else {
-                    open.swapAt(kept, index)
-                    kept += 1
+                    kept.append(usage)
                 }
             }
-            if kept == 0 {
-                // Given back while nothing is open; it grows again with the next hour's usage.
-                open = []
-            } else {
-                open.removeLast(open.count - kept)
-            }
-            return kept > 0
+            // Emptied, the table is given back while nothing is open; it grows again with the next
+            // hour's usage.
+            open = kept
+            return !open.isEmpty ? .open : isEmpty ? .empty : .closed
         }
+    }
+
+    /// An entry of open usage with the key of its subscription (for ordering them across subscriptions).
+    struct KeyedUsage {
+        var key: String
+        var usage: OpenUsage
     }
 
     /// The usage of one meter and dimension in one hour not closed yet, in 80 bytes: the names
