@@ -19,6 +19,9 @@ public struct PartitionView: Sendable {
     /// Settled slots in the order they settled (log time never goes back), for forgetting them.
     var settledOrder: [(at: Timestamp, key: String, slot: Slot)] = []
     var settledHead = 0
+    /// How many entries of open usage the last hour's close took (sizes the next one's list; not
+    /// kept in snapshots).
+    var lastClosedCount = 0
     /// Usage records produced so far; the next one gets this ordinal.
     public internal(set) var usageOrdinal: UInt64 = 0
     /// Submission records produced so far; the next one gets this ordinal.
@@ -467,7 +470,10 @@ public struct PartitionView: Sendable {
         // Visited in key order, each subscription's few entries sorted among themselves: sorting
         // the whole of an hour's usage (every subscription's) moved large entries many times over.
         openKeys.sort()
+        // Sized as the last close was: grown by doubling from empty, an hour of a large partition
+        // was copied over a dozen times into freshly mapped memory (2.15% of the fold's samples).
         var closed: [KeyedUsage] = []
+        closed.reserveCapacity(max(lastClosedCount, openKeys.count))
         var stillOpen: [String] = []
         var firstHour: Timestamp?
         var severalHours = false
@@ -494,6 +500,7 @@ public struct PartitionView: Sendable {
             }
         }
         openKeys = stillOpen
+        lastClosedCount = closed.count
         guard !closed.isEmpty else { return }
         // Several hours closing at once (a quiet partition, a clock moved on): hour first.
         if severalHours {

@@ -131,4 +131,34 @@ struct SubscriptionViewTests {
     func openUsageLayout() {
         #expect(MemoryLayout<PartitionView.OpenUsage>.stride == 80)
     }
+
+    @Test("closing takes out the entries of ended hours, keeps the others, and says whether the entry is still open, kept or empty")
+    func takeClosedSaysWhatIsLeft() throws {
+        let terms = Boxed(PartitionView.OpenTerms(resource: ResourceName(resourceId: "s"), planId: "p"))
+        let ten = try #require(Timestamp(iso8601: "2024-03-01T10:00:00Z"))
+        let eleven = ten.adding(microseconds: Timestamp.microsecondsPerHour)
+        func usage(_ meter: String, _ hour: Timestamp, _ quantity: Int) -> PartitionView.OpenUsage {
+            var entry = PartitionView.OpenUsage(meterName: meter, dimension: meter, hour: hour, terms: terms)
+            entry.add(PartitionView.UsageChange(quantity: Quantity(quantity)))
+            return entry
+        }
+        var view = PartitionView.SubscriptionView()
+        for entry in [usage("a", ten, 1), usage("b", eleven, 2), usage("c", ten, 3)] { view.append(entry) }
+        var closed: [PartitionView.KeyedUsage] = []
+        // At 11:00, hour 10 ended: its two entries go (in no particular order), hour 11's stays.
+        #expect(view.takeClosed(key: "s", before: eleven, into: &closed) == .open)
+        #expect(closed.map { "\($0.key) \($0.usage.meterName) \($0.usage.quantity)" }.sorted() == ["s a 1", "s c 3"])
+        #expect(view.open.map(\.meterName) == ["b"])
+        // Nothing ended an hour later than that: nothing moves.
+        #expect(view.takeClosed(key: "s", before: eleven.adding(microseconds: 1), into: &closed) == .open)
+        #expect(closed.count == 2)
+        // With the ledger holding a slot, the emptied entry is kept; without anything, it can go.
+        var settled = view
+        settled.ledger[PartitionView.Slot(dimension: "a", hour: ten)] = PartitionView.SlotStatus(status: .accepted, settledAt: eleven)
+        let noon = eleven.adding(microseconds: Timestamp.microsecondsPerHour)
+        #expect(settled.takeClosed(key: "s", before: noon, into: &closed) == .closed)
+        #expect(settled.open.isEmpty && settled.open.capacity == 0, "the emptied table is given back")
+        #expect(view.takeClosed(key: "s", before: noon, into: &closed) == .empty)
+        #expect(closed.dropFirst(2).map(\.usage.meterName) == ["b", "b"])
+    }
 }
