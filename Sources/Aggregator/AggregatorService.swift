@@ -37,7 +37,7 @@ nonisolated func runAggregator() -> Never {
     } catch {
         ServiceLifecycle.fail("\(error)")
     }
-    let workers = owned.map { PartitionWorker(partition: $0, configuration: configuration) }
+    let workers = PartitionWorker.restoreAll(owned, configuration: configuration)
     let handler = AggregatorHandler(workers: workers)
     let metrics = MetricsRegistry()
     FoldMetrics.register(

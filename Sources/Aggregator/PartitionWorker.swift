@@ -68,6 +68,19 @@ final class PartitionWorker: PartitionFolding, @unchecked Sendable {
             binding: binding, owner: self)
     }
 
+    /// The workers of `partitions`, in that order, their snapshots read in parallel: reading them
+    /// is a restart's largest cost, and read one after another they kept one core busy of two
+    /// (a restart over 100,000 subscriptions took 0.8 to 1.2 s). Each worker touches only its own
+    /// partition's files and binding.
+    static func restoreAll(_ partitions: [Int], configuration: AggregatorConfiguration) -> [PartitionWorker] {
+        let restored = Mutex([PartitionWorker?](repeating: nil, count: partitions.count))
+        DispatchQueue.concurrentPerform(iterations: partitions.count) { index in
+            let worker = PartitionWorker(partition: partitions[index], configuration: configuration)
+            restored.withLock { $0[index] = worker }
+        }
+        return restored.withLock { $0.compactMap { $0 } }
+    }
+
     /// Reads the state under the lock.
     func read<T: Sendable>(_ body: (PartitionState) -> T) -> T { folded.withLock { body($0.state) } }
 

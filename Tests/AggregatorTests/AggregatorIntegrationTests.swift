@@ -77,6 +77,43 @@ struct AggregatorIntegrationTests {
         #expect(!snapshots.isEmpty)
     }
 
+    /// (partition, position, records folded since start) of every partition, as `status` lists them.
+    static func partitions(_ aggregator: AggregatorProcess) throws -> [(partition: Int, position: Int, applied: Int)] {
+        try (aggregator.client().call("status")["partitions"]?.arrayValue ?? []).map { partition in
+            func number(_ name: String) -> Int {
+                if case .number(let text)? = partition[name] { return Int(text) ?? -1 }
+                return -1
+            }
+            return (number("partition"), number("position"), number("recordsApplied"))
+        }
+    }
+
+    @Test("after SIGTERM every partition comes back from its own snapshot, read in parallel: in order, at its position, nothing replayed")
+    func partitionsRestoreInParallel() throws {
+        let home = StackHome()
+        let ingest = try IngestProcess(home: home)
+        var aggregator = try AggregatorProcess(home: home)
+        try Self.advance(ingest, to: "2024-01-31T09:00:00Z")
+        let names = (0..<12).map { "agg-p\($0)" }
+        try Self.send(ingest, try names.map { try Self.purchase($0, start: "2024-01-31T09:00:00Z") })
+        try Self.send(ingest, names.map { usage($0, "1200", meter: "email") })
+        try Self.advance(ingest, to: "2024-01-31T10:00:00Z")
+        try aggregator.waitUntilCaughtUp(with: ingest)
+        let pending = try Self.pending(aggregator)
+        #expect(pending.count == 12, "each subscription's 200 e-mails of overage")
+        let before = try Self.partitions(aggregator)
+        #expect(before.filter { $0.position > 0 }.count >= 2, "the subscriptions are spread over several partitions")
+
+        aggregator.kill(SIGTERM)
+        aggregator = try AggregatorProcess(home: home)
+        try aggregator.waitUntilCaughtUp(with: ingest)
+        let after = try Self.partitions(aggregator)
+        #expect(after.map(\.partition) == Array(0..<before.count))
+        #expect(after.map(\.position) == before.map(\.position))
+        #expect(after.allSatisfy { $0.applied == 0 }, "nothing folded again: every state came from its snapshot")
+        #expect(try Self.pending(aggregator) == pending)
+    }
+
     @Test("catching up through hours of log time writes no snapshot per hour: only the record count could ask for one")
     func noHourlySnapshotsWhileCatchingUp() throws {
         let home = StackHome()
