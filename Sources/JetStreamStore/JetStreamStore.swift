@@ -147,7 +147,10 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
             newest = Self.newestTime(message.payload)
         }
         willVisit(0, newest)
-        try catchUp(through: last, deadline: deadline, visit: visit)
+        var progress = StreamReadingProgress(stream: options.stream, last: last, started: Date())
+        try catchUp(through: last, deadline: deadline, visit: visit) { read in
+            if let line = progress.read(read, now: Date()) { Log.info(line) }
+        }
         do {
             try connection.subscribe(subject: subject) { [weak self] _ in self?.nudgeTail() }
         } catch {
@@ -336,9 +339,12 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
 
     /// Reads and applies messages after the last applied one through `last`, several requests
     /// in flight at once; every message up to `last` must arrive (replicas that lag are asked again).
-    private func catchUp(through last: UInt64, deadline: Date, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true)
-        throws(EventLogError)
-    {
+    /// `read`: told the sequence of the last message applied after each window of messages (for
+    /// the progress of reading the stream at start).
+    private func catchUp(
+        through last: UInt64, deadline: Date, visit: (Int, UInt64, Timestamp, RecordMeta) -> Void, notify: Bool = true,
+        read: (UInt64) -> Void = { _ in }
+    ) throws(EventLogError) {
         writerLock.lock()
         defer { writerLock.unlock() }
         let window: UInt64 = 64
@@ -365,6 +371,7 @@ public final class JetStreamStore: RecordStore, @unchecked Sendable {
                 }
                 try apply(message, visit: visit, notify: notify)
             }
+            read(end)
         }
     }
 
