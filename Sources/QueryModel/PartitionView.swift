@@ -197,7 +197,11 @@ public struct PartitionView: Sendable {
         // Emptied by taking each effect out, first to last (moved: iterating copied each effect's
         // names and parts, released again when the array was emptied, 5% of this fold's samples).
         effects.reverse()
-        defer { state.effects = effects }
+        defer {
+            // Empty already, unless the loop below is ever left early: no effect is handed on twice.
+            effects.removeAll(keepingCapacity: true)
+            state.effects = effects
+        }
         var settled: BillingEffect?
         // An hour's items come one subscription after another: what `count` looked up for the
         // last one serves its next items. Forgotten when an entry is removed (positions move).
