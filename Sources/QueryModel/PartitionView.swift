@@ -202,7 +202,8 @@ public struct PartitionView: Sendable {
             effects.removeAll(keepingCapacity: true)
             state.effects = effects
         }
-        var settled: BillingEffect?
+        // What a marketplace outcome settled, for its line of the ledger.
+        var settled: (quantity: Quantity, status: String, accepted: Quantity?)?
         // An hour's items come one subscription after another: what `count` looked up for the
         // last one serves its next items. Forgotten when an entry is removed (positions move).
         var counted: Counted?
@@ -229,9 +230,7 @@ public struct PartitionView: Sendable {
             case .ready(let key, let dimension, let hour, let quantity):
                 count(key, dimension: dimension, hour: hour, last: &counted) { $0.pending = $0.pending.figureAdding(quantity) }
             case .settled(let key, let dimension, let hour, let quantity, let status, let acceptedQuantity):
-                settled = .settled(
-                    subscription: key, dimension: dimension, hour: hour, quantity: quantity, status: status,
-                    acceptedQuantity: acceptedQuantity)
+                settled = (quantity, status, acceptedQuantity)
                 let slot = Slot(dimension: dimension, hour: hour)
                 let outcome = Self.marketplaceStatus(status)
                 count(key, dimension: dimension, hour: hour, last: &counted) { totals in
@@ -278,19 +277,11 @@ public struct PartitionView: Sendable {
             setPrices(change.plan.prices, key: key)
         }
         if case .usageSubmittedToAPI(let outcome) = record.message.body {
-            var quantity: Quantity?
-            var status: String?
-            var acceptedQuantity: Quantity?
-            if case .settled(_, _, _, let itemQuantity, let settledAs, let accepted)? = settled {
-                quantity = itemQuantity
-                status = settledAs
-                acceptedQuantity = accepted
-            }
             let reason = outcome.status == "Accepted" ? nil : PartitionState.reason(outcome.value, status: outcome.status)
             output.submissions.append(
                 SubmissionRecord(
                     partition: partition, ordinal: submissionOrdinal, sequence: record.sequence, recordedAt: record.enqueuedTime,
-                    outcome: outcome, settled: status, quantity: quantity, acceptedQuantity: acceptedQuantity,
+                    outcome: outcome, settled: settled?.status, quantity: settled?.quantity, acceptedQuantity: settled?.accepted,
                     reason: reason == outcome.status ? nil : reason))
             submissionOrdinal += 1
         }
@@ -408,9 +399,22 @@ public struct PartitionView: Sendable {
     /// Drops the breakdown and series of the subscription's period (a new period, or a new purchase).
     private mutating func forgetPeriodViews(of key: String) {
         guard let index = subscriptionViews.index(forKey: key) else { return }
-        subscriptionViews.values[index].breakdown = nil
-        subscriptionViews.values[index].series = nil
-        if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
+        changeView(at: index) {
+            $0.breakdown = nil
+            $0.series = nil
+        }
+    }
+
+    /// Changes the entry at `index` in place, then removes it when it keeps nothing. In place:
+    /// reading an entry through the table's values, even only `isEmpty`, copied it whole and
+    /// retained all it holds (as closing hours did for every subscription, 0.95% of the read
+    /// model fold's samples, before `takeClosed` answered it).
+    private mutating func changeView(at index: Int, _ body: (inout SubscriptionView) -> Void) {
+        func change(_ view: inout SubscriptionView) -> Bool {
+            body(&view)
+            return view.isEmpty
+        }
+        if change(&subscriptionViews.values[index]) { subscriptionViews.remove(at: index) }
     }
 
     /// Sets the display prices of the subscription's plan in force (nil: it has none).
@@ -418,8 +422,7 @@ public struct PartitionView: Sendable {
         if let prices {
             subscriptionViews[key, default: SubscriptionView()].prices = prices
         } else if let index = subscriptionViews.index(forKey: key) {
-            subscriptionViews.values[index].prices = nil
-            if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
+            changeView(at: index) { $0.prices = nil }
         }
     }
 
@@ -571,11 +574,11 @@ public struct PartitionView: Sendable {
         while settledHead < settledOrder.count, settledOrder[settledHead].at < horizon {
             let (_, key, slot) = settledOrder[settledHead]
             settledHead += 1
-            guard let index = subscriptionViews.index(forKey: key), let entry = subscriptionViews.values[index].ledger[slot],
-                entry.settledAt < horizon
-            else { continue }
-            subscriptionViews.values[index].ledger[slot] = nil
-            if subscriptionViews.values[index].isEmpty { subscriptionViews.remove(at: index) }
+            guard let index = subscriptionViews.index(forKey: key) else { continue }
+            // Settled again since (a later outcome of the slot): kept for its own time.
+            changeView(at: index) { view in
+                if let entry = view.ledger[slot], entry.settledAt < horizon { view.ledger[slot] = nil }
+            }
         }
         if settledHead > 1024 && settledHead * 2 > settledOrder.count {
             settledOrder.removeFirst(settledHead)
