@@ -9,6 +9,15 @@ import Wire
 /// ends cut lines anywhere.
 @Suite("Journal files read back at start-up")
 struct JournalTests {
+    /// A small generator, so that a failing run can be repeated from its seed.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state ^ (state >> 29)
+        }
+    }
+
     /// Lines of a few hundred bytes each, so that a few thousand cross several read boundaries.
     static func fill(_ path: String, lines: Int) throws {
         let journal = try Journal(path: path)
@@ -85,6 +94,48 @@ struct JournalTests {
         #expect(reopened.count > lines)
         #expect(reopened.nextOrdinal(partition: 0) == UInt64(reopened.count))
         #expect(try reopened.read(from: lines - 1, maximum: 2).map { $0["n"] } == [.number(String(lines - 1)), .number(String(lines))])
+    }
+
+    @Test("the indexes a journal keeps as lines are appended and synced are the ones a reopening builds line by line")
+    func indexesKeptWhileAppendingMatchTheRebuiltOnes() throws {
+        let home = StackHome()
+        let path = home.path + "/submissions.journal"
+        let journal = try Journal(path: path)
+        var generator = Generator(state: 12)
+        var next: [UInt64] = [0, 0, 0, 0]
+        var synced = 0
+        // Runs of one partition's records, long and short, some skipping ordinals, four partitions
+        // interleaved, and syncs between and within runs.
+        while journal.nextId < 5_000 {
+            let partition = Int.random(in: 0..<4, using: &generator)
+            if Bool.random(using: &generator) { next[partition] += UInt64.random(in: 1...3, using: &generator) }
+            for _ in 0..<[1, 2, 127, 128, 129, 300].randomElement(using: &generator)! {
+                journal.append(partition: partition, ordinal: next[partition], JSONObject(["p": .number(String(partition))]))
+                next[partition] += 1
+                if Int.random(in: 0..<200, using: &generator) == 0 {
+                    try journal.sync()
+                    synced = journal.count
+                }
+            }
+            // What is found is durable: a line at or before any ordinal is a synced one.
+            for partition in 0..<4 {
+                #expect(journal.line(partition: partition, atOrBefore: next[partition] / 2) <= synced)
+            }
+        }
+        try journal.sync()
+        let reopened = try Journal(path: path)
+        #expect(reopened.count == journal.count)
+        for partition in 0..<4 {
+            #expect(reopened.nextOrdinal(partition: partition) == journal.nextOrdinal(partition: partition))
+            for ordinal in stride(from: UInt64(0), through: next[partition] + 1, by: 7) {
+                #expect(
+                    journal.line(partition: partition, atOrBefore: ordinal) == reopened.line(partition: partition, atOrBefore: ordinal),
+                    "partition \(partition), ordinal \(ordinal)")
+            }
+        }
+        for start in stride(from: 0, to: journal.count, by: 61) {
+            #expect(try journal.read(from: start, maximum: 2) == reopened.read(from: start, maximum: 2))
+        }
     }
 
     @Test("a damaged line after the first read stops the opening, naming the line")
