@@ -13,7 +13,9 @@ import Wire
 ///
 /// Every line starts `{"id":n,"partition":p,"ordinal":o,` (a usage line then `"closed":s,`, the
 /// Unix second at which its hour was closed) — the id is the file's first id plus the line's number,
-/// the partition and ordinal say which record of which partition's fold it is. A fold replayed after
+/// the partition and ordinal say which record of which partition's fold it is. A usage segment's
+/// lines leave the partition and ordinal out (`{"id":n,"closed":s,`): its partition is the
+/// segment's, its ordinal the id; lines of the earlier, full form are still read. A fold replayed after
 /// a restart produces the same records with the same ordinals, and `nextOrdinal(partition:)` tells
 /// which of them the file already has, so nothing is written twice and ids never change. Lines become
 /// readable only once they are synced (`sync()`), so a page never shows a line a crash could take back.
@@ -22,6 +24,10 @@ final class Journal: Sendable {
     let path: String
     /// The id of the file's first line.
     let firstId: Int
+    /// The partition of every line of a usage segment: its lines are written in the compact form
+    /// (`{"id":n,"closed":s,`, the ordinal being the id), and read in both forms. Nil for the
+    /// submissions journal, whose lines each name their partition and ordinal.
+    let impliedPartition: Int?
     /// Everything that changes: the descriptor, the indexes, what is durable and what is pending.
     private let state: Mutex<State>
     private static let indexStride = 128
@@ -42,9 +48,10 @@ final class Journal: Sendable {
 
     /// Opens (or creates) the journal at `path`, checks every line (`visit` sees each header in
     /// order) and cuts a torn tail.
-    init(path: String, firstId: Int = 0, visit: (Header) -> Void = { _ in }) throws(Failure) {
+    init(path: String, firstId: Int = 0, impliedPartition: Int? = nil, visit: (Header) -> Void = { _ in }) throws(Failure) {
         self.path = path
         self.firstId = firstId
+        self.impliedPartition = impliedPartition
         let existed = access(path, F_OK) == 0
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -61,7 +68,7 @@ final class Journal: Sendable {
         // Read back before the journal is shared: no lock needed yet.
         var state = State(fd: fd)
         do {
-            try state.recover(path: path, firstId: firstId, visit: visit)
+            try state.recover(path: path, firstId: firstId, impliedPartition: impliedPartition, visit: visit)
         } catch {
             close(fd)
             throw error
@@ -119,7 +126,7 @@ final class Journal: Sendable {
 
         /// Reads back the file at `path`, whose first line has id `firstId`: checks and indexes
         /// every line (`visit` sees each header in order) and cuts a torn tail.
-        mutating func recover(path: String, firstId: Int, visit: (Header) -> Void) throws(Failure) {
+        mutating func recover(path: String, firstId: Int, impliedPartition: Int?, visit: (Header) -> Void) throws(Failure) {
             var offset: UInt64 = 0
             var lineStart: UInt64 = 0
             // The start of a line that the previous read cut; lines within one read are checked where
@@ -143,10 +150,10 @@ final class Journal: Sendable {
                         let end = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
                         let header: Header?
                         if carried.isEmpty {
-                            header = Journal.header(bytes[position..<end])
+                            header = Journal.header(bytes[position..<end], impliedPartition: impliedPartition)
                         } else {
                             carried.append(contentsOf: bytes[position..<end])
-                            header = Journal.header(carried[...])
+                            header = Journal.header(carried[...], impliedPartition: impliedPartition)
                             carried.removeAll(keepingCapacity: true)
                         }
                         guard let header, header.id == firstId + count else {
@@ -213,8 +220,10 @@ final class Journal: Sendable {
     }
 
     /// The id, partition, ordinal (and close time) at the start of a line (without its newline);
-    /// nil when the line is not one of ours.
-    static func header<Line: RandomAccessCollection<UInt8>>(_ line: Line) -> Header? where Line.Index == Int {
+    /// nil when the line is not one of ours. With `impliedPartition` (a usage segment), a line may
+    /// also be in the compact form `{"id":n,"closed":s,`: of that partition, its ordinal its id.
+    static func header<Line: RandomAccessCollection<UInt8>>(_ line: Line, impliedPartition: Int? = nil) -> Header?
+    where Line.Index == Int {
         guard line.last == UInt8(ascii: "}") else { return nil }
         var position = line.startIndex
         func expect(_ text: String) -> Bool {
@@ -237,16 +246,22 @@ final class Journal: Sendable {
             }
             return position > start ? value : nil
         }
-        guard expect("{\"id\":"), let id = number(), expect(",\"partition\":"), let partition = number(), expect(",\"ordinal\":"),
+        // Numbers of 19 digits may exceed `Int`: a damaged line, never a trap.
+        guard expect("{\"id\":"), let id = number().flatMap(Int.init(exactly:)) else { return nil }
+        if let impliedPartition, expect(",\"closed\":") {
+            guard let seconds = number().flatMap(Int64.init(exactly:)), expect(",") else { return nil }
+            return Header(id: id, partition: impliedPartition, ordinal: UInt64(id), closed: seconds)
+        }
+        guard expect(",\"partition\":"), let partition = number().flatMap(Int.init(exactly:)), expect(",\"ordinal\":"),
             let ordinal = number()
         else { return nil }
         var closed: Int64?
         if expect(",\"closed\":") {
-            guard let seconds = number() else { return nil }
-            closed = Int64(seconds)
+            guard let seconds = number().flatMap(Int64.init(exactly:)) else { return nil }
+            closed = seconds
         }
         guard expect(",") else { return nil }
-        return Header(id: Int(id), partition: Int(partition), ordinal: ordinal, closed: closed)
+        return Header(id: id, partition: partition, ordinal: ordinal, closed: closed)
     }
 
     /// Lines that are synced and readable.
@@ -293,10 +308,13 @@ final class Journal: Sendable {
             state.pendingCount += 1
             state.pending.append(contentsOf: #"{"id":"#.utf8)
             JSONWriter.writeInteger(firstId + line, to: &state.pending)
-            state.pending.append(contentsOf: #","partition":"#.utf8)
-            JSONWriter.writeInteger(partition, to: &state.pending)
-            state.pending.append(contentsOf: #","ordinal":"#.utf8)
-            JSONWriter.writeInteger(ordinal, to: &state.pending)
+            // A usage segment's line leaves out its partition and ordinal, which go without saying.
+            if closed == nil || partition != impliedPartition || ordinal != UInt64(firstId + line) {
+                state.pending.append(contentsOf: #","partition":"#.utf8)
+                JSONWriter.writeInteger(partition, to: &state.pending)
+                state.pending.append(contentsOf: #","ordinal":"#.utf8)
+                JSONWriter.writeInteger(ordinal, to: &state.pending)
+            }
             if let closed {
                 state.pending.append(contentsOf: #","closed":"#.utf8)
                 JSONWriter.writeInteger(Int(closed), to: &state.pending)

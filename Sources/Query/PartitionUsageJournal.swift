@@ -1,5 +1,6 @@
 import Daemon
 import Foundation
+import QueryModel
 import Synchronization
 import Wire
 
@@ -61,9 +62,14 @@ final class PartitionUsageJournal: Sendable {
             var first: Int64?
             var last: Int64?
             var damaged: String?
-            let journal = try Journal(path: directory + "/" + name, firstId: Int(base)) { header in
+            guard let firstId = Int(exactly: base) else {
+                throw Journal.Failure(
+                    description:
+                        "\(directory): segment \(name) starts at a record beyond any ordinal; move the query's data aside to rebuild it")
+            }
+            let journal = try Journal(path: directory + "/" + name, firstId: firstId, impliedPartition: partition) { header in
                 guard let closed = header.closed, header.partition == partition, header.ordinal == UInt64(header.id) else {
-                    damaged = damaged ?? "line \(header.id - Int(base) + 1) is not a usage record of partition \(partition)"
+                    damaged = damaged ?? "line \(header.id - firstId + 1) is not a usage record of partition \(partition)"
                     return
                 }
                 first = first ?? closed
@@ -76,7 +82,9 @@ final class PartitionUsageJournal: Sendable {
             if let previous = segments.last?.journal { try previous.seal() }
             segments.append(Segment(journal: journal, firstClosed: first, lastClosed: last))
         }
-        if segments.isEmpty { segments.append(Segment(journal: try Journal(path: directory + "/" + Self.fileName(0)))) }
+        if segments.isEmpty {
+            segments.append(Segment(journal: try Journal(path: directory + "/" + Self.fileName(0), impliedPartition: partition)))
+        }
         self.segments = Mutex(segments)
     }
 
@@ -111,7 +119,8 @@ final class PartitionUsageJournal: Sendable {
                 do {
                     // A new week: the full segment is sealed once its lines are durable.
                     try active.journal.sync()
-                    let next = try Journal(path: directory + "/" + Self.fileName(ordinal), firstId: Int(ordinal))
+                    let next = try Journal(
+                        path: directory + "/" + Self.fileName(ordinal), firstId: Int(ordinal), impliedPartition: partition)
                     try active.journal.seal()
                     segments.append(Segment(journal: next))
                     active = segments[segments.count - 1]
@@ -142,7 +151,8 @@ final class PartitionUsageJournal: Sendable {
             guard ordinal < UInt64(journal.firstId + journal.count) else { continue }
             guard ordinal >= UInt64(journal.firstId) else { break }
             let part = try journal.read(from: Int(ordinal), maximum: maximum - records.count)
-            records += part
+            // Lines of the compact form are served as the full form's (their members, in its order).
+            for line in part { records.append(UsageRecord.expandingCompact(line, partition: partition) ?? line) }
             ordinal += UInt64(part.count)
         }
         return records

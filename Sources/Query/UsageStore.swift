@@ -152,10 +152,12 @@ final class UsageStore: Sendable {
     }
 
     /// Journals usage record `record` of `partition`, closed at `closed` (a whole hour), its line
-    /// written straight from it (no JSON tree), unless the journal has its ordinal already; false
+    /// written straight from it (no JSON tree, the compact form), unless the journal has its ordinal already; false
     /// then. It is numbered once it is synced and reported with `journaled(partition:records:clock:)`.
     func append(partition: Int, closed: Timestamp, record: UsageRecord) -> Bool {
-        journals[partition].append(ordinal: record.ordinal, closed: closed.microseconds / 1_000_000) { record.appendFields(to: &$0) }
+        journals[partition].append(ordinal: record.ordinal, closed: closed.microseconds / 1_000_000) {
+            record.appendCompactFields(to: &$0)
+        }
     }
 
     /// Tells that `partition`'s records `records` (ordinal and close time, in order) are durable

@@ -25,26 +25,37 @@ struct UsageRecordTests {
         return JSONObject(members)
     }
 
+    /// A record of names and figures drawn from `names` and `figures`, its resource named by an
+    /// id, a URI or both.
+    static func randomRecord(
+        _ random: inout SplitMix64, names: [String], figures: [Quantity], partition: Int, ordinal: UInt64, hour: Timestamp
+    ) -> UsageRecord {
+        func name() -> String { names[Int(random.next() % UInt64(names.count))] }
+        func figure() -> Quantity { figures[Int(random.next() % UInt64(figures.count))] }
+        let resource: ResourceName
+        switch random.next() % 3 {
+        case 0: resource = ResourceName(resourceId: name(), resourceUri: nil)
+        case 1: resource = ResourceName(resourceId: nil, resourceUri: name())
+        default: resource = ResourceName(resourceId: name(), resourceUri: name())
+        }
+        var record = UsageRecord(
+            partition: partition, ordinal: ordinal, subscription: name(), resource: resource, planId: name(), meterName: name(),
+            dimension: name(), hour: hour, quantity: figure(), billed: figure())
+        record.netted = figure()
+        record.voided = figure()
+        record.reversed = figure()
+        return record
+    }
+
     @Test("a record's journal fields written straight into bytes are the JSON tree's, for random records, names and figures")
     func appendedFieldsAreTheTree() {
         var random = SplitMix64(seed: 9)
         let names = ["s", "sub-\u{E9}t\u{E9}", "quote \" and \\ back", "tab\tnew\nline", "\u{1}ctl", "ümlaut-é-日本", ""]
         let figures: [Quantity] = [.zero, Quantity(units: 1), Quantity(1), Quantity(units: 1_500_000_000_000_000_000), .largest]
-        func name() -> String { names[Int(random.next() % UInt64(names.count))] }
-        func figure() -> Quantity { figures[Int(random.next() % UInt64(figures.count))] }
         for _ in 0..<2_000 {
-            let resource: ResourceName
-            switch random.next() % 3 {
-            case 0: resource = ResourceName(resourceId: name(), resourceUri: nil)
-            case 1: resource = ResourceName(resourceId: nil, resourceUri: name())
-            default: resource = ResourceName(resourceId: name(), resourceUri: name())
-            }
-            var record = UsageRecord(
-                partition: 1, ordinal: random.next() % 1_000, subscription: name(), resource: resource, planId: name(), meterName: name(),
-                dimension: name(), hour: Timestamp(seconds: Int64(random.next() % 2_000_000_000)), quantity: figure(), billed: figure())
-            record.netted = figure()
-            record.voided = figure()
-            record.reversed = figure()
+            let ordinal = random.next() % 1_000
+            let hour = Timestamp(seconds: Int64(random.next() % 2_000_000_000))
+            let record = Self.randomRecord(&random, names: names, figures: figures, partition: 1, ordinal: ordinal, hour: hour)
             var bytes: [UInt8] = [0x7B]
             record.appendFields(to: &bytes)
             bytes.append(0x7D)
@@ -54,6 +65,44 @@ struct UsageRecordTests {
             #expect(bytes == expected, "\(String(decoding: expected, as: UTF8.self))")
             #expect(record.fields == Self.tree(record))
         }
+    }
+
+    @Test("a record's compact journal line reads back as the full form's line, member for member, for random records")
+    func compactLinesExpandToTheFullForm() throws {
+        var random = SplitMix64(seed: 21)
+        let names = ["s", "q-12345", "quote \" and \\ back", "tab\tnew\nline", "ümlaut-é-日本", ""]
+        let figures: [Quantity] = [.zero, Quantity(units: 1), Quantity(1), Quantity(units: 7_250_000_000_000_000_000), .largest]
+        var shorter = 0
+        for _ in 0..<2_000 {
+            // Hours before and after 1970, and (never from a fold, read all the same) a fraction of a second.
+            var microseconds = (Int64(random.next() % 4_000_000_000) - 1_000_000_000) * 1_000_000
+            if random.next() % 10 == 0 { microseconds += Int64(random.next() % 1_000_000) }
+            let ordinal = random.next() % 1_000_000
+            let record = Self.randomRecord(
+                &random, names: names, figures: figures, partition: 3, ordinal: ordinal, hour: Timestamp(microseconds: microseconds))
+            var full = Array(#"{"id":\#(ordinal),"partition":3,"ordinal":\#(ordinal),"closed":1709269200"#.utf8)
+            record.appendFields(to: &full)
+            full.append(0x7D)
+            var compact = Array(#"{"id":\#(ordinal),"closed":1709269200"#.utf8)
+            record.appendCompactFields(to: &compact)
+            compact.append(0x7D)
+            let line = try #require(JSONParser.parse(compact).objectValue)
+            let expected = try #require(JSONParser.parse(full).objectValue)
+            #expect(UsageRecord.expandingCompact(line, partition: 3) == expected, "\(String(decoding: compact, as: UTF8.self))")
+            #expect(UsageRecord.expandingCompact(expected, partition: 3) == nil, "a full line is left as it is")
+            if compact.count < full.count { shorter += 1 }
+        }
+        #expect(shorter == 2_000)
+        // The query benchmark's lines: 232 bytes in the full form.
+        let record = UsageRecord(
+            partition: 2, ordinal: 4_321_987, subscription: "q-12345", resource: ResourceName(resourceId: "q-12345", resourceUri: nil),
+            planId: "bench-5", meterName: "email", dimension: "emails", hour: Timestamp(iso8601: "2024-03-01T05:00:00Z")!,
+            quantity: Quantity(units: 7_250_000_000_000_000_000), billed: .zero)
+        var compact = Array(#"{"id":4321987,"closed":1709269200"#.utf8)
+        record.appendCompactFields(to: &compact)
+        #expect(
+            String(decoding: compact, as: UTF8.self)
+                == #"{"id":4321987,"closed":1709269200,"r":"q-12345","p":"bench-5","m":"email","d":"emails","h":1709269200,"q":7.25,"b":0"#)
     }
 
     @Test("each closed hour gives one record per meter and dimension with all usage and the overage among it")

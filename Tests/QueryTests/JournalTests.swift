@@ -1,4 +1,5 @@
 import Foundation
+import QueryModel
 import StackTestSupport
 import Testing
 import Wire
@@ -135,6 +136,71 @@ struct JournalTests {
         }
         for start in stride(from: 0, to: journal.count, by: 61) {
             #expect(try journal.read(from: start, maximum: 2) == reopened.read(from: start, maximum: 2))
+        }
+    }
+
+    @Test("a usage segment of full-form lines (earlier releases) takes compact lines after it, and every line reads back in the full form")
+    func fullFormSegmentsUpgradeToCompactLines() throws {
+        let home = StackHome()
+        let directory = home.path + "/usage/p001"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func record(_ ordinal: Int) -> UsageRecord {
+            var record = UsageRecord(
+                partition: 1, ordinal: UInt64(ordinal), subscription: ordinal % 5 == 0 ? "alias-\(ordinal)" : "q-\(ordinal % 40)",
+                resource: ordinal % 7 == 0
+                    ? ResourceName(resourceId: nil, resourceUri: "/subscriptions/\(ordinal % 40)")
+                    : ResourceName(resourceId: "q-\(ordinal % 40)", resourceUri: nil),
+                planId: "bench-5", meterName: "email", dimension: "emails",
+                hour: Timestamp(seconds: 1_709_262_000 + Int64(ordinal / 100) * 3_600), quantity: Quantity(ordinal),
+                billed: Quantity(ordinal % 3))
+            if ordinal % 11 == 0 { record.voided = Quantity(2) }
+            return record
+        }
+        func closed(_ ordinal: Int) -> Int64 { 1_709_265_600 + Int64(ordinal / 100) * 3_600 }
+        // An earlier release's segment: every line in the full form.
+        let earlier = try Journal(path: directory + "/" + PartitionUsageJournal.fileName(0))
+        for ordinal in 0..<300 {
+            earlier.append(partition: 1, ordinal: UInt64(ordinal), closed: closed(ordinal)) { record(ordinal).appendFields(to: &$0) }
+        }
+        try earlier.sync()
+        var visited = 0
+        let journal = try PartitionUsageJournal(directory: directory, partition: 1) { _, _ in visited += 1 }
+        #expect(visited == 300)
+        for ordinal in 300..<600 {
+            #expect(journal.append(ordinal: UInt64(ordinal), closed: closed(ordinal)) { record(ordinal).appendCompactFields(to: &$0) })
+        }
+        try journal.sync()
+        let expected = try (0..<600).map { ordinal in
+            var line = Array(#"{"id":\#(ordinal),"partition":1,"ordinal":\#(ordinal),"closed":\#(closed(ordinal))"#.utf8)
+            record(ordinal).appendFields(to: &line)
+            line.append(0x7D)
+            return try #require(JSONParser.parse(line).objectValue)
+        }
+        #expect(try journal.read(from: 0, maximum: 600) == expected)
+        let text = try #require(FileManager.default.contents(atPath: directory + "/" + PartitionUsageJournal.fileName(0)))
+        let lines = String(decoding: text, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 600)
+        #expect(lines[299].hasPrefix(#"{"id":299,"partition":1,"ordinal":299,"closed":"#))
+        #expect(lines[300].hasPrefix(#"{"id":300,"closed":"#))
+        #expect(lines[300].count * 2 < lines[299].count + 40, "a compact line is about half as long")
+        // Both forms again after a restart.
+        visited = 0
+        let reopened = try PartitionUsageJournal(directory: directory, partition: 1) { _, _ in visited += 1 }
+        #expect(visited == 600)
+        #expect(reopened.nextOrdinal == 600)
+        #expect(try reopened.read(from: 250, maximum: 100) == Array(expected[250..<350]))
+    }
+
+    @Test("a usage line whose id or close time does not fit the integers stops the opening, without a trap")
+    func oversizedNumbersAreDamage() throws {
+        let home = StackHome()
+        for line in [
+            #"{"id":9999999999999999999,"closed":1,"h":1}"#, #"{"id":0,"closed":9999999999999999999,"h":1}"#,
+            #"{"id":0,"partition":9999999999999999999,"ordinal":0,"closed":1,"h":1}"#,
+        ] {
+            let path = home.path + "/bad-\(line.count).journal"
+            try Data((line + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            #expect(throws: Journal.Failure.self) { _ = try Journal(path: path, impliedPartition: 0) }
         }
     }
 
