@@ -10,15 +10,6 @@ import Wire
 /// ends cut lines anywhere.
 @Suite("Journal files read back at start-up")
 struct JournalTests {
-    /// A small generator, so that a failing run can be repeated from its seed.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return state ^ (state >> 29)
-        }
-    }
-
     /// Lines of a few hundred bytes each, so that a few thousand cross several read boundaries.
     static func fill(_ path: String, lines: Int) throws {
         let journal = try Journal(path: path)
@@ -102,7 +93,7 @@ struct JournalTests {
         let home = StackHome()
         let path = home.path + "/submissions.journal"
         let journal = try Journal(path: path)
-        var generator = Generator(state: 12)
+        var generator = SplitMix64(seed: 12)
         var next: [UInt64] = [0, 0, 0, 0]
         var synced = 0
         // Runs of one partition's records, long and short, some skipping ordinals, four partitions
@@ -202,6 +193,40 @@ struct JournalTests {
             try Data((line + "\n").utf8).write(to: URL(fileURLWithPath: path))
             #expect(throws: Journal.Failure.self) { _ = try Journal(path: path, impliedPartition: 0) }
         }
+    }
+
+    @Test("damaged lines of both forms give a header or none, and a compact line any object or none, never a trap")
+    func damagedLinesNeverTrap() {
+        var random = SplitMix64(seed: 5)
+        let valid = [
+            Array(#"{"id":12,"partition":3,"ordinal":40,"closed":1709269200,"subscription":"q-1","hour":"2024-03-01T04:00:00Z"}"#.utf8),
+            Array(#"{"id":12,"closed":1709269200,"k":"a","r":"q-1","u":"/s/1","h":1709265600,"q":1,"b":0,"s":["quantity"]}"#.utf8),
+        ]
+        // Digits (long runs of them), the bytes the forms are made of, and any byte at all.
+        let bytes = Array(#"0123456789{}[]",:-.ehkrupmdqbnvxs"#.utf8)
+        var headers = 0
+        for _ in 0..<20_000 {
+            var line = valid[Int(random.next() % 2)]
+            for _ in 0..<(1 + random.next() % 4) {
+                let position = Int(random.next() % UInt64(line.count))
+                switch random.next() % 4 {
+                case 0: line[position] = UInt8(truncatingIfNeeded: random.next())
+                case 1: line.insert(contentsOf: repeatElement(UInt8(ascii: "9"), count: Int(random.next() % 25)), at: position)
+                case 2: if line.count > 1 { line.remove(at: position) }
+                default: line[position] = bytes[Int(random.next() % UInt64(bytes.count))]
+                }
+            }
+            for implied in [nil, 3] as [Int?] {
+                if let header = Journal.header(line[...], impliedPartition: implied) {
+                    #expect(header.id >= 0 && header.partition >= 0)
+                    headers += 1
+                }
+            }
+            if let object = try? JSONParser.parse(line[...]).objectValue, let full = UsageRecord.expandingCompact(object, partition: 3) {
+                #expect(full["partition"] == .number("3"))
+            }
+        }
+        #expect(headers > 1_000, "some damage leaves a line that still reads")
     }
 
     @Test("a damaged line after the first read stops the opening, naming the line")
