@@ -115,7 +115,7 @@ final class Journal: Sendable {
         var pendingLineStarts: [UInt64] = []
         var pendingRuns: [Run] = []
 
-        /// Pending lines `line..<line + count` (past `durableCount`): records `ordinal..<ordinal + count` of `partition`.
+        /// Lines `line..<line + count` of the file: records `ordinal..<ordinal + count` of `partition`.
         struct Run {
             var partition: Int
             var ordinal: UInt64
@@ -196,13 +196,13 @@ final class Journal: Sendable {
             }
         }
 
-        /// Adds a run of synced lines to the partitions' indexes (the file's own index has them already).
+        /// Adds a run of lines to the partitions' indexes (the file's own index has them already):
+        /// each record that is an `indexStride`-th of its partition.
         mutating func indexRun(_ run: Run) {
             let seen = partitionCounts[run.partition, default: 0]
-            // The run's records that are an `indexStride`-th of their partition, as `indexLine` finds them.
             var step = (Journal.indexStride - seen % Journal.indexStride) % Journal.indexStride
             while step < run.count {
-                partitionIndex[run.partition, default: []].append((run.ordinal + UInt64(step), durableCount + run.line + step))
+                partitionIndex[run.partition, default: []].append((run.ordinal + UInt64(step), run.line + step))
                 step += Journal.indexStride
             }
             partitionCounts[run.partition] = seen + run.count
@@ -212,10 +212,7 @@ final class Journal: Sendable {
         /// Adds line number `line` (of the file) to the indexes.
         mutating func indexLine(_ header: Header, line: Int, offset: UInt64) {
             if line % Journal.indexStride == 0 { index.append(offset) }
-            let seen = partitionCounts[header.partition, default: 0]
-            if seen % Journal.indexStride == 0 { partitionIndex[header.partition, default: []].append((header.ordinal, line)) }
-            partitionCounts[header.partition] = seen + 1
-            nextOrdinals[header.partition] = max(nextOrdinals[header.partition] ?? 0, header.ordinal + 1)
+            indexRun(Run(partition: header.partition, ordinal: header.ordinal, line: line, count: 1))
         }
     }
 
@@ -303,13 +300,14 @@ final class Journal: Sendable {
             if let last = state.pendingRuns.last, last.partition == partition, last.ordinal + UInt64(last.count) == ordinal {
                 state.pendingRuns[state.pendingRuns.count - 1].count += 1
             } else {
-                state.pendingRuns.append(State.Run(partition: partition, ordinal: ordinal, line: state.pendingCount, count: 1))
+                state.pendingRuns.append(State.Run(partition: partition, ordinal: ordinal, line: line, count: 1))
             }
             state.pendingCount += 1
             state.pending.append(contentsOf: #"{"id":"#.utf8)
             JSONWriter.writeInteger(firstId + line, to: &state.pending)
             // A usage segment's line leaves out its partition and ordinal, which go without saying.
-            if closed == nil || partition != impliedPartition || ordinal != UInt64(firstId + line) {
+            let compact = closed != nil && partition == impliedPartition && ordinal == UInt64(firstId + line)
+            if !compact {
                 state.pending.append(contentsOf: #","partition":"#.utf8)
                 JSONWriter.writeInteger(partition, to: &state.pending)
                 state.pending.append(contentsOf: #","ordinal":"#.utf8)

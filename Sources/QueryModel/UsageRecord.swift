@@ -58,94 +58,87 @@ public struct UsageRecord: Sendable, Equatable {
     /// was most of what a line cost. Only figures above zero among `netted`, `voided` and
     /// `reversed` are written (records of hours without credits or voids keep their shape), and
     /// `saturated` names the figures at the largest quantity.
-    public func appendFields(to out: inout [UInt8]) {
-        func key(_ name: StaticString) { Self.appendKey(name, to: &out) }
-        func string(_ name: StaticString, _ value: String) { Self.appendMember(name, value, to: &out) }
-        func quantity(_ name: StaticString, _ value: Quantity) { Self.appendMember(name, value, to: &out) }
-        string("subscription", subscription)
-        if let resourceId = resource.resourceId { string("resourceId", resourceId) }
-        if let resourceUri = resource.resourceUri { string("resourceUri", resourceUri) }
-        string("planId", planId)
-        string("meterName", meterName)
-        string("dimension", dimension)
-        key("hour")
-        out.append(UInt8(ascii: "\""))
-        hour.appendISO8601(to: &out)  // digits, '-', ':', 'T', '.' and 'Z': nothing to escape
-        out.append(UInt8(ascii: "\""))
-        quantity("quantity", self.quantity)
-        quantity("billed", billed)
-        if netted > .zero { quantity("netted", netted) }
-        if voided > .zero { quantity("voided", voided) }
-        if reversed > .zero { quantity("reversed", reversed) }
+    public func appendFields(to out: inout [UInt8]) { appendMembers(.full, to: &out) }
+
+    /// The record's fields as the usage journal writes them since the compact form (each member
+    /// after a comma): the same figures as `appendFields` under one-letter names, the hour in Unix
+    /// seconds, and the subscription's key only when it is not the resource's own name
+    /// (`resourceId`, else `resourceUri`). A catch-up journals a line for nearly every
+    /// subscription-meter at each hour's close; the full form's 230-odd bytes a line were a tenth
+    /// of meter-query's CPU. `expandingCompact` reads it back into the full form.
+    public func appendCompactFields(to out: inout [UInt8]) { appendMembers(.compact, to: &out) }
+
+    /// The names a form gives the record's members, in the order both write them.
+    struct MemberNames {
+        var subscription, resourceId, resourceUri, planId, meterName, dimension, hour: StaticString
+        var quantity, billed, netted, voided, reversed, saturated: StaticString
+        /// The compact form: the subscription's key only when it is not the resource's own name,
+        /// the hour in Unix seconds (when a whole second).
+        var isCompact: Bool
+
+        static let full = MemberNames(
+            subscription: "subscription", resourceId: "resourceId", resourceUri: "resourceUri", planId: "planId",
+            meterName: "meterName", dimension: "dimension", hour: "hour", quantity: "quantity", billed: "billed", netted: "netted",
+            voided: "voided", reversed: "reversed", saturated: "saturated", isCompact: false)
+        static let compact = MemberNames(
+            subscription: "k", resourceId: "r", resourceUri: "u", planId: "p", meterName: "m", dimension: "d", hour: "h",
+            quantity: "q", billed: "b", netted: "n", voided: "v", reversed: "x", saturated: "s", isCompact: true)
+
+        var all: [StaticString] {
+            [
+                subscription, resourceId, resourceUri, planId, meterName, dimension, hour, quantity, billed, netted, voided, reversed,
+                saturated,
+            ]
+        }
+    }
+
+    private func appendMembers(_ names: MemberNames, to out: inout [UInt8]) {
+        func key(_ name: StaticString) {
+            out.append(UInt8(ascii: ","))
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: #"":"#.utf8)
+        }
+        func string(_ name: StaticString, _ value: String) {
+            key(name)
+            JSONWriter.writeString(value, to: &out)
+        }
+        func quantity(_ name: StaticString, _ value: Quantity) {
+            key(name)
+            value.appendDescription(to: &out)
+        }
+        if !names.isCompact || subscription != resource.resourceId ?? resource.resourceUri { string(names.subscription, subscription) }
+        if let resourceId = resource.resourceId { string(names.resourceId, resourceId) }
+        if let resourceUri = resource.resourceUri { string(names.resourceUri, resourceUri) }
+        string(names.planId, planId)
+        string(names.meterName, meterName)
+        string(names.dimension, dimension)
+        key(names.hour)
+        if names.isCompact && hour.microseconds % 1_000_000 == 0 {
+            JSONWriter.writeInteger(Int(hour.microseconds / 1_000_000), to: &out)
+        } else {
+            // Never a fraction of a second for an hour; kept exact all the same.
+            out.append(UInt8(ascii: "\""))
+            hour.appendISO8601(to: &out)  // digits, '-', ':', 'T', '.' and 'Z': nothing to escape
+            out.append(UInt8(ascii: "\""))
+        }
+        quantity(names.quantity, self.quantity)
+        quantity(names.billed, billed)
+        if netted > .zero { quantity(names.netted, netted) }
+        if voided > .zero { quantity(names.voided, voided) }
+        if reversed > .zero { quantity(names.reversed, reversed) }
         // Checked before any array is made: nearly every line has no saturated figure.
         guard self.quantity.isSaturated || billed.isSaturated || voided.isSaturated else { return }
         let saturated = [("quantity", self.quantity), ("billed", billed), ("voided", voided)].filter { $0.1.isSaturated }
-        key("saturated")
+        key(names.saturated)
         JSONWriter.write(.array(saturated.map { .string($0.0) }), to: &out)
-    }
-
-    /// `,"name":`, before a member's value.
-    static func appendKey(_ name: StaticString, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: ","))
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(contentsOf: #"":"#.utf8)
-    }
-
-    static func appendMember(_ name: StaticString, _ value: String, to out: inout [UInt8]) {
-        appendKey(name, to: &out)
-        JSONWriter.writeString(value, to: &out)
-    }
-
-    static func appendMember(_ name: StaticString, _ value: Quantity, to out: inout [UInt8]) {
-        appendKey(name, to: &out)
-        value.appendDescription(to: &out)
     }
 }
 
 extension UsageRecord {
-    /// The short names of the compact form (`appendCompactFields`), in the order the full form
-    /// writes its members, each with its full name.
-    static let compactNames: [(short: String, full: String)] = [
-        ("k", "subscription"), ("r", "resourceId"), ("u", "resourceUri"), ("p", "planId"), ("m", "meterName"),
-        ("d", "dimension"), ("h", "hour"), ("q", "quantity"), ("b", "billed"), ("n", "netted"), ("v", "voided"),
-        ("x", "reversed"), ("s", "saturated"),
-    ]
-
-    /// The record's fields as the usage journal writes them since the compact form (each member
-    /// after a comma): the same figures and names as `appendFields` under one-letter names, the
-    /// hour in Unix seconds, and the subscription's key only when it is not the resource's own
-    /// name (`resourceId`, else `resourceUri`). A catch-up journals a line for nearly every
-    /// subscription-meter at each hour's close; the full form's 230-odd bytes a line were a tenth
-    /// of meter-query's CPU. `expandingCompact` reads it back into the full form.
-    public func appendCompactFields(to out: inout [UInt8]) {
-        func key(_ name: StaticString) { Self.appendKey(name, to: &out) }
-        func string(_ name: StaticString, _ value: String) { Self.appendMember(name, value, to: &out) }
-        func quantity(_ name: StaticString, _ value: Quantity) { Self.appendMember(name, value, to: &out) }
-        if subscription != resource.resourceId ?? resource.resourceUri { string("k", subscription) }
-        if let resourceId = resource.resourceId { string("r", resourceId) }
-        if let resourceUri = resource.resourceUri { string("u", resourceUri) }
-        string("p", planId)
-        string("m", meterName)
-        string("d", dimension)
-        key("h")
-        if hour.microseconds % 1_000_000 == 0 {
-            JSONWriter.writeInteger(Int(hour.microseconds / 1_000_000), to: &out)
-        } else {
-            // Never for a whole hour; kept exact all the same, as the full form writes it.
-            out.append(UInt8(ascii: "\""))
-            hour.appendISO8601(to: &out)
-            out.append(UInt8(ascii: "\""))
-        }
-        quantity("q", self.quantity)
-        quantity("b", billed)
-        if netted > .zero { quantity("n", netted) }
-        if voided > .zero { quantity("v", voided) }
-        if reversed > .zero { quantity("x", reversed) }
-        guard self.quantity.isSaturated || billed.isSaturated || voided.isSaturated else { return }
-        let saturated = [("quantity", self.quantity), ("billed", billed), ("voided", voided)].filter { $0.1.isSaturated }
-        key("s")
-        JSONWriter.write(.array(saturated.map { .string($0.0) }), to: &out)
+    /// The short names of the compact form, each with its full name, in the order both forms write them.
+    static let compactNames: [(short: String, full: String)] = zip(MemberNames.compact.all, MemberNames.full.all).map {
+        ($0.description, $1.description)
     }
 
     /// A usage journal line in the compact form (`{"id":…,"closed":…,` then `appendCompactFields`'
@@ -153,13 +146,14 @@ extension UsageRecord {
     /// then `appendFields`' members, in that order. Nil when `line` is not in the compact form
     /// (the full form is returned as it is by the caller), or a member is missing or malformed.
     public static func expandingCompact(_ line: JSONObject, partition: Int) -> JSONObject? {
-        guard let id = line["id"], let closed = line["closed"], line["h"] != nil else { return nil }
+        guard let id = line["id"], let closed = line["closed"], let hour = line["h"].flatMap(Self.hour),
+            let name = (line["r"] ?? line["u"])?.stringValue
+        else { return nil }
         var members: [JSONObject.Member] = [
             .init("id", id), .init("partition", .number(String(partition))), .init("ordinal", id), .init("closed", closed),
+            .init("subscription", line["k"] ?? .string(name)),
         ]
         members.reserveCapacity(4 + line.members.count)
-        guard let name = (line["r"] ?? line["u"])?.stringValue, let hour = line["h"].flatMap(Self.hour) else { return nil }
-        members.append(.init("subscription", line["k"] ?? .string(name)))
         for (short, full) in compactNames.dropFirst() {
             guard let value = line[short] else { continue }
             members.append(.init(full, short == "h" ? .string(hour.iso8601) : value))
