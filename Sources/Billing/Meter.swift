@@ -146,28 +146,49 @@ struct Meter: Equatable, Sendable {
     /// overage reported, and the overage a credit absorbed. A waterfall meter's free band counts
     /// on its first tier's dimension, unbilled.
     func parts(of quantity: Quantity, after consumed: Quantity, overage: [DimensionQuantity], netted: [DimensionQuantity]) -> [UsagePart] {
+        var parts: [UsagePart] = []
+        appendParts(of: quantity, after: consumed, overage: overage, netted: netted, to: &parts)
+        return parts
+    }
+
+    /// `parts(of:after:overage:netted:)`, appended to `parts`: a fold fills a list it reuses, with
+    /// no list made per event (`overage` may be a `CollectionOfOne`, which allocates nothing).
+    func appendParts(
+        of quantity: Quantity, after consumed: Quantity, overage: some Collection<DimensionQuantity>, netted: [DimensionQuantity],
+        to parts: inout [UsagePart]
+    ) {
         func part(_ dimension: String, _ used: Quantity) -> UsagePart {
-            let gross = overage.quantity(of: dimension)
+            var gross = Quantity.zero
+            for piece in overage where piece.dimension == dimension {
+                gross = piece.quantity
+                break
+            }
             let absorbed = netted.quantity(of: dimension)
             return UsagePart(dimension: dimension, quantity: used, billed: gross - absorbed, netted: absorbed)
         }
         switch rule {
         case .sum(let dimension, _), .gauge(let dimension, _, _):
-            return [part(dimension, quantity)]
+            parts.append(part(dimension, quantity))
         case .waterfall(let tiers):
-            var split = overage.map { part($0.dimension, $0.quantity) }
+            // The free band counts on the first tier's dimension: added to that dimension's part
+            // (the first, should there be several), or a part of its own ahead of the others.
+            var free = Quantity.zero
             if let first = tiers.first {
                 let total = consumed.saturatingAdding(quantity)
-                let free = max(.zero, min(total, first.lowerBound) - consumed)
-                if free > .zero {
-                    if let index = split.firstIndex(where: { $0.dimension == first.dimension }) {
-                        split[index].quantity = split[index].quantity.saturatingAdding(free)
-                    } else {
-                        split.insert(UsagePart(dimension: first.dimension, quantity: free, billed: .zero, netted: .zero), at: 0)
-                    }
+                free = max(.zero, min(total, first.lowerBound) - consumed)
+                if free > .zero && !overage.contains(where: { $0.dimension == first.dimension }) {
+                    parts.append(UsagePart(dimension: first.dimension, quantity: free, billed: .zero, netted: .zero))
+                    free = .zero
                 }
             }
-            return split
+            for piece in overage {
+                var split = part(piece.dimension, piece.quantity)
+                if free > .zero && piece.dimension == tiers.first?.dimension {
+                    split.quantity = split.quantity.saturatingAdding(free)
+                    free = .zero
+                }
+                parts.append(split)
+            }
         }
     }
 

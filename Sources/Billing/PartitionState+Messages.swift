@@ -173,7 +173,7 @@ extension PartitionState {
                 "no subscription \(usage.resource) in partition \(partition): usage needs its SubscriptionPurchased first")
             return
         }
-        var parts: [UsagePart]? = effects == nil ? nil : []
+        var parts: [UsagePart]? = effects == nil ? nil : (spareParts.popLast() ?? [])
         let placed = attribution.place(timestamp: usage.timestamp, enqueued: now)
         switch inPlace(index, { $0.report(usage, placed: placed.time, now: now, parts: &parts) }) {
         case .recorded(let openedHour, let hour, let previous):

@@ -330,7 +330,7 @@ struct Subscription: Equatable, Sendable {
                 meters[index].report(gauge: usage.quantity)
             }
             if parts != nil {
-                parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: .zero, overage: [], netted: []) })
+                meter(index) { $0.appendParts(of: usage.quantity, after: .zero, overage: [], netted: [], to: &parts!) }
             }
             return .recorded(openedHour: false, hour: base, previous: inPrevious)
         case .sum(let dimension, let included) where !inPrevious && credits.isEmpty:
@@ -365,10 +365,10 @@ struct Subscription: Equatable, Sendable {
             for entry in reported { _ = add(entry.overage.dimension, entry.overage.quantity, hour: entry.hour) }
             if inPrevious { previous!.credits = credits } else { self.credits = credits }
             if parts != nil {
-                parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: consumed, overage: overage, netted: netted) })
+                meter(index) { $0.appendParts(of: usage.quantity, after: consumed, overage: overage, netted: netted, to: &parts!) }
             }
         } else if parts != nil {
-            parts?.append(contentsOf: meter(index) { $0.parts(of: usage.quantity, after: consumed, overage: [], netted: []) })
+            meter(index) { $0.appendParts(of: usage.quantity, after: consumed, overage: [], netted: [], to: &parts!) }
         }
         if inPrevious {
             meters[index].previous!.consumed = total
@@ -430,11 +430,11 @@ struct Subscription: Equatable, Sendable {
             guard add(dimension, piece.quantity, hour: hour(for: dimension, base: base)) else { return .overflow }
             meters[index].usage.billed.add(dimension, piece.quantity)
             if parts != nil {
-                let overage = [DimensionQuantity(dimension: dimension, quantity: piece.quantity)]
-                parts?.append(contentsOf: meter(index) { $0.parts(of: quantity, after: consumed, overage: overage, netted: []) })
+                let overage = CollectionOfOne(DimensionQuantity(dimension: dimension, quantity: piece.quantity))
+                meter(index) { $0.appendParts(of: quantity, after: consumed, overage: overage, netted: [], to: &parts!) }
             }
         } else if parts != nil {
-            parts?.append(contentsOf: meter(index) { $0.parts(of: quantity, after: consumed, overage: [], netted: []) })
+            meter(index) { $0.appendParts(of: quantity, after: consumed, overage: [], netted: [], to: &parts!) }
         }
         meters[index].usage.consumed = total
         return .recorded(openedHour: opened && !openHours.isEmpty, hour: base, previous: false)

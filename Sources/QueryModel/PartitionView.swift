@@ -214,6 +214,7 @@ public struct PartitionView: Sendable {
                 recordUsage(
                     key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, period: period,
                     record: record)
+                state.recycle(parts)
             case .voided(let key, let meterName, let hour, let parts, let previousPeriod):
                 recordVoid(key: key, meterName: meterName, hour: hour, parts: parts, previousPeriod: previousPeriod, record: record)
             case .withdrawn(let key, let dimension, let hour, let quantity):

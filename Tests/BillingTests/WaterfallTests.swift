@@ -69,6 +69,42 @@ struct WaterfallTests {
             ])
     }
 
+    /// The parts of the usage effect each event makes, as `dimension quantity/billed` texts; the
+    /// lists are given back after each event (`recycle`), as the read model does.
+    func effectParts(_ quantities: [String]) -> [[String]] {
+        var fold = purchased()
+        fold.state.effects = []
+        var seen: [[String]] = []
+        for quantity in quantities {
+            fold.apply(Messages.usage("s", "gigabyte_egress", quantity), at: "2024-01-10T10:00:00Z")
+            for effect in fold.state.effects ?? [] {
+                guard case .usage(_, _, _, let parts, _, _, _) = effect else { continue }
+                seen.append(parts.map { "\($0.dimension) \($0.quantity)/\($0.billed)" })
+                fold.state.recycle(parts)
+            }
+            fold.state.effects = []
+        }
+        return seen
+    }
+
+    @Test("a usage effect's parts: the free band on the first tier's dimension, ahead of or added to that tier's overage")
+    func usageEffectParts() {
+        #expect(
+            effectParts(["60", "60", "9990", "50000", "7"]) == [
+                // All of it in the free band (100): a part of the first tier's dimension, unbilled.
+                ["egress_tier_1 60/0"],
+                // 40 free, 20 over: one part of the first tier, both counted on it.
+                ["egress_tier_1 60/20"],
+                // 9,980 on the first tier, 10 on the second.
+                ["egress_tier_1 9980/9980", "egress_tier_2 10/10"],
+                // Across the second tier into the third.
+                ["egress_tier_2 39990/39990", "egress_tier_3 10010/10010"],
+                // A recycled list holds only the next event's parts.
+                ["egress_tier_3 7/7"],
+            ])
+        #expect(effectParts(["150"]) == [["egress_tier_1 150/50"]], "free band and overage in one event")
+    }
+
     @Test("each hour's consumption per tier becomes that hour's items")
     func itemsPerHourAndTier() {
         var fold = purchased()
