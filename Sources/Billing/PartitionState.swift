@@ -271,11 +271,14 @@ public struct PartitionState: Sendable, Equatable {
         // The closing hours' new items, counted once per hour (nearly always one) instead of once
         // per item: each count is a hash and a lookup.
         var tally = ReadyTally()
+        // Each subscription's closed hours, in one list emptied for the next.
+        var closed: [OpenHour] = []
         for position in keys.indices {
             prefetchSubscriptions(hashes: hashes, before: position)
             let key = keys[position]
             guard let index = subscriptions.index(forKey: key, hash: hashes[position]) else { continue }
-            let closed = inPlace(index) { $0.closeHours(now: now, attribution: attribution) }
+            closed.removeAll(keepingCapacity: true)
+            inPlace(index) { $0.closeHours(now: now, attribution: attribution, into: &closed) }
             // What follows reads the subscription in place: a copy would retain all it holds.
             if !closed.isEmpty {
                 let terms = subscriptions.values[index].namesAndPlan
