@@ -35,7 +35,7 @@ extension PartitionState {
         }
         // Grouped by subscription: a restore looks each subscription up once, not once per item.
         var groups: [(key: String, items: [ReadyItem])] = []
-        for (slot, pending) in pendingItems.sorted(by: {
+        for (slot, pending) in pendingItems.entries.sorted(by: {
             ($0.key.subscription, $0.key.hour, $0.key.dimension) < ($1.key.subscription, $1.key.hour, $1.key.dimension)
         }) {
             let item = pending.ready(slot)
@@ -104,7 +104,6 @@ extension PartitionState {
             try restore(try Subscription(binary: &input, "snapshot.subscriptions[\(index)]"), key: key, "snapshot.subscriptions[\(index)]")
         }
         let pendingCount = try input.count(minimumBytes: ReadyItem.minimumBinaryBytes)
-        pendingItems.reserveCapacity(pendingCount)
         let groupCount = try input.count(minimumBytes: 2 + ReadyItem.minimumBinaryBytes)
         for group in 0..<groupCount {
             let key = try input.name()

@@ -136,15 +136,19 @@ extension PartitionState {
             subscriptions.values[index].openHours = hours
         }
         guard left > .zero else { return overage.quantity }
-        let slots = pendingItems.keys.filter {
-            $0.subscription == key && $0.dimension == dimension && period.contains($0.hour) && pendingItems[$0]!.quantity > .zero
-        }.sorted { ($0.hour == ownHour ? 1 : 0, $0.hour) > ($1.hour == ownHour ? 1 : 0, $1.hour) }
+        let slots = pendingItems.entries.filter {
+            $0.key.subscription == key && $0.key.dimension == dimension && period.contains($0.key.hour) && $0.value.quantity > .zero
+        }.map(\.key).sorted { ($0.hour == ownHour ? 1 : 0, $0.hour) > ($1.hour == ownHour ? 1 : 0, $1.hour) }
         for slot in slots where left > .zero {
-            guard let position = pendingItems.index(forKey: slot) else { continue }
-            let taken = min(left, pendingItems.values[position].quantity)
-            pendingItems.values[position].quantity = pendingItems.values[position].quantity - taken
-            pendingItems.values[position].withdrawn = pendingItems.values[position].withdrawn.saturatingAdding(taken)
-            if pendingItems.values[position].quantity == .zero {
+            let wanted = left
+            let change = pendingItems.modify(slot) { item -> (taken: Quantity, nothingLeft: Bool) in
+                let taken = min(wanted, item.quantity)
+                item.quantity = item.quantity - taken
+                item.withdrawn = item.withdrawn.saturatingAdding(taken)
+                return (taken, item.quantity == .zero)
+            }
+            guard let (taken, nothingLeft) = change else { continue }
+            if nothingLeft {
                 emptied.insert(slot)
                 countReportable(slot.hour, -1)
             }

@@ -25,7 +25,7 @@ extension PartitionState {
     /// `PartitionState(snapshot:)` gives back a state `==` to this one.
     public func snapshot() -> JSONValue {
         let subscriptionList = subscriptions.sorted { $0.key < $1.key }.map { $0.value.json(key: $0.key, detailed: false) }
-        let pendingList = pendingItems.sorted { lhs, rhs in
+        let pendingList = pendingItems.entries.sorted { lhs, rhs in
             (lhs.key.hour, lhs.key.subscription, lhs.key.dimension) < (rhs.key.hour, rhs.key.subscription, rhs.key.dimension)
         }.map { slot, pending -> JSONValue in
             let item = pending.ready(slot)
@@ -98,7 +98,6 @@ extension PartitionState {
         }
 
         let pendingList = try SnapshotReader.array(root, "pending", "snapshot")
-        pendingItems.reserveCapacity(pendingList.count)
         for (index, value) in pendingList.enumerated() {
             let path = "snapshot.pending[\(index)]"
             let key = try SnapshotReader.string(try SnapshotReader.object(value, path), "subscription", path)

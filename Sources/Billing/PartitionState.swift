@@ -65,7 +65,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Ready items not yet settled, one per slot. Items a void emptied stay (quantity zero, kept
     /// out of `pending`) until their hour is past the marketplace's window, so that the outcome of
     /// a call made before the void is still understood.
-    var pendingItems: [Slot: PendingItem] = [:]
+    var pendingItems = PendingTable()
     /// Pending items per subscription key (no entry for none), so removal needs no scan.
     var pendingPerSubscription: [String: Int] = [:]
 
@@ -169,7 +169,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Items ready to report and not yet settled, oldest first (by hour, then resource, then
     /// dimension). Items a void emptied are not among them: there is nothing left to report.
     public var pending: [ReadyItem] {
-        pendingItems.filter { $0.value.quantity > .zero }.map { slot, item in
+        pendingItems.entries.filter { $0.value.quantity > .zero }.map { slot, item in
             let ready = item.ready(slot)
             return (ready, ready.resource.description)
         }.sorted(by: ReadyItem.reportingOrder).map(\.item)
@@ -202,7 +202,7 @@ public struct PartitionState: Sendable, Equatable {
     /// Whether the slot `(dimension, hour)` of the subscription keyed `key` holds an item not yet
     /// settled (one a void emptied included: its outcome may still come).
     public func hasPendingItem(key: String, dimension: String, hour: Timestamp) -> Bool {
-        pendingItems.index(forKey: Slot(subscription: key, dimension: dimension, hour: hour)) != nil
+        pendingItems.contains(Slot(subscription: key, dimension: dimension, hour: hour))
     }
 
     /// Subscriptions held, including deleted ones whose items are not all settled yet.
@@ -447,7 +447,7 @@ public struct PartitionState: Sendable, Equatable {
             added = true
             return PendingItem(quantity: quantity, withdrawn: .zero, readySince: now, terms: terms)
         }
-        let merged = merge(&pendingItems[slot, default: newItem()])
+        let merged = pendingItems.update(slot, orAdd: newItem, merge)
         guard let becameReportable = merged else {
             let item = ReadyItem(
                 resource: terms.value.resource, planId: terms.value.planId, dimension: dimension, effectiveStartTime: hour,

@@ -53,7 +53,7 @@ struct BinarySnapshotTests {
         let busy = SnapshotTests.busy().state
         let key = try #require(busy.subscriptions.keys.sorted().first)
         let subscription = try #require(busy.subscriptions[key])
-        let (slot, item) = try #require(busy.pendingItems.first)
+        let (slot, item) = try #require(busy.pendingItems.entries.first { _ in true })
         let cases: [(String, PartitionState)] = [
             ("a key that is not one of the subscription's names", Self.damaged { $0.subscriptions["elsewhere"] = subscription }),
             (
@@ -145,11 +145,12 @@ struct BinarySnapshotTests {
             Messages.purchase("a", resourceUri: "/uri/a", start: "2024-01-31T00:00:00Z", dimensions: plan), at: "2024-02-01T11:05:00Z")
         let renamed = try #require(fold.state.subscriptions["a"])
         #expect(renamed.resource == ResourceName(resourceId: "a", resourceUri: "/uri/a"))
-        #expect(fold.state.pendingItems.filter { $0.key.subscription == "a" }.allSatisfy { $0.value.terms !== renamed.namesAndPlan })
+        #expect(
+            fold.state.pendingItems.entries.filter { $0.key.subscription == "a" }.allSatisfy { $0.value.terms !== renamed.namesAndPlan })
         #expect(fold.state.pending.filter { $0.resource.resourceId == "a" }.allSatisfy { $0.resource.resourceUri == nil })
         for state in [fold.state, try PartitionState(binarySnapshot: fold.state.binarySnapshot())] {
             for key in ["a", "b"] {
-                let items = state.pendingItems.filter { $0.key.subscription == key }.map(\.value)
+                let items = state.pendingItems.entries.filter { $0.key.subscription == key }.map(\.value)
                 #expect(items.count == 3)
                 #expect(items.allSatisfy { $0.terms === items[0].terms }, "one copy for the three")
                 #expect(items[0].terms.value.resource == ResourceName(resourceId: key))
@@ -179,9 +180,9 @@ struct BinarySnapshotTests {
         let pending = try #require(snapshot["pending"]?.arrayValue?.first)
         snapshot["pending"] = .array((snapshot["pending"]?.arrayValue ?? []) + [pending])
         #expect(throws: SnapshotError.self) { try PartitionState(snapshot: try JSONParser.parse(JSONWriter.string(.object(snapshot)))) }
-        let (slot, item) = try #require(busy.pendingItems.first)
+        let (slot, item) = try #require(busy.pendingItems.entries.first { _ in true })
         var state = busy
-        state.pendingItems = [:]
+        state.pendingItems = PartitionState.PendingTable()
         state.pendingPerSubscription = [:]
         #expect(throws: SnapshotError.self) {
             try state.restore(pending: [item.ready(slot), item.ready(slot)], key: slot.subscription) { "pending[\($0)]" }
