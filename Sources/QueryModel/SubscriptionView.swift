@@ -23,6 +23,17 @@ extension PartitionView {
         /// Usage of the hours not closed yet, per meter, dimension and hour (a few entries: the
         /// subscription's dimensions in the open hours).
         var open: [OpenUsage] = []
+        /// The names and plan the entries of the last closed hour shared, for the next hour's
+        /// entries to share again: made anew for every subscription with usage, each hour, the box
+        /// was an allocation and a free of memory in no cache (2.65% of meter-query's samples
+        /// in the query case's catch-up). Not part of what the entry keeps: left out of `==`
+        /// (a snapshot does not hold it).
+        var lastTerms: Boxed<OpenTerms>?
+
+        static func == (lhs: SubscriptionView, rhs: SubscriptionView) -> Bool {
+            lhs.ledger == rhs.ledger && lhs.market == rhs.market && lhs.breakdown == rhs.breakdown && lhs.series == rhs.series
+                && lhs.prices == rhs.prices && lhs.open == rhs.open
+        }
 
         /// Whether nothing is kept: the entry can go.
         var isEmpty: Bool {
@@ -42,9 +53,14 @@ extension PartitionView {
                 return false
             }
             let (resource, planId) = terms()
-            var usage = OpenUsage(
-                meterName: meterName, dimension: dimension, hour: hour,
-                terms: .sharing(OpenTerms(resource: resource, planId: planId), with: open.lazy.map(\.terms)))
+            let wanted = OpenTerms(resource: resource, planId: planId)
+            let shared: Boxed<OpenTerms>
+            if open.isEmpty, let lastTerms, lastTerms.value == wanted {
+                shared = lastTerms
+            } else {
+                shared = .sharing(wanted, with: open.lazy.map(\.terms))
+            }
+            var usage = OpenUsage(meterName: meterName, dimension: dimension, hour: hour, terms: shared)
             usage.add(change)
             append(usage)
             return open.count == 1
@@ -77,6 +93,7 @@ extension PartitionView {
             var kept: [OpenUsage] = []
             while let usage = open.popLast() {
                 if usage.hour.adding(microseconds: Timestamp.microsecondsPerHour) <= now {
+                    lastTerms = usage.terms
                     closed.append(KeyedUsage(key: key, usage: usage))
                 } else {
                     kept.append(usage)

@@ -127,6 +127,30 @@ struct SubscriptionViewTests {
         #expect(view.open.capacity < 8, "doubling would have left room for eight")
     }
 
+    @Test("the next hour's entries share the names and plan of the last closed hour's, while they are the same; equality does not see it")
+    func nextHourSharesTheLastTerms() throws {
+        let ten = try #require(Timestamp(iso8601: "2024-03-01T10:00:00Z"))
+        let eleven = ten.adding(microseconds: Timestamp.microsecondsPerHour)
+        let noon = eleven.adding(microseconds: Timestamp.microsecondsPerHour)
+        func add(_ view: inout PartitionView.SubscriptionView, _ hour: Timestamp, plan: String) {
+            _ = view.addUsage(
+                meterName: "m", dimension: "d", hour: hour, terms: { (ResourceName(resourceId: "s"), plan) }, .init(quantity: Quantity(1)))
+        }
+        var view = PartitionView.SubscriptionView()
+        add(&view, ten, plan: "p")
+        let first = view.open[0].terms
+        var closed: [PartitionView.KeyedUsage] = []
+        _ = view.takeClosed(key: "s", before: eleven, into: &closed)
+        var restored = view
+        restored.lastTerms = nil
+        #expect(view == restored, "not part of what the entry keeps")
+        add(&view, eleven, plan: "p")
+        #expect(view.open[0].terms === first, "the same box, not a new one")
+        _ = view.takeClosed(key: "s", before: noon, into: &closed)
+        add(&view, noon, plan: "q")
+        #expect(view.open[0].terms !== first && view.open[0].terms.value.planId == "q", "another plan, another box")
+    }
+
     @Test("an open usage entry takes 80 bytes: a busy hour holds one per subscription-meter")
     func openUsageLayout() {
         #expect(MemoryLayout<PartitionView.OpenUsage>.stride == 80)
