@@ -14,6 +14,9 @@ extension PartitionState {
         /// The newest hour a table was made for, and the size a table of a newer hour starts with.
         private var newestHour: Timestamp?
         private var sizeHint = 0
+        /// The table last reached, found again without hashing its hour (items come an hour at a
+        /// time, as a rule); forgotten whenever a table is added or removed, which moves the others.
+        private var last: (hour: Timestamp, index: Dictionary<Timestamp, [Slot: PendingItem]>.Index)?
 
         static func == (lhs: PendingTable, rhs: PendingTable) -> Bool { lhs.hours == rhs.hours }
 
@@ -35,17 +38,17 @@ extension PartitionState {
         /// Sets the item of `slot`; the item it replaces, nil when the slot had none.
         @discardableResult
         mutating func updateValue(_ item: PendingItem, forKey slot: Slot) -> PendingItem? {
-            makeTable(for: slot.hour)
-            let replaced = hours[slot.hour]!.updateValue(item, forKey: slot)
+            let index = table(for: slot.hour)
+            let replaced = hours.values[index].updateValue(item, forKey: slot)
             if replaced == nil { count += 1 }
             return replaced
         }
 
         /// Changes the item of `slot` in place, adding `make()`'s first when the slot has none.
         mutating func update<Result>(_ slot: Slot, orAdd make: () -> PendingItem, _ body: (inout PendingItem) -> Result) -> Result {
-            makeTable(for: slot.hour)
+            let index = table(for: slot.hour)
             var added = false
-            let result = Self.update(&hours[slot.hour]!, slot, make, body, added: &added)
+            let result = Self.update(&hours.values[index], slot, make, body, added: &added)
             if added { count += 1 }
             return result
         }
@@ -71,14 +74,22 @@ extension PartitionState {
         mutating func removeValue(forKey slot: Slot) -> PendingItem? {
             guard let index = hours.index(forKey: slot.hour), let item = hours.values[index].removeValue(forKey: slot) else { return nil }
             count -= 1
-            if hours.values[index].isEmpty { hours.remove(at: index) }
+            if hours.values[index].isEmpty {
+                hours.remove(at: index)
+                last = nil
+            }
             return item
         }
 
-        /// Makes the table of `hour` when it has none: as large as the newest hour's, for an hour
-        /// after it (the next hour's items come as many as the last's, as a rule), else empty.
-        private mutating func makeTable(for hour: Timestamp) {
-            guard hours.index(forKey: hour) == nil else { return }
+        /// The position of the table of `hour`, made when it has none: as large as the newest
+        /// hour's, for an hour after it (the next hour's items come as many as the last's, as a
+        /// rule), else empty.
+        private mutating func table(for hour: Timestamp) -> Dictionary<Timestamp, [Slot: PendingItem]>.Index {
+            if let last, last.hour == hour { return last.index }
+            if let index = hours.index(forKey: hour) {
+                last = (hour, index)
+                return index
+            }
             var capacity = 0
             if newestHour.map({ hour > $0 }) ?? true {
                 if let newestHour, let newest = hours[newestHour]?.count, newest > 0 { sizeHint = newest }
@@ -86,6 +97,9 @@ extension PartitionState {
                 capacity = sizeHint
             }
             hours[hour] = Dictionary(minimumCapacity: capacity)
+            let index = hours.index(forKey: hour)!
+            last = (hour, index)
+            return index
         }
     }
 }
