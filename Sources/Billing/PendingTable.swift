@@ -20,8 +20,6 @@ extension PartitionState {
 
         static func == (lhs: PendingTable, rhs: PendingTable) -> Bool { lhs.hours == rhs.hours }
 
-        var isEmpty: Bool { count == 0 }
-
         /// Every item with its slot, in no particular order.
         var entries: FlattenSequence<Dictionary<Timestamp, [Slot: PendingItem]>.Values> { hours.values.joined() }
 
