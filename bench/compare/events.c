@@ -50,3 +50,35 @@ int decimal_units(const char *text, long long *units) {
     *units = negative ? -value : value;
     return 0;
 }
+
+/* The digits of text[0..count) as a number, or -1 when one is not a digit. */
+static long digits(const char *text, int count) {
+    long value = 0;
+    for (int index = 0; index < count; index++) {
+        if (text[index] < '0' || text[index] > '9') return -1;
+        value = value * 10 + (text[index] - '0');
+    }
+    return value;
+}
+
+int timestamp_milliseconds(const char *text, long long *milliseconds) {
+    static const char layout[] = "0000-00-00T00:00:00Z";
+    for (int index = 0; index < 20; index++) {
+        if (text[index] == '\0' || (layout[index] != '0' && text[index] != layout[index])) return -1;
+    }
+    if (text[20] != '\0') return -1;
+    long year = digits(text, 4), month = digits(text + 5, 2), day = digits(text + 8, 2);
+    long hour = digits(text + 11, 2), minute = digits(text + 14, 2), second = digits(text + 17, 2);
+    if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
+        second < 0 || second > 60)
+        return -1;
+    /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+    long y = month <= 2 ? year - 1 : year;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long year_of_era = y - era * 400;
+    long day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    long long days = (long long)era * 146097 + day_of_era - 719468;
+    *milliseconds = ((days * 24 + hour) * 60 + minute) * 60000LL + second * 1000LL;
+    return 0;
+}

@@ -25,4 +25,8 @@ void catch_up_event(struct event *event, long index);
  * Returns 0, or -1 when `text` is not a decimal, has more than 9 decimal places or is out of range. */
 int decimal_units(const char *text, long long *units);
 
+/* `text`, "YYYY-MM-DDTHH:MM:SSZ", as milliseconds since 1970-01-01T00:00:00Z (how the reference
+ * clients' SQLite table keeps times). Returns 0, or -1 when `text` is not of that form. */
+int timestamp_milliseconds(const char *text, long long *milliseconds);
+
 #endif

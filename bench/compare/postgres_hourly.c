@@ -33,8 +33,8 @@ int main(int argc, char **argv) {
     }
     char target[1024];
     snprintf(target, sizeof target, "%s dbname=%s", server, database);
-    if (postgres_store_create(server, database) != 0) return 1;
-    struct postgres_store *store = postgres_store_open(target);
+    if (postgres_store_create(server, database, POSTGRES_TABLE_KEYED) != 0) return 1;
+    struct postgres_store *store = postgres_store_open(target, POSTGRES_TABLE_KEYED);
     struct event *batch = calloc(load_batch, sizeof *batch);
     if (store == NULL || batch == NULL || postgres_store_print_settings(store) != 0) return 1;
 

@@ -1,7 +1,9 @@
 /* postgres-ingest: durable ingest into PostgreSQL, the SQL side of the comparison's ingest workloads.
  *
- *   postgres-ingest --server CONNINFO --database NAME --run NAME --events N --batch B --clients C
+ *   postgres-ingest --server CONNINFO --database NAME --run NAME --events N --batch B --clients C [--table keyed|plain]
  *
+ * --table keyed (the default) stores what our log stores for an event, the idempotency id under a
+ * UNIQUE index included; --table plain the reference clients' four columns without an index.
  * Measures: C client processes, each with its own connection (libpq, Unix socket) to a new
  * database NAME, insert N events in all (meter-bench's events for case --run), B per request:
  * one prepared multi-row INSERT, its own transaction, committed durably (fsync=on,
@@ -10,12 +12,16 @@
  * one request, from sending it (the rows already built) to the server's answer. Prints a
  * "settings" line and a "figures" line (clients.h). */
 #include <stdio.h>
+#include <string.h>
 
 #include "clients.h"
 #include "options.h"
 #include "postgres_store.h"
 
-static void *open_store(const char *conninfo) { return postgres_store_open(conninfo); }
+/* The table of this run (--table): every client process opens the same. */
+static enum postgres_table table = POSTGRES_TABLE_KEYED;
+
+static void *open_store(const char *conninfo) { return postgres_store_open(conninfo, table); }
 
 static int store_events(void *store, const struct event *events, int count) {
     return postgres_store_insert(store, events, count);
@@ -24,13 +30,20 @@ static int store_events(void *store, const struct event *events, int count) {
 static void close_store(void *store) { postgres_store_close(store); }
 
 int main(int argc, char **argv) {
-    static const char *const known[] = {"--server", "--database", "--run", "--events", "--batch", "--clients", NULL};
-    options_check(argc, argv, known, "--server CONNINFO --database NAME --run NAME --events N --batch B --clients C");
+    static const char *const known[] = {"--server", "--database", "--run", "--events", "--batch", "--clients", "--table", NULL};
+    options_check(argc, argv, known, "--server CONNINFO --database NAME --run NAME --events N --batch B --clients C [--table keyed|plain]");
     const char *server = option_text(argc, argv, "--server", NULL);
     const char *database = option_text(argc, argv, "--database", NULL);
     const char *run = option_text(argc, argv, "--run", NULL);
     if (server == NULL || database == NULL || run == NULL) {
         fprintf(stderr, "postgres-ingest: --server, --database and --run are required\n");
+        return 64;
+    }
+    const char *shape = option_text(argc, argv, "--table", "keyed");
+    if (strcmp(shape, "plain") == 0) {
+        table = POSTGRES_TABLE_PLAIN;
+    } else if (strcmp(shape, "keyed") != 0) {
+        fprintf(stderr, "postgres-ingest: --table takes keyed or plain, not %s\n", shape);
         return 64;
     }
     char target[1024];
@@ -45,8 +58,8 @@ int main(int argc, char **argv) {
         .store = store_events,
         .close = close_store,
     };
-    if (postgres_store_create(server, database) != 0) return 1;
-    struct postgres_store *store = postgres_store_open(target);
+    if (postgres_store_create(server, database, table) != 0) return 1;
+    struct postgres_store *store = postgres_store_open(target, table);
     if (store == NULL || postgres_store_print_settings(store) != 0) return 1;
     postgres_store_close(store);
     struct figures figures;

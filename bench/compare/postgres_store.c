@@ -1,6 +1,6 @@
 /* PostgreSQL's table for usage events and its durable insert (postgres_store.h).
  *
- * The table holds what our log holds for an event: a sequence (an identity column without an
+ * The keyed table holds what our log holds for an event: a sequence (an identity column without an
  * index: the heap's order stands for it, as the log's order does for ours), the idempotency id
  * under a UNIQUE index (INSERT ... ON CONFLICT DO NOTHING, and every insert here must add a row),
  * the enqueued time set by the server (now()), resource, meter, the quantity as numeric (exact),
@@ -14,10 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { columns = 6 };
+enum { keyed_columns = 6, plain_columns = 4 };
 
 /* text, text, text, numeric, timestamptz, json */
-static const Oid column_types[columns] = {25, 25, 25, 1700, 1184, 114};
+static const Oid keyed_types[keyed_columns] = {25, 25, 25, 1700, 1184, 114};
+
+/* The reference clients' table (their setup_pg.sh): uuid, text, double precision, timestamptz. */
+static const Oid plain_types[plain_columns] = {2950, 25, 701, 1184};
+
+static int columns_of(enum postgres_table table) { return table == POSTGRES_TABLE_PLAIN ? plain_columns : keyed_columns; }
 
 static int fail(PGconn *connection, const char *what) {
     fprintf(stderr, "postgres: %s: %s", what, connection != NULL ? PQerrorMessage(connection) : "out of memory\n");
@@ -51,7 +56,7 @@ static void ignore_notice(void *context, const char *message) {
     (void)message;
 }
 
-int postgres_store_create(const char *conninfo, const char *database) {
+int postgres_store_create(const char *conninfo, const char *database, enum postgres_table table) {
     char command[256];
     PGconn *server = connect_to(conninfo, "postgres");
     if (server == NULL) return -1;
@@ -65,7 +70,10 @@ int postgres_store_create(const char *conninfo, const char *database) {
     PGconn *connection = connect_to(conninfo, database);
     if (connection == NULL) return -1;
     status = execute(connection,
-                     "CREATE TABLE usage_events("
+                     table == POSTGRES_TABLE_PLAIN
+                         ? "CREATE TABLE usage_events(resource_id uuid NOT NULL, meter_name text NOT NULL,"
+                           " quantity double precision NOT NULL, ts timestamptz NOT NULL)"
+                         : "CREATE TABLE usage_events("
                      " sequence bigint GENERATED ALWAYS AS IDENTITY,"
                      " idempotency_id text NOT NULL UNIQUE,"
                      " enqueued_time timestamptz NOT NULL DEFAULT now(),"
@@ -79,9 +87,10 @@ int postgres_store_create(const char *conninfo, const char *database) {
     return status;
 }
 
-struct postgres_store *postgres_store_open(const char *conninfo) {
+struct postgres_store *postgres_store_open(const char *conninfo, enum postgres_table table) {
     struct postgres_store *store = calloc(1, sizeof *store);
     if (store == NULL) return NULL;
+    store->table = table;
     store->connection = connect_to(conninfo, NULL);
     if (store->connection == NULL) {
         free(store);
@@ -100,20 +109,27 @@ static int prepare(struct postgres_store *store, int count, char *name, size_t s
         fprintf(stderr, "postgres: too many batch sizes\n");
         return -1;
     }
+    int columns = columns_of(store->table);
+    const Oid *column_types = store->table == POSTGRES_TABLE_PLAIN ? plain_types : keyed_types;
     size_t length = 200 + (size_t)count * 64;
     char *text = malloc(length);
     Oid *types = malloc(sizeof *types * (size_t)count * columns);
     if (text == NULL || types == NULL) return -1;
-    size_t used = (size_t)snprintf(text, length,
-                                   "INSERT INTO usage_events(idempotency_id, resource_id, meter_name, quantity, \"timestamp\","
-                                   " properties) VALUES ");
+    size_t used = (size_t)snprintf(text, length, "%s",
+                                   store->table == POSTGRES_TABLE_PLAIN
+                                       ? "INSERT INTO usage_events(resource_id, meter_name, quantity, ts) VALUES "
+                                       : "INSERT INTO usage_events(idempotency_id, resource_id, meter_name, quantity,"
+                                         " \"timestamp\", properties) VALUES ");
     for (int row = 0; row < count; row++) {
         int first = row * columns + 1;
-        used += (size_t)snprintf(text + used, length - used, "%s($%d,$%d,$%d,$%d,$%d,$%d)", row > 0 ? "," : "", first,
-                                 first + 1, first + 2, first + 3, first + 4, first + 5);
-        memcpy(types + row * columns, column_types, sizeof column_types);
+        used += (size_t)snprintf(text + used, length - used, "%s($%d", row > 0 ? "," : "", first);
+        for (int column = 1; column < columns; column++) {
+            used += (size_t)snprintf(text + used, length - used, ",$%d", first + column);
+        }
+        used += (size_t)snprintf(text + used, length - used, ")");
+        memcpy(types + row * columns, column_types, sizeof *types * (size_t)columns);
     }
-    snprintf(text + used, length - used, " ON CONFLICT (idempotency_id) DO NOTHING");
+    if (store->table == POSTGRES_TABLE_KEYED) snprintf(text + used, length - used, " ON CONFLICT (idempotency_id) DO NOTHING");
     PGresult *result = PQprepare(store->connection, name, text, count * columns, types);
     int status = PQresultStatus(result) == PGRES_COMMAND_OK ? 0 : fail(store->connection, "prepare");
     PQclear(result);
@@ -126,6 +142,7 @@ static int prepare(struct postgres_store *store, int count, char *name, size_t s
 int postgres_store_insert(struct postgres_store *store, const struct event *events, int count) {
     char name[32];
     if (prepare(store, count, name, sizeof name) != 0) return -1;
+    int columns = columns_of(store->table);
     if (store->capacity < count * columns) {
         free(store->values);
         store->values = malloc(sizeof *store->values * (size_t)count * columns);
@@ -134,6 +151,13 @@ int postgres_store_insert(struct postgres_store *store, const struct event *even
     }
     for (int row = 0; row < count; row++) {
         const char **values = store->values + row * columns;
+        if (store->table == POSTGRES_TABLE_PLAIN) {
+            values[0] = events[row].resource_id;
+            values[1] = events[row].meter;
+            values[2] = events[row].quantity;
+            values[3] = events[row].timestamp;
+            continue;
+        }
         values[0] = events[row].id;
         values[1] = events[row].resource_id;
         values[2] = events[row].meter;
@@ -172,7 +196,8 @@ int postgres_store_print_settings(const struct postgres_store *store) {
         fprintf(stderr, "postgres: not durable: fsync=%s, synchronous_commit=%s\n", values[1], values[2]);
         return -1;
     }
-    printf("settings PostgreSQL %s (C client: libpq %d, Unix socket):", values[0], PQlibVersion());
+    printf("settings PostgreSQL %s (C client: libpq %d, Unix socket, %s table):", values[0], PQlibVersion(),
+           store->table == POSTGRES_TABLE_PLAIN ? "plain" : "keyed");
     for (int index = 1; index < count; index++) printf("%s %s=%s", index > 1 ? "," : "", names[index], values[index]);
     printf("; other settings default\n");
     return 0;

@@ -1,9 +1,13 @@
 # The comparison's tables, from the figures scripts/bench-compare gathered:
 #   awk -f report.awk FIGURES                          the comparison: ours, SQLite, PostgreSQL
+#   awk -v tables=keyed -f report.awk FIGURES          the same beside the SQL sides' keyed tables
+#                                                       (sides sqlite-keyed, postgres-keyed; the
+#                                                       workloads without them left out)
 #   awk -v part=reference -f report.awk FIGURES REFERENCE   our SQL clients beside the reference's
 # FIGURES holds one line each:
 #   title WORKLOAD TEXT...                              the workload's name, in table order
-#   WORKLOAD SIDE ROUND RATE P50 P99 SECONDS EVENTS     SIDE: ours, sqlite or postgres; P50, P99
+#   WORKLOAD SIDE ROUND RATE P50 P99 SECONDS EVENTS     SIDE: ours, sqlite, postgres, sqlite-keyed
+#                                                       or postgres-keyed; P50, P99
 #                                                       in seconds or "-" (the aggregation has none)
 # REFERENCE is what the reference clients' run-reference.sh printed, each round's lines after a
 # line "round N": "sqlite mode=... clients=C batch=B ... events_per_s=R lat_p50_ms=P ...".
@@ -121,11 +125,14 @@ $1 == "round" { round = $2; next }
     if ($NF == "CLIENT_ERROR") reference_failed[key] = 1
     references++
 }
-function comparison(    w, name, ours, lite, pg, list, count, other) {
-    row("workload", "ours", "SQLite", "PostgreSQL", "ours/SQLite", "ours/PostgreSQL")
+function comparison(    w, name, ours, lite, pg, list, count, other, suffix) {
+    suffix = tables == "keyed" ? "-keyed" : ""
+    row("workload", "ours", "SQLite" (suffix == "" ? "" : " (keyed)"), "PostgreSQL" (suffix == "" ? "" : " (keyed)"),
+        "ours/SQLite", "ours/PostgreSQL")
     for (w = 1; w <= workloads; w++) {
         name = order[w]
-        ours = name SUBSEP "ours"; lite = name SUBSEP "sqlite"; pg = name SUBSEP "postgres"
+        ours = name SUBSEP "ours"; lite = name SUBSEP "sqlite" suffix; pg = name SUBSEP "postgres" suffix
+        if (suffix != "" && gather(list, rate, lite) == 0 && gather(list, rate, pg) == 0) continue
         if (gather(list, rate, ours) == 0 || gather(list, rate, lite) == 0 || gather(list, rate, pg) == 0) {
             print "report.awk: a side printed no figure for " title[name] > "/dev/stderr"
             failed = 1

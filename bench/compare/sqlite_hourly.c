@@ -29,8 +29,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sqlite-hourly: --database is required\n");
         return 64;
     }
-    if (sqlite_store_create(path) != 0) return 1;
-    struct sqlite_store *store = sqlite_store_open(path);
+    if (sqlite_store_create(path, SQLITE_TABLE_KEYED) != 0) return 1;
+    struct sqlite_store *store = sqlite_store_open(path, SQLITE_TABLE_KEYED);
     struct event *batch = calloc(load_batch, sizeof *batch);
     if (store == NULL || batch == NULL) return 1;
     sqlite_store_print_settings(store);

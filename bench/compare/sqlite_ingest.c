@@ -1,7 +1,9 @@
 /* sqlite-ingest: durable ingest into SQLite, the SQL side of the comparison's ingest workloads.
  *
- *   sqlite-ingest --database FILE --run NAME --events N --batch B --clients C
+ *   sqlite-ingest --database FILE --run NAME --events N --batch B --clients C [--table keyed|plain]
  *
+ * --table keyed (the default) stores what our log stores for an event, the idempotency id under a
+ * UNIQUE index included; --table plain the reference clients' four columns without an index.
  * Measures: C client processes, each with its own connection to FILE (WAL, synchronous=FULL),
  * insert N events in all (meter-bench's events for case NAME), B per transaction; every
  * transaction is durable (WAL synced) before COMMIT returns and before the client sends the next.
@@ -9,12 +11,16 @@
  * commit). Each latency is one transaction, from BEGIN (the rows already built) to COMMIT's
  * return. Prints a "settings" line and a "figures" line (clients.h); the database is made anew. */
 #include <stdio.h>
+#include <string.h>
 
 #include "clients.h"
 #include "options.h"
 #include "sqlite_store.h"
 
-static void *open_store(const char *path) { return sqlite_store_open(path); }
+/* The table of this run (--table): every client process opens the same. */
+static enum sqlite_table table = SQLITE_TABLE_KEYED;
+
+static void *open_store(const char *path) { return sqlite_store_open(path, table); }
 
 static int store_events(void *store, const struct event *events, int count) {
     return sqlite_store_insert(store, events, count);
@@ -23,12 +29,19 @@ static int store_events(void *store, const struct event *events, int count) {
 static void close_store(void *store) { sqlite_store_close(store); }
 
 int main(int argc, char **argv) {
-    static const char *const known[] = {"--database", "--run", "--events", "--batch", "--clients", NULL};
-    options_check(argc, argv, known, "--database FILE --run NAME --events N --batch B --clients C");
+    static const char *const known[] = {"--database", "--run", "--events", "--batch", "--clients", "--table", NULL};
+    options_check(argc, argv, known, "--database FILE --run NAME --events N --batch B --clients C [--table keyed|plain]");
     const char *path = option_text(argc, argv, "--database", NULL);
     const char *run = option_text(argc, argv, "--run", NULL);
     if (path == NULL || run == NULL) {
         fprintf(stderr, "sqlite-ingest: --database and --run are required\n");
+        return 64;
+    }
+    const char *shape = option_text(argc, argv, "--table", "keyed");
+    if (strcmp(shape, "plain") == 0) {
+        table = SQLITE_TABLE_PLAIN;
+    } else if (strcmp(shape, "keyed") != 0) {
+        fprintf(stderr, "sqlite-ingest: --table takes keyed or plain, not %s\n", shape);
         return 64;
     }
     struct workload workload = {
@@ -41,8 +54,8 @@ int main(int argc, char **argv) {
         .store = store_events,
         .close = close_store,
     };
-    if (sqlite_store_create(path) != 0) return 1;
-    struct sqlite_store *store = sqlite_store_open(path);
+    if (sqlite_store_create(path, table) != 0) return 1;
+    struct sqlite_store *store = sqlite_store_open(path, table);
     if (store == NULL) return 1;
     sqlite_store_print_settings(store);
     sqlite_store_close(store);

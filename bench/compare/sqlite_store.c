@@ -1,6 +1,6 @@
 /* SQLite's table for usage events and its durable insert (sqlite_store.h).
  *
- * The table holds what our log holds for an event: a sequence (the rowid), the idempotency id
+ * The keyed table holds what our log holds for an event: a sequence (the rowid), the idempotency id
  * under a UNIQUE index (a repeat is ignored: INSERT ... ON CONFLICT DO NOTHING, and every insert
  * here must add a row), the enqueued time set by the store, resource, meter, the quantity exactly
  * (SQLite has no decimal type: an integer of 10^-9 units, converted by the client), the event's
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char schema[] =
+static const char keyed_schema[] =
     "CREATE TABLE usage_events("
     " sequence INTEGER PRIMARY KEY,"
     " idempotency_id TEXT NOT NULL UNIQUE,"
@@ -25,9 +25,16 @@ static const char schema[] =
     " timestamp TEXT NOT NULL,"
     " properties TEXT CHECK (properties IS NULL OR json_valid(properties)))";
 
-static const char insert[] =
+static const char keyed_insert[] =
     "INSERT INTO usage_events(idempotency_id, resource_id, meter_name, quantity, timestamp, properties)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_id) DO NOTHING";
+
+/* The reference clients' table and insert, column for column (their setup_sqlite.sh). */
+static const char plain_schema[] =
+    "CREATE TABLE usage_events(resource_id TEXT NOT NULL, meter_name TEXT NOT NULL, quantity REAL NOT NULL,"
+    " ts_ms INTEGER NOT NULL)";
+
+static const char plain_insert[] = "INSERT INTO usage_events(resource_id, meter_name, quantity, ts_ms) VALUES (?, ?, ?, ?)";
 
 static const int busy_milliseconds = 60000;
 
@@ -36,7 +43,7 @@ static int fail(sqlite3 *database, const char *what) {
     return -1;
 }
 
-int sqlite_store_create(const char *path) {
+int sqlite_store_create(const char *path, enum sqlite_table table) {
     const char *suffixes[] = {"", "-wal", "-shm"};
     for (int index = 0; index < 3; index++) {
         char name[4096];
@@ -46,7 +53,7 @@ int sqlite_store_create(const char *path) {
     sqlite3 *database = NULL;
     int result = 0;
     if (sqlite3_open(path, &database) != SQLITE_OK || sqlite3_exec(database, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(database, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(database, table == SQLITE_TABLE_PLAIN ? plain_schema : keyed_schema, NULL, NULL, NULL) != SQLITE_OK) {
         result = fail(database, path);
     }
     sqlite3_close(database);
@@ -62,13 +69,15 @@ static void text_of(sqlite3 *database, const char *query, char *text, size_t siz
     sqlite3_finalize(statement);
 }
 
-struct sqlite_store *sqlite_store_open(const char *path) {
+struct sqlite_store *sqlite_store_open(const char *path, enum sqlite_table table) {
     struct sqlite_store *store = calloc(1, sizeof *store);
     if (store == NULL) return NULL;
+    store->table = table;
     if (sqlite3_open_v2(path, &store->database, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(store->database, busy_milliseconds) != SQLITE_OK ||
         sqlite3_exec(store->database, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(store->database, insert, -1, &store->insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(store->database, table == SQLITE_TABLE_PLAIN ? plain_insert : keyed_insert, -1, &store->insert,
+                           NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(store->database, "BEGIN IMMEDIATE", -1, &store->begin, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(store->database, "COMMIT", -1, &store->commit, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(store->database, "ROLLBACK", -1, &store->rollback, NULL) != SQLITE_OK) {
@@ -94,13 +103,28 @@ static int run(struct sqlite_store *store, sqlite3_stmt *statement, const char *
     return result == SQLITE_DONE ? 0 : fail(store->database, what);
 }
 
-static int insert_one(struct sqlite_store *store, const struct event *event) {
+/* Binds a row of the reference clients' table: the quantity as a double (atof, as they do), the
+ * time in milliseconds since 1970. 0 or -1. */
+static int bind_plain(sqlite3_stmt *statement, const struct event *event) {
+    long long milliseconds;
+    if (timestamp_milliseconds(event->timestamp, &milliseconds) != 0) {
+        fprintf(stderr, "sqlite: timestamp %s is not YYYY-MM-DDTHH:MM:SSZ\n", event->timestamp);
+        return -1;
+    }
+    sqlite3_bind_text(statement, 1, event->resource_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(statement, 2, event->meter, -1, SQLITE_STATIC);
+    sqlite3_bind_double(statement, 3, atof(event->quantity));
+    sqlite3_bind_int64(statement, 4, milliseconds);
+    return 0;
+}
+
+/* Binds a row of the keyed table: the quantity exactly, in units of 10^-9. 0 or -1. */
+static int bind_keyed(sqlite3_stmt *statement, const struct event *event) {
     long long units;
     if (decimal_units(event->quantity, &units) != 0) {
         fprintf(stderr, "sqlite: quantity %s is not an exact decimal with at most 9 places\n", event->quantity);
         return -1;
     }
-    sqlite3_stmt *statement = store->insert;
     sqlite3_bind_text(statement, 1, event->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(statement, 2, event->resource_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(statement, 3, event->meter, -1, SQLITE_STATIC);
@@ -111,6 +135,12 @@ static int insert_one(struct sqlite_store *store, const struct event *event) {
     } else {
         sqlite3_bind_null(statement, 6);
     }
+    return 0;
+}
+
+static int insert_one(struct sqlite_store *store, const struct event *event) {
+    sqlite3_stmt *statement = store->insert;
+    if ((store->table == SQLITE_TABLE_PLAIN ? bind_plain(statement, event) : bind_keyed(statement, event)) != 0) return -1;
     if (run(store, statement, "insert") != 0) return -1;
     if (sqlite3_changes(store->database) != 1) {
         fprintf(stderr, "sqlite: event %s was not inserted (a repeated id?)\n", event->id);
@@ -138,9 +168,9 @@ void sqlite_store_print_settings(const struct sqlite_store *store) {
     text_of(store->database, "PRAGMA journal_mode", mode, sizeof mode);
     text_of(store->database, "PRAGMA synchronous", synchronous, sizeof synchronous);
     text_of(store->database, "PRAGMA wal_autocheckpoint", checkpoint, sizeof checkpoint);
-    printf("settings SQLite %s (C API, in process): journal_mode=%s, synchronous=%s (FULL), wal_autocheckpoint=%s pages,"
+    printf("settings SQLite %s (C API, in process, %s table): journal_mode=%s, synchronous=%s (FULL), wal_autocheckpoint=%s pages,"
            " busy timeout %d ms; other settings default\n",
-           sqlite3_libversion(), mode, synchronous, checkpoint, busy_milliseconds);
+           sqlite3_libversion(), store->table == SQLITE_TABLE_PLAIN ? "plain" : "keyed", mode, synchronous, checkpoint, busy_milliseconds);
 }
 
 void sqlite_store_close(struct sqlite_store *store) {
