@@ -10,18 +10,24 @@ import Wire
 #endif
 
 /// Answers `{"op":"echo","n":…}` with the same `n`: at once on the serving thread, or a moment
-/// later from another thread. With `takesOnIOThread`, it takes frames of even `n` on the server's
+/// later (`answerDelay`) from another thread. With `takesOnIOThread`, it takes frames of even `n` on the server's
 /// I/O thread (answering them a moment later) and counts them; odd ones it declines there.
 private final class EchoHandler: RequestHandler, @unchecked Sendable {
     let answersLater: Bool
+    /// How long after `handle` a later answer is sent.
+    let answerDelay: DispatchTimeInterval
     let takesOnIOThread: Bool
     /// Microseconds the serving thread goes on working after it sent an answer, before `done`.
     let workAfterAnswer: UInt32
     private let lock = NSLock()
     private var takenOnIOThread: [Int] = []
     private var offered: [Int] = []
-    init(answersLater: Bool = false, takesOnIOThread: Bool = false, workAfterAnswer: UInt32 = 0) {
+    init(
+        answersLater: Bool = false, answerDelay: DispatchTimeInterval = .milliseconds(1), takesOnIOThread: Bool = false,
+        workAfterAnswer: UInt32 = 0
+    ) {
         self.answersLater = answersLater
+        self.answerDelay = answerDelay
         self.takesOnIOThread = takesOnIOThread
         self.workAfterAnswer = workAfterAnswer
     }
@@ -61,7 +67,7 @@ private final class EchoHandler: RequestHandler, @unchecked Sendable {
         }
         let answer = Response.ok(id: request.id, JSONObject(["n": request["n"] ?? .null]))
         if answersLater {
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + answerDelay) {
                 connection.send(answer)
                 done()
             }
@@ -81,14 +87,18 @@ private final class EchoServer {
 
     let handler: EchoHandler
 
-    init(lingerMilliseconds: Int32, answersLater: Bool = false, takesOnIOThread: Bool = false, workAfterAnswer: UInt32 = 0) throws {
+    init(
+        lingerMilliseconds: Int32, answersLater: Bool = false, answerDelay: DispatchTimeInterval = .milliseconds(1),
+        takesOnIOThread: Bool = false, workAfterAnswer: UInt32 = 0
+    ) throws {
         directory = "/tmp/linger-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/echo.sock"
         var configuration = UnixServer.Configuration()
         configuration.lingerMilliseconds = lingerMilliseconds
         let descriptor = try UnixSocket.listen(path: path, mode: 0o600)
-        handler = EchoHandler(answersLater: answersLater, takesOnIOThread: takesOnIOThread, workAfterAnswer: workAfterAnswer)
+        handler = EchoHandler(
+            answersLater: answersLater, answerDelay: answerDelay, takesOnIOThread: takesOnIOThread, workAfterAnswer: workAfterAnswer)
         server = try UnixServer(
             listeners: [Listener(descriptor: descriptor, name: "client")], configuration: configuration, handler: handler)
         server.start()
@@ -147,7 +157,10 @@ struct UnixServerLingerTests {
 
     @Test("requests answered from another thread are read by the I/O thread, in order")
     func answeredLater() throws {
-        let echo = try EchoServer(lingerMilliseconds: 200, answersLater: true)
+        // 10 ms later: an answer sent before the serving thread is back from `handle` (a thread
+        // descheduled for that long between the two, under load) counts as answered while serving,
+        // and that thread then lingers, as it should; 1 ms was once not enough on a loaded machine.
+        let echo = try EchoServer(lingerMilliseconds: 200, answersLater: true, answerDelay: .milliseconds(10))
         let client = try UnixClient(path: echo.path)
         for n in 0..<50 { #expect(try roundTrip(client, n) == n) }
         #expect(echo.server.requestsReadWhileLingering == 0)
