@@ -95,8 +95,9 @@ static int by_value(const void *left, const void *right) {
     return a < b ? -1 : a > b;
 }
 
-/* meter-bench's percentile: the value at index ⌊n·fraction⌋ of the sorted latencies. */
-static double percentile(const double *sorted, long count, double fraction) {
+void sort_latencies(double *latencies, long count) { qsort(latencies, (size_t)count, sizeof *latencies, by_value); }
+
+double percentile(const double *sorted, long count, double fraction) {
     if (count == 0) return 0;
     long index = (long)((double)count * fraction);
     return sorted[index < count ? index : count - 1];
@@ -173,7 +174,7 @@ int run_workload(const struct workload *workload, struct figures *figures) {
     }
     figures->elapsed = end - start;
     for (long index = 0; index < total; index++) figures->request_seconds += latencies[index];
-    qsort(latencies, (size_t)total, sizeof *latencies, by_value);
+    sort_latencies(latencies, total);
     figures->p50 = percentile(latencies, total, 0.5);
     figures->p99 = percentile(latencies, total, 0.99);
     munmap(latencies, sizeof *latencies * (size_t)total);

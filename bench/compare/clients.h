@@ -40,4 +40,10 @@ void print_figures(const struct figures *figures);
 /* Seconds on the monotonic clock. */
 double monotonic_seconds(void);
 
+/* Sorts `count` latencies in place, smallest first. */
+void sort_latencies(double *latencies, long count);
+
+/* meter-bench's percentile: the value at index ⌊count·fraction⌋ of the sorted latencies (0 for none). */
+double percentile(const double *sorted, long count, double fraction);
+
 #endif

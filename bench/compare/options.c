@@ -24,6 +24,17 @@ long option_count(int argc, char **argv, const char *name, long fallback) {
     return value;
 }
 
+int option_choice(int argc, char **argv, const char *name, const char *const *choices, const char *fallback) {
+    const char *text = option_text(argc, argv, name, fallback);
+    for (int index = 0; choices[index] != NULL; index++) {
+        if (strcmp(text, choices[index]) == 0) return index;
+    }
+    fprintf(stderr, "%s: %s takes", argv[0], name);
+    for (int index = 0; choices[index] != NULL; index++) fprintf(stderr, "%s %s", index > 0 ? " or" : "", choices[index]);
+    fprintf(stderr, ", not %s\n", text);
+    exit(64);
+}
+
 void options_check(int argc, char **argv, const char *const *known, const char *usage) {
     for (int index = 1; index < argc; index += 2) {
         int found = 0;

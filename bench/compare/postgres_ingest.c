@@ -12,7 +12,6 @@
  * one request, from sending it (the rows already built) to the server's answer. Prints a
  * "settings" line and a "figures" line (clients.h). */
 #include <stdio.h>
-#include <string.h>
 
 #include "clients.h"
 #include "options.h"
@@ -39,13 +38,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "postgres-ingest: --server, --database and --run are required\n");
         return 64;
     }
-    const char *shape = option_text(argc, argv, "--table", "keyed");
-    if (strcmp(shape, "plain") == 0) {
-        table = POSTGRES_TABLE_PLAIN;
-    } else if (strcmp(shape, "keyed") != 0) {
-        fprintf(stderr, "postgres-ingest: --table takes keyed or plain, not %s\n", shape);
-        return 64;
-    }
+    static const char *const tables[] = {"keyed", "plain", NULL};
+    table = option_choice(argc, argv, "--table", tables, "keyed") == 1 ? POSTGRES_TABLE_PLAIN : POSTGRES_TABLE_KEYED;
     char target[1024];
     snprintf(target, sizeof target, "%s dbname=%s", server, database);
     struct workload workload = {

@@ -11,7 +11,6 @@
  * commit). Each latency is one transaction, from BEGIN (the rows already built) to COMMIT's
  * return. Prints a "settings" line and a "figures" line (clients.h); the database is made anew. */
 #include <stdio.h>
-#include <string.h>
 
 #include "clients.h"
 #include "options.h"
@@ -37,13 +36,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sqlite-ingest: --database and --run are required\n");
         return 64;
     }
-    const char *shape = option_text(argc, argv, "--table", "keyed");
-    if (strcmp(shape, "plain") == 0) {
-        table = SQLITE_TABLE_PLAIN;
-    } else if (strcmp(shape, "keyed") != 0) {
-        fprintf(stderr, "sqlite-ingest: --table takes keyed or plain, not %s\n", shape);
-        return 64;
-    }
+    static const char *const tables[] = {"keyed", "plain", NULL};
+    table = option_choice(argc, argv, "--table", tables, "keyed") == 1 ? SQLITE_TABLE_PLAIN : SQLITE_TABLE_KEYED;
     struct workload workload = {
         .run = run,
         .clients = (int)option_count(argc, argv, "--clients", -1),

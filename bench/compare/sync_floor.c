@@ -17,11 +17,6 @@
 #include "clients.h"
 #include "options.h"
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Writes all of buffer[0..count) at `offset`; 0 or -1 (after saying why). */
 static int write_all(int descriptor, const char *buffer, size_t count, off_t offset, const char *path) {
     while (count > 0) {
@@ -80,8 +75,8 @@ int main(int argc, char **argv) {
     double elapsed = monotonic_seconds() - begin;
     close(descriptor);
     unlink(path);
-    qsort(latencies, (size_t)writes, sizeof *latencies, compare_doubles);
-    printf("figures bytes=%zu writes=%d p50=%.9f p99=%.9f mean=%.9f\n", bytes, writes, latencies[writes / 2],
-           latencies[(int)(writes * 0.99)], elapsed / writes);
+    sort_latencies(latencies, writes);
+    printf("figures bytes=%zu writes=%d p50=%.9f p99=%.9f mean=%.9f\n", bytes, writes, percentile(latencies, writes, 0.5),
+           percentile(latencies, writes, 0.99), elapsed / writes);
     return 0;
 }
