@@ -158,11 +158,7 @@ struct Meter: Equatable, Sendable {
         to parts: inout [UsagePart]
     ) {
         func part(_ dimension: String, _ used: Quantity) -> UsagePart {
-            var gross = Quantity.zero
-            for piece in overage where piece.dimension == dimension {
-                gross = piece.quantity
-                break
-            }
+            let gross = overage.quantity(of: dimension)
             let absorbed = netted.quantity(of: dimension)
             return UsagePart(dimension: dimension, quantity: used, billed: gross - absorbed, netted: absorbed)
         }
@@ -242,13 +238,15 @@ struct DimensionQuantity: Equatable, Sendable {
     var quantity: Quantity
 }
 
-extension [DimensionQuantity] {
+extension Collection<DimensionQuantity> {
     /// The quantity of `dimension` (zero when absent).
     func quantity(of dimension: String) -> Quantity {
         for entry in self where entry.dimension == dimension { return entry.quantity }
         return .zero
     }
+}
 
+extension [DimensionQuantity] {
     /// Adds `quantity` to `dimension`'s entry (appended when new); saturates, as these are totals
     /// bounded by quantities that fit (consumption, credits of billed overage).
     mutating func add(_ dimension: String, _ quantity: Quantity) {
